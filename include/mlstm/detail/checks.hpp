@@ -1,0 +1,148 @@
+// Boundary checks shared by the kernels: shapes of the sequence and state arguments, finite
+// gates, a valid eps. Each failure throws a ShapeError or ValueError naming the argument with the
+// expected and actual shape or value. Kernels call these before writing anything.
+#pragma once
+
+#include <cmath>
+#include <sstream>
+#include <string>
+
+#include "mlstm/errors.hpp"
+#include "mlstm/tensor.hpp"
+
+namespace mlstm::detail {
+
+// Sizes of one (B, NH, S, ·) problem.
+struct SequenceShape {
+  Index batch = 0;
+  Index heads = 0;
+  Index seq_len = 0;
+  Index qk_dim = 0;  // DQK
+  Index v_dim = 0;   // DV
+};
+
+inline std::string dims_string(std::initializer_list<Index> dims) {
+  std::string text = "(";
+  bool first = true;
+  for (Index d : dims) {
+    if (!first) text += ", ";
+    text += std::to_string(static_cast<long long>(d));
+    first = false;
+  }
+  return text + ")";
+}
+
+template <typename T, int Rank>
+void expect_shape(const ConstTensorMap<T, Rank>& x, const std::array<Index, Rank>& expected,
+                  const char* name, const char* layout) {
+  bool same = true;
+  for (int axis = 0; axis < Rank; ++axis) same = same && x.dimension(axis) == expected[axis];
+  if (!same) {
+    throw ShapeError(name, std::string("expected shape ") + layout + " = " +
+                               shape_string<Rank>(expected) + ", got " +
+                               shape_string(x.dimensions(), Rank));
+  }
+}
+
+inline void expect_positive_dims(const SequenceShape& shape, const char* name) {
+  if (shape.batch < 1 || shape.heads < 1 || shape.seq_len < 1 || shape.qk_dim < 1 ||
+      shape.v_dim < 1) {
+    throw ShapeError(name, "every dimension must be at least 1, got B=" +
+                               std::to_string(shape.batch) + " NH=" + std::to_string(shape.heads) +
+                               " S=" + std::to_string(shape.seq_len) +
+                               " DQK=" + std::to_string(shape.qk_dim) +
+                               " DV=" + std::to_string(shape.v_dim));
+  }
+}
+
+template <typename T, int Rank>
+void expect_finite(const ConstTensorMap<T, Rank>& x, const char* name) {
+  const Index size = x.size();
+  const T* data = x.data();
+  for (Index flat = 0; flat < size; ++flat) {
+    if (!std::isfinite(data[flat])) {
+      // Recover the multi-index of the first offending element for the message.
+      std::array<Index, Rank> where{};
+      Index rest = flat;
+      for (int axis = Rank - 1; axis >= 0; --axis) {
+        where[axis] = rest % x.dimension(axis);
+        rest /= x.dimension(axis);
+      }
+      std::ostringstream text;
+      text << "expected finite values, got " << data[flat] << " at " << shape_string<Rank>(where);
+      throw ValueError(name, text.str());
+    }
+  }
+}
+
+template <typename T>
+void expect_valid_eps(T eps, const char* name = "eps") {
+  if (!(std::isfinite(eps) && eps > T(0))) {
+    std::ostringstream text;
+    text << "expected a finite value > 0, got " << eps;
+    throw ValueError(name, text.str());
+  }
+}
+
+// The five inputs of a sequence kernel, validated: q, k (B, NH, S, DQK), v (B, NH, S, DV),
+// igate_preact, fgate_preact (B, NH, S, 1) with finite gates.
+template <typename T>
+struct SequenceInputs {
+  ConstTensorMap<T, 4> q, k, v, igate_preact, fgate_preact;
+  SequenceShape shape;
+};
+
+template <typename Q, typename K, typename V, typename I, typename F>
+SequenceInputs<scalar_of<Q>> check_sequence_inputs(const Q& q, const K& k, const V& v,
+                                                   const I& igate_preact,
+                                                   const F& fgate_preact) {
+  require_same_scalar<Q, K, V, I, F>();
+  using T = scalar_of<Q>;
+  require_kernel_scalar<T>();
+  SequenceInputs<T> in{const_view<4>(q, "q", "(B, NH, S, DQK)"),
+                       const_view<4>(k, "k", "(B, NH, S, DQK)"),
+                       const_view<4>(v, "v", "(B, NH, S, DV)"),
+                       const_view<4>(igate_preact, "igate_preact", "(B, NH, S, 1)"),
+                       const_view<4>(fgate_preact, "fgate_preact", "(B, NH, S, 1)"),
+                       {}};
+  SequenceShape& s = in.shape;
+  s.batch = in.q.dimension(0);
+  s.heads = in.q.dimension(1);
+  s.seq_len = in.q.dimension(2);
+  s.qk_dim = in.q.dimension(3);
+  s.v_dim = in.v.dimension(3);
+  expect_positive_dims(s, "q, v");
+  expect_shape<T, 4>(in.k, {s.batch, s.heads, s.seq_len, s.qk_dim}, "k", "(B, NH, S, DQK) of q");
+  expect_shape<T, 4>(in.v, {s.batch, s.heads, s.seq_len, s.v_dim}, "v", "(B, NH, S, DV) of q");
+  expect_shape<T, 4>(in.igate_preact, {s.batch, s.heads, s.seq_len, 1}, "igate_preact",
+                     "(B, NH, S, 1) of q");
+  expect_shape<T, 4>(in.fgate_preact, {s.batch, s.heads, s.seq_len, 1}, "fgate_preact",
+                     "(B, NH, S, 1) of q");
+  expect_finite<T, 4>(in.igate_preact, "igate_preact");
+  expect_finite<T, 4>(in.fgate_preact, "fgate_preact");
+  return in;
+}
+
+// Names of the three state arguments in messages: the step's own (c, n, m) or an initial
+// state's (initial_state.c, ...). Plain strings, so that checking allocates nothing.
+struct StateNames {
+  const char* c;
+  const char* n;
+  const char* m;
+};
+inline constexpr StateNames step_state_names{"c", "n", "m"};
+inline constexpr StateNames initial_state_names{"initial_state.c", "initial_state.n",
+                                                "initial_state.m"};
+
+// The recurrent state (c, n, m) of a problem with the given sizes: c (B, NH, DQK, DV),
+// n (B, NH, DQK, 1), m (B, NH, 1, 1) with m finite.
+template <typename T>
+void check_state(const ConstTensorMap<T, 4>& c, const ConstTensorMap<T, 4>& n,
+                 const ConstTensorMap<T, 4>& m, const SequenceShape& s, const StateNames& names) {
+  expect_shape<T, 4>(c, {s.batch, s.heads, s.qk_dim, s.v_dim}, names.c, "(B, NH, DQK, DV)");
+  expect_shape<T, 4>(n, {s.batch, s.heads, s.qk_dim, 1}, names.n, "(B, NH, DQK, 1)");
+  expect_shape<T, 4>(m, {s.batch, s.heads, 1, 1}, names.m, "(B, NH, 1, 1)");
+  expect_finite<T, 4>(m, names.m);
+}
+
+}  // namespace mlstm::detail
