@@ -3,9 +3,11 @@
 //   y = x W^T + b          x (..., in), weight W (out, in), bias b (out) or none -> y (..., out)
 //
 // The leading axes of x are flattened into rows, so a (B, S, in) activation is one matrix
-// product. Used for the up- and down-projections, the gate pre-activations and the head.
+// product. Used for the up- and down-projections and the head. Runs on up to
+// mlstm::get_num_threads() threads; the result does not depend on the thread count.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <string>
 
@@ -13,6 +15,7 @@
 
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/tensor.hpp"
+#include "mlstm/threading.hpp"
 
 namespace mlstm {
 namespace detail {
@@ -21,14 +24,33 @@ template <typename T>
 using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 // y (rows, out) = x (rows, in) W^T + b, W (out, in) row-major; bias may be null.
+//
+// Threads: the product is cut into tiles of fixed size, independent of the thread count, so the
+// result does not depend on it: tiles of `row_tile` rows when there are that many rows (a
+// sequence), else tiles of `column_tile` output features (a step of a few tokens).
 template <typename T>
 void linear_rows(const T* x, Index rows, Index in, const T* weight, Index out, const T* bias,
-                 T* y) {
-  Eigen::Map<const RowMatrix<T>> inputs(x, rows, in), weights(weight, out, in);
-  Eigen::Map<RowMatrix<T>> outputs(y, rows, out);
-  outputs.noalias() = inputs * weights.transpose();
-  if (bias != nullptr)
-    outputs.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias, out);
+                 T* y, int threads) {
+  constexpr Index row_tile = 64, column_tile = 256;
+  const bool by_rows = rows >= row_tile;
+  const Index tile = by_rows ? row_tile : column_tile;
+  const Index tiles = ((by_rows ? rows : out) + tile - 1) / tile;
+  const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(in) *
+                       static_cast<double>(out);
+  using Strided = Eigen::OuterStride<>;
+  parallel_for(tiles, threads_for_work(threads, tiles, flops), [&](Index item) {
+    const Index first = item * tile;
+    const Index row_begin = by_rows ? first : 0, row_count = by_rows ? std::min(tile, rows - first) : rows;
+    const Index col_begin = by_rows ? 0 : first, col_count = by_rows ? out : std::min(tile, out - first);
+    Eigen::Map<const RowMatrix<T>> inputs(x + row_begin * in, row_count, in);
+    Eigen::Map<const RowMatrix<T>> weights(weight + col_begin * in, col_count, in);
+    Eigen::Map<RowMatrix<T>, 0, Strided> outputs(y + row_begin * out + col_begin, row_count,
+                                                 col_count, Strided(out));
+    outputs.noalias() = inputs * weights.transpose();
+    if (bias != nullptr)
+      outputs.rowwise() +=
+          Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias + col_begin, col_count);
+  });
 }
 
 // The dimensions of x with the last one replaced by `last`.
@@ -67,7 +89,7 @@ Tensor<scalar_of<X>, traits_of<X>::rank> linear_checked(const X& x, const W& wei
   const Index out = weight.dimension(0);
   Tensor<T, rank> y(with_last_dimension<rank>(x.dimensions(), out));
   linear_rows(x.data(), leading_rows(x), x.dimension(rank - 1), weight.data(), out, bias,
-              y.data());
+              y.data(), get_num_threads());
   return y;
 }
 
