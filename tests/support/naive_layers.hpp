@@ -4,9 +4,12 @@
 #pragma once
 
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include <mlstm/tensor.hpp>
+
+#include "support/naive.hpp"
 
 namespace mlstm::test::naive {
 
@@ -132,5 +135,130 @@ inline Tensor2 causal_conv1d_step(const Tensor2& x, const Tensor3& w, const Tens
 }
 
 inline double silu(double x) { return x / (1.0 + std::exp(-x)); }
+
+// The parameters of one block, in the reference's shapes (names in comments), in double.
+struct BlockParams {
+  Tensor1 xlstm_norm;                          // xlstm_norm.weight (E)
+  Tensor2 proj_up;                             // xlstm.proj_up.weight (2I, E)
+  std::optional<Tensor1> proj_up_bias;         // xlstm.proj_up.bias (2I)
+  Tensor3 q_proj, k_proj, v_proj;              // xlstm.{q,k,v}_proj.weight (P, I/P, I/P)
+  std::optional<Tensor1> q_bias, k_bias, v_bias;
+  Tensor3 conv;                                // xlstm.conv1d.conv.weight (I, 1, KS)
+  Tensor1 conv_bias;                           // xlstm.conv1d.conv.bias (I)
+  Tensor2 igate, fgate;                        // xlstm.mlstm_cell.{i,f}gate.weight (NH, 3I)
+  Tensor1 igate_bias, fgate_bias;              // (NH)
+  Tensor1 outnorm;                             // xlstm.mlstm_cell.outnorm.weight (I)
+  Tensor1 skip;                                // xlstm.learnable_skip (I)
+  Tensor2 proj_down;                           // xlstm.proj_down.weight (E, I)
+  std::optional<Tensor1> proj_down_bias;       // (E)
+  Index num_heads = 1;
+};
+
+inline const Tensor1* bias_or_null(const std::optional<Tensor1>& bias) {
+  return bias ? &*bias : nullptr;
+}
+
+// (B * S, F) rows -> (B, heads, S, F / heads) and back.
+inline Tensor4 rows_to_heads(const Tensor2& x, Index B, Index S, Index heads) {
+  const Index D = x.dimension(1) / heads;
+  Tensor4 y(B, heads, S, D);
+  for (Index b = 0; b < B; ++b)
+    for (Index h = 0; h < heads; ++h)
+      for (Index s = 0; s < S; ++s)
+        for (Index d = 0; d < D; ++d) y(b, h, s, d) = x(b * S + s, h * D + d);
+  return y;
+}
+inline Tensor2 heads_to_rows(const Tensor4& x) {
+  const Index B = x.dimension(0), H = x.dimension(1), S = x.dimension(2), D = x.dimension(3);
+  Tensor2 y(B * S, H * D);
+  for (Index b = 0; b < B; ++b)
+    for (Index h = 0; h < H; ++h)
+      for (Index s = 0; s < S; ++s)
+        for (Index d = 0; d < D; ++d) y(b * S + s, h * D + d) = x(b, h, s, d);
+  return y;
+}
+
+// mLSTMCell.forward (state null: the parallel form) or the recurrent form from *state, on
+// q, k, v rows (B * S, I).
+inline Tensor2 mlstm_cell(const Tensor2& q, const Tensor2& k, const Tensor2& v, Index B, Index S,
+                          const BlockParams& p, State<double>* state) {
+  const Index I = q.dimension(1), NH = p.num_heads;
+  Tensor2 concat(B * S, 3 * I);
+  for (Index r = 0; r < B * S; ++r)
+    for (Index j = 0; j < I; ++j) {
+      concat(r, j) = q(r, j);
+      concat(r, I + j) = k(r, j);
+      concat(r, 2 * I + j) = v(r, j);
+    }
+  const Tensor4 igate = rows_to_heads(linear(concat, p.igate, &p.igate_bias), B, S, NH);
+  const Tensor4 fgate = rows_to_heads(linear(concat, p.fgate, &p.fgate_bias), B, S, NH);
+  const Tensor4 qh = rows_to_heads(q, B, S, NH), kh = rows_to_heads(k, B, S, NH),
+                vh = rows_to_heads(v, B, S, NH);
+  const Tensor4 h = state == nullptr
+                        ? parallel<double>(qh, kh, vh, igate, fgate, std::nullopt, true, 1e-6)
+                        : recurrent<double>(qh, kh, vh, igate, fgate, *state, 1e-6);
+  return heads_to_rows(multi_head_layer_norm(h, p.outnorm, nullptr, 1e-5));
+}
+
+// mLSTMLayer.forward (state null) or step-by-step from (*cell_state, *conv_state), on x (B, S, E).
+inline Tensor3 mlstm_layer(const Tensor3& x, const BlockParams& p, State<double>* cell_state,
+                           Tensor3* conv_state) {
+  const Index B = x.dimension(0), S = x.dimension(1), E = x.dimension(2);
+  const Index I = p.skip.dimension(0);
+  Tensor2 rows(B * S, E);
+  for (Index i = 0; i < x.size(); ++i) rows.data()[i] = x.data()[i];
+  const Tensor2 up = linear(rows, p.proj_up, bias_or_null(p.proj_up_bias));
+  Tensor3 x_mlstm(B, S, I);
+  Tensor2 z(B * S, I), x_mlstm_rows(B * S, I);
+  for (Index r = 0; r < B * S; ++r)
+    for (Index j = 0; j < I; ++j) {
+      x_mlstm(r / S, r % S, j) = up(r, j);
+      x_mlstm_rows(r, j) = up(r, j);
+      z(r, j) = up(r, I + j);
+    }
+  Tensor3 conv(B, S, I);
+  if (conv_state == nullptr) {
+    conv = causal_conv1d(x_mlstm, p.conv, p.conv_bias, nullptr);
+  } else {
+    for (Index t = 0; t < S; ++t) {
+      Tensor2 x_t(B, I);
+      for (Index b = 0; b < B; ++b)
+        for (Index j = 0; j < I; ++j) x_t(b, j) = x_mlstm(b, t, j);
+      const Tensor2 y_t = causal_conv1d_step(x_t, p.conv, p.conv_bias, *conv_state);
+      for (Index b = 0; b < B; ++b)
+        for (Index j = 0; j < I; ++j) conv(b, t, j) = y_t(b, j);
+    }
+  }
+  Tensor2 conv_act(B * S, I);
+  for (Index r = 0; r < B * S; ++r)
+    for (Index j = 0; j < I; ++j) conv_act(r, j) = silu(conv(r / S, r % S, j));
+  const Tensor2 q = linear_headwise(conv_act, p.q_proj, bias_or_null(p.q_bias));
+  const Tensor2 k = linear_headwise(conv_act, p.k_proj, bias_or_null(p.k_bias));
+  const Tensor2 v = linear_headwise(x_mlstm_rows, p.v_proj, bias_or_null(p.v_bias));
+  const Tensor2 h = mlstm_cell(q, k, v, B, S, p, cell_state);
+  Tensor2 gated(B * S, I);
+  for (Index r = 0; r < B * S; ++r)
+    for (Index j = 0; j < I; ++j)
+      gated(r, j) = (h(r, j) + p.skip(j) * conv_act(r, j)) * silu(z(r, j));
+  const Tensor2 y = linear(gated, p.proj_down, bias_or_null(p.proj_down_bias));
+  Tensor3 out(B, S, E);
+  for (Index i = 0; i < out.size(); ++i) out.data()[i] = y.data()[i];
+  return out;
+}
+
+// mLSTMBlock.forward: x + layer(layer_norm(x)).
+inline Tensor3 mlstm_block(const Tensor3& x, const BlockParams& p, State<double>* cell_state,
+                           Tensor3* conv_state) {
+  const Index B = x.dimension(0), S = x.dimension(1), E = x.dimension(2);
+  Tensor2 rows(B * S, E);
+  for (Index i = 0; i < x.size(); ++i) rows.data()[i] = x.data()[i];
+  const Tensor2 normed_rows = layer_norm(rows, p.xlstm_norm, nullptr, 1e-5, true);
+  Tensor3 normed(B, S, E);
+  for (Index i = 0; i < normed.size(); ++i) normed.data()[i] = normed_rows.data()[i];
+  const Tensor3 y = mlstm_layer(normed, p, cell_state, conv_state);
+  Tensor3 out(B, S, E);
+  for (Index i = 0; i < out.size(); ++i) out.data()[i] = x.data()[i] + y.data()[i];
+  return out;
+}
 
 }  // namespace mlstm::test::naive

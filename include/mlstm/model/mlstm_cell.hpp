@@ -24,6 +24,7 @@
 #include <Eigen/Core>
 
 #include "mlstm/backend.hpp"
+#include "mlstm/detail/assert.hpp"
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/model/layer_norm.hpp"
 #include "mlstm/model/linear.hpp"
