@@ -194,22 +194,30 @@ Index padded_size(Index elements) {
   return (elements + per_line - 1) / per_line * per_line;
 }
 
-// How many chunks a segment holds: as many as fit about 32 MiB of segment buffers (states and
-// contributions of every batch-head), at least one. Depends on the shape only, never on the
-// thread count.
+// How many chunks a segment holds: enough to give each of `threads` threads a few items per
+// phase, within about 4 MiB of segment buffers (small enough that a chunk's keys and values are
+// still in cache when its outputs are computed). The results do not depend on it.
 template <typename T>
-Index chunkwise_segment_chunks(const SequenceShape& s, Index chunk_size) {
-  constexpr Index budget_bytes = Index(32) << 20;
+Index chunkwise_segment_chunks(const SequenceShape& s, Index chunk_size, int threads) {
+  constexpr Index budget_bytes = Index(4) << 20;
+  const Index heads = s.batch * s.heads;
   const Index chunks = (s.seq_len + chunk_size - 1) / chunk_size;
-  const Index bytes_per_chunk = s.batch * s.heads * 2 *
+  const Index bytes_per_chunk = heads * 2 *
                                 (padded_size<T>(s.qk_dim * s.v_dim) + padded_size<T>(s.qk_dim)) *
                                 static_cast<Index>(sizeof(T));
-  return std::clamp<Index>(budget_bytes / bytes_per_chunk, 1, chunks);
+  const Index wanted = (4 * static_cast<Index>(threads) + heads - 1) / heads;
+  return std::clamp<Index>(std::min(wanted, budget_bytes / bytes_per_chunk), 1, chunks);
 }
 
-// The chunkwise form on validated inputs, `segment` chunks at a time (the results do not depend
-// on it). initial_c/n/m: the initial state, or all nullptr for the zero state. Writes
+// The chunkwise form on validated inputs, `segment` chunks at a time (any segment >= 1 gives the
+// same bits). initial_c/n/m: the initial state, or all nullptr for the zero state. Writes
 // h (B, NH, S, DV) and the final state (c, n, m).
+//
+// Per segment of chunks: (1) gates and contribution of every (batch-head, chunk), in parallel;
+// (2) per batch-head, the states at the chunk starts by advance_chunk_state, in order;
+// (3) the outputs of every (batch-head, chunk), in parallel. The state at the start of chunk j
+// lives in slot j mod (segment + 1) of its batch-head, so a segment's last state is the next
+// segment's first without a copy.
 template <typename T>
 void chunkwise_forward(const SequenceInputs<T>& in, Index chunk_size, Index segment, T eps,
                        int num_threads, const T* initial_c, const T* initial_n,
@@ -218,82 +226,87 @@ void chunkwise_forward(const SequenceInputs<T>& in, Index chunk_size, Index segm
   const SequenceShape& s = in.shape;
   const Index heads = s.batch * s.heads;
   const Index chunks = (s.seq_len + chunk_size - 1) / chunk_size;
-  const Index c_stride = padded_size<T>(s.qk_dim * s.v_dim);
+  const Index c_size = s.qk_dim * s.v_dim;
+  const Index c_stride = padded_size<T>(c_size);
   const Index n_stride = padded_size<T>(s.qk_dim);
+  const Index slots = segment + 1;
 
-  // Per head: segment + 1 state slots (slot j: the state at the start of the segment's chunk j),
-  // and segment contributions.
-  Storage state_c(heads * (segment + 1) * c_stride), state_n(heads * (segment + 1) * n_stride);
-  std::vector<double> state_m(static_cast<size_t>(heads * (segment + 1)));
+  Storage state_c(heads * slots * c_stride), state_n(heads * slots * n_stride);
+  std::vector<double> state_m(static_cast<size_t>(heads * slots));
   Storage kv(heads * segment * c_stride), ksum(heads * segment * n_stride);
   std::vector<ChunkGates> gates(static_cast<size_t>(heads * segment));
-  auto slot_c = [&](Index head, Index slot) { return state_c.data() + (head * (segment + 1) + slot) * c_stride; };
-  auto slot_n = [&](Index head, Index slot) { return state_n.data() + (head * (segment + 1) + slot) * n_stride; };
-  auto slot_m = [&](Index head, Index slot) -> double& { return state_m[static_cast<size_t>(head * (segment + 1) + slot)]; };
+  auto slot = [&](Index head, Index j) { return head * slots + j % slots; };
+  auto state_c_at = [&](Index head, Index j) { return state_c.data() + slot(head, j) * c_stride; };
+  auto state_n_at = [&](Index head, Index j) { return state_n.data() + slot(head, j) * n_stride; };
+  auto state_m_at = [&](Index head, Index j) -> double& {
+    return state_m[static_cast<size_t>(slot(head, j))];
+  };
+  auto in_segment = [&](Index head, Index j) { return head * segment + j % segment; };
 
-  state_c.setZero();
-  state_n.setZero();
   for (Index head = 0; head < heads; ++head) {
+    T* c = state_c_at(head, 0);
+    T* n = state_n_at(head, 0);
     if (initial_c != nullptr) {
-      std::copy_n(initial_c + head * s.qk_dim * s.v_dim, s.qk_dim * s.v_dim, slot_c(head, 0));
-      std::copy_n(initial_n + head * s.qk_dim, s.qk_dim, slot_n(head, 0));
+      std::copy_n(initial_c + head * c_size, c_size, c);
+      std::copy_n(initial_n + head * s.qk_dim, s.qk_dim, n);
+    } else {
+      std::fill_n(c, c_size, T(0));
+      std::fill_n(n, s.qk_dim, T(0));
     }
-    slot_m(head, 0) = initial_m != nullptr ? static_cast<double>(initial_m[head]) : 0.0;
+    state_m_at(head, 0) = initial_m != nullptr ? static_cast<double>(initial_m[head]) : 0.0;
   }
 
   const double chunk_flops =
       2.0 * static_cast<double>(chunk_size) *
       (static_cast<double>(chunk_size) * static_cast<double>(s.qk_dim + s.v_dim) +
-       2.0 * static_cast<double>(s.qk_dim * s.v_dim));
+       2.0 * static_cast<double>(c_size));
   for (Index first = 0; first < chunks; first += segment) {
     const Index count = std::min(segment, chunks - first);
     const Index items = heads * count;
-    const int threads = threads_for_work(num_threads, items, chunk_flops * static_cast<double>(items));
-    auto chunk_begin = [&](Index j) { return (first + j) * chunk_size; };
-    auto chunk_length = [&](Index j) { return std::min(chunk_size, s.seq_len - chunk_begin(j)); };
+    const int threads =
+        threads_for_work(num_threads, items, chunk_flops * static_cast<double>(items));
+    // Item -> (batch-head, chunk), chunks of one batch-head spread over the item range.
+    auto head_of = [&](Index item) { return item % heads; };
+    auto chunk_of = [&](Index item) { return first + item / heads; };
+    auto first_row = [&](Index item) {
+      return head_of(item) * s.seq_len + chunk_of(item) * chunk_size;
+    };
 
     parallel_for(items, threads, [&](Index item) {
-      const Index head = item % heads, j = item / heads;
-      const Index row = head * s.seq_len + chunk_begin(j);
-      ChunkGates& g = gates[static_cast<size_t>(head * segment + j)];
-      g.compute(in.igate_preact.data() + row, in.fgate_preact.data() + row, chunk_length(j));
+      const Index head = head_of(item), j = chunk_of(item), row = first_row(item);
+      ChunkGates& g = gates[static_cast<size_t>(in_segment(head, j))];
+      g.compute(in.igate_preact.data() + row, in.fgate_preact.data() + row,
+                std::min(chunk_size, s.seq_len - j * chunk_size));
       chunk_state_contribution(in.k.data() + row * s.qk_dim, in.v.data() + row * s.v_dim, g,
-                               s.qk_dim, s.v_dim, kv.data() + (head * segment + j) * c_stride,
-                               ksum.data() + (head * segment + j) * n_stride);
+                               s.qk_dim, s.v_dim, kv.data() + in_segment(head, j) * c_stride,
+                               ksum.data() + in_segment(head, j) * n_stride);
     });
 
-    const double scan_flops = 3.0 * static_cast<double>(items * s.qk_dim * s.v_dim);
+    const double scan_flops = 3.0 * static_cast<double>(items * c_size);
     parallel_for(heads, threads_for_work(num_threads, heads, scan_flops), [&](Index head) {
-      for (Index j = 0; j < count; ++j) {
-        advance_chunk_state(slot_c(head, j), slot_n(head, j), slot_m(head, j),
-                            kv.data() + (head * segment + j) * c_stride,
-                            ksum.data() + (head * segment + j) * n_stride,
-                            gates[static_cast<size_t>(head * segment + j)], s.qk_dim, s.v_dim,
-                            slot_c(head, j + 1), slot_n(head, j + 1), slot_m(head, j + 1));
+      for (Index j = first; j < first + count; ++j) {
+        advance_chunk_state(state_c_at(head, j), state_n_at(head, j), state_m_at(head, j),
+                            kv.data() + in_segment(head, j) * c_stride,
+                            ksum.data() + in_segment(head, j) * n_stride,
+                            gates[static_cast<size_t>(in_segment(head, j))], s.qk_dim, s.v_dim,
+                            state_c_at(head, j + 1), state_n_at(head, j + 1),
+                            state_m_at(head, j + 1));
       }
     });
 
     parallel_for(items, threads, [&](Index item) {
-      const Index head = item % heads, j = item / heads;
-      const Index row = head * s.seq_len + chunk_begin(j);
+      const Index head = head_of(item), j = chunk_of(item), row = first_row(item);
       chunk_outputs(in.q.data() + row * s.qk_dim, in.k.data() + row * s.qk_dim,
-                    in.v.data() + row * s.v_dim, gates[static_cast<size_t>(head * segment + j)],
-                    slot_c(head, j), slot_n(head, j), slot_m(head, j), s.qk_dim, s.v_dim, eps,
-                    h + row * s.v_dim);
+                    in.v.data() + row * s.v_dim, gates[static_cast<size_t>(in_segment(head, j))],
+                    state_c_at(head, j), state_n_at(head, j), state_m_at(head, j), s.qk_dim,
+                    s.v_dim, eps, h + row * s.v_dim);
     });
-
-    // The state after this segment starts the next one.
-    for (Index head = 0; head < heads; ++head) {
-      std::copy_n(slot_c(head, count), s.qk_dim * s.v_dim, slot_c(head, 0));
-      std::copy_n(slot_n(head, count), s.qk_dim, slot_n(head, 0));
-      slot_m(head, 0) = slot_m(head, count);
-    }
   }
 
   for (Index head = 0; head < heads; ++head) {
-    std::copy_n(slot_c(head, 0), s.qk_dim * s.v_dim, final_c + head * s.qk_dim * s.v_dim);
-    std::copy_n(slot_n(head, 0), s.qk_dim, final_n + head * s.qk_dim);
-    final_m[head] = static_cast<T>(slot_m(head, 0));
+    std::copy_n(state_c_at(head, chunks), c_size, final_c + head * c_size);
+    std::copy_n(state_n_at(head, chunks), s.qk_dim, final_n + head * s.qk_dim);
+    final_m[head] = static_cast<T>(state_m_at(head, chunks));
   }
 }
 
@@ -325,7 +338,7 @@ HiddenAndState<detail::scalar_of<Q>> chunkwise_stabilized(
   HiddenAndState<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
                         RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim)};
   detail::chunkwise_forward(in, options.chunk_size,
-                            detail::chunkwise_segment_chunks<T>(s, options.chunk_size),
+                            detail::chunkwise_segment_chunks<T>(s, options.chunk_size, threads),
                             static_cast<T>(options.eps), threads, c_view.data(), n_view.data(), m_view.data(), out.h.data(),
                             out.state.c.data(), out.state.n.data(), out.state.m.data());
   return out;
@@ -346,7 +359,7 @@ HiddenAndState<detail::scalar_of<Q>> chunkwise_stabilized(const Q& q, const K& k
   HiddenAndState<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
                         RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim)};
   detail::chunkwise_forward<T>(in, options.chunk_size,
-                               detail::chunkwise_segment_chunks<T>(s, options.chunk_size),
+                               detail::chunkwise_segment_chunks<T>(s, options.chunk_size, threads),
                                static_cast<T>(options.eps), threads, nullptr, nullptr, nullptr, out.h.data(), out.state.c.data(),
                                out.state.n.data(), out.state.m.data());
   return out;

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/math.hpp"
@@ -34,32 +35,50 @@ struct HiddenAndState {
 
 namespace detail {
 
-// One step of one head, in place on (c, n, m); writes h (DV). The rank-1 update of each row of
-// C and that row's contribution to q^T C' are done in one pass, so C is read once per step.
+// Columns [col, col + Width) of one step: C' = forget C + key v^T on those columns, row by row,
+// and h = q^T C' on them. The block's slice of v and its accumulator of h stay in registers
+// while the rows stream by, so C is read and written once and nothing else touches memory.
+template <int Width, typename T>
+inline void step_column_block(T* c, const T* q, const T* k, const T* v, T forget,
+                              T input_scaled, Index qk_dim, Index v_dim, Index col, T* h) {
+  using Block = Eigen::Array<T, Width, 1>;
+  const Block value = Eigen::Map<const Block>(v + col);
+  Block acc = Block::Zero();
+  for (Index row = 0; row < qk_dim; ++row) {
+    Eigen::Map<Block> memory(c + row * v_dim + col);
+    const Block updated = forget * memory + (input_scaled * k[row]) * value;
+    memory = updated;
+    acc += q[row] * updated;
+  }
+  Eigen::Map<Block>(h + col) = acc;
+}
+
+// One step of one head, in place on (c, n, m); writes h (DV). The rank-1 update of C and the
+// readout q^T C' are fused (step_column_block), so C is read once per step.
 template <typename T>
 inline void recurrent_step_head(T* c, T* n, T& m, const T* q, const T* k, const T* v, T igate,
                                 T fgate, T* h, Index qk_dim, Index v_dim, T eps) {
-  using Row = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-  using ConstRow = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
   const T log_fgate = log_sigmoid(fgate);
   const T m_new = std::max(log_fgate + m, igate);
   const T forget = std::exp(log_fgate + m - m_new);
   const T input_scaled = std::exp(igate - m_new) / std::sqrt(static_cast<T>(qk_dim));
 
-  ConstRow value(v, v_dim);
-  Row hidden(h, v_dim);
-  hidden.setZero();
   T q_dot_n = 0;
   for (Index row = 0; row < qk_dim; ++row) {
-    const T key = input_scaled * k[row];
-    n[row] = forget * n[row] + key;
+    n[row] = forget * n[row] + input_scaled * k[row];
     q_dot_n += q[row] * n[row];
-    Row memory_row(c + row * v_dim, v_dim);
-    memory_row = forget * memory_row + key * value;
-    hidden += q[row] * memory_row;
   }
+  constexpr int wide = 32, narrow = 8;
+  Index col = 0;
+  for (; col + wide <= v_dim; col += wide)
+    step_column_block<wide>(c, q, k, v, forget, input_scaled, qk_dim, v_dim, col, h);
+  for (; col + narrow <= v_dim; col += narrow)
+    step_column_block<narrow>(c, q, k, v, forget, input_scaled, qk_dim, v_dim, col, h);
+  for (; col < v_dim; ++col)
+    step_column_block<1>(c, q, k, v, forget, input_scaled, qk_dim, v_dim, col, h);
+
   const T denominator = std::max(std::abs(q_dot_n), std::exp(-m_new)) + eps;
-  hidden /= denominator;
+  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(h, v_dim) /= denominator;
   m = m_new;
 }
 
@@ -107,8 +126,12 @@ RecurrentState<T> copy_state(const ConstTensorMap<T, 4>& c, const ConstTensorMap
 
 // One step in place: updates the caller's state (c, n, m) and writes h (B, NH, 1, DV).
 // Allocates nothing. Inputs are validated first; on error nothing is written.
+// (Enabled for tensor arguments only, so that a call on a RecurrentState with eps and
+// num_threads picks the overload below.)
 template <typename C, typename N, typename M, typename Q, typename K, typename V, typename I,
-          typename F, typename H>
+          typename F, typename H,
+          typename = std::enable_if_t<detail::traits_of<C>::is_tensor &&
+                                      detail::traits_of<H>::is_tensor>>
 void recurrent_step_stabilized_inplace(C&& c, N&& n, M&& m, const Q& q, const K& k, const V& v,
                                        const I& igate_preact, const F& fgate_preact, H&& h,
                                        double eps = 1e-6, int num_threads = 0) {

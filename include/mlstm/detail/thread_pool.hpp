@@ -57,11 +57,52 @@ inline int threads_for_work(int threads, Index items, double flops) {
       std::max<double>(1.0, std::min({static_cast<double>(threads), static_cast<double>(items), by_work})));
 }
 
+// The shared part of one parallel_for: what the helpers need. It lives on the heap and is freed
+// by whoever lets go of it last, so that a helper woken after all items are done (it then finds
+// none) never touches the caller's stack, and the caller need not wait for it.
+struct ParallelForState {
+  std::atomic<Index> next{0};      // the next item to hand out
+  std::atomic<Index> finished{0};  // items done, or abandoned after an exception
+  std::atomic<int> users;          // the caller and the helpers not yet done with this state
+  Index count;
+  const void* task;                // valid while finished < count
+  void (*run_task)(const void* task, Index item);
+  std::mutex error_mutex;
+  std::exception_ptr error;
+
+  ParallelForState(int users_, Index count_, const void* task_, void (*run_)(const void*, Index))
+      : users(users_), count(count_), task(task_), run_task(run_) {}
+
+  // Runs items until none is left. An item is only taken while unfinished items remain, so the
+  // task is alive whenever it is called.
+  void work() {
+    for (Index item = next.fetch_add(1); item < count; item = next.fetch_add(1)) {
+      Index done = 1;
+      try {
+        run_task(task, item);
+      } catch (...) {
+        {
+          std::lock_guard<std::mutex> lock(error_mutex);
+          if (!error) error = std::current_exception();
+        }
+        const Index untaken = count - std::min(count, next.exchange(count));
+        done += untaken;  // items nobody will take now count as finished
+      }
+      finished.fetch_add(done, std::memory_order_acq_rel);
+    }
+  }
+
+  void release() {
+    if (users.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+};
+
 // Calls task(item) once for every item in [0, count), on up to `threads` threads: the calling
 // thread and threads - 1 pool workers, which take items in turn from a shared counter. Which
 // thread runs an item varies; what an item computes must not depend on it. The first exception
-// thrown by a task stops the handing out of items and is rethrown here once all threads are done.
-// A parallel_for inside a task runs on its calling thread (no nested waiting on the pool).
+// thrown by a task stops the handing out of items and is rethrown here once the items taken are
+// done. A parallel_for inside a task runs on its calling thread (no nested waiting on the pool).
+// The serial case allocates nothing; the threaded one allocates one small block.
 template <typename Task>
 void parallel_for(Index count, int threads, const Task& task) {
   const int helpers = static_cast<int>(std::min<Index>(threads, count)) - 1;
@@ -70,32 +111,27 @@ void parallel_for(Index count, int threads, const Task& task) {
     return;
   }
   const std::shared_ptr<Eigen::ThreadPool> pool = worker_pool(helpers);
-  std::atomic<Index> next{0};
-  std::mutex error_mutex;
-  std::exception_ptr error;
-  auto work = [&] {
-    bool& inside = inside_parallel_for();
-    inside = true;
-    for (Index item = next.fetch_add(1); item < count; item = next.fetch_add(1)) {
-      try {
-        task(item);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mutex);
-        if (!error) error = std::current_exception();
-        next.store(count);
-      }
-    }
-    inside = false;
-  };
-  Eigen::Barrier helpers_done(static_cast<unsigned>(helpers));
+  auto* state = new ParallelForState(helpers + 1, count, &task, [](const void* erased, Index item) {
+    (*static_cast<const Task*>(erased))(item);
+  });
   for (int helper = 0; helper < helpers; ++helper) {
-    pool->Schedule([&] {
-      work();
-      helpers_done.Notify();
+    pool->Schedule([state] {
+      inside_parallel_for() = true;
+      state->work();
+      inside_parallel_for() = false;
+      state->release();
     });
   }
-  work();
-  helpers_done.Wait();
+  inside_parallel_for() = true;
+  state->work();
+  inside_parallel_for() = false;
+  // The items still running finish about when the caller does: wait by spinning (a sleep and
+  // wake-up would cost more), yielding the core once the wait grows long.
+  for (int spins = 0; state->finished.load(std::memory_order_acquire) < count; ++spins) {
+    if (spins > 1000) std::this_thread::yield();
+  }
+  std::exception_ptr error = state->error;
+  state->release();
   if (error) std::rethrow_exception(error);
 }
 
