@@ -1,0 +1,181 @@
+// AdamW over the two weight-decay groups: decoupled weight decay on the decay group only, as
+// torch.optim.AdamW does with param groups [{decay, weight_decay}, {no_decay, 0}].
+//
+//   auto groups = mlstm::get_weight_decay_optim_groups(registry);
+//   mlstm::AdamWOptions options;
+//   options.lr = 1e-3;
+//   options.weight_decay = 0.1;
+//   mlstm::AdamW<float> optimizer(groups, options);
+//   for (...) {
+//     optimizer.zero_grad();
+//     ... write the gradients into each parameter's grad() ...
+//     optimizer.step();
+//   }
+//
+// One step, per parameter p with gradient g (negated when maximize), step count t (1, 2, ...):
+//
+//   p  <- p * (1 - lr * weight_decay)            weight_decay = 0 in the no_decay group
+//   m  <- beta1 m + (1 - beta1) g
+//   v  <- beta2 v + (1 - beta2) g^2
+//   v_max <- max(v_max, v)                       amsgrad only; then v_max replaces v below
+//   p  <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+//
+// m, v (and v_max) start at zero and are kept in T, as torch keeps them in the parameter's
+// dtype; the scalar coefficients are computed in double and rounded to T. Parameters that do
+// not require a gradient are skipped (torch skips parameters without a gradient).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "mlstm/detail/aligned_array.hpp"
+#include "mlstm/errors.hpp"
+#include "mlstm/params/registry.hpp"
+#include "mlstm/params/weight_decay.hpp"
+
+namespace mlstm {
+
+struct AdamWOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 1e-2;  // applied to the decay group only
+  bool amsgrad = false;
+  bool maximize = false;
+};
+
+namespace detail {
+
+inline void check_adamw_option(double value, double low, bool below_one, const char* argument) {
+  if (!(std::isfinite(value) && value >= low && (!below_one || value < 1.0))) {
+    std::ostringstream text;
+    text << "expected a finite value " << (below_one ? "in [0, 1)" : ">= 0") << ", got " << value;
+    throw ValueError(argument, text.str());
+  }
+}
+
+inline void check_adamw_options(const AdamWOptions& options) {
+  check_adamw_option(options.lr, 0.0, false, "options.lr");
+  check_adamw_option(options.beta1, 0.0, true, "options.beta1");
+  check_adamw_option(options.beta2, 0.0, true, "options.beta2");
+  check_adamw_option(options.eps, 0.0, false, "options.eps");
+  check_adamw_option(options.weight_decay, 0.0, false, "options.weight_decay");
+}
+
+}  // namespace detail
+
+template <typename T>
+class AdamW {
+ public:
+  // ValueError for an invalid option, a null parameter, or a parameter in more than one place.
+  explicit AdamW(const WeightDecayGroups<T>& groups, AdamWOptions options = {})
+      : options_(options) {
+    detail::check_adamw_options(options_);
+    std::unordered_set<const Parameter<T>*> seen;
+    std::vector<std::string> repeated;
+    for (const auto& [members, decays] : {std::pair{&groups.decay, true},
+                                          std::pair{&groups.no_decay, false}}) {
+      for (Parameter<T>* param : *members) {
+        if (param == nullptr) throw ValueError("groups", "holds a null parameter");
+        if (!seen.insert(param).second) repeated.push_back(param->name());
+      }
+      for (Parameter<T>* param : *members) slots_.push_back(Slot(param, decays, options_.amsgrad));
+    }
+    if (!repeated.empty()) {
+      throw ValueError("groups", "parameters appear more than once: " +
+                                     detail::name_list(repeated));
+    }
+  }
+
+  const AdamWOptions& options() const { return options_; }
+
+  // Learning-rate schedules change lr between steps.
+  void set_lr(double lr) {
+    detail::check_adamw_option(lr, 0.0, false, "lr");
+    options_.lr = lr;
+  }
+
+  // Steps taken so far.
+  long step_count() const { return steps_; }
+
+  // One AdamW update of every parameter from its gradient buffer.
+  void step() {
+    ++steps_;
+    const double bias_correction1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
+    const double bias_correction2 = 1.0 - std::pow(options_.beta2, static_cast<double>(steps_));
+    const T step_size = static_cast<T>(options_.lr / bias_correction1);
+    const T bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
+    const T beta1 = static_cast<T>(options_.beta1), beta2 = static_cast<T>(options_.beta2);
+    const T one_minus_beta1 = static_cast<T>(1.0 - options_.beta1);
+    const T one_minus_beta2 = static_cast<T>(1.0 - options_.beta2);
+    const T eps = static_cast<T>(options_.eps);
+    for (Slot& slot : slots_) {
+      Parameter<T>& param = *slot.param;
+      if (!param.requires_grad()) continue;
+      const T shrink =
+          static_cast<T>(1.0 - options_.lr * (slot.decays ? options_.weight_decay : 0.0));
+      T* values = param.data();
+      const T* grads = param.grad_data();
+      T* m = slot.exp_avg.data();
+      T* v = slot.exp_avg_sq.data();
+      T* v_max = slot.max_exp_avg_sq.data();
+      for (Index i = 0; i < param.size(); ++i) {
+        const T g = options_.maximize ? -grads[i] : grads[i];
+        values[i] *= shrink;
+        m[i] = m[i] * beta1 + one_minus_beta1 * g;
+        v[i] = v[i] * beta2 + one_minus_beta2 * g * g;
+        T second = v[i];
+        if (options_.amsgrad) second = v_max[i] = std::max(v_max[i], v[i]);
+        const T denominator = std::sqrt(second) / bias_correction2_sqrt + eps;
+        values[i] -= step_size * m[i] / denominator;
+      }
+    }
+  }
+
+  // Zeroes the gradient of every parameter in the groups.
+  void zero_grad() {
+    for (Slot& slot : slots_) slot.param->zero_grad();
+  }
+
+  // The running averages of a parameter in the groups (ValueError otherwise), flat.
+  ConstTensorMap<T, 1> exp_avg(const Parameter<T>& param) const {
+    const Slot& slot = slot_of(param);
+    return ConstTensorMap<T, 1>(slot.exp_avg.data(), param.size());
+  }
+  ConstTensorMap<T, 1> exp_avg_sq(const Parameter<T>& param) const {
+    const Slot& slot = slot_of(param);
+    return ConstTensorMap<T, 1>(slot.exp_avg_sq.data(), param.size());
+  }
+
+ private:
+  struct Slot {
+    Slot(Parameter<T>* param_, bool decays_, bool amsgrad)
+        : param(param_),
+          decays(decays_),
+          exp_avg(param_->size()),
+          exp_avg_sq(param_->size()),
+          max_exp_avg_sq(amsgrad ? param_->size() : 0) {}
+    Parameter<T>* param;
+    bool decays;
+    detail::AlignedArray<T> exp_avg;
+    detail::AlignedArray<T> exp_avg_sq;
+    detail::AlignedArray<T> max_exp_avg_sq;
+  };
+
+  const Slot& slot_of(const Parameter<T>& param) const {
+    for (const Slot& slot : slots_)
+      if (slot.param == &param) return slot;
+    throw ValueError("param", "'" + param.name() + "' is not in this optimizer's groups");
+  }
+
+  AdamWOptions options_;
+  std::vector<Slot> slots_;
+  long steps_ = 0;
+};
+
+}  // namespace mlstm

@@ -1,0 +1,163 @@
+// An init plan: the init calls a model makes, as data. Each call names a parameter, one of the
+// init functions of init.hpp and its arguments; a plan can be printed, compared with the calls
+// the reference makes, and applied in order to a registry.
+//
+//   std::vector<mlstm::InitCall> plan = {
+//       mlstm::InitCall::small_init("token_embedding.weight", 128),
+//       mlstm::InitCall::bias_linspace("blocks.0.mlstm_cell.fgate.bias", 3.0, 6.0)};
+//   mlstm::Generator gen(0);
+//   mlstm::apply_init_plan(plan, registry, gen);
+#pragma once
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "mlstm/params/generator.hpp"
+#include "mlstm/params/init.hpp"
+#include "mlstm/params/registry.hpp"
+
+namespace mlstm {
+
+enum class InitScheme { zeros, ones, normal, uniform, bias_linspace, small_init, wang };
+
+// Where the reference makes the call: in reset_parameters(), or only while constructing the
+// module (a parameter that reset_parameters leaves alone keeps the value it got then).
+enum class InitStage { reset_parameters, construction };
+
+inline const char* to_string(InitScheme scheme) {
+  switch (scheme) {
+    case InitScheme::zeros: return "zeros_";
+    case InitScheme::ones: return "ones_";
+    case InitScheme::normal: return "normal_";
+    case InitScheme::uniform: return "uniform_";
+    case InitScheme::bias_linspace: return "bias_linspace_init_";
+    case InitScheme::small_init: return "small_init_init_";
+    case InitScheme::wang: return "wang_init_";
+  }
+  return "unknown";
+}
+
+inline const char* to_string(InitStage stage) {
+  return stage == InitStage::reset_parameters ? "reset_parameters" : "construction";
+}
+
+struct InitCall {
+  std::string name;  // the parameter's full name in the registry
+  InitScheme scheme = InitScheme::zeros;
+  InitStage stage = InitStage::reset_parameters;
+  // Arguments; only those of `scheme` are used.
+  Index dim = 0;         // small_init, wang
+  Index num_blocks = 0;  // wang
+  double mean = 0.0;     // normal
+  double std_dev = 0.0;  // normal (the reference's std)
+  double low = 0.0;      // uniform
+  double high = 0.0;     // uniform
+  double start = 0.0;    // bias_linspace
+  double end = 0.0;      // bias_linspace
+
+  static InitCall zeros(std::string name) { return {std::move(name), InitScheme::zeros}; }
+  static InitCall ones(std::string name) { return {std::move(name), InitScheme::ones}; }
+  static InitCall normal(std::string name, double mean, double std_dev) {
+    InitCall call{std::move(name), InitScheme::normal};
+    call.mean = mean;
+    call.std_dev = std_dev;
+    return call;
+  }
+  static InitCall uniform(std::string name, double low, double high) {
+    InitCall call{std::move(name), InitScheme::uniform};
+    call.low = low;
+    call.high = high;
+    return call;
+  }
+  static InitCall bias_linspace(std::string name, double start, double end) {
+    InitCall call{std::move(name), InitScheme::bias_linspace};
+    call.start = start;
+    call.end = end;
+    return call;
+  }
+  static InitCall small_init(std::string name, Index dim) {
+    InitCall call{std::move(name), InitScheme::small_init};
+    call.dim = dim;
+    return call;
+  }
+  static InitCall wang(std::string name, Index dim, Index num_blocks) {
+    InitCall call{std::move(name), InitScheme::wang};
+    call.dim = dim;
+    call.num_blocks = num_blocks;
+    return call;
+  }
+
+  InitCall at_stage(InitStage new_stage) const {
+    InitCall call = *this;
+    call.stage = new_stage;
+    return call;
+  }
+
+  // The call as code, e.g. "wang_init_(dim=128, num_blocks=2)".
+  std::string describe() const {
+    std::ostringstream text;
+    text << to_string(scheme) << "(";
+    switch (scheme) {
+      case InitScheme::zeros:
+      case InitScheme::ones: break;
+      case InitScheme::normal: text << "mean=" << mean << ", std=" << std_dev; break;
+      case InitScheme::uniform: text << "low=" << low << ", high=" << high; break;
+      case InitScheme::bias_linspace: text << "start=" << start << ", end=" << end; break;
+      case InitScheme::small_init: text << "dim=" << dim; break;
+      case InitScheme::wang: text << "dim=" << dim << ", num_blocks=" << num_blocks; break;
+    }
+    text << ")";
+    return text.str();
+  }
+};
+
+namespace detail {
+
+template <typename T>
+void check_init_call(const InitCall& call, const Parameter<T>& param) {
+  switch (call.scheme) {
+    case InitScheme::zeros:
+    case InitScheme::ones: break;
+    case InitScheme::normal: check_normal_arguments(call.mean, call.std_dev); break;
+    case InitScheme::uniform: check_uniform_arguments(call.low, call.high); break;
+    case InitScheme::bias_linspace:
+      check_bias_linspace_arguments(param.rank(), param.name(), mlstm::shape_string(param.shape()),
+                                    call.start, call.end);
+      break;
+    case InitScheme::small_init: expect_positive_integer(call.dim, "dim"); break;
+    case InitScheme::wang: check_wang_arguments(call.dim, call.num_blocks); break;
+  }
+}
+
+}  // namespace detail
+
+// Runs one call on `param` (its name is not consulted).
+template <typename T>
+void apply_init(const InitCall& call, Parameter<T>& param, Generator& gen) {
+  switch (call.scheme) {
+    case InitScheme::zeros: zeros_(param); break;
+    case InitScheme::ones: ones_(param); break;
+    case InitScheme::normal: normal_(param, call.mean, call.std_dev, gen); break;
+    case InitScheme::uniform: uniform_(param, call.low, call.high, gen); break;
+    case InitScheme::bias_linspace: bias_linspace_init_(param, call.start, call.end); break;
+    case InitScheme::small_init: small_init_init_(param, call.dim, gen); break;
+    case InitScheme::wang: wang_init_(param, call.dim, call.num_blocks, gen); break;
+  }
+}
+
+// Runs every call in order on the registry's parameter of that name, drawing from `gen`. Every
+// name is looked up and every call's arguments checked first: on an error nothing is written.
+template <typename T>
+void apply_init_plan(const std::vector<InitCall>& plan, Registry<T>& registry, Generator& gen) {
+  std::vector<Parameter<T>*> targets;
+  targets.reserve(plan.size());
+  for (const InitCall& call : plan) {
+    Parameter<T>& param = registry.get(call.name);
+    detail::check_init_call(call, param);
+    targets.push_back(&param);
+  }
+  for (std::size_t i = 0; i < plan.size(); ++i) apply_init(plan[i], *targets[i], gen);
+}
+
+}  // namespace mlstm
