@@ -75,7 +75,7 @@ void run_golden_case(const std::string& name, const std::string& tag) {
 
 }  // namespace
 
-TEST_CASE("adamw: matches torch.optim.AdamW on decay / no_decay groups", "[params][adamw][golden]") {
+TEST_CASE("params adamw: matches torch.optim.AdamW on decay / no_decay groups", "[params][adamw][golden]") {
   for (const std::string name : {"default", "amsgrad_schedule", "maximize"}) {
     SECTION(name) {
       run_golden_case<double>(name, "f64");
@@ -84,7 +84,7 @@ TEST_CASE("adamw: matches torch.optim.AdamW on decay / no_decay groups", "[param
   }
 }
 
-TEST_CASE("adamw: decoupled decay acts on the decay group only", "[params][adamw]") {
+TEST_CASE("params adamw: decoupled decay acts on the decay group only", "[params][adamw]") {
   Registry<double> registry;
   auto& weight = registry.add("proj.weight", {2, 2});
   auto& bias = registry.add("proj.bias", {2});
@@ -103,7 +103,7 @@ TEST_CASE("adamw: decoupled decay acts on the decay group only", "[params][adamw
   CHECK(optimizer.exp_avg_sq(bias)(1) == 0.0);
 }
 
-TEST_CASE("adamw: first step moves each element by lr against its gradient's sign", "[params][adamw]") {
+TEST_CASE("params adamw: first step moves each element by lr against its gradient's sign", "[params][adamw]") {
   // With bias correction, step 1 gives m_hat = g, v_hat = g^2: p -= lr * g / (|g| + eps).
   Registry<double> registry;
   auto& p = registry.add("p", {3});
@@ -123,7 +123,7 @@ TEST_CASE("adamw: first step moves each element by lr against its gradient's sig
   CHECK(p.grad_flat()(1) == 0.0);
 }
 
-TEST_CASE("adamw: frozen parameters are left alone", "[params][adamw]") {
+TEST_CASE("params adamw: frozen parameters are left alone", "[params][adamw]") {
   Registry<float> registry;
   auto& p = registry.add("p.weight", {2, 2});
   p.flat().setConstant(1.0f);
@@ -136,7 +136,7 @@ TEST_CASE("adamw: frozen parameters are left alone", "[params][adamw]") {
   CHECK(p.flat()(0) == 1.0f);
 }
 
-TEST_CASE("adamw: invalid options and groups are ValueErrors", "[params][adamw][errors]") {
+TEST_CASE("params adamw: invalid options and groups are ValueErrors", "[params][adamw][errors]") {
   Registry<float> registry;
   auto& p = registry.add("p.weight", {2});
   mlstm::WeightDecayGroups<float> groups;

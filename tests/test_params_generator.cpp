@@ -34,7 +34,7 @@ std::vector<std::uint64_t> golden_seeds() {
 
 }  // namespace
 
-TEST_CASE("generator: the integer stream matches the ported algorithm bit for bit", "[params][generator]") {
+TEST_CASE("params generator: the integer stream matches the ported algorithm bit for bit", "[params][generator]") {
   const auto seeds = golden_seeds();
   REQUIRE(seeds.size() == 5);
   for (std::size_t s = 0; s < seeds.size(); ++s) {
@@ -47,7 +47,7 @@ TEST_CASE("generator: the integer stream matches the ported algorithm bit for bi
   }
 }
 
-TEST_CASE("generator: xoshiro256** from the state {1, 2, 3, 4} gives the published outputs", "[params][generator]") {
+TEST_CASE("params generator: xoshiro256** from the state {1, 2, 3, 4} gives the published outputs", "[params][generator]") {
   mlstm::GeneratorState state;
   state.words = {1, 2, 3, 4};
   Generator gen(state);
@@ -63,7 +63,7 @@ TEST_CASE("generator: xoshiro256** from the state {1, 2, 3, 4} gives the publish
   }
 }
 
-TEST_CASE("generator: uniform() matches bit for bit and lies in [0, 1)", "[params][generator]") {
+TEST_CASE("params generator: uniform() matches bit for bit and lies in 0 <= u < 1", "[params][generator]") {
   const auto seeds = golden_seeds();
   for (std::size_t s = 0; s < seeds.size(); ++s) {
     const auto expected = golden().values<double>("seed" + std::to_string(s) + ".uniform");
@@ -78,7 +78,7 @@ TEST_CASE("generator: uniform() matches bit for bit and lies in [0, 1)", "[param
   }
 }
 
-TEST_CASE("generator: normal() matches the port to a few units in the last place", "[params][generator]") {
+TEST_CASE("params generator: normal() matches the port to a few units in the last place", "[params][generator]") {
   // The port uses the same Box-Muller steps with Python's math module; libm functions may differ
   // in the last bit between platforms, so we allow 8 ulp of max(1, |z|).
   const auto seeds = golden_seeds();
@@ -96,7 +96,7 @@ TEST_CASE("generator: normal() matches the port to a few units in the last place
   }
 }
 
-TEST_CASE("generator: the same seed reproduces the stream; other seeds do not", "[params][generator]") {
+TEST_CASE("params generator: the same seed reproduces the stream, other seeds do not", "[params][generator]") {
   Generator a(123), b(123), c(124);
   std::vector<double> from_a, from_b, from_c;
   for (int i = 0; i < 100; ++i) {
@@ -108,7 +108,7 @@ TEST_CASE("generator: the same seed reproduces the stream; other seeds do not", 
   CHECK(from_a != from_c);
 }
 
-TEST_CASE("generator: a saved state continues the stream exactly, cached normal included", "[params][generator]") {
+TEST_CASE("params generator: a saved state continues the stream exactly, cached normal included", "[params][generator]") {
   Generator gen(99);
   gen.normal();  // leaves the sine cached
   const mlstm::GeneratorState saved = gen.state();
@@ -123,7 +123,7 @@ TEST_CASE("generator: a saved state continues the stream exactly, cached normal 
   CHECK(original == replayed);
 }
 
-TEST_CASE("generator: works as a UniformRandomBitGenerator", "[params][generator]") {
+TEST_CASE("params generator: works as a UniformRandomBitGenerator", "[params][generator]") {
   static_assert(Generator::min() == 0);
   static_assert(Generator::max() == std::numeric_limits<std::uint64_t>::max());
   std::vector<int> first(50), second(50);
@@ -138,7 +138,7 @@ TEST_CASE("generator: works as a UniformRandomBitGenerator", "[params][generator
   CHECK(sorted != first);  // 50 elements: the identity permutation has probability 1/50!
 }
 
-TEST_CASE("generator: uniform and normal draws have the right distribution", "[params][generator][statistics]") {
+TEST_CASE("params generator: uniform and normal draws have the right distribution", "[params][generator][statistics]") {
   constexpr long n = 200000;
   Generator gen(2024);
   std::vector<double> u(n), z(n);

@@ -70,12 +70,12 @@ void check_linspace_golden(const std::string& dtype) {
 
 }  // namespace
 
-TEST_CASE("init: bias_linspace_init_ reproduces torch.linspace", "[params][init][golden]") {
+TEST_CASE("params init: bias_linspace_init_ reproduces torch.linspace", "[params][init][golden]") {
   check_linspace_golden<float>("float32");
   check_linspace_golden<double>("float64");
 }
 
-TEST_CASE("init: bias_linspace_init_ on parameters, maps and edge sizes", "[params][init]") {
+TEST_CASE("params init: bias_linspace_init_ on parameters, maps and edge sizes", "[params][init]") {
   mlstm::Registry<float> registry;
   auto& bias = registry.add("fgate.bias", {4});
   mlstm::bias_linspace_init_(bias, 3.0, 6.0);
@@ -98,7 +98,7 @@ TEST_CASE("init: bias_linspace_init_ on parameters, maps and edge sizes", "[para
   CHECK(buffer == std::vector<double>{-1.0, -0.5, 0.0, 0.5, 1.0});
 }
 
-TEST_CASE("init: bias_linspace_init_ rejects anything but 1-D, writing nothing", "[params][init][errors]") {
+TEST_CASE("params init: bias_linspace_init_ rejects anything but 1-D, writing nothing", "[params][init][errors]") {
   mlstm::Registry<double> registry;
   auto& weight = registry.add("cell.fgate.weight", {4, 768});
   mlstm::ones_(weight);
@@ -125,7 +125,7 @@ TEST_CASE("init: bias_linspace_init_ rejects anything but 1-D, writing nothing",
   CHECK_THROWS_AS(mlstm::bias_linspace_init_(bias, 0.0, INFINITY), mlstm::ValueError);
 }
 
-TEST_CASE("init: values drawn from the generator match the documented computation", "[params][init][golden]") {
+TEST_CASE("params init: values drawn from the generator match the documented computation", "[params][init][golden]") {
   // Golden: the Python port of the generator, drawing in the order listed in the metadata.
   const GoldenFile golden("params_generator.safetensors");
   Generator gen(7);
@@ -153,7 +153,7 @@ TEST_CASE("init: values drawn from the generator match the documented computatio
   MLSTM_CHECK_CLOSE(uniform, expected_uniform, 0.0);
 }
 
-TEST_CASE("init: small_init_init_ and wang_init_ draw from the right normal", "[params][init][statistics]") {
+TEST_CASE("params init: small_init_init_ and wang_init_ draw from the right normal", "[params][init][statistics]") {
   using namespace mlstm::test;
   constexpr Index rows = 512, cols = 512;
   constexpr long n = rows * cols;
@@ -179,7 +179,7 @@ TEST_CASE("init: small_init_init_ and wang_init_ draw from the right normal", "[
   CHECK(mlstm::wang_init_std(768, 12) == 2.0 / 12 / std::sqrt(768.0));
 }
 
-TEST_CASE("init: normal_ and uniform_ draw from their distributions", "[params][init][statistics]") {
+TEST_CASE("params init: normal_ and uniform_ draw from their distributions", "[params][init][statistics]") {
   using namespace mlstm::test;
   constexpr long n = 100000;
   Generator gen(8);
@@ -213,7 +213,7 @@ TEST_CASE("init: normal_ and uniform_ draw from their distributions", "[params][
   for (Index i = 0; i < 5; ++i) CHECK(constant(i) == 0.25f);
 }
 
-TEST_CASE("init: reproducible for a seed, and the same on a Tensor, a map and a Parameter", "[params][init]") {
+TEST_CASE("params init: reproducible for a seed, and the same on a Tensor, a map and a Parameter", "[params][init]") {
   mlstm::Registry<float> registry;
   auto& param = registry.add("w", {6, 7});
   mlstm::Tensor<float, 2> tensor(6, 7);
@@ -237,7 +237,7 @@ TEST_CASE("init: reproducible for a seed, and the same on a Tensor, a map and a 
   CHECK_FALSE(same_bits(param.data(), tensor.data(), 42));
 }
 
-TEST_CASE("init: zeros_ and ones_ on any rank", "[params][init]") {
+TEST_CASE("params init: zeros_ and ones_ on any rank", "[params][init]") {
   mlstm::Registry<double> registry;
   auto& p = registry.add("p", {2, 3, 4});
   mlstm::ones_(p);
@@ -249,7 +249,7 @@ TEST_CASE("init: zeros_ and ones_ on any rank", "[params][init]") {
   CHECK(scalar.map<0>()() == 1.0);
 }
 
-TEST_CASE("init: invalid arguments throw before writing", "[params][init][errors]") {
+TEST_CASE("params init: invalid arguments throw before writing", "[params][init][errors]") {
   mlstm::Tensor<float, 2> w(3, 3);
   w.setConstant(4.0f);
   Generator gen(1);

@@ -80,7 +80,7 @@ bool contains(const std::string& text, const std::string& part) {
 
 }  // namespace
 
-TEST_CASE("model: names, shapes and state_dict keys match the reference", "[params][model][golden]") {
+TEST_CASE("params model: names, shapes and state_dict keys match the reference", "[params][model][golden]") {
   for (const char* model_case : model_cases) {
     INFO("case " << model_case);
     const mlstm::test::GoldenFile golden(golden_name(model_case));
@@ -106,7 +106,7 @@ TEST_CASE("model: names, shapes and state_dict keys match the reference", "[para
   }
 }
 
-TEST_CASE("model: weight-decay groups match the reference under both rules", "[params][model][golden]") {
+TEST_CASE("params model: weight-decay groups match the reference under both rules", "[params][model][golden]") {
   for (const char* model_case : model_cases) {
     INFO("case " << model_case);
     const mlstm::test::GoldenFile golden(golden_name(model_case));
@@ -126,7 +126,7 @@ TEST_CASE("model: weight-decay groups match the reference under both rules", "[p
   }
 }
 
-TEST_CASE("model: the init plan is the reference's reset_parameters calls, then construction", "[params][model][golden]") {
+TEST_CASE("params model: the init plan is the reference's reset_parameters calls, then construction", "[params][model][golden]") {
   for (const char* model_case : model_cases) {
     INFO("case " << model_case);
     const mlstm::test::GoldenFile golden(golden_name(model_case));
@@ -155,7 +155,7 @@ TEST_CASE("model: the init plan is the reference's reset_parameters calls, then 
   }
 }
 
-TEST_CASE("model: initialized values follow the plan", "[params][model]") {
+TEST_CASE("params model: initialized values follow the plan", "[params][model]") {
   const mlstm::test::GoldenFile golden(golden_name("tied_bias"));
   const auto config = config_from(golden.json("config"));
   Registry<float> registry;
@@ -221,7 +221,7 @@ TEST_CASE("model: initialized values follow the plan", "[params][model]") {
   }
 }
 
-TEST_CASE("model: a plan with an unknown name or bad arguments writes nothing", "[params][model][errors]") {
+TEST_CASE("params model: a plan with an unknown name or bad arguments writes nothing", "[params][model][errors]") {
   Registry<float> registry;
   auto& a = registry.add("a", {3});
   auto& b = registry.add("b", {2, 2});
@@ -241,7 +241,7 @@ TEST_CASE("model: a plan with an unknown name or bad arguments writes nothing", 
   CHECK(InitCall::normal("x", 0, 0.1).describe() == "normal_(mean=0, std=0.1)");
 }
 
-TEST_CASE("model: sub-module registration and plans use the same names", "[params][model]") {
+TEST_CASE("params model: sub-module registration and plans use the same names", "[params][model]") {
   mlstm::LMModelConfig config;
   config.vocab_size = 32;
   config.embedding_dim = 64;
@@ -266,7 +266,7 @@ TEST_CASE("model: sub-module registration and plans use the same names", "[param
   CHECK(config.layer().qkv_block_dim() == 4);
 }
 
-TEST_CASE("model: the reference's rounding of the inner dimension", "[params][model]") {
+TEST_CASE("params model: the reference's rounding of the inner dimension", "[params][model]") {
   mlstm::LMModelConfig config;
   config.embedding_dim = 96;
   config.proj_factor = 1.3;  // 124.8 -> 128
@@ -282,7 +282,7 @@ TEST_CASE("model: the reference's rounding of the inner dimension", "[params][mo
   CHECK(mlstm::proj_up_dim(1.0, 1, true, 64) == 64);
 }
 
-TEST_CASE("model: invalid configurations name the field", "[params][model][errors]") {
+TEST_CASE("params model: invalid configurations name the field", "[params][model][errors]") {
   mlstm::LMModelConfig valid;
   valid.vocab_size = 64;
   valid.context_length = 32;

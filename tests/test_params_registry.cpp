@@ -37,7 +37,7 @@ bool contains(const std::string& text, const std::string& part) {
 
 }  // namespace
 
-TEST_CASE("registry: parameters have a name, a shape, zeroed aligned storage and a gradient", "[params][registry]") {
+TEST_CASE("params registry: parameters have a name, a shape, zeroed aligned storage and a gradient", "[params][registry]") {
   Registry<float> registry;
   auto& w = registry.add("layer.proj_up.weight", {512, 128});
   CHECK(w.name() == "layer.proj_up.weight");
@@ -69,7 +69,7 @@ TEST_CASE("registry: parameters have a name, a shape, zeroed aligned storage and
   CHECK(registry.parameter_count() == 512 * 128 + 3 + 1 + 0);
 }
 
-TEST_CASE("registry: views of the right rank write through; the wrong rank is a ShapeError", "[params][registry]") {
+TEST_CASE("params registry: views of the right rank write through, the wrong rank is a ShapeError", "[params][registry]") {
   Registry<double> registry;
   auto& w = registry.add("q_proj.weight", {4, 2, 3});
   auto view = w.map<3>();
@@ -96,7 +96,7 @@ TEST_CASE("registry: views of the right rank write through; the wrong rank is a 
   CHECK_THROWS_AS(w.grad<1>(), mlstm::ShapeError);
 }
 
-TEST_CASE("registry: scopes register and look up relative names", "[params][registry]") {
+TEST_CASE("params registry: scopes register and look up relative names", "[params][registry]") {
   Registry<float> registry;
   auto stack = registry.scope("xlstm_block_stack");
   auto block = stack.scope("blocks.0");
@@ -128,7 +128,7 @@ TEST_CASE("registry: scopes register and look up relative names", "[params][regi
   CHECK(block.named_parameters().size() == 3);
 }
 
-TEST_CASE("registry: iteration and names follow registration order", "[params][registry]") {
+TEST_CASE("params registry: iteration and names follow registration order", "[params][registry]") {
   Registry<float> registry;
   const std::vector<std::string> order{"z.weight", "a.weight", "m.bias", "b"};
   for (const auto& name : order) registry.add(name, {2});
@@ -139,7 +139,7 @@ TEST_CASE("registry: iteration and names follow registration order", "[params][r
   CHECK(registry.state_dict_names() == order);
 }
 
-TEST_CASE("registry: a tied parameter is listed once, under its first name", "[params][registry]") {
+TEST_CASE("params registry: a tied parameter is listed once, under its first name", "[params][registry]") {
   Registry<float> registry;
   auto& embedding = registry.add("token_embedding.weight", {64, 16});
   registry.add("post_norm.weight", {16});
@@ -165,7 +165,7 @@ TEST_CASE("registry: a tied parameter is listed once, under its first name", "[p
   value_error_message([&] { registry.tie("x.weight", stranger); }, "existing");
 }
 
-TEST_CASE("registry: invalid, duplicate and conflicting names are ValueErrors", "[params][registry][errors]") {
+TEST_CASE("params registry: invalid, duplicate and conflicting names are ValueErrors", "[params][registry][errors]") {
   Registry<float> registry;
   registry.add("blocks.0.proj.weight", {2, 2});
   for (const std::string bad : {"", ".a", "a.", "a..b", "a b", "tab\tname"}) {
@@ -192,7 +192,7 @@ TEST_CASE("registry: invalid, duplicate and conflicting names are ValueErrors", 
   CHECK(registry.size() == 1);
 }
 
-TEST_CASE("registry: unknown names say what is there", "[params][registry][errors]") {
+TEST_CASE("params registry: unknown names say what is there", "[params][registry][errors]") {
   Registry<float> registry;
   CHECK(contains(value_error_message([&] { registry.get("x"); }, "name"), "the registry is empty"));
   registry.add("blocks.0.xlstm.proj_up.weight", {2, 2});
@@ -212,7 +212,7 @@ TEST_CASE("registry: unknown names say what is there", "[params][registry][error
   CHECK_THROWS_AS(constant.get("nothing"), mlstm::ValueError);
 }
 
-TEST_CASE("registry: moving the registry keeps parameters where they are", "[params][registry]") {
+TEST_CASE("params registry: moving the registry keeps parameters where they are", "[params][registry]") {
   Registry<float> registry;
   auto& w = registry.add("w", {3});
   w.data()[1] = 2.5f;
@@ -224,7 +224,7 @@ TEST_CASE("registry: moving the registry keeps parameters where they are", "[par
   CHECK(&assigned.get("w") == &w);
 }
 
-TEST_CASE("registry: zero_grad clears every gradient", "[params][registry]") {
+TEST_CASE("params registry: zero_grad clears every gradient", "[params][registry]") {
   Registry<double> registry;
   auto& a = registry.add("a", {2});
   auto& b = registry.add("b", {2, 2});

@@ -44,7 +44,7 @@ void register_toy(Registry<float>& registry, const mlstm::test::GoldenFile& gold
 
 }  // namespace
 
-TEST_CASE("weight decay: both rules match the reference on a module where they disagree", "[params][weight_decay][golden]") {
+TEST_CASE("params weight decay: both rules match the reference on a module where they disagree", "[params][weight_decay][golden]") {
   const mlstm::test::GoldenFile golden("params_toy_groups.safetensors");
   Registry<float> registry;
   register_toy(registry, golden);
@@ -69,7 +69,7 @@ TEST_CASE("weight decay: both rules match the reference on a module where they d
   CHECK(golden.json("groups_name_rule") != golden.json("groups_rank_rule"));
 }
 
-TEST_CASE("weight decay: the rules look at names relative to the module", "[params][weight_decay]") {
+TEST_CASE("params weight decay: the rules look at names relative to the module", "[params][weight_decay]") {
   Registry<float> registry;
   registry.add("post_norm_block.proj.weight", {4, 4});
   registry.add("post_norm_block.proj.bias", {4});
@@ -79,7 +79,7 @@ TEST_CASE("weight decay: the rules look at names relative to the module", "[para
   CHECK(mlstm::get_weight_decay_optim_group_param_names(block).decay == Names{"proj.weight"});
 }
 
-TEST_CASE("weight decay: a custom rule, and its errors", "[params][weight_decay]") {
+TEST_CASE("params weight decay: a custom rule, and its errors", "[params][weight_decay]") {
   Registry<double> registry;
   registry.add("encoder.w", {3, 3});
   registry.add("encoder.gain", {3});
@@ -106,7 +106,7 @@ TEST_CASE("weight decay: a custom rule, and its errors", "[params][weight_decay]
   CHECK(mlstm::get_weight_decay_optim_group_param_names(registry).no_decay.back() == "temperature");
 }
 
-TEST_CASE("weight decay: frozen parameters are in no group", "[params][weight_decay]") {
+TEST_CASE("params weight decay: frozen parameters are in no group", "[params][weight_decay]") {
   Registry<float> registry;
   registry.add("a.weight", {2, 2});
   registry.add("b.weight", {2, 2}, /*requires_grad=*/false);
@@ -116,7 +116,7 @@ TEST_CASE("weight decay: frozen parameters are in no group", "[params][weight_de
   CHECK(names.no_decay.empty());
 }
 
-TEST_CASE("weight decay: overrides act on the parameter, tied names included", "[params][weight_decay]") {
+TEST_CASE("params weight decay: overrides act on the parameter, tied names included", "[params][weight_decay]") {
   Registry<float> registry;
   registry.add("xlstm_block_stack.blocks.0.xlstm.proj_up.weight", {4, 2});
   auto& embedding = registry.add("token_embedding.weight", {8, 2});
@@ -140,7 +140,7 @@ TEST_CASE("weight decay: overrides act on the parameter, tied names included", "
                  "no parameter named 'token_embeding.weight'"));
 }
 
-TEST_CASE("weight decay: groups of sub-modules combine, and the checks name what is wrong", "[params][weight_decay][errors]") {
+TEST_CASE("params weight decay: groups of sub-modules combine, and the checks name what is wrong", "[params][weight_decay][errors]") {
   Registry<float> registry;
   for (const std::string block : {"blocks.0", "blocks.1"}) {
     registry.add(block + ".norm.weight", {4});
@@ -172,6 +172,12 @@ TEST_CASE("weight decay: groups of sub-modules combine, and the checks name what
   const std::string in_both = value_error_message(
       [&] { mlstm::check_weight_decay_optim_groups(mlstm::ParameterScope<float>(registry), both); });
   CHECK(contains(in_both, "in both the decay and the no_decay group: [head.weight]"));
+  auto with_null = whole;
+  with_null.decay.push_back(nullptr);
+  CHECK(contains(value_error_message([&] {
+                   mlstm::check_weight_decay_optim_groups(mlstm::ParameterScope<float>(registry), with_null);
+                 }),
+                 "groups: holds a null parameter"));
   // Groups from outside the module.
   const std::string foreign = value_error_message(
       [&] { mlstm::combine_weight_decay_optim_groups(registry.scope("blocks.0"), {block0, head}); });

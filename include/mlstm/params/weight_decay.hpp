@@ -35,7 +35,6 @@
 #include <utility>
 #include <vector>
 
-#include "mlstm/detail/assert.hpp"
 #include "mlstm/errors.hpp"
 #include "mlstm/params/registry.hpp"
 
@@ -94,28 +93,28 @@ inline std::string name_list(const std::vector<std::string>& names) {
 template <typename T>
 void check_weight_decay_optim_groups(const ParameterScope<T>& scope,
                                      const WeightDecayGroups<T>& groups) {
+  const auto named = scope.named_parameters();
+  std::unordered_set<const Parameter<T>*> in_scope;
+  for (const auto& entry : named) in_scope.insert(entry.parameter);
+
   std::unordered_map<const Parameter<T>*, int> group_of;  // 1 decay, 2 no_decay, 3 both
-  std::vector<std::string> twice, both;
+  std::vector<std::string> twice, both, foreign;
   for (const auto& [members, bit] : {std::pair{&groups.decay, 1}, std::pair{&groups.no_decay, 2}}) {
     std::unordered_set<const Parameter<T>*> seen;
     for (const Parameter<T>* param : *members) {
-      MLSTM_ASSERT(param != nullptr, "weight-decay groups hold parameters");
+      if (param == nullptr) throw ValueError("groups", "holds a null parameter");
       if (!seen.insert(param).second) twice.push_back(param->name());
       int& where = group_of[param];
+      if (where == 0 && in_scope.count(param) == 0) foreign.push_back(param->name());
       if (where != 0 && where != bit) both.push_back(param->name());
       where |= bit;
     }
   }
   std::vector<std::string> unassigned;
-  std::unordered_set<const Parameter<T>*> in_scope;
-  for (const auto& named : scope.named_parameters()) {
-    in_scope.insert(named.parameter);
-    if (named.parameter->requires_grad() && group_of.count(named.parameter) == 0)
-      unassigned.push_back(named.name);
+  for (const auto& entry : named) {
+    if (entry.parameter->requires_grad() && group_of.count(entry.parameter) == 0)
+      unassigned.push_back(entry.parameter->name());
   }
-  std::vector<std::string> foreign;
-  for (const auto& entry : group_of)
-    if (in_scope.count(entry.first) == 0) foreign.push_back(entry.first->name());
   if (!both.empty()) {
     throw ValueError("groups", "parameters in both the decay and the no_decay group: " +
                                    detail::name_list(both));
