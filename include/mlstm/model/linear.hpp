@@ -25,23 +25,25 @@ using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMaj
 
 // y (rows, out) = x (rows, in) W^T + b, W (out, in) row-major; bias may be null.
 //
-// Threads: the product is cut into tiles of fixed size, independent of the thread count, so the
-// result does not depend on it: tiles of `row_tile` rows when there are that many rows (a
-// sequence), else tiles of `column_tile` output features (a step of a few tokens).
+// Threads: the product is cut into tiles of up to `row_tile` rows by `column_tile` outputs,
+// fixed sizes independent of the thread count, so the result does not depend on it. Tiles are
+// large enough for the product's packing of W and x to be amortized (each tile packs its own
+// slices of both).
 template <typename T>
 void linear_rows(const T* x, Index rows, Index in, const T* weight, Index out, const T* bias,
                  T* y, int threads) {
-  constexpr Index row_tile = 64, column_tile = 256;
-  const bool by_rows = rows >= row_tile;
-  const Index tile = by_rows ? row_tile : column_tile;
-  const Index tiles = ((by_rows ? rows : out) + tile - 1) / tile;
+  constexpr Index row_tile = 256, column_tile = 512;
+  const Index row_tiles = (rows + row_tile - 1) / row_tile;
+  const Index column_tiles = (out + column_tile - 1) / column_tile;
+  const Index tiles = row_tiles * column_tiles;
   const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(in) *
                        static_cast<double>(out);
   using Strided = Eigen::OuterStride<>;
   parallel_for(tiles, threads_for_work(threads, tiles, flops), [&](Index item) {
-    const Index first = item * tile;
-    const Index row_begin = by_rows ? first : 0, row_count = by_rows ? std::min(tile, rows - first) : rows;
-    const Index col_begin = by_rows ? 0 : first, col_count = by_rows ? out : std::min(tile, out - first);
+    const Index row_begin = (item / column_tiles) * row_tile;
+    const Index col_begin = (item % column_tiles) * column_tile;
+    const Index row_count = std::min(row_tile, rows - row_begin);
+    const Index col_count = std::min(column_tile, out - col_begin);
     Eigen::Map<const RowMatrix<T>> inputs(x + row_begin * in, row_count, in);
     Eigen::Map<const RowMatrix<T>> weights(weight + col_begin * in, col_count, in);
     Eigen::Map<RowMatrix<T>, 0, Strided> outputs(y + row_begin * out + col_begin, row_count,
