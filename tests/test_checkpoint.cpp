@@ -221,7 +221,7 @@ TEST_CASE("tied weights: one name is enough, two must agree", "[checkpoint]") {
   const std::string source = data_path("model_tied_bias.safetensors");
   mlstm::LanguageModel<float> model(golden_config("tied_bias"));
   ScratchFile one_name("tied_one_name.safetensors");
-  rewrite(source, one_name.path, "lm_head.weight", [](st::Writer&) {});  // as save_model keeps one
+  rewrite(source, one_name.path, "lm_head.weight", [](st::Writer&) {});  // the embedding alone
   mlstm::load_checkpoint(model.registry(), one_name.path);
   CHECK(snapshot(model.registry()) == [&] {
     mlstm::LanguageModel<float> full(golden_config("tied_bias"));
@@ -229,6 +229,13 @@ TEST_CASE("tied weights: one name is enough, two must agree", "[checkpoint]") {
     return snapshot(full.registry());
   }());
   CHECK(mlstm::infer_lm_model_config(st::File::load(one_name.path), 12).tie_weights);
+  // safetensors' save_model keeps the first name in sorted order: lm_head.weight.
+  ScratchFile head_only("tied_head_only.safetensors");
+  rewrite(source, head_only.path, "token_embedding.weight", [](st::Writer&) {});
+  const auto from_head = mlstm::load_language_model<float>(head_only.path, {}, 12);
+  CHECK(from_head.config().tie_weights);
+  CHECK(from_head.config().vocab_size == 40);
+  CHECK(snapshot(from_head.registry()) == snapshot(model.registry()));
 
   ScratchFile differing("tied_differing.safetensors");
   rewrite(source, differing.path, "lm_head.weight", [](st::Writer& writer) {

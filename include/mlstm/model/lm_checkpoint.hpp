@@ -8,7 +8,7 @@
 // that configuration when the file has it; a state dict saved from PyTorch has none, and the
 // configuration is then inferred from the tensors' names and shapes:
 //
-//   vocab_size, embedding_dim   token_embedding.weight (V, E)
+//   vocab_size, embedding_dim   token_embedding.weight (V, E) (or lm_head.weight when alone)
 //   num_blocks                  the blocks xlstm_block_stack.blocks.<i> present (0 .. N-1)
 //   inner_embedding_dim I       learnable_skip (I); proj_factor is set to I / E and the rounding
 //                               fields so that they give I back
@@ -17,7 +17,9 @@
 //   conv1d_kernel_size          conv1d.conv.weight (I, 1, KS)
 //   bias                        proj_up.bias present
 //   add_post_blocks_norm        post_blocks_norm.weight present
-//   tie_weights                 lm_head.weight absent, or present and equal to the embedding
+//   tie_weights                 one of token_embedding.weight and lm_head.weight absent (as
+//                               safetensors' save_model writes a tied model), or both present
+//                               and equal
 //   context_length              not in a state dict: the caller's `context_length` (it limits
 //                               nothing here; the kernels take sequences of any length)
 //
@@ -63,7 +65,12 @@ inline LMModelConfig infer_lm_model_config(const safetensors::File& file, Index 
 
   LMModelConfig config;
   config.context_length = context_length;
-  const Shape embedding = shape_of("token_embedding.weight", 2);
+  // A tied model saved by safetensors' save_model keeps one of the two names: lm_head.weight
+  // (the first in sorted order).
+  const bool has_embedding = file.contains(p + "token_embedding.weight");
+  const bool has_head = file.contains(p + "lm_head.weight");
+  const Shape embedding =
+      shape_of(has_embedding || !has_head ? "token_embedding.weight" : "lm_head.weight", 2);
   config.vocab_size = embedding[0];
   config.embedding_dim = embedding[1];
 
@@ -96,7 +103,7 @@ inline LMModelConfig infer_lm_model_config(const safetensors::File& file, Index 
   config.conv1d_kernel_size = shape_of(layer + "conv1d.conv.weight", 3)[2];
   config.bias = file.contains(p + layer + "proj_up.bias");
   config.add_post_blocks_norm = file.contains(p + "xlstm_block_stack.post_blocks_norm.weight");
-  if (!file.contains(p + "lm_head.weight")) {
+  if (!has_head || !has_embedding) {
     config.tie_weights = true;
   } else if (file.info(p + "lm_head.weight").shape == embedding) {
     const auto head = file.read<double, 2>(p + "lm_head.weight");
