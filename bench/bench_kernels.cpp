@@ -17,11 +17,10 @@
 //   gemm        2 * N^3 per product, one independent N x N product per thread
 #include <benchmark/benchmark.h>
 
-#include <string>
-#include <vector>
-
 #include <Eigen/Core>
 #include <mlstm/mlstm.hpp>
+#include <string>
+#include <vector>
 
 namespace {
 
@@ -34,13 +33,18 @@ struct Inputs {
   Tensor4 q, k, v, igate, fgate;
 
   Inputs(Index S, Index D)
-      : q(batch, heads, S, D), k(batch, heads, S, D), v(batch, heads, S, D),
-        igate(batch, heads, S, 1), fgate(batch, heads, S, 1) {
-    q.setRandom<Eigen::internal::NormalRandomGenerator<float>>();
-    k.setRandom<Eigen::internal::NormalRandomGenerator<float>>();
-    v.setRandom<Eigen::internal::NormalRandomGenerator<float>>();
-    igate.setRandom<Eigen::internal::NormalRandomGenerator<float>>();
-    fgate.setRandom();  // uniform [0, 1): forget gates near sigmoid(3.5)
+      : q(batch, heads, S, D),
+        k(batch, heads, S, D),
+        v(batch, heads, S, D),
+        igate(batch, heads, S, 1),
+        fgate(batch, heads, S, 1) {
+    // Uniform values (Eigen's normal generator can return an infinity, which the kernels reject):
+    // q, k, v, i in [-1, 1), forget gate preactivations in [2.5, 4.5).
+    for (Tensor4* x : {&q, &k, &v, &igate}) {
+      x->setRandom();
+      *x = *x * 2.0f - 1.0f;
+    }
+    fgate.setRandom();
     fgate = fgate * 2.0f + 2.5f;
   }
 };
@@ -72,8 +76,8 @@ double recurrent_flops(Index S, Index D) {
 void set_counters(benchmark::State& state, Index S, double bytes, double flops) {
   state.SetItemsProcessed(state.iterations() * batch * heads * S);
   state.SetBytesProcessed(static_cast<int64_t>(static_cast<double>(state.iterations()) * bytes));
-  state.counters["useful_flops"] =
-      benchmark::Counter(flops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["useful_flops"] = benchmark::Counter(
+      flops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 void BM_Parallel(benchmark::State& state) {
@@ -120,8 +124,8 @@ void BM_RecurrentStep(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   // The state is read and written, q, k, v and gates read, h written.
-  const double bytes = static_cast<double>(batch * heads * (2 * (D * D + D + 1) + 4 * D + 2) *
-                                           Index(sizeof(float)));
+  const double bytes =
+      static_cast<double>(batch * heads * (2 * (D * D + D + 1) + 4 * D + 2) * Index(sizeof(float)));
   set_counters(state, 1, bytes, recurrent_flops(1, D));
 }
 
@@ -137,14 +141,13 @@ void BM_EigenGemm(benchmark::State& state) {
     c.push_back(Matrix::Zero(N, N));
   }
   for (auto _ : state) {
-    mlstm::detail::parallel_for(threads, threads,
-                                [&](Index t) { c[t].noalias() = a[t] * b[t]; });
+    mlstm::detail::parallel_for(threads, threads, [&](Index t) { c[t].noalias() = a[t] * b[t]; });
     benchmark::DoNotOptimize(c.front().data());
   }
-  const double flops = 2.0 * static_cast<double>(N) * static_cast<double>(N) *
-                       static_cast<double>(N) * threads;
-  state.counters["useful_flops"] =
-      benchmark::Counter(flops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  const double flops =
+      2.0 * static_cast<double>(N) * static_cast<double>(N) * static_cast<double>(N) * threads;
+  state.counters["useful_flops"] = benchmark::Counter(
+      flops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 void sequence_grid(benchmark::internal::Benchmark* bench, Index longest_d128) {
@@ -160,8 +163,20 @@ BENCHMARK(BM_Chunkwise)->Apply([](benchmark::internal::Benchmark* b) { sequence_
 BENCHMARK(BM_RecurrentSequence)->Apply([](benchmark::internal::Benchmark* b) {
   sequence_grid(b, 65536);
 });
-BENCHMARK(BM_RecurrentStep)->ArgName("D")->Arg(64)->Arg(128)->Arg(256)->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK(BM_EigenGemm)->ArgName("N")->Arg(256)->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_RecurrentStep)
+    ->ArgName("D")
+    ->Arg(64)
+    ->Arg(128)
+    ->Arg(256)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_EigenGemm)
+    ->ArgName("N")
+    ->Arg(256)
+    ->Arg(512)
+    ->Arg(1024)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 

@@ -9,6 +9,7 @@
 //
 // Shapes as parallel_stabilized; any S (the last chunk may be shorter than L); an optional
 // initial state in the recurrent step's shapes (omitted: the zero state c = 0, n = 0, m = 0).
+// Scalars: float, double, or Eigen::bfloat16 (computed in float; the state is then float).
 //
 // Per chunk, with cum[t] = sum of logsigmoid(f) from the chunk's first step to t inclusive,
 // total = cum[last], and the state (C, n, m) at the chunk's start (C and n scaled by exp(-m),
@@ -38,14 +39,14 @@
 // the segment's states and contributions (bounded to about 32 MiB), whatever S is.
 #pragma once
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <Eigen/Core>
-
+#include "mlstm/detail/bfloat16.hpp"
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/gate_decay.hpp"
 #include "mlstm/detail/math.hpp"
@@ -128,7 +129,8 @@ void advance_chunk_state(const T* c, const T* n, double m, const T* kv, const T*
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
   const DoubleDouble state_log{m, 0.0};
   const bool state_leads = !(state_log < gates.col_max);
-  const T carry = state_leads ? T(1) : static_cast<T>(std::exp((state_log - gates.col_max).value()));
+  const T carry =
+      state_leads ? T(1) : static_cast<T>(std::exp((state_log - gates.col_max).value()));
   const T add = state_leads ? static_cast<T>(std::exp((gates.col_max - state_log).value())) : T(1);
   const double m_new = gates.total + (state_leads ? m : gates.col_max.value());
   const Index size = qk_dim * v_dim;
@@ -155,7 +157,7 @@ void chunk_outputs(const T* q, const T* k, const T* v, const ChunkGates& gates, 
   DoubleDoubles row;
   row.resize(length);
   std::vector<double> stabilizer(static_cast<size_t>(length));  // m_t
-  Vector state_weight(length);                                   // exp(cum[t] + m - m_t)
+  Vector state_weight(length);                                  // exp(cum[t] + m - m_t)
   const DoubleDouble state_log{m, 0.0};
   DoubleDouble running = state_log;
   for (Index t = 0; t < length; ++t) {
@@ -220,8 +222,8 @@ Index chunkwise_segment_chunks(const SequenceShape& s, Index chunk_size, int thr
 // segment's first without a copy.
 template <typename T>
 void chunkwise_forward(const SequenceInputs<T>& in, Index chunk_size, Index segment, T eps,
-                       int num_threads, const T* initial_c, const T* initial_n,
-                       const T* initial_m, T* h, T* final_c, T* final_n, T* final_m) {
+                       int num_threads, const T* initial_c, const T* initial_n, const T* initial_m,
+                       T* h, T* final_c, T* final_n, T* final_m) {
   using Storage = Eigen::Matrix<T, Eigen::Dynamic, 1>;
   const SequenceShape& s = in.shape;
   const Index heads = s.batch * s.heads;
@@ -317,64 +319,81 @@ inline void expect_valid_chunk_size(Index chunk_size) {
   }
 }
 
-}  // namespace detail
+// What chunkwise_stabilized returns for inputs of scalar T: h in T, the state in float for
+// bfloat16 inputs and in T otherwise.
+template <typename T>
+using ChunkwiseResult = HiddenAndState<T, compute_scalar<T>>;
 
-// The chunkwise form from `initial_state` (c (B, NH, DQK, DV), n (B, NH, DQK, 1), m (B, NH, 1, 1)):
-// returns h (B, NH, S, DV) and the state after the last step.
+// chunkwise_stabilized from `initial_state`, or from the zero state when it is nullptr.
 template <typename Q, typename K, typename V, typename I, typename F>
-HiddenAndState<detail::scalar_of<Q>> chunkwise_stabilized(
+ChunkwiseResult<scalar_of<Q>> chunkwise_call(
     const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
-    const ChunkwiseOptions& options, const RecurrentState<detail::scalar_of<Q>>& initial_state) {
-  using T = detail::scalar_of<Q>;
-  const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
-  const ConstTensorMap<T, 4> c_view(initial_state.c.data(), initial_state.c.dimensions());
-  const ConstTensorMap<T, 4> n_view(initial_state.n.data(), initial_state.n.dimensions());
-  const ConstTensorMap<T, 4> m_view(initial_state.m.data(), initial_state.m.dimensions());
-  detail::check_state<T>(c_view, n_view, m_view, in.shape, detail::initial_state_names);
-  detail::expect_valid_chunk_size(options.chunk_size);
-  detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
-  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
-  const detail::SequenceShape& s = in.shape;
-  HiddenAndState<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
-                        RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim)};
-  detail::chunkwise_forward(in, options.chunk_size,
-                            detail::chunkwise_segment_chunks<T>(s, options.chunk_size, threads),
-                            static_cast<T>(options.eps), threads, c_view.data(), n_view.data(), m_view.data(), out.h.data(),
-                            out.state.c.data(), out.state.n.data(), out.state.m.data());
-  return out;
+    const ChunkwiseOptions& options,
+    const RecurrentState<compute_scalar<scalar_of<Q>>>* initial_state) {
+  using T = scalar_of<Q>;
+  if constexpr (is_bfloat16<T>) {
+    require_same_scalar<Q, K, V, I, F>();
+    auto out = chunkwise_call(
+        to_float<4>(q, "q", "(B, NH, S, DQK)"), to_float<4>(k, "k", "(B, NH, S, DQK)"),
+        to_float<4>(v, "v", "(B, NH, S, DV)"),
+        to_float<4>(igate_preact, "igate_preact", "(B, NH, S, 1)"),
+        to_float<4>(fgate_preact, "fgate_preact", "(B, NH, S, 1)"), options, initial_state);
+    return {to_bfloat16<4>(out.h), std::move(out.state)};
+  } else {
+    const auto in = check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
+    const SequenceShape& s = in.shape;
+    const T* initial[3] = {nullptr, nullptr, nullptr};
+    if (initial_state != nullptr) {
+      const ConstTensorMap<T, 4> c_view(initial_state->c.data(), initial_state->c.dimensions());
+      const ConstTensorMap<T, 4> n_view(initial_state->n.data(), initial_state->n.dimensions());
+      const ConstTensorMap<T, 4> m_view(initial_state->m.data(), initial_state->m.dimensions());
+      check_state<T>(c_view, n_view, m_view, s, initial_state_names);
+      initial[0] = c_view.data();
+      initial[1] = n_view.data();
+      initial[2] = m_view.data();
+    }
+    expect_valid_chunk_size(options.chunk_size);
+    expect_valid_eps(static_cast<T>(options.eps), "options.eps");
+    const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
+    HiddenAndState<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
+                          RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim)};
+    chunkwise_forward<T>(in, options.chunk_size,
+                         chunkwise_segment_chunks<T>(s, options.chunk_size, threads),
+                         static_cast<T>(options.eps), threads, initial[0], initial[1], initial[2],
+                         out.h.data(), out.state.c.data(), out.state.n.data(), out.state.m.data());
+    return out;
+  }
 }
 
-// The chunkwise form from the zero state.
+}  // namespace detail
+
+// The chunkwise form from the zero state: h (B, NH, S, DV) and the state after the last step.
 template <typename Q, typename K, typename V, typename I, typename F>
-HiddenAndState<detail::scalar_of<Q>> chunkwise_stabilized(const Q& q, const K& k, const V& v,
-                                                          const I& igate_preact,
-                                                          const F& fgate_preact,
-                                                          const ChunkwiseOptions& options = {}) {
-  using T = detail::scalar_of<Q>;
-  const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
-  detail::expect_valid_chunk_size(options.chunk_size);
-  detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
-  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
-  const detail::SequenceShape& s = in.shape;
-  HiddenAndState<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
-                        RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim)};
-  detail::chunkwise_forward<T>(in, options.chunk_size,
-                               detail::chunkwise_segment_chunks<T>(s, options.chunk_size, threads),
-                               static_cast<T>(options.eps), threads, nullptr, nullptr, nullptr, out.h.data(), out.state.c.data(),
-                               out.state.n.data(), out.state.m.data());
-  return out;
+detail::ChunkwiseResult<detail::scalar_of<Q>> chunkwise_stabilized(
+    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
+    const ChunkwiseOptions& options = {}) {
+  return detail::chunkwise_call(q, k, v, igate_preact, fgate_preact, options, nullptr);
+}
+
+// The chunkwise form from `initial_state` (c (B, NH, DQK, DV), n (B, NH, DQK, 1),
+// m (B, NH, 1, 1); float for bfloat16 inputs).
+template <typename Q, typename K, typename V, typename I, typename F>
+detail::ChunkwiseResult<detail::scalar_of<Q>> chunkwise_stabilized(
+    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
+    const ChunkwiseOptions& options,
+    const RecurrentState<detail::compute_scalar<detail::scalar_of<Q>>>& initial_state) {
+  return detail::chunkwise_call(q, k, v, igate_preact, fgate_preact, options, &initial_state);
 }
 
 // With an optional initial state: nullopt means the zero state.
 template <typename Q, typename K, typename V, typename I, typename F>
-HiddenAndState<detail::scalar_of<Q>> chunkwise_stabilized(
+detail::ChunkwiseResult<detail::scalar_of<Q>> chunkwise_stabilized(
     const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
     const ChunkwiseOptions& options,
-    const std::optional<RecurrentState<detail::scalar_of<Q>>>& initial_state) {
-  if (initial_state) {
-    return chunkwise_stabilized(q, k, v, igate_preact, fgate_preact, options, *initial_state);
-  }
-  return chunkwise_stabilized(q, k, v, igate_preact, fgate_preact, options);
+    const std::optional<RecurrentState<detail::compute_scalar<detail::scalar_of<Q>>>>&
+        initial_state) {
+  return detail::chunkwise_call(q, k, v, igate_preact, fgate_preact, options,
+                                initial_state ? &*initial_state : nullptr);
 }
 
 }  // namespace mlstm

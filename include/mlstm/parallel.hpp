@@ -1,7 +1,8 @@
 // The mLSTM cell in parallel form (the reference's parallel_stabilized_simple).
 //
 // Shapes: q, k (B, NH, S, DQK); v (B, NH, S, DV); igate_preact, fgate_preact (B, NH, S, 1);
-// returns h (B, NH, S, DV). Per (b, h), for rows t and columns s allowed by the mask:
+// returns h (B, NH, S, DV). Scalars: float, double, or Eigen::bfloat16 (computed in float). Per (b,
+// h), for rows t and columns s allowed by the mask:
 //
 //   F[t,s]    = sum_{r=s+1..t} logsigmoid(f_r)
 //   logD[t,s] = F[t,s] + i_s
@@ -24,13 +25,13 @@
 // order, so h does not depend on the thread count.
 #pragma once
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <optional>
 #include <vector>
 
-#include <Eigen/Core>
-
+#include "mlstm/detail/bfloat16.hpp"
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/gate_decay.hpp"
 #include "mlstm/detail/math.hpp"
@@ -167,16 +168,15 @@ void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates
       hidden.row(r).setZero();
       continue;
     }
-    const T normalizer =
-        std::max(std::abs(rowsum[r]), std::exp(-static_cast<T>(m_t))) + eps;
+    const T normalizer = std::max(std::abs(rowsum[r]), std::exp(-static_cast<T>(m_t))) + eps;
     hidden.row(r) = acc.row(r) / normalizer;
   }
 }
 
 // The parallel form on validated inputs; writes h (B, NH, S, DV).
 template <typename T>
-void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask,
-                      bool stabilize_rowwise, T eps, int num_threads, T* h) {
+void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask, bool stabilize_rowwise,
+                      T eps, int num_threads, T* h) {
   const SequenceShape& s = in.shape;
   const Index heads = s.batch * s.heads;
   const double flops = 2.0 * static_cast<double>(heads) * static_cast<double>(s.seq_len) *
@@ -189,8 +189,8 @@ void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask,
   std::vector<ParallelHeadGates> gates(static_cast<size_t>(heads));
   parallel_for(heads, threads_for_work(num_threads, heads, gate_work), [&](Index head) {
     const Index row = head * s.seq_len;
-    parallel_head_gates(in.igate_preact.data() + row, in.fgate_preact.data() + row, s.seq_len,
-                        mask, stabilize_rowwise, gates[static_cast<size_t>(head)]);
+    parallel_head_gates(in.igate_preact.data() + row, in.fgate_preact.data() + row, s.seq_len, mask,
+                        stabilize_rowwise, gates[static_cast<size_t>(head)]);
   });
 
   // Items run the largest row tiles (the last ones, under a causal mask) first.
@@ -212,20 +212,29 @@ void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask,
 
 template <typename Q, typename K, typename V, typename I, typename F>
 Tensor<detail::scalar_of<Q>, 4> parallel_stabilized(const Q& q, const K& k, const V& v,
-                                                    const I& igate_preact,
-                                                    const F& fgate_preact,
+                                                    const I& igate_preact, const F& fgate_preact,
                                                     const ParallelOptions& options = {}) {
   using T = detail::scalar_of<Q>;
-  const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
-  detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
-  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
-  const detail::SequenceShape& s = in.shape;
-  const detail::SequenceMask mask = detail::resolve_mask(options.mask, s.seq_len);
+  if constexpr (detail::is_bfloat16<T>) {
+    detail::require_same_scalar<Q, K, V, I, F>();
+    return detail::to_bfloat16<4>(parallel_stabilized(
+        detail::to_float<4>(q, "q", "(B, NH, S, DQK)"),
+        detail::to_float<4>(k, "k", "(B, NH, S, DQK)"),
+        detail::to_float<4>(v, "v", "(B, NH, S, DV)"),
+        detail::to_float<4>(igate_preact, "igate_preact", "(B, NH, S, 1)"),
+        detail::to_float<4>(fgate_preact, "fgate_preact", "(B, NH, S, 1)"), options));
+  } else {
+    const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
+    detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
+    const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
+    const detail::SequenceShape& s = in.shape;
+    const detail::SequenceMask mask = detail::resolve_mask(options.mask, s.seq_len);
 
-  Tensor<T, 4> h(s.batch, s.heads, s.seq_len, s.v_dim);
-  detail::parallel_forward(in, mask, options.stabilize_rowwise, static_cast<T>(options.eps),
-                           threads, h.data());
-  return h;
+    Tensor<T, 4> h(s.batch, s.heads, s.seq_len, s.v_dim);
+    detail::parallel_forward(in, mask, options.stabilize_rowwise, static_cast<T>(options.eps),
+                             threads, h.data());
+    return h;
+  }
 }
 
 }  // namespace mlstm

@@ -11,10 +11,9 @@
 // to T once per element, is as accurate as a sum over the steps between s and t.
 #pragma once
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "mlstm/detail/double_double.hpp"
 #include "mlstm/detail/math.hpp"
@@ -98,8 +97,9 @@ void apply_masked_decay(T* scores, Index rows, Index cols, Index stride, const D
     const bool* sees = visible + r * visible_stride;
     const double row_hi = parts.row_hi[r], row_lo = parts.row_lo[r];
     for (Index c = 0; c < cols; ++c) {
-      exponent[c] = sees[c] ? static_cast<T>((parts.col_hi[c] - row_hi) + (parts.col_lo[c] - row_lo))
-                            : minus_infinity<T>;
+      exponent[c] = sees[c]
+                        ? static_cast<T>((parts.col_hi[c] - row_hi) + (parts.col_lo[c] - row_lo))
+                        : minus_infinity<T>;
     }
     row *= Row(exponent, cols).exp() * scale;
     rowsum[r] += row.sum();

@@ -8,7 +8,6 @@
 #include <memory>
 #include <mutex>
 #include <thread>
-
 #include <unsupported/Eigen/CXX11/ThreadPool>
 
 #include "mlstm/tensor.hpp"
@@ -20,7 +19,8 @@ inline int initial_num_threads() {
   if (const char* text = std::getenv("MLSTM_NUM_THREADS")) {
     char* end = nullptr;
     const long value = std::strtol(text, &end, 10);
-    if (end != text && *end == '\0' && value >= 1 && value <= 1 << 16) return static_cast<int>(value);
+    if (end != text && *end == '\0' && value >= 1 && value <= 1 << 16)
+      return static_cast<int>(value);
   }
   return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
@@ -53,8 +53,8 @@ inline bool& inside_parallel_for() {
 inline int threads_for_work(int threads, Index items, double flops) {
   constexpr double min_flops_per_thread = 4e5;
   const double by_work = std::max(1.0, flops / min_flops_per_thread);
-  return static_cast<int>(
-      std::max<double>(1.0, std::min({static_cast<double>(threads), static_cast<double>(items), by_work})));
+  return static_cast<int>(std::max<double>(
+      1.0, std::min({static_cast<double>(threads), static_cast<double>(items), by_work})));
 }
 
 // The shared part of one parallel_for: what the helpers need. It lives on the heap and is freed
@@ -65,7 +65,7 @@ struct ParallelForState {
   std::atomic<Index> finished{0};  // items done, or abandoned after an exception
   std::atomic<int> users;          // the caller and the helpers not yet done with this state
   Index count;
-  const void* task;                // valid while finished < count
+  const void* task;  // valid while finished < count
   void (*run_task)(const void* task, Index item);
   std::mutex error_mutex;
   std::exception_ptr error;
