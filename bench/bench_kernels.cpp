@@ -1,0 +1,192 @@
+// Google Benchmark programs for the mLSTM kernels: parallel, chunkwise, recurrent (a whole
+// sequence and one step), and the Eigen matrix product that bounds them on this machine.
+//
+//   MLSTM_NUM_THREADS=2 ./bench_kernels --benchmark_format=json
+//
+// Shapes: B = 1, NH = 4, DQK = DV = D in {64, 128, 256}, S from 256 to 16384 (the chunkwise and
+// recurrent forms also at 65536 for D = 128), float32. Benchmark arguments are D, S.
+// The thread count is the library default (MLSTM_NUM_THREADS, else the hardware's), reported in
+// the context as mlstm_threads.
+//
+// Counters: items = time steps of all heads per second; bytes = inputs read and h written per
+// second; useful_flops (a rate) counts only the work the form needs:
+//   parallel    2 * (S (S + 1) / 2) * (DQK + DV) per head (the causal half of Q K^T and of W V)
+//   chunkwise   per chunk of L steps: 2 * (L (L + 1) / 2) * (DQK + DV) + 4 * L * DQK * DV
+//               (intra-chunk causal half, inter-chunk readout q^T C, state update K^T V)
+//   recurrent   4 * DQK * DV per head and step (rank-1 update of C and the readout q^T C)
+//   gemm        2 * N^3 per product, one independent N x N product per thread
+#include <benchmark/benchmark.h>
+
+#include <Eigen/Core>
+#include <mlstm/mlstm.hpp>
+#include <string>
+#include <vector>
+
+namespace {
+
+using mlstm::Index;
+using Tensor4 = mlstm::Tensor<float, 4>;
+
+constexpr Index batch = 1, heads = 4, default_chunk_size = 64;
+
+struct Inputs {
+  Tensor4 q, k, v, igate, fgate;
+
+  Inputs(Index S, Index D)
+      : q(batch, heads, S, D),
+        k(batch, heads, S, D),
+        v(batch, heads, S, D),
+        igate(batch, heads, S, 1),
+        fgate(batch, heads, S, 1) {
+    // Uniform values (Eigen's normal generator can return an infinity, which the kernels reject):
+    // q, k, v, i in [-1, 1), forget gate preactivations in [2.5, 4.5).
+    for (Tensor4* x : {&q, &k, &v, &igate}) {
+      x->setRandom();
+      *x = *x * 2.0f - 1.0f;
+    }
+    fgate.setRandom();
+    fgate = fgate * 2.0f + 2.5f;
+  }
+};
+
+double sequence_bytes(Index S, Index D) {
+  // q, k, v and two gates read, h written.
+  return static_cast<double>(batch * heads * S * (4 * D + 2) * Index(sizeof(float)));
+}
+
+double parallel_flops(Index S, Index D) {
+  return static_cast<double>(batch * heads) * 2.0 * (static_cast<double>(S) * (S + 1) / 2.0) *
+         static_cast<double>(2 * D);
+}
+
+double chunkwise_flops(Index S, Index D, Index L) {
+  double flops = 0.0;
+  for (Index begin = 0; begin < S; begin += L) {
+    const double length = static_cast<double>(std::min(L, S - begin));
+    flops += 2.0 * (length * (length + 1) / 2.0) * static_cast<double>(2 * D) +
+             4.0 * length * static_cast<double>(D * D);
+  }
+  return static_cast<double>(batch * heads) * flops;
+}
+
+double recurrent_flops(Index S, Index D) {
+  return static_cast<double>(batch * heads * S) * 4.0 * static_cast<double>(D * D);
+}
+
+void set_counters(benchmark::State& state, Index S, double bytes, double flops) {
+  state.SetItemsProcessed(state.iterations() * batch * heads * S);
+  state.SetBytesProcessed(static_cast<int64_t>(static_cast<double>(state.iterations()) * bytes));
+  state.counters["useful_flops"] = benchmark::Counter(
+      flops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+void BM_Parallel(benchmark::State& state) {
+  const Index D = state.range(0), S = state.range(1);
+  const Inputs in(S, D);
+  for (auto _ : state) {
+    Tensor4 h = mlstm::parallel_stabilized(in.q, in.k, in.v, in.igate, in.fgate);
+    benchmark::DoNotOptimize(h.data());
+  }
+  set_counters(state, S, sequence_bytes(S, D), parallel_flops(S, D));
+}
+
+void BM_Chunkwise(benchmark::State& state) {
+  const Index D = state.range(0), S = state.range(1);
+  const Inputs in(S, D);
+  mlstm::ChunkwiseOptions options;
+  options.chunk_size = default_chunk_size;
+  for (auto _ : state) {
+    auto out = mlstm::chunkwise_stabilized(in.q, in.k, in.v, in.igate, in.fgate, options);
+    benchmark::DoNotOptimize(out.h.data());
+  }
+  set_counters(state, S, sequence_bytes(S, D), chunkwise_flops(S, D, default_chunk_size));
+}
+
+void BM_RecurrentSequence(benchmark::State& state) {
+  const Index D = state.range(0), S = state.range(1);
+  const Inputs in(S, D);
+  for (auto _ : state) {
+    auto out = mlstm::recurrent_sequence(in.q, in.k, in.v, in.igate, in.fgate);
+    benchmark::DoNotOptimize(out.h.data());
+  }
+  set_counters(state, S, sequence_bytes(S, D), recurrent_flops(S, D));
+}
+
+// One generation step on caller-owned state and output buffers (allocates nothing).
+void BM_RecurrentStep(benchmark::State& state) {
+  const Index D = state.range(0);
+  const Inputs in(1, D);
+  auto memory = mlstm::RecurrentState<float>::zeros(batch, heads, D, D);
+  Tensor4 h(batch, heads, 1, D);
+  for (auto _ : state) {
+    mlstm::recurrent_step_stabilized_inplace(memory, in.q, in.k, in.v, in.igate, in.fgate, h);
+    benchmark::DoNotOptimize(h.data());
+    benchmark::ClobberMemory();
+  }
+  // The state is read and written, q, k, v and gates read, h written.
+  const double bytes =
+      static_cast<double>(batch * heads * (2 * (D * D + D + 1) + 4 * D + 2) * Index(sizeof(float)));
+  set_counters(state, 1, bytes, recurrent_flops(1, D));
+}
+
+// The ceiling: one independent N x N x N Eigen product per thread, on the library's threads.
+void BM_EigenGemm(benchmark::State& state) {
+  using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const Index N = state.range(0);
+  const int threads = mlstm::get_num_threads();
+  std::vector<Matrix> a, b, c;
+  for (int t = 0; t < threads; ++t) {
+    a.push_back(Matrix::Random(N, N));
+    b.push_back(Matrix::Random(N, N));
+    c.push_back(Matrix::Zero(N, N));
+  }
+  for (auto _ : state) {
+    mlstm::detail::parallel_for(threads, threads, [&](Index t) { c[t].noalias() = a[t] * b[t]; });
+    benchmark::DoNotOptimize(c.front().data());
+  }
+  const double flops =
+      2.0 * static_cast<double>(N) * static_cast<double>(N) * static_cast<double>(N) * threads;
+  state.counters["useful_flops"] = benchmark::Counter(
+      flops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+void sequence_grid(benchmark::internal::Benchmark* bench, Index longest_d128) {
+  for (const Index D : {64, 128, 256}) {
+    for (Index S = 256; S <= 16384; S *= 2) bench->Args({D, S});
+  }
+  for (Index S = 32768; S <= longest_d128; S *= 2) bench->Args({128, S});
+  bench->ArgNames({"D", "S"})->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+BENCHMARK(BM_Parallel)->Apply([](benchmark::internal::Benchmark* b) { sequence_grid(b, 16384); });
+BENCHMARK(BM_Chunkwise)->Apply([](benchmark::internal::Benchmark* b) { sequence_grid(b, 65536); });
+BENCHMARK(BM_RecurrentSequence)->Apply([](benchmark::internal::Benchmark* b) {
+  sequence_grid(b, 65536);
+});
+BENCHMARK(BM_RecurrentStep)
+    ->ArgName("D")
+    ->Arg(64)
+    ->Arg(128)
+    ->Arg(256)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_EigenGemm)
+    ->ArgName("N")
+    ->Arg(256)
+    ->Arg(512)
+    ->Arg(1024)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("mlstm_threads", std::to_string(mlstm::get_num_threads()));
+  benchmark::AddCustomContext("mlstm_dtype", "float32");
+  benchmark::AddCustomContext("mlstm_shape", "B=1 NH=4 DQK=DV=D");
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,369 @@
+#!/usr/bin/env -S /usr/bin/python3
+"""Side-by-side timing of the mlstm C++ kernels and their PyTorch equivalents, in one run.
+
+Runs bench_kernels (Google Benchmark, JSON output) and then PyTorch at the same shapes
+(B = 1, NH = 4, DQK = DV = D), dtype (float32) and thread count, and prints a table: the time
+of each, the ratio PyTorch / mlstm, the useful GFLOP/s of mlstm (FLOP counts defined in
+bench_kernels.cpp) and that rate as a fraction of the Eigen matrix-product rate measured by the
+same bench binary in the same run (the practical ceiling of the machine). Writes a plot of time
+against S for each kernel and for PyTorch.
+
+    /usr/bin/python3 bench/compare_pytorch.py --quick      # the target shapes, a few minutes
+    /usr/bin/python3 bench/compare_pytorch.py --full       # the whole grid, tens of minutes
+
+PyTorch side: the reference package's functions (xlstm: parallel_stabilized_simple,
+chunkwise_simple, recurrent_step_stabilized_simple) when the package can be found; otherwise
+this project's torch implementations written from the same equations
+(tests/reference/mlstm_reference.py for parallel and step, chunkwise below). The table says
+which. Install the reference beside Debian's torch with
+    /usr/bin/python3 -m venv --system-site-packages /tmp/venv
+    /tmp/venv/bin/pip install --no-deps xlstm==2.0.6
+and run this script with /tmp/venv/bin/python.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
+import mlstm_reference  # noqa: E402  (the project's torch reference, and the package loader)
+
+B, NH, CHUNK = 1, 4, 64
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch kernels
+
+
+def chunkwise_from_equations(q, k, v, igate, fgate, chunk_size=CHUNK, eps=1e-6):
+    """Chunkwise mLSTM from shared/DESIGN.md: states carried between chunks, chunks in parallel
+    form. Used only when the reference package is absent. S must be a multiple of chunk_size."""
+    b, nh, s, dqk = q.shape
+    nc, L = s // chunk_size, chunk_size
+    qc = q.view(b, nh, nc, L, dqk)
+    kc = k.view(b, nh, nc, L, dqk) / math.sqrt(dqk)
+    vc = v.view(b, nh, nc, L, -1)
+    lf = F.logsigmoid(fgate).view(b, nh, nc, L)
+    ig = igate.view(b, nh, nc, L)
+    cum = lf.cumsum(-1)                                  # within each chunk, inclusive
+    total = cum[..., -1:]                                # (b, nh, nc, 1)
+    to_end = total - cum + ig                            # log weight in the chunk-end state
+    to_end_max = to_end.max(-1, keepdim=True).values
+    w = (to_end - to_end_max).exp().unsqueeze(-1)
+    kv = (kc * w).transpose(-1, -2) @ vc                 # (b, nh, nc, dqk, dv)
+    ksum = (kc * w).sum(-2)                              # (b, nh, nc, dqk)
+    c = torch.zeros(b, nh, dqk, v.shape[-1], dtype=q.dtype)
+    n = torch.zeros(b, nh, dqk, dtype=q.dtype)
+    m = torch.zeros(b, nh, 1, dtype=q.dtype)
+    c_starts, n_starts, m_starts = [], [], []
+    for j in range(nc):
+        c_starts.append(c)
+        n_starts.append(n)
+        m_starts.append(m)
+        m_new = torch.maximum(total[:, :, j] + m, to_end_max[:, :, j])
+        carry = (total[:, :, j] + m - m_new).exp()
+        add = (to_end_max[:, :, j] - m_new).exp()
+        c = carry.unsqueeze(-1) * c + add.unsqueeze(-1) * kv[:, :, j]
+        n = carry * n + add * ksum[:, :, j]
+        m = m_new
+    c_s = torch.stack(c_starts, 2)                       # (b, nh, nc, dqk, dv)
+    n_s = torch.stack(n_starts, 2)                       # (b, nh, nc, dqk)
+    m_s = torch.stack(m_starts, 2)                       # (b, nh, nc, 1)
+    log_d = cum.unsqueeze(-1) - cum.unsqueeze(-2) + ig.unsqueeze(-2)
+    causal = torch.ones(L, L, dtype=torch.bool).tril()
+    log_d = log_d.masked_fill(~causal, -float("inf"))
+    m_row = torch.maximum(log_d.max(-1).values, cum + m_s)  # the recurrent form's m_t
+    weights = (qc @ kc.transpose(-1, -2)) * (log_d - m_row.unsqueeze(-1)).exp()
+    state_w = (cum + m_s - m_row).exp().unsqueeze(-1)
+    num = weights @ vc + (qc * state_w) @ c_s
+    den = weights.sum(-1) + ((qc * state_w) @ n_s.unsqueeze(-1)).squeeze(-1)
+    h = num / (torch.maximum(den.abs(), (-m_row).exp()) + eps).unsqueeze(-1)
+    return h.reshape(b, nh, s, -1)
+
+
+def torch_kernels():
+    """(parallel, chunkwise, step, description) as callables on float32 tensors."""
+    module, how = mlstm_reference.load_reference_backends()
+    if module is not None:
+        def step(c, n, m, q, k, v, i, f):
+            # The reference squeezes q, k, v in place: hand it fresh views.
+            return module.recurrent_step_stabilized_simple(
+                c, n, m, q.view(q.shape), k.view(k.shape), v.view(v.shape), i, f)
+        return (module.parallel_stabilized_simple,
+                lambda q, k, v, i, f: module.chunkwise_simple(q, k, v, i, f, chunk_size=CHUNK),
+                step, f"reference package xlstm ({how.split(' (')[0]})")
+    return (mlstm_reference.parallel_stabilized,
+            chunkwise_from_equations,
+            mlstm_reference.recurrent_step_stabilized,
+            "this project's torch implementations (tests/reference/mlstm_reference.py; "
+            "chunkwise in bench/compare_pytorch.py); reference package not found")
+
+
+def inputs(S, D, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(B, NH, S, D, generator=g) for _ in range(3))
+    i = torch.randn(B, NH, S, 1, generator=g)
+    f = torch.rand(B, NH, S, 1, generator=g) * 2.0 + 2.5
+    return q, k, v, i, f
+
+
+def time_call(fn, budget_s, min_runs=2, max_runs=50):
+    """Median wall time of fn() in seconds: one warm-up, then runs until the budget is spent."""
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < budget_s):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def parallel_bytes(S):
+    # The reference holds several (B, NH, S+1, S+1) float32 matrices at once; six is a safe bound.
+    return 6 * B * NH * (S + 1) ** 2 * 4
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOP counts: the same definitions as bench_kernels.cpp
+
+
+def flops(kernel, S, D):
+    if kernel == "parallel":
+        return B * NH * 2.0 * (S * (S + 1) / 2) * 2 * D
+    if kernel == "chunkwise":
+        total = 0.0
+        for begin in range(0, S, CHUNK):
+            L = min(CHUNK, S - begin)
+            total += 2.0 * (L * (L + 1) / 2) * 2 * D + 4.0 * L * D * D
+        return B * NH * total
+    if kernel == "step":
+        return B * NH * 4.0 * D * D
+    raise ValueError(kernel)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def run_cpp(binary, threads, pattern, min_time):
+    env = dict(os.environ, MLSTM_NUM_THREADS=str(threads))
+    cmd = [binary, "--benchmark_format=json", f"--benchmark_filter={pattern}",
+           f"--benchmark_min_time={min_time}"]
+    print("running:", f"MLSTM_NUM_THREADS={threads}", " ".join(cmd), flush=True)
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def parse_cpp(report):
+    """{(kernel, D, S): seconds}, and the best Eigen GEMM rate in FLOP/s."""
+    times, gemm = {}, 0.0
+    names = {"BM_Parallel": "parallel", "BM_Chunkwise": "chunkwise",
+             "BM_RecurrentSequence": "recurrent", "BM_RecurrentStep": "step"}
+    for bench in report["benchmarks"]:
+        parts = bench["name"].split("/")
+        if parts[0] == "BM_EigenGemm":
+            gemm = max(gemm, bench["useful_flops"])
+            continue
+        args = dict(p.split(":") for p in parts[1:] if ":" in p)
+        unit = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[bench["time_unit"]]
+        key = (names[parts[0]], int(args["D"]), int(args.get("S", 1)))
+        times[key] = bench["real_time"] * unit
+    return times, gemm
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="target shapes only (default)")
+    mode.add_argument("--full", action="store_true", help="the whole grid")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--binary", default=os.path.join(ROOT, "build-bench", "bench", "bench_kernels"))
+    parser.add_argument("--plot", default=os.path.join(ROOT, "docs", "bench_kernels.png"))
+    parser.add_argument("--json", default=None, help="also write all measurements here")
+    parser.add_argument("--torch-budget", type=float, default=None,
+                        help="seconds of repeated runs per PyTorch point (default 3 quick, 5 full)")
+    parser.add_argument("--max-torch-seconds", type=float, default=60.0,
+                        help="skip a PyTorch point whose single run is predicted to take longer")
+    parser.add_argument("--max-torch-gib", type=float, default=12.0,
+                        help="skip a PyTorch parallel point predicted to need more memory")
+    args = parser.parse_args()
+    full = args.full
+    budget = args.torch_budget or (5.0 if full else 3.0)
+
+    if not os.path.exists(args.binary):
+        sys.exit(f"{args.binary} not found: build it with\n"
+                 "  cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DMLSTM_BUILD_TESTS=OFF\n"
+                 "  cmake --build build-bench -j2 --target bench_kernels")
+
+    dims = [64, 128, 256] if full else [128]
+    seqs = [256, 512, 1024, 2048, 4096, 8192, 16384] if full else [2048, 4096, 8192]
+    d_alt = "|".join(map(str, dims))
+    s_alt = "|".join(map(str, seqs))
+    pattern = (f"BM_(Parallel|Chunkwise)/D:({d_alt})/S:({s_alt})/|"
+               f"BM_RecurrentSequence/D:({d_alt})/S:({s_alt})/|"
+               f"BM_RecurrentStep/D:({d_alt})/|BM_EigenGemm")
+    report = run_cpp(args.binary, args.threads, pattern, 1.0 if full else 0.5)
+    ours, gemm_rate = parse_cpp(report)
+
+    torch.set_num_threads(args.threads)
+    parallel_fn, chunkwise_fn, step_fn, torch_how = torch_kernels()
+    theirs = {}
+    with torch.no_grad():
+        for D in dims:
+            q1, k1, v1, i1, f1 = inputs(1, D)
+            c0 = torch.zeros(B, NH, D, D)
+            n0 = torch.zeros(B, NH, D, 1)
+            m0 = torch.zeros(B, NH, 1, 1)
+            theirs[("step", D, 1)] = time_call(lambda: step_fn(c0, n0, m0, q1, k1, v1, i1, f1), budget)
+            print(f"torch step D={D}: {theirs[('step', D, 1)] * 1e6:.1f} us", flush=True)
+            last = {}
+            for S in seqs:
+                q, k, v, i, f = inputs(S, D)
+                for kernel, fn in (("parallel", parallel_fn), ("chunkwise", chunkwise_fn)):
+                    # Predict from the previous S (parallel ~ S^2, chunkwise ~ S) and skip what
+                    # would not fit the time or memory limits.
+                    prev = last.get(kernel)
+                    if prev is not None:
+                        growth = (S / prev[0]) ** (2 if kernel == "parallel" else 1)
+                        if prev[1] * growth > args.max_torch_seconds:
+                            theirs[(kernel, D, S)] = f"skipped (~{prev[1] * growth:.0f} s)"
+                            continue
+                    if kernel == "parallel" and parallel_bytes(S) > args.max_torch_gib * 2**30:
+                        theirs[(kernel, D, S)] = f"skipped (~{parallel_bytes(S) / 2**30:.0f} GiB)"
+                        continue
+                    seconds = time_call(lambda: fn(q, k, v, i, f), budget)
+                    theirs[(kernel, D, S)] = seconds
+                    last[kernel] = (S, seconds)
+                    print(f"torch {kernel} D={D} S={S}: {seconds * 1e3:.1f} ms", flush=True)
+
+    ctx = report["context"]
+    print()
+    print(f"machine: {platform.processor() or platform.machine()}, {ctx.get('num_cpus')} CPUs, "
+          f"load average {ctx.get('load_avg')}; {args.threads} threads on both sides; float32; "
+          f"B={B} NH={NH} DQK=DV=D; chunk size {CHUNK}")
+    print(f"PyTorch {torch.__version__} ({torch_how}); BLAS: {blas_info()}")
+    print(f"Eigen matrix-product ceiling (best of BM_EigenGemm, {args.threads} threads): "
+          f"{gemm_rate / 1e9:.1f} GFLOP/s")
+    print()
+    header = (f"| kernel | D | S | mlstm | PyTorch | PyTorch / mlstm | mlstm GFLOP/s | "
+              f"of Eigen GEMM |")
+    print(header)
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    for kernel in ("parallel", "chunkwise", "step"):
+        for D in dims:
+            for S in (seqs if kernel != "step" else [1]):
+                key = (kernel, D, S)
+                if key not in ours:
+                    continue
+                mine = ours[key]
+                other = theirs.get(key)
+                rate = flops(kernel, S, D) / mine
+                ratio = f"{other / mine:.1f}x" if isinstance(other, float) else "-"
+                other_text = fmt_time(other) if isinstance(other, float) else (other or "-")
+                rows.append(dict(kernel=kernel, D=D, S=S, mlstm_s=mine,
+                                 torch_s=other if isinstance(other, float) else None,
+                                 gflops=rate / 1e9, of_gemm=rate / gemm_rate))
+                print(f"| {kernel} | {D} | {S if kernel != 'step' else '1 step'} | "
+                      f"{fmt_time(mine)} | {other_text} | {ratio} | {rate / 1e9:.1f} | "
+                      f"{rate / gemm_rate:.2f} |")
+    print()
+    report_targets(ours, theirs, gemm_rate)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(dict(rows=rows, gemm_flops=gemm_rate, threads=args.threads,
+                           torch=torch_how, recurrent_sequence={
+                               f"{k[1]}/{k[2]}": v for k, v in ours.items() if k[0] == "recurrent"}),
+                      out, indent=1)
+    plot(ours, theirs, dims, seqs, args.plot, args.threads)
+
+
+def fmt_time(seconds):
+    if seconds >= 1.0:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.1f} us"
+
+
+def blas_info():
+    config = torch.__config__.show()
+    for part in config.replace("\n", ",").split(","):
+        if "BLAS_INFO" in part:
+            return part.strip()
+    return "unknown"
+
+
+def report_targets(ours, theirs, gemm_rate):
+    def ratio(key):
+        return theirs[key] / ours[key] if isinstance(theirs.get(key), float) and key in ours else None
+
+    def rate(kernel, S):
+        key = (kernel, 128, S)
+        return flops(kernel, S, 128) / ours[key] / gemm_rate if key in ours else None
+
+    checks = [
+        ("parallel S=2048 vs PyTorch parallel", ratio(("parallel", 128, 2048)), 20.0, "x"),
+        ("chunkwise S=8192 vs PyTorch chunkwise", ratio(("chunkwise", 128, 8192)), 10.0, "x"),
+        ("recurrent step vs PyTorch step", ratio(("step", 128, 1)), 15.0, "x"),
+    ]
+    for kernel in ("chunkwise", "parallel"):
+        for S in (4096, 8192, 16384):
+            checks.append((f"{kernel} S={S} useful rate / Eigen GEMM rate", rate(kernel, S), 0.5, ""))
+    print("Targets (D=128, NH=4, B=1, float32):")
+    for name, value, target, unit in checks:
+        if value is None:
+            continue
+        verdict = "met" if value >= target else "MISSED"
+        print(f"  {name}: {value:.2f}{unit} (target >= {target}{unit}) {verdict}")
+
+
+def plot(ours, theirs, dims, seqs, path, threads):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not available: no plot (apt-get install python3-matplotlib)")
+        return
+    fig, axes = plt.subplots(1, len(dims), figsize=(6 * len(dims), 4.5), squeeze=False)
+    styles = {"parallel": "tab:blue", "chunkwise": "tab:green", "recurrent": "tab:red"}
+    for axis, D in zip(axes[0], dims):
+        for kernel, color in styles.items():
+            xs = [S for S in seqs if (kernel, D, S) in ours]
+            axis.loglog(xs, [ours[(kernel, D, S)] for S in xs], "o-", color=color,
+                        label=f"mlstm {kernel}")
+            if kernel == "recurrent":
+                step = theirs.get(("step", D, 1))
+                if isinstance(step, float):
+                    axis.loglog(seqs, [S * step for S in seqs], "--", color=color,
+                                label="PyTorch step x S")
+                continue
+            xs = [S for S in seqs if isinstance(theirs.get((kernel, D, S)), float)]
+            if xs:
+                axis.loglog(xs, [theirs[(kernel, D, S)] for S in xs], "s--", color=color,
+                            label=f"PyTorch {kernel}")
+        axis.set_title(f"D = {D}, B = 1, NH = 4, float32, {threads} threads")
+        axis.set_xlabel("sequence length S")
+        axis.set_ylabel("time per call (s)")
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"plot written to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,399 @@
+// The mLSTM cell in chunkwise form (the reference's chunkwise_simple, and the chunkwise kernels
+// of mlstm_kernels): the sequence is cut into chunks of L steps; within a chunk the outputs are
+// computed in parallel form, between chunks the recurrent state (C, n, m) is carried.
+//
+//   auto out = mlstm::chunkwise_stabilized(q, k, v, igate_preact, fgate_preact, options);
+//   out.h;       // (B, NH, S, DV)
+//   out.state;   // final c (B, NH, DQK, DV), n (B, NH, DQK, 1), m (B, NH, 1, 1)
+//   // continue generation from out.state with recurrent_step_stabilized(_inplace)
+//
+// Shapes as parallel_stabilized; any S (the last chunk may be shorter than L); an optional
+// initial state in the recurrent step's shapes (omitted: the zero state c = 0, n = 0, m = 0).
+// Scalars: float, double, or Eigen::bfloat16 (computed in float; the state is then float).
+//
+// Per chunk, with cum[t] = sum of logsigmoid(f) from the chunk's first step to t inclusive,
+// total = cum[last], and the state (C, n, m) at the chunk's start (C and n scaled by exp(-m),
+// built from k / sqrt(DQK) as in the recurrent form):
+//
+//   m_t  = max(cum[t] + m, max_{s<=t} (cum[t] - cum[s] + i_s))          the recurrent form's m_t
+//   h_t  = [ sum_{s<=t} (q_t.k_s / sqrt(DQK)) exp(cum[t] - cum[s] + i_s - m_t) v_s
+//            + exp(cum[t] + m - m_t) q_t^T C ] / (max(|den_t|, exp(-m_t)) + eps)
+//   den_t =  sum_{s<=t} (q_t.k_s / sqrt(DQK)) exp(cum[t] - cum[s] + i_s - m_t)
+//            + exp(cum[t] + m - m_t) q_t . n
+//   state at the chunk's end:
+//   a_s  = total - cum[s] + i_s,   m' = max(total + m, max_s a_s)
+//   C'   = exp(total + m - m') C + sum_s exp(a_s - m') (k_s / sqrt(DQK)) v_s^T,   n' likewise
+//
+// Stabilizers: every h_t uses the recurrent form's m_t (the reference's chunkwise_simple uses
+// the same), so h equals recurrent_sequence from the same initial state to rounding, lower bound
+// exp(-m_t) included. Against parallel_stabilized (zero initial state) h agrees except in rows
+// where the lower bound or eps matters: the parallel m_t lacks the initial state's term cum[t] + 0.
+// The final state's m is the recurrent form's m after the last step; c and n agree with the
+// recurrent form's to rounding (compare c * exp(m), n * exp(m) across forms).
+//
+// Threads: the sequence is processed in segments of chunks. For each segment, the chunks'
+// contributions (the sums over s above) are computed in parallel over (batch-head, chunk), the
+// states at the chunk starts follow by a short scan per batch-head, and the outputs are again
+// computed in parallel over (batch-head, chunk). Every quantity is computed by one thread in a
+// fixed order, so results do not depend on the thread count. Memory beyond inputs and outputs:
+// the segment's states and contributions (bounded to about 32 MiB), whatever S is.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mlstm/detail/bfloat16.hpp"
+#include "mlstm/detail/checks.hpp"
+#include "mlstm/detail/gate_decay.hpp"
+#include "mlstm/detail/math.hpp"
+#include "mlstm/recurrent.hpp"
+#include "mlstm/state.hpp"
+#include "mlstm/tensor.hpp"
+#include "mlstm/threading.hpp"
+
+namespace mlstm {
+
+struct ChunkwiseOptions {
+  Index chunk_size = 64;  // L >= 1; the last chunk holds the remaining S mod L steps
+  double eps = 1e-6;      // added to the normalizer; finite and > 0
+  int num_threads = 0;    // 0: the library default (mlstm::set_num_threads)
+};
+
+namespace detail {
+
+// The gates of one chunk of `length` steps, with cum[t] = sum_{r=0..t} logsigmoid(f_r) from the
+// chunk's first step (see gate_decay.hpp for why these are double-doubles):
+//   col[s]  = i_s - cum[s]
+//   a_s     = total + col[s]: the log weight of step s's key-value in the state at the chunk's
+//             end, total = cum[length - 1]
+struct ChunkGates {
+  std::vector<DoubleDouble> cum;
+  DoubleDoubles col;
+  DoubleDouble col_max;  // max_s col[s]
+  double total = 0.0;
+
+  template <typename T>
+  void compute(const T* igate_preact, const T* fgate_preact, Index length) {
+    log_forget_prefix(fgate_preact, length, cum);
+    col.resize(length);
+    col_max = dd_minus_infinity;
+    for (Index s = 0; s < length; ++s) {
+      const DoubleDouble value = DoubleDouble{static_cast<double>(igate_preact[s]), 0.0} - cum[s];
+      col.set(s, value);
+      col_max = std::max(col_max, value);
+    }
+    total = cum.back().value();
+  }
+
+  Index length() const { return static_cast<Index>(cum.size()); }
+  // max_s a_s.
+  double to_end_max() const { return total + col_max.value(); }
+};
+
+template <typename T>
+using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// The chunk's own contribution to the state at its end, stabilized by max_s a_s:
+//   kv   (DQK, DV) = sum_s exp(a_s - max a) (k_s / sqrt(DQK)) v_s^T
+//   ksum (DQK)     = sum_s exp(a_s - max a)  k_s / sqrt(DQK)
+// where a_s - max a = col[s] - col_max.
+// k (L, DQK), v (L, DV) row-major. Needs no state, so chunks can be done in any order.
+template <typename T>
+void chunk_state_contribution(const T* k, const T* v, const ChunkGates& gates, Index qk_dim,
+                              Index v_dim, T* kv, T* ksum) {
+  const Index length = gates.length();
+  const double scale = 1.0 / std::sqrt(static_cast<double>(qk_dim));
+  Eigen::Map<const RowMatrix<T>> keys(k, length, qk_dim), values(v, length, v_dim);
+  RowMatrix<T> weighted_keys(length, qk_dim);
+  for (Index s = 0; s < length; ++s)
+    weighted_keys.row(s) =
+        keys.row(s) * static_cast<T>(std::exp((gates.col[s] - gates.col_max).value()) * scale);
+  Eigen::Map<RowMatrix<T>> kv_map(kv, qk_dim, v_dim);
+  kv_map.noalias() = weighted_keys.transpose() * values;
+  Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(ksum, qk_dim) = weighted_keys.colwise().sum();
+}
+
+// The state across one chunk, from (c, n, m) at its start to (c_next, n_next, m_next) at its end:
+//   m_next = max(total + m, max a) = total + max(m, col_max)
+//   c_next = exp(total + m - m_next) c + exp(max a - m_next) kv,   n_next likewise with ksum
+// One of the two factors is 1; the other is exp(-|m - col_max|), taken from the double-double
+// difference. c, c_next (DQK, DV), n, n_next (DQK); they may alias (an in-place update).
+template <typename T>
+void advance_chunk_state(const T* c, const T* n, double m, const T* kv, const T* ksum,
+                         const ChunkGates& gates, Index qk_dim, Index v_dim, T* c_next, T* n_next,
+                         double& m_next) {
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  const DoubleDouble state_log{m, 0.0};
+  const bool state_leads = !(state_log < gates.col_max);
+  const T carry =
+      state_leads ? T(1) : static_cast<T>(std::exp((state_log - gates.col_max).value()));
+  const T add = state_leads ? static_cast<T>(std::exp((gates.col_max - state_log).value())) : T(1);
+  const double m_new = gates.total + (state_leads ? m : gates.col_max.value());
+  const Index size = qk_dim * v_dim;
+  Eigen::Map<Array>(c_next, size) =
+      carry * Eigen::Map<const Array>(c, size) + add * Eigen::Map<const Array>(kv, size);
+  Eigen::Map<Array>(n_next, qk_dim) =
+      carry * Eigen::Map<const Array>(n, qk_dim) + add * Eigen::Map<const Array>(ksum, qk_dim);
+  m_next = m_new;
+}
+
+// h of one chunk from the state (c, n, m) at its start (see the file comment): q, k (L, DQK),
+// v (L, DV), h (L, DV) row-major.
+template <typename T>
+void chunk_outputs(const T* q, const T* k, const T* v, const ChunkGates& gates, const T* c,
+                   const T* n, double m, Index qk_dim, Index v_dim, T eps, T* h) {
+  using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+  const Index length = gates.length();
+  const T scale = T(1) / std::sqrt(static_cast<T>(qk_dim));
+  Eigen::Map<const RowMatrix<T>> queries(q, length, qk_dim), keys(k, length, qk_dim),
+      values(v, length, v_dim), memory(c, qk_dim, v_dim);
+  Eigen::Map<const Vector> normalizer_state(n, qk_dim);
+
+  // Row parts (gate_decay.hpp): row[t] = m_t - cum[t] = max(m, max_{s<=t} col[s]).
+  DoubleDoubles row;
+  row.resize(length);
+  std::vector<double> stabilizer(static_cast<size_t>(length));  // m_t
+  Vector state_weight(length);                                  // exp(cum[t] + m - m_t)
+  const DoubleDouble state_log{m, 0.0};
+  DoubleDouble running = state_log;
+  for (Index t = 0; t < length; ++t) {
+    running = std::max(running, gates.col[t]);
+    row.set(t, running);
+    stabilizer[t] = (gates.cum[t] + running).value();
+    state_weight[t] = static_cast<T>(std::exp((state_log - running).value()));
+  }
+  const DecayParts parts{row.hi.data(), row.lo.data(), gates.col.hi.data(), gates.col.lo.data()};
+
+  RowMatrix<T> weights(length, length);
+  Vector rowsum = Vector::Zero(length), exponent(length);
+  weights.noalias() = queries * keys.transpose();
+  apply_causal_decay(weights.data(), length, length, length, parts, Index(0), scale,
+                     exponent.data(), rowsum.data());
+  const RowMatrix<T> weighted_queries = state_weight.asDiagonal() * queries;
+  RowMatrix<T> acc(length, v_dim);
+  acc.noalias() = weights * values;
+  acc.noalias() += weighted_queries * memory;
+  const Vector denominator = rowsum + weighted_queries * normalizer_state;
+
+  Eigen::Map<RowMatrix<T>> hidden(h, length, v_dim);
+  for (Index t = 0; t < length; ++t) {
+    const T normalizer =
+        std::max(std::abs(denominator[t]), std::exp(-static_cast<T>(stabilizer[t]))) + eps;
+    hidden.row(t) = acc.row(t) / normalizer;
+  }
+}
+
+// Elements of one state slot, rounded up to 64 bytes so that every slot starts equally aligned
+// (Eigen's vectorized sums peel by alignment; equal alignment keeps results independent of the
+// slot a chunk lands in).
+template <typename T>
+Index padded_size(Index elements) {
+  constexpr Index per_line = 64 / static_cast<Index>(sizeof(T));
+  return (elements + per_line - 1) / per_line * per_line;
+}
+
+// How many chunks a segment holds: enough to give each of `threads` threads a few items per
+// phase, within about 4 MiB of segment buffers (small enough that a chunk's keys and values are
+// still in cache when its outputs are computed). The results do not depend on it.
+template <typename T>
+Index chunkwise_segment_chunks(const SequenceShape& s, Index chunk_size, int threads) {
+  constexpr Index budget_bytes = Index(4) << 20;
+  const Index heads = s.batch * s.heads;
+  const Index chunks = (s.seq_len + chunk_size - 1) / chunk_size;
+  const Index bytes_per_chunk = heads * 2 *
+                                (padded_size<T>(s.qk_dim * s.v_dim) + padded_size<T>(s.qk_dim)) *
+                                static_cast<Index>(sizeof(T));
+  const Index wanted = (4 * static_cast<Index>(threads) + heads - 1) / heads;
+  return std::clamp<Index>(std::min(wanted, budget_bytes / bytes_per_chunk), 1, chunks);
+}
+
+// The chunkwise form on validated inputs, `segment` chunks at a time (any segment >= 1 gives the
+// same bits). initial_c/n/m: the initial state, or all nullptr for the zero state. Writes
+// h (B, NH, S, DV) and the final state (c, n, m).
+//
+// Per segment of chunks: (1) gates and contribution of every (batch-head, chunk), in parallel;
+// (2) per batch-head, the states at the chunk starts by advance_chunk_state, in order;
+// (3) the outputs of every (batch-head, chunk), in parallel. The state at the start of chunk j
+// lives in slot j mod (segment + 1) of its batch-head, so a segment's last state is the next
+// segment's first without a copy.
+template <typename T>
+void chunkwise_forward(const SequenceInputs<T>& in, Index chunk_size, Index segment, T eps,
+                       int num_threads, const T* initial_c, const T* initial_n, const T* initial_m,
+                       T* h, T* final_c, T* final_n, T* final_m) {
+  using Storage = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+  const SequenceShape& s = in.shape;
+  const Index heads = s.batch * s.heads;
+  const Index chunks = (s.seq_len + chunk_size - 1) / chunk_size;
+  const Index c_size = s.qk_dim * s.v_dim;
+  const Index c_stride = padded_size<T>(c_size);
+  const Index n_stride = padded_size<T>(s.qk_dim);
+  const Index slots = segment + 1;
+
+  Storage state_c(heads * slots * c_stride), state_n(heads * slots * n_stride);
+  std::vector<double> state_m(static_cast<size_t>(heads * slots));
+  Storage kv(heads * segment * c_stride), ksum(heads * segment * n_stride);
+  std::vector<ChunkGates> gates(static_cast<size_t>(heads * segment));
+  auto slot = [&](Index head, Index j) { return head * slots + j % slots; };
+  auto state_c_at = [&](Index head, Index j) { return state_c.data() + slot(head, j) * c_stride; };
+  auto state_n_at = [&](Index head, Index j) { return state_n.data() + slot(head, j) * n_stride; };
+  auto state_m_at = [&](Index head, Index j) -> double& {
+    return state_m[static_cast<size_t>(slot(head, j))];
+  };
+  auto in_segment = [&](Index head, Index j) { return head * segment + j % segment; };
+
+  for (Index head = 0; head < heads; ++head) {
+    T* c = state_c_at(head, 0);
+    T* n = state_n_at(head, 0);
+    if (initial_c != nullptr) {
+      std::copy_n(initial_c + head * c_size, c_size, c);
+      std::copy_n(initial_n + head * s.qk_dim, s.qk_dim, n);
+    } else {
+      std::fill_n(c, c_size, T(0));
+      std::fill_n(n, s.qk_dim, T(0));
+    }
+    state_m_at(head, 0) = initial_m != nullptr ? static_cast<double>(initial_m[head]) : 0.0;
+  }
+
+  const double chunk_flops =
+      2.0 * static_cast<double>(chunk_size) *
+      (static_cast<double>(chunk_size) * static_cast<double>(s.qk_dim + s.v_dim) +
+       2.0 * static_cast<double>(c_size));
+  for (Index first = 0; first < chunks; first += segment) {
+    const Index count = std::min(segment, chunks - first);
+    const Index items = heads * count;
+    const int threads =
+        threads_for_work(num_threads, items, chunk_flops * static_cast<double>(items));
+    // Item -> (batch-head, chunk), chunks of one batch-head spread over the item range.
+    auto head_of = [&](Index item) { return item % heads; };
+    auto chunk_of = [&](Index item) { return first + item / heads; };
+    auto first_row = [&](Index item) {
+      return head_of(item) * s.seq_len + chunk_of(item) * chunk_size;
+    };
+
+    parallel_for(items, threads, [&](Index item) {
+      const Index head = head_of(item), j = chunk_of(item), row = first_row(item);
+      ChunkGates& g = gates[static_cast<size_t>(in_segment(head, j))];
+      g.compute(in.igate_preact.data() + row, in.fgate_preact.data() + row,
+                std::min(chunk_size, s.seq_len - j * chunk_size));
+      chunk_state_contribution(in.k.data() + row * s.qk_dim, in.v.data() + row * s.v_dim, g,
+                               s.qk_dim, s.v_dim, kv.data() + in_segment(head, j) * c_stride,
+                               ksum.data() + in_segment(head, j) * n_stride);
+    });
+
+    const double scan_flops = 3.0 * static_cast<double>(items * c_size);
+    parallel_for(heads, threads_for_work(num_threads, heads, scan_flops), [&](Index head) {
+      for (Index j = first; j < first + count; ++j) {
+        advance_chunk_state(state_c_at(head, j), state_n_at(head, j), state_m_at(head, j),
+                            kv.data() + in_segment(head, j) * c_stride,
+                            ksum.data() + in_segment(head, j) * n_stride,
+                            gates[static_cast<size_t>(in_segment(head, j))], s.qk_dim, s.v_dim,
+                            state_c_at(head, j + 1), state_n_at(head, j + 1),
+                            state_m_at(head, j + 1));
+      }
+    });
+
+    parallel_for(items, threads, [&](Index item) {
+      const Index head = head_of(item), j = chunk_of(item), row = first_row(item);
+      chunk_outputs(in.q.data() + row * s.qk_dim, in.k.data() + row * s.qk_dim,
+                    in.v.data() + row * s.v_dim, gates[static_cast<size_t>(in_segment(head, j))],
+                    state_c_at(head, j), state_n_at(head, j), state_m_at(head, j), s.qk_dim,
+                    s.v_dim, eps, h + row * s.v_dim);
+    });
+  }
+
+  for (Index head = 0; head < heads; ++head) {
+    std::copy_n(state_c_at(head, chunks), c_size, final_c + head * c_size);
+    std::copy_n(state_n_at(head, chunks), s.qk_dim, final_n + head * s.qk_dim);
+    final_m[head] = static_cast<T>(state_m_at(head, chunks));
+  }
+}
+
+inline void expect_valid_chunk_size(Index chunk_size) {
+  if (chunk_size < 1) {
+    throw ValueError("options.chunk_size",
+                     "expected a chunk size >= 1, got " + std::to_string(chunk_size));
+  }
+}
+
+// What chunkwise_stabilized returns for inputs of scalar T: h in T, the state in float for
+// bfloat16 inputs and in T otherwise.
+template <typename T>
+using ChunkwiseResult = HiddenAndState<T, compute_scalar<T>>;
+
+// chunkwise_stabilized from `initial_state`, or from the zero state when it is nullptr.
+template <typename Q, typename K, typename V, typename I, typename F>
+ChunkwiseResult<scalar_of<Q>> chunkwise_call(
+    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
+    const ChunkwiseOptions& options,
+    const RecurrentState<compute_scalar<scalar_of<Q>>>* initial_state) {
+  using T = scalar_of<Q>;
+  if constexpr (is_bfloat16<T>) {
+    require_same_scalar<Q, K, V, I, F>();
+    auto out = chunkwise_call(
+        to_float<4>(q, "q", "(B, NH, S, DQK)"), to_float<4>(k, "k", "(B, NH, S, DQK)"),
+        to_float<4>(v, "v", "(B, NH, S, DV)"),
+        to_float<4>(igate_preact, "igate_preact", "(B, NH, S, 1)"),
+        to_float<4>(fgate_preact, "fgate_preact", "(B, NH, S, 1)"), options, initial_state);
+    return {to_bfloat16<4>(out.h), std::move(out.state)};
+  } else {
+    const auto in = check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
+    const SequenceShape& s = in.shape;
+    const T* initial[3] = {nullptr, nullptr, nullptr};
+    if (initial_state != nullptr) {
+      const ConstTensorMap<T, 4> c_view(initial_state->c.data(), initial_state->c.dimensions());
+      const ConstTensorMap<T, 4> n_view(initial_state->n.data(), initial_state->n.dimensions());
+      const ConstTensorMap<T, 4> m_view(initial_state->m.data(), initial_state->m.dimensions());
+      check_state<T>(c_view, n_view, m_view, s, initial_state_names);
+      initial[0] = c_view.data();
+      initial[1] = n_view.data();
+      initial[2] = m_view.data();
+    }
+    expect_valid_chunk_size(options.chunk_size);
+    expect_valid_eps(static_cast<T>(options.eps), "options.eps");
+    const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
+    HiddenAndState<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
+                          RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim)};
+    chunkwise_forward<T>(in, options.chunk_size,
+                         chunkwise_segment_chunks<T>(s, options.chunk_size, threads),
+                         static_cast<T>(options.eps), threads, initial[0], initial[1], initial[2],
+                         out.h.data(), out.state.c.data(), out.state.n.data(), out.state.m.data());
+    return out;
+  }
+}
+
+}  // namespace detail
+
+// The chunkwise form from the zero state: h (B, NH, S, DV) and the state after the last step.
+template <typename Q, typename K, typename V, typename I, typename F>
+detail::ChunkwiseResult<detail::scalar_of<Q>> chunkwise_stabilized(
+    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
+    const ChunkwiseOptions& options = {}) {
+  return detail::chunkwise_call(q, k, v, igate_preact, fgate_preact, options, nullptr);
+}
+
+// The chunkwise form from `initial_state` (c (B, NH, DQK, DV), n (B, NH, DQK, 1),
+// m (B, NH, 1, 1); float for bfloat16 inputs).
+template <typename Q, typename K, typename V, typename I, typename F>
+detail::ChunkwiseResult<detail::scalar_of<Q>> chunkwise_stabilized(
+    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
+    const ChunkwiseOptions& options,
+    const RecurrentState<detail::compute_scalar<detail::scalar_of<Q>>>& initial_state) {
+  return detail::chunkwise_call(q, k, v, igate_preact, fgate_preact, options, &initial_state);
+}
+
+// With an optional initial state: nullopt means the zero state.
+template <typename Q, typename K, typename V, typename I, typename F>
+detail::ChunkwiseResult<detail::scalar_of<Q>> chunkwise_stabilized(
+    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
+    const ChunkwiseOptions& options,
+    const std::optional<RecurrentState<detail::compute_scalar<detail::scalar_of<Q>>>>&
+        initial_state) {
+  return detail::chunkwise_call(q, k, v, igate_preact, fgate_preact, options,
+                                initial_state ? &*initial_state : nullptr);
+}
+
+}  // namespace mlstm
