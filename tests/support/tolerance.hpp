@@ -1,0 +1,134 @@
+// Error budgets of the tests, all in one place, and the comparison that reports the largest
+// difference and where it is.
+//
+// Budgets are absolute bounds derived from the magnitude of the reference (its largest |value|)
+// and the dtype:
+// - double vs a float64 reference: `double_relative` of the reference's magnitude.
+// - float vs a float64 reference: `float_reference_loss_factor` times what the reference itself
+//   loses when run in float32 on the same case (measured by the golden data as
+//   |h_f32ref - h|), never below float rounding (`float_relative_floor` of the magnitude).
+// - double vs a float64 reference where the quantity is ill-conditioned (a gradient that is a
+//   small difference of large terms): also within what the reference lost in float32, scaled
+//   from float to double rounding (`double_budget`).
+// - two forms of the library computed in the same dtype (different summation orders):
+//   `forms_relative<T>` of the magnitude.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <string>
+#include <type_traits>
+
+#include <catch2/catch.hpp>
+
+#include <mlstm/tensor.hpp>
+
+namespace mlstm::test {
+
+inline constexpr double double_relative = 1e-12;
+inline constexpr double float_reference_loss_factor = 4.0;
+inline constexpr double float_relative_floor = 2e-6;
+
+template <typename T>
+inline constexpr double forms_relative = std::is_same_v<T, double> ? 1e-12 : 2e-5;
+
+struct Difference {
+  double max_abs = 0.0;   // largest |actual - expected| (infinite where one side is not finite)
+  double scale = 0.0;     // largest |expected|
+  std::string where;      // multi-index of max_abs
+  double actual = 0.0;
+  double expected = 0.0;
+  bool shapes_match = true;
+  std::string shapes;
+
+  bool within(double budget) const { return shapes_match && max_abs <= budget; }
+  std::string describe() const {
+    std::ostringstream text;
+    if (!shapes_match) return "shape mismatch: " + shapes;
+    text << "max |difference| = " << max_abs << " at " << where << " (actual " << actual
+         << ", expected " << expected << "), reference magnitude " << scale;
+    if (scale > 0) text << ", relative " << max_abs / scale;
+    return text.str();
+  }
+};
+
+// Largest difference between two tensors (or maps) of the same shape, with its position.
+// A non-finite value on one side where the other is finite, or NaN on both, counts as infinite;
+// equal infinities count as 0.
+template <typename A, typename E>
+Difference max_difference(const A& actual, const E& expected) {
+  constexpr int rank = detail::traits_of<A>::rank;
+  static_assert(rank == detail::traits_of<E>::rank, "compare tensors of one rank");
+  Difference result;
+  for (int axis = 0; axis < rank; ++axis)
+    result.shapes_match = result.shapes_match && actual.dimension(axis) == expected.dimension(axis);
+  if (!result.shapes_match) {
+    result.shapes = detail::shape_string(actual.dimensions(), rank) + " vs expected " +
+                    detail::shape_string(expected.dimensions(), rank);
+    return result;
+  }
+  Index worst = -1;
+  for (Index flat = 0; flat < expected.size(); ++flat) {
+    const double a = static_cast<double>(actual.data()[flat]);
+    const double e = static_cast<double>(expected.data()[flat]);
+    if (std::isfinite(e)) result.scale = std::max(result.scale, std::abs(e));
+    double diff;
+    if (std::isfinite(a) && std::isfinite(e)) diff = std::abs(a - e);
+    else diff = (a == e) ? 0.0 : HUGE_VAL;
+    if (worst < 0 || diff > result.max_abs) {
+      result.max_abs = diff;
+      worst = flat;
+    }
+  }
+  if (worst >= 0) {
+    std::array<Index, rank> index{};
+    Index rest = worst;
+    for (int axis = rank - 1; axis >= 0; --axis) {
+      index[axis] = rest % expected.dimension(axis);
+      rest /= expected.dimension(axis);
+    }
+    result.where = detail::shape_string<rank>(index);
+    result.actual = static_cast<double>(actual.data()[worst]);
+    result.expected = static_cast<double>(expected.data()[worst]);
+  }
+  return result;
+}
+
+template <typename E>
+double magnitude(const E& reference) {
+  double scale = 0.0;
+  for (Index flat = 0; flat < reference.size(); ++flat) {
+    const double value = static_cast<double>(reference.data()[flat]);
+    if (std::isfinite(value)) scale = std::max(scale, std::abs(value));
+  }
+  return scale;
+}
+
+// Budget for a float result against a float64 reference whose float32 run lost
+// `reference_float_loss` (absolute) on the same case.
+inline double float_budget(double reference_float_loss, double reference_magnitude) {
+  return std::max(float_reference_loss_factor * reference_float_loss,
+                  float_relative_floor * reference_magnitude);
+}
+
+// Budget for a double result against a float64 reference whose float32 run lost
+// `reference_float_loss` on the same case: that loss is the conditioning of the quantity, scaled
+// by the ratio of double to float rounding (2^-29).
+inline double double_budget(double reference_float_loss, double reference_magnitude) {
+  return std::max(float_reference_loss_factor * reference_float_loss * 0x1.0p-29,
+                  double_relative * reference_magnitude);
+}
+
+}  // namespace mlstm::test
+
+// Checks |actual - expected| <= budget elementwise; on failure prints the largest difference,
+// where it is, and the budget.
+#define MLSTM_CHECK_CLOSE(actual, expected, budget)                                      \
+  do {                                                                                   \
+    const auto mlstm_difference = ::mlstm::test::max_difference((actual), (expected));   \
+    const double mlstm_budget = (budget);                                                \
+    INFO(#actual " vs " #expected ": " << mlstm_difference.describe() << "; budget "     \
+                                       << mlstm_budget);                                 \
+    CHECK(mlstm_difference.within(mlstm_budget));                                        \
+  } while (false)

@@ -1,0 +1,251 @@
+// The parallel form's backward: against autograd of the PyTorch reference (golden data), against
+// finite differences of the plain-loop forward (tests/support/naive.hpp) in double, and its
+// properties (cache use, errors).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <mlstm/mlstm.hpp>
+#include <mlstm/parallel_backward.hpp>
+
+#include "support/finite_differences.hpp"
+#include "support/golden.hpp"
+#include "support/naive.hpp"
+#include "support/random_inputs.hpp"
+#include "support/tolerance.hpp"
+
+namespace {
+
+using mlstm::Index;
+using mlstm::Tensor;
+using mlstm::test::SequenceCase;
+
+// Budget of a finite-difference comparison: the differences' truncation and rounding error
+// (about 1e-10 of the loss's scale at step 1e-6) with a wide margin.
+constexpr double finite_difference_relative = 1e-7;
+
+double fd_budget(const Tensor<double, 4>& reference) {
+  return finite_difference_relative * std::max(1.0, mlstm::test::magnitude(reference));
+}
+
+// Which branch of the normalizer each row takes, and how far every row is from a tie (of the
+// normalizer's max, of the abs, and of the stabilizer's max), so that a case can show that the
+// finite differences (steps of 1e-6) never cross a kink.
+struct BranchReport {
+  int abs_rows = 0, lower_bound_rows = 0, positive_sums = 0, negative_sums = 0;
+  double normalizer_margin = HUGE_VAL;   // min over rows of ||b| - exp(-m)|
+  double sum_margin = HUGE_VAL;          // min over rows of |b|
+  double stabilizer_margin = HUGE_VAL;   // min gap between the largest and next logD
+};
+
+BranchReport branches(const SequenceCase<double>& c, const mlstm::ParallelOptions& options) {
+  const auto forward = mlstm::parallel_stabilized_forward_with_cache(c.q, c.k, c.v, c.igate,
+                                                                     c.fgate, options);
+  const Index B = c.q.dimension(0), NH = c.q.dimension(1), S = c.q.dimension(2);
+  BranchReport report;
+  for (Index b = 0; b < B; ++b) {
+    for (Index hd = 0; hd < NH; ++hd) {
+      // logD from the naive definition, for the stabilizer's gap.
+      std::vector<double> log_decay;
+      for (Index t = 0; t < S; ++t) {
+        std::vector<double> row;
+        for (Index s = 0; s <= t; ++s) {
+          double f_sum = 0;
+          for (Index r = s + 1; r <= t; ++r)
+            f_sum += mlstm::test::naive::log_sigmoid(c.fgate(b, hd, r, 0));
+          row.push_back(f_sum + c.igate(b, hd, s, 0));
+        }
+        if (options.stabilize_rowwise) {
+          std::sort(row.rbegin(), row.rend());
+          if (row.size() > 1) report.stabilizer_margin = std::min(report.stabilizer_margin, row[0] - row[1]);
+        } else {
+          log_decay.insert(log_decay.end(), row.begin(), row.end());
+        }
+      }
+      if (!options.stabilize_rowwise && log_decay.size() > 1) {
+        std::sort(log_decay.rbegin(), log_decay.rend());
+        report.stabilizer_margin = std::min(report.stabilizer_margin, log_decay[0] - log_decay[1]);
+      }
+      for (Index t = 0; t < S; ++t) {
+        const double sum = forward.cache.row_sum(b, hd, t, 0);
+        const double bound = std::exp(-forward.cache.m(b, hd, t, 0));
+        if (std::abs(sum) > bound) {
+          ++report.abs_rows;
+          ++(sum > 0 ? report.positive_sums : report.negative_sums);
+        } else {
+          ++report.lower_bound_rows;
+        }
+        report.normalizer_margin = std::min(report.normalizer_margin, std::abs(std::abs(sum) - bound));
+        report.sum_margin = std::min(report.sum_margin, std::abs(sum));
+      }
+    }
+  }
+  return report;
+}
+
+struct NamedGradient {
+  const char* name;
+  const Tensor<double, 4>* analytic;
+  Tensor<double, 4>* input;
+};
+
+void check_parallel_against_finite_differences(SequenceCase<double>& c,
+                                               const mlstm::ParallelOptions& options) {
+  Tensor<double, 4> dh(c.v.dimensions());
+  mlstm::test::Random(99).fill_uniform(dh, -1, 1);
+  const auto grads =
+      mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
+  const auto loss = [&] {
+    const auto h = mlstm::test::naive::parallel(c.q, c.k, c.v, c.igate, c.fgate, options.mask,
+                                                options.stabilize_rowwise, options.eps);
+    return mlstm::test::dot(h, dh);
+  };
+  const NamedGradient all[] = {{"dq", &grads.dq, &c.q},
+                               {"dk", &grads.dk, &c.k},
+                               {"dv", &grads.dv, &c.v},
+                               {"di", &grads.di, &c.igate},
+                               {"df", &grads.df, &c.fgate}};
+  for (const NamedGradient& g : all) {
+    const Tensor<double, 4> numeric = mlstm::test::finite_difference_gradient(*g.input, loss);
+    INFO(g.name);
+    MLSTM_CHECK_CLOSE(*g.analytic, numeric, fd_budget(numeric));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("parallel backward matches finite differences in double", "[backward][parallel]") {
+  // Gates chosen per case so that the named normalizer branch is active; each case reports and
+  // checks its margins from the kinks (normalizer max, abs, stabilizer max), far above the
+  // finite-difference steps (1e-6), which is how ties are avoided.
+  struct Case {
+    const char* name;
+    Index S;
+    mlstm::test::GateRange igate;
+    bool rowwise;
+    std::uint64_t seed;
+    bool want_abs, want_lower_bound;
+  };
+  const Case cases[] = {
+      {"|sum| branch everywhere, rowwise", 7, {3, 5}, true, 1, true, false},
+      {"|sum| branch everywhere, one max per head", 7, {3, 5}, false, 2, true, false},
+      {"lower bound everywhere, rowwise", 8, {-6, -4}, true, 3, false, true},
+      {"lower bound everywhere, one max per head", 8, {-6, -4}, false, 4, false, true},
+      {"both branches, rowwise", 8, {-2.5, 1.5}, true, 5, true, true},
+      {"both branches, one max per head", 8, {-1, 3}, false, 16, true, true},
+      {"S = 1", 1, {-1, 1}, true, 7, false, false},
+  };
+  for (const Case& spec : cases) {
+    SECTION(spec.name) {
+      SequenceCase<double> c(1, 2, spec.S, 3, 4, spec.seed, spec.igate, {-1, 4});
+      mlstm::ParallelOptions options;
+      options.stabilize_rowwise = spec.rowwise;
+      const BranchReport report = branches(c, options);
+      INFO("rows: " << report.abs_rows << " |sum| (" << report.positive_sums << " positive, "
+                    << report.negative_sums << " negative), " << report.lower_bound_rows
+                    << " lower bound; margins: normalizer " << report.normalizer_margin
+                    << ", |sum| " << report.sum_margin << ", stabilizer "
+                    << report.stabilizer_margin);
+      if (spec.want_abs) {
+        CHECK(report.positive_sums > 0);
+        CHECK(report.negative_sums > 0);
+      }
+      if (spec.want_lower_bound) CHECK(report.lower_bound_rows > 0);
+      if (spec.want_abs && !spec.want_lower_bound) CHECK(report.lower_bound_rows == 0);
+      if (spec.want_lower_bound && !spec.want_abs) CHECK(report.abs_rows == 0);
+      CHECK(report.normalizer_margin > 1e-3);
+      CHECK(report.sum_margin > 1e-3);
+      CHECK(report.stabilizer_margin > 1e-3);
+      check_parallel_against_finite_differences(c, options);
+    }
+  }
+}
+
+TEST_CASE("parallel backward with a given mask matches finite differences",
+          "[backward][parallel]") {
+  SequenceCase<double> c(1, 1, 6, 3, 2, 11, {-2, 2}, {-1, 4});
+  mlstm::Mask mask = mlstm::causal_mask(6);
+  mask(3, 1) = false;
+  mask(5, 0) = false;
+  mask(5, 2) = false;
+  mask(2, 2) = false;  // a row whose own position is hidden
+  for (const bool rowwise : {true, false}) {
+    mlstm::ParallelOptions options;
+    options.stabilize_rowwise = rowwise;
+    options.mask = mask;
+    INFO("stabilize_rowwise " << rowwise);
+    check_parallel_against_finite_differences(c, options);
+  }
+}
+
+namespace {
+
+const char* const parallel_golden_cases[] = {
+    "s1",          "prime37",         "s256",          "wide_gates",
+    "forget_near_one", "forget_near_zero", "global_max",  "global_max_wide_gates",
+    "mask_given",  "mask_longer",     "mask_causal_shorter", "small_norm_eps_1em6",
+    "small_norm_eps_1em3", "small_norm_eps_0p5", "lower_bound"};
+
+struct GradientNames {
+  const char* ours;
+  const char* golden;
+};
+const GradientNames parallel_gradient_names[] = {{"dq", "dq"},
+                                                 {"dk", "dk"},
+                                                 {"dv", "dv"},
+                                                 {"di", "digate_preact"},
+                                                 {"df", "dfgate_preact"}};
+
+template <typename T>
+const Tensor<T, 4>& gradient_named(const mlstm::ParallelGradients<T>& g, const std::string& name) {
+  if (name == "dq") return g.dq;
+  if (name == "dk") return g.dk;
+  if (name == "dv") return g.dv;
+  if (name == "di") return g.di;
+  return g.df;
+}
+
+mlstm::ParallelOptions golden_options(const mlstm::test::GoldenFile& golden) {
+  mlstm::ParallelOptions options;
+  options.eps = std::stod(golden.metadata.at("eps"));
+  options.stabilize_rowwise = golden.metadata.at("stabilize_rowwise") == "true";
+  if (golden.masks.count("mask")) options.mask = golden.masks.at("mask");
+  return options;
+}
+
+template <typename T>
+mlstm::ParallelGradients<T> golden_backward(const mlstm::test::GoldenFile& golden) {
+  const auto input = [&](const char* name) { return Tensor<T, 4>(golden.at(name).cast<T>()); };
+  return mlstm::parallel_stabilized_backward(input("q"), input("k"), input("v"),
+                                             input("igate_preact"), input("fgate_preact"),
+                                             input("dh"), golden_options(golden));
+}
+
+}  // namespace
+
+TEST_CASE("parallel backward matches autograd of the PyTorch reference", "[backward][golden]") {
+  for (const char* stem : parallel_golden_cases) {
+    SECTION(stem) {
+      const auto golden = mlstm::test::read_golden(std::string("parallel_") + stem);
+      REQUIRE(golden.metadata.at("gradients") == "true");
+      const auto in_double = golden_backward<double>(golden);
+      const auto in_float = golden_backward<float>(golden);
+      for (const GradientNames& name : parallel_gradient_names) {
+        const Tensor<double, 4>& expected = golden.at(name.golden);
+        const Tensor<double, 4>& float_reference = golden.at(std::string(name.golden) + "_f32ref");
+        const double scale = mlstm::test::magnitude(expected);
+        const double reference_loss = mlstm::test::max_difference(float_reference, expected).max_abs;
+        INFO(stem << " " << name.ours);
+        MLSTM_CHECK_CLOSE(gradient_named(in_double, name.ours), expected,
+                          mlstm::test::double_budget(reference_loss, scale));
+        MLSTM_CHECK_CLOSE(gradient_named(in_float, name.ours), expected,
+                          mlstm::test::float_budget(reference_loss, scale));
+      }
+    }
+  }
+}
