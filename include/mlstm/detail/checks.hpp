@@ -32,8 +32,8 @@ inline std::string dims_string(std::initializer_list<Index> dims) {
   return text + ")";
 }
 
-template <typename T, int Rank>
-void expect_shape(const ConstTensorMap<T, Rank>& x, const std::array<Index, Rank>& expected,
+template <typename T, int Rank, typename X>
+void expect_shape(const X& x, const std::array<Index, Rank>& expected,
                   const char* name, const char* layout) {
   bool same = true;
   for (int axis = 0; axis < Rank; ++axis) same = same && x.dimension(axis) == expected[axis];
@@ -55,8 +55,8 @@ inline void expect_positive_dims(const SequenceShape& shape, const char* name) {
   }
 }
 
-template <typename T, int Rank>
-void expect_finite(const ConstTensorMap<T, Rank>& x, const char* name) {
+template <typename T, int Rank, typename X>
+void expect_finite(const X& x, const char* name) {
   const Index size = x.size();
   const T* data = x.data();
   for (Index flat = 0; flat < size; ++flat) {
@@ -85,7 +85,7 @@ void expect_valid_eps(T eps, const char* name = "eps") {
 }
 
 // The five inputs of a sequence kernel, validated: q, k (B, NH, S, DQK), v (B, NH, S, DV),
-// igate_preact, fgate_preact (B, NH, S, 1) with finite gates.
+// igate_preact, fgate_preact (B, NH, S, 1), all finite.
 template <typename T>
 struct SequenceInputs {
   ConstTensorMap<T, 4> q, k, v, igate_preact, fgate_preact;
@@ -118,6 +118,11 @@ SequenceInputs<scalar_of<Q>> check_sequence_inputs(const Q& q, const K& k, const
                      "(B, NH, S, 1) of q");
   expect_shape<T, 4>(in.fgate_preact, {s.batch, s.heads, s.seq_len, 1}, "fgate_preact",
                      "(B, NH, S, 1) of q");
+  // Non-finite inputs are rejected rather than propagated: which outputs a NaN would reach
+  // depends on the kernel's blocking (0 * NaN inside a tile), so no useful promise could be made.
+  expect_finite<T, 4>(in.q, "q");
+  expect_finite<T, 4>(in.k, "k");
+  expect_finite<T, 4>(in.v, "v");
   expect_finite<T, 4>(in.igate_preact, "igate_preact");
   expect_finite<T, 4>(in.fgate_preact, "fgate_preact");
   return in;
@@ -135,10 +140,12 @@ inline constexpr StateNames initial_state_names{"initial_state.c", "initial_stat
                                                 "initial_state.m"};
 
 // The recurrent state (c, n, m) of a problem with the given sizes: c (B, NH, DQK, DV),
-// n (B, NH, DQK, 1), m (B, NH, 1, 1) with m finite.
-template <typename T>
-void check_state(const ConstTensorMap<T, 4>& c, const ConstTensorMap<T, 4>& n,
-                 const ConstTensorMap<T, 4>& m, const SequenceShape& s, const StateNames& names) {
+// n (B, NH, DQK, 1), m (B, NH, 1, 1) with m finite. c and n are not scanned for non-finite
+// values: that would double the memory traffic of a step, which reads c once. A non-finite
+// c or n reaches h and the new state of its own (batch, head) only.
+template <typename T, typename StateMap>
+void check_state(const StateMap& c, const StateMap& n, const StateMap& m, const SequenceShape& s,
+                 const StateNames& names) {
   expect_shape<T, 4>(c, {s.batch, s.heads, s.qk_dim, s.v_dim}, names.c, "(B, NH, DQK, DV)");
   expect_shape<T, 4>(n, {s.batch, s.heads, s.qk_dim, 1}, names.n, "(B, NH, DQK, 1)");
   expect_shape<T, 4>(m, {s.batch, s.heads, 1, 1}, names.m, "(B, NH, 1, 1)");

@@ -1,0 +1,182 @@
+// Bad input: every check names the argument and shows what was expected and what was given,
+// throws a typed exception (ShapeError / ValueError, both std::invalid_argument), and writes
+// nothing.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <string>
+
+#include <mlstm/detail/assert.hpp>
+#include <mlstm/mlstm.hpp>
+
+#include "support/random_inputs.hpp"
+
+namespace {
+
+using mlstm::Index;
+using mlstm::Tensor;
+using mlstm::test::SequenceCase;
+using Catch::Matchers::Contains;
+
+// Runs `call`, requires an exception of type E, and returns its message for further checks.
+template <typename E, typename Call>
+std::string message_of(Call&& call) {
+  try {
+    call();
+  } catch (const E& error) {
+    static_assert(std::is_base_of_v<std::invalid_argument, E>);
+    return error.what();
+  }
+  FAIL("no exception of the expected type was thrown");
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("sequence kernels reject wrong ranks and shapes, naming the argument",
+          "[errors]") {
+  const SequenceCase<double> c(2, 3, 10, 8, 6, 1);
+  const auto parallel = [](const auto& q, const auto& k, const auto& v, const auto& i,
+                           const auto& f) { return mlstm::parallel_stabilized(q, k, v, i, f); };
+  const auto recurrent = [](const auto& q, const auto& k, const auto& v, const auto& i,
+                            const auto& f) { return mlstm::recurrent_sequence(q, k, v, i, f).h; };
+
+  const Tensor<double, 3> rank3(2, 3, 10);
+  CHECK_THAT(message_of<mlstm::ShapeError>([&] { parallel(c.q, c.k, c.v, rank3, c.fgate); }),
+             Contains("igate_preact") && Contains("expected rank 4") && Contains("(2, 3, 10)"));
+  CHECK_THAT(message_of<mlstm::ShapeError>([&] { recurrent(rank3, c.k, c.v, c.igate, c.fgate); }),
+             Contains("q:") && Contains("rank 3"));
+
+  const SequenceCase<double> other_dqk(2, 3, 10, 7, 6, 2);
+  CHECK_THAT(message_of<mlstm::ShapeError>([&] { parallel(c.q, other_dqk.k, c.v, c.igate, c.fgate); }),
+             Contains("k:") && Contains("(2, 3, 10, 8)") && Contains("(2, 3, 10, 7)"));
+  const SequenceCase<double> other_s(2, 3, 9, 8, 6, 3);
+  CHECK_THAT(message_of<mlstm::ShapeError>([&] { recurrent(c.q, c.k, other_s.v, c.igate, c.fgate); }),
+             Contains("v:") && Contains("(2, 3, 10, 6)") && Contains("(2, 3, 9, 6)"));
+  const SequenceCase<double> other_heads(2, 2, 10, 8, 6, 4);
+  CHECK_THAT(message_of<mlstm::ShapeError>([&] { parallel(c.q, c.k, c.v, c.igate, other_heads.fgate); }),
+             Contains("fgate_preact:") && Contains("(2, 3, 10, 1)") && Contains("(2, 2, 10, 1)"));
+  const Tensor<double, 4> wide_gate(2, 3, 10, 2);
+  CHECK_THAT(message_of<mlstm::ShapeError>([&] { parallel(c.q, c.k, c.v, wide_gate, c.fgate); }),
+             Contains("igate_preact:") && Contains("(2, 3, 10, 2)"));
+  const SequenceCase<double> empty(1, 1, 0, 8, 6, 5);
+  CHECK_THAT(message_of<mlstm::ShapeError>([&] { parallel(empty.q, empty.k, empty.v, empty.igate, empty.fgate); }),
+             Contains("S=0"));
+}
+
+TEST_CASE("non-finite inputs and invalid eps are value errors", "[errors]") {
+  for (const double bad : {double(NAN), double(INFINITY), -double(INFINITY)}) {
+    for (const char* name : {"q", "k", "v", "igate_preact", "fgate_preact"}) {
+      CAPTURE(bad, name);
+      SequenceCase<float> c(1, 2, 6, 4, 4, 7);
+      const std::string which(name);
+      Tensor<float, 4>& x = which == "q" ? c.q : which == "k" ? c.k : which == "v" ? c.v
+                            : which == "igate_preact" ? c.igate : c.fgate;
+      x(0, 1, 3, 0) = static_cast<float>(bad);
+      const auto text = message_of<mlstm::ValueError>(
+          [&] { mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate); });
+      CHECK_THAT(text, Contains(which + ":") && Contains("(0, 1, 3, 0)"));
+      CHECK_THROWS_AS(mlstm::recurrent_sequence(c.q, c.k, c.v, c.igate, c.fgate), mlstm::ValueError);
+    }
+  }
+  const SequenceCase<double> c(1, 1, 4, 4, 4, 8);
+  for (const double eps : {0.0, -1e-6, double(NAN), double(INFINITY)}) {
+    CAPTURE(eps);
+    mlstm::ParallelOptions options;
+    options.eps = eps;
+    CHECK_THAT(message_of<mlstm::ValueError>(
+                   [&] { mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options); }),
+               Contains("options.eps") && Contains("finite value > 0"));
+    CHECK_THROWS_AS(mlstm::recurrent_sequence(c.q, c.k, c.v, c.igate, c.fgate, eps), mlstm::ValueError);
+  }
+}
+
+TEST_CASE("masks must be square and cover the sequence unless causal", "[errors][mask]") {
+  const SequenceCase<double> c(1, 1, 12, 4, 4, 9);
+  mlstm::ParallelOptions options;
+  options.mask = mlstm::Mask(12, 10);
+  CHECK_THAT(message_of<mlstm::ShapeError>(
+                 [&] { mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options); }),
+             Contains("options.mask") && Contains("(12, 10)"));
+  mlstm::Mask band = mlstm::causal_mask(8);
+  band(7, 0) = false;
+  options.mask = band;
+  CHECK_THAT(message_of<mlstm::ShapeError>(
+                 [&] { mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options); }),
+             Contains("options.mask") && Contains("L >= S = 12") && Contains("(8, 8)"));
+}
+
+TEST_CASE("the step checks its state and writes nothing on error", "[errors][recurrent]") {
+  const Index B = 2, NH = 2, DQK = 4, DV = 3;
+  const SequenceCase<double> inputs(B, NH, 1, DQK, DV, 10);
+  auto state = mlstm::RecurrentState<double>::zeros(B, NH, DQK, DV);
+  state.c.setConstant(0.25);
+  state.m.setConstant(1.5);
+  const auto before = state;
+  Tensor<double, 4> h(B, NH, 1, DV);
+  h.setConstant(7.0);
+
+  const auto unchanged = [&] {
+    for (Index i = 0; i < state.c.size(); ++i) REQUIRE(state.c.data()[i] == before.c.data()[i]);
+    for (Index i = 0; i < state.m.size(); ++i) REQUIRE(state.m.data()[i] == before.m.data()[i]);
+    for (Index i = 0; i < h.size(); ++i) REQUIRE(h.data()[i] == 7.0);
+  };
+
+  Tensor<double, 4> wrong_c(B, NH, DV, DQK);
+  CHECK_THAT(message_of<mlstm::ShapeError>([&] {
+               mlstm::recurrent_step_stabilized_inplace(wrong_c, state.n, state.m, inputs.q, inputs.k,
+                                                        inputs.v, inputs.igate, inputs.fgate, h);
+             }),
+             Contains("c:") && Contains("(B, NH, DQK, DV)") && Contains("(2, 2, 4, 3)") &&
+                 Contains("(2, 2, 3, 4)"));
+  unchanged();
+  Tensor<double, 4> wrong_h(B, NH, 1, DV + 1);
+  CHECK_THAT(message_of<mlstm::ShapeError>([&] {
+               mlstm::recurrent_step_stabilized_inplace(state, inputs.q, inputs.k, inputs.v,
+                                                        inputs.igate, inputs.fgate, wrong_h);
+             }),
+             Contains("h:") && Contains("(2, 2, 1, 4)"));
+  unchanged();
+  const SequenceCase<double> two_steps(B, NH, 2, DQK, DV, 11);
+  CHECK_THAT(message_of<mlstm::ShapeError>([&] {
+               mlstm::recurrent_step_stabilized_inplace(state, two_steps.q, two_steps.k, two_steps.v,
+                                                        two_steps.igate, two_steps.fgate, h);
+             }),
+             Contains("one time step"));
+  unchanged();
+  auto bad_m = state;
+  bad_m.m(1, 0, 0, 0) = NAN;
+  CHECK_THAT(message_of<mlstm::ValueError>([&] {
+               mlstm::recurrent_step_stabilized(bad_m.c, bad_m.n, bad_m.m, inputs.q, inputs.k,
+                                                inputs.v, inputs.igate, inputs.fgate);
+             }),
+             Contains("m:") && Contains("(1, 0, 0, 0)"));
+  CHECK_THROWS_AS(mlstm::recurrent_step_stabilized_inplace(state, inputs.q, inputs.k, inputs.v,
+                                                           inputs.igate, inputs.fgate, h, 0.0),
+                  mlstm::ValueError);
+  unchanged();
+  auto wrong_initial = mlstm::RecurrentState<double>::zeros(B, NH, DQK, DV + 2);
+  CHECK_THAT(message_of<mlstm::ShapeError>([&] {
+               mlstm::recurrent_sequence(two_steps.q, two_steps.k, two_steps.v, two_steps.igate,
+                                         two_steps.fgate, wrong_initial);
+             }),
+             Contains("initial_state.c"));
+}
+
+TEST_CASE("errors are catchable as mlstm::InvalidArgument and carry the argument name",
+          "[errors]") {
+  const SequenceCase<double> c(1, 1, 3, 2, 2, 12);
+  const Tensor<double, 4> wrong(1, 1, 3, 3);
+  try {
+    mlstm::parallel_stabilized(c.q, wrong, c.v, c.igate, c.fgate);
+    FAIL("expected an error");
+  } catch (const mlstm::InvalidArgument& error) {
+    CHECK(error.argument() == "k");
+  }
+}
+
+TEST_CASE("internal invariants throw InternalError in tests", "[errors]") {
+  const auto broken = [] { MLSTM_ASSERT(1 + 1 == 3, "arithmetic"); };
+  CHECK_THROWS_AS(broken(), mlstm::InternalError);
+  CHECK_NOTHROW([] { MLSTM_ASSERT(1 + 1 == 2, "arithmetic"); }());
+}
