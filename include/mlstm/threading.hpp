@@ -1,13 +1,18 @@
-// PLACEHOLDER until the `fast` branch's threading lands: runs the loop serially.
+// PLACEHOLDER until the `fast` branch's threading lands: same names, runs the loop serially.
 #pragma once
 
 #include "mlstm/tensor.hpp"
 
-namespace mlstm::detail {
+namespace mlstm {
+
+inline void set_num_threads(int) {}
+
+namespace detail {
 
 template <typename Fn>
 void parallel_for(Index count, Fn&& fn) {
   for (Index index = 0; index < count; ++index) fn(index);
 }
 
-}  // namespace mlstm::detail
+}  // namespace detail
+}  // namespace mlstm
