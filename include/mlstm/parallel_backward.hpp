@@ -287,14 +287,14 @@ void parallel_backward_head(const ParallelHead<T>& head, const SequenceMask& mas
   }
 }
 
-// dh (B, NH, S, DV) of a sequence of the given shape.
-template <typename DH>
-ConstTensorMap<scalar_of<DH>, 4> check_output_gradient(const DH& dh, const SequenceShape& s,
-                                                       const char* name) {
-  const auto view = const_view<4>(dh, name, "(B, NH, S, DV)");
-  expect_shape<scalar_of<DH>, 4>(view, {s.batch, s.heads, s.seq_len, s.v_dim}, name,
-                                 "(B, NH, S, DV) of v");
-  return view;
+// Threads for `products` matrix products of (S, S) by (S, D) per head (half of it, causal).
+inline int parallel_threads(const SequenceShape& s, Index heads, const ParallelOptions& options,
+                            int products) {
+  const double flops = static_cast<double>(products) * static_cast<double>(heads) *
+                       static_cast<double>(s.seq_len) * static_cast<double>(s.seq_len) *
+                       static_cast<double>(s.qk_dim + s.v_dim);
+  return threads_for_work(resolve_num_threads(options.num_threads, "options.num_threads"), heads,
+                          flops);
 }
 
 template <typename T>
@@ -308,7 +308,8 @@ ParallelForward<T> parallel_forward_with_cache(const SequenceInputs<T>& in,
                           Tensor<Index, 4>(s.batch, s.heads, s.seq_len, 1),
                           options.stabilize_rowwise, options.eps}};
   const T eps = static_cast<T>(options.eps);
-  parallel_for(s.batch * s.heads, [&](Index head_index) {
+  const Index heads = s.batch * s.heads;
+  parallel_for(heads, parallel_threads(s, heads, options, 2), [&](Index head_index) {
     const ParallelHead<T> head(in, head_index);
     const Index row = head_index * s.seq_len;
     parallel_forward_head(head, mask, options.stabilize_rowwise, eps,
@@ -366,7 +367,8 @@ ParallelGradients<T> parallel_backward(const SequenceInputs<T>& in, const ConstT
                              Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1),
                              Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1)};
   const T eps = static_cast<T>(options.eps);
-  parallel_for(s.batch * s.heads, [&](Index head_index) {
+  const Index heads = s.batch * s.heads;
+  parallel_for(heads, parallel_threads(s, heads, options, 5), [&](Index head_index) {
     const ParallelHead<T> head(in, head_index);
     const Index row = head_index * s.seq_len;
     parallel_backward_head(head, mask, eps, forward.h.data() + row * s.v_dim,

@@ -139,7 +139,7 @@ template <typename C, typename N, typename M, typename Q, typename K, typename V
 RecurrentStepGradients<detail::scalar_of<Q>> recurrent_step_stabilized_backward(
     const C& c, const N& n, const M& m, const Q& q, const K& k, const V& v, const I& igate_preact,
     const F& fgate_preact, const DH& dh, const DC& dc_new, const DN& dn_new, const DM& dm_new,
-    double eps = 1e-6) {
+    double eps = 1e-6, int num_threads = 0) {
   using T = detail::scalar_of<Q>;
   detail::require_same_scalar<Q, C, N, M, DH, DC, DN, DM>();
   const auto in = detail::check_step_inputs(q, k, v, igate_preact, fgate_preact);
@@ -155,6 +155,7 @@ RecurrentStepGradients<detail::scalar_of<Q>> recurrent_step_stabilized_backward(
   const auto dm_view = detail::const_view<4>(dm_new, "dm_new", "(B, NH, 1, 1)");
   detail::check_state<T>(dc_view, dn_view, dm_view, s, detail::new_state_gradient_names);
   detail::expect_valid_eps(static_cast<T>(eps));
+  const int threads = detail::resolve_num_threads(num_threads, "num_threads");
 
   RecurrentStepGradients<T> g{Tensor<T, 4>(s.batch, s.heads, 1, s.qk_dim),
                               Tensor<T, 4>(s.batch, s.heads, 1, s.qk_dim),
@@ -163,7 +164,9 @@ RecurrentStepGradients<detail::scalar_of<Q>> recurrent_step_stabilized_backward(
                               Tensor<T, 4>(s.batch, s.heads, 1, 1),
                               RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim)};
   const Index matrix = s.qk_dim * s.v_dim;
-  detail::parallel_for(s.batch * s.heads, [&](Index head) {
+  const Index heads = s.batch * s.heads;
+  const double flops = 12.0 * static_cast<double>(heads * matrix);
+  detail::parallel_for(heads, detail::threads_for_work(threads, heads, flops), [&](Index head) {
     const detail::StepHeadBackward<T> p{
         c_view.data() + head * matrix,      n_view.data() + head * s.qk_dim,
         in.q.data() + head * s.qk_dim,      in.k.data() + head * s.qk_dim,
@@ -185,10 +188,10 @@ template <typename T, typename Q, typename K, typename V, typename I, typename F
 RecurrentStepGradients<T> recurrent_step_stabilized_backward(
     const RecurrentState<T>& state, const Q& q, const K& k, const V& v, const I& igate_preact,
     const F& fgate_preact, const DH& dh, const RecurrentState<T>& dstate_new,
-    double eps = 1e-6) {
+    double eps = 1e-6, int num_threads = 0) {
   return recurrent_step_stabilized_backward(state.c, state.n, state.m, q, k, v, igate_preact,
                                             fgate_preact, dh, dstate_new.c, dstate_new.n,
-                                            dstate_new.m, eps);
+                                            dstate_new.m, eps, num_threads);
 }
 
 }  // namespace mlstm

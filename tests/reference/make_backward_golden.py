@@ -11,6 +11,10 @@ make_golden.py), deterministically:
 - backward_step_<case>: autograd of mlstm_reference.recurrent_step_stabilized with respect
   to q, k, v, the gates and the old state (c, n, m), for the loss
   sum(h * dh) + sum(c_new * dc_new) + sum(n_new * dn_new) + sum(m_new * dm_new).
+- backward_sequence_<case>: autograd of mlstm_reference.recurrent_sequence from an initial
+  state (c0, n0, m0), for sum(h * dh) + <(dc_final, dn_final, dm_final), final state>, with
+  respect to q, k, v, the gates and the initial state. The chunkwise form computes this same
+  function (for any chunk size), so these are the golden gradients of its backward.
 - backward_parallel_tie_<case>, backward_step_tie_<case>: inputs built so that a max or an
   abs of the forward is exactly at a tie, in float64 and float32 alike; the gradients show
   autograd's conventions there (torch.maximum: half to each side; torch.max(dim): all to
@@ -115,6 +119,65 @@ def random_step(seed, batch, heads, dqk, dv, *, state="random", i_range=None, f_
         for name in ("dc_new", "dn_new", "dm_new"):
             cotangents[name] = torch.zeros_like(cotangents[name])
     return inputs, cotangents
+
+
+# ---------------------------------------------------------------------------
+# sequence (the chunkwise form's function)
+# ---------------------------------------------------------------------------
+
+SEQUENCE_LEAVES = SEQUENCE_INPUTS + ("c0", "n0", "m0")
+
+
+def _sequence_gradients(inputs, cotangents, eps):
+    leaves = {n: inputs[n].clone().requires_grad_(True) for n in SEQUENCE_LEAVES}
+    h, (c, n, m) = ref.recurrent_sequence(*(leaves[x] for x in SEQUENCE_INPUTS), eps=eps,
+                                          state=(leaves["c0"], leaves["n0"], leaves["m0"]))
+    dtype = h.dtype
+    loss = ((h * cotangents["dh"].to(dtype)).sum()
+            + (c * cotangents["dc_final"].to(dtype)).sum()
+            + (n * cotangents["dn_final"].to(dtype)).sum()
+            + (m * cotangents["dm_final"].to(dtype)).sum())
+    grads = torch.autograd.grad(loss, [leaves[x] for x in SEQUENCE_LEAVES])
+    return dict(zip(SEQUENCE_LEAVES, grads))
+
+
+def sequence_case(name, description, seed, batch, heads, seq, dqk, dv, *, state="random",
+                  final_gradient=True, i_range=None, f_range=None, m_range=(-3.0, 3.0),
+                  eps=1e-6):
+    draw = Draw(seed)
+    gate = (batch, heads, seq, 1)
+    inputs = {"q": draw.normal(batch, heads, seq, dqk), "k": draw.normal(batch, heads, seq, dqk),
+              "v": draw.normal(batch, heads, seq, dv),
+              "igate_preact": draw.uniform(*i_range, *gate) if i_range
+              else draw.normal(*gate, scale=3.0),
+              "fgate_preact": draw.uniform(*f_range, *gate) if f_range
+              else draw.normal(*gate, shift=3.0)}
+    if state == "zero":
+        inputs["c0"], inputs["n0"], inputs["m0"] = ref.zero_state(batch, heads, dqk, dv)
+    else:
+        inputs["c0"] = draw.normal(batch, heads, dqk, dv)
+        inputs["n0"] = draw.normal(batch, heads, dqk, 1)
+        inputs["m0"] = draw.uniform(*m_range, batch, heads, 1, 1)
+    cotangents = {"dh": draw.normal(batch, heads, seq, dv),
+                  "dc_final": draw.normal(batch, heads, dqk, dv),
+                  "dn_final": draw.normal(batch, heads, dqk, 1),
+                  "dm_final": draw.normal(batch, heads, 1, 1)}
+    if not final_gradient:
+        for key in ("dc_final", "dn_final", "dm_final"):
+            cotangents[key] = torch.zeros_like(cotangents[key])
+    grads = _sequence_gradients(inputs, cotangents, eps)
+    grads32 = _sequence_gradients({n: t.float() for n, t in inputs.items()}, cotangents, eps)
+    tensors = dict(inputs)
+    tensors.update(cotangents)
+    for leaf in SEQUENCE_LEAVES:
+        assert not torch.isnan(grads[leaf]).any() and not torch.isnan(grads32[leaf]).any()
+        tensors[_grad_name(leaf)] = grads[leaf]
+        tensors[_grad_name(leaf) + "_f32ref"] = grads32[leaf]
+    metadata = {"kind": "sequence_backward", "description": description, "eps": repr(eps),
+                "seed": str(seed), "initial_state": state,
+                "f32ref_grad_max_rel_error": ", ".join(
+                    f"d{n} {_rel(grads32[n], grads[n]):.3g}" for n in SEQUENCE_LEAVES)}
+    _write(f"backward_sequence_{name}", tensors, metadata)
 
 
 # ---------------------------------------------------------------------------
@@ -224,6 +287,18 @@ def main():
                                                           m_range=(-12.0, -8.0)))
     step_file("backward_step_no_state_gradient", "dc_new, dn_new, dm_new = 0 (a last step)",
               *random_step(216, 2, 3, 8, 8, zero_state_gradient=True))
+    sequence_case("prime37", "S = 37, DQK = 8 != DV = 12, random initial state and final "
+                  "gradient", 221, 1, 2, 37, 8, 12)
+    sequence_case("zero_state", "from the zero state, no final-state gradient (a training "
+                  "sequence)", 222, 1, 2, 40, 8, 8, state="zero", final_gradient=False)
+    sequence_case("wide_gates", "i, f uniform in [-40, 40], m0 uniform in [-30, 30]", 223, 1, 2,
+                  33, 8, 8, i_range=(-40.0, 40.0), f_range=(-40.0, 40.0), m_range=(-30.0, 30.0))
+    sequence_case("lower_bound", "i uniform in [-12, -8], m0 in [-12, -8]: the lower bound is "
+                  "the normalizer", 224, 1, 2, 24, 8, 8, i_range=(-12.0, -8.0),
+                  m_range=(-12.0, -8.0))
+    sequence_case("forget_near_zero", "f uniform in [-30, -15]", 225, 1, 2, 24, 8, 8,
+                  f_range=(-30.0, -15.0))
+    sequence_case("s1", "S = 1 from a random state", 226, 1, 2, 1, 8, 8)
     parallel_ties()
     step_ties()
 
