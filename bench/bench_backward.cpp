@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 
+#include <mlstm/chunkwise_backward.hpp>
 #include <mlstm/mlstm.hpp>
 #include <mlstm/parallel_backward.hpp>
 
@@ -65,6 +66,17 @@ void parallel_forward_backward(benchmark::State& state) {
   });
 }
 
+// The chunkwise forward (chunk 64) and its backward, which recomputes what it needs.
+void chunkwise_forward_backward(benchmark::State& state) {
+  run_benchmark(state, [](const Problem& p) {
+    const auto forward = mlstm::chunkwise_stabilized(p.q, p.k, p.v, p.igate, p.fgate);
+    benchmark::DoNotOptimize(forward.h.data());
+    auto grads =
+        mlstm::chunkwise_stabilized_backward(p.q, p.k, p.v, p.igate, p.fgate, p.dh);
+    benchmark::DoNotOptimize(grads.dq.data());
+  });
+}
+
 void parallel_backward_only(benchmark::State& state) {
   const Index seq_len = state.range(0), dim = state.range(1), heads = state.range(2);
   mlstm::set_num_threads(static_cast<int>(state.range(3)));
@@ -88,9 +100,16 @@ void shapes(benchmark::internal::Benchmark* b) {
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
+// Longer sequences for the chunkwise form, whose memory grows linearly with S.
+void long_shapes(benchmark::internal::Benchmark* b) {
+  shapes(b);
+  for (const int seq_len : {4096, 8192}) b->Args({seq_len, 128, 4, 2});
+}
+
 }  // namespace
 
 BENCHMARK(parallel_forward_backward)->Apply(shapes);
+BENCHMARK(chunkwise_forward_backward)->Apply(long_shapes);
 BENCHMARK(parallel_backward_only)->Apply(shapes);
 
 BENCHMARK_MAIN();

@@ -1,6 +1,6 @@
-// The parallel form's backward: against autograd of the PyTorch reference (golden data), against
-// finite differences of the plain-loop forward (tests/support/naive.hpp) in double, and its
-// properties (cache use, errors).
+// The parallel form's backward: against autograd of the PyTorch reference (golden data, ties
+// included), against finite differences of the plain-loop forward (tests/support/naive.hpp) in
+// double; and the errors of every backward pass.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -10,12 +10,15 @@
 #include <string>
 #include <vector>
 
+#include <mlstm/chunkwise_backward.hpp>
 #include <mlstm/mlstm.hpp>
 #include <mlstm/parallel_backward.hpp>
+#include <mlstm/recurrent_backward.hpp>
 
 #include "support/finite_differences.hpp"
 #include "support/golden.hpp"
 #include "support/naive.hpp"
+#include "support/parallel_branches.hpp"
 #include "support/random_inputs.hpp"
 #include "support/tolerance.hpp"
 
@@ -31,61 +34,6 @@ constexpr double finite_difference_relative = 1e-7;
 
 double fd_budget(const Tensor<double, 4>& reference) {
   return finite_difference_relative * std::max(1.0, mlstm::test::magnitude(reference));
-}
-
-// Which branch of the normalizer each row takes, and how far every row is from a tie (of the
-// normalizer's max, of the abs, and of the stabilizer's max), so that a case can show that the
-// finite differences (steps of 1e-6) never cross a kink.
-struct BranchReport {
-  int abs_rows = 0, lower_bound_rows = 0, positive_sums = 0, negative_sums = 0;
-  double normalizer_margin = HUGE_VAL;   // min over rows of ||b| - exp(-m)|
-  double sum_margin = HUGE_VAL;          // min over rows of |b|
-  double stabilizer_margin = HUGE_VAL;   // min gap between the largest and next logD
-};
-
-BranchReport branches(const SequenceCase<double>& c, const mlstm::ParallelOptions& options) {
-  const auto forward = mlstm::parallel_stabilized_forward_with_cache(c.q, c.k, c.v, c.igate,
-                                                                     c.fgate, options);
-  const Index B = c.q.dimension(0), NH = c.q.dimension(1), S = c.q.dimension(2);
-  BranchReport report;
-  for (Index b = 0; b < B; ++b) {
-    for (Index hd = 0; hd < NH; ++hd) {
-      // logD from the naive definition, for the stabilizer's gap.
-      std::vector<double> log_decay;
-      for (Index t = 0; t < S; ++t) {
-        std::vector<double> row;
-        for (Index s = 0; s <= t; ++s) {
-          double f_sum = 0;
-          for (Index r = s + 1; r <= t; ++r)
-            f_sum += mlstm::test::naive::log_sigmoid(c.fgate(b, hd, r, 0));
-          row.push_back(f_sum + c.igate(b, hd, s, 0));
-        }
-        if (options.stabilize_rowwise) {
-          std::sort(row.rbegin(), row.rend());
-          if (row.size() > 1) report.stabilizer_margin = std::min(report.stabilizer_margin, row[0] - row[1]);
-        } else {
-          log_decay.insert(log_decay.end(), row.begin(), row.end());
-        }
-      }
-      if (!options.stabilize_rowwise && log_decay.size() > 1) {
-        std::sort(log_decay.rbegin(), log_decay.rend());
-        report.stabilizer_margin = std::min(report.stabilizer_margin, log_decay[0] - log_decay[1]);
-      }
-      for (Index t = 0; t < S; ++t) {
-        const double sum = forward.cache.row_sum(b, hd, t, 0);
-        const double bound = std::exp(-forward.cache.m(b, hd, t, 0));
-        if (std::abs(sum) > bound) {
-          ++report.abs_rows;
-          ++(sum > 0 ? report.positive_sums : report.negative_sums);
-        } else {
-          ++report.lower_bound_rows;
-        }
-        report.normalizer_margin = std::min(report.normalizer_margin, std::abs(std::abs(sum) - bound));
-        report.sum_margin = std::min(report.sum_margin, std::abs(sum));
-      }
-    }
-  }
-  return report;
 }
 
 struct NamedGradient {
@@ -145,7 +93,7 @@ TEST_CASE("parallel backward matches finite differences in double", "[backward][
       SequenceCase<double> c(1, 2, spec.S, 3, 4, spec.seed, spec.igate, {-1, 4});
       mlstm::ParallelOptions options;
       options.stabilize_rowwise = spec.rowwise;
-      const BranchReport report = branches(c, options);
+      const mlstm::test::BranchReport report = mlstm::test::parallel_branches(c, options);
       INFO("rows: " << report.abs_rows << " |sum| (" << report.positive_sums << " positive, "
                     << report.negative_sums << " negative), " << report.lower_bound_rows
                     << " lower bound; margins: normalizer " << report.normalizer_margin
@@ -267,5 +215,125 @@ TEST_CASE("parallel backward matches autograd of the PyTorch reference", "[backw
                           mlstm::test::float_budget(reference_loss, scale));
       }
     }
+  }
+}
+
+namespace {
+
+// Runs `call`, expecting an exception of type E whose argument() is `argument`.
+template <typename E, typename Call>
+void expect_error(const Call& call, const std::string& argument) {
+  try {
+    call();
+    FAIL("no exception; expected one naming " << argument);
+  } catch (const E& error) {
+    INFO(error.what());
+    CHECK(error.argument() == argument);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("backward passes reject bad arguments, naming them", "[backward][errors]") {
+  const SequenceCase<double> c(1, 2, 6, 3, 4, 81);
+  Tensor<double, 4> dh(1, 2, 6, 4), wrong_dh(1, 2, 5, 4);
+  dh.setConstant(0.5);
+  wrong_dh.setConstant(0.5);
+  Tensor<double, 4> nan_dh = dh;
+  nan_dh(0, 1, 2, 3) = std::nan("");
+
+  SECTION("parallel") {
+    using mlstm::ShapeError;
+    using mlstm::ValueError;
+    expect_error<ShapeError>(
+        [&] { mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, wrong_dh); },
+        "dh");
+    expect_error<ValueError>(
+        [&] { mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, nan_dh); },
+        "dh");
+    mlstm::ParallelOptions options;
+    const auto forward =
+        mlstm::parallel_stabilized_forward_with_cache(c.q, c.k, c.v, c.igate, c.fgate, options);
+    mlstm::ParallelOptions other_eps = options;
+    other_eps.eps = 1e-3;
+    expect_error<ValueError>(
+        [&] {
+          mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, forward,
+                                              other_eps);
+        },
+        "options.eps");
+    mlstm::ParallelOptions other_max = options;
+    other_max.stabilize_rowwise = false;
+    expect_error<ValueError>(
+        [&] {
+          mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, forward,
+                                              other_max);
+        },
+        "options.stabilize_rowwise");
+    const SequenceCase<double> shorter(1, 2, 5, 3, 4, 82);
+    const auto other_forward = mlstm::parallel_stabilized_forward_with_cache(
+        shorter.q, shorter.k, shorter.v, shorter.igate, shorter.fgate, options);
+    expect_error<ShapeError>(
+        [&] {
+          mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, other_forward,
+                                              options);
+        },
+        "forward.h");
+  }
+
+  SECTION("recurrent step") {
+    const SequenceCase<double> step(1, 2, 1, 3, 4, 83);
+    auto state = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
+    auto dstate = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
+    Tensor<double, 4> step_dh(1, 2, 1, 4);
+    step_dh.setConstant(1.0);
+    const auto call = [&] {
+      mlstm::recurrent_step_stabilized_backward(state, step.q, step.k, step.v, step.igate,
+                                                step.fgate, step_dh, dstate);
+    };
+    REQUIRE_NOTHROW(call());
+    dstate.c = Tensor<double, 4>(1, 2, 4, 3);
+    expect_error<mlstm::ShapeError>(call, "dc_new");
+    dstate = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
+    dstate.m(0, 1, 0, 0) = std::nan("");
+    expect_error<mlstm::ValueError>(call, "dm_new");
+    dstate = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
+    step_dh = Tensor<double, 4>(1, 2, 2, 4);
+    expect_error<mlstm::ShapeError>(call, "dh");
+    step_dh = Tensor<double, 4>(1, 2, 1, 4);
+    step_dh.setZero();
+    state.n = Tensor<double, 4>(1, 2, 3, 2);
+    expect_error<mlstm::ShapeError>(call, "n");
+  }
+
+  SECTION("chunkwise") {
+    mlstm::ChunkwiseOptions options;
+    const auto zero = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
+    auto wrong = zero;
+    wrong.c = Tensor<double, 4>(1, 2, 4, 4);
+    expect_error<mlstm::ShapeError>(
+        [&] {
+          mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options,
+                                               std::nullopt, wrong);
+        },
+        "dfinal_state.c");
+    expect_error<mlstm::ShapeError>(
+        [&] {
+          mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options,
+                                               wrong, zero);
+        },
+        "initial_state.c");
+    expect_error<mlstm::ShapeError>(
+        [&] {
+          mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, wrong_dh,
+                                               options);
+        },
+        "dh");
+    options.chunk_size = 0;
+    expect_error<mlstm::ValueError>(
+        [&] {
+          mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
+        },
+        "options.chunk_size");
   }
 }

@@ -16,6 +16,7 @@
 #include "support/finite_differences.hpp"
 #include "support/golden.hpp"
 #include "support/naive.hpp"
+#include "support/parallel_branches.hpp"
 #include "support/random_inputs.hpp"
 #include "support/tolerance.hpp"
 
@@ -240,15 +241,10 @@ TEST_CASE("chunkwise backward equals the parallel backward", "[backward][chunkwi
   parallel_options.eps = 1e-14;
   const auto parallel = mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh,
                                                             parallel_options);
-  const auto forward = mlstm::parallel_stabilized_forward_with_cache(c.q, c.k, c.v, c.igate,
-                                                                     c.fgate, parallel_options);
-  int lower_bound_rows = 0;
-  for (Index row = 0; row < forward.cache.m.size(); ++row)
-    lower_bound_rows += std::abs(forward.cache.row_sum.data()[row]) <
-                        std::exp(-forward.cache.m.data()[row]);
-  INFO(lower_bound_rows << " of " << forward.cache.m.size() << " rows on the lower bound");
-  CHECK(lower_bound_rows > 0);
-  CHECK(lower_bound_rows < forward.cache.m.size());
+  const mlstm::test::BranchReport report = mlstm::test::parallel_branches(c, parallel_options);
+  INFO(report.lower_bound_rows << " of " << report.rows << " rows on the lower bound");
+  CHECK(report.lower_bound_rows > 0);
+  CHECK(report.lower_bound_rows < report.rows);
   for (const Index chunk : {Index(4), Index(16), Index(64)}) {
     mlstm::ChunkwiseOptions options;
     options.chunk_size = chunk;
@@ -264,5 +260,63 @@ TEST_CASE("chunkwise backward equals the parallel backward", "[backward][chunkwi
     MLSTM_CHECK_CLOSE(chunkwise.dv, parallel.dv, budget(parallel.dv));
     MLSTM_CHECK_CLOSE(chunkwise.di, parallel.di, budget(parallel.di));
     MLSTM_CHECK_CLOSE(chunkwise.df, parallel.df, budget(parallel.di));
+  }
+}
+
+namespace {
+
+template <typename T>
+bool bitwise_equal(const Tensor<T, 4>& a, const Tensor<T, 4>& b) {
+  return a.dimensions() == b.dimensions() &&
+         std::equal(a.data(), a.data() + a.size(), b.data());
+}
+
+}  // namespace
+
+TEST_CASE("backward results do not depend on the thread count", "[backward][threads]") {
+  // Big enough that every kernel uses every thread it is given.
+  const SequenceCase<float> c = SequenceCase<double>(2, 3, 130, 16, 12, 71).cast<float>();
+  Tensor<float, 4> dh(c.v.dimensions());
+  mlstm::test::Random(72).fill_uniform(dh, -1, 1);
+  const auto initial = [] {
+    auto state = mlstm::RecurrentState<float>::zeros(2, 3, 16, 12);
+    mlstm::test::Random random(73);
+    random.fill_uniform(state.c, -1, 1);
+    random.fill_uniform(state.n, -1, 1);
+    random.fill_uniform(state.m, -1, 1);
+    return state;
+  }();
+  for (const int threads : {2, 3, 5}) {
+    INFO(threads << " threads against 1");
+    SECTION("parallel, " + std::to_string(threads) + " threads") {
+      mlstm::ParallelOptions one, many;
+      one.num_threads = 1;
+      many.num_threads = threads;
+      const auto a = mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, one);
+      const auto b = mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, many);
+      CHECK(bitwise_equal(a.dq, b.dq));
+      CHECK(bitwise_equal(a.dk, b.dk));
+      CHECK(bitwise_equal(a.dv, b.dv));
+      CHECK(bitwise_equal(a.di, b.di));
+      CHECK(bitwise_equal(a.df, b.df));
+    }
+    SECTION("chunkwise, " + std::to_string(threads) + " threads") {
+      mlstm::ChunkwiseOptions one, many;
+      one.chunk_size = many.chunk_size = 16;
+      one.num_threads = 1;
+      many.num_threads = threads;
+      const auto a = mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh,
+                                                          one, initial, initial);
+      const auto b = mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh,
+                                                          many, initial, initial);
+      CHECK(bitwise_equal(a.dq, b.dq));
+      CHECK(bitwise_equal(a.dk, b.dk));
+      CHECK(bitwise_equal(a.dv, b.dv));
+      CHECK(bitwise_equal(a.di, b.di));
+      CHECK(bitwise_equal(a.df, b.df));
+      CHECK(bitwise_equal(a.dinitial_state->c, b.dinitial_state->c));
+      CHECK(bitwise_equal(a.dinitial_state->n, b.dinitial_state->n));
+      CHECK(bitwise_equal(a.dinitial_state->m, b.dinitial_state->m));
+    }
   }
 }

@@ -6,6 +6,7 @@
 #include <mlstm/mlstm.hpp>
 
 #include "support/naive.hpp"
+#include "support/plain_expectation.hpp"
 #include "support/random_inputs.hpp"
 #include "support/tolerance.hpp"
 
@@ -57,9 +58,13 @@ TEMPLATE_TEST_CASE("parallel_stabilized matches the plain loops", "[parallel][na
           options.stabilize_rowwise = rowwise;
           options.eps = eps;
           const auto h = mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
-          const auto expected = mlstm::test::naive::parallel<TestType>(
-              c.q, c.k, c.v, c.igate, c.fgate, std::nullopt, rowwise, static_cast<TestType>(eps));
-          MLSTM_CHECK_CLOSE(h, expected, forms_budget(expected));
+          const auto plain = mlstm::test::plain_expectation<TestType>([&](auto dtype) {
+            using U = typename decltype(dtype)::type;
+            const auto cu = c.template cast<U>();
+            return mlstm::test::naive::parallel<U>(cu.q, cu.k, cu.v, cu.igate, cu.fgate,
+                                                   std::nullopt, rowwise, static_cast<U>(eps));
+          });
+          MLSTM_CHECK_CLOSE(h, plain.expected, plain.budget);
         }
       }
     }
@@ -82,9 +87,13 @@ TEMPLATE_TEST_CASE("parallel_stabilized applies a given mask, causal or not", "[
     options.stabilize_rowwise = rowwise;
     options.mask = mask;
     const auto h = mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
-    const auto expected = mlstm::test::naive::parallel<TestType>(c.q, c.k, c.v, c.igate, c.fgate,
-                                                                 mask, rowwise, TestType(1e-6));
-    MLSTM_CHECK_CLOSE(h, expected, forms_budget(expected));
+    const auto plain = mlstm::test::plain_expectation<TestType>([&](auto dtype) {
+      using U = typename decltype(dtype)::type;
+      const auto cu = c.template cast<U>();
+      return mlstm::test::naive::parallel<U>(cu.q, cu.k, cu.v, cu.igate, cu.fgate, mask, rowwise,
+                                             U(1e-6));
+    });
+    MLSTM_CHECK_CLOSE(h, plain.expected, plain.budget);
     for (Index j = 0; j < 6; ++j) CHECK(h(1, 1, 7, j) == TestType(0));
   }
 }

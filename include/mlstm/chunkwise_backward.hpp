@@ -90,40 +90,6 @@ struct ChunkwiseHeadBackward {
   T *dinitial_c, *dinitial_n, *dinitial_m;  // nullptr: not wanted
 };
 
-// The stabilizers of one chunk's rows, from its gates and the carried stabilizer m, as
-// chunk_outputs (chunkwise.hpp) computes them; all in double.
-struct ChunkStabilizers {
-  std::vector<double> g;              // g_s = i_s - cum_s (the column part of the decay exponent)
-  std::vector<double> prefix_max;     // P_t = max_{s<=t} g_s
-  std::vector<Index> prefix_argmax;   // the first s attaining P_t
-  std::vector<double> big_m;          // M_t = max(m, P_t)
-  std::vector<double> stabilizer;     // m_t = cum_t + M_t
-  std::vector<double> row_log;        // cum_t - m_t: the decay exponent is row_log[t] + g_s
-  Eigen::Matrix<double, Eigen::Dynamic, 1> state_weight;  // w_t = exp(cum_t + m - m_t)
-
-  ChunkStabilizers(const ChunkGates& gates, double m) {
-    const Index L = gates.length();
-    const auto size = static_cast<size_t>(L);
-    g.resize(size);
-    prefix_max.resize(size);
-    prefix_argmax.resize(size);
-    big_m.resize(size);
-    stabilizer.resize(size);
-    row_log.resize(size);
-    state_weight.resize(L);
-    for (Index t = 0; t < L; ++t) {
-      g[t] = gates.igate[t] - gates.cum[t];
-      const bool new_max = t == 0 || g[t] > prefix_max[t - 1];
-      prefix_max[t] = new_max ? g[t] : prefix_max[t - 1];
-      prefix_argmax[t] = new_max ? t : prefix_argmax[t - 1];
-      big_m[t] = std::max(m, prefix_max[t]);
-      stabilizer[t] = gates.cum[t] + big_m[t];
-      row_log[t] = gates.cum[t] - stabilizer[t];
-      state_weight[t] = std::exp(gates.cum[t] + m - stabilizer[t]);
-    }
-  }
-};
-
 // The running gradient of a state (C, n, m) between chunks, in double: it is a sum over all
 // later chunks, carried through every chunk boundary.
 struct StateGradient {
@@ -133,7 +99,8 @@ struct StateGradient {
 };
 
 // Backward of one chunk; `grad` holds the gradient of the state at the chunk's end on entry and
-// that of the state at its start on return. Writes the chunk's rows of dq, dk, dv, di, df.
+// that of the state (c, n, m) at its start on return. Writes the chunk's rows of dq, dk, dv, di,
+// df. q, k (L, DQK), v, dh (L, DV) row-major.
 template <typename T>
 void chunk_backward(const T* q, const T* k, const T* v, const T* fgate, const T* dh,
                     const ChunkGates& gates, const T* c, const T* n, double m, Index qk_dim,
@@ -141,80 +108,73 @@ void chunk_backward(const T* q, const T* k, const T* v, const T* fgate, const T*
                     T* df) {
   using Matrix = RowMatrix<T>;
   using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
-  const Index L = gates.length();
+  using Doubles = Eigen::Matrix<double, Eigen::Dynamic, 1>;
+  const Index L = gates.length(), last = L - 1;
   const T scale = T(1) / std::sqrt(static_cast<T>(qk_dim));
   Eigen::Map<const Matrix> queries(q, L, qk_dim), keys(k, L, qk_dim), values(v, L, v_dim),
       d_hidden(dh, L, v_dim), memory(c, qk_dim, v_dim);
   Eigen::Map<const Vector> norm_state(n, qk_dim);
   Eigen::Map<Matrix> d_queries(dq, L, qk_dim), d_keys(dk, L, qk_dim), d_values(dv, L, v_dim);
 
-  const ChunkStabilizers stab(gates, m);
-  const Index last = L - 1;
+  // The chunk's forward, as chunk_outputs computes it.
+  const ChunkRows rows(gates, m);
+  ChunkForward<T> f;
+  chunk_forward(q, k, v, gates, rows, c, n, qk_dim, v_dim, f);
+  const Vector state_weight =
+      Eigen::Map<const Doubles>(rows.state_weight.data(), L).template cast<T>();
 
-  // Recompute the chunk's forward: decay (scale exp(g_s - M_t), lower triangle), W, acc, den.
-  Matrix decay = Matrix::Ones(L, L), weights(L, L);
-  Vector rowsum = Vector::Zero(L), exponent(L);
-  apply_causal_decay(decay.data(), L, L, L, stab.row_log.data(), stab.g.data(), Index(0),
-                     scale, exponent.data(), rowsum.data());
-  weights.noalias() = queries * keys.transpose();
-  weights.array() *= decay.array();
-  const Vector state_weight = stab.state_weight.template cast<T>();
-  const Matrix weighted_queries = state_weight.asDiagonal() * queries;
-  Matrix acc(L, v_dim);
-  acc.noalias() = weights * values;
-  acc.noalias() += weighted_queries * memory;
-  const Vector den = weights.rowwise().sum() + weighted_queries * norm_state;
-
-  // Through the normalizer.
+  // Through the normalizer. d_big_m[t]: the gradient of M_t; d_cum[t]: of cum[t] (m_t =
+  // cum[t] + M_t); d_g[s]: of col[s] = i_s - cum[s].
   Matrix d_acc(L, v_dim);
   Vector d_den(L);
-  std::vector<double> d_big_m(static_cast<size_t>(L)), d_cum(static_cast<size_t>(L), 0.0);
+  std::vector<double> d_big_m(static_cast<size_t>(L)), d_cum(static_cast<size_t>(L), 0.0),
+      d_g(static_cast<size_t>(L));
   for (Index t = 0; t < L; ++t) {
-    const T m_t = static_cast<T>(stab.stabilizer[t]);
-    const T inv = T(1) / (normalizer(den[t], m_t) + eps);
+    const T m_t = static_cast<T>(rows.stabilizer[t]);
+    const T inv = T(1) / (normalizer(f.denominator[t], m_t) + eps);
     d_acc.row(t) = d_hidden.row(t) * inv;
-    const T d_norm = -d_hidden.row(t).dot(acc.row(t)) * inv * inv;
-    const NormalizerGradient<T> g = normalizer_backward(den[t], m_t, d_norm);
+    const T d_norm = -d_hidden.row(t).dot(f.acc.row(t)) * inv * inv;
+    const NormalizerGradient<T> g = normalizer_backward(f.denominator[t], m_t, d_norm);
     d_den[t] = g.d_sum;
-    d_big_m[t] = g.d_stabilizer;  // m_t = cum_t + M_t
-    d_cum[t] = g.d_stabilizer;
+    d_big_m[t] = d_cum[t] = static_cast<double>(g.d_stabilizer);
   }
 
-  // Intra-chunk part: dW, then dlogW = dW W and d(q.k) = dW decay (decay holds the scale).
+  // Within the chunk: dW = dacc V^T + dden, dlogW = dW W (summed in double: its row sums, to
+  // M_t, and column sums, to col, reach df as a difference), d(q.k) = dW decay.
   Matrix d_weights(L, L);
   d_weights.noalias() = d_acc * values.transpose();
   d_weights.colwise() += d_den;
-  d_values.noalias() = weights.transpose() * d_acc;
-  // dlogW is summed in double: its row sums (to M_t) and column sums (to g_s) reach df as a
-  // difference, which must not carry the rounding of two separate float sums.
-  const RowMatrix<double> grad_log = d_weights.cwiseProduct(weights).template cast<double>();
-  d_weights.array() *= decay.array();
+  d_values.noalias() = f.weights.transpose() * d_acc;
+  const RowMatrix<double> grad_log = d_weights.cwiseProduct(f.weights).template cast<double>();
+  Eigen::Map<Eigen::Matrix<double, 1, Eigen::Dynamic>>(d_g.data(), L) = grad_log.colwise().sum();
+  Eigen::Map<Doubles>(d_big_m.data(), L) -= grad_log.rowwise().sum();
+  d_weights.array() *= f.decay.array();
   d_queries.noalias() = d_weights * keys;
   d_keys.noalias() = d_weights.transpose() * queries;
-  std::vector<double> d_g(static_cast<size_t>(L));
-  Eigen::Map<Eigen::Matrix<double, 1, Eigen::Dynamic>>(d_g.data(), L) = grad_log.colwise().sum();
-  Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, 1>>(d_big_m.data(), L) -=
-      grad_log.rowwise().sum();
 
-  // The carried state's part: w_t C^T q_t and w_t q_t . n.
+  // The carried state's part: w_t (C^T q_t) and w_t (q_t . n), w_t = exp(m - M_t).
   Matrix c_dacc(L, qk_dim);  // rows: C dacc_t
   c_dacc.noalias() = d_acc * memory.transpose();
+  const Vector q_dot_n = queries * norm_state;
   double d_m = 0.0;
   for (Index t = 0; t < L; ++t) {
-    const T d_w = queries.row(t).dot(c_dacc.row(t)) + queries.row(t).dot(norm_state) * d_den[t];
-    const double d_log_w = static_cast<double>(d_w) * stab.state_weight[t];
+    const T d_w = queries.row(t).dot(c_dacc.row(t)) + q_dot_n[t] * d_den[t];
+    const double d_log_w = static_cast<double>(d_w) * rows.state_weight[t];
     d_m += d_log_w;
     d_big_m[t] -= d_log_w;
   }
-  d_queries.noalias() += state_weight.asDiagonal() * (c_dacc + d_den * norm_state.transpose());
-  Matrix d_c_prev(qk_dim, v_dim);
-  d_c_prev.noalias() = weighted_queries.transpose() * d_acc;
-  Vector d_n_prev = weighted_queries.transpose() * d_den;
+  c_dacc.noalias() += d_den * norm_state.transpose();
+  d_queries.noalias() += state_weight.asDiagonal() * c_dacc;
+  const Matrix d_c_here = f.weighted_queries.transpose() * d_acc;
+  const Vector d_n_here = f.weighted_queries.transpose() * d_den;
 
-  // The state at the chunk's end: C' = gamma C + sum_s beta_s k~_s v_s^T, n' likewise.
-  const double gamma = std::exp(m - stab.big_m[last]);
+  // The state at the chunk's end: C' = gamma C + sum_s beta_s k~_s v_s^T, n' likewise, with
+  // gamma = exp(m - M_{L-1}), beta_s = exp(col[s] - M_{L-1}), m' = total + M_{L-1}.
+  const DoubleDouble end_row = rows.row[last];
+  const double gamma = std::exp((DoubleDouble{m, 0.0} - end_row).value());
   Vector beta(L);
-  for (Index s = 0; s < L; ++s) beta[s] = static_cast<T>(std::exp(stab.g[s] - stab.big_m[last]));
+  for (Index s = 0; s < L; ++s)
+    beta[s] = static_cast<T>(std::exp((gates.col[s] - end_row).value()));
   const Matrix d_c_next = grad.c.template cast<T>();
   const Vector d_n_next = grad.n.template cast<T>();
   Matrix keys_dc(L, v_dim);  // rows: k~_s^T dC'
@@ -224,7 +184,7 @@ void chunk_backward(const T* q, const T* k, const T* v, const T* fgate, const T*
   dc_v.rowwise() += d_n_next.transpose();
   double d_log_beta_sum = 0.0;
   for (Index s = 0; s < L; ++s) {
-    const T d_beta = keys_dc.row(s).dot(values.row(s)) + (keys.row(s) * scale).dot(d_n_next);
+    const T d_beta = keys_dc.row(s).dot(values.row(s)) + scale * keys.row(s).dot(d_n_next);
     const double d_log_beta = static_cast<double>(d_beta * beta[s]);
     d_g[s] += d_log_beta;
     d_log_beta_sum += d_log_beta;
@@ -236,15 +196,19 @@ void chunk_backward(const T* q, const T* k, const T* v, const T* fgate, const T*
                grad.n.dot(norm_state.template cast<double>()));
   d_m += d_log_gamma;
   d_big_m[last] += grad.m - d_log_gamma - d_log_beta_sum;
-  d_cum[last] += grad.m;  // m' = total + M_{L-1}, total = cum_{L-1}
+  d_cum[last] += grad.m;  // total = cum[L-1]
 
-  // M_t = max(m, P_t), P_t = g at the first index attaining the prefix maximum.
+  // M_t = max(m, P_t), P_t = max_{s<=t} col[s] (its first index takes the gradient).
+  const DoubleDouble state_log{m, 0.0};
+  Index argmax = 0;
   for (Index t = 0; t < L; ++t) {
-    const double share = max_share_of_first(m, stab.prefix_max[t]);
+    if (gates.col[argmax] < gates.col[t]) argmax = t;
+    const DoubleDouble prefix_max = gates.col[argmax];
+    const double share = state_log < prefix_max ? 0.0 : (prefix_max < state_log ? 1.0 : 0.5);
     d_m += d_big_m[t] * share;
-    d_g[static_cast<size_t>(stab.prefix_argmax[t])] += d_big_m[t] * (1.0 - share);
+    d_g[static_cast<size_t>(argmax)] += d_big_m[t] * (1.0 - share);
   }
-  // g_s = i_s - cum_s; cum_t = sum_{r<=t} lf_r.
+  // col[s] = i_s - cum[s]; cum[t] = sum_{r<=t} logsigmoid(f_r).
   double d_log_forget = 0.0;
   for (Index r = L - 1; r >= 0; --r) {
     di[r] = static_cast<T>(d_g[r]);
@@ -253,8 +217,8 @@ void chunk_backward(const T* q, const T* k, const T* v, const T* fgate, const T*
   }
 
   // Hand the gradient of the state at the chunk's start to the chunk before.
-  grad.c = gamma * grad.c + d_c_prev.template cast<double>();
-  grad.n = gamma * grad.n + d_n_prev.template cast<double>();
+  grad.c = gamma * grad.c + d_c_here.template cast<double>();
+  grad.n = gamma * grad.n + d_n_here.template cast<double>();
   grad.m = d_m;
 }
 

@@ -44,6 +44,15 @@ struct SequenceMask {
 
   bool causal() const { return visible == nullptr; }
   bool allows(Index t, Index s) const { return causal() ? s <= t : visible[t * seq_len + s]; }
+
+  // Whether any (t, s) with t in [t0, t1) and s in [s0, s1) is visible: kernels skip the rest.
+  bool any_visible(Index t0, Index t1, Index s0, Index s1) const {
+    if (causal()) return s0 < t1;
+    for (Index t = t0; t < t1; ++t)
+      for (Index s = s0; s < s1; ++s)
+        if (visible[t * seq_len + s]) return true;
+    return false;
+  }
 };
 
 inline SequenceMask resolve_mask(const std::optional<Mask>& mask, Index seq_len,

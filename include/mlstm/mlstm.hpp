@@ -6,6 +6,8 @@
 #include "mlstm/tensor.hpp"
 #include "mlstm/state.hpp"
 #include "mlstm/mask.hpp"
+#include "mlstm/threading.hpp"
 #include "mlstm/parallel.hpp"
 #include "mlstm/recurrent.hpp"
+#include "mlstm/chunkwise.hpp"
 #include "mlstm/backend.hpp"

@@ -12,6 +12,16 @@
 // F is computed as a difference of cumulative sums of logsigmoid(f), accumulated in double.
 // A row that the mask leaves empty gives h_t = 0 (the limit of the formula; the reference gives
 // NaN there).
+//
+// How it is computed: no (S, S) matrix is ever formed. A first pass over the gates alone finds
+// m_t for every row (O(S) per head for the causal mask, from the prefix maximum of
+// i_s - cumsum_s; a pass over the mask for a given one). Then each tile of rows [t0, t1) walks
+// tiles of columns: scores = Q_rows K_cols^T (one matrix product), weights = scores * exp(logD - m)
+// elementwise, acc += weights V_cols (one matrix product), row sums accumulated alongside.
+// Column tiles right of the diagonal are skipped (with a given mask: tiles it hides entirely).
+// Memory beyond inputs and output: O(S) per head for the gates, one tile per thread.
+// Threads take (batch-head, row tile) items; each item is computed by one thread in a fixed
+// order, so h does not depend on the thread count.
 #pragma once
 
 #include <algorithm>
@@ -22,9 +32,11 @@
 #include <Eigen/Core>
 
 #include "mlstm/detail/checks.hpp"
+#include "mlstm/detail/gate_decay.hpp"
 #include "mlstm/detail/math.hpp"
 #include "mlstm/mask.hpp"
 #include "mlstm/tensor.hpp"
+#include "mlstm/threading.hpp"
 
 namespace mlstm {
 
@@ -32,55 +44,195 @@ struct ParallelOptions {
   bool stabilize_rowwise = true;  // one stabilizer per row; false: one per (batch, head)
   double eps = 1e-6;              // added to the normalizer; finite and > 0
   std::optional<Mask> mask;       // (L, L); see mask.hpp for the rule
+  int num_threads = 0;            // 0: the library default (mlstm::set_num_threads)
 };
 
 namespace detail {
 
-// Prefix sums of logsigmoid(f) with a leading zero, in double: F[t,s] = cs[t+1] - cs[s+1].
+// Tile sizes of the parallel kernel (rows x columns of the weight tile).
+inline constexpr Index parallel_tile_rows = 256;
+inline constexpr Index parallel_tile_columns = 128;
+
+// The gate quantities of one head (see gate_decay.hpp), with prefix[t] = sum_{r<=t} lf_r:
+//   col[s]        = i_s - prefix[s]
+//   row[t]        = m_t - prefix[t]     (+inf for a row that sees nothing)
+//   stabilizer[t] = m_t                 (-inf for a row that sees nothing)
+//   source[t]     = t' * S + s', the entry logD[t', s'] that m_t is (-1 for a row that sees
+//                   nothing): the first maximal column of the row, or with one max per head the
+//                   first maximal entry in row-major order, as torch.max picks it. The backward
+//                   (parallel_backward.hpp) sends m_t's gradient there.
+struct ParallelHeadGates {
+  DoubleDoubles col, row;
+  std::vector<double> stabilizer;
+  std::vector<Index> source;
+};
+
+// m_t = max over the visible s of prefix[t] - prefix[s] + i_s = prefix[t] + max_s col[s], or,
+// when not rowwise, the maximum of that over all rows (for every row that sees something).
+// Under the causal mask max_{s<=t} col[s] is a prefix maximum: O(S); a given mask is scanned.
 template <typename T>
-void log_forget_cumsum(const T* fgate, Index seq_len, std::vector<double>& cumsum) {
-  cumsum.resize(static_cast<size_t>(seq_len) + 1);
-  cumsum[0] = 0.0;
-  for (Index t = 0; t < seq_len; ++t)
-    cumsum[t + 1] = cumsum[t] + static_cast<double>(log_sigmoid(fgate[t]));
+void parallel_head_gates(const T* igate, const T* fgate, Index seq_len, const SequenceMask& mask,
+                         bool stabilize_rowwise, ParallelHeadGates& gates) {
+  std::vector<DoubleDouble> prefix;
+  log_forget_prefix(fgate, seq_len, prefix);
+  std::vector<DoubleDouble> col(static_cast<size_t>(seq_len)), row(col.size());
+  std::vector<Index> argmax(col.size(), -1);  // the column of row[t]
+  for (Index s = 0; s < seq_len; ++s)
+    col[s] = DoubleDouble{static_cast<double>(igate[s]), 0.0} - prefix[s];
+  DoubleDouble running = dd_minus_infinity;
+  Index running_argmax = -1;
+  for (Index t = 0; t < seq_len; ++t) {
+    if (mask.causal()) {
+      if (running_argmax < 0 || running < col[t]) {
+        running = col[t];
+        running_argmax = t;
+      }
+      row[t] = running;
+      argmax[t] = running_argmax;
+    } else {
+      row[t] = dd_minus_infinity;
+      for (Index s = 0; s < seq_len; ++s) {
+        if (mask.allows(t, s) && (argmax[t] < 0 || row[t] < col[s])) {
+          row[t] = col[s];
+          argmax[t] = s;
+        }
+      }
+    }
+  }
+  // So far row[t] = max_s col[s]; m_t = prefix[t] + row[t]. Make row[t] = m_t - prefix[t].
+  auto empty = [&](Index t) { return argmax[t] < 0; };
+  DoubleDouble global_max = dd_minus_infinity;
+  Index global_row = -1;
+  for (Index t = 0; t < seq_len; ++t) {
+    if (!empty(t) && (global_row < 0 || global_max < prefix[t] + row[t])) {
+      global_max = prefix[t] + row[t];
+      global_row = t;
+    }
+  }
+  gates.col.resize(seq_len);
+  gates.row.resize(seq_len);
+  gates.stabilizer.resize(static_cast<size_t>(seq_len));
+  gates.source.resize(static_cast<size_t>(seq_len));
+  for (Index t = 0; t < seq_len; ++t) {
+    gates.col.set(t, col[t]);
+    if (empty(t)) {
+      gates.row.set(t, dd_plus_infinity);
+      gates.stabilizer[t] = minus_infinity<double>;
+      gates.source[t] = -1;
+    } else if (stabilize_rowwise) {
+      gates.row.set(t, row[t]);
+      gates.stabilizer[t] = (prefix[t] + row[t]).value();
+      gates.source[t] = t * seq_len + argmax[t];
+    } else {
+      gates.row.set(t, global_max - prefix[t]);
+      gates.stabilizer[t] = global_max.value();
+      gates.source[t] = global_row * seq_len + argmax[global_row];
+    }
+  }
 }
 
+// Pointers to one head's slices: q, k (S, DQK), v (S, DV), h (S, DV), row-major.
 template <typename T>
-void parallel_head(const T* q, const T* k, const T* v, const T* igate, const T* fgate, T* h,
-                   const SequenceShape& s, const SequenceMask& mask, bool stabilize_rowwise,
-                   T eps) {
+struct HeadSlices {
+  const T* q;
+  const T* k;
+  const T* v;
+  T* h;
+};
+
+// h for rows [t0, t1) of one head (see the file comment); the row sums sum_s Ct[t, s] go to
+// row_sum[t0, t1) when row_sum is not null.
+template <typename T>
+void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates,
+                       const SequenceShape& s, const SequenceMask& mask, Index t0, Index t1,
+                       T eps, T* row_sum) {
   using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  const Index S = s.seq_len;
-  Eigen::Map<const Matrix> queries(q, S, s.qk_dim), keys(k, S, s.qk_dim), values(v, S, s.v_dim);
-  Eigen::Map<Matrix> hidden(h, S, s.v_dim);
+  using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+  const Index rows = t1 - t0;
+  const std::vector<double>& m = gates.stabilizer;
+  const T scale = T(1) / std::sqrt(static_cast<T>(s.qk_dim));
 
-  std::vector<double> cumsum;
-  log_forget_cumsum(fgate, S, cumsum);
-  Matrix log_decay(S, S);
-  for (Index t = 0; t < S; ++t)
-    for (Index col = 0; col < S; ++col)
-      log_decay(t, col) = mask.allows(t, col)
-                              ? static_cast<T>(cumsum[t + 1] - cumsum[col + 1]) + igate[col]
-                              : minus_infinity<T>;
+  Eigen::Map<const Matrix> queries(head.q + t0 * s.qk_dim, rows, s.qk_dim);
+  Matrix weights(rows, parallel_tile_columns);  // row stride parallel_tile_columns
+  Matrix acc = Matrix::Zero(rows, s.v_dim);
+  Vector rowsum = Vector::Zero(rows), exponent(parallel_tile_columns);
 
-  Eigen::Matrix<T, Eigen::Dynamic, 1> stabilizer = log_decay.rowwise().maxCoeff();
-  if (!stabilize_rowwise) stabilizer.setConstant(stabilizer.maxCoeff());
+  const Index column_end = mask.causal() ? t1 : s.seq_len;
+  for (Index c0 = 0; c0 < column_end; c0 += parallel_tile_columns) {
+    const Index c1 = std::min(c0 + parallel_tile_columns, column_end);
+    const Index cols = c1 - c0;
+    if (!mask.causal() && !mask.any_visible(t0, t1, c0, c1)) continue;
+    // Under the causal mask, rows above c0 see nothing of this tile: leave them out.
+    const Index first = mask.causal() ? std::max<Index>(0, c0 - t0) : 0;
+    const Index active = rows - first;
+    auto tile = weights.block(first, 0, active, cols);
+    Eigen::Map<const Matrix> keys(head.k + c0 * s.qk_dim, cols, s.qk_dim);
+    Eigen::Map<const Matrix> values(head.v + c0 * s.v_dim, cols, s.v_dim);
+    tile.noalias() = queries.bottomRows(active) * keys.transpose();
+    if (mask.causal()) {
+      const Index t = t0 + first;
+      const DecayParts parts{gates.row.hi.data() + t, gates.row.lo.data() + t,
+                             gates.col.hi.data() + c0, gates.col.lo.data() + c0};
+      apply_causal_decay(tile.data(), active, cols, weights.outerStride(), parts, t - c0, scale,
+                         exponent.data(), rowsum.data() + first);
+    } else {
+      const DecayParts parts{gates.row.hi.data() + t0, gates.row.lo.data() + t0,
+                             gates.col.hi.data() + c0, gates.col.lo.data() + c0};
+      apply_masked_decay(tile.data(), rows, cols, weights.outerStride(), parts,
+                         mask.visible + t0 * s.seq_len + c0, s.seq_len, scale, exponent.data(),
+                         rowsum.data());
+    }
+    acc.bottomRows(active).noalias() += tile * values;
+  }
 
-  Matrix weights = (queries * keys.transpose()) * (T(1) / std::sqrt(static_cast<T>(s.qk_dim)));
-  for (Index t = 0; t < S; ++t) {
-    const T m = stabilizer(t);
-    if (m == minus_infinity<T>) {  // nothing visible from this row
-      weights.row(t).setZero();
+  Eigen::Map<Matrix> hidden(head.h + t0 * s.v_dim, rows, s.v_dim);
+  for (Index r = 0; r < rows; ++r) {
+    const double m_t = m[t0 + r];
+    if (m_t == minus_infinity<double>) {  // nothing visible from this row
+      hidden.row(r).setZero();
       continue;
     }
-    T row_sum = 0;
-    for (Index col = 0; col < S; ++col) {
-      weights(t, col) *= std::exp(log_decay(t, col) - m);
-      row_sum += weights(t, col);
-    }
-    weights.row(t) /= std::max(std::abs(row_sum), std::exp(-m)) + eps;
+    hidden.row(r) = acc.row(r) / (normalizer(rowsum[r], static_cast<T>(m_t)) + eps);
   }
-  hidden.noalias() = weights * values;
+  if (row_sum != nullptr) Eigen::Map<Vector>(row_sum + t0, rows) = rowsum;
+}
+
+// The parallel form on validated inputs; writes h (B, NH, S, DV), and the row sums
+// sum_s Ct[t, s] (B, NH, S) when row_sum is not null.
+template <typename T>
+void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask,
+                      bool stabilize_rowwise, T eps, int num_threads, T* h,
+                      T* row_sum = nullptr) {
+  const SequenceShape& s = in.shape;
+  const Index heads = s.batch * s.heads;
+  const double flops = 2.0 * static_cast<double>(heads) * static_cast<double>(s.seq_len) *
+                       static_cast<double>(s.seq_len) * static_cast<double>(s.qk_dim + s.v_dim);
+
+  // The gate pass costs a log-sigmoid (some tens of operations) per step, and with a given mask
+  // a look at every (t, s).
+  const double gate_work = static_cast<double>(heads) * static_cast<double>(s.seq_len) *
+                           (mask.causal() ? 50.0 : static_cast<double>(s.seq_len));
+  std::vector<ParallelHeadGates> gates(static_cast<size_t>(heads));
+  parallel_for(heads, threads_for_work(num_threads, heads, gate_work), [&](Index head) {
+    const Index row = head * s.seq_len;
+    parallel_head_gates(in.igate_preact.data() + row, in.fgate_preact.data() + row, s.seq_len,
+                        mask, stabilize_rowwise, gates[static_cast<size_t>(head)]);
+  });
+
+  // Items run the largest row tiles (the last ones, under a causal mask) first.
+  const Index row_tiles = (s.seq_len + parallel_tile_rows - 1) / parallel_tile_rows;
+  const Index items = heads * row_tiles;
+  parallel_for(items, threads_for_work(num_threads, items, flops), [&](Index item) {
+    const Index head = item % heads;
+    const Index tile = row_tiles - 1 - item / heads;
+    const Index row = head * s.seq_len;
+    const HeadSlices<T> slices{in.q.data() + row * s.qk_dim, in.k.data() + row * s.qk_dim,
+                               in.v.data() + row * s.v_dim, h + row * s.v_dim};
+    const Index t0 = tile * parallel_tile_rows;
+    parallel_row_tile(slices, gates[static_cast<size_t>(head)], s, mask, t0,
+                      std::min(t0 + parallel_tile_rows, s.seq_len), eps,
+                      row_sum == nullptr ? nullptr : row_sum + row);
+  });
 }
 
 }  // namespace detail
@@ -93,17 +245,13 @@ Tensor<detail::scalar_of<Q>, 4> parallel_stabilized(const Q& q, const K& k, cons
   using T = detail::scalar_of<Q>;
   const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
   detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
+  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
   const detail::SequenceShape& s = in.shape;
   const detail::SequenceMask mask = detail::resolve_mask(options.mask, s.seq_len);
 
   Tensor<T, 4> h(s.batch, s.heads, s.seq_len, s.v_dim);
-  for (Index head = 0; head < s.batch * s.heads; ++head) {
-    const Index row = head * s.seq_len;
-    detail::parallel_head(in.q.data() + row * s.qk_dim, in.k.data() + row * s.qk_dim,
-                          in.v.data() + row * s.v_dim, in.igate_preact.data() + row,
-                          in.fgate_preact.data() + row, h.data() + row * s.v_dim, s, mask,
-                          options.stabilize_rowwise, static_cast<T>(options.eps));
-  }
+  detail::parallel_forward(in, mask, options.stabilize_rowwise, static_cast<T>(options.eps),
+                           threads, h.data());
   return h;
 }
 

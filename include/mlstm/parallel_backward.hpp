@@ -41,22 +41,25 @@
 //
 // Rows the mask leaves empty give h_t = 0 and zero gradients (the reference gives NaN).
 //
-// The forward caches per row: m_t, b_t, and where m_t was taken from; with h this is all the
-// backward needs besides the inputs. The backward recomputes S, D and Ct panel by panel: column
-// panels of width panel_width over the rows that see them, so memory beyond inputs and outputs
-// is O(S * panel_width) per head and never (S, S). Heads are independent; each head is computed
-// by one thread in a fixed order, so results do not depend on the thread count.
+// What the forward keeps: h and the row sums b_t (they decide the normalizer's branch and sign
+// before any column is visited). The backward recomputes the gate pass of the forward
+// (parallel.hpp: m_t, the entry it is taken from, and the decay exponents, O(S) per head under
+// the causal mask), then S, D and Ct by column panels of parallel_tile_columns columns over the
+// rows that see them: memory beyond inputs and outputs is O(S * parallel_tile_columns) per head
+// being processed, never (S, S). Heads are processed in parallel, each by one thread in a fixed
+// order, so results do not depend on the thread count.
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
-#include <limits>
+#include <string>
 #include <vector>
 
 #include <Eigen/Core>
 
-#include "mlstm/detail/assert.hpp"
 #include "mlstm/detail/checks.hpp"
+#include "mlstm/detail/gate_decay.hpp"
 #include "mlstm/detail/math.hpp"
 #include "mlstm/detail/subgradients.hpp"
 #include "mlstm/mask.hpp"
@@ -66,13 +69,11 @@
 
 namespace mlstm {
 
-// What the forward keeps for the backward, per (b, h, t); each (B, NH, S, 1).
+// What the parallel forward keeps for its backward.
 template <typename T>
 struct ParallelCache {
-  Tensor<T, 4> m;            // stabilizer m_t (-inf for a row the mask leaves empty)
-  Tensor<T, 4> row_sum;      // b_t = sum_s Ct[t,s]
-  Tensor<Index, 4> m_source;  // t' * S + s' of the logD entry m_t is (-1 for an empty row)
-  bool stabilize_rowwise = true;  // the options of the forward, checked by the backward
+  Tensor<T, 4> row_sum;  // (B, NH, S, 1): b_t = sum_s Ct[t, s]
+  bool stabilize_rowwise = true;  // the forward's options, checked by the backward
   double eps = 1e-6;
 };
 
@@ -93,247 +94,133 @@ struct ParallelGradients {
 
 namespace detail {
 
+// One head's slices for the backward, all row-major.
 template <typename T>
-using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <typename T>
-using ConstMatrixMap = Eigen::Map<const RowMatrix<T>>;
-template <typename T>
-using MatrixMap = Eigen::Map<RowMatrix<T>>;
-
-// Rows (forward) and columns (backward) processed together: wide enough for efficient matrix
-// products, small enough that a panel of S rows stays in cache.
-inline constexpr Index parallel_panel_width = 64;
-
-// One head's inputs and the values shared by its forward and backward.
-template <typename T>
-struct ParallelHead {
-  ConstMatrixMap<T> q, k, v;  // (S, DQK), (S, DQK), (S, DV)
-  const T* igate;
-  const T* fgate;
-  std::vector<double> cumsum;  // cs[0] = 0, cs[t+1] = sum_{r<=t} lf_r, in double
-  Index seq_len;
-  T scale;  // 1 / sqrt(DQK)
-
-  ParallelHead(const SequenceInputs<T>& in, Index head)
-      : q(in.q.data() + head * in.shape.seq_len * in.shape.qk_dim, in.shape.seq_len,
-          in.shape.qk_dim),
-        k(in.k.data() + head * in.shape.seq_len * in.shape.qk_dim, in.shape.seq_len,
-          in.shape.qk_dim),
-        v(in.v.data() + head * in.shape.seq_len * in.shape.v_dim, in.shape.seq_len,
-          in.shape.v_dim),
-        igate(in.igate_preact.data() + head * in.shape.seq_len),
-        fgate(in.fgate_preact.data() + head * in.shape.seq_len),
-        seq_len(in.shape.seq_len),
-        scale(T(1) / std::sqrt(static_cast<T>(in.shape.qk_dim))) {
-    log_forget_cumsum(fgate, seq_len, cumsum);
-  }
-
-  // logD[t, s] for an allowed (t, s), the same expression as in parallel.hpp.
-  T log_decay(Index t, Index s) const {
-    return static_cast<T>(cumsum[t + 1] - cumsum[s + 1]) + igate[s];
-  }
+struct ParallelHeadBackward {
+  const T *q, *k, *v, *igate, *fgate;  // (S, DQK) (S, DQK) (S, DV) (S) (S)
+  const T *h, *dh, *row_sum;            // (S, DV) (S, DV) (S)
+  T *dq, *dk, *dv, *di, *df;
 };
 
-// m_t and the flat position t' * S + s' it is taken from, for every row of one head; the first
-// maximal column of the row (rowwise) or the first maximal entry in row-major order (one max
-// per head), as torch.max reports it. Empty rows get -inf and -1.
+// Backward of one head, by column panels; see the file comment.
 template <typename T>
-void parallel_stabilizers(const ParallelHead<T>& head, const SequenceMask& mask, bool rowwise,
-                          T* m, Index* source) {
-  const Index S = head.seq_len;
-  for (Index t = 0; t < S; ++t) {
-    m[t] = minus_infinity<T>;
-    source[t] = -1;
-    const Index end = mask.causal() ? t + 1 : S;
-    for (Index s = 0; s < end; ++s) {
-      if (!mask.allows(t, s)) continue;
-      const T value = head.log_decay(t, s);
-      if (source[t] < 0 || value > m[t]) {
-        m[t] = value;
-        source[t] = t * S + s;
-      }
-    }
-  }
-  if (rowwise) return;
-  Index best = -1;
-  for (Index t = 0; t < S; ++t)
-    if (source[t] >= 0 && (best < 0 || m[t] > m[best])) best = t;
-  for (Index t = 0; t < S; ++t) {
-    m[t] = best < 0 ? minus_infinity<T> : m[best];
-    source[t] = best < 0 ? -1 : source[best];
-  }
-}
-
-// D[t, c0 .. c0 + width) = exp(logD - m_t), 0 where the mask hides (t, s). `row` must have
-// `width` entries. m_t must be finite.
-template <typename T, typename Row>
-void decay_row(const ParallelHead<T>& head, const SequenceMask& mask, Index t, Index c0,
-               Index width, T m, Row&& row) {
-  for (Index j = 0; j < width; ++j) row(j) = head.log_decay(t, c0 + j) - m;
-  row.array() = row.array().exp();
-  if (mask.causal()) {
-    for (Index j = std::max<Index>(t + 1 - c0, 0); j < width; ++j) row(j) = T(0);
-  } else {
-    for (Index j = 0; j < width; ++j)
-      if (!mask.allows(t, c0 + j)) row(j) = T(0);
-  }
-}
-
-// Forward of one head, by row panels; writes h (S, DV) and the cache rows of this head.
-template <typename T>
-void parallel_forward_head(const ParallelHead<T>& head, const SequenceMask& mask, bool rowwise,
-                           T eps, T* h, T* m, T* row_sum, Index* source) {
-  const Index S = head.seq_len;
-  MatrixMap<T> hidden(h, S, head.v.cols());
-  parallel_stabilizers(head, mask, rowwise, m, source);
-  RowMatrix<T> weights(std::min(parallel_panel_width, S), S);
-  for (Index r0 = 0; r0 < S; r0 += parallel_panel_width) {
-    const Index rows = std::min(parallel_panel_width, S - r0);
-    const Index cols = mask.causal() ? r0 + rows : S;  // columns any row of the panel sees
-    auto panel = weights.topLeftCorner(rows, cols);
-    panel.noalias() = head.q.middleRows(r0, rows) * head.k.topRows(cols).transpose();
-    Eigen::Matrix<T, Eigen::Dynamic, 1> decay(cols);
-    for (Index r = 0; r < rows; ++r) {
-      const Index t = r0 + r;
-      if (m[t] == minus_infinity<T>) {  // nothing visible from this row
-        panel.row(r).setZero();
-        row_sum[t] = T(0);
-        continue;
-      }
-      decay_row(head, mask, t, 0, cols, m[t], decay);
-      panel.row(r).array() *= decay.transpose().array() * head.scale;
-      row_sum[t] = panel.row(r).sum();
-      panel.row(r) /= normalizer(row_sum[t], m[t]) + eps;
-    }
-    hidden.middleRows(r0, rows).noalias() = panel * head.v.topRows(cols);
-  }
-}
-
-// Backward of one head, by column panels; writes dq, dk (S, DQK), dv (S, DV), di, df (S).
-template <typename T>
-void parallel_backward_head(const ParallelHead<T>& head, const SequenceMask& mask, T eps,
-                            const T* h, const T* dh, const T* m, const T* row_sum,
-                            const Index* source, T* dq, T* dk, T* dv, T* di, T* df) {
-  const Index S = head.seq_len, qk_dim = head.q.cols(), v_dim = head.v.cols();
-  ConstMatrixMap<T> hidden(h, S, v_dim), d_hidden(dh, S, v_dim);
-  MatrixMap<T> d_queries(dq, S, qk_dim), d_keys(dk, S, qk_dim), d_values(dv, S, v_dim);
+void parallel_backward_head(const ParallelHeadBackward<T>& p, const SequenceShape& s,
+                            const SequenceMask& mask, bool stabilize_rowwise, T eps) {
+  using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
+  const Index S = s.seq_len;
+  const T scale = T(1) / std::sqrt(static_cast<T>(s.qk_dim));
+  Eigen::Map<const Matrix> queries(p.q, S, s.qk_dim), keys(p.k, S, s.qk_dim),
+      values(p.v, S, s.v_dim), hidden(p.h, S, s.v_dim), d_hidden(p.dh, S, s.v_dim);
+  Eigen::Map<Matrix> d_queries(p.dq, S, s.qk_dim), d_keys(p.dk, S, s.qk_dim),
+      d_values(p.dv, S, s.v_dim);
   d_queries.setZero();
 
+  ParallelHeadGates gates;
+  parallel_head_gates(p.igate, p.fgate, S, mask, stabilize_rowwise, gates);
+  const auto empty = [&](Index t) { return gates.source[t] < 0; };
+
   // Per row: 1 / den_t, db_t, and the lower bound's share of dm_t.
-  std::vector<T> inv_den(S), d_sum(S);
-  std::vector<double> d_stabilizer(S), grad_row_sum(S, 0.0), grad_col_sum(S, 0.0);
+  std::vector<T> inv_den(S, T(0)), d_sum(S, T(0));
+  std::vector<double> d_stabilizer(S, 0.0), grad_row_sum(S, 0.0), grad_col_sum(S, 0.0);
   for (Index t = 0; t < S; ++t) {
-    if (m[t] == minus_infinity<T>) {
-      inv_den[t] = d_sum[t] = T(0);
-      d_stabilizer[t] = 0.0;
-      continue;
-    }
-    inv_den[t] = T(1) / (normalizer(row_sum[t], m[t]) + eps);
+    if (empty(t)) continue;
+    const T m_t = static_cast<T>(gates.stabilizer[t]);
+    inv_den[t] = T(1) / (normalizer(p.row_sum[t], m_t) + eps);
     const T d_den = -d_hidden.row(t).dot(hidden.row(t)) * inv_den[t];
-    const NormalizerGradient<T> g = normalizer_backward(row_sum[t], m[t], d_den);
+    const NormalizerGradient<T> g = normalizer_backward(p.row_sum[t], m_t, d_den);
     d_sum[t] = g.d_sum;
-    d_stabilizer[t] = g.d_stabilizer;
+    d_stabilizer[t] = static_cast<double>(g.d_stabilizer);
   }
 
-  const Index width = std::min(parallel_panel_width, S);
-  RowMatrix<T> scores(S, width), d_scores(S, width), grad_log_decay(S, width);
+  const Index width = std::min(parallel_tile_columns, S);
+  Matrix scores(S, width), d_scores(S, width), grad_log_decay(S, width);
   Eigen::Matrix<T, 1, Eigen::Dynamic> decay(width);
-  for (Index c0 = 0; c0 < S; c0 += parallel_panel_width) {
-    const Index cols = std::min(parallel_panel_width, S - c0);
-    const Index r0 = mask.causal() ? c0 : 0;  // first row that sees the panel
+  for (Index c0 = 0; c0 < S; c0 += parallel_tile_columns) {
+    const Index cols = std::min(parallel_tile_columns, S - c0);
+    if (!mask.causal() && !mask.any_visible(0, S, c0, c0 + cols)) {  // no row sees these columns
+      d_values.middleRows(c0, cols).setZero();
+      d_keys.middleRows(c0, cols).setZero();
+      continue;
+    }
+    const Index r0 = mask.causal() ? c0 : 0;  // the first row that sees the panel
     const Index rows = S - r0;
-    auto score = scores.topLeftCorner(rows, cols);       // S, then Ct / den
-    auto d_score = d_scores.topLeftCorner(rows, cols);   // dh.v, then dS / sqrt(DQK)
+    auto score = scores.topLeftCorner(rows, cols);         // S, then Ct / den
+    auto d_score = d_scores.topLeftCorner(rows, cols);     // dh . v, then dS / sqrt(DQK)
     auto grad = grad_log_decay.topLeftCorner(rows, cols);  // G
-    score.noalias() = head.q.middleRows(r0, rows) * head.k.middleRows(c0, cols).transpose();
-    d_score.noalias() = d_hidden.middleRows(r0, rows) * head.v.middleRows(c0, cols).transpose();
+    score.noalias() = queries.middleRows(r0, rows) * keys.middleRows(c0, cols).transpose();
+    d_score.noalias() = d_hidden.middleRows(r0, rows) * values.middleRows(c0, cols).transpose();
+    const DecayParts parts{gates.row.hi.data() + r0, gates.row.lo.data() + r0,
+                           gates.col.hi.data() + c0, gates.col.lo.data() + c0};
     for (Index r = 0; r < rows; ++r) {
       const Index t = r0 + r;
-      if (m[t] == minus_infinity<T>) {
+      if (empty(t)) {
         score.row(r).setZero();
         d_score.row(r).setZero();
         grad.row(r).setZero();
         continue;
       }
-      auto row_decay = decay.head(cols);
-      decay_row(head, mask, t, c0, cols, m[t], row_decay);
-      score.row(r).array() *= row_decay.array() * head.scale;                 // Ct
+      // scale * D[t, c0 + j], 0 where (t, c0 + j) is hidden.
+      const Index visible = mask.causal() ? std::min(cols, t - c0 + 1) : cols;
+      decay_exponents(parts, r, visible, decay.data());
+      Row(decay.data(), visible) = Row(decay.data(), visible).exp() * scale;
+      Row(decay.data() + visible, cols - visible).setZero();
+      if (!mask.causal())
+        for (Index j = 0; j < cols; ++j)
+          if (!mask.allows(t, c0 + j)) decay[j] = T(0);
+      const auto row_decay = decay.head(cols).array();
+      score.row(r).array() *= row_decay;                                        // Ct
       d_score.row(r).array() = d_score.row(r).array() * inv_den[t] + d_sum[t];  // dCt
       grad.row(r).array() = d_score.row(r).array() * score.row(r).array();
-      d_score.row(r).array() *= row_decay.array() * head.scale;
+      d_score.row(r).array() *= row_decay;
       score.row(r) *= inv_den[t];
-      grad_row_sum[t] += static_cast<double>(grad.row(r).sum());
     }
-    const auto col_sums = grad.colwise().sum();
-    for (Index j = 0; j < cols; ++j) grad_col_sum[c0 + j] = static_cast<double>(col_sums(j));
+    // G's sums in double: the rows' and the columns' reach df as a difference.
+    const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> grad_double =
+        grad.template cast<double>();
+    Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, 1>>(grad_row_sum.data() + r0, rows) +=
+        grad_double.rowwise().sum();
+    Eigen::Map<Eigen::Matrix<double, 1, Eigen::Dynamic>>(grad_col_sum.data() + c0, cols) =
+        grad_double.colwise().sum();
     d_values.middleRows(c0, cols).noalias() = score.transpose() * d_hidden.middleRows(r0, rows);
-    d_keys.middleRows(c0, cols).noalias() = d_score.transpose() * head.q.middleRows(r0, rows);
-    d_queries.middleRows(r0, rows).noalias() += d_score * head.k.middleRows(c0, cols);
+    d_keys.middleRows(c0, cols).noalias() = d_score.transpose() * queries.middleRows(r0, rows);
+    d_queries.middleRows(r0, rows).noalias() += d_score * keys.middleRows(c0, cols);
   }
 
-  // m_t = logD[source_t]: its gradient joins G at that entry.
-  std::vector<double> d_cumsum = grad_row_sum;
+  // m_t = logD[source_t]: its gradient joins G at that entry. Then logD[t, s] = prefix_t -
+  // prefix_s + i_s: di_s = sum_t G[t, s], dprefix_t = sum_s G[t, s] - di_t.
+  std::vector<double> d_prefix = grad_row_sum;
   for (Index t = 0; t < S; ++t) {
-    if (source[t] < 0) continue;
+    if (empty(t)) continue;
     const double d_m = d_stabilizer[t] - grad_row_sum[t];
-    d_cumsum[source[t] / S] += d_m;
-    grad_col_sum[source[t] % S] += d_m;
+    d_prefix[gates.source[t] / S] += d_m;
+    grad_col_sum[gates.source[t] % S] += d_m;
   }
-  double d_log_forget = 0.0;  // sum_{t >= r} dcum_t
+  double d_log_forget = 0.0;  // sum_{t >= r} dprefix_t
   for (Index r = S - 1; r >= 0; --r) {
-    di[r] = static_cast<T>(grad_col_sum[r]);
-    d_log_forget += d_cumsum[r] - grad_col_sum[r];
-    df[r] = static_cast<T>(d_log_forget) * log_sigmoid_derivative(head.fgate[r]);
+    p.di[r] = static_cast<T>(grad_col_sum[r]);
+    d_log_forget += d_prefix[r] - grad_col_sum[r];
+    p.df[r] = static_cast<T>(d_log_forget) * log_sigmoid_derivative(p.fgate[r]);
   }
 }
 
 // Threads for `products` matrix products of (S, S) by (S, D) per head (half of it, causal).
-inline int parallel_threads(const SequenceShape& s, Index heads, const ParallelOptions& options,
-                            int products) {
+inline int parallel_threads(const SequenceShape& s, Index heads, int num_threads, int products) {
   const double flops = static_cast<double>(products) * static_cast<double>(heads) *
                        static_cast<double>(s.seq_len) * static_cast<double>(s.seq_len) *
                        static_cast<double>(s.qk_dim + s.v_dim);
-  return threads_for_work(resolve_num_threads(options.num_threads, "options.num_threads"), heads,
-                          flops);
-}
-
-template <typename T>
-ParallelForward<T> parallel_forward_with_cache(const SequenceInputs<T>& in,
-                                               const SequenceMask& mask,
-                                               const ParallelOptions& options) {
-  const SequenceShape& s = in.shape;
-  ParallelForward<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
-                         {Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1),
-                          Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1),
-                          Tensor<Index, 4>(s.batch, s.heads, s.seq_len, 1),
-                          options.stabilize_rowwise, options.eps}};
-  const T eps = static_cast<T>(options.eps);
-  const Index heads = s.batch * s.heads;
-  parallel_for(heads, parallel_threads(s, heads, options, 2), [&](Index head_index) {
-    const ParallelHead<T> head(in, head_index);
-    const Index row = head_index * s.seq_len;
-    parallel_forward_head(head, mask, options.stabilize_rowwise, eps,
-                          out.h.data() + row * s.v_dim, out.cache.m.data() + row,
-                          out.cache.row_sum.data() + row, out.cache.m_source.data() + row);
-  });
-  return out;
+  return threads_for_work(num_threads, heads, flops);
 }
 
 // The cache must come from a forward with these inputs and options.
 template <typename T>
 void check_parallel_forward(const ParallelForward<T>& forward, const SequenceShape& s,
                             const ParallelOptions& options) {
-  const std::array<Index, 4> per_row{s.batch, s.heads, s.seq_len, 1};
   expect_shape<T, 4>(ConstTensorMap<T, 4>(forward.h.data(), forward.h.dimensions()),
                      {s.batch, s.heads, s.seq_len, s.v_dim}, "forward.h", "(B, NH, S, DV) of v");
-  expect_shape<T, 4>(ConstTensorMap<T, 4>(forward.cache.m.data(), forward.cache.m.dimensions()),
-                     per_row, "forward.cache.m", "(B, NH, S, 1) of q");
   expect_shape<T, 4>(
       ConstTensorMap<T, 4>(forward.cache.row_sum.data(), forward.cache.row_sum.dimensions()),
-      per_row, "forward.cache.row_sum", "(B, NH, S, 1) of q");
-  expect_shape<Index, 4>(ConstTensorMap<Index, 4>(forward.cache.m_source.data(),
-                                                  forward.cache.m_source.dimensions()),
-                         per_row, "forward.cache.m_source", "(B, NH, S, 1) of q");
+      {s.batch, s.heads, s.seq_len, 1}, "forward.cache.row_sum", "(B, NH, S, 1) of q");
   if (forward.cache.stabilize_rowwise != options.stabilize_rowwise) {
     throw ValueError("options.stabilize_rowwise",
                      std::string("expected the forward's value ") +
@@ -345,46 +232,52 @@ void check_parallel_forward(const ParallelForward<T>& forward, const SequenceSha
                                         std::to_string(forward.cache.eps) + ", got " +
                                         std::to_string(options.eps));
   }
-  const Index* source = forward.cache.m_source.data();
-  const Index head_size = s.seq_len * s.seq_len;
-  for (Index row = 0; row < forward.cache.m_source.size(); ++row) {
-    if (source[row] < -1 || source[row] >= head_size) {
-      throw ValueError("forward.cache.m_source",
-                       "expected -1 or a position in [0, S * S), got " +
-                           std::to_string(source[row]));
-    }
-  }
+}
+
+template <typename T>
+ParallelForward<T> parallel_forward_with_cache(const SequenceInputs<T>& in,
+                                               const SequenceMask& mask,
+                                               const ParallelOptions& options, int threads) {
+  const SequenceShape& s = in.shape;
+  ParallelForward<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
+                         {Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1), options.stabilize_rowwise,
+                          options.eps}};
+  parallel_forward(in, mask, options.stabilize_rowwise, static_cast<T>(options.eps), threads,
+                   out.h.data(), out.cache.row_sum.data());
+  return out;
 }
 
 template <typename T>
 ParallelGradients<T> parallel_backward(const SequenceInputs<T>& in, const ConstTensorMap<T, 4>& dh,
                                        const ParallelForward<T>& forward,
-                                       const SequenceMask& mask, const ParallelOptions& options) {
+                                       const SequenceMask& mask, const ParallelOptions& options,
+                                       int threads) {
   const SequenceShape& s = in.shape;
   ParallelGradients<T> grads{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.qk_dim),
                              Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.qk_dim),
                              Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
                              Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1),
                              Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1)};
-  const T eps = static_cast<T>(options.eps);
   const Index heads = s.batch * s.heads;
-  parallel_for(heads, parallel_threads(s, heads, options, 5), [&](Index head_index) {
-    const ParallelHead<T> head(in, head_index);
-    const Index row = head_index * s.seq_len;
-    parallel_backward_head(head, mask, eps, forward.h.data() + row * s.v_dim,
-                           dh.data() + row * s.v_dim, forward.cache.m.data() + row,
-                           forward.cache.row_sum.data() + row,
-                           forward.cache.m_source.data() + row, grads.dq.data() + row * s.qk_dim,
-                           grads.dk.data() + row * s.qk_dim, grads.dv.data() + row * s.v_dim,
-                           grads.di.data() + row, grads.df.data() + row);
+  parallel_for(heads, parallel_threads(s, heads, threads, 5), [&](Index head) {
+    const Index row = head * s.seq_len;
+    const ParallelHeadBackward<T> p{
+        in.q.data() + row * s.qk_dim,   in.k.data() + row * s.qk_dim,
+        in.v.data() + row * s.v_dim,    in.igate_preact.data() + row,
+        in.fgate_preact.data() + row,   forward.h.data() + row * s.v_dim,
+        dh.data() + row * s.v_dim,      forward.cache.row_sum.data() + row,
+        grads.dq.data() + row * s.qk_dim, grads.dk.data() + row * s.qk_dim,
+        grads.dv.data() + row * s.v_dim, grads.di.data() + row,
+        grads.df.data() + row};
+    parallel_backward_head(p, s, mask, options.stabilize_rowwise, static_cast<T>(options.eps));
   });
   return grads;
 }
 
 }  // namespace detail
 
-// The parallel form's forward (as parallel_stabilized) that also returns the cache its backward
-// uses: h (B, NH, S, DV) and per row m_t, b_t and the position of m_t's maximum.
+// The parallel form's forward (parallel_stabilized, the same computation) that also returns
+// what its backward needs: h (B, NH, S, DV) and the row sums b_t.
 template <typename Q, typename K, typename V, typename I, typename F>
 ParallelForward<detail::scalar_of<Q>> parallel_stabilized_forward_with_cache(
     const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
@@ -392,8 +285,9 @@ ParallelForward<detail::scalar_of<Q>> parallel_stabilized_forward_with_cache(
   using T = detail::scalar_of<Q>;
   const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
   detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
+  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
   const detail::SequenceMask mask = detail::resolve_mask(options.mask, in.shape.seq_len);
-  return detail::parallel_forward_with_cache(in, mask, options);
+  return detail::parallel_forward_with_cache(in, mask, options, threads);
 }
 
 // The gradients of sum(h * dh) with respect to q, k, v, igate_preact and fgate_preact, where h
@@ -409,9 +303,10 @@ ParallelGradients<detail::scalar_of<Q>> parallel_stabilized_backward(
   const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
   const auto dh_view = detail::check_output_gradient(dh, in.shape, "dh");
   detail::expect_valid_eps(static_cast<detail::scalar_of<Q>>(options.eps), "options.eps");
+  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
   const detail::SequenceMask mask = detail::resolve_mask(options.mask, in.shape.seq_len);
   detail::check_parallel_forward(forward, in.shape, options);
-  return detail::parallel_backward(in, dh_view, forward, mask, options);
+  return detail::parallel_backward(in, dh_view, forward, mask, options, threads);
 }
 
 // The same gradients without a cached forward: runs the forward first.
@@ -423,9 +318,11 @@ ParallelGradients<detail::scalar_of<Q>> parallel_stabilized_backward(
   const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
   const auto dh_view = detail::check_output_gradient(dh, in.shape, "dh");
   detail::expect_valid_eps(static_cast<detail::scalar_of<Q>>(options.eps), "options.eps");
+  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
   const detail::SequenceMask mask = detail::resolve_mask(options.mask, in.shape.seq_len);
-  return detail::parallel_backward(in, dh_view, detail::parallel_forward_with_cache(in, mask, options),
-                                   mask, options);
+  return detail::parallel_backward(
+      in, dh_view, detail::parallel_forward_with_cache(in, mask, options, threads), mask,
+      options, threads);
 }
 
 }  // namespace mlstm

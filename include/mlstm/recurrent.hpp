@@ -21,6 +21,7 @@
 #include "mlstm/detail/math.hpp"
 #include "mlstm/state.hpp"
 #include "mlstm/tensor.hpp"
+#include "mlstm/threading.hpp"
 
 namespace mlstm {
 
@@ -57,7 +58,7 @@ inline void recurrent_step_head(T* c, T* n, T& m, const T* q, const T* k, const 
     memory_row = forget * memory_row + key * value;
     hidden += q[row] * memory_row;
   }
-  const T denominator = std::max(std::abs(q_dot_n), std::exp(-m_new)) + eps;
+  const T denominator = normalizer(q_dot_n, m_new) + eps;
   hidden /= denominator;
   m = m_new;
 }
@@ -75,11 +76,15 @@ SequenceInputs<scalar_of<Q>> check_step_inputs(const Q& q, const K& k, const V& 
 }
 
 // Runs the steps t = 0..S-1 of every (b, h) on a state already holding the initial values,
-// writing h (B, NH, S, DV). No allocation.
+// writing h (B, NH, S, DV). Batch-heads are spread over up to `num_threads` threads; a call too
+// small to be worth waking a worker runs on the calling thread and allocates nothing.
 template <typename T>
-void recurrent_steps(const SequenceInputs<T>& in, T* c, T* n, T* m, T* h, T eps) {
+void recurrent_steps(const SequenceInputs<T>& in, T* c, T* n, T* m, T* h, T eps,
+                     int num_threads) {
   const SequenceShape& s = in.shape;
-  for (Index head = 0; head < s.batch * s.heads; ++head) {
+  const Index heads = s.batch * s.heads;
+  const double flops = 4.0 * static_cast<double>(heads * s.seq_len * s.qk_dim * s.v_dim);
+  parallel_for(heads, threads_for_work(num_threads, heads, flops), [&](Index head) {
     T* c_head = c + head * s.qk_dim * s.v_dim;
     T* n_head = n + head * s.qk_dim;
     for (Index t = 0; t < s.seq_len; ++t) {
@@ -89,7 +94,7 @@ void recurrent_steps(const SequenceInputs<T>& in, T* c, T* n, T* m, T* h, T eps)
                           in.igate_preact.data()[row], in.fgate_preact.data()[row],
                           h + row * s.v_dim, s.qk_dim, s.v_dim, eps);
     }
-  }
+  });
 }
 
 template <typename T>
@@ -106,7 +111,7 @@ template <typename C, typename N, typename M, typename Q, typename K, typename V
           typename F, typename H>
 void recurrent_step_stabilized_inplace(C&& c, N&& n, M&& m, const Q& q, const K& k, const V& v,
                                        const I& igate_preact, const F& fgate_preact, H&& h,
-                                       double eps = 1e-6) {
+                                       double eps = 1e-6, int num_threads = 0) {
   using T = detail::scalar_of<Q>;
   detail::require_same_scalar<Q, C, N, M, H>();
   const auto in = detail::check_step_inputs(q, k, v, igate_preact, fgate_preact);
@@ -119,16 +124,17 @@ void recurrent_step_stabilized_inplace(C&& c, N&& n, M&& m, const Q& q, const K&
   detail::expect_shape<T, 4>(h_view, {s.batch, s.heads, 1, s.v_dim}, "h", "(B, NH, 1, DV)");
   detail::expect_valid_eps(static_cast<T>(eps));
   detail::recurrent_steps(in, c_view.data(), n_view.data(), m_view.data(), h_view.data(),
-                          static_cast<T>(eps));
+                          static_cast<T>(eps),
+                          detail::resolve_num_threads(num_threads, "num_threads"));
 }
 
 // In-place step on a RecurrentState.
 template <typename T, typename Q, typename K, typename V, typename I, typename F, typename H>
 void recurrent_step_stabilized_inplace(RecurrentState<T>& state, const Q& q, const K& k,
                                        const V& v, const I& igate_preact, const F& fgate_preact,
-                                       H&& h, double eps = 1e-6) {
+                                       H&& h, double eps = 1e-6, int num_threads = 0) {
   recurrent_step_stabilized_inplace(state.c, state.n, state.m, q, k, v, igate_preact,
-                                    fgate_preact, h, eps);
+                                    fgate_preact, h, eps, num_threads);
 }
 
 // One step, as the reference's recurrent_step_stabilized_simple: returns h (B, NH, 1, DV) and
@@ -137,7 +143,7 @@ template <typename C, typename N, typename M, typename Q, typename K, typename V
           typename F>
 HiddenAndState<detail::scalar_of<Q>> recurrent_step_stabilized(
     const C& c, const N& n, const M& m, const Q& q, const K& k, const V& v, const I& igate_preact,
-    const F& fgate_preact, double eps = 1e-6) {
+    const F& fgate_preact, double eps = 1e-6, int num_threads = 0) {
   using T = detail::scalar_of<Q>;
   detail::require_same_scalar<Q, C, N, M>();
   const auto in = detail::check_step_inputs(q, k, v, igate_preact, fgate_preact);
@@ -149,7 +155,8 @@ HiddenAndState<detail::scalar_of<Q>> recurrent_step_stabilized(
   HiddenAndState<T> out{Tensor<T, 4>(in.shape.batch, in.shape.heads, 1, in.shape.v_dim),
                         detail::copy_state<T>(c_view, n_view, m_view)};
   detail::recurrent_steps(in, out.state.c.data(), out.state.n.data(), out.state.m.data(),
-                          out.h.data(), static_cast<T>(eps));
+                          out.h.data(), static_cast<T>(eps),
+                          detail::resolve_num_threads(num_threads, "num_threads"));
   return out;
 }
 
@@ -159,7 +166,7 @@ HiddenAndState<detail::scalar_of<Q>> recurrent_step_stabilized(
 template <typename Q, typename K, typename V, typename I, typename F>
 HiddenAndState<detail::scalar_of<Q>> recurrent_sequence(
     const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
-    const RecurrentState<detail::scalar_of<Q>>& initial_state, double eps = 1e-6) {
+    const RecurrentState<detail::scalar_of<Q>>& initial_state, double eps = 1e-6, int num_threads = 0) {
   using T = detail::scalar_of<Q>;
   const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
   const ConstTensorMap<T, 4> c_view(initial_state.c.data(), initial_state.c.dimensions());
@@ -171,7 +178,8 @@ HiddenAndState<detail::scalar_of<Q>> recurrent_sequence(
   HiddenAndState<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
                         detail::copy_state<T>(c_view, n_view, m_view)};
   detail::recurrent_steps(in, out.state.c.data(), out.state.n.data(), out.state.m.data(),
-                          out.h.data(), static_cast<T>(eps));
+                          out.h.data(), static_cast<T>(eps),
+                          detail::resolve_num_threads(num_threads, "num_threads"));
   return out;
 }
 
@@ -179,12 +187,12 @@ HiddenAndState<detail::scalar_of<Q>> recurrent_sequence(
 template <typename Q, typename K, typename V, typename I, typename F>
 HiddenAndState<detail::scalar_of<Q>> recurrent_sequence(const Q& q, const K& k, const V& v,
                                                         const I& igate_preact,
-                                                        const F& fgate_preact, double eps = 1e-6) {
+                                                        const F& fgate_preact, double eps = 1e-6, int num_threads = 0) {
   using T = detail::scalar_of<Q>;
   const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
   const auto zero = RecurrentState<T>::zeros(in.shape.batch, in.shape.heads, in.shape.qk_dim,
                                              in.shape.v_dim);
-  return recurrent_sequence(q, k, v, igate_preact, fgate_preact, zero, eps);
+  return recurrent_sequence(q, k, v, igate_preact, fgate_preact, zero, eps, num_threads);
 }
 
 }  // namespace mlstm

@@ -135,6 +135,17 @@ inline double double_budget(double reference_float_loss, double reference_magnit
                   double_relative * reference_magnitude);
 }
 
+// Budget for a result of dtype T against the plain loops of tests/support/naive.hpp run in T:
+// forms_relative of the magnitude, or, where the case's conditioning makes more of rounding
+// (a normalizer near zero magnifies it a hundredfold; strong gates make the log decay a
+// difference of sums in the thousands), float_reference_loss_factor times the plain loops' own
+// loss in T, `plain_loss`, measured against the plain loops in long double.
+template <typename T>
+double plain_budget(double plain_loss, double reference_magnitude) {
+  return std::max(forms_relative<T> * std::max(1.0, reference_magnitude),
+                  float_reference_loss_factor * plain_loss);
+}
+
 }  // namespace mlstm::test
 
 // Checks |actual - expected| <= budget elementwise; on failure prints the largest difference,

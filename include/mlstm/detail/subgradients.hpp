@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "mlstm/detail/math.hpp"
+
 namespace mlstm::detail {
 
 // The share of d max(a, b) that goes to a (the rest goes to b).
@@ -32,14 +34,6 @@ inline T abs_derivative(T x) {
 template <typename T>
 inline T log_sigmoid_derivative(T x) {
   return T(1) / (T(1) + std::exp(x));
-}
-
-// The normalizer of the mLSTM output, n = max(|b|, exp(-m)), b the (row) sum and m the
-// stabilizer. Every form computes its normalizer with this function, so that the backward sees
-// the same branch as the forward.
-template <typename T>
-inline T normalizer(T sum, T stabilizer) {
-  return std::max(std::abs(sum), std::exp(-stabilizer));
 }
 
 // The gradients of n = max(|b|, exp(-m)) given dn: d_sum = dL/db and d_stabilizer = dL/dm along

@@ -1,0 +1,408 @@
+// The mLSTM cell in chunkwise form (the reference's chunkwise_simple, and the chunkwise kernels
+// of mlstm_kernels): the sequence is cut into chunks of L steps; within a chunk the outputs are
+// computed in parallel form, between chunks the recurrent state (C, n, m) is carried.
+//
+//   auto out = mlstm::chunkwise_stabilized(q, k, v, igate_preact, fgate_preact, options);
+//   out.h;       // (B, NH, S, DV)
+//   out.state;   // final c (B, NH, DQK, DV), n (B, NH, DQK, 1), m (B, NH, 1, 1)
+//   // continue generation from out.state with recurrent_step_stabilized(_inplace)
+//
+// Shapes as parallel_stabilized; any S (the last chunk may be shorter than L); an optional
+// initial state in the recurrent step's shapes (omitted: the zero state c = 0, n = 0, m = 0).
+//
+// Per chunk, with cum[t] = sum of logsigmoid(f) from the chunk's first step to t inclusive,
+// total = cum[last], and the state (C, n, m) at the chunk's start (C and n scaled by exp(-m),
+// built from k / sqrt(DQK) as in the recurrent form):
+//
+//   m_t  = max(cum[t] + m, max_{s<=t} (cum[t] - cum[s] + i_s))          the recurrent form's m_t
+//   h_t  = [ sum_{s<=t} (q_t.k_s / sqrt(DQK)) exp(cum[t] - cum[s] + i_s - m_t) v_s
+//            + exp(cum[t] + m - m_t) q_t^T C ] / (max(|den_t|, exp(-m_t)) + eps)
+//   den_t =  sum_{s<=t} (q_t.k_s / sqrt(DQK)) exp(cum[t] - cum[s] + i_s - m_t)
+//            + exp(cum[t] + m - m_t) q_t . n
+//   state at the chunk's end:
+//   a_s  = total - cum[s] + i_s,   m' = max(total + m, max_s a_s)
+//   C'   = exp(total + m - m') C + sum_s exp(a_s - m') (k_s / sqrt(DQK)) v_s^T,   n' likewise
+//
+// Stabilizers: every h_t uses the recurrent form's m_t (the reference's chunkwise_simple uses
+// the same), so h equals recurrent_sequence from the same initial state to rounding, lower bound
+// exp(-m_t) included. Against parallel_stabilized (zero initial state) h agrees except in rows
+// where the lower bound or eps matters: the parallel m_t lacks the initial state's term cum[t] + 0.
+// The final state's m is the recurrent form's m after the last step; c and n agree with the
+// recurrent form's to rounding (compare c * exp(m), n * exp(m) across forms).
+//
+// Threads: the sequence is processed in segments of chunks. For each segment, the chunks'
+// contributions (the sums over s above) are computed in parallel over (batch-head, chunk), the
+// states at the chunk starts follow by a short scan per batch-head, and the outputs are again
+// computed in parallel over (batch-head, chunk). Every quantity is computed by one thread in a
+// fixed order, so results do not depend on the thread count. Memory beyond inputs and outputs:
+// the segment's states and contributions (bounded to about 32 MiB), whatever S is.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "mlstm/detail/checks.hpp"
+#include "mlstm/detail/gate_decay.hpp"
+#include "mlstm/detail/math.hpp"
+#include "mlstm/recurrent.hpp"
+#include "mlstm/state.hpp"
+#include "mlstm/tensor.hpp"
+#include "mlstm/threading.hpp"
+
+namespace mlstm {
+
+struct ChunkwiseOptions {
+  Index chunk_size = 64;  // L >= 1; the last chunk holds the remaining S mod L steps
+  double eps = 1e-6;      // added to the normalizer; finite and > 0
+  int num_threads = 0;    // 0: the library default (mlstm::set_num_threads)
+};
+
+namespace detail {
+
+// The gates of one chunk of `length` steps, with cum[t] = sum_{r=0..t} logsigmoid(f_r) from the
+// chunk's first step (see gate_decay.hpp for why these are double-doubles):
+//   col[s]  = i_s - cum[s]
+//   a_s     = total + col[s]: the log weight of step s's key-value in the state at the chunk's
+//             end, total = cum[length - 1]
+struct ChunkGates {
+  std::vector<DoubleDouble> cum;
+  DoubleDoubles col;
+  DoubleDouble col_max;  // max_s col[s]
+  double total = 0.0;
+
+  template <typename T>
+  void compute(const T* igate_preact, const T* fgate_preact, Index length) {
+    log_forget_prefix(fgate_preact, length, cum);
+    col.resize(length);
+    col_max = dd_minus_infinity;
+    for (Index s = 0; s < length; ++s) {
+      const DoubleDouble value = DoubleDouble{static_cast<double>(igate_preact[s]), 0.0} - cum[s];
+      col.set(s, value);
+      col_max = std::max(col_max, value);
+    }
+    total = cum.back().value();
+  }
+
+  Index length() const { return static_cast<Index>(cum.size()); }
+  // max_s a_s.
+  double to_end_max() const { return total + col_max.value(); }
+};
+
+template <typename T>
+using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// The chunk's own contribution to the state at its end, stabilized by max_s a_s:
+//   kv   (DQK, DV) = sum_s exp(a_s - max a) (k_s / sqrt(DQK)) v_s^T
+//   ksum (DQK)     = sum_s exp(a_s - max a)  k_s / sqrt(DQK)
+// where a_s - max a = col[s] - col_max.
+// k (L, DQK), v (L, DV) row-major. Needs no state, so chunks can be done in any order.
+template <typename T>
+void chunk_state_contribution(const T* k, const T* v, const ChunkGates& gates, Index qk_dim,
+                              Index v_dim, T* kv, T* ksum) {
+  const Index length = gates.length();
+  const double scale = 1.0 / std::sqrt(static_cast<double>(qk_dim));
+  Eigen::Map<const RowMatrix<T>> keys(k, length, qk_dim), values(v, length, v_dim);
+  RowMatrix<T> weighted_keys(length, qk_dim);
+  for (Index s = 0; s < length; ++s)
+    weighted_keys.row(s) =
+        keys.row(s) * static_cast<T>(std::exp((gates.col[s] - gates.col_max).value()) * scale);
+  Eigen::Map<RowMatrix<T>> kv_map(kv, qk_dim, v_dim);
+  kv_map.noalias() = weighted_keys.transpose() * values;
+  Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(ksum, qk_dim) = weighted_keys.colwise().sum();
+}
+
+// The state across one chunk, from (c, n, m) at its start to (c_next, n_next, m_next) at its end:
+//   m_next = max(total + m, max a) = total + max(m, col_max)
+//   c_next = exp(total + m - m_next) c + exp(max a - m_next) kv,   n_next likewise with ksum
+// One of the two factors is 1; the other is exp(-|m - col_max|), taken from the double-double
+// difference. c, c_next (DQK, DV), n, n_next (DQK); they may alias (an in-place update).
+template <typename T>
+void advance_chunk_state(const T* c, const T* n, double m, const T* kv, const T* ksum,
+                         const ChunkGates& gates, Index qk_dim, Index v_dim, T* c_next, T* n_next,
+                         double& m_next) {
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  const DoubleDouble state_log{m, 0.0};
+  const bool state_leads = !(state_log < gates.col_max);
+  const T carry = state_leads ? T(1) : static_cast<T>(std::exp((state_log - gates.col_max).value()));
+  const T add = state_leads ? static_cast<T>(std::exp((gates.col_max - state_log).value())) : T(1);
+  const double m_new = gates.total + (state_leads ? m : gates.col_max.value());
+  const Index size = qk_dim * v_dim;
+  Eigen::Map<Array>(c_next, size) =
+      carry * Eigen::Map<const Array>(c, size) + add * Eigen::Map<const Array>(kv, size);
+  Eigen::Map<Array>(n_next, qk_dim) =
+      carry * Eigen::Map<const Array>(n, qk_dim) + add * Eigen::Map<const Array>(ksum, qk_dim);
+  m_next = m_new;
+}
+
+// The rows of one chunk given the stabilizer m of the state at its start:
+//   row[t]          = M_t = max(m, max_{s<=t} col[s])      (so m_t - cum[t], gate_decay.hpp)
+//   stabilizer[t]   = m_t = cum[t] + M_t
+//   state_weight[t] = exp(cum[t] + m - m_t) = exp(m - M_t)   the carried state's weight
+struct ChunkRows {
+  DoubleDoubles row;
+  std::vector<double> stabilizer;
+  std::vector<double> state_weight;
+
+  ChunkRows(const ChunkGates& gates, double m) {
+    const Index length = gates.length();
+    row.resize(length);
+    stabilizer.resize(static_cast<size_t>(length));
+    state_weight.resize(static_cast<size_t>(length));
+    const DoubleDouble state_log{m, 0.0};
+    DoubleDouble running = state_log;
+    for (Index t = 0; t < length; ++t) {
+      running = std::max(running, gates.col[t]);
+      row.set(t, running);
+      stabilizer[t] = (gates.cum[t] + running).value();
+      state_weight[t] = std::exp((state_log - running).value());
+    }
+  }
+};
+
+// What a chunk's outputs are made of (see the file comment), shared by the forward and the
+// backward (chunkwise_backward.hpp), which recomputes it:
+//   decay (L, L)             scale * exp(cum[t] - cum[s] + i_s - m_t) for s <= t, else 0
+//   weights (L, L)           (q_t . k_s) * decay[t, s]
+//   weighted_queries (L, DQK) exp(cum[t] + m - m_t) q_t
+//   acc (L, DV)              weights V + weighted_queries C
+//   denominator (L)          row sums of weights + weighted_queries n
+template <typename T>
+struct ChunkForward {
+  RowMatrix<T> decay, weights, weighted_queries, acc;
+  Eigen::Matrix<T, Eigen::Dynamic, 1> denominator;
+};
+
+// q, k (L, DQK), v (L, DV) row-major; c (DQK, DV), n (DQK): the state at the chunk's start.
+template <typename T>
+void chunk_forward(const T* q, const T* k, const T* v, const ChunkGates& gates,
+                   const ChunkRows& rows, const T* c, const T* n, Index qk_dim, Index v_dim,
+                   ChunkForward<T>& out) {
+  using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+  using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
+  const Index length = gates.length();
+  const T scale = T(1) / std::sqrt(static_cast<T>(qk_dim));
+  Eigen::Map<const RowMatrix<T>> queries(q, length, qk_dim), keys(k, length, qk_dim),
+      values(v, length, v_dim), memory(c, qk_dim, v_dim);
+  Eigen::Map<const Vector> normalizer_state(n, qk_dim);
+
+  const DecayParts parts{rows.row.hi.data(), rows.row.lo.data(), gates.col.hi.data(),
+                         gates.col.lo.data()};
+  out.decay.setZero(length, length);
+  for (Index t = 0; t < length; ++t) {
+    T* decay_row = out.decay.data() + t * length;
+    decay_exponents(parts, t, t + 1, decay_row);
+    Row(decay_row, t + 1) = Row(decay_row, t + 1).exp() * scale;
+  }
+  out.weights.noalias() = queries * keys.transpose();
+  out.weights.array() *= out.decay.array();
+  const Vector state_weight =
+      Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, 1>>(rows.state_weight.data(), length)
+          .template cast<T>();
+  out.weighted_queries.noalias() = state_weight.asDiagonal() * queries;
+  out.acc.noalias() = out.weights * values;
+  out.acc.noalias() += out.weighted_queries * memory;
+  out.denominator = out.weights.rowwise().sum();
+  out.denominator.noalias() += out.weighted_queries * normalizer_state;
+}
+
+// h of one chunk from the state (c, n, m) at its start (see the file comment): q, k (L, DQK),
+// v (L, DV), h (L, DV) row-major.
+template <typename T>
+void chunk_outputs(const T* q, const T* k, const T* v, const ChunkGates& gates, const T* c,
+                   const T* n, double m, Index qk_dim, Index v_dim, T eps, T* h) {
+  const Index length = gates.length();
+  const ChunkRows rows(gates, m);
+  ChunkForward<T> f;
+  chunk_forward(q, k, v, gates, rows, c, n, qk_dim, v_dim, f);
+  Eigen::Map<RowMatrix<T>> hidden(h, length, v_dim);
+  for (Index t = 0; t < length; ++t) {
+    hidden.row(t) =
+        f.acc.row(t) / (normalizer(f.denominator[t], static_cast<T>(rows.stabilizer[t])) + eps);
+  }
+}
+
+// Elements of one state slot, rounded up to 64 bytes so that every slot starts equally aligned
+// (Eigen's vectorized sums peel by alignment; equal alignment keeps results independent of the
+// slot a chunk lands in).
+template <typename T>
+Index padded_size(Index elements) {
+  constexpr Index per_line = 64 / static_cast<Index>(sizeof(T));
+  return (elements + per_line - 1) / per_line * per_line;
+}
+
+// How many chunks a segment holds: as many as fit about 32 MiB of segment buffers (states and
+// contributions of every batch-head), at least one. Depends on the shape only, never on the
+// thread count.
+template <typename T>
+Index chunkwise_segment_chunks(const SequenceShape& s, Index chunk_size) {
+  constexpr Index budget_bytes = Index(32) << 20;
+  const Index chunks = (s.seq_len + chunk_size - 1) / chunk_size;
+  const Index bytes_per_chunk = s.batch * s.heads * 2 *
+                                (padded_size<T>(s.qk_dim * s.v_dim) + padded_size<T>(s.qk_dim)) *
+                                static_cast<Index>(sizeof(T));
+  return std::clamp<Index>(budget_bytes / bytes_per_chunk, 1, chunks);
+}
+
+// The chunkwise form on validated inputs, `segment` chunks at a time (the results do not depend
+// on it). initial_c/n/m: the initial state, or all nullptr for the zero state. Writes
+// h (B, NH, S, DV) and the final state (c, n, m).
+template <typename T>
+void chunkwise_forward(const SequenceInputs<T>& in, Index chunk_size, Index segment, T eps,
+                       int num_threads, const T* initial_c, const T* initial_n,
+                       const T* initial_m, T* h, T* final_c, T* final_n, T* final_m) {
+  using Storage = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+  const SequenceShape& s = in.shape;
+  const Index heads = s.batch * s.heads;
+  const Index chunks = (s.seq_len + chunk_size - 1) / chunk_size;
+  const Index c_stride = padded_size<T>(s.qk_dim * s.v_dim);
+  const Index n_stride = padded_size<T>(s.qk_dim);
+
+  // Per head: segment + 1 state slots (slot j: the state at the start of the segment's chunk j),
+  // and segment contributions.
+  Storage state_c(heads * (segment + 1) * c_stride), state_n(heads * (segment + 1) * n_stride);
+  std::vector<double> state_m(static_cast<size_t>(heads * (segment + 1)));
+  Storage kv(heads * segment * c_stride), ksum(heads * segment * n_stride);
+  std::vector<ChunkGates> gates(static_cast<size_t>(heads * segment));
+  auto slot_c = [&](Index head, Index slot) { return state_c.data() + (head * (segment + 1) + slot) * c_stride; };
+  auto slot_n = [&](Index head, Index slot) { return state_n.data() + (head * (segment + 1) + slot) * n_stride; };
+  auto slot_m = [&](Index head, Index slot) -> double& { return state_m[static_cast<size_t>(head * (segment + 1) + slot)]; };
+
+  state_c.setZero();
+  state_n.setZero();
+  for (Index head = 0; head < heads; ++head) {
+    if (initial_c != nullptr) {
+      std::copy_n(initial_c + head * s.qk_dim * s.v_dim, s.qk_dim * s.v_dim, slot_c(head, 0));
+      std::copy_n(initial_n + head * s.qk_dim, s.qk_dim, slot_n(head, 0));
+    }
+    slot_m(head, 0) = initial_m != nullptr ? static_cast<double>(initial_m[head]) : 0.0;
+  }
+
+  const double chunk_flops =
+      2.0 * static_cast<double>(chunk_size) *
+      (static_cast<double>(chunk_size) * static_cast<double>(s.qk_dim + s.v_dim) +
+       2.0 * static_cast<double>(s.qk_dim * s.v_dim));
+  for (Index first = 0; first < chunks; first += segment) {
+    const Index count = std::min(segment, chunks - first);
+    const Index items = heads * count;
+    const int threads = threads_for_work(num_threads, items, chunk_flops * static_cast<double>(items));
+    auto chunk_begin = [&](Index j) { return (first + j) * chunk_size; };
+    auto chunk_length = [&](Index j) { return std::min(chunk_size, s.seq_len - chunk_begin(j)); };
+
+    parallel_for(items, threads, [&](Index item) {
+      const Index head = item % heads, j = item / heads;
+      const Index row = head * s.seq_len + chunk_begin(j);
+      ChunkGates& g = gates[static_cast<size_t>(head * segment + j)];
+      g.compute(in.igate_preact.data() + row, in.fgate_preact.data() + row, chunk_length(j));
+      chunk_state_contribution(in.k.data() + row * s.qk_dim, in.v.data() + row * s.v_dim, g,
+                               s.qk_dim, s.v_dim, kv.data() + (head * segment + j) * c_stride,
+                               ksum.data() + (head * segment + j) * n_stride);
+    });
+
+    const double scan_flops = 3.0 * static_cast<double>(items * s.qk_dim * s.v_dim);
+    parallel_for(heads, threads_for_work(num_threads, heads, scan_flops), [&](Index head) {
+      for (Index j = 0; j < count; ++j) {
+        advance_chunk_state(slot_c(head, j), slot_n(head, j), slot_m(head, j),
+                            kv.data() + (head * segment + j) * c_stride,
+                            ksum.data() + (head * segment + j) * n_stride,
+                            gates[static_cast<size_t>(head * segment + j)], s.qk_dim, s.v_dim,
+                            slot_c(head, j + 1), slot_n(head, j + 1), slot_m(head, j + 1));
+      }
+    });
+
+    parallel_for(items, threads, [&](Index item) {
+      const Index head = item % heads, j = item / heads;
+      const Index row = head * s.seq_len + chunk_begin(j);
+      chunk_outputs(in.q.data() + row * s.qk_dim, in.k.data() + row * s.qk_dim,
+                    in.v.data() + row * s.v_dim, gates[static_cast<size_t>(head * segment + j)],
+                    slot_c(head, j), slot_n(head, j), slot_m(head, j), s.qk_dim, s.v_dim, eps,
+                    h + row * s.v_dim);
+    });
+
+    // The state after this segment starts the next one.
+    for (Index head = 0; head < heads; ++head) {
+      std::copy_n(slot_c(head, count), s.qk_dim * s.v_dim, slot_c(head, 0));
+      std::copy_n(slot_n(head, count), s.qk_dim, slot_n(head, 0));
+      slot_m(head, 0) = slot_m(head, count);
+    }
+  }
+
+  for (Index head = 0; head < heads; ++head) {
+    std::copy_n(slot_c(head, 0), s.qk_dim * s.v_dim, final_c + head * s.qk_dim * s.v_dim);
+    std::copy_n(slot_n(head, 0), s.qk_dim, final_n + head * s.qk_dim);
+    final_m[head] = static_cast<T>(slot_m(head, 0));
+  }
+}
+
+inline void expect_valid_chunk_size(Index chunk_size) {
+  if (chunk_size < 1) {
+    throw ValueError("options.chunk_size",
+                     "expected a chunk size >= 1, got " + std::to_string(chunk_size));
+  }
+}
+
+}  // namespace detail
+
+// The chunkwise form from `initial_state` (c (B, NH, DQK, DV), n (B, NH, DQK, 1), m (B, NH, 1, 1)):
+// returns h (B, NH, S, DV) and the state after the last step.
+template <typename Q, typename K, typename V, typename I, typename F>
+HiddenAndState<detail::scalar_of<Q>> chunkwise_stabilized(
+    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
+    const ChunkwiseOptions& options, const RecurrentState<detail::scalar_of<Q>>& initial_state) {
+  using T = detail::scalar_of<Q>;
+  const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
+  const ConstTensorMap<T, 4> c_view(initial_state.c.data(), initial_state.c.dimensions());
+  const ConstTensorMap<T, 4> n_view(initial_state.n.data(), initial_state.n.dimensions());
+  const ConstTensorMap<T, 4> m_view(initial_state.m.data(), initial_state.m.dimensions());
+  detail::check_state<T>(c_view, n_view, m_view, in.shape, detail::initial_state_names);
+  detail::expect_valid_chunk_size(options.chunk_size);
+  detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
+  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
+  const detail::SequenceShape& s = in.shape;
+  HiddenAndState<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
+                        RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim)};
+  detail::chunkwise_forward(in, options.chunk_size,
+                            detail::chunkwise_segment_chunks<T>(s, options.chunk_size),
+                            static_cast<T>(options.eps), threads, c_view.data(), n_view.data(), m_view.data(), out.h.data(),
+                            out.state.c.data(), out.state.n.data(), out.state.m.data());
+  return out;
+}
+
+// The chunkwise form from the zero state.
+template <typename Q, typename K, typename V, typename I, typename F>
+HiddenAndState<detail::scalar_of<Q>> chunkwise_stabilized(const Q& q, const K& k, const V& v,
+                                                          const I& igate_preact,
+                                                          const F& fgate_preact,
+                                                          const ChunkwiseOptions& options = {}) {
+  using T = detail::scalar_of<Q>;
+  const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
+  detail::expect_valid_chunk_size(options.chunk_size);
+  detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
+  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
+  const detail::SequenceShape& s = in.shape;
+  HiddenAndState<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
+                        RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim)};
+  detail::chunkwise_forward<T>(in, options.chunk_size,
+                               detail::chunkwise_segment_chunks<T>(s, options.chunk_size),
+                               static_cast<T>(options.eps), threads, nullptr, nullptr, nullptr, out.h.data(), out.state.c.data(),
+                               out.state.n.data(), out.state.m.data());
+  return out;
+}
+
+// With an optional initial state: nullopt means the zero state.
+template <typename Q, typename K, typename V, typename I, typename F>
+HiddenAndState<detail::scalar_of<Q>> chunkwise_stabilized(
+    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
+    const ChunkwiseOptions& options,
+    const std::optional<RecurrentState<detail::scalar_of<Q>>>& initial_state) {
+  if (initial_state) {
+    return chunkwise_stabilized(q, k, v, igate_preact, fgate_preact, options, *initial_state);
+  }
+  return chunkwise_stabilized(q, k, v, igate_preact, fgate_preact, options);
+}
+
+}  // namespace mlstm

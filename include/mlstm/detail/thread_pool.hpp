@@ -1,0 +1,102 @@
+// The process-wide worker pool behind mlstm/threading.hpp, and parallel_for over work items.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include <unsupported/Eigen/CXX11/ThreadPool>
+
+#include "mlstm/tensor.hpp"
+
+namespace mlstm::detail {
+
+// MLSTM_NUM_THREADS if it holds a positive integer, else the hardware's thread count (>= 1).
+inline int initial_num_threads() {
+  if (const char* text = std::getenv("MLSTM_NUM_THREADS")) {
+    char* end = nullptr;
+    const long value = std::strtol(text, &end, 10);
+    if (end != text && *end == '\0' && value >= 1 && value <= 1 << 16) return static_cast<int>(value);
+  }
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+inline std::atomic<int>& default_num_threads() {
+  static std::atomic<int> count{initial_num_threads()};
+  return count;
+}
+
+// A pool with at least `workers` threads. The pool is replaced by a larger one when a call asks
+// for more; a call keeps the pool it got alive until it returns, so replacing is safe while
+// other calls run.
+inline std::shared_ptr<Eigen::ThreadPool> worker_pool(int workers) {
+  static std::mutex mutex;
+  static std::shared_ptr<Eigen::ThreadPool> pool;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (!pool || pool->NumThreads() < workers) pool = std::make_shared<Eigen::ThreadPool>(workers);
+  return pool;
+}
+
+// True on a thread that is running items of a parallel_for (the caller's or a worker's).
+inline bool& inside_parallel_for() {
+  thread_local bool inside = false;
+  return inside;
+}
+
+// How many threads work of `flops` floating-point operations in `items` independent items is
+// worth: at most `threads` and `items`, and about one thread per `min_flops_per_thread`, since
+// handing an item to a sleeping worker costs some microseconds.
+inline int threads_for_work(int threads, Index items, double flops) {
+  constexpr double min_flops_per_thread = 4e5;
+  const double by_work = std::max(1.0, flops / min_flops_per_thread);
+  return static_cast<int>(
+      std::max<double>(1.0, std::min({static_cast<double>(threads), static_cast<double>(items), by_work})));
+}
+
+// Calls task(item) once for every item in [0, count), on up to `threads` threads: the calling
+// thread and threads - 1 pool workers, which take items in turn from a shared counter. Which
+// thread runs an item varies; what an item computes must not depend on it. The first exception
+// thrown by a task stops the handing out of items and is rethrown here once all threads are done.
+// A parallel_for inside a task runs on its calling thread (no nested waiting on the pool).
+template <typename Task>
+void parallel_for(Index count, int threads, const Task& task) {
+  const int helpers = static_cast<int>(std::min<Index>(threads, count)) - 1;
+  if (helpers <= 0 || inside_parallel_for()) {
+    for (Index item = 0; item < count; ++item) task(item);
+    return;
+  }
+  const std::shared_ptr<Eigen::ThreadPool> pool = worker_pool(helpers);
+  std::atomic<Index> next{0};
+  std::mutex error_mutex;
+  std::exception_ptr error;
+  auto work = [&] {
+    bool& inside = inside_parallel_for();
+    inside = true;
+    for (Index item = next.fetch_add(1); item < count; item = next.fetch_add(1)) {
+      try {
+        task(item);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+        next.store(count);
+      }
+    }
+    inside = false;
+  };
+  Eigen::Barrier helpers_done(static_cast<unsigned>(helpers));
+  for (int helper = 0; helper < helpers; ++helper) {
+    pool->Schedule([&] {
+      work();
+      helpers_done.Notify();
+    });
+  }
+  work();
+  helpers_done.Wait();
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace mlstm::detail
