@@ -26,8 +26,12 @@ struct Problem {
   Tensor<float, 4> q, k, v, igate, fgate, dh;
 
   Problem(Index heads, Index seq_len, Index dim)
-      : q(1, heads, seq_len, dim), k(1, heads, seq_len, dim), v(1, heads, seq_len, dim),
-        igate(1, heads, seq_len, 1), fgate(1, heads, seq_len, 1), dh(1, heads, seq_len, dim) {
+      : q(1, heads, seq_len, dim),
+        k(1, heads, seq_len, dim),
+        v(1, heads, seq_len, dim),
+        igate(1, heads, seq_len, 1),
+        fgate(1, heads, seq_len, 1),
+        dh(1, heads, seq_len, dim) {
     q.setRandom();
     k.setRandom();
     v.setRandom();
@@ -71,8 +75,7 @@ void chunkwise_forward_backward(benchmark::State& state) {
   run_benchmark(state, [](const Problem& p) {
     const auto forward = mlstm::chunkwise_stabilized(p.q, p.k, p.v, p.igate, p.fgate);
     benchmark::DoNotOptimize(forward.h.data());
-    auto grads =
-        mlstm::chunkwise_stabilized_backward(p.q, p.k, p.v, p.igate, p.fgate, p.dh);
+    auto grads = mlstm::chunkwise_stabilized_backward(p.q, p.k, p.v, p.igate, p.fgate, p.dh);
     benchmark::DoNotOptimize(grads.dq.data());
   });
 }
@@ -83,12 +86,11 @@ void parallel_backward_only(benchmark::State& state) {
   const Problem p(heads, seq_len, dim);
   const auto forward =
       mlstm::parallel_stabilized_forward_with_cache(p.q, p.k, p.v, p.igate, p.fgate);
-  state.counters["peak_heap_MB"] = peak_heap_megabytes([&] {
-    mlstm::parallel_stabilized_backward(p.q, p.k, p.v, p.igate, p.fgate, p.dh, forward);
-  });
+  state.counters["peak_heap_MB"] = peak_heap_megabytes(
+      [&] { mlstm::parallel_stabilized_backward(p.q, p.k, p.v, p.igate, p.fgate, p.dh, forward); });
   for (auto _ : state) {
-    auto grads = mlstm::parallel_stabilized_backward(p.q, p.k, p.v, p.igate, p.fgate, p.dh,
-                                                     forward);
+    auto grads =
+        mlstm::parallel_stabilized_backward(p.q, p.k, p.v, p.igate, p.fgate, p.dh, forward);
     benchmark::DoNotOptimize(grads.dq.data());
   }
 }

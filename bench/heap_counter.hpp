@@ -9,11 +9,10 @@
 // in exactly one translation unit of a benchmark program.
 #pragma once
 
-#include <malloc.h>
-
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <malloc.h>
 
 extern "C" {
 void* __libc_malloc(std::size_t size);

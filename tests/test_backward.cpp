@@ -160,11 +160,8 @@ struct GradientNames {
   const char* ours;
   const char* golden;
 };
-const GradientNames parallel_gradient_names[] = {{"dq", "dq"},
-                                                 {"dk", "dk"},
-                                                 {"dv", "dv"},
-                                                 {"di", "digate_preact"},
-                                                 {"df", "dfgate_preact"}};
+const GradientNames parallel_gradient_names[] = {
+    {"dq", "dq"}, {"dk", "dk"}, {"dv", "dv"}, {"di", "digate_preact"}, {"df", "dfgate_preact"}};
 
 template <typename T>
 const Tensor<T, 4>& gradient_named(const mlstm::ParallelGradients<T>& g, const std::string& name) {
@@ -175,17 +172,17 @@ const Tensor<T, 4>& gradient_named(const mlstm::ParallelGradients<T>& g, const s
   return g.df;
 }
 
-mlstm::ParallelOptions golden_options(const mlstm::test::GoldenFile& golden) {
+mlstm::ParallelOptions golden_options(const mlstm::safetensors::File& golden) {
   mlstm::ParallelOptions options;
-  options.eps = std::stod(golden.metadata.at("eps"));
-  options.stabilize_rowwise = golden.metadata.at("stabilize_rowwise") == "true";
-  if (golden.masks.count("mask")) options.mask = golden.masks.at("mask");
+  options.eps = std::stod(golden.metadata("eps"));
+  options.stabilize_rowwise = golden.metadata("stabilize_rowwise") == "true";
+  if (golden.contains("mask")) options.mask = golden.read<bool, 2>("mask");
   return options;
 }
 
 template <typename T>
-mlstm::ParallelGradients<T> golden_backward(const mlstm::test::GoldenFile& golden) {
-  const auto input = [&](const char* name) { return Tensor<T, 4>(golden.at(name).cast<T>()); };
+mlstm::ParallelGradients<T> golden_backward(const mlstm::safetensors::File& golden) {
+  const auto input = [&](const char* name) { return golden.read<T, 4>(name); };
   return mlstm::parallel_stabilized_backward(input("q"), input("k"), input("v"),
                                              input("igate_preact"), input("fgate_preact"),
                                              input("dh"), golden_options(golden));
@@ -196,18 +193,20 @@ mlstm::ParallelGradients<T> golden_backward(const mlstm::test::GoldenFile& golde
 TEST_CASE("parallel backward matches autograd of the PyTorch reference", "[backward][golden]") {
   for (const char* stem : parallel_golden_cases) {
     SECTION(stem) {
-      const auto golden = mlstm::test::read_golden(stem);
-      REQUIRE(golden.has("dq"));
+      const auto golden = mlstm::test::golden_file(stem);
+      REQUIRE(golden.contains("dq"));
       const auto in_double = golden_backward<double>(golden);
       const auto in_float = golden_backward<float>(golden);
       for (const GradientNames& name : parallel_gradient_names) {
-        const Tensor<double, 4>& expected = golden.at(name.golden);
-        const Tensor<double, 4>& float_reference = golden.at(std::string(name.golden) + "_f32ref");
-        const double scale =
-            std::string(name.ours) == "df"
-                ? mlstm::test::forget_gradient_magnitude(expected, golden.at("digate_preact"))
-                : mlstm::test::magnitude(expected);
-        const double reference_loss = mlstm::test::max_difference(float_reference, expected).max_abs;
+        const Tensor<double, 4>& expected = golden.read<double, 4>(name.golden);
+        const Tensor<double, 4>& float_reference =
+            golden.read<double, 4>(std::string(name.golden) + "_f32ref");
+        const double scale = std::string(name.ours) == "df"
+                                 ? mlstm::test::forget_gradient_magnitude(
+                                       expected, golden.read<double, 4>("digate_preact"))
+                                 : mlstm::test::magnitude(expected);
+        const double reference_loss =
+            mlstm::test::max_difference(float_reference, expected).max_abs;
         INFO(stem << " " << name.ours);
         MLSTM_CHECK_CLOSE(gradient_named(in_double, name.ours), expected,
                           mlstm::test::double_budget(reference_loss, scale));
@@ -319,21 +318,18 @@ TEST_CASE("backward passes reject bad arguments, naming them", "[backward][error
         "dfinal_state.c");
     expect_error<mlstm::ShapeError>(
         [&] {
-          mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options,
-                                               wrong, zero);
+          mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options, wrong,
+                                               zero);
         },
         "initial_state.c");
     expect_error<mlstm::ShapeError>(
         [&] {
-          mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, wrong_dh,
-                                               options);
+          mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, wrong_dh, options);
         },
         "dh");
     options.chunk_size = 0;
     expect_error<mlstm::ValueError>(
-        [&] {
-          mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
-        },
+        [&] { mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options); },
         "options.chunk_size");
   }
 }

@@ -101,7 +101,8 @@ TEST_CASE("chunkwise backward matches finite differences in double", "[backward]
         all.push_back({"dm0", &g.dinitial_state->m, &initial.m});
       }
       for (const Named& item : all) {
-        const Tensor<double, 4> numeric = mlstm::test::finite_difference_gradient(*item.input, loss);
+        const Tensor<double, 4> numeric =
+            mlstm::test::finite_difference_gradient(*item.input, loss);
         INFO(item.name);
         MLSTM_CHECK_CLOSE(*item.analytic, numeric, fd_budget(numeric));
       }
@@ -113,36 +114,36 @@ TEST_CASE("chunkwise backward matches autograd of the PyTorch reference",
           "[backward][chunkwise][golden]") {
   // make_backward_golden.py: autograd of the reference recurrent form from an initial state,
   // which is the function the chunkwise form computes for every chunk size.
-  const char* const stems[] = {"prime37", "zero_state", "wide_gates",
+  const char* const stems[] = {"prime37",     "zero_state",       "wide_gates",
                                "lower_bound", "forget_near_zero", "s1"};
   for (const char* stem : stems) {
     for (const Index chunk : {Index(1), Index(5), Index(16), Index(64)}) {
       SECTION(std::string(stem) + ", chunk " + std::to_string(chunk)) {
-        const auto golden = mlstm::test::read_golden(std::string("backward_sequence_") + stem);
+        const auto golden = mlstm::test::golden_file(std::string("backward_sequence_") + stem);
         mlstm::ChunkwiseOptions options;
         options.chunk_size = chunk;
-        options.eps = std::stod(golden.metadata.at("eps"));
+        options.eps = std::stod(golden.metadata("eps"));
         const auto run = [&](auto zero) {
           using T = decltype(zero);
-          const auto in = [&](const char* name) { return Tensor<T, 4>(golden.at(name).cast<T>()); };
+          const auto in = [&](const char* name) { return golden.read<T, 4>(name); };
           const mlstm::RecurrentState<T> initial{in("c0"), in("n0"), in("m0")};
           const mlstm::RecurrentState<T> dfinal{in("dc_final"), in("dn_final"), in("dm_final")};
-          return mlstm::chunkwise_stabilized_backward(in("q"), in("k"), in("v"),
-                                                      in("igate_preact"), in("fgate_preact"),
-                                                      in("dh"), options, initial, dfinal);
+          return mlstm::chunkwise_stabilized_backward(in("q"), in("k"), in("v"), in("igate_preact"),
+                                                      in("fgate_preact"), in("dh"), options,
+                                                      initial, dfinal);
         };
         const auto in_double = run(0.0);
         const auto in_float = run(0.0f);
         const auto check = [&](const char* golden_name, const auto& ours_double,
                                const auto& ours_float) {
-          const Tensor<double, 4>& expected = golden.at(golden_name);
-          const double scale =
-              std::string(golden_name) == "dfgate_preact"
-                  ? mlstm::test::forget_gradient_magnitude(expected, golden.at("digate_preact"))
-                  : mlstm::test::magnitude(expected);
+          const Tensor<double, 4>& expected = golden.read<double, 4>(golden_name);
+          const double scale = std::string(golden_name) == "dfgate_preact"
+                                   ? mlstm::test::forget_gradient_magnitude(
+                                         expected, golden.read<double, 4>("digate_preact"))
+                                   : mlstm::test::magnitude(expected);
           const double reference_loss =
-              mlstm::test::max_difference(golden.at(std::string(golden_name) + "_f32ref"),
-                                          expected)
+              mlstm::test::max_difference(
+                  golden.read<double, 4>(std::string(golden_name) + "_f32ref"), expected)
                   .max_abs;
           INFO(stem << " chunk " << chunk << " " << golden_name);
           MLSTM_CHECK_CLOSE(ours_double, expected,
@@ -210,8 +211,8 @@ void check_segments_equal_whole(Index split, Index chunk) {
       part(c.fgate, false), part(dh, false), options, a.state, dfinal);
   REQUIRE(gb.dinitial_state.has_value());
   const auto ga = mlstm::chunkwise_stabilized_backward(
-      part(c.q, true), part(c.k, true), part(c.v, true), part(c.igate, true),
-      part(c.fgate, true), part(dh, true), options, std::nullopt, *gb.dinitial_state);
+      part(c.q, true), part(c.k, true), part(c.v, true), part(c.igate, true), part(c.fgate, true),
+      part(dh, true), options, std::nullopt, *gb.dinitial_state);
   REQUIRE_FALSE(ga.dinitial_state.has_value());
   MLSTM_CHECK_CLOSE(concat_steps(ga.dq, gb.dq), whole.dq, forms_budget(whole.dq));
   MLSTM_CHECK_CLOSE(concat_steps(ga.dk, gb.dk), whole.dk, forms_budget(whole.dk));
@@ -239,8 +240,8 @@ TEST_CASE("chunkwise backward equals the parallel backward", "[backward][chunkwi
   mlstm::test::Random(62).fill_uniform(dh, -1, 1);
   mlstm::ParallelOptions parallel_options;
   parallel_options.eps = 1e-14;
-  const auto parallel = mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh,
-                                                            parallel_options);
+  const auto parallel =
+      mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, parallel_options);
   const mlstm::test::BranchReport report = mlstm::test::parallel_branches(c, parallel_options);
   INFO(report.lower_bound_rows << " of " << report.rows << " rows on the lower bound");
   CHECK(report.lower_bound_rows > 0);
@@ -267,8 +268,7 @@ namespace {
 
 template <typename T>
 bool bitwise_equal(const Tensor<T, 4>& a, const Tensor<T, 4>& b) {
-  return a.dimensions() == b.dimensions() &&
-         std::equal(a.data(), a.data() + a.size(), b.data());
+  return a.dimensions() == b.dimensions() && std::equal(a.data(), a.data() + a.size(), b.data());
 }
 
 }  // namespace
@@ -305,10 +305,10 @@ TEST_CASE("backward results do not depend on the thread count", "[backward][thre
       one.chunk_size = many.chunk_size = 16;
       one.num_threads = 1;
       many.num_threads = threads;
-      const auto a = mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh,
-                                                          one, initial, initial);
-      const auto b = mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh,
-                                                          many, initial, initial);
+      const auto a = mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, one,
+                                                          initial, initial);
+      const auto b = mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, many,
+                                                          initial, initial);
       CHECK(bitwise_equal(a.dq, b.dq));
       CHECK(bitwise_equal(a.dk, b.dk));
       CHECK(bitwise_equal(a.dv, b.dv));

@@ -90,12 +90,12 @@ ChainGradients backprop_through_steps(const SequenceCase<double>& c, const State
   for (Index t = 0; t < S; ++t) {
     before.push_back(state);
     state = mlstm::recurrent_step_stabilized(state.c, state.n, state.m, step_of(c.q, t),
-                                             step_of(c.k, t), step_of(c.v, t),
-                                             step_of(c.igate, t), step_of(c.fgate, t), eps)
+                                             step_of(c.k, t), step_of(c.v, t), step_of(c.igate, t),
+                                             step_of(c.fgate, t), eps)
                 .state;
   }
-  ChainGradients g{Tensor<double, 4>(c.q.dimensions()), Tensor<double, 4>(c.k.dimensions()),
-                   Tensor<double, 4>(c.v.dimensions()), Tensor<double, 4>(c.igate.dimensions()),
+  ChainGradients g{Tensor<double, 4>(c.q.dimensions()),     Tensor<double, 4>(c.k.dimensions()),
+                   Tensor<double, 4>(c.v.dimensions()),     Tensor<double, 4>(c.igate.dimensions()),
                    Tensor<double, 4>(c.fgate.dimensions()), dfinal};
   for (Index t = S - 1; t >= 0; --t) {
     auto step = mlstm::recurrent_step_stabilized_backward(
@@ -111,13 +111,12 @@ ChainGradients backprop_through_steps(const SequenceCase<double>& c, const State
   return g;
 }
 
-void check_chain_against_finite_differences(SequenceCase<double>& c, State& initial,
-                                            double eps) {
+void check_chain_against_finite_differences(SequenceCase<double>& c, State& initial, double eps) {
   Tensor<double, 4> dh(c.v.dimensions());
   mlstm::test::Random random(77);
   random.fill_uniform(dh, -1, 1);
-  State dfinal = State::zeros(c.q.dimension(0), c.q.dimension(1), c.q.dimension(3),
-                              c.v.dimension(3));
+  State dfinal =
+      State::zeros(c.q.dimension(0), c.q.dimension(1), c.q.dimension(3), c.v.dimension(3));
   random.fill_uniform(dfinal.c, -1, 1);
   random.fill_uniform(dfinal.n, -1, 1);
   random.fill_uniform(dfinal.m, -1, 1);
@@ -128,10 +127,14 @@ void check_chain_against_finite_differences(SequenceCase<double>& c, State& init
     const Tensor<double, 4>* analytic;
     Tensor<double, 4>* input;
   };
-  const Named all[] = {{"dq", &g.dq, &c.q},         {"dk", &g.dk, &c.k},
-                       {"dv", &g.dv, &c.v},         {"di", &g.di, &c.igate},
-                       {"df", &g.df, &c.fgate},     {"dc", &g.dinitial.c, &initial.c},
-                       {"dn", &g.dinitial.n, &initial.n}, {"dm", &g.dinitial.m, &initial.m}};
+  const Named all[] = {{"dq", &g.dq, &c.q},
+                       {"dk", &g.dk, &c.k},
+                       {"dv", &g.dv, &c.v},
+                       {"di", &g.di, &c.igate},
+                       {"df", &g.df, &c.fgate},
+                       {"dc", &g.dinitial.c, &initial.c},
+                       {"dn", &g.dinitial.n, &initial.n},
+                       {"dm", &g.dinitial.m, &initial.m}};
   for (const Named& item : all) {
     const Tensor<double, 4> numeric = mlstm::test::finite_difference_gradient(*item.input, loss);
     INFO(item.name);
@@ -153,14 +156,14 @@ StepBranches step_branches(const SequenceCase<double>& c, const State& initial, 
   mlstm::test::naive::State<double> state{initial.c, initial.n, initial.m};
   for (Index t = 0; t < S; ++t) {
     mlstm::test::naive::State<double> before = state;
-    mlstm::test::naive::recurrent(Tensor<double, 4>(step_of(c.q, t)),
-                                  Tensor<double, 4>(step_of(c.k, t)),
-                                  Tensor<double, 4>(step_of(c.v, t)),
-                                  Tensor<double, 4>(step_of(c.igate, t)),
-                                  Tensor<double, 4>(step_of(c.fgate, t)), state, eps);
+    mlstm::test::naive::recurrent(
+        Tensor<double, 4>(step_of(c.q, t)), Tensor<double, 4>(step_of(c.k, t)),
+        Tensor<double, 4>(step_of(c.v, t)), Tensor<double, 4>(step_of(c.igate, t)),
+        Tensor<double, 4>(step_of(c.fgate, t)), state, eps);
     for (Index b = 0; b < B; ++b) {
       for (Index hd = 0; hd < NH; ++hd) {
-        const double a = mlstm::test::naive::log_sigmoid(c.fgate(b, hd, t, 0)) + before.m(b, hd, 0, 0);
+        const double a =
+            mlstm::test::naive::log_sigmoid(c.fgate(b, hd, t, 0)) + before.m(b, hd, 0, 0);
         const double i = c.igate(b, hd, t, 0);
         ++(a > i ? report.forget_path : report.input_path);
         double qn = 0;
@@ -172,8 +175,8 @@ StepBranches step_branches(const SequenceCase<double>& c, const State& initial, 
         } else {
           ++report.lower_bound_steps;
         }
-        report.margin = std::min({report.margin, std::abs(a - i), std::abs(qn),
-                                  std::abs(std::abs(qn) - bound)});
+        report.margin = std::min(
+            {report.margin, std::abs(a - i), std::abs(qn), std::abs(std::abs(qn) - bound)});
       }
     }
   }
@@ -182,8 +185,7 @@ StepBranches step_branches(const SequenceCase<double>& c, const State& initial, 
 
 }  // namespace
 
-TEST_CASE("recurrent step backward matches finite differences in double",
-          "[backward][recurrent]") {
+TEST_CASE("recurrent step backward matches finite differences in double", "[backward][recurrent]") {
   struct Case {
     const char* name;
     Index S;
@@ -222,8 +224,8 @@ TEST_CASE("recurrent step backward matches finite differences in double",
 
 TEST_CASE("recurrent step backward matches autograd of the PyTorch reference",
           "[backward][recurrent][golden]") {
-  const char* const stems[] = {"zero_state",  "random_state",       "wide_gates",
-                               "dqk_ne_dv",   "lower_bound",        "no_state_gradient",
+  const char* const stems[] = {"zero_state",     "random_state",  "wide_gates",
+                               "dqk_ne_dv",      "lower_bound",   "no_state_gradient",
                                "tie_stabilizer", "tie_normalizer"};
   struct Names {
     const char* ours;
@@ -231,11 +233,11 @@ TEST_CASE("recurrent step backward matches autograd of the PyTorch reference",
   };
   for (const char* stem : stems) {
     SECTION(stem) {
-      const auto golden = mlstm::test::read_golden(std::string("backward_step_") + stem);
-      const double eps = std::stod(golden.metadata.at("eps"));
+      const auto golden = mlstm::test::golden_file(std::string("backward_step_") + stem);
+      const double eps = std::stod(golden.metadata("eps"));
       const auto run = [&](auto zero) {
         using T = decltype(zero);
-        const auto in = [&](const char* name) { return Tensor<T, 4>(golden.at(name).cast<T>()); };
+        const auto in = [&](const char* name) { return golden.read<T, 4>(name); };
         return mlstm::recurrent_step_stabilized_backward(
             in("c"), in("n"), in("m"), in("q"), in("k"), in("v"), in("igate_preact"),
             in("fgate_preact"), in("dh"), in("dc_new"), in("dn_new"), in("dm_new"), eps);
@@ -244,10 +246,11 @@ TEST_CASE("recurrent step backward matches autograd of the PyTorch reference",
       const auto in_float = run(0.0f);
       const auto check = [&](const char* golden_name, const auto& ours_double,
                              const auto& ours_float) {
-        const Tensor<double, 4>& expected = golden.at(golden_name);
+        const Tensor<double, 4>& expected = golden.read<double, 4>(golden_name);
         const double scale = mlstm::test::magnitude(expected);
         const double reference_loss =
-            mlstm::test::max_difference(golden.at(std::string(golden_name) + "_f32ref"), expected)
+            mlstm::test::max_difference(
+                golden.read<double, 4>(std::string(golden_name) + "_f32ref"), expected)
                 .max_abs;
         INFO(stem << " " << golden_name);
         MLSTM_CHECK_CLOSE(ours_double, expected, mlstm::test::double_budget(reference_loss, scale));
@@ -278,8 +281,8 @@ TEST_CASE("backpropagation through the steps equals the parallel backward",
   const ChainGradients chain = backprop_through_steps(c, zero, dh, zero, eps);
   mlstm::ParallelOptions options;
   options.eps = eps;
-  const auto parallel = mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh,
-                                                            options);
+  const auto parallel =
+      mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
   const mlstm::test::BranchReport report = mlstm::test::parallel_branches(c, options);
   INFO(report.lower_bound_rows << " of " << report.rows << " rows on the lower bound");
   CHECK(report.lower_bound_rows > 0);

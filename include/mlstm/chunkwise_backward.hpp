@@ -15,7 +15,8 @@
 //
 // The function differentiated is chunkwise_stabilized's (chunkwise.hpp), per chunk of L steps
 // with local cum_t = sum_{r<=t} logsigmoid(f_r), total = cum_{L-1}, and the state (C, n, m) at
-// the chunk's start. Writing g_s = i_s - cum_s and M_t = max(m, max_{s<=t} g_s):
+// the chunk's start. Writing g_s = i_s - cum_s (ChunkGates::col) and M_t = max(m, P_t),
+// P_t = max_{s<=t} g_s (ChunkRows::row):
 //
 //   m_t   = cum_t + M_t                                  (the recurrent form's stabilizer)
 //   W[t,s]= (q_t . k_s / sqrt(DQK)) exp(g_s - M_t)       (s <= t)
@@ -33,21 +34,28 @@
 //   dq_t  += w_t (C dacc_t + dden_t n),   dC += sum_t w_t q_t dacc_t^T,  dn += sum_t w_t dden_t q_t
 //   dlogw_t = w_t (q_t . C dacc_t + dden_t q_t . n)
 //   state: dC += gamma dC', dn += gamma dn', dk, dv through beta_s k_s v_s^T,
-//          dloggamma = gamma (<dC', C> + dn' . n),  dlogbeta_s = beta_s (k~_s^T dC' v_s + k~_s . dn')
+//          dloggamma = gamma (<dC', C> + dn' . n),
+//          dlogbeta_s = beta_s (k~_s^T dC' v_s + k~_s . dn')
 //   dM_t  = dm_t - sum_s dlogW[t,s] - dlogw_t  (+ dm' - dloggamma - sum_s dlogbeta_s at t = L-1)
 //   dm    = sum_t dlogw_t + dloggamma + sum_t dM_t [m branch of M_t]
-//   dg_s  = sum_t dlogW[t,s] + dlogbeta_s + dM_t [g branch] at the first s attaining the max
-//   di_s  = dg_s;  dcum_t = dm_t - dg_t (+ dm' at t = L-1);  df_r = logsigmoid'(f_r) sum_{t>=r} dcum_t
+//   dg_s  = sum_t dlogW[t,s] + dlogbeta_s + sum_t dM_t [P_t branch of M_t, s the argmax of P_t]
+//   di_s  = dg_s;  dcum_t = dm_t - dg_t (+ dm' at t = L-1)
+//   df_r  = logsigmoid'(f_r) sum_{t>=r} dcum_t
 //
 // and (dC, dn, dm) is the gradient of the state at the chunk's start, handed to the chunk
 // before. Ties: the two-way max M_t = max(m, P_t) splits half and half (torch.maximum), the
 // prefix max P_t = max_{s<=t} g_s gives all to its first index (torch.max).
 //
-// Memory: the forward pass over the states is recomputed and the state at every chunk start
-// kept, (S / L + 1) (DQK DV + DQK) values per head being processed, plus one chunk's work
-// (L x L and L x D); nothing is O(S^2). With L around D that is O(S D). Heads are processed in
-// parallel, each by one thread in a fixed order (chunks in reverse), so results do not depend on
-// the thread count.
+// What is recomputed: the forward's pass over the chunk states (chunkwise.hpp's
+// chunk_state_contribution and advance_chunk_state), keeping the state at every chunk start, and
+// per chunk its outputs' parts (ChunkRows, chunk_forward), the same functions the forward runs.
+// Nothing is cached by the forward. Memory: (S / L + 1) (DQK DV + DQK) values per head being
+// processed, plus one chunk's work (L x L and L x D); nothing is O(S^2), and with L around D it
+// is O(S D). The running state gradient is kept in double (it sums over all later chunks);
+// d(logW)'s row and column sums are taken in double (they reach df as a difference).
+//
+// Threads: heads are processed in parallel, each by one thread in a fixed order (chunks in
+// reverse), so results do not depend on the thread count; a single head runs on one thread.
 #pragma once
 
 #include <algorithm>
@@ -83,7 +91,7 @@ namespace detail {
 // One head's slices and the gradients it writes, all row-major.
 template <typename T>
 struct ChunkwiseHeadBackward {
-  const T *q, *k, *v, *igate, *fgate, *dh;  // (S, DQK) (S, DQK) (S, DV) (S) (S) (S, DV)
+  const T *q, *k, *v, *igate, *fgate, *dh;     // (S, DQK) (S, DQK) (S, DV) (S) (S) (S, DV)
   const T *initial_c, *initial_n, *initial_m;  // nullptr: the zero state
   const T *dfinal_c, *dfinal_n, *dfinal_m;     // nullptr: no gradient for the final state
   T *dq, *dk, *dv, *di, *df;
@@ -104,8 +112,7 @@ struct StateGradient {
 template <typename T>
 void chunk_backward(const T* q, const T* k, const T* v, const T* fgate, const T* dh,
                     const ChunkGates& gates, const T* c, const T* n, double m, Index qk_dim,
-                    Index v_dim, T eps, StateGradient& grad, T* dq, T* dk, T* dv, T* di,
-                    T* df) {
+                    Index v_dim, T eps, StateGradient& grad, T* dq, T* dk, T* dv, T* di, T* df) {
   using Matrix = RowMatrix<T>;
   using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
   using Doubles = Eigen::Matrix<double, Eigen::Dynamic, 1>;
@@ -247,12 +254,12 @@ void chunkwise_backward_head(const ChunkwiseHeadBackward<T>& p, Index seq_len, I
     ChunkGates& g = gates[static_cast<size_t>(j)];
     g.compute(p.igate + begin, p.fgate + begin, length);
     if (j + 1 == chunks) break;  // the final state is not needed
-    chunk_state_contribution(p.k + begin * qk_dim, p.v + begin * v_dim, g, qk_dim, v_dim,
-                             kv.data(), ksum.data());
+    chunk_state_contribution(p.k + begin * qk_dim, p.v + begin * v_dim, g, qk_dim, v_dim, kv.data(),
+                             ksum.data());
     advance_chunk_state(state_c.data() + j * c_stride, state_n.data() + j * n_stride,
-                        state_m[static_cast<size_t>(j)], kv.data(), ksum.data(), g, qk_dim,
-                        v_dim, state_c.data() + (j + 1) * c_stride,
-                        state_n.data() + (j + 1) * n_stride, state_m[static_cast<size_t>(j + 1)]);
+                        state_m[static_cast<size_t>(j)], kv.data(), ksum.data(), g, qk_dim, v_dim,
+                        state_c.data() + (j + 1) * c_stride, state_n.data() + (j + 1) * n_stride,
+                        state_m[static_cast<size_t>(j + 1)]);
   }
 
   StateGradient grad;
@@ -266,12 +273,11 @@ void chunkwise_backward_head(const ChunkwiseHeadBackward<T>& p, Index seq_len, I
   }
   for (Index j = chunks - 1; j >= 0; --j) {
     const Index begin = j * chunk_size;
-    chunk_backward(p.q + begin * qk_dim, p.k + begin * qk_dim, p.v + begin * v_dim,
-                   p.fgate + begin, p.dh + begin * v_dim, gates[static_cast<size_t>(j)],
+    chunk_backward(p.q + begin * qk_dim, p.k + begin * qk_dim, p.v + begin * v_dim, p.fgate + begin,
+                   p.dh + begin * v_dim, gates[static_cast<size_t>(j)],
                    state_c.data() + j * c_stride, state_n.data() + j * n_stride,
-                   state_m[static_cast<size_t>(j)], qk_dim, v_dim, eps, grad,
-                   p.dq + begin * qk_dim, p.dk + begin * qk_dim, p.dv + begin * v_dim,
-                   p.di + begin, p.df + begin);
+                   state_m[static_cast<size_t>(j)], qk_dim, v_dim, eps, grad, p.dq + begin * qk_dim,
+                   p.dk + begin * qk_dim, p.dv + begin * v_dim, p.di + begin, p.df + begin);
   }
   if (p.dinitial_c != nullptr) {
     Eigen::Map<RowMatrix<T>>(p.dinitial_c, qk_dim, v_dim) = grad.c.template cast<T>();
@@ -301,8 +307,8 @@ inline constexpr StateNames final_state_gradient_names{"dfinal_state.c", "dfinal
 // state). dh (B, NH, S, DV); dfinal_state in the state's shapes (nullopt: zero).
 template <typename Q, typename K, typename V, typename I, typename F, typename DH>
 ChunkwiseGradients<detail::scalar_of<Q>> chunkwise_stabilized_backward(
-    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
-    const DH& dh, const ChunkwiseOptions& options = {},
+    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact, const DH& dh,
+    const ChunkwiseOptions& options = {},
     const std::optional<RecurrentState<detail::scalar_of<Q>>>& initial_state = std::nullopt,
     const std::optional<RecurrentState<detail::scalar_of<Q>>>& dfinal_state = std::nullopt) {
   using T = detail::scalar_of<Q>;
@@ -337,17 +343,23 @@ ChunkwiseGradients<detail::scalar_of<Q>> chunkwise_stabilized_backward(
       return state_part.data() + head * stride;
     };
     detail::ChunkwiseHeadBackward<T> p{
-        in.q.data() + row * s.qk_dim, in.k.data() + row * s.qk_dim,
-        in.v.data() + row * s.v_dim, in.igate_preact.data() + row,
-        in.fgate_preact.data() + row, dh_view.data() + row * s.v_dim,
+        in.q.data() + row * s.qk_dim,
+        in.k.data() + row * s.qk_dim,
+        in.v.data() + row * s.v_dim,
+        in.igate_preact.data() + row,
+        in.fgate_preact.data() + row,
+        dh_view.data() + row * s.v_dim,
         initial_state ? at(initial_state->c, matrix) : nullptr,
         initial_state ? at(initial_state->n, s.qk_dim) : nullptr,
         initial_state ? at(initial_state->m, 1) : nullptr,
         dfinal_state ? at(dfinal_state->c, matrix) : nullptr,
         dfinal_state ? at(dfinal_state->n, s.qk_dim) : nullptr,
         dfinal_state ? at(dfinal_state->m, 1) : nullptr,
-        g.dq.data() + row * s.qk_dim, g.dk.data() + row * s.qk_dim,
-        g.dv.data() + row * s.v_dim, g.di.data() + row, g.df.data() + row,
+        g.dq.data() + row * s.qk_dim,
+        g.dk.data() + row * s.qk_dim,
+        g.dv.data() + row * s.v_dim,
+        g.di.data() + row,
+        g.df.data() + row,
         g.dinitial_state ? g.dinitial_state->c.data() + head * matrix : nullptr,
         g.dinitial_state ? g.dinitial_state->n.data() + head * s.qk_dim : nullptr,
         g.dinitial_state ? g.dinitial_state->m.data() + head : nullptr};

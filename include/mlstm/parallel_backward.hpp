@@ -72,7 +72,7 @@ namespace mlstm {
 // What the parallel forward keeps for its backward.
 template <typename T>
 struct ParallelCache {
-  Tensor<T, 4> row_sum;  // (B, NH, S, 1): b_t = sum_s Ct[t, s]
+  Tensor<T, 4> row_sum;           // (B, NH, S, 1): b_t = sum_s Ct[t, s]
   bool stabilize_rowwise = true;  // the forward's options, checked by the backward
   double eps = 1e-6;
 };
@@ -98,7 +98,7 @@ namespace detail {
 template <typename T>
 struct ParallelHeadBackward {
   const T *q, *k, *v, *igate, *fgate;  // (S, DQK) (S, DQK) (S, DV) (S) (S)
-  const T *h, *dh, *row_sum;            // (S, DV) (S, DV) (S)
+  const T *h, *dh, *row_sum;           // (S, DV) (S, DV) (S)
   T *dq, *dk, *dv, *di, *df;
 };
 
@@ -239,9 +239,9 @@ ParallelForward<T> parallel_forward_with_cache(const SequenceInputs<T>& in,
                                                const SequenceMask& mask,
                                                const ParallelOptions& options, int threads) {
   const SequenceShape& s = in.shape;
-  ParallelForward<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
-                         {Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1), options.stabilize_rowwise,
-                          options.eps}};
+  ParallelForward<T> out{
+      Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
+      {Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1), options.stabilize_rowwise, options.eps}};
   parallel_forward(in, mask, options.stabilize_rowwise, static_cast<T>(options.eps), threads,
                    out.h.data(), out.cache.row_sum.data());
   return out;
@@ -249,9 +249,8 @@ ParallelForward<T> parallel_forward_with_cache(const SequenceInputs<T>& in,
 
 template <typename T>
 ParallelGradients<T> parallel_backward(const SequenceInputs<T>& in, const ConstTensorMap<T, 4>& dh,
-                                       const ParallelForward<T>& forward,
-                                       const SequenceMask& mask, const ParallelOptions& options,
-                                       int threads) {
+                                       const ParallelForward<T>& forward, const SequenceMask& mask,
+                                       const ParallelOptions& options, int threads) {
   const SequenceShape& s = in.shape;
   ParallelGradients<T> grads{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.qk_dim),
                              Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.qk_dim),
@@ -261,14 +260,19 @@ ParallelGradients<T> parallel_backward(const SequenceInputs<T>& in, const ConstT
   const Index heads = s.batch * s.heads;
   parallel_for(heads, parallel_threads(s, heads, threads, 5), [&](Index head) {
     const Index row = head * s.seq_len;
-    const ParallelHeadBackward<T> p{
-        in.q.data() + row * s.qk_dim,   in.k.data() + row * s.qk_dim,
-        in.v.data() + row * s.v_dim,    in.igate_preact.data() + row,
-        in.fgate_preact.data() + row,   forward.h.data() + row * s.v_dim,
-        dh.data() + row * s.v_dim,      forward.cache.row_sum.data() + row,
-        grads.dq.data() + row * s.qk_dim, grads.dk.data() + row * s.qk_dim,
-        grads.dv.data() + row * s.v_dim, grads.di.data() + row,
-        grads.df.data() + row};
+    const ParallelHeadBackward<T> p{in.q.data() + row * s.qk_dim,
+                                    in.k.data() + row * s.qk_dim,
+                                    in.v.data() + row * s.v_dim,
+                                    in.igate_preact.data() + row,
+                                    in.fgate_preact.data() + row,
+                                    forward.h.data() + row * s.v_dim,
+                                    dh.data() + row * s.v_dim,
+                                    forward.cache.row_sum.data() + row,
+                                    grads.dq.data() + row * s.qk_dim,
+                                    grads.dk.data() + row * s.qk_dim,
+                                    grads.dv.data() + row * s.v_dim,
+                                    grads.di.data() + row,
+                                    grads.df.data() + row};
     parallel_backward_head(p, s, mask, options.stabilize_rowwise, static_cast<T>(options.eps));
   });
   return grads;
@@ -296,9 +300,8 @@ ParallelForward<detail::scalar_of<Q>> parallel_stabilized_forward_with_cache(
 // the same inputs and options (shapes, eps and stabilize_rowwise are checked).
 template <typename Q, typename K, typename V, typename I, typename F, typename DH>
 ParallelGradients<detail::scalar_of<Q>> parallel_stabilized_backward(
-    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
-    const DH& dh, const ParallelForward<detail::scalar_of<Q>>& forward,
-    const ParallelOptions& options = {}) {
+    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact, const DH& dh,
+    const ParallelForward<detail::scalar_of<Q>>& forward, const ParallelOptions& options = {}) {
   detail::require_same_scalar<Q, DH>();
   const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
   const auto dh_view = detail::check_output_gradient(dh, in.shape, "dh");
@@ -312,17 +315,17 @@ ParallelGradients<detail::scalar_of<Q>> parallel_stabilized_backward(
 // The same gradients without a cached forward: runs the forward first.
 template <typename Q, typename K, typename V, typename I, typename F, typename DH>
 ParallelGradients<detail::scalar_of<Q>> parallel_stabilized_backward(
-    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
-    const DH& dh, const ParallelOptions& options = {}) {
+    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact, const DH& dh,
+    const ParallelOptions& options = {}) {
   detail::require_same_scalar<Q, DH>();
   const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
   const auto dh_view = detail::check_output_gradient(dh, in.shape, "dh");
   detail::expect_valid_eps(static_cast<detail::scalar_of<Q>>(options.eps), "options.eps");
   const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
   const detail::SequenceMask mask = detail::resolve_mask(options.mask, in.shape.seq_len);
-  return detail::parallel_backward(
-      in, dh_view, detail::parallel_forward_with_cache(in, mask, options, threads), mask,
-      options, threads);
+  return detail::parallel_backward(in, dh_view,
+                                   detail::parallel_forward_with_cache(in, mask, options, threads),
+                                   mask, options, threads);
 }
 
 }  // namespace mlstm

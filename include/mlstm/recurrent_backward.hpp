@@ -51,11 +51,11 @@ namespace mlstm {
 
 template <typename T>
 struct RecurrentStepGradients {
-  Tensor<T, 4> dq;  // (B, NH, 1, DQK)
-  Tensor<T, 4> dk;  // (B, NH, 1, DQK)
-  Tensor<T, 4> dv;  // (B, NH, 1, DV)
-  Tensor<T, 4> di;  // (B, NH, 1, 1)
-  Tensor<T, 4> df;  // (B, NH, 1, 1)
+  Tensor<T, 4> dq;           // (B, NH, 1, DQK)
+  Tensor<T, 4> dk;           // (B, NH, 1, DQK)
+  Tensor<T, 4> dv;           // (B, NH, 1, DV)
+  Tensor<T, 4> di;           // (B, NH, 1, 1)
+  Tensor<T, 4> df;           // (B, NH, 1, 1)
   RecurrentState<T> dstate;  // gradients of the state before the step: c, n, m
 };
 
@@ -72,8 +72,7 @@ struct StepHeadBackward {
 };
 
 template <typename T>
-void recurrent_step_backward_head(const StepHeadBackward<T>& p, Index qk_dim, Index v_dim,
-                                  T eps) {
+void recurrent_step_backward_head(const StepHeadBackward<T>& p, Index qk_dim, Index v_dim, T eps) {
   using Vector = Eigen::Array<T, Eigen::Dynamic, 1>;
   using ConstRow = Eigen::Map<const Vector>;
   using Row = Eigen::Map<Vector>;
@@ -107,9 +106,9 @@ void recurrent_step_backward_head(const StepHeadBackward<T>& p, Index qk_dim, In
   for (Index j = 0; j < qk_dim; ++j) {
     const ConstRow memory(p.c + j * v_dim, v_dim);
     const T key = scale * p.k[j];
-    memory_row = forget * memory + (input * key) * value;  // C'[j, :]
+    memory_row = forget * memory + (input * key) * value;                         // C'[j, :]
     d_memory_row = ConstRow(p.dc_new + j * v_dim, v_dim) + p.q[j] * d_numerator;  // dC'[j, :]
-    const T d_n_row = p.dn_new[j] + p.q[j] * d_q_dot_n;  // dn'[j]
+    const T d_n_row = p.dn_new[j] + p.q[j] * d_q_dot_n;                           // dn'[j]
     p.dq[j] = (memory_row * d_numerator).sum() + (forget * p.n[j] + input * key) * d_q_dot_n;
     Row(p.dc + j * v_dim, v_dim) = forget * d_memory_row;
     p.dn[j] = forget * d_n_row;
@@ -167,17 +166,26 @@ RecurrentStepGradients<detail::scalar_of<Q>> recurrent_step_stabilized_backward(
   const Index heads = s.batch * s.heads;
   const double flops = 12.0 * static_cast<double>(heads * matrix);
   detail::parallel_for(heads, detail::threads_for_work(threads, heads, flops), [&](Index head) {
-    const detail::StepHeadBackward<T> p{
-        c_view.data() + head * matrix,      n_view.data() + head * s.qk_dim,
-        in.q.data() + head * s.qk_dim,      in.k.data() + head * s.qk_dim,
-        in.v.data() + head * s.v_dim,       dh_view.data() + head * s.v_dim,
-        dc_view.data() + head * matrix,     dn_view.data() + head * s.qk_dim,
-        m_view.data()[head],                in.igate_preact.data()[head],
-        in.fgate_preact.data()[head],       dm_view.data()[head],
-        g.dstate.c.data() + head * matrix,  g.dstate.n.data() + head * s.qk_dim,
-        g.dstate.m.data() + head,           g.dq.data() + head * s.qk_dim,
-        g.dk.data() + head * s.qk_dim,      g.dv.data() + head * s.v_dim,
-        g.di.data() + head,                 g.df.data() + head};
+    const detail::StepHeadBackward<T> p{c_view.data() + head * matrix,
+                                        n_view.data() + head * s.qk_dim,
+                                        in.q.data() + head * s.qk_dim,
+                                        in.k.data() + head * s.qk_dim,
+                                        in.v.data() + head * s.v_dim,
+                                        dh_view.data() + head * s.v_dim,
+                                        dc_view.data() + head * matrix,
+                                        dn_view.data() + head * s.qk_dim,
+                                        m_view.data()[head],
+                                        in.igate_preact.data()[head],
+                                        in.fgate_preact.data()[head],
+                                        dm_view.data()[head],
+                                        g.dstate.c.data() + head * matrix,
+                                        g.dstate.n.data() + head * s.qk_dim,
+                                        g.dstate.m.data() + head,
+                                        g.dq.data() + head * s.qk_dim,
+                                        g.dk.data() + head * s.qk_dim,
+                                        g.dv.data() + head * s.v_dim,
+                                        g.di.data() + head,
+                                        g.df.data() + head};
     detail::recurrent_step_backward_head(p, s.qk_dim, s.v_dim, static_cast<T>(eps));
   });
   return g;
@@ -187,8 +195,8 @@ RecurrentStepGradients<detail::scalar_of<Q>> recurrent_step_stabilized_backward(
 template <typename T, typename Q, typename K, typename V, typename I, typename F, typename DH>
 RecurrentStepGradients<T> recurrent_step_stabilized_backward(
     const RecurrentState<T>& state, const Q& q, const K& k, const V& v, const I& igate_preact,
-    const F& fgate_preact, const DH& dh, const RecurrentState<T>& dstate_new,
-    double eps = 1e-6, int num_threads = 0) {
+    const F& fgate_preact, const DH& dh, const RecurrentState<T>& dstate_new, double eps = 1e-6,
+    int num_threads = 0) {
   return recurrent_step_stabilized_backward(state.c, state.n, state.m, q, k, v, igate_preact,
                                             fgate_preact, dh, dstate_new.c, dstate_new.n,
                                             dstate_new.m, eps, num_threads);
