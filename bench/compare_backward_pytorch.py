@@ -7,9 +7,11 @@
 For each shape (B = 1, NH = 4, DQK = DV = 128 unless told otherwise, float32) it times, on
 the same machine and in the same run:
 
-- PyTorch: autograd through tests/reference/mlstm_reference.py's forms (the project's torch
-  port of the reference: `parallel_stabilized`, and `chunkwise` when the module has it), i.e.
-  forward, then torch.autograd.grad of sum(h * dh) for q, k, v and both gates;
+- PyTorch: autograd through the forms in torch: the parallel form of
+  tests/reference/mlstm_reference.py (the project's torch port of the reference), and the
+  chunkwise form written below from the equations of include/mlstm/chunkwise.hpp (chunks of
+  64, as the reference's chunkwise kernels); i.e. forward, then torch.autograd.grad of
+  sum(h * dh) for q, k, v and both gates;
 - this library: the matching Google Benchmark of bench_backward (run as a subprocess with
   --benchmark_format=json), forward with cache plus backward;
 
@@ -27,7 +29,10 @@ import subprocess
 import sys
 import time
 
+import math
+
 import torch
+import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "reference"))
@@ -45,11 +50,43 @@ def make_inputs(heads, seq_len, dim, dtype, seed=0):
     return [q, k, v, i, f], dh
 
 
+def chunkwise(q, k, v, igate_preact, fgate_preact, chunk_size=64, eps=1e-6):
+    """The chunkwise form from the zero state (include/mlstm/chunkwise.hpp's equations): per
+    chunk, g_s = i_s - cum_s, M_t = max(m, max_{s<=t} g_s), m_t = cum_t + M_t; returns h."""
+    batch, heads, seq_len, dqk = q.shape
+    scale = dqk ** -0.5
+    c = q.new_zeros(batch, heads, dqk, v.shape[-1])
+    n = q.new_zeros(batch, heads, dqk, 1)
+    m = q.new_zeros(batch, heads, 1)
+    outputs = []
+    for start in range(0, seq_len, chunk_size):
+        part = slice(start, min(seq_len, start + chunk_size))
+        qc, kc, vc = q[:, :, part], k[:, :, part] * scale, v[:, :, part]
+        cum = torch.cumsum(F.logsigmoid(fgate_preact[:, :, part, 0]), dim=-1)   # (B, NH, L)
+        g = igate_preact[:, :, part, 0] - cum
+        big_m = torch.maximum(m, torch.cummax(g, dim=-1).values)              # (B, NH, L)
+        length = g.shape[-1]
+        causal = torch.ones(length, length, dtype=torch.bool).tril()
+        log_decay = torch.where(causal, g[:, :, None, :] - big_m[:, :, :, None],
+                                torch.tensor(-math.inf, dtype=q.dtype))
+        weights = (qc @ kc.transpose(-2, -1)) * torch.exp(log_decay)
+        carried = torch.exp(m - big_m)[..., None]                              # (B, NH, L, 1)
+        acc = weights @ vc + carried * (qc @ c)
+        den = weights.sum(-1, keepdim=True) + carried * (qc @ n)
+        norm = torch.maximum(den.abs(), torch.exp(-(cum + big_m))[..., None])
+        outputs.append(acc / (norm + eps))
+        end = big_m[:, :, -1:]                                                 # (B, NH, 1)
+        beta = torch.exp(g - end)[..., None]                                   # (B, NH, L, 1)
+        gamma = torch.exp(m - end)[..., None]                                  # (B, NH, 1, 1)
+        c = gamma * c + (kc * beta).transpose(-2, -1) @ vc
+        n = gamma * n + (kc * beta).sum(-2)[..., None]
+        m = cum[:, :, -1:] + end
+    return torch.cat(outputs, dim=-2)
+
+
 def torch_forms():
-    forms = {"parallel": lambda q, k, v, i, f: ref.parallel_stabilized(q, k, v, i, f)}
-    if hasattr(ref, "chunkwise"):
-        forms["chunkwise"] = lambda q, k, v, i, f: ref.chunkwise(q, k, v, i, f)[0]
-    return forms
+    return {"parallel": lambda q, k, v, i, f: ref.parallel_stabilized(q, k, v, i, f),
+            "chunkwise": chunkwise}
 
 
 def torch_step(form, inputs, dh):
