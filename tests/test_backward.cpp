@@ -8,6 +8,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <mlstm/chunkwise_backward.hpp>
@@ -114,6 +115,30 @@ TEST_CASE("parallel backward matches finite differences in double", "[backward][
   }
 }
 
+TEST_CASE("the forward with cache is the parallel form, and the backward reuses it exactly",
+          "[backward][parallel]") {
+  const SequenceCase<float> c = SequenceCase<double>(2, 2, 300, 8, 5, 12).cast<float>();
+  Tensor<float, 4> dh(c.v.dimensions());
+  mlstm::test::Random(13).fill_uniform(dh, -1, 1);
+  for (const bool rowwise : {true, false}) {
+    mlstm::ParallelOptions options;
+    options.stabilize_rowwise = rowwise;
+    const auto forward =
+        mlstm::parallel_stabilized_forward_with_cache(c.q, c.k, c.v, c.igate, c.fgate, options);
+    const Tensor<float, 4> h = mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
+    CHECK(std::equal(h.data(), h.data() + h.size(), forward.h.data()));
+    const auto cached =
+        mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, forward, options);
+    const auto uncached =
+        mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
+    for (const auto& [a, b] :
+         {std::pair{&cached.dq, &uncached.dq}, std::pair{&cached.dk, &uncached.dk},
+          std::pair{&cached.dv, &uncached.dv}, std::pair{&cached.di, &uncached.di},
+          std::pair{&cached.df, &uncached.df}})
+      CHECK(std::equal(a->data(), a->data() + a->size(), b->data()));
+  }
+}
+
 TEST_CASE("parallel backward with a given mask matches finite differences",
           "[backward][parallel]") {
   SequenceCase<double> c(1, 1, 6, 3, 2, 11, {-2, 2}, {-1, 4});
@@ -208,6 +233,12 @@ TEST_CASE("parallel backward matches autograd of the PyTorch reference", "[backw
         const double reference_loss =
             mlstm::test::max_difference(float_reference, expected).max_abs;
         INFO(stem << " " << name.ours);
+        mlstm::test::report_golden(std::string(stem) + " " + name.ours + " double",
+                                   gradient_named(in_double, name.ours), expected, scale,
+                                   reference_loss);
+        mlstm::test::report_golden(std::string(stem) + " " + name.ours + " float",
+                                   gradient_named(in_float, name.ours), expected, scale,
+                                   reference_loss);
         MLSTM_CHECK_CLOSE(gradient_named(in_double, name.ours), expected,
                           mlstm::test::double_budget(reference_loss, scale));
         MLSTM_CHECK_CLOSE(gradient_named(in_float, name.ours), expected,

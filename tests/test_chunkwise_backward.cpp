@@ -146,6 +146,11 @@ TEST_CASE("chunkwise backward matches autograd of the PyTorch reference",
                   golden.read<double, 4>(std::string(golden_name) + "_f32ref"), expected)
                   .max_abs;
           INFO(stem << " chunk " << chunk << " " << golden_name);
+          const std::string what = std::string("sequence ") + stem + " chunk " +
+                                   std::to_string(chunk) + " " + golden_name;
+          mlstm::test::report_golden(what + " double", ours_double, expected, scale,
+                                     reference_loss);
+          mlstm::test::report_golden(what + " float", ours_float, expected, scale, reference_loss);
           MLSTM_CHECK_CLOSE(ours_double, expected,
                             mlstm::test::double_budget(reference_loss, scale));
           MLSTM_CHECK_CLOSE(ours_float, expected,

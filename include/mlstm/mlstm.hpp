@@ -10,4 +10,7 @@
 #include "mlstm/parallel.hpp"
 #include "mlstm/recurrent.hpp"
 #include "mlstm/chunkwise.hpp"
+#include "mlstm/parallel_backward.hpp"
+#include "mlstm/recurrent_backward.hpp"
+#include "mlstm/chunkwise_backward.hpp"
 #include "mlstm/backend.hpp"
