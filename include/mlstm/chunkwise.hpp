@@ -141,49 +141,90 @@ void advance_chunk_state(const T* c, const T* n, double m, const T* kv, const T*
   m_next = m_new;
 }
 
-// h of one chunk from the state (c, n, m) at its start (see the file comment): q, k (L, DQK),
-// v (L, DV), h (L, DV) row-major.
+// The rows of one chunk given the stabilizer m of the state at its start:
+//   row[t]          = M_t = max(m, max_{s<=t} col[s])      (so m_t - cum[t], gate_decay.hpp)
+//   stabilizer[t]   = m_t = cum[t] + M_t
+//   state_weight[t] = exp(cum[t] + m - m_t) = exp(m - M_t)   the carried state's weight
+struct ChunkRows {
+  DoubleDoubles row;
+  std::vector<double> stabilizer;
+  std::vector<double> state_weight;
+
+  ChunkRows(const ChunkGates& gates, double m) {
+    const Index length = gates.length();
+    row.resize(length);
+    stabilizer.resize(static_cast<size_t>(length));
+    state_weight.resize(static_cast<size_t>(length));
+    const DoubleDouble state_log{m, 0.0};
+    DoubleDouble running = state_log;
+    for (Index t = 0; t < length; ++t) {
+      running = std::max(running, gates.col[t]);
+      row.set(t, running);
+      stabilizer[t] = (gates.cum[t] + running).value();
+      state_weight[t] = std::exp((state_log - running).value());
+    }
+  }
+};
+
+// What a chunk's outputs are made of (see the file comment), shared by the forward and the
+// backward (chunkwise_backward.hpp), which recomputes it:
+//   decay (L, L)             scale * exp(cum[t] - cum[s] + i_s - m_t) for s <= t, else 0
+//   weights (L, L)           (q_t . k_s) * decay[t, s]
+//   weighted_queries (L, DQK) exp(cum[t] + m - m_t) q_t
+//   acc (L, DV)              weights V + weighted_queries C
+//   denominator (L)          row sums of weights + weighted_queries n
 template <typename T>
-void chunk_outputs(const T* q, const T* k, const T* v, const ChunkGates& gates, const T* c,
-                   const T* n, double m, Index qk_dim, Index v_dim, T eps, T* h) {
+struct ChunkForward {
+  RowMatrix<T> decay, weights, weighted_queries, acc;
+  Eigen::Matrix<T, Eigen::Dynamic, 1> denominator;
+};
+
+// q, k (L, DQK), v (L, DV) row-major; c (DQK, DV), n (DQK): the state at the chunk's start.
+template <typename T>
+void chunk_forward(const T* q, const T* k, const T* v, const ChunkGates& gates,
+                   const ChunkRows& rows, const T* c, const T* n, Index qk_dim, Index v_dim,
+                   ChunkForward<T>& out) {
   using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+  using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
   const Index length = gates.length();
   const T scale = T(1) / std::sqrt(static_cast<T>(qk_dim));
   Eigen::Map<const RowMatrix<T>> queries(q, length, qk_dim), keys(k, length, qk_dim),
       values(v, length, v_dim), memory(c, qk_dim, v_dim);
   Eigen::Map<const Vector> normalizer_state(n, qk_dim);
 
-  // Row parts (gate_decay.hpp): row[t] = m_t - cum[t] = max(m, max_{s<=t} col[s]).
-  DoubleDoubles row;
-  row.resize(length);
-  std::vector<double> stabilizer(static_cast<size_t>(length));  // m_t
-  Vector state_weight(length);                                  // exp(cum[t] + m - m_t)
-  const DoubleDouble state_log{m, 0.0};
-  DoubleDouble running = state_log;
+  const DecayParts parts{rows.row.hi.data(), rows.row.lo.data(), gates.col.hi.data(),
+                         gates.col.lo.data()};
+  out.decay.setZero(length, length);
   for (Index t = 0; t < length; ++t) {
-    running = std::max(running, gates.col[t]);
-    row.set(t, running);
-    stabilizer[t] = (gates.cum[t] + running).value();
-    state_weight[t] = static_cast<T>(std::exp((state_log - running).value()));
+    T* decay_row = out.decay.data() + t * length;
+    decay_exponents(parts, t, t + 1, decay_row);
+    Row(decay_row, t + 1) = Row(decay_row, t + 1).exp() * scale;
   }
-  const DecayParts parts{row.hi.data(), row.lo.data(), gates.col.hi.data(), gates.col.lo.data()};
+  out.weights.noalias() = queries * keys.transpose();
+  out.weights.array() *= out.decay.array();
+  const Vector state_weight =
+      Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, 1>>(rows.state_weight.data(), length)
+          .template cast<T>();
+  out.weighted_queries.noalias() = state_weight.asDiagonal() * queries;
+  out.acc.noalias() = out.weights * values;
+  out.acc.noalias() += out.weighted_queries * memory;
+  out.denominator = out.weights.rowwise().sum();
+  out.denominator.noalias() += out.weighted_queries * normalizer_state;
+}
 
-  RowMatrix<T> weights(length, length);
-  Vector rowsum = Vector::Zero(length), exponent(length);
-  weights.noalias() = queries * keys.transpose();
-  apply_causal_decay(weights.data(), length, length, length, parts, Index(0), scale,
-                     exponent.data(), rowsum.data());
-  const RowMatrix<T> weighted_queries = state_weight.asDiagonal() * queries;
-  RowMatrix<T> acc(length, v_dim);
-  acc.noalias() = weights * values;
-  acc.noalias() += weighted_queries * memory;
-  const Vector denominator = rowsum + weighted_queries * normalizer_state;
-
+// h of one chunk from the state (c, n, m) at its start (see the file comment): q, k (L, DQK),
+// v (L, DV), h (L, DV) row-major.
+template <typename T>
+void chunk_outputs(const T* q, const T* k, const T* v, const ChunkGates& gates, const T* c,
+                   const T* n, double m, Index qk_dim, Index v_dim, T eps, T* h) {
+  const Index length = gates.length();
+  const ChunkRows rows(gates, m);
+  ChunkForward<T> f;
+  chunk_forward(q, k, v, gates, rows, c, n, qk_dim, v_dim, f);
   Eigen::Map<RowMatrix<T>> hidden(h, length, v_dim);
   for (Index t = 0; t < length; ++t) {
-    const T normalizer =
-        std::max(std::abs(denominator[t]), std::exp(-static_cast<T>(stabilizer[t]))) + eps;
-    hidden.row(t) = acc.row(t) / normalizer;
+    hidden.row(t) =
+        f.acc.row(t) / (normalizer(f.denominator[t], static_cast<T>(rows.stabilizer[t])) + eps);
   }
 }
 

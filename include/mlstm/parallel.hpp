@@ -58,9 +58,14 @@ inline constexpr Index parallel_tile_columns = 128;
 //   col[s]        = i_s - prefix[s]
 //   row[t]        = m_t - prefix[t]     (+inf for a row that sees nothing)
 //   stabilizer[t] = m_t                 (-inf for a row that sees nothing)
+//   source[t]     = t' * S + s', the entry logD[t', s'] that m_t is (-1 for a row that sees
+//                   nothing): the first maximal column of the row, or with one max per head the
+//                   first maximal entry in row-major order, as torch.max picks it. The backward
+//                   (parallel_backward.hpp) sends m_t's gradient there.
 struct ParallelHeadGates {
   DoubleDoubles col, row;
   std::vector<double> stabilizer;
+  std::vector<Index> source;
 };
 
 // m_t = max over the visible s of prefix[t] - prefix[s] + i_s = prefix[t] + max_s col[s], or,
@@ -72,38 +77,57 @@ void parallel_head_gates(const T* igate, const T* fgate, Index seq_len, const Se
   std::vector<DoubleDouble> prefix;
   log_forget_prefix(fgate, seq_len, prefix);
   std::vector<DoubleDouble> col(static_cast<size_t>(seq_len)), row(col.size());
+  std::vector<Index> argmax(col.size(), -1);  // the column of row[t]
   for (Index s = 0; s < seq_len; ++s)
     col[s] = DoubleDouble{static_cast<double>(igate[s]), 0.0} - prefix[s];
   DoubleDouble running = dd_minus_infinity;
+  Index running_argmax = -1;
   for (Index t = 0; t < seq_len; ++t) {
     if (mask.causal()) {
-      running = std::max(running, col[t]);
+      if (running_argmax < 0 || running < col[t]) {
+        running = col[t];
+        running_argmax = t;
+      }
       row[t] = running;
+      argmax[t] = running_argmax;
     } else {
       row[t] = dd_minus_infinity;
-      for (Index s = 0; s < seq_len; ++s)
-        if (mask.allows(t, s)) row[t] = std::max(row[t], col[s]);
+      for (Index s = 0; s < seq_len; ++s) {
+        if (mask.allows(t, s) && (argmax[t] < 0 || row[t] < col[s])) {
+          row[t] = col[s];
+          argmax[t] = s;
+        }
+      }
     }
   }
   // So far row[t] = max_s col[s]; m_t = prefix[t] + row[t]. Make row[t] = m_t - prefix[t].
-  auto empty = [&](Index t) { return row[t].hi == minus_infinity<double>; };
+  auto empty = [&](Index t) { return argmax[t] < 0; };
   DoubleDouble global_max = dd_minus_infinity;
-  for (Index t = 0; t < seq_len; ++t)
-    if (!empty(t)) global_max = std::max(global_max, prefix[t] + row[t]);
+  Index global_row = -1;
+  for (Index t = 0; t < seq_len; ++t) {
+    if (!empty(t) && (global_row < 0 || global_max < prefix[t] + row[t])) {
+      global_max = prefix[t] + row[t];
+      global_row = t;
+    }
+  }
   gates.col.resize(seq_len);
   gates.row.resize(seq_len);
   gates.stabilizer.resize(static_cast<size_t>(seq_len));
+  gates.source.resize(static_cast<size_t>(seq_len));
   for (Index t = 0; t < seq_len; ++t) {
     gates.col.set(t, col[t]);
     if (empty(t)) {
       gates.row.set(t, dd_plus_infinity);
       gates.stabilizer[t] = minus_infinity<double>;
+      gates.source[t] = -1;
     } else if (stabilize_rowwise) {
       gates.row.set(t, row[t]);
       gates.stabilizer[t] = (prefix[t] + row[t]).value();
+      gates.source[t] = t * seq_len + argmax[t];
     } else {
       gates.row.set(t, global_max - prefix[t]);
       gates.stabilizer[t] = global_max.value();
+      gates.source[t] = global_row * seq_len + argmax[global_row];
     }
   }
 }
@@ -117,11 +141,12 @@ struct HeadSlices {
   T* h;
 };
 
-// h for rows [t0, t1) of one head (see the file comment).
+// h for rows [t0, t1) of one head (see the file comment); the row sums sum_s Ct[t, s] go to
+// row_sum[t0, t1) when row_sum is not null.
 template <typename T>
 void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates,
                        const SequenceShape& s, const SequenceMask& mask, Index t0, Index t1,
-                       T eps) {
+                       T eps, T* row_sum) {
   using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
   const Index rows = t1 - t0;
@@ -168,15 +193,17 @@ void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates
       hidden.row(r).setZero();
       continue;
     }
-    const T normalizer = std::max(std::abs(rowsum[r]), std::exp(-static_cast<T>(m_t))) + eps;
-    hidden.row(r) = acc.row(r) / normalizer;
+    hidden.row(r) = acc.row(r) / (normalizer(rowsum[r], static_cast<T>(m_t)) + eps);
   }
+  if (row_sum != nullptr) Eigen::Map<Vector>(row_sum + t0, rows) = rowsum;
 }
 
-// The parallel form on validated inputs; writes h (B, NH, S, DV).
+// The parallel form on validated inputs; writes h (B, NH, S, DV), and the row sums
+// sum_s Ct[t, s] (B, NH, S) when row_sum is not null.
 template <typename T>
-void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask, bool stabilize_rowwise,
-                      T eps, int num_threads, T* h) {
+void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask,
+                      bool stabilize_rowwise, T eps, int num_threads, T* h,
+                      T* row_sum = nullptr) {
   const SequenceShape& s = in.shape;
   const Index heads = s.batch * s.heads;
   const double flops = 2.0 * static_cast<double>(heads) * static_cast<double>(s.seq_len) *
@@ -204,7 +231,8 @@ void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask, boo
                                in.v.data() + row * s.v_dim, h + row * s.v_dim};
     const Index t0 = tile * parallel_tile_rows;
     parallel_row_tile(slices, gates[static_cast<size_t>(head)], s, mask, t0,
-                      std::min(t0 + parallel_tile_rows, s.seq_len), eps);
+                      std::min(t0 + parallel_tile_rows, s.seq_len), eps,
+                      row_sum == nullptr ? nullptr : row_sum + row);
   });
 }
 

@@ -79,7 +79,7 @@ inline void recurrent_step_head(T* c, T* n, T& m, const T* q, const T* k, const 
   for (; col < v_dim; ++col)
     step_column_block<1>(c, q, k, v, forget, input_scaled, qk_dim, v_dim, col, h);
 
-  const T denominator = std::max(std::abs(q_dot_n), std::exp(-m_new)) + eps;
+  const T denominator = normalizer(q_dot_n, m_new) + eps;
   Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(h, v_dim) /= denominator;
   m = m_new;
 }
