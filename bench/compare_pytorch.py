@@ -15,7 +15,9 @@ PyTorch side: the reference package's functions (xlstm: parallel_stabilized_simp
 chunkwise_simple, recurrent_step_stabilized_simple) when the package can be found; otherwise
 this project's torch implementations written from the same equations
 (tests/reference/mlstm_reference.py for parallel and step, chunkwise below). The table says
-which. Install the reference beside Debian's torch with
+which, and which BLAS torch runs its matrix products on: Debian's torch uses whatever
+libblas.so.3 resolves to, the reference BLAS by default; for an optimized one run with
+    LD_LIBRARY_PATH=<dir of an OpenBLAS libblas.so.3> (e.g. from libopenblas0-openmp) Install the reference beside Debian's torch with
     /usr/bin/python3 -m venv --system-site-packages /tmp/venv
     /tmp/venv/bin/pip install --no-deps xlstm==2.0.6
 and run this script with /tmp/venv/bin/python.
@@ -26,7 +28,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -119,7 +120,8 @@ def inputs(S, D, seed=0):
 
 
 def time_call(fn, budget_s, min_runs=2, max_runs=50):
-    """Median wall time of fn() in seconds: one warm-up, then runs until the budget is spent."""
+    """Best wall time of fn() in seconds (the statistic taken on the C++ side too): one warm-up,
+    then runs until the budget is spent."""
     fn()
     times = []
     start = time.perf_counter()
@@ -127,7 +129,7 @@ def time_call(fn, budget_s, min_runs=2, max_runs=50):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 def parallel_bytes(S):
@@ -156,29 +158,34 @@ def flops(kernel, S, D):
 # ---------------------------------------------------------------------------------------------
 
 
-def run_cpp(binary, threads, pattern, min_time):
+def run_cpp(binary, threads, pattern, min_time, repetitions):
+    """Runs the bench binary; repetitions of all benchmarks are interleaved at random, so that
+    a passing load on the machine does not land on one benchmark alone."""
     env = dict(os.environ, MLSTM_NUM_THREADS=str(threads))
     cmd = [binary, "--benchmark_format=json", f"--benchmark_filter={pattern}",
-           f"--benchmark_min_time={min_time}"]
+           f"--benchmark_min_time={min_time}", f"--benchmark_repetitions={repetitions}",
+           "--benchmark_enable_random_interleaving=true"]
     print("running:", f"MLSTM_NUM_THREADS={threads}", " ".join(cmd), flush=True)
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 
 
 def parse_cpp(report):
-    """{(kernel, D, S): seconds}, and the best Eigen GEMM rate in FLOP/s."""
+    """{(kernel, D, S): best seconds over the repetitions}, and the best Eigen GEMM rate."""
     times, gemm = {}, 0.0
     names = {"BM_Parallel": "parallel", "BM_Chunkwise": "chunkwise",
              "BM_RecurrentSequence": "recurrent", "BM_RecurrentStep": "step"}
     for bench in report["benchmarks"]:
-        parts = bench["name"].split("/")
+        if bench.get("run_type") == "aggregate":
+            continue
+        parts = bench["run_name"].split("/")
         if parts[0] == "BM_EigenGemm":
             gemm = max(gemm, bench["useful_flops"])
             continue
         args = dict(p.split(":") for p in parts[1:] if ":" in p)
         unit = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[bench["time_unit"]]
         key = (names[parts[0]], int(args["D"]), int(args.get("S", 1)))
-        times[key] = bench["real_time"] * unit
+        times[key] = min(times.get(key, math.inf), bench["real_time"] * unit)
     return times, gemm
 
 
@@ -213,7 +220,7 @@ def main():
     pattern = (f"BM_(Parallel|Chunkwise)/D:({d_alt})/S:({s_alt})/|"
                f"BM_RecurrentSequence/D:({d_alt})/S:({s_alt})/|"
                f"BM_RecurrentStep/D:({d_alt})/|BM_EigenGemm")
-    report = run_cpp(args.binary, args.threads, pattern, 1.0 if full else 0.5)
+    report = run_cpp(args.binary, args.threads, pattern, 0.5, 3)
     ours, gemm_rate = parse_cpp(report)
 
     torch.set_num_threads(args.threads)
@@ -298,11 +305,23 @@ def fmt_time(seconds):
 
 
 def blas_info():
-    config = torch.__config__.show()
-    for part in config.replace("\n", ",").split(","):
-        if "BLAS_INFO" in part:
-            return part.strip()
-    return "unknown"
+    """The BLAS library torch has loaded (Debian's torch links the generic libblas.so.3, which
+    is the reference BLAS unless an optimized one is installed or put first on
+    LD_LIBRARY_PATH), and torch's float32 1024^3 matmul rate."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    runs, start = 0, time.perf_counter()
+    while runs < 3 or time.perf_counter() - start < 1.0:
+        a @ b
+        runs += 1
+    rate = runs * 2 * 1024**3 / (time.perf_counter() - start)
+    libraries = set()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split()[-1]
+            if "blas" in os.path.basename(path).lower():
+                libraries.add(os.path.realpath(path))
+    return f"{', '.join(sorted(libraries)) or 'none found'}; torch matmul {rate / 1e9:.1f} GFLOP/s"
 
 
 def report_targets(ours, theirs, gemm_rate):

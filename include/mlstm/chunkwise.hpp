@@ -26,17 +26,25 @@
 //
 // Stabilizers: every h_t uses the recurrent form's m_t (the reference's chunkwise_simple uses
 // the same), so h equals recurrent_sequence from the same initial state to rounding, lower bound
-// exp(-m_t) included. Against parallel_stabilized (zero initial state) h agrees except in rows
-// where the lower bound or eps matters: the parallel m_t lacks the initial state's term cum[t] + 0.
-// The final state's m is the recurrent form's m after the last step; c and n agree with the
-// recurrent form's to rounding (compare c * exp(m), n * exp(m) across forms).
+// exp(-m_t) included. Against parallel_stabilized (zero initial state) h agrees to rounding
+// where the two forms' m_t are equal, which i_0 >= 0 guarantees; elsewhere the parallel m_t lacks
+// the zero state's term (sum of logsigmoid(f) up to t), and since h = N_t / (max(|D_t|, 1) +
+// eps exp(m_t)) with N_t, D_t the unstabilized numerator and denominator, the forms then differ
+// by the eps term only. The final state's m is the recurrent form's m after the last step; c and
+// n agree with the recurrent form's to rounding (compare c * exp(m), n * exp(m) across forms).
 //
 // Threads: the sequence is processed in segments of chunks. For each segment, the chunks'
 // contributions (the sums over s above) are computed in parallel over (batch-head, chunk), the
 // states at the chunk starts follow by a short scan per batch-head, and the outputs are again
 // computed in parallel over (batch-head, chunk). Every quantity is computed by one thread in a
-// fixed order, so results do not depend on the thread count. Memory beyond inputs and outputs:
-// the segment's states and contributions (bounded to about 32 MiB), whatever S is.
+// fixed order, so results do not depend on the thread count (nor on the segment length).
+// Memory beyond inputs and outputs: the segment's states and contributions (about 4 MiB at
+// most, whatever S is).
+//
+// Building blocks (detail::, for the backward pass, which recomputes the chunk states):
+// ChunkGates::compute (a chunk's gate sums), chunk_state_contribution (what a chunk adds to the
+// state), advance_chunk_state (the state across a chunk), chunk_outputs (h of a chunk from the
+// state at its start), chunkwise_forward (all of it over a sequence).
 #pragma once
 
 #include <Eigen/Core>
