@@ -273,12 +273,6 @@ TEST_CASE("results do not depend on the number of threads", "[threads]") {
     if (masked) options.mask = mask;
     return mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
   };
-  auto chunkwise = [&](int threads) {
-    mlstm::ChunkwiseOptions options;
-    options.num_threads = threads;
-    options.chunk_size = 32;
-    return mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
-  };
   auto recurrent = [&](int threads) {
     return mlstm::recurrent_sequence(c.q, c.k, c.v, c.igate, c.fgate, 1e-6, threads);
   };
@@ -290,15 +284,30 @@ TEST_CASE("results do not depend on the number of threads", "[threads]") {
         MLSTM_CHECK_CLOSE(parallel(threads, rowwise, masked), one, 0.0);
     }
   }
-  const auto chunkwise_one = chunkwise(1);
   const auto recurrent_one = recurrent(1);
+  // Six batch-heads share out evenly over 1, 2 and 3 threads (one batch-head per item); three
+  // over 2 threads do not (chunks of segments per item).
+  for (const Index batch : {2, 1}) {
+    const SequenceCase<float> heads(batch, 3, 600, 16, 8, 13, {-8, 8}, {-4, 8});
+    auto chunkwise_on = [&](int threads) {
+      mlstm::ChunkwiseOptions options;
+      options.num_threads = threads;
+      options.chunk_size = 32;
+      return mlstm::chunkwise_stabilized(heads.q, heads.k, heads.v, heads.igate, heads.fgate,
+                                         options);
+    };
+    const auto chunkwise_one = chunkwise_on(1);
+    for (const int threads : {2, 3}) {
+      CAPTURE(batch, threads);
+      const auto chunkwise_many = chunkwise_on(threads);
+      MLSTM_CHECK_CLOSE(chunkwise_many.h, chunkwise_one.h, 0.0);
+      MLSTM_CHECK_CLOSE(chunkwise_many.state.c, chunkwise_one.state.c, 0.0);
+      MLSTM_CHECK_CLOSE(chunkwise_many.state.n, chunkwise_one.state.n, 0.0);
+      MLSTM_CHECK_CLOSE(chunkwise_many.state.m, chunkwise_one.state.m, 0.0);
+    }
+  }
   for (const int threads : {2, 3}) {
     CAPTURE(threads);
-    const auto chunkwise_many = chunkwise(threads);
-    MLSTM_CHECK_CLOSE(chunkwise_many.h, chunkwise_one.h, 0.0);
-    MLSTM_CHECK_CLOSE(chunkwise_many.state.c, chunkwise_one.state.c, 0.0);
-    MLSTM_CHECK_CLOSE(chunkwise_many.state.n, chunkwise_one.state.n, 0.0);
-    MLSTM_CHECK_CLOSE(chunkwise_many.state.m, chunkwise_one.state.m, 0.0);
     const auto recurrent_many = recurrent(threads);
     MLSTM_CHECK_CLOSE(recurrent_many.h, recurrent_one.h, 0.0);
     MLSTM_CHECK_CLOSE(recurrent_many.state.c, recurrent_one.state.c, 0.0);
@@ -308,7 +317,7 @@ TEST_CASE("results do not depend on the number of threads", "[threads]") {
   MLSTM_CHECK_CLOSE(parallel(0, true, false), parallel(1, true, false), 0.0);
 }
 
-TEST_CASE("chunkwise results do not depend on how chunks are grouped into segments",
+TEST_CASE("chunkwise results do not depend on how chunks are grouped or walked",
           "[chunkwise][threads]") {
   // The public call picks the segment length from a memory budget; any length gives the same
   // bits, so that budget is free to change.
@@ -325,6 +334,19 @@ TEST_CASE("chunkwise results do not depend on how chunks are grouped into segmen
     return std::make_pair(h, out);
   };
   const auto reference = run(chunks, 1);
+  // The by-head walk (used when batch-heads share out evenly) gives the same bits too.
+  for (const int threads : {1, 2}) {
+    auto out = mlstm::RecurrentState<double>::zeros(1, 2, 7, 5);
+    Tensor<double, 4> h(1, 2, 203, 5);
+    mlstm::detail::chunkwise_forward_by_head<double>(
+        in, chunk_size, 1e-6, threads, initial.c.data(), initial.n.data(), initial.m.data(),
+        h.data(), out.c.data(), out.n.data(), out.m.data());
+    CAPTURE(threads);
+    MLSTM_CHECK_CLOSE(h, reference.first, 0.0);
+    MLSTM_CHECK_CLOSE(out.c, reference.second.c, 0.0);
+    MLSTM_CHECK_CLOSE(out.n, reference.second.n, 0.0);
+    MLSTM_CHECK_CLOSE(out.m, reference.second.m, 0.0);
+  }
   for (const Index segment : {Index(1), Index(3), Index(5)}) {
     for (const int threads : {1, 2, 3}) {
       CAPTURE(segment, threads);

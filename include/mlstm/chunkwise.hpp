@@ -26,17 +26,28 @@
 //
 // Stabilizers: every h_t uses the recurrent form's m_t (the reference's chunkwise_simple uses
 // the same), so h equals recurrent_sequence from the same initial state to rounding, lower bound
-// exp(-m_t) included. Against parallel_stabilized (zero initial state) h agrees except in rows
-// where the lower bound or eps matters: the parallel m_t lacks the initial state's term cum[t] + 0.
-// The final state's m is the recurrent form's m after the last step; c and n agree with the
-// recurrent form's to rounding (compare c * exp(m), n * exp(m) across forms).
+// exp(-m_t) included. Against parallel_stabilized (zero initial state) h agrees to rounding
+// where the two forms' m_t are equal, which i_0 >= 0 guarantees; elsewhere the parallel m_t lacks
+// the zero state's term (sum of logsigmoid(f) up to t), and since h = N_t / (max(|D_t|, 1) +
+// eps exp(m_t)) with N_t, D_t the unstabilized numerator and denominator, the forms then differ
+// by the eps term only. The final state's m is the recurrent form's m after the last step; c and
+// n agree with the recurrent form's to rounding (compare c * exp(m), n * exp(m) across forms).
 //
-// Threads: the sequence is processed in segments of chunks. For each segment, the chunks'
-// contributions (the sums over s above) are computed in parallel over (batch-head, chunk), the
-// states at the chunk starts follow by a short scan per batch-head, and the outputs are again
-// computed in parallel over (batch-head, chunk). Every quantity is computed by one thread in a
-// fixed order, so results do not depend on the thread count. Memory beyond inputs and outputs:
-// the segment's states and contributions (bounded to about 32 MiB), whatever S is.
+// Threads: when the batch-heads share out evenly over the threads, each thread walks whole
+// batch-heads chunk by chunk. Otherwise the sequence is processed in segments of chunks: for
+// each segment, the chunks' contributions (the sums over s above) are computed in parallel over
+// (batch-head, chunk), the states at the chunk starts follow by a short scan per batch-head, and
+// the outputs are again computed in parallel over (batch-head, chunk). Every quantity is computed
+// by one thread in the same order either way, so results do not depend on the thread count (nor
+// on the segment length).
+// Memory beyond inputs and outputs: the segment's states and contributions (about 4 MiB at
+// most, whatever S is).
+//
+// Building blocks (detail::, for the backward pass, which recomputes the chunk states):
+// ChunkGates::compute (a chunk's gate sums), chunk_state_contribution (what a chunk adds to the
+// state), advance_chunk_state (the state across a chunk), chunk_outputs (h of a chunk from the
+// state at its start), chunkwise_forward and chunkwise_forward_by_head (all of it over a
+// sequence).
 #pragma once
 
 #include <Eigen/Core>
@@ -353,6 +364,65 @@ void chunkwise_forward(const SequenceInputs<T>& in, Index chunk_size, Index segm
   }
 }
 
+// The chunkwise form on validated inputs, one batch-head per item: each item walks its chunks in
+// order (outputs from the state at the chunk's start, then the chunk's contribution and the state
+// across it), with no waiting between threads and the chunk's keys and values still in cache.
+// Gives the same bits as chunkwise_forward: the same functions on equally aligned buffers, in
+// the same order per batch-head. Arguments as chunkwise_forward.
+template <typename T>
+void chunkwise_forward_by_head(const SequenceInputs<T>& in, Index chunk_size, T eps,
+                               int num_threads, const T* initial_c, const T* initial_n,
+                               const T* initial_m, T* h, T* final_c, T* final_n, T* final_m) {
+  using Storage = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+  const SequenceShape& s = in.shape;
+  const Index heads = s.batch * s.heads;
+  const Index chunks = (s.seq_len + chunk_size - 1) / chunk_size;
+  const Index c_size = s.qk_dim * s.v_dim;
+  const Index c_stride = padded_size<T>(c_size);
+  const Index n_stride = padded_size<T>(s.qk_dim);
+  const double flops = 2.0 * static_cast<double>(heads * s.seq_len) *
+                       (static_cast<double>(chunk_size * (s.qk_dim + s.v_dim)) +
+                        2.0 * static_cast<double>(c_size));
+  parallel_for(heads, threads_for_work(num_threads, heads, flops), [&](Index head) {
+    // Two state slots (the chunk's start and end, swapping roles) and the contribution.
+    Storage c(2 * c_stride), n(2 * n_stride), kv(c_stride), ksum(n_stride);
+    double m[2];
+    if (initial_c != nullptr) {
+      std::copy_n(initial_c + head * c_size, c_size, c.data());
+      std::copy_n(initial_n + head * s.qk_dim, s.qk_dim, n.data());
+    } else {
+      std::fill_n(c.data(), c_size, T(0));
+      std::fill_n(n.data(), s.qk_dim, T(0));
+    }
+    m[0] = initial_m != nullptr ? static_cast<double>(initial_m[head]) : 0.0;
+    ChunkGates gates;
+    for (Index j = 0; j < chunks; ++j) {
+      const Index now = j % 2, next = 1 - now;
+      const Index row = head * s.seq_len + j * chunk_size;
+      gates.compute(in.igate_preact.data() + row, in.fgate_preact.data() + row,
+                    std::min(chunk_size, s.seq_len - j * chunk_size));
+      chunk_outputs(in.q.data() + row * s.qk_dim, in.k.data() + row * s.qk_dim,
+                    in.v.data() + row * s.v_dim, gates, c.data() + now * c_stride,
+                    n.data() + now * n_stride, m[now], s.qk_dim, s.v_dim, eps, h + row * s.v_dim);
+      chunk_state_contribution(in.k.data() + row * s.qk_dim, in.v.data() + row * s.v_dim, gates,
+                               s.qk_dim, s.v_dim, kv.data(), ksum.data());
+      advance_chunk_state(c.data() + now * c_stride, n.data() + now * n_stride, m[now], kv.data(),
+                          ksum.data(), gates, s.qk_dim, s.v_dim, c.data() + next * c_stride,
+                          n.data() + next * n_stride, m[next]);
+    }
+    const Index last = chunks % 2;
+    std::copy_n(c.data() + last * c_stride, c_size, final_c + head * c_size);
+    std::copy_n(n.data() + last * n_stride, s.qk_dim, final_n + head * s.qk_dim);
+    final_m[head] = static_cast<T>(m[last]);
+  });
+}
+
+// Whether to give each thread whole batch-heads (chunkwise_forward_by_head) rather than chunks
+// of segments (chunkwise_forward): when the batch-heads share out evenly enough.
+inline bool chunkwise_by_head(Index heads, int threads) {
+  return threads == 1 || heads % threads == 0 || heads >= 4 * static_cast<Index>(threads);
+}
+
 inline void expect_valid_chunk_size(Index chunk_size) {
   if (chunk_size < 1) {
     throw ValueError("options.chunk_size",
@@ -398,10 +468,17 @@ ChunkwiseResult<scalar_of<Q>> chunkwise_call(
     const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
     HiddenAndState<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
                           RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim)};
-    chunkwise_forward<T>(in, options.chunk_size,
-                         chunkwise_segment_chunks<T>(s, options.chunk_size, threads),
-                         static_cast<T>(options.eps), threads, initial[0], initial[1], initial[2],
-                         out.h.data(), out.state.c.data(), out.state.n.data(), out.state.m.data());
+    const T eps = static_cast<T>(options.eps);
+    if (chunkwise_by_head(s.batch * s.heads, threads)) {
+      chunkwise_forward_by_head<T>(in, options.chunk_size, eps, threads, initial[0], initial[1],
+                                   initial[2], out.h.data(), out.state.c.data(),
+                                   out.state.n.data(), out.state.m.data());
+    } else {
+      chunkwise_forward<T>(in, options.chunk_size,
+                           chunkwise_segment_chunks<T>(s, options.chunk_size, threads), eps,
+                           threads, initial[0], initial[1], initial[2], out.h.data(),
+                           out.state.c.data(), out.state.n.data(), out.state.m.data());
+    }
     return out;
   }
 }

@@ -1,8 +1,8 @@
 // The mLSTM cell in parallel form (the reference's parallel_stabilized_simple).
 //
 // Shapes: q, k (B, NH, S, DQK); v (B, NH, S, DV); igate_preact, fgate_preact (B, NH, S, 1);
-// returns h (B, NH, S, DV). Scalars: float, double, or Eigen::bfloat16 (computed in float). Per (b,
-// h), for rows t and columns s allowed by the mask:
+// returns h (B, NH, S, DV). Scalars: float, double, or Eigen::bfloat16 (computed in float).
+// Per (b, h), for rows t and columns s allowed by the mask:
 //
 //   F[t,s]    = sum_{r=s+1..t} logsigmoid(f_r)
 //   logD[t,s] = F[t,s] + i_s
@@ -10,19 +10,21 @@
 //   Ct[t,s]   = (q_t . k_s / sqrt(DQK)) * exp(logD[t,s] - m_t)
 //   h_t       = sum_s Ct[t,s] v_s / (max(|sum_s Ct[t,s]|, exp(-m_t)) + eps)
 //
-// F is computed as a difference of cumulative sums of logsigmoid(f), accumulated in double.
-// A row that the mask leaves empty gives h_t = 0 (the limit of the formula; the reference gives
-// NaN there).
+// F is a difference of prefix sums of logsigmoid(f) held in double-double (gate_decay.hpp), so
+// each exponent is as accurate as a direct sum over r. A row that the mask leaves empty gives
+// h_t = 0 (the limit of the formula; the reference gives NaN there).
 //
 // How it is computed: no (S, S) matrix is ever formed. A first pass over the gates alone finds
 // m_t for every row (O(S) per head for the causal mask, from the prefix maximum of
-// i_s - cumsum_s; a pass over the mask for a given one). Then each tile of rows [t0, t1) walks
-// tiles of columns: scores = Q_rows K_cols^T (one matrix product), weights = scores * exp(logD - m)
-// elementwise, acc += weights V_cols (one matrix product), row sums accumulated alongside.
-// Column tiles right of the diagonal are skipped (with a given mask: tiles it hides entirely).
+// i_s - prefix_s; a pass over the mask for a given one), so every exponent is taken once,
+// relative to its row's final stabilizer, and nothing is rescaled later. Then each tile of rows
+// [t0, t1) walks tiles of columns: scores = Q_rows K_cols^T (one Eigen matrix product), weights
+// = scores * exp(logD - m) elementwise, acc += weights V_cols (one matrix product), row sums
+// alongside. Column tiles right of the diagonal are skipped, and so are the rows of a diagonal
+// tile above it (with a given mask: the tiles it hides entirely).
 // Memory beyond inputs and output: O(S) per head for the gates, one tile per thread.
-// Threads take (batch-head, row tile) items; each item is computed by one thread in a fixed
-// order, so h does not depend on the thread count.
+// Threads take (batch-head, row tile) items, largest first; each item is computed by one thread
+// in a fixed order, so h does not depend on the thread count.
 #pragma once
 
 #include <Eigen/Core>

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <exception>
 #include <memory>
@@ -67,7 +68,8 @@ struct ParallelForState {
   Index count;
   const void* task;  // valid while finished < count
   void (*run_task)(const void* task, Index item);
-  std::mutex error_mutex;
+  std::mutex mutex;  // guards error, and the wake-up of a caller waiting for the last item
+  std::condition_variable all_finished;
   std::exception_ptr error;
 
   ParallelForState(int users_, Index count_, const void* task_, void (*run_)(const void*, Index))
@@ -82,14 +84,28 @@ struct ParallelForState {
         run_task(task, item);
       } catch (...) {
         {
-          std::lock_guard<std::mutex> lock(error_mutex);
+          std::lock_guard<std::mutex> lock(mutex);
           if (!error) error = std::current_exception();
         }
         const Index untaken = count - std::min(count, next.exchange(count));
         done += untaken;  // items nobody will take now count as finished
       }
-      finished.fetch_add(done, std::memory_order_acq_rel);
+      if (finished.fetch_add(done, std::memory_order_acq_rel) + done == count) {
+        std::lock_guard<std::mutex> lock(mutex);
+        all_finished.notify_all();
+      }
     }
+  }
+
+  // Returns once every item is finished: spins first (the items still running usually end about
+  // when the caller's do, and a sleep and wake-up would cost more), then sleeps.
+  void wait() {
+    for (int spins = 0; spins < 2000; ++spins) {
+      if (finished.load(std::memory_order_acquire) >= count) return;
+      if (spins >= 1000) std::this_thread::yield();
+    }
+    std::unique_lock<std::mutex> lock(mutex);
+    all_finished.wait(lock, [&] { return finished.load(std::memory_order_acquire) >= count; });
   }
 
   void release() {
@@ -125,11 +141,7 @@ void parallel_for(Index count, int threads, const Task& task) {
   inside_parallel_for() = true;
   state->work();
   inside_parallel_for() = false;
-  // The items still running finish about when the caller does: wait by spinning (a sleep and
-  // wake-up would cost more), yielding the core once the wait grows long.
-  for (int spins = 0; state->finished.load(std::memory_order_acquire) < count; ++spins) {
-    if (spins > 1000) std::this_thread::yield();
-  }
+  state->wait();
   std::exception_ptr error = state->error;
   state->release();
   if (error) std::rethrow_exception(error);
