@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
+
+#include <limits>
 #include <cmath>
 #include <mlstm/mlstm.hpp>
 #include <set>
@@ -356,6 +358,22 @@ TEST_CASE("chunkwise results do not depend on how chunks are grouped or walked",
       MLSTM_CHECK_CLOSE(other.second.n, reference.second.n, 0.0);
       MLSTM_CHECK_CLOSE(other.second.m, reference.second.m, 0.0);
     }
+  }
+}
+
+TEST_CASE("a chunk size beyond the sequence is the sequence as one chunk", "[chunkwise]") {
+  SequenceCase<double> c(1, 2, 10, 4, 3, 8, {-5, 5}, {-5, 5});
+  mlstm::ChunkwiseOptions whole;
+  whole.chunk_size = 10;
+  const auto reference = mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, whole);
+  for (const Index chunk_size : {Index(11), Index(1) << 40, std::numeric_limits<Index>::max()}) {
+    CAPTURE(chunk_size);
+    mlstm::ChunkwiseOptions options;
+    options.chunk_size = chunk_size;
+    const auto out = mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
+    MLSTM_CHECK_CLOSE(out.h, reference.h, 0.0);
+    MLSTM_CHECK_CLOSE(out.state.c, reference.state.c, 0.0);
+    MLSTM_CHECK_CLOSE(out.state.m, reference.state.m, 0.0);
   }
 }
 

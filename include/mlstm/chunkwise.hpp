@@ -423,11 +423,15 @@ inline bool chunkwise_by_head(Index heads, int threads) {
   return threads == 1 || heads % threads == 0 || heads >= 4 * static_cast<Index>(threads);
 }
 
-inline void expect_valid_chunk_size(Index chunk_size) {
+// The chunk size a call works with: options.chunk_size (>= 1, else ValueError), and no more
+// than S, since a longer chunk is the same computation (this also keeps the chunk count's
+// rounding-up division from overflowing for huge sizes).
+inline Index effective_chunk_size(Index chunk_size, Index seq_len) {
   if (chunk_size < 1) {
     throw ValueError("options.chunk_size",
                      "expected a chunk size >= 1, got " + std::to_string(chunk_size));
   }
+  return std::min(chunk_size, seq_len);
 }
 
 // What chunkwise_stabilized returns for inputs of scalar T: h in T, the state in float for
@@ -463,19 +467,19 @@ ChunkwiseResult<scalar_of<Q>> chunkwise_call(
       initial[1] = n_view.data();
       initial[2] = m_view.data();
     }
-    expect_valid_chunk_size(options.chunk_size);
+    const Index chunk_size = effective_chunk_size(options.chunk_size, s.seq_len);
     expect_valid_eps(static_cast<T>(options.eps), "options.eps");
     const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
     HiddenAndState<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
                           RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim)};
     const T eps = static_cast<T>(options.eps);
     if (chunkwise_by_head(s.batch * s.heads, threads)) {
-      chunkwise_forward_by_head<T>(in, options.chunk_size, eps, threads, initial[0], initial[1],
+      chunkwise_forward_by_head<T>(in, chunk_size, eps, threads, initial[0], initial[1],
                                    initial[2], out.h.data(), out.state.c.data(),
                                    out.state.n.data(), out.state.m.data());
     } else {
-      chunkwise_forward<T>(in, options.chunk_size,
-                           chunkwise_segment_chunks<T>(s, options.chunk_size, threads), eps,
+      chunkwise_forward<T>(in, chunk_size,
+                           chunkwise_segment_chunks<T>(s, chunk_size, threads), eps,
                            threads, initial[0], initial[1], initial[2], out.h.data(),
                            out.state.c.data(), out.state.n.data(), out.state.m.data());
     }

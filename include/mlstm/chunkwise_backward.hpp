@@ -320,7 +320,7 @@ ChunkwiseGradients<detail::scalar_of<Q>> chunkwise_stabilized_backward(
   if (dfinal_state) {
     detail::check_state_argument(*dfinal_state, s, detail::final_state_gradient_names);
   }
-  detail::expect_valid_chunk_size(options.chunk_size);
+  const Index chunk_size = detail::effective_chunk_size(options.chunk_size, s.seq_len);
   detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
   const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
 
@@ -335,7 +335,7 @@ ChunkwiseGradients<detail::scalar_of<Q>> chunkwise_stabilized_backward(
   }
   const Index heads = s.batch * s.heads, matrix = s.qk_dim * s.v_dim;
   const double flops = 10.0 * static_cast<double>(heads * s.seq_len) *
-                       static_cast<double>(options.chunk_size + s.qk_dim) *
+                       static_cast<double>(chunk_size + s.qk_dim) *
                        static_cast<double>(s.qk_dim + s.v_dim);
   detail::parallel_for(heads, detail::threads_for_work(threads, heads, flops), [&](Index head) {
     const Index row = head * s.seq_len;
@@ -363,7 +363,7 @@ ChunkwiseGradients<detail::scalar_of<Q>> chunkwise_stabilized_backward(
         g.dinitial_state ? g.dinitial_state->c.data() + head * matrix : nullptr,
         g.dinitial_state ? g.dinitial_state->n.data() + head * s.qk_dim : nullptr,
         g.dinitial_state ? g.dinitial_state->m.data() + head : nullptr};
-    detail::chunkwise_backward_head(p, s.seq_len, s.qk_dim, s.v_dim, options.chunk_size,
+    detail::chunkwise_backward_head(p, s.seq_len, s.qk_dim, s.v_dim, chunk_size,
                                     static_cast<T>(options.eps));
   });
   return g;

@@ -22,3 +22,4 @@
 #include "mlstm/params/adamw.hpp"
 #include "mlstm/params/model_config.hpp"
 #include "mlstm/params/model_params.hpp"
+#include "mlstm/model.hpp"

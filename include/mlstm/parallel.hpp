@@ -10,6 +10,8 @@
 //   Ct[t,s]   = (q_t . k_s / sqrt(DQK)) * exp(logD[t,s] - m_t)
 //   h_t       = sum_s Ct[t,s] v_s / (max(|sum_s Ct[t,s]|, exp(-m_t)) + eps)
 //
+// For a given mask that shows row t a later column s > t, F[t,s] is what the difference of
+// prefix sums gives, -sum_{r=t+1..s} logsigmoid(f_r) (as in the reference), not -inf.
 // F is a difference of prefix sums of logsigmoid(f) held in double-double (gate_decay.hpp), so
 // each exponent is as accurate as a direct sum over r. A row that the mask leaves empty gives
 // h_t = 0 (the limit of the formula; the reference gives NaN there).

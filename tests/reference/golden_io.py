@@ -10,7 +10,8 @@ Format (https://github.com/huggingface/safetensors): 8 bytes little-endian u64 N
 of JSON `{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}`
 padded with spaces to a multiple of 8, then each tensor's little-endian row-major bytes.
 Tensor names are written in sorted order, so a file is a pure function of its contents.
-Supported dtypes: F64, F32, I64, U64, BOOL (one byte per element).
+Supported dtypes: F64, F32, F16, BF16 (from torch.bfloat16 tensors; read back as float32),
+I64, U64, BOOL (one byte per element).
 """
 
 import json
@@ -20,14 +21,19 @@ import numpy as np
 
 __all__ = ["write_safetensors", "read_safetensors"]
 
-_NUMPY_OF = {"F64": "<f8", "F32": "<f4", "I64": "<i8", "U64": "<u8", "BOOL": "|u1"}
-_DTYPE_OF = {np.dtype("float64"): "F64", np.dtype("float32"): "F32", np.dtype("int64"): "I64",
-             np.dtype("uint64"): "U64", np.dtype("bool"): "BOOL"}
+_NUMPY_OF = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<i2", "I64": "<i8", "U64": "<u8",
+             "BOOL": "|u1"}
+_DTYPE_OF = {np.dtype("float64"): "F64", np.dtype("float32"): "F32", np.dtype("float16"): "F16",
+             np.dtype("int64"): "I64", np.dtype("uint64"): "U64", np.dtype("bool"): "BOOL"}
 
 
 def _to_numpy(value):
     if hasattr(value, "detach"):  # a torch tensor; torch itself is not needed otherwise
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":  # NumPy has no bfloat16: write the 16 bits
+            import torch
+            return np.ascontiguousarray(value.contiguous().view(torch.int16).numpy()), "BF16"
+        value = value.numpy()
     array = np.asarray(value)
     if array.dtype not in _DTYPE_OF:
         raise TypeError(f"unsupported dtype {array.dtype}")
@@ -76,6 +82,8 @@ def read_safetensors(path):
         array = np.frombuffer(data[begin:end], dtype=_NUMPY_OF[info["dtype"]])
         if info["dtype"] == "BOOL":
             array = array.astype(bool)
+        elif info["dtype"] == "BF16":  # the upper half of a float32
+            array = (array.astype("<u2").astype("<u4") << 16).view("<f4")
         tensors[name] = array.reshape(info["shape"]).copy()
         covered = max(covered, end)
     if covered != len(data):

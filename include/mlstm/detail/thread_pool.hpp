@@ -15,12 +15,14 @@
 
 namespace mlstm::detail {
 
-// MLSTM_NUM_THREADS if it holds a positive integer, else the hardware's thread count (>= 1).
+// MLSTM_NUM_THREADS if it holds an integer in [1, max_env_threads], else the hardware's thread
+// count (>= 1).
+inline constexpr long max_env_threads = 1024;
 inline int initial_num_threads() {
   if (const char* text = std::getenv("MLSTM_NUM_THREADS")) {
     char* end = nullptr;
     const long value = std::strtol(text, &end, 10);
-    if (end != text && *end == '\0' && value >= 1 && value <= 1 << 16)
+    if (end != text && *end == '\0' && value >= 1 && value <= max_env_threads)
       return static_cast<int>(value);
   }
   return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
@@ -119,9 +121,14 @@ struct ParallelForState {
 // thrown by a task stops the handing out of items and is rethrown here once the items taken are
 // done. A parallel_for inside a task runs on its calling thread (no nested waiting on the pool).
 // The serial case allocates nothing; the threaded one allocates one small block.
+// At most this many threads work on one parallel_for, whatever is asked: Eigen's pool takes
+// fewer than 65536, and beyond a few hundred threads only waste memory on any machine.
+inline constexpr Index max_parallel_threads = 256;
+
 template <typename Task>
 void parallel_for(Index count, int threads, const Task& task) {
-  const int helpers = static_cast<int>(std::min<Index>(threads, count)) - 1;
+  const int helpers =
+      static_cast<int>(std::min<Index>({Index(threads), count, max_parallel_threads})) - 1;
   if (helpers <= 0 || inside_parallel_for()) {
     for (Index item = 0; item < count; ++item) task(item);
     return;

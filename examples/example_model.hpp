@@ -1,0 +1,107 @@
+// What the model examples share: the flags that choose a model (a checkpoint, or a new model of
+// a given configuration initialized from a seed) and how to build it.
+//
+//   --checkpoint=PATH      a safetensors state dict (from save_language_model, or from PyTorch:
+//                          the configuration is then inferred from the tensors)
+//   without a checkpoint:  --vocab-size --embedding-dim --num-heads --num-blocks
+//                          --context-length --seed (the reference's initialization)
+//   --threads=N            threads of the kernels and products (default: all)
+//   --chunk-size=N         chunk size of the chunkwise kernel (prefill)
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+
+#include <mlstm/mlstm.hpp>
+
+namespace example {
+
+struct ModelFlags {
+  std::string checkpoint;
+  mlstm::LMModelConfig config;
+  std::uint64_t seed = 0;
+  mlstm::KernelOptions kernels;
+
+  ModelFlags() {
+    config.vocab_size = 256;
+    config.embedding_dim = 128;
+    config.num_heads = 4;
+    config.num_blocks = 2;
+    config.context_length = 256;
+  }
+};
+
+inline const char* const model_usage =
+    "  --checkpoint=PATH     load a safetensors checkpoint (else: a new model from --seed)\n"
+    "  --vocab-size=N --embedding-dim=N --num-heads=N --num-blocks=N --context-length=N\n"
+    "                        the new model's configuration (default 256, 128, 4, 2, 256)\n"
+    "  --seed=N              seed of the new model's initialization (default 0)\n"
+    "  --threads=N           threads (default: MLSTM_NUM_THREADS or all cores)\n"
+    "  --chunk-size=N        chunk size of the chunkwise kernel (default 64)\n";
+
+inline long long parse_integer(const std::string& flag, const std::string& text) {
+  std::size_t used = 0;
+  long long value = 0;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || text.empty())
+    throw std::invalid_argument(flag + ": not an integer: '" + text + "'");
+  return value;
+}
+
+// Consumes `flag`=`value` if it is a model flag; false if it is not one.
+inline bool parse_model_flag(const std::string& flag, const std::string& value, ModelFlags& flags) {
+  auto& c = flags.config;
+  const std::map<std::string, mlstm::Index*> integers{
+      {"--vocab-size", &c.vocab_size},         {"--embedding-dim", &c.embedding_dim},
+      {"--num-heads", &c.num_heads},           {"--num-blocks", &c.num_blocks},
+      {"--context-length", &c.context_length}, {"--chunk-size", &flags.kernels.chunk_size}};
+  if (integers.count(flag) != 0) {
+    *integers.at(flag) = static_cast<mlstm::Index>(parse_integer(flag, value));
+  } else if (flag == "--checkpoint") {
+    flags.checkpoint = value;
+  } else if (flag == "--seed") {
+    flags.seed = static_cast<std::uint64_t>(parse_integer(flag, value));
+  } else if (flag == "--threads") {
+    mlstm::set_num_threads(static_cast<int>(parse_integer(flag, value)));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// The checkpoint's model, or a new one of flags.config initialized from flags.seed.
+inline mlstm::LanguageModel<float> make_model(const ModelFlags& flags) {
+  if (!flags.checkpoint.empty()) {
+    return mlstm::load_language_model<float>(flags.checkpoint, flags.kernels,
+                                             flags.config.context_length);
+  }
+  mlstm::LanguageModel<float> model(flags.config, flags.kernels);
+  mlstm::Generator generator(flags.seed);
+  model.reset_parameters(generator);
+  return model;
+}
+
+inline void print_model(const mlstm::LanguageModel<float>& model, const ModelFlags& flags) {
+  const mlstm::LMModelConfig& c = model.config();
+  std::printf("model: %s; vocab %lld, embedding %lld, %lld blocks, %lld heads, inner %lld, "
+              "%lld parameters; %d threads\n",
+              flags.checkpoint.empty() ? ("new, seed " + std::to_string(flags.seed)).c_str()
+                                       : flags.checkpoint.c_str(),
+              static_cast<long long>(c.vocab_size), static_cast<long long>(c.embedding_dim),
+              static_cast<long long>(c.num_blocks), static_cast<long long>(c.num_heads),
+              static_cast<long long>(c.inner_embedding_dim()),
+              static_cast<long long>(model.registry().parameter_count()), mlstm::get_num_threads());
+}
+
+inline double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace example

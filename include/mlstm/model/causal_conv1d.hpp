@@ -1,0 +1,113 @@
+// The causal depthwise convolution of the mLSTM layer, the reference's CausalConv1d (one filter
+// of KS taps per feature, no mixing across features, output t sees inputs t-KS+1 .. t):
+//
+//   x (B, S, D), weight (D, 1, KS) (nn.Conv1d's layout, as in the state dict), bias (D)
+//   y[b, t, d] = bias[d] + sum_{j=0..KS-1} weight[d, 0, j] * x[b, t - (KS-1) + j, d]
+//
+// Inputs before the start are the conv state's (zero without one). The state is the
+// reference's step state: (B, KS, D), the last KS inputs, oldest first. Only its last KS-1 rows
+// reach the next output (the oldest row drops out before it is used), but the layout is kept so
+// that states move between this library and the reference unchanged. Running the sequence in
+// one call or in pieces, down to one token at a time, gives the same outputs and state.
+#pragma once
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "mlstm/detail/checks.hpp"
+#include "mlstm/tensor.hpp"
+
+namespace mlstm {
+namespace detail {
+
+// y (B, S, D) from x (B, S, D), weight (D, KS), bias (D). `state` (B, KS, D), if not null,
+// holds the previous inputs and is advanced past x after y is written.
+template <typename T>
+void causal_conv1d(const T* x, Index batch, Index seq_len, Index dim, const T* weight,
+                   Index kernel, const T* bias, T* state, T* y) {
+  std::vector<const T*> taps(static_cast<size_t>(kernel));
+  for (Index b = 0; b < batch; ++b) {
+    const T* inputs = x + b * seq_len * dim;
+    const T* history = state != nullptr ? state + b * kernel * dim : nullptr;
+    for (Index t = 0; t < seq_len; ++t) {
+      // taps[j]: the input row at time t - (KS-1) + j, or null for a zero before the start.
+      for (Index j = 0; j < kernel; ++j) {
+        const Index time = t - (kernel - 1) + j;
+        taps[j] = time >= 0 ? inputs + time * dim
+                            : (history != nullptr ? history + (kernel + time) * dim : nullptr);
+      }
+      T* out = y + (b * seq_len + t) * dim;
+      for (Index d = 0; d < dim; ++d) {
+        T sum = bias[d];
+        for (Index j = 0; j < kernel; ++j)
+          if (taps[j] != nullptr) sum += weight[d * kernel + j] * taps[j][d];
+        out[d] = sum;
+      }
+    }
+    if (state != nullptr) {
+      // The new state: the last KS rows of (old state, x).
+      T* rows = state + b * kernel * dim;
+      const Index kept = std::max<Index>(kernel - seq_len, 0);
+      std::copy(rows + (kernel - kept) * dim, rows + kernel * dim, rows);
+      std::copy(inputs + (seq_len - (kernel - kept)) * dim, inputs + seq_len * dim,
+                rows + kept * dim);
+    }
+  }
+}
+
+struct ConvShape {
+  Index batch, seq_len, dim, kernel;
+};
+
+template <typename T>
+ConvShape check_conv_inputs(const ConstTensorMap<T, 3>& x, const ConstTensorMap<T, 3>& weight,
+                            const ConstTensorMap<T, 1>& bias) {
+  const ConvShape shape{x.dimension(0), x.dimension(1), x.dimension(2), weight.dimension(2)};
+  if (weight.dimension(0) != shape.dim || weight.dimension(1) != 1 || shape.kernel < 1) {
+    throw ShapeError("weight", "expected (D, 1, KS) with D = " + std::to_string(shape.dim) +
+                                   " (the last axis of x) and KS >= 1, got " +
+                                   shape_string(weight.dimensions(), 3));
+  }
+  expect_shape<T, 1>(bias, {shape.dim}, "bias", "(D) of x");
+  return shape;
+}
+
+}  // namespace detail
+
+// x (B, S, D), weight (D, 1, KS), bias (D) -> y (B, S, D), from a zero history.
+template <typename X, typename W, typename Bias>
+Tensor<detail::scalar_of<X>, 3> causal_conv1d_forward(const X& x, const W& weight,
+                                                      const Bias& bias) {
+  detail::require_same_scalar<X, W, Bias>();
+  using T = detail::scalar_of<X>;
+  const auto x_view = detail::const_view<3>(x, "x", "(B, S, D)");
+  const auto shape = detail::check_conv_inputs<T>(
+      x_view, detail::const_view<3>(weight, "weight", "(D, 1, KS)"),
+      detail::const_view<1>(bias, "bias", "(D)"));
+  Tensor<T, 3> y(shape.batch, shape.seq_len, shape.dim);
+  detail::causal_conv1d<T>(x_view.data(), shape.batch, shape.seq_len, shape.dim, weight.data(),
+                           shape.kernel, bias.data(), nullptr, y.data());
+  return y;
+}
+
+// The same continuing from `state` (B, KS, D), which is advanced past x in place.
+template <typename X, typename W, typename Bias, typename State>
+Tensor<detail::scalar_of<X>, 3> causal_conv1d_forward(const X& x, const W& weight,
+                                                      const Bias& bias, State&& state) {
+  detail::require_same_scalar<X, W, Bias, State>();
+  using T = detail::scalar_of<X>;
+  const auto x_view = detail::const_view<3>(x, "x", "(B, S, D)");
+  const auto shape = detail::check_conv_inputs<T>(
+      x_view, detail::const_view<3>(weight, "weight", "(D, 1, KS)"),
+      detail::const_view<1>(bias, "bias", "(D)"));
+  auto state_view = detail::mutable_view<3>(state, "state", "(B, KS, D)");
+  detail::expect_shape<T, 3>(state_view, {shape.batch, shape.kernel, shape.dim}, "state",
+                             "(B, KS, D) of x and weight");
+  Tensor<T, 3> y(shape.batch, shape.seq_len, shape.dim);
+  detail::causal_conv1d<T>(x_view.data(), shape.batch, shape.seq_len, shape.dim, weight.data(),
+                           shape.kernel, bias.data(), state_view.data(), y.data());
+  return y;
+}
+
+}  // namespace mlstm

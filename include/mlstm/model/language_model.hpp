@@ -1,0 +1,343 @@
+// The mLSTM-only xLSTM language model, the reference's xLSTMLMModel with mLSTM blocks only:
+//
+//   tokens (B, S) -> logits (B, S, V)
+//   x = token_embedding[tokens]                        (B, S, E)
+//   x = block_{N-1}( ... block_0(x))                   mLSTM blocks (mlstm_block.hpp)
+//   x = post_blocks_norm(x)                            if config.add_post_blocks_norm
+//   logits = x lm_head^T                               no bias; lm_head is the embedding when
+//                                                      config.tie_weights
+//
+// Three ways to run it, which agree (see "Forms" below):
+//
+//   mlstm::LanguageModel<float> model(config);          // parameters under the reference's names
+//   model.load("model.safetensors");                    // or model.reset_parameters(generator)
+//   auto logits = model.forward(tokens);                // whole sequence, from the zero state
+//
+//   auto state = model.initial_state(batch);            // zero state
+//   auto last = model.prefill(prompt, state, mlstm::Logits::last);   // (B, 1, V), state advanced
+//   auto next = model.step(next_tokens, state);         // one token per sequence: (B, V)
+//
+// forward runs options().forward_kernel (parallel by default, like the reference's forward);
+// prefill runs the chunkwise kernel from the given state; step runs the recurrent step and the
+// convolution's step. Any sequence length works (the reference's forward stops at
+// context_length; its step does not). Token ids are integers of any type in [0, vocab_size).
+//
+// Forms. The parallel form's stabilizer is the row maximum of the log decay matrix; the
+// chunkwise and recurrent forms' also includes the initial state's term (m starts at 0). The
+// normalizer is max(|q.n|, 1) + eps * exp(m) in unstabilized units, so the forms differ only by
+// eps * exp(m) (eps = 1e-6): the reference's own step and forward differ by about 5e-8 of the
+// logits' magnitude on the golden models, below float32 rounding (see tests/test_model.cpp).
+//
+// Errors: tokens, the state's shapes and the options are checked before anything is computed
+// or written (ValueError / ShapeError naming them). A non-finite value arising inside (from
+// non-finite parameters) is rejected by the kernels with a ValueError; the state passed to that
+// call is then partly advanced and should be discarded.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "mlstm/model/layer_norm.hpp"
+#include "mlstm/model/linear.hpp"
+#include "mlstm/model/mlstm_block.hpp"
+#include "mlstm/model/model_state.hpp"
+#include "mlstm/params/generator.hpp"
+#include "mlstm/params/model_config.hpp"
+#include "mlstm/params/model_params.hpp"
+#include "mlstm/params/registry.hpp"
+#include "mlstm/tensor.hpp"
+#include "mlstm/threading.hpp"
+
+namespace mlstm {
+
+// Which positions prefill computes logits for: every one, or the last only (what generation
+// needs; the head is the largest matrix of a small model).
+enum class Logits { all, last };
+
+// Views of the model's parameters.
+template <typename T>
+struct LMModelWeights {
+  ConstTensorMap<T, 2> token_embedding;                  // token_embedding.weight (V, E)
+  std::vector<MLSTMBlockWeights<T>> blocks;              // xlstm_block_stack.blocks.<i>.*
+  std::optional<ConstTensorMap<T, 1>> post_blocks_norm;  // xlstm_block_stack.post_blocks_norm.weight
+  ConstTensorMap<T, 2> lm_head;                          // lm_head.weight (V, E)
+};
+
+namespace detail {
+
+template <typename T, int Rank>
+ConstTensorMap<T, Rank> parameter_view(const Registry<T>& registry, const std::string& name) {
+  return registry.get(name).template map<Rank>();
+}
+
+template <typename T>
+std::optional<ConstTensorMap<T, 1>> optional_parameter(const Registry<T>& registry,
+                                                       const std::string& name, bool present) {
+  if (!present) return std::nullopt;
+  return parameter_view<T, 1>(registry, name);
+}
+
+template <typename T>
+MLSTMLayerWeights<T> bind_layer_weights(const Registry<T>& registry, const std::string& prefix,
+                                        bool bias) {
+  const auto view2 = [&](const char* name) { return parameter_view<T, 2>(registry, prefix + name); };
+  const auto view1 = [&](const char* name) { return parameter_view<T, 1>(registry, prefix + name); };
+  const auto view3 = [&](const char* name) { return parameter_view<T, 3>(registry, prefix + name); };
+  const auto bias_of = [&](const char* name) {
+    return optional_parameter<T>(registry, prefix + name, bias);
+  };
+  return MLSTMLayerWeights<T>{
+      view2("proj_up.weight"),
+      bias_of("proj_up.bias"),
+      view3("q_proj.weight"),
+      bias_of("q_proj.bias"),
+      view3("k_proj.weight"),
+      bias_of("k_proj.bias"),
+      view3("v_proj.weight"),
+      bias_of("v_proj.bias"),
+      view3("conv1d.conv.weight"),
+      view1("conv1d.conv.bias"),
+      MLSTMCellWeights<T>{view2("mlstm_cell.igate.weight"), view1("mlstm_cell.igate.bias"),
+                          view2("mlstm_cell.fgate.weight"), view1("mlstm_cell.fgate.bias"),
+                          view1("mlstm_cell.outnorm.weight")},
+      view1("learnable_skip"),
+      view2("proj_down.weight"),
+      bias_of("proj_down.bias")};
+}
+
+}  // namespace detail
+
+// Views of the parameters of the model `config` describes, registered in `registry` under
+// `prefix` (register_lm_model's names). Throws ValueError for a missing parameter, ShapeError for
+// one whose shape does not fit the configuration.
+template <typename T>
+LMModelWeights<T> bind_lm_model_weights(const Registry<T>& registry, const LMModelConfig& config,
+                                        const std::string& prefix = "") {
+  config.validate();
+  const std::string stack = prefix + "xlstm_block_stack.";
+  LMModelWeights<T> weights{
+      detail::parameter_view<T, 2>(registry, prefix + "token_embedding.weight"),
+      {},
+      detail::optional_parameter<T>(registry, stack + "post_blocks_norm.weight",
+                                    config.add_post_blocks_norm),
+      detail::parameter_view<T, 2>(registry, prefix + "lm_head.weight")};
+  const MLSTMLayerConfig layer = config.layer();
+  for (Index b = 0; b < config.num_blocks; ++b) {
+    const std::string block = stack + "blocks." + std::to_string(b) + ".";
+    weights.blocks.push_back(MLSTMBlockWeights<T>{
+        detail::parameter_view<T, 1>(registry, block + "xlstm_norm.weight"),
+        detail::bind_layer_weights(registry, block + "xlstm.", config.bias)});
+    const MLSTMBlockWeights<T>& bound = weights.blocks.back();
+    bound.validate(block);
+    // validate() checks consistency; the configuration fixes the sizes themselves.
+    const auto& xlstm = bound.xlstm;
+    const std::string layer_prefix = block + "xlstm.";
+    detail::expect_shape<T, 2>(xlstm.proj_up_weight,
+                               {2 * layer.inner_embedding_dim, layer.embedding_dim},
+                               (layer_prefix + "proj_up.weight").c_str(), "(2I, E) of the config");
+    detail::expect_shape<T, 3>(xlstm.q_proj_weight,
+                               {layer.num_proj_heads(), layer.qkv_block_dim(), layer.qkv_block_dim()},
+                               (layer_prefix + "q_proj.weight").c_str(), "(P, I/P, I/P) of the config");
+    detail::expect_shape<T, 3>(xlstm.conv_weight,
+                               {layer.inner_embedding_dim, 1, layer.conv1d_kernel_size},
+                               (layer_prefix + "conv1d.conv.weight").c_str(), "(I, 1, KS) of the config");
+    detail::expect_shape<T, 2>(xlstm.cell.igate_weight,
+                               {layer.num_heads, 3 * layer.inner_embedding_dim},
+                               (layer_prefix + "mlstm_cell.igate.weight").c_str(),
+                               "(NH, 3I) of the config");
+  }
+  const std::array<Index, 2> table{config.vocab_size, config.embedding_dim};
+  detail::expect_shape<T, 2>(weights.token_embedding, table,
+                             (prefix + "token_embedding.weight").c_str(), "(V, E) of the config");
+  detail::expect_shape<T, 2>(weights.lm_head, table, (prefix + "lm_head.weight").c_str(),
+                             "(V, E) of the config");
+  if (weights.post_blocks_norm) {
+    detail::expect_shape<T, 1>(*weights.post_blocks_norm, {config.embedding_dim},
+                               (stack + "post_blocks_norm.weight").c_str(), "(E) of the config");
+  }
+  return weights;
+}
+
+template <typename T>
+class LanguageModel {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "mlstm::LanguageModel computes in float or double");
+
+ public:
+  using Scalar = T;
+
+  // A model of `config` with its parameters registered, zero-filled, under the reference's
+  // names (register_lm_model). Throws ValueError for an invalid configuration or options.
+  explicit LanguageModel(const LMModelConfig& config, const KernelOptions& options = {})
+      : config_(validated(config)),
+        options_(validated(options)),
+        registry_(registered(config_)),
+        weights_(bind_lm_model_weights(registry_, config_)) {}
+
+  // Movable (parameters do not move, so the views stay valid); not copyable or assignable.
+  LanguageModel(LanguageModel&&) = default;
+
+  const LMModelConfig& config() const { return config_; }
+  const KernelOptions& options() const { return options_; }
+  void set_options(const KernelOptions& options) {
+    detail::check_kernel_options(options);
+    options_ = options;
+  }
+
+  // The parameters, under the reference's state_dict names. Values may be changed in place;
+  // parameters must not be added (the model's views refer to the registered ones).
+  Registry<T>& registry() { return registry_; }
+  const Registry<T>& registry() const { return registry_; }
+  const LMModelWeights<T>& weights() const { return weights_; }
+
+  // The reference's initialization of a new model (reset_parameters, and the construction
+  // values of the convolutions), drawn from `generator`.
+  void reset_parameters(Generator& generator) {
+    apply_init_plan(lm_model_init_plan(config_), registry_, generator);
+  }
+
+  // The zero state for `batch` sequences: where the reference's step starts.
+  ModelState<T> initial_state(Index batch) const {
+    if (batch < 1) throw ValueError("batch", "expected >= 1, got " + std::to_string(batch));
+    const MLSTMLayerConfig layer = config_.layer();
+    ModelState<T> state;
+    for (Index b = 0; b < config_.num_blocks; ++b) {
+      state.blocks.push_back(MLSTMLayerState<T>::zeros(
+          batch, layer.num_heads, layer.cell().head_dim(), layer.conv1d_kernel_size,
+          layer.inner_embedding_dim));
+    }
+    return state;
+  }
+
+  // tokens (B, S) -> logits (B, S, V) over the whole sequence from the zero state.
+  template <typename Tokens>
+  Tensor<T, 3> forward(const Tokens& tokens) const {
+    const auto ids = check_tokens<2>(tokens, "(B, S)");
+    return run(ids.data(), ids.dimension(0), ids.dimension(1), nullptr, Logits::all);
+  }
+
+  // tokens (B, S) continuing from `state` (advanced past them) -> logits (B, S, V), or
+  // (B, 1, V) for the last position with Logits::last.
+  template <typename Tokens>
+  Tensor<T, 3> prefill(const Tokens& tokens, ModelState<T>& state,
+                       Logits logits = Logits::all) const {
+    const auto ids = check_tokens<2>(tokens, "(B, S)");
+    check_state(state, ids.dimension(0));
+    return run(ids.data(), ids.dimension(0), ids.dimension(1), &state, logits);
+  }
+
+  // One token per sequence, tokens (B), continuing from `state` (advanced) -> logits (B, V).
+  template <typename Tokens>
+  Tensor<T, 2> step(const Tokens& tokens, ModelState<T>& state) const {
+    const auto ids = check_tokens<1>(tokens, "(B)");
+    check_state(state, ids.dimension(0));
+    Tensor<T, 3> logits = run(ids.data(), ids.dimension(0), 1, &state, Logits::all);
+    return Tensor<T, 2>(TensorMap<T, 2>(logits.data(), ids.dimension(0), config_.vocab_size));
+  }
+
+ private:
+  template <int Rank, typename Tokens>
+  auto check_tokens(const Tokens& tokens, const char* layout) const {
+    detail::require_argument_type<Tokens>();
+    using Id = detail::scalar_of<Tokens>;
+    static_assert(std::is_integral_v<Id> && !std::is_same_v<Id, bool>,
+                  "mlstm::LanguageModel: token ids are integers");
+    const auto ids = detail::const_view<Rank>(tokens, "tokens", layout);
+    for (int axis = 0; axis < Rank; ++axis) {
+      if (ids.dimension(axis) < 1) {
+        throw ShapeError("tokens", std::string("expected ") + layout + " with every size >= 1, got " +
+                                       detail::shape_string(ids.dimensions(), Rank));
+      }
+    }
+    for (Index i = 0; i < ids.size(); ++i) {
+      const Id id = ids.data()[i];
+      bool negative = false;
+      if constexpr (std::is_signed_v<Id>) negative = id < 0;
+      if (negative || static_cast<unsigned long long>(id) >=
+                          static_cast<unsigned long long>(config_.vocab_size)) {
+        std::array<Index, Rank> where{};
+        Index rest = i;
+        for (int axis = Rank - 1; axis >= 0; --axis) {
+          where[axis] = rest % ids.dimension(axis);
+          rest /= ids.dimension(axis);
+        }
+        throw ValueError("tokens", "token id " + std::to_string(id) + " at " +
+                                       detail::shape_string<Rank>(where) + " is outside [0, " +
+                                       std::to_string(config_.vocab_size) + ")");
+      }
+    }
+    return ids;
+  }
+
+  void check_state(const ModelState<T>& state, Index batch) const {
+    if (static_cast<Index>(state.blocks.size()) != config_.num_blocks) {
+      throw ShapeError("state", "expected one block state per block (" +
+                                    std::to_string(config_.num_blocks) + "), got " +
+                                    std::to_string(state.blocks.size()));
+    }
+    for (Index b = 0; b < config_.num_blocks; ++b) {
+      detail::check_layer_state(state.blocks[static_cast<std::size_t>(b)], weights_.blocks[b].xlstm,
+                                batch, "state.blocks[" + std::to_string(b) + "]");
+    }
+  }
+
+  // The model on validated token ids (B, S); `state` null: from the zero state, none kept.
+  template <typename Id>
+  Tensor<T, 3> run(const Id* ids, Index batch, Index seq_len, ModelState<T>* state,
+                   Logits logits) const {
+    const Index E = config_.embedding_dim, V = config_.vocab_size;
+    Tensor<T, 3> x(batch, seq_len, E);
+    for (Index r = 0; r < batch * seq_len; ++r) {
+      const T* row = weights_.token_embedding.data() + static_cast<Index>(ids[r]) * E;
+      std::copy(row, row + E, x.data() + r * E);
+    }
+    for (std::size_t b = 0; b < weights_.blocks.size(); ++b) {
+      x = detail::mlstm_block_forward(weights_.blocks[b], x.data(), batch, seq_len, options_,
+                                      state != nullptr ? &state->blocks[b] : nullptr);
+    }
+    // The norm and the head act per position: only the positions asked for are computed.
+    const Index positions = logits == Logits::last ? 1 : seq_len;
+    Tensor<T, 3> last(batch, positions, E);
+    for (Index b = 0; b < batch; ++b) {
+      const T* source = x.data() + (b * seq_len + seq_len - positions) * E;
+      T* target = last.data() + b * positions * E;
+      if (weights_.post_blocks_norm) {
+        for (Index t = 0; t < positions; ++t)
+          detail::layer_norm_row(source + t * E, E, weights_.post_blocks_norm->data(),
+                                 static_cast<const T*>(nullptr), true, LayerNormOptions{}.eps,
+                                 target + t * E);
+      } else {
+        std::copy(source, source + positions * E, target);
+      }
+    }
+    Tensor<T, 3> out(batch, positions, V);
+    detail::linear_rows(last.data(), batch * positions, E, weights_.lm_head.data(), V,
+                        static_cast<const T*>(nullptr), out.data(),
+                        detail::resolve_num_threads(options_.num_threads, "options.num_threads"));
+    return out;
+  }
+
+  static LMModelConfig validated(const LMModelConfig& config) {
+    config.validate();
+    return config;
+  }
+  static KernelOptions validated(const KernelOptions& options) {
+    detail::check_kernel_options(options);
+    return options;
+  }
+  static Registry<T> registered(const LMModelConfig& config) {
+    Registry<T> registry;
+    register_lm_model(registry, config);
+    return registry;
+  }
+
+  LMModelConfig config_;
+  KernelOptions options_;
+  Registry<T> registry_;
+  LMModelWeights<T> weights_;
+};
+
+}  // namespace mlstm

@@ -1,0 +1,179 @@
+// Layer norms of the model, the reference's LayerNorm and MultiHeadLayerNorm.
+//
+// The reference stores a norm's weight as an offset from one ("residual weight"): the scale
+// applied is 1 + weight, so that the zero-initialised parameter starts as the identity scale
+// and weight decay pulls the scale towards one. Every norm of the mLSTM model has a weight and
+// no bias, and eps = 1e-5.
+//
+//   layer_norm_forward:             x (..., D), weight (D) [, bias (D)] -> y (..., D)
+//     y = (x - mean(x)) / sqrt(var(x) + eps) * (1 + weight) + bias   over the last axis,
+//     var the biased variance (divided by D).
+//   multi_head_layer_norm_forward:  h (B, NH, S, DH), weight (NH * DH) [, bias] -> (B, NH, S, DH)
+//     the same per (b, head, s) over the DH features of the head, with the head's slice
+//     weight[head * DH .. head * DH + DH) (the reference's group norm with NH groups over
+//     the (B * S, NH * DH) layout).
+//
+// Statistics are accumulated in double, also for float inputs.
+#pragma once
+
+#include <cmath>
+#include <string>
+
+#include "mlstm/detail/checks.hpp"
+#include "mlstm/model/linear.hpp"
+#include "mlstm/tensor.hpp"
+
+namespace mlstm {
+
+struct LayerNormOptions {
+  double eps = 1e-5;            // added to the variance; finite and > 0
+  bool residual_weight = true;  // scale by 1 + weight (the reference's default); false: weight
+};
+
+namespace detail {
+
+// One row of `dim` features. bias may be null.
+template <typename T>
+void layer_norm_row(const T* x, Index dim, const T* weight, const T* bias, bool residual_weight,
+                    double eps, T* y) {
+  double sum = 0.0;
+  for (Index j = 0; j < dim; ++j) sum += static_cast<double>(x[j]);
+  const double mean = sum / static_cast<double>(dim);
+  double squares = 0.0;
+  for (Index j = 0; j < dim; ++j) {
+    const double centered = static_cast<double>(x[j]) - mean;
+    squares += centered * centered;
+  }
+  const double inverse_std = 1.0 / std::sqrt(squares / static_cast<double>(dim) + eps);
+  const T offset = residual_weight ? T(1) : T(0);
+  for (Index j = 0; j < dim; ++j) {
+    const T normalized = static_cast<T>((static_cast<double>(x[j]) - mean) * inverse_std);
+    y[j] = normalized * (offset + weight[j]) + (bias != nullptr ? bias[j] : T(0));
+  }
+}
+
+// Rows of h (B, NH, S, DH) normalized per head; the result is written in the layout
+// (B, S, NH * DH) when `sequence_major`, else (B, NH, S, DH) like h.
+template <typename T>
+void multi_head_layer_norm(const T* h, Index batch, Index heads, Index seq_len, Index head_dim,
+                           const T* weight, const T* bias, const LayerNormOptions& options,
+                           bool sequence_major, T* y) {
+  for (Index b = 0; b < batch; ++b)
+    for (Index head = 0; head < heads; ++head)
+      for (Index t = 0; t < seq_len; ++t) {
+        const Index source = ((b * heads + head) * seq_len + t) * head_dim;
+        const Index target = sequence_major ? ((b * seq_len + t) * heads + head) * head_dim : source;
+        layer_norm_row(h + source, head_dim, weight + head * head_dim,
+                       bias != nullptr ? bias + head * head_dim : nullptr,
+                       options.residual_weight, options.eps, y + target);
+      }
+}
+
+template <typename X, typename W>
+Tensor<scalar_of<X>, traits_of<X>::rank> layer_norm_checked(const X& x, const W& weight,
+                                                            const scalar_of<X>* bias,
+                                                            const LayerNormOptions& options) {
+  constexpr int rank = traits_of<X>::rank;
+  using T = scalar_of<X>;
+  const Index dim = x.dimension(rank - 1);
+  Tensor<T, rank> y(x.dimensions());
+  const Index rows = leading_rows(x);
+  for (Index row = 0; row < rows; ++row)
+    layer_norm_row(x.data() + row * dim, dim, weight.data(), bias, options.residual_weight,
+                   options.eps, y.data() + row * dim);
+  return y;
+}
+
+template <typename X>
+void check_layer_norm_options(const X& x, const LayerNormOptions& options) {
+  expect_valid_eps(options.eps, "options.eps");
+  constexpr int rank = traits_of<X>::rank;
+  if (x.dimension(rank - 1) < 1)
+    throw ShapeError("x", "the normalized (last) axis must have at least 1 feature, got " +
+                              shape_string(x.dimensions(), rank));
+}
+
+}  // namespace detail
+
+// x (..., D), weight (D) -> (..., D), normalized over the last axis.
+template <typename X, typename W>
+Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> layer_norm_forward(
+    const X& x, const W& weight, const LayerNormOptions& options = {}) {
+  detail::require_same_scalar<X, W>();
+  static_assert(detail::traits_of<X>::rank >= 1, "layer_norm_forward: x needs a feature axis");
+  constexpr int rank = detail::traits_of<X>::rank;
+  detail::check_layer_norm_options(x, options);
+  const auto weight_view = detail::const_view<1>(weight, "weight", "(D)");
+  detail::expect_shape<detail::scalar_of<X>, 1>(weight_view, {x.dimension(rank - 1)}, "weight",
+                                                "(D) of x");
+  return detail::layer_norm_checked(x, weight_view, nullptr, options);
+}
+
+// x (..., D), weight (D), bias (D) -> (..., D).
+template <typename X, typename W, typename Bias>
+Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> layer_norm_forward(
+    const X& x, const W& weight, const Bias& bias, const LayerNormOptions& options = {}) {
+  detail::require_same_scalar<X, W, Bias>();
+  static_assert(detail::traits_of<X>::rank >= 1, "layer_norm_forward: x needs a feature axis");
+  constexpr int rank = detail::traits_of<X>::rank;
+  using T = detail::scalar_of<X>;
+  detail::check_layer_norm_options(x, options);
+  const auto weight_view = detail::const_view<1>(weight, "weight", "(D)");
+  const auto bias_view = detail::const_view<1>(bias, "bias", "(D)");
+  detail::expect_shape<T, 1>(weight_view, {x.dimension(rank - 1)}, "weight", "(D) of x");
+  detail::expect_shape<T, 1>(bias_view, {x.dimension(rank - 1)}, "bias", "(D) of x");
+  return detail::layer_norm_checked(x, weight_view, bias_view.data(), options);
+}
+
+namespace detail {
+
+template <typename T>
+Tensor<T, 4> multi_head_layer_norm_checked(const ConstTensorMap<T, 4>& h, const T* weight,
+                                           const T* bias, const LayerNormOptions& options) {
+  Tensor<T, 4> y(h.dimensions());
+  multi_head_layer_norm(h.data(), h.dimension(0), h.dimension(1), h.dimension(2),
+                        h.dimension(3), weight, bias, options, false, y.data());
+  return y;
+}
+
+template <typename H>
+ConstTensorMap<scalar_of<H>, 4> multi_head_input(const H& h, const LayerNormOptions& options) {
+  const auto in = const_view<4>(h, "h", "(B, NH, S, DH)");
+  expect_valid_eps(options.eps, "options.eps");
+  if (in.dimension(1) < 1 || in.dimension(3) < 1)
+    throw ShapeError("h", "expected (B, NH, S, DH) with NH, DH >= 1, got " +
+                              shape_string(in.dimensions(), 4));
+  return in;
+}
+
+}  // namespace detail
+
+// h (B, NH, S, DH), weight (NH * DH) -> (B, NH, S, DH), each head normalized on its own.
+template <typename H, typename W>
+Tensor<detail::scalar_of<H>, 4> multi_head_layer_norm_forward(
+    const H& h, const W& weight, const LayerNormOptions& options = {}) {
+  detail::require_same_scalar<H, W>();
+  const auto in = detail::multi_head_input(h, options);
+  const auto weight_view = detail::const_view<1>(weight, "weight", "(NH * DH)");
+  detail::expect_shape<detail::scalar_of<H>, 1>(weight_view, {in.dimension(1) * in.dimension(3)},
+                                                "weight", "(NH * DH) of h");
+  return detail::multi_head_layer_norm_checked<detail::scalar_of<H>>(in, weight_view.data(), nullptr,
+                                                                     options);
+}
+
+// h (B, NH, S, DH), weight (NH * DH), bias (NH * DH) -> (B, NH, S, DH).
+template <typename H, typename W, typename Bias>
+Tensor<detail::scalar_of<H>, 4> multi_head_layer_norm_forward(
+    const H& h, const W& weight, const Bias& bias, const LayerNormOptions& options = {}) {
+  detail::require_same_scalar<H, W, Bias>();
+  using T = detail::scalar_of<H>;
+  const auto in = detail::multi_head_input(h, options);
+  const auto weight_view = detail::const_view<1>(weight, "weight", "(NH * DH)");
+  const auto bias_view = detail::const_view<1>(bias, "bias", "(NH * DH)");
+  const Index features = in.dimension(1) * in.dimension(3);
+  detail::expect_shape<T, 1>(weight_view, {features}, "weight", "(NH * DH) of h");
+  detail::expect_shape<T, 1>(bias_view, {features}, "bias", "(NH * DH) of h");
+  return detail::multi_head_layer_norm_checked<T>(in, weight_view.data(), bias_view.data(), options);
+}
+
+}  // namespace mlstm

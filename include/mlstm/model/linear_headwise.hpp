@@ -1,0 +1,94 @@
+// The head-wise (block-diagonal) linear map of the model, the reference's LinearHeadwiseExpand,
+// which makes q, k and v from the inner activations:
+//
+//   x (..., NPH * din), weight (NPH, dout, din), bias (NPH * dout) or none -> y (..., NPH * dout)
+//   y[..., p * dout + o] = sum_d x[..., p * din + d] * weight[p, o, d]  (+ bias[p * dout + o])
+//
+// Each of the NPH projection heads maps its own slice of the features; nothing mixes across
+// slices. NPH is the layer's inner dimension / qkv_proj_blocksize, not the cell's head count.
+#pragma once
+
+#include <string>
+
+#include <Eigen/Core>
+
+#include "mlstm/detail/checks.hpp"
+#include "mlstm/model/linear.hpp"
+#include "mlstm/tensor.hpp"
+
+namespace mlstm {
+namespace detail {
+
+// y (rows, NPH * dout) from x (rows, NPH * din) and weight (NPH, dout, din); bias may be null.
+template <typename T>
+void linear_headwise_rows(const T* x, Index rows, Index heads, Index in_per_head,
+                          const T* weight, Index out_per_head, const T* bias, T* y) {
+  using Strided = Eigen::OuterStride<>;
+  const Index in = heads * in_per_head, out = heads * out_per_head;
+  for (Index head = 0; head < heads; ++head) {
+    Eigen::Map<const RowMatrix<T>, 0, Strided> inputs(x + head * in_per_head, rows, in_per_head,
+                                                      Strided(in));
+    Eigen::Map<const RowMatrix<T>> weights(weight + head * out_per_head * in_per_head,
+                                           out_per_head, in_per_head);
+    Eigen::Map<RowMatrix<T>, 0, Strided> outputs(y + head * out_per_head, rows, out_per_head,
+                                                 Strided(out));
+    outputs.noalias() = inputs * weights.transpose();
+  }
+  if (bias != nullptr) {
+    Eigen::Map<RowMatrix<T>> outputs(y, rows, out);
+    outputs.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias, out);
+  }
+}
+
+template <typename X, typename W>
+void check_headwise_weight(const X& x, const W& weight) {
+  constexpr int rank = traits_of<X>::rank;
+  const Index features = x.dimension(rank - 1);
+  if (weight.dimension(0) < 1 || weight.dimension(1) < 1 || weight.dimension(2) < 1 ||
+      weight.dimension(0) * weight.dimension(2) != features) {
+    throw ShapeError("weight", "expected (NPH, dout, din) with NPH * din = " +
+                                   std::to_string(features) + " (the last axis of x), got " +
+                                   shape_string(weight.dimensions(), 3));
+  }
+}
+
+template <typename X, typename W>
+Tensor<scalar_of<X>, traits_of<X>::rank> linear_headwise_checked(const X& x, const W& weight,
+                                                                 const scalar_of<X>* bias) {
+  constexpr int rank = traits_of<X>::rank;
+  const Index heads = weight.dimension(0), out_per_head = weight.dimension(1);
+  Tensor<scalar_of<X>, rank> y(with_last_dimension<rank>(x.dimensions(), heads * out_per_head));
+  linear_headwise_rows(x.data(), leading_rows(x), heads, weight.dimension(2), weight.data(),
+                       out_per_head, bias, y.data());
+  return y;
+}
+
+}  // namespace detail
+
+// x (..., NPH * din), weight (NPH, dout, din) -> y (..., NPH * dout).
+template <typename X, typename W>
+Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_headwise_forward(
+    const X& x, const W& weight) {
+  detail::require_same_scalar<X, W>();
+  static_assert(detail::traits_of<X>::rank >= 1, "linear_headwise_forward: x needs a feature axis");
+  const auto weight_view = detail::const_view<3>(weight, "weight", "(NPH, dout, din)");
+  detail::check_headwise_weight(x, weight_view);
+  return detail::linear_headwise_checked(x, weight_view, nullptr);
+}
+
+// x (..., NPH * din), weight (NPH, dout, din), bias (NPH * dout) -> y (..., NPH * dout).
+template <typename X, typename W, typename Bias>
+Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_headwise_forward(
+    const X& x, const W& weight, const Bias& bias) {
+  detail::require_same_scalar<X, W, Bias>();
+  static_assert(detail::traits_of<X>::rank >= 1, "linear_headwise_forward: x needs a feature axis");
+  const auto weight_view = detail::const_view<3>(weight, "weight", "(NPH, dout, din)");
+  const auto bias_view = detail::const_view<1>(bias, "bias", "(NPH * dout)");
+  detail::check_headwise_weight(x, weight_view);
+  detail::expect_shape<detail::scalar_of<X>, 1>(
+      bias_view, {weight_view.dimension(0) * weight_view.dimension(1)}, "bias",
+      "(NPH * dout) of weight");
+  return detail::linear_headwise_checked(x, weight_view, bias_view.data());
+}
+
+}  // namespace mlstm

@@ -1,0 +1,152 @@
+// A language model to and from a checkpoint file, configuration included.
+//
+//   auto model = mlstm::load_language_model<float>("model.safetensors");
+//   mlstm::save_language_model(model, "copy.safetensors");
+//
+// save_language_model writes the parameters (checkpoint.hpp) and the configuration as JSON
+// (config_json.hpp) under the metadata key "mlstm.lm_model_config". load_language_model reads
+// that configuration when the file has it; a state dict saved from PyTorch has none, and the
+// configuration is then inferred from the tensors' names and shapes:
+//
+//   vocab_size, embedding_dim   token_embedding.weight (V, E)
+//   num_blocks                  the blocks xlstm_block_stack.blocks.<i> present (0 .. N-1)
+//   inner_embedding_dim I       learnable_skip (I); proj_factor is set to I / E and the rounding
+//                               fields so that they give I back
+//   num_heads                   mlstm_cell.igate.weight (NH, 3I)
+//   qkv_proj_blocksize          I / P for q_proj.weight (P, I/P, I/P)
+//   conv1d_kernel_size          conv1d.conv.weight (I, 1, KS)
+//   bias                        proj_up.bias present
+//   add_post_blocks_norm        post_blocks_norm.weight present
+//   tie_weights                 lm_head.weight absent, or present and equal to the embedding
+//   context_length              not in a state dict: the caller's `context_length` (it limits
+//                               nothing here; the kernels take sequences of any length)
+//
+// Then the parameters are loaded as load_checkpoint does (all or nothing, clear errors).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "mlstm/errors.hpp"
+#include "mlstm/model/checkpoint.hpp"
+#include "mlstm/model/config_json.hpp"
+#include "mlstm/model/language_model.hpp"
+#include "mlstm/params/model_config.hpp"
+#include "mlstm/safetensors.hpp"
+
+namespace mlstm {
+
+inline constexpr const char* lm_model_config_metadata_key = "mlstm.lm_model_config";
+
+// The configuration of the model whose state dict `file` holds (see above).
+inline LMModelConfig infer_lm_model_config(const safetensors::File& file, Index context_length,
+                                           const CheckpointOptions& options = {}) {
+  const std::string& p = options.prefix;
+  const std::string source = "checkpoint \"" + file.source_name() + "\"";
+  const auto shape_of = [&](const std::string& name, std::size_t rank) {
+    if (!file.contains(p + name)) {
+      throw ValueError("checkpoint", source + " has no tensor \"" + p + name +
+                                         "\", so it is not the state dict of an mLSTM xLSTMLMModel");
+    }
+    const Shape& shape = file.info(p + name).shape;
+    if (shape.size() != rank) {
+      throw ShapeError("checkpoint", source + ": \"" + p + name + "\" has shape " +
+                                         shape_string(shape) + ", expected rank " +
+                                         std::to_string(rank));
+    }
+    return shape;
+  };
+
+  LMModelConfig config;
+  config.context_length = context_length;
+  const Shape embedding = shape_of("token_embedding.weight", 2);
+  config.vocab_size = embedding[0];
+  config.embedding_dim = embedding[1];
+
+  const std::string blocks = "xlstm_block_stack.blocks.";
+  std::set<Index> indices;
+  for (const std::string& name : file.names()) {
+    if (name.compare(0, p.size() + blocks.size(), p + blocks) != 0) continue;
+    const std::string rest = name.substr(p.size() + blocks.size());
+    const std::size_t dot = rest.find('.');
+    const std::string index = rest.substr(0, dot);
+    if (index.empty() || index.find_first_not_of("0123456789") != std::string::npos ||
+        index.size() > 9) {
+      throw ValueError("checkpoint", source + ": unexpected tensor \"" + name + "\"");
+    }
+    indices.insert(std::stoll(index));
+  }
+  config.num_blocks = static_cast<Index>(indices.size());
+  if (indices.empty() || *indices.rbegin() != config.num_blocks - 1) {
+    throw ValueError("checkpoint", source + ": expected blocks 0 .. N-1 under \"" + p + blocks +
+                                       "\", found " + std::to_string(indices.size()) +
+                                       " block indices" +
+                                       (indices.empty() ? std::string() : " up to " +
+                                                          std::to_string(*indices.rbegin())));
+  }
+  const std::string layer = blocks + "0.xlstm.";
+  const Index inner = shape_of(layer + "learnable_skip", 1)[0];
+  config.num_heads = shape_of(layer + "mlstm_cell.igate.weight", 2)[0];
+  const Index proj_blocks = shape_of(layer + "q_proj.weight", 3)[0];
+  config.qkv_proj_blocksize = proj_blocks > 0 ? inner / proj_blocks : 0;
+  config.conv1d_kernel_size = shape_of(layer + "conv1d.conv.weight", 3)[2];
+  config.bias = file.contains(p + layer + "proj_up.bias");
+  config.add_post_blocks_norm = file.contains(p + "xlstm_block_stack.post_blocks_norm.weight");
+  if (!file.contains(p + "lm_head.weight")) {
+    config.tie_weights = true;
+  } else if (file.info(p + "lm_head.weight").shape == embedding) {
+    const auto head = file.read<double, 2>(p + "lm_head.weight");
+    const auto table = file.read<double, 2>(p + "token_embedding.weight");
+    config.tie_weights = std::equal(head.data(), head.data() + head.size(), table.data());
+  }
+
+  // proj_factor = I / E gives back I with one of the two roundings (the quotient is within a
+  // rounding error of an integer multiple of round_proj_up_to_multiple_of).
+  config.round_proj_up_to_multiple_of = inner % 64 == 0 ? 64 : 1;
+  config.proj_factor = static_cast<double>(inner) / static_cast<double>(config.embedding_dim);
+  config.round_proj_up_dim_up = true;
+  if (inner >= 1 && config.embedding_dim >= 1 && config.inner_embedding_dim() != inner)
+    config.round_proj_up_dim_up = false;
+  config.validate();
+  if (config.inner_embedding_dim() != inner) {
+    throw InternalError("infer_lm_model_config: no rounding gives back the inner dimension " +
+                        std::to_string(inner));
+  }
+  return config;
+}
+
+// The configuration stored in `file`'s metadata, else the one inferred from its tensors.
+inline LMModelConfig lm_model_config_of(const safetensors::File& file, Index context_length,
+                                        const CheckpointOptions& options = {}) {
+  const auto& metadata = file.metadata();
+  const auto stored = metadata.find(lm_model_config_metadata_key);
+  if (stored != metadata.end()) return lm_model_config_from_json(stored->second);
+  return infer_lm_model_config(file, context_length, options);
+}
+
+// A model of the configuration of `path` (stored or inferred; `context_length` is used when it
+// is inferred), with the file's parameters.
+template <typename T>
+LanguageModel<T> load_language_model(const std::string& path, const KernelOptions& kernels = {},
+                                     Index context_length = 2048,
+                                     const CheckpointOptions& options = {}) {
+  const safetensors::File file = safetensors::File::load(path);
+  LanguageModel<T> model(lm_model_config_of(file, context_length, options), kernels);
+  load_state_dict(model.registry(), file, options);
+  return model;
+}
+
+// The model's parameters and configuration, stored as `dtype` (default: the model's type).
+template <typename T>
+void save_language_model(const LanguageModel<T>& model, const std::string& path,
+                         std::optional<safetensors::DType> dtype = std::nullopt,
+                         const CheckpointOptions& options = {}) {
+  save_checkpoint(model.registry(), path,
+                  {{lm_model_config_metadata_key, lm_model_config_to_json(model.config())}}, dtype,
+                  options);
+}
+
+}  // namespace mlstm

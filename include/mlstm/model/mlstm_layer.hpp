@@ -1,0 +1,209 @@
+// The mLSTM layer, the reference's mLSTMLayer:
+//
+//   x (B, S, E) -> y (B, S, E),  I = inner dimension
+//
+//   [x_mlstm, z]  = proj_up(x)                    (B, S, 2I) split into two (B, S, I): the first
+//                                                 half is the mLSTM branch, the second the gate
+//   x_conv        = silu(causal_conv1d(x_mlstm))  depthwise, KS taps, with bias
+//   q = q_proj(x_conv), k = k_proj(x_conv)        head-wise (block-diagonal) maps
+//   v = v_proj(x_mlstm)                           v from the branch *before* the convolution
+//   h             = mlstm_cell(q, k, v)           (B, S, I), normalized per head
+//   h_skip        = h + learnable_skip * x_conv   learnable_skip (I), elementwise
+//   y             = proj_down(h_skip * silu(z))   (B, S, E)
+//
+// proj_up, the q/k/v maps and proj_down have biases only when the model's `bias` is set; the
+// convolution always has one. The reference's dropout is the identity at inference and is left
+// out. The layer's state for step-by-step generation is the cell's (c, n, m) and the
+// convolution's last KS inputs.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "mlstm/model/activations.hpp"
+#include "mlstm/model/causal_conv1d.hpp"
+#include "mlstm/model/linear.hpp"
+#include "mlstm/model/linear_headwise.hpp"
+#include "mlstm/model/mlstm_cell.hpp"
+#include "mlstm/model/model_state.hpp"
+#include "mlstm/tensor.hpp"
+
+namespace mlstm {
+
+// Views of the layer's parameters (the reference's names under "xlstm."). Optional biases are
+// absent when the model has bias = false.
+template <typename T>
+struct MLSTMLayerWeights {
+  ConstTensorMap<T, 2> proj_up_weight;                // proj_up.weight (2I, E)
+  std::optional<ConstTensorMap<T, 1>> proj_up_bias;   // proj_up.bias (2I)
+  ConstTensorMap<T, 3> q_proj_weight;                 // q_proj.weight (P, I/P, I/P)
+  std::optional<ConstTensorMap<T, 1>> q_proj_bias;    // q_proj.bias (I)
+  ConstTensorMap<T, 3> k_proj_weight;                 // k_proj.weight (P, I/P, I/P)
+  std::optional<ConstTensorMap<T, 1>> k_proj_bias;    // k_proj.bias (I)
+  ConstTensorMap<T, 3> v_proj_weight;                 // v_proj.weight (P, I/P, I/P)
+  std::optional<ConstTensorMap<T, 1>> v_proj_bias;    // v_proj.bias (I)
+  ConstTensorMap<T, 3> conv_weight;                   // conv1d.conv.weight (I, 1, KS)
+  ConstTensorMap<T, 1> conv_bias;                     // conv1d.conv.bias (I)
+  MLSTMCellWeights<T> cell;                           // mlstm_cell.*
+  ConstTensorMap<T, 1> learnable_skip;                // learnable_skip (I)
+  ConstTensorMap<T, 2> proj_down_weight;              // proj_down.weight (E, I)
+  std::optional<ConstTensorMap<T, 1>> proj_down_bias; // proj_down.bias (E)
+
+  Index embedding_dim() const { return proj_up_weight.dimension(1); }
+  Index inner_dim() const { return learnable_skip.dimension(0); }
+  Index kernel_size() const { return conv_weight.dimension(2); }
+
+  // ShapeError naming the first parameter whose shape does not fit the others, with `prefix`
+  // before the names (e.g. "xlstm_block_stack.blocks.0.xlstm.").
+  void validate(const std::string& prefix = "") const {
+    const Index E = embedding_dim(), I = inner_dim();
+    const auto name = [&](const char* parameter) { return prefix + parameter; };
+    if (E < 1 || I < 1) {
+      throw ShapeError(name("proj_up.weight"),
+                       "expected (2I, E) with E >= 1 and I = learnable_skip's size >= 1, got " +
+                           detail::shape_string(proj_up_weight.dimensions(), 2) + " and I = " +
+                           std::to_string(I));
+    }
+    detail::expect_shape<T, 2>(proj_up_weight, {2 * I, E}, name("proj_up.weight").c_str(),
+                               "(2I, E)");
+    const auto optional_bias = [&](const std::optional<ConstTensorMap<T, 1>>& bias, Index size,
+                                   const char* parameter) {
+      if (bias) detail::expect_shape<T, 1>(*bias, {size}, name(parameter).c_str(), "of the layer");
+    };
+    optional_bias(proj_up_bias, 2 * I, "proj_up.bias");
+    const ConstTensorMap<T, 3>* projections[] = {&q_proj_weight, &k_proj_weight, &v_proj_weight};
+    const char* projection_names[] = {"q_proj.weight", "k_proj.weight", "v_proj.weight"};
+    const Index blocks = q_proj_weight.dimension(0);
+    for (int p = 0; p < 3; ++p) {
+      const auto& w = *projections[p];
+      if (blocks < 1 || I % blocks != 0 || w.dimension(0) != blocks ||
+          w.dimension(1) != I / blocks || w.dimension(2) != I / blocks) {
+        throw ShapeError(name(projection_names[p]),
+                         "expected (P, I/P, I/P) with P dividing I = " + std::to_string(I) +
+                             " and P as q_proj's, got " + detail::shape_string(w.dimensions(), 3));
+      }
+    }
+    optional_bias(q_proj_bias, I, "q_proj.bias");
+    optional_bias(k_proj_bias, I, "k_proj.bias");
+    optional_bias(v_proj_bias, I, "v_proj.bias");
+    if (conv_weight.dimension(0) != I || conv_weight.dimension(1) != 1 || kernel_size() < 1) {
+      throw ShapeError(name("conv1d.conv.weight"),
+                       "expected (I, 1, KS) with I = " + std::to_string(I) + " and KS >= 1, got " +
+                           detail::shape_string(conv_weight.dimensions(), 3));
+    }
+    detail::expect_shape<T, 1>(conv_bias, {I}, name("conv1d.conv.bias").c_str(), "(I)");
+    detail::expect_shape<T, 1>(cell.outnorm_weight, {I}, name("mlstm_cell.outnorm.weight").c_str(),
+                               "(I)");
+    cell.validate(prefix + "mlstm_cell.");
+    detail::expect_shape<T, 2>(proj_down_weight, {E, I}, name("proj_down.weight").c_str(),
+                               "(E, I)");
+    optional_bias(proj_down_bias, E, "proj_down.bias");
+  }
+};
+
+namespace detail {
+
+template <typename T>
+const T* data_or_null(const std::optional<ConstTensorMap<T, 1>>& bias) {
+  return bias ? bias->data() : nullptr;
+}
+
+// x (rows = B * S, E) -> y (B, S, E); `state` null: from the zero state (no state kept), else
+// continued from it and advanced past x.
+template <typename T>
+Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Index batch,
+                                 Index seq_len, const KernelOptions& options,
+                                 MLSTMLayerState<T>* state) {
+  const Index E = w.embedding_dim(), I = w.inner_dim(), rows = batch * seq_len;
+  const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
+
+  Tensor<T, 3> up(batch, seq_len, 2 * I);
+  linear_rows(x, rows, E, w.proj_up_weight.data(), 2 * I, data_or_null(w.proj_up_bias),
+              up.data(), threads);
+  Tensor<T, 3> x_mlstm(batch, seq_len, I), z(batch, seq_len, I);
+  for (Index r = 0; r < rows; ++r) {
+    std::copy(up.data() + r * 2 * I, up.data() + r * 2 * I + I, x_mlstm.data() + r * I);
+    std::copy(up.data() + r * 2 * I + I, up.data() + (r + 1) * 2 * I, z.data() + r * I);
+  }
+
+  Tensor<T, 3> x_conv(batch, seq_len, I);
+  causal_conv1d(x_mlstm.data(), batch, seq_len, I, w.conv_weight.data(), w.kernel_size(),
+                w.conv_bias.data(), state != nullptr ? state->conv_state.data() : nullptr,
+                x_conv.data());
+  for (Index i = 0; i < x_conv.size(); ++i) x_conv.data()[i] = silu(x_conv.data()[i]);
+
+  const Index blocks = w.q_proj_weight.dimension(0), block_dim = I / blocks;
+  Tensor<T, 3> q(batch, seq_len, I), k(batch, seq_len, I), v(batch, seq_len, I);
+  linear_headwise_rows(x_conv.data(), rows, blocks, block_dim, w.q_proj_weight.data(), block_dim,
+                       data_or_null(w.q_proj_bias), q.data());
+  linear_headwise_rows(x_conv.data(), rows, blocks, block_dim, w.k_proj_weight.data(), block_dim,
+                       data_or_null(w.k_proj_bias), k.data());
+  linear_headwise_rows(x_mlstm.data(), rows, blocks, block_dim, w.v_proj_weight.data(), block_dim,
+                       data_or_null(w.v_proj_bias), v.data());
+
+  Tensor<T, 3> h = mlstm_cell_forward(w.cell, q.data(), k.data(), v.data(), batch, seq_len,
+                                      options, state != nullptr ? &state->mlstm_state : nullptr);
+
+  // h_state = (h + skip * x_conv) * silu(z), in place in h.
+  const T* skip = w.learnable_skip.data();
+  for (Index r = 0; r < rows; ++r) {
+    T* h_row = h.data() + r * I;
+    const T* conv_row = x_conv.data() + r * I;
+    const T* z_row = z.data() + r * I;
+    for (Index j = 0; j < I; ++j) h_row[j] = (h_row[j] + skip[j] * conv_row[j]) * silu(z_row[j]);
+  }
+
+  Tensor<T, 3> y(batch, seq_len, E);
+  linear_rows(h.data(), rows, I, w.proj_down_weight.data(), E, data_or_null(w.proj_down_bias),
+              y.data(), threads);
+  return y;
+}
+
+template <typename T, typename X>
+ConstTensorMap<T, 3> check_layer_input(const MLSTMLayerWeights<T>& weights, const X& x) {
+  static_assert(std::is_same_v<scalar_of<X>, T>, "x must have the weights' scalar type");
+  weights.validate();
+  const auto view = const_view<3>(x, "x", "(B, S, E)");
+  if (view.dimension(0) < 1 || view.dimension(1) < 1 ||
+      view.dimension(2) != weights.embedding_dim()) {
+    throw ShapeError("x", "expected (B, S, E) with B, S >= 1 and E = " +
+                              std::to_string(weights.embedding_dim()) + ", got " +
+                              shape_string(view.dimensions(), 3));
+  }
+  return view;
+}
+
+template <typename T>
+void check_layer_state(const MLSTMLayerState<T>& state, const MLSTMLayerWeights<T>& weights,
+                       Index batch, const std::string& prefix) {
+  check_cell_state(state.mlstm_state, batch, weights.cell.num_heads(), weights.cell.head_dim(),
+                   prefix + ".mlstm_state");
+  expect_shape<T, 3>(state.conv_state, {batch, weights.kernel_size(), weights.inner_dim()},
+                     (prefix + ".conv_state").c_str(), "(B, KS, I)");
+}
+
+}  // namespace detail
+
+// x (B, S, E) -> y (B, S, E), from the zero state, with options.forward_kernel.
+template <typename T, typename X>
+Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& weights, const X& x,
+                                 const KernelOptions& options = {}) {
+  const auto in = detail::check_layer_input(weights, x);
+  detail::check_kernel_options(options);
+  return detail::mlstm_layer_forward(weights, in.data(), in.dimension(0), in.dimension(1),
+                                     options, static_cast<MLSTMLayerState<T>*>(nullptr));
+}
+
+// The same continuing from `state`, which is advanced past x: one step (S = 1) with the
+// recurrent step, a longer sequence with the chunkwise kernel.
+template <typename T, typename X>
+Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& weights, const X& x,
+                                 MLSTMLayerState<T>& state, const KernelOptions& options = {}) {
+  const auto in = detail::check_layer_input(weights, x);
+  detail::check_kernel_options(options);
+  detail::check_layer_state(state, weights, in.dimension(0), "state");
+  return detail::mlstm_layer_forward(weights, in.data(), in.dimension(0), in.dimension(1),
+                                     options, &state);
+}
+
+}  // namespace mlstm
