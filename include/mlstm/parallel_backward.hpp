@@ -51,8 +51,8 @@
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <cmath>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -228,9 +228,9 @@ void check_parallel_forward(const ParallelForward<T>& forward, const SequenceSha
                          (options.stabilize_rowwise ? "true" : "false"));
   }
   if (forward.cache.eps != options.eps) {
-    throw ValueError("options.eps", "expected the forward's value " +
-                                        std::to_string(forward.cache.eps) + ", got " +
-                                        std::to_string(options.eps));
+    std::ostringstream text;
+    text << "expected the forward's value " << forward.cache.eps << ", got " << options.eps;
+    throw ValueError("options.eps", text.str());
   }
 }
 
