@@ -22,6 +22,13 @@ Both sides do the same work:
                state (batch 1), logits of the token. The reference's step state is reached by
                stepping through a short prompt first.
 The models are initialized from seeds (their values do not change the amount of work).
+
+Debian's torch runs its matrix products on whatever libblas.so.3 the system provides; with the
+reference BLAS (Debian's default) they run an order of magnitude slower than with OpenBLAS. The
+script prints which library was loaded. To run torch on OpenBLAS without changing the system:
+    apt-get download libopenblas0-pthread && dpkg-deb -x libopenblas0-pthread_*.deb /tmp/openblas
+    LD_LIBRARY_PATH=/tmp/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread \
+        OPENBLAS_NUM_THREADS=<threads> /tmp/venv/bin/python bench/compare_model_pytorch.py ...
 """
 
 import argparse
@@ -110,6 +117,13 @@ def run_reference(small, min_seconds):
     return results, sum(p.numel() for p in model.parameters())
 
 
+def blas_library():
+    """The BLAS shared library this process loaded (torch's matrix products run on it)."""
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if "blas" in line.split()[-1].lower()}
+    return ", ".join(sorted(paths)) or "none found"
+
+
 def run_mlstm(binary, threads, small, min_seconds):
     env = dict(os.environ, MLSTM_NUM_THREADS=str(threads))
     if small:
@@ -141,7 +155,7 @@ def main():
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"threads: mlstm {context.get('mlstm_threads')}, torch {torch.get_num_threads()} "
-          f"(torch {torch.__version__})")
+          f"(torch {torch.__version__}, BLAS {blas_library()})")
     print(f"model: {'small' if args.small else '125M size'}, {parameters / 1e6:.1f}M parameters, "
           "float32, batch 1")
     print(f"{'benchmark':16s} {'mlstm tokens/s':>15s} {'PyTorch tokens/s':>17s} "

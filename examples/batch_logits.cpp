@@ -44,7 +44,8 @@ Options parse(int argc, char** argv) {
       std::exit(0);
     }
     const auto equals = arg.find('=');
-    if (equals == std::string::npos) throw std::invalid_argument("expected --flag=value, got " + arg);
+    if (equals == std::string::npos)
+      throw std::invalid_argument("expected --flag=value, got " + arg);
     const std::string flag = arg.substr(0, equals), value = arg.substr(equals + 1);
     if (example::parse_model_flag(flag, value, options.model)) continue;
     if (flag == "--tokens") {
@@ -63,10 +64,14 @@ Options parse(int argc, char** argv) {
       options.token_seed = static_cast<std::uint64_t>(example::parse_integer(flag, value));
     } else if (flag == "--kernel") {
       auto& kernel = options.model.kernels.forward_kernel;
-      if (value == "parallel") kernel = mlstm::SequenceKernel::parallel;
-      else if (value == "chunkwise") kernel = mlstm::SequenceKernel::chunkwise;
-      else if (value == "recurrent") kernel = mlstm::SequenceKernel::recurrent;
-      else throw std::invalid_argument("--kernel: expected parallel, chunkwise or recurrent");
+      if (value == "parallel")
+        kernel = mlstm::SequenceKernel::parallel;
+      else if (value == "chunkwise")
+        kernel = mlstm::SequenceKernel::chunkwise;
+      else if (value == "recurrent")
+        kernel = mlstm::SequenceKernel::recurrent;
+      else
+        throw std::invalid_argument("--kernel: expected parallel, chunkwise or recurrent");
     } else {
       throw std::invalid_argument("unknown option " + arg);
     }
@@ -120,11 +125,12 @@ int main(int argc, char** argv) {
       high = std::max(high, logits.data()[i]);
     }
     const double mean = sum / static_cast<double>(logits.size());
-    std::printf("logits (%lld, %lld, %lld) in %.4f s (%.1f tokens/s): min %.4f, max %.4f, "
-                "mean %.4f, std %.4f\n",
-                static_cast<long long>(B), static_cast<long long>(S), static_cast<long long>(vocab),
-                seconds, static_cast<double>(B * S) / seconds, low, high, mean,
-                std::sqrt(std::max(0.0, squares / static_cast<double>(logits.size()) - mean * mean)));
+    std::printf(
+        "logits (%lld, %lld, %lld) in %.4f s (%.1f tokens/s): min %.4f, max %.4f, "
+        "mean %.4f, std %.4f\n",
+        static_cast<long long>(B), static_cast<long long>(S), static_cast<long long>(vocab),
+        seconds, static_cast<double>(B * S) / seconds, low, high, mean,
+        std::sqrt(std::max(0.0, squares / static_cast<double>(logits.size()) - mean * mean)));
 
     for (mlstm::Index b = 0; b < B; ++b) {
       // -log softmax(logits[t])[token t+1], averaged over the sequence.
@@ -140,7 +146,8 @@ int main(int argc, char** argv) {
       for (mlstm::Index v = 0; v < vocab; ++v) order[static_cast<std::size_t>(v)] = v;
       const float* last = &logits(b, S - 1, 0);
       const std::size_t shown = std::min<std::size_t>(3, order.size());
-      std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(shown), order.end(),
+      std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(shown),
+                        order.end(),
                         [&](mlstm::Index x, mlstm::Index y) { return last[x] > last[y]; });
       std::printf("sequence %lld: next-token cross-entropy %.4f nats", static_cast<long long>(b),
                   S > 1 ? cross_entropy / static_cast<double>(S - 1) : 0.0);

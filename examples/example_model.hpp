@@ -90,14 +90,15 @@ inline mlstm::LanguageModel<float> make_model(const ModelFlags& flags) {
 
 inline void print_model(const mlstm::LanguageModel<float>& model, const ModelFlags& flags) {
   const mlstm::LMModelConfig& c = model.config();
-  std::printf("model: %s; vocab %lld, embedding %lld, %lld blocks, %lld heads, inner %lld, "
-              "%lld parameters; %d threads\n",
-              flags.checkpoint.empty() ? ("new, seed " + std::to_string(flags.seed)).c_str()
-                                       : flags.checkpoint.c_str(),
-              static_cast<long long>(c.vocab_size), static_cast<long long>(c.embedding_dim),
-              static_cast<long long>(c.num_blocks), static_cast<long long>(c.num_heads),
-              static_cast<long long>(c.inner_embedding_dim()),
-              static_cast<long long>(model.registry().parameter_count()), mlstm::get_num_threads());
+  std::printf(
+      "model: %s; vocab %lld, embedding %lld, %lld blocks, %lld heads, inner %lld, "
+      "%lld parameters; %d threads\n",
+      flags.checkpoint.empty() ? ("new, seed " + std::to_string(flags.seed)).c_str()
+                               : flags.checkpoint.c_str(),
+      static_cast<long long>(c.vocab_size), static_cast<long long>(c.embedding_dim),
+      static_cast<long long>(c.num_blocks), static_cast<long long>(c.num_heads),
+      static_cast<long long>(c.inner_embedding_dim()),
+      static_cast<long long>(model.registry().parameter_count()), mlstm::get_num_threads());
 }
 
 inline double seconds_since(std::chrono::steady_clock::time_point start) {

@@ -52,7 +52,8 @@ Options parse(int argc, char** argv) {
       std::exit(0);
     }
     const auto equals = arg.find('=');
-    if (equals == std::string::npos) throw std::invalid_argument("expected --flag=value, got " + arg);
+    if (equals == std::string::npos)
+      throw std::invalid_argument("expected --flag=value, got " + arg);
     const std::string flag = arg.substr(0, equals), value = arg.substr(equals + 1);
     if (example::parse_model_flag(flag, value, options.model)) continue;
     if (flag == "--prompt") {
@@ -117,7 +118,8 @@ int main(int argc, char** argv) {
     std::mt19937_64 engine(options.sample_seed);
     if (options.prompt.empty()) {
       std::uniform_int_distribution<std::int64_t> any_token(0, vocab - 1);
-      for (long long t = 0; t < options.prompt_length; ++t) options.prompt.push_back(any_token(engine));
+      for (long long t = 0; t < options.prompt_length; ++t)
+        options.prompt.push_back(any_token(engine));
     }
     const auto prompt_length = static_cast<mlstm::Index>(options.prompt.size());
     mlstm::Tensor<std::int64_t, 2> prompt(1, prompt_length);

@@ -30,7 +30,9 @@ std::string data_path(const std::string& file) {
 struct ScratchFile {
   std::string path;
   explicit ScratchFile(const std::string& name)
-      : path((std::filesystem::temp_directory_path() / ("mlstm_test_checkpoint_" + name)).string()) {}
+      : path(
+            (std::filesystem::temp_directory_path() / ("mlstm_test_checkpoint_" + name)).string()) {
+  }
   ~ScratchFile() { std::filesystem::remove(path); }
 };
 
@@ -41,7 +43,8 @@ std::vector<std::uint8_t> read_bytes(const std::string& path) {
 
 void write_bytes(const std::string& path, const std::vector<std::uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
 }
 
 mlstm::LMModelConfig golden_config(const std::string& case_name) {
@@ -62,7 +65,8 @@ std::vector<std::vector<T>> snapshot(const mlstm::Registry<T>& registry) {
 mlstm::LanguageModel<float> patterned_model() {
   mlstm::LanguageModel<float> model(golden_config("small"));
   for (auto& parameter : model.registry())
-    for (Index i = 0; i < parameter.size(); ++i) parameter.data()[i] = 0.25f + 0.001f * float(i % 97);
+    for (Index i = 0; i < parameter.size(); ++i)
+      parameter.data()[i] = 0.25f + 0.001f * float(i % 97);
   return model;
 }
 
@@ -76,9 +80,12 @@ void rewrite(const std::string& source, const std::string& target, const std::st
   for (const std::string& name : file.names()) {
     if (name == skip) continue;
     const auto& shape = file.info(name).shape;
-    if (shape.size() == 1) writer.add(name, file.read<float, 1>(name));
-    else if (shape.size() == 2) writer.add(name, file.read<float, 2>(name));
-    else writer.add(name, file.read<float, 3>(name));
+    if (shape.size() == 1)
+      writer.add(name, file.read<float, 1>(name));
+    else if (shape.size() == 2)
+      writer.add(name, file.read<float, 2>(name));
+    else
+      writer.add(name, file.read<float, 3>(name));
   }
   edit(writer);
   writer.save(target);
@@ -108,9 +115,12 @@ TEMPLATE_TEST_CASE("load_checkpoint reads the reference's state dict exactly", "
           if (static_cast<double>(parameter.data()[i]) != stored.data()[i]) return false;
         return true;
       };
-      if (info.shape.size() == 1) CHECK(same_values(file.read<double, 1>(name)));
-      else if (info.shape.size() == 2) CHECK(same_values(file.read<double, 2>(name)));
-      else CHECK(same_values(file.read<double, 3>(name)));
+      if (info.shape.size() == 1)
+        CHECK(same_values(file.read<double, 1>(name)));
+      else if (info.shape.size() == 2)
+        CHECK(same_values(file.read<double, 2>(name)));
+      else
+        CHECK(same_values(file.read<double, 3>(name)));
     }
   }
 }
@@ -118,7 +128,8 @@ TEMPLATE_TEST_CASE("load_checkpoint reads the reference's state dict exactly", "
 TEST_CASE("load_checkpoint converts float16 and bfloat16 state dicts as torch does",
           "[checkpoint]") {
   const auto outputs = st::File::load(data_path("model_small_outputs.safetensors"));
-  const auto names = nlohmann::json::parse(outputs.metadata("param_names")).get<std::vector<std::string>>();
+  const auto names =
+      nlohmann::json::parse(outputs.metadata("param_names")).get<std::vector<std::string>>();
   for (const std::string dtype : {"f16", "bf16"}) {
     CAPTURE(dtype);
     mlstm::LanguageModel<double> model(golden_config("small"));
@@ -155,7 +166,8 @@ TEST_CASE("save_language_model and load_language_model round-trip parameters and
     CHECK(saved.metadata("format") == "pt");
     CHECK(saved.names().size() == model.registry().state_dict_names().size());  // tied: both names
     const auto loaded = mlstm::load_language_model<float>(file.path);
-    CHECK(mlstm::lm_model_config_to_json(loaded.config()) == mlstm::lm_model_config_to_json(config));
+    CHECK(mlstm::lm_model_config_to_json(loaded.config()) ==
+          mlstm::lm_model_config_to_json(config));
     CHECK(snapshot(loaded.registry()) == snapshot(model.registry()));
 
     // Stored as bfloat16: every value is the float rounded to bfloat16 (its top 16 bits, to
@@ -164,11 +176,12 @@ TEST_CASE("save_language_model and load_language_model round-trip parameters and
     CHECK(st::File::load(file.path).info("token_embedding.weight").dtype == st::DType::BF16);
     const auto rounded = mlstm::load_language_model<float>(file.path);
     const auto& original = model.registry().get("xlstm_block_stack.blocks.0.xlstm.proj_up.weight");
-    const auto& converted = rounded.registry().get("xlstm_block_stack.blocks.0.xlstm.proj_up.weight");
+    const auto& converted =
+        rounded.registry().get("xlstm_block_stack.blocks.0.xlstm.proj_up.weight");
     float worst = 0.0f;  // |rounded - x| / |x|, at most half a bfloat16 ulp: 2^-8
     for (Index i = 0; i < original.size(); ++i)
-      worst = std::max(worst, std::abs(converted.data()[i] - original.data()[i]) /
-                                  std::abs(original.data()[i]));
+      worst = std::max(
+          worst, std::abs(converted.data()[i] - original.data()[i]) / std::abs(original.data()[i]));
     CHECK(worst <= 0x1p-8f);
     CHECK(worst > 0.0f);
   }
@@ -199,7 +212,8 @@ TEST_CASE("load_language_model infers the configuration of a bare PyTorch state 
     mlstm::load_checkpoint(configured.registry(), data_path("model_" + case_name + ".safetensors"));
     Tensor<std::int64_t, 2> tokens(1, 5);
     for (Index t = 0; t < 5; ++t) tokens(0, t) = (3 * t + 1) % expected.vocab_size;
-    CHECK(mlstm::test::max_difference(model.forward(tokens), configured.forward(tokens)).max_abs == 0.0);
+    CHECK(mlstm::test::max_difference(model.forward(tokens), configured.forward(tokens)).max_abs ==
+          0.0);
   }
 }
 
@@ -236,15 +250,17 @@ TEST_CASE("load_checkpoint lists missing, unexpected and mis-shaped tensors, wri
   const auto before = snapshot(model.registry());
 
   ScratchFile file("broken.safetensors");
-  rewrite(source, file.path, "xlstm_block_stack.blocks.1.xlstm.learnable_skip", [](st::Writer& writer) {
-    Tensor<float, 1> extra(3);
-    extra.setZero();
-    writer.add("xlstm_block_stack.blocks.2.xlstm.learnable_skip", extra);
-  });
+  rewrite(source, file.path, "xlstm_block_stack.blocks.1.xlstm.learnable_skip",
+          [](st::Writer& writer) {
+            Tensor<float, 1> extra(3);
+            extra.setZero();
+            writer.add("xlstm_block_stack.blocks.2.xlstm.learnable_skip", extra);
+          });
   CHECK_THROWS_AS(mlstm::load_checkpoint(model.registry(), file.path), mlstm::ValueError);
-  CHECK_THROWS_WITH(mlstm::load_checkpoint(model.registry(), file.path),
-                    Catch::Contains("missing xlstm_block_stack.blocks.1.xlstm.learnable_skip") &&
-                        Catch::Contains("unexpected xlstm_block_stack.blocks.2.xlstm.learnable_skip"));
+  CHECK_THROWS_WITH(
+      mlstm::load_checkpoint(model.registry(), file.path),
+      Catch::Contains("missing xlstm_block_stack.blocks.1.xlstm.learnable_skip") &&
+          Catch::Contains("unexpected xlstm_block_stack.blocks.2.xlstm.learnable_skip"));
   CHECK(snapshot(model.registry()) == before);
 
   // Two mis-shaped tensors and one of an integer dtype, listed together.
@@ -270,10 +286,12 @@ TEST_CASE("load_checkpoint lists missing, unexpected and mis-shaped tensors, wri
     writer.save(file.path);
   }
   CHECK_THROWS_AS(mlstm::load_checkpoint(model.registry(), file.path), mlstm::ShapeError);
-  CHECK_THROWS_WITH(mlstm::load_checkpoint(model.registry(), file.path),
-                    Catch::Contains("token_embedding.weight (file: F32 (51, 32), expected a float dtype (50, 32))") &&
-                        Catch::Contains("conv1d.conv.weight (file: F32 (64, 4)") &&
-                        Catch::Contains("post_blocks_norm.weight (file: I32 (32)"));
+  CHECK_THROWS_WITH(
+      mlstm::load_checkpoint(model.registry(), file.path),
+      Catch::Contains(
+          "token_embedding.weight (file: F32 (51, 32), expected a float dtype (50, 32))") &&
+          Catch::Contains("conv1d.conv.weight (file: F32 (64, 4)") &&
+          Catch::Contains("post_blocks_norm.weight (file: I32 (32)"));
   CHECK(snapshot(model.registry()) == before);
 
   // A registry from another configuration: everything is listed, nothing written.
@@ -293,18 +311,23 @@ TEST_CASE("load_checkpoint rejects truncated and corrupt files, writing nothing"
   ScratchFile file("corrupt.safetensors");
 
   // Truncated: the data ends early; the header is cut; only the length field is left.
-  for (const std::size_t keep : {bytes.size() - 4, std::size_t(200), std::size_t(8), std::size_t(3)}) {
+  for (const std::size_t keep :
+       {bytes.size() - 4, std::size_t(200), std::size_t(8), std::size_t(3)}) {
     CAPTURE(keep);
-    write_bytes(file.path, std::vector<std::uint8_t>(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(keep)));
+    write_bytes(file.path, std::vector<std::uint8_t>(
+                               bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(keep)));
     CHECK_THROWS_AS(mlstm::load_checkpoint(model.registry(), file.path), mlstm::FormatError);
     CHECK(snapshot(model.registry()) == before);
   }
 
   // A header that lies about an offset (same length, so only the lie is wrong).
   std::uint64_t header_length = 0;
-  for (int i = 7; i >= 0; --i) header_length = header_length << 8 | bytes[static_cast<std::size_t>(i)];
-  std::string header(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_length));
-  const std::string entry = "\"lm_head.weight\":{\"dtype\":\"F32\",\"shape\":[50,32],\"data_offsets\":[0,6400]}";
+  for (int i = 7; i >= 0; --i)
+    header_length = header_length << 8 | bytes[static_cast<std::size_t>(i)];
+  std::string header(bytes.begin() + 8,
+                     bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_length));
+  const std::string entry =
+      "\"lm_head.weight\":{\"dtype\":\"F32\",\"shape\":[50,32],\"data_offsets\":[0,6400]}";
   const std::size_t at = header.find(entry);
   REQUIRE(at != std::string::npos);
   std::string lie = entry;
@@ -326,7 +349,8 @@ TEST_CASE("load_checkpoint rejects truncated and corrupt files, writing nothing"
   CHECK(snapshot(model.registry()) == before);
 
   // No file at all.
-  CHECK_THROWS_AS(mlstm::load_checkpoint(model.registry(), file.path + ".absent"), std::system_error);
+  CHECK_THROWS_AS(mlstm::load_checkpoint(model.registry(), file.path + ".absent"),
+                  std::system_error);
 }
 
 TEST_CASE("checkpoint prefixes, as DataParallel and torch.compile write them", "[checkpoint]") {
@@ -356,9 +380,10 @@ TEST_CASE("model configuration JSON: round trip and errors", "[checkpoint][error
                     Catch::Contains("config.vocab_size") && Catch::Contains("integer"));
   CHECK_THROWS_WITH(mlstm::lm_model_config_from_json("{\"vocab_size\": 10,"),
                     Catch::Contains("malformed JSON"));
-  CHECK_THROWS_WITH(mlstm::lm_model_config_from_json(
-                        "{\"vocab_size\": 10, \"context_length\": 4, \"inner_embedding_dim\": 100}"),
-                    Catch::Contains("config.inner_embedding_dim") && Catch::Contains("give 256"));
+  CHECK_THROWS_WITH(
+      mlstm::lm_model_config_from_json(
+          "{\"vocab_size\": 10, \"context_length\": 4, \"inner_embedding_dim\": 100}"),
+      Catch::Contains("config.inner_embedding_dim") && Catch::Contains("give 256"));
   CHECK_THROWS_WITH(mlstm::lm_model_config_from_json("{\"vocab_size\": 10}"),
                     Catch::Contains("config.context_length"));
 }

@@ -53,7 +53,8 @@ struct Golden {
 
   explicit Golden(const std::string& case_name)
       : name(case_name),
-        outputs(mlstm::safetensors::File::load(data_path("model_" + case_name + "_outputs.safetensors"))),
+        outputs(mlstm::safetensors::File::load(
+            data_path("model_" + case_name + "_outputs.safetensors"))),
         config(mlstm::lm_model_config_from_json(outputs.metadata("config"))),
         tokens(outputs.read<std::int64_t, 2>("tokens")),
         batch(tokens.dimension(0)),
@@ -88,7 +89,7 @@ struct Golden {
   }
   double float_budget_forward() const {
     return mlstm::test::float_budget(mlstm::test::max_difference(logits_f32ref, logits).max_abs,
-                                      mlstm::test::magnitude(logits));
+                                     mlstm::test::magnitude(logits));
   }
   double float_budget_step() const {
     return mlstm::test::float_budget(
@@ -102,10 +103,10 @@ void report(const Golden& golden, const char* what, const mlstm::test::Differenc
               d.max_abs, d.scale > 0 ? d.max_abs / d.scale : d.max_abs);
 }
 
-#define MLSTM_CHECK_GOLDEN(golden, what, actual, expected, budget)                 \
-  do {                                                                            \
+#define MLSTM_CHECK_GOLDEN(golden, what, actual, expected, budget)               \
+  do {                                                                           \
     report((golden), (what), mlstm::test::max_difference((actual), (expected))); \
-    MLSTM_CHECK_CLOSE(actual, expected, budget);                                  \
+    MLSTM_CHECK_CLOSE(actual, expected, budget);                                 \
   } while (false)
 
 // prefill of the first `prompt_length` tokens, then one step per remaining token: logits of
@@ -137,8 +138,9 @@ TEST_CASE("model forward reproduces the reference's logits in double", "[model][
     CAPTURE(name);
     const Golden golden(name);
     const auto model = golden.model<double>();
-    MLSTM_CHECK_GOLDEN(golden, "forward (parallel), double", model.forward(golden.prompt(golden.context)),
-                       golden.logits, golden.double_budget());
+    MLSTM_CHECK_GOLDEN(golden, "forward (parallel), double",
+                       model.forward(golden.prompt(golden.context)), golden.logits,
+                       golden.double_budget());
   }
 }
 
@@ -168,10 +170,14 @@ TEST_CASE("model step by step and prefill reproduce the reference's step in doub
           const auto n = golden.outputs.read<double, 4>(block + "n");
           const auto m = golden.outputs.read<double, 4>(block + "m");
           const auto conv = golden.outputs.read<double, 3>(block + "conv");
-          MLSTM_CHECK_CLOSE(mine.mlstm_state.c, c, 1e-12 * std::max(1.0, mlstm::test::magnitude(c)));
-          MLSTM_CHECK_CLOSE(mine.mlstm_state.n, n, 1e-12 * std::max(1.0, mlstm::test::magnitude(n)));
-          MLSTM_CHECK_CLOSE(mine.mlstm_state.m, m, 1e-12 * std::max(1.0, mlstm::test::magnitude(m)));
-          MLSTM_CHECK_CLOSE(mine.conv_state, conv, 1e-12 * std::max(1.0, mlstm::test::magnitude(conv)));
+          MLSTM_CHECK_CLOSE(mine.mlstm_state.c, c,
+                            1e-12 * std::max(1.0, mlstm::test::magnitude(c)));
+          MLSTM_CHECK_CLOSE(mine.mlstm_state.n, n,
+                            1e-12 * std::max(1.0, mlstm::test::magnitude(n)));
+          MLSTM_CHECK_CLOSE(mine.mlstm_state.m, m,
+                            1e-12 * std::max(1.0, mlstm::test::magnitude(m)));
+          MLSTM_CHECK_CLOSE(mine.conv_state, conv,
+                            1e-12 * std::max(1.0, mlstm::test::magnitude(conv)));
         }
       }
     }
@@ -226,8 +232,9 @@ TEST_CASE("model in float is within the reference's own float32 error", "[model]
     CAPTURE(name);
     const Golden golden(name);
     const auto model = golden.model<float>();
-    MLSTM_CHECK_GOLDEN(golden, "forward (parallel), float", model.forward(golden.prompt(golden.context)),
-                       golden.logits, golden.float_budget_forward());
+    MLSTM_CHECK_GOLDEN(golden, "forward (parallel), float",
+                       model.forward(golden.prompt(golden.context)), golden.logits,
+                       golden.float_budget_forward());
     for (const Index prompt_length : {Index(0), golden.context}) {
       CAPTURE(prompt_length);
       const auto stepped = prefill_then_steps(model, golden, prompt_length).first;
@@ -252,7 +259,8 @@ TEST_CASE("model: Logits::last, batch rows and thread counts", "[model]") {
   MLSTM_CHECK_CLOSE(last, last_of_all,
                     mlstm::test::forms_relative<float> * mlstm::test::magnitude(last_of_all));
   CHECK(mlstm::test::max_difference(state_last.blocks[1].mlstm_state.c,
-                                    state_all.blocks[1].mlstm_state.c).max_abs == 0.0);
+                                    state_all.blocks[1].mlstm_state.c)
+            .max_abs == 0.0);
 
   // Each sequence of a batch alone gives its row of the batch.
   for (Index b = 0; b < golden.batch; ++b) {
@@ -261,8 +269,9 @@ TEST_CASE("model: Logits::last, batch rows and thread counts", "[model]") {
         golden.tokens.slice(std::array<Index, 2>{b, 0}, std::array<Index, 2>{1, golden.steps});
     auto state = model.initial_state(1);
     const auto alone = model.prefill(one, state);
-    const Tensor<float, 3> row = all.slice(std::array<Index, 3>{b, 0, 0},
-                                           std::array<Index, 3>{1, golden.steps, golden.config.vocab_size});
+    const Tensor<float, 3> row =
+        all.slice(std::array<Index, 3>{b, 0, 0},
+                  std::array<Index, 3>{1, golden.steps, golden.config.vocab_size});
     MLSTM_CHECK_CLOSE(alone, row, 1e-5 * mlstm::test::magnitude(row));
   }
 
@@ -272,7 +281,8 @@ TEST_CASE("model: Logits::last, batch rows and thread counts", "[model]") {
   CHECK(mlstm::test::max_difference(threaded.forward(golden.tokens), model.forward(golden.tokens))
             .max_abs == 0.0);
   auto state_threaded = threaded.initial_state(golden.batch);
-  CHECK(mlstm::test::max_difference(threaded.prefill(golden.tokens, state_threaded), all).max_abs == 0.0);
+  CHECK(mlstm::test::max_difference(threaded.prefill(golden.tokens, state_threaded), all).max_abs ==
+        0.0);
 }
 
 TEST_CASE("model: a new model from a seed is reproducible and runs", "[model]") {
@@ -299,8 +309,9 @@ TEST_CASE("model rejects bad tokens, states and options before writing", "[model
   const auto model = golden.model<float>();
   Tensor<std::int64_t, 2> tokens = golden.prompt(4);
   tokens(1, 2) = golden.config.vocab_size;  // one past the vocabulary
-  CHECK_THROWS_WITH(model.forward(tokens), Catch::Contains("tokens") && Catch::Contains("token id 50") &&
-                                               Catch::Contains("(1, 2)") && Catch::Contains("[0, 50)"));
+  CHECK_THROWS_WITH(model.forward(tokens),
+                    Catch::Contains("tokens") && Catch::Contains("token id 50") &&
+                        Catch::Contains("(1, 2)") && Catch::Contains("[0, 50)"));
   tokens(1, 2) = -1;
   CHECK_THROWS_AS(model.forward(tokens), mlstm::ValueError);
   Tensor<std::int64_t, 2> empty(2, 0);
@@ -311,8 +322,9 @@ TEST_CASE("model rejects bad tokens, states and options before writing", "[model
   // A state for another batch size.
   Tensor<std::int64_t, 1> two_tokens(2);
   two_tokens.setZero();
-  CHECK_THROWS_WITH(model.step(two_tokens, state),
-                    Catch::Contains("state.blocks[0].mlstm_state.c") && Catch::Contains("(2, 4, 16, 16)"));
+  CHECK_THROWS_WITH(
+      model.step(two_tokens, state),
+      Catch::Contains("state.blocks[0].mlstm_state.c") && Catch::Contains("(2, 4, 16, 16)"));
   // A bad token in the step leaves the state alone.
   Tensor<std::int64_t, 1> step_tokens(golden.batch);
   step_tokens.setConstant(3);
@@ -321,7 +333,8 @@ TEST_CASE("model rejects bad tokens, states and options before writing", "[model
   // A state missing a block, and one with a mis-shaped conv state.
   auto short_state = state;
   short_state.blocks.pop_back();
-  CHECK_THROWS_WITH(model.step(golden.token_at(0), short_state), Catch::Contains("one block state per block (2), got 1"));
+  CHECK_THROWS_WITH(model.step(golden.token_at(0), short_state),
+                    Catch::Contains("one block state per block (2), got 1"));
   auto bad_conv = state;
   bad_conv.blocks[1].conv_state = Tensor<float, 3>(golden.batch, 3, 64);
   CHECK_THROWS_WITH(model.prefill(golden.prompt(3), bad_conv),
@@ -331,7 +344,8 @@ TEST_CASE("model rejects bad tokens, states and options before writing", "[model
 
   mlstm::KernelOptions options;
   options.eps = -1.0;
-  CHECK_THROWS_WITH(mlstm::LanguageModel<float>(golden.config, options), Catch::Contains("options.eps"));
+  CHECK_THROWS_WITH(mlstm::LanguageModel<float>(golden.config, options),
+                    Catch::Contains("options.eps"));
   options = {};
   options.chunk_size = 0;
   mlstm::LanguageModel<float> other(golden.config);

@@ -75,13 +75,13 @@ TEMPLATE_TEST_CASE("linear_forward matches nn.Linear's loops", "[model][layers]"
       const auto b = random_tensor<T, 1>(random, -1, 1, out);
       const auto y = with_bias ? mlstm::linear_forward(x, w, b) : mlstm::linear_forward(x, w);
       const Tensor<double, 1> b_double = as_double(b);
-      const auto expected = naive::linear(reshaped_double<2>(x, B * S, in),
-                                          as_double(w),
+      const auto expected = naive::linear(reshaped_double<2>(x, B * S, in), as_double(w),
                                           with_bias ? &b_double : nullptr);
       REQUIRE(y.dimension(0) == B);
       REQUIRE(y.dimension(1) == S);
       REQUIRE(y.dimension(2) == out);
-      MLSTM_CHECK_CLOSE(reshaped_double<2>(y, B * S, out), expected, budget_for(relative, expected));
+      MLSTM_CHECK_CLOSE(reshaped_double<2>(y, B * S, out), expected,
+                        budget_for(relative, expected));
     }
   }
 }
@@ -93,9 +93,9 @@ TEST_CASE("linear_forward rejects mis-shaped weights and biases", "[model][layer
   Tensor<float, 1> b(4);
   w.setZero();
   b.setZero();
-  CHECK_THROWS_WITH(mlstm::linear_forward(x, w),
-                    Catch::Contains("weight") && Catch::Contains("in = 4") &&
-                        Catch::Contains("(5, 3)"));
+  CHECK_THROWS_WITH(mlstm::linear_forward(x, w), Catch::Contains("weight") &&
+                                                     Catch::Contains("in = 4") &&
+                                                     Catch::Contains("(5, 3)"));
   Tensor<float, 2> w_ok(5, 4);
   w_ok.setZero();
   CHECK_THROWS_AS(mlstm::linear_forward(x, w_ok, b), mlstm::ShapeError);
@@ -121,9 +121,8 @@ TEMPLATE_TEST_CASE("linear_headwise_forward matches LinearHeadwiseExpand's loops
       const auto y = with_bias ? mlstm::linear_headwise_forward(x, w, b)
                                : mlstm::linear_headwise_forward(x, w);
       const Tensor<double, 1> b_double = as_double(b);
-      const auto expected =
-          naive::linear_headwise(reshaped_double<2>(x, B * S, z.heads * z.din),
-                                 as_double(w), with_bias ? &b_double : nullptr);
+      const auto expected = naive::linear_headwise(reshaped_double<2>(x, B * S, z.heads * z.din),
+                                                   as_double(w), with_bias ? &b_double : nullptr);
       REQUIRE(y.dimension(2) == z.heads * z.dout);
       MLSTM_CHECK_CLOSE(reshaped_double<2>(y, B * S, z.heads * z.dout), expected,
                         budget_for(mlstm::test::forms_relative<T>, expected));
@@ -207,8 +206,8 @@ TEST_CASE("layer_norm_forward rejects bad shapes and eps", "[model][layers][erro
   CHECK_THROWS_AS(mlstm::layer_norm_forward(empty, w_empty), mlstm::ShapeError);
 }
 
-TEMPLATE_TEST_CASE("multi_head_layer_norm_forward matches F.group_norm's loops",
-                   "[model][layers]", float, double) {
+TEMPLATE_TEST_CASE("multi_head_layer_norm_forward matches F.group_norm's loops", "[model][layers]",
+                   float, double) {
   using T = TestType;
   mlstm::test::Random random(14);
   struct Sizes {
@@ -227,8 +226,8 @@ TEMPLATE_TEST_CASE("multi_head_layer_norm_forward matches F.group_norm's loops",
       const auto y = with_bias ? mlstm::multi_head_layer_norm_forward(h, w, b)
                                : mlstm::multi_head_layer_norm_forward(h, w);
       const Tensor<double, 1> b_double = as_double(b);
-      const auto expected = naive::multi_head_layer_norm(
-          as_double(h), as_double(w), with_bias ? &b_double : nullptr, 1e-5);
+      const auto expected = naive::multi_head_layer_norm(as_double(h), as_double(w),
+                                                         with_bias ? &b_double : nullptr, 1e-5);
       MLSTM_CHECK_CLOSE(as_double(y), expected,
                         budget_for(mlstm::test::forms_relative<T>, expected));
     }
@@ -259,8 +258,8 @@ TEMPLATE_TEST_CASE("causal_conv1d_forward matches nn.Conv1d's loops", "[model][l
       const auto w = random_tensor<T, 3>(random, -1, 1, D, 1, KS);
       const auto bias = random_tensor<T, 1>(random, -1, 1, D);
       const auto y = mlstm::causal_conv1d_forward(x, w, bias);
-      const auto expected = naive::causal_conv1d(as_double(x),
-                                                 as_double(w), as_double(bias), nullptr);
+      const auto expected =
+          naive::causal_conv1d(as_double(x), as_double(w), as_double(bias), nullptr);
       MLSTM_CHECK_CLOSE(as_double(y), expected,
                         budget_for(mlstm::test::forms_relative<T>, expected));
 
@@ -269,8 +268,8 @@ TEMPLATE_TEST_CASE("causal_conv1d_forward matches nn.Conv1d's loops", "[model][l
       auto state = random_tensor<T, 3>(random, -2, 2, B, KS, D);
       const Tensor<double, 3> state_before = as_double(state);
       const auto y_state = mlstm::causal_conv1d_forward(x, w, bias, state);
-      const auto expected_state = naive::causal_conv1d(
-          as_double(x), as_double(w), as_double(bias), &state_before);
+      const auto expected_state =
+          naive::causal_conv1d(as_double(x), as_double(w), as_double(bias), &state_before);
       MLSTM_CHECK_CLOSE(as_double(y_state), expected_state,
                         budget_for(mlstm::test::forms_relative<T>, expected_state));
       Tensor<double, 3> expected_new_state(B, KS, D);
@@ -299,7 +298,8 @@ TEMPLATE_TEST_CASE("causal_conv1d_forward: whole, piecewise and step by step agr
 
   Tensor<T, 3> whole_state = zero_state;
   const auto whole = mlstm::causal_conv1d_forward(x, w, bias, whole_state);
-  CHECK(mlstm::test::max_difference(whole, mlstm::causal_conv1d_forward(x, w, bias)).max_abs == 0.0);
+  CHECK(mlstm::test::max_difference(whole, mlstm::causal_conv1d_forward(x, w, bias)).max_abs ==
+        0.0);
 
   for (const Index piece : {1, 2, 5}) {
     CAPTURE(piece);
@@ -307,8 +307,8 @@ TEMPLATE_TEST_CASE("causal_conv1d_forward: whole, piecewise and step by step agr
     Tensor<T, 3> pieces(B, S, D);
     for (Index start = 0; start < S; start += piece) {
       const Index length = std::min(piece, S - start);
-      const Tensor<T, 3> chunk = x.slice(std::array<Index, 3>{0, start, 0},
-                                         std::array<Index, 3>{B, length, D});
+      const Tensor<T, 3> chunk =
+          x.slice(std::array<Index, 3>{0, start, 0}, std::array<Index, 3>{B, length, D});
       const auto y = mlstm::causal_conv1d_forward(chunk, w, bias, state);
       pieces.slice(std::array<Index, 3>{0, start, 0}, std::array<Index, 3>{B, length, D}) = y;
     }
@@ -322,8 +322,7 @@ TEMPLATE_TEST_CASE("causal_conv1d_forward: whole, piecewise and step by step agr
     Tensor<double, 2> x_t(B, D);
     for (Index b = 0; b < B; ++b)
       for (Index d = 0; d < D; ++d) x_t(b, d) = static_cast<double>(x(b, t, d));
-    const auto y_t = naive::causal_conv1d_step(x_t, as_double(w), as_double(bias),
-                                               reference_state);
+    const auto y_t = naive::causal_conv1d_step(x_t, as_double(w), as_double(bias), reference_state);
     Tensor<double, 2> ours(B, D);
     for (Index b = 0; b < B; ++b)
       for (Index d = 0; d < D; ++d) ours(b, d) = static_cast<double>(whole(b, t, d));
@@ -428,13 +427,22 @@ struct OwnedBlock {
   std::optional<Tensor<T, 1>> proj_up_bias, q_bias, k_bias, v_bias, proj_down_bias;
 
   explicit OwnedBlock(const naive::BlockParams& p)
-      : norm(cast_to<T>(p.xlstm_norm)), conv_bias(cast_to<T>(p.conv_bias)),
-        igate_bias(cast_to<T>(p.igate_bias)), fgate_bias(cast_to<T>(p.fgate_bias)),
-        outnorm(cast_to<T>(p.outnorm)), skip(cast_to<T>(p.skip)), proj_up(cast_to<T>(p.proj_up)),
-        igate(cast_to<T>(p.igate)), fgate(cast_to<T>(p.fgate)),
-        proj_down(cast_to<T>(p.proj_down)), q(cast_to<T>(p.q_proj)), k(cast_to<T>(p.k_proj)),
-        v(cast_to<T>(p.v_proj)), conv(cast_to<T>(p.conv)) {
-    const auto copy = [](const std::optional<Tensor<double, 1>>& from, std::optional<Tensor<T, 1>>& to) {
+      : norm(cast_to<T>(p.xlstm_norm)),
+        conv_bias(cast_to<T>(p.conv_bias)),
+        igate_bias(cast_to<T>(p.igate_bias)),
+        fgate_bias(cast_to<T>(p.fgate_bias)),
+        outnorm(cast_to<T>(p.outnorm)),
+        skip(cast_to<T>(p.skip)),
+        proj_up(cast_to<T>(p.proj_up)),
+        igate(cast_to<T>(p.igate)),
+        fgate(cast_to<T>(p.fgate)),
+        proj_down(cast_to<T>(p.proj_down)),
+        q(cast_to<T>(p.q_proj)),
+        k(cast_to<T>(p.k_proj)),
+        v(cast_to<T>(p.v_proj)),
+        conv(cast_to<T>(p.conv)) {
+    const auto copy = [](const std::optional<Tensor<double, 1>>& from,
+                         std::optional<Tensor<T, 1>>& to) {
       if (from) to = cast_to<T>(*from);
     };
     copy(p.proj_up_bias, proj_up_bias);
@@ -457,8 +465,9 @@ struct OwnedBlock {
     return {view(igate), view(igate_bias), view(fgate), view(fgate_bias), view(outnorm)};
   }
   mlstm::MLSTMLayerWeights<T> layer() const {
-    return {view(proj_up), view(proj_up_bias), view(q), view(q_bias), view(k), view(k_bias),
-            view(v), view(v_bias), view(conv), view(conv_bias), cell(), view(skip),
+    return {view(proj_up),   view(proj_up_bias),  view(q), view(q_bias),
+            view(k),         view(k_bias),        view(v), view(v_bias),
+            view(conv),      view(conv_bias),     cell(),  view(skip),
             view(proj_down), view(proj_down_bias)};
   }
   mlstm::MLSTMBlockWeights<T> block() const { return {view(norm), layer()}; }
@@ -500,7 +509,8 @@ TEMPLATE_TEST_CASE("mlstm_cell_forward matches the plain loops, with and without
     const auto v = random_tensor<double, 3>(random, -1, 1, B, S, z.I);
     const auto rows = [&](const Tensor<double, 3>& x) { return reshaped_double<2>(x, B * S, z.I); };
 
-    const auto h = mlstm::mlstm_cell_forward(owned.cell(), cast_to<T>(q), cast_to<T>(k), cast_to<T>(v));
+    const auto h =
+        mlstm::mlstm_cell_forward(owned.cell(), cast_to<T>(q), cast_to<T>(k), cast_to<T>(v));
     const auto expected = naive::mlstm_cell(rows(q), rows(k), rows(v), B, S, params, nullptr);
     MLSTM_CHECK_CLOSE(reshaped_double<2>(h, B * S, z.I), expected, budget_for(relative, expected));
 
@@ -508,16 +518,16 @@ TEMPLATE_TEST_CASE("mlstm_cell_forward matches the plain loops, with and without
     for (const Index length : {Index(1), S}) {
       CAPTURE(length);
       const auto part = [&](const Tensor<double, 3>& x) {
-        return Tensor<double, 3>(x.slice(std::array<Index, 3>{0, 0, 0},
-                                         std::array<Index, 3>{B, length, z.I}));
+        return Tensor<double, 3>(
+            x.slice(std::array<Index, 3>{0, 0, 0}, std::array<Index, 3>{B, length, z.I}));
       };
       auto naive_state = random_state(B, z.NH, DH, random);
       auto state = library_state<T>(naive_state);
       mlstm::KernelOptions options;
       options.chunk_size = 3;
-      const auto h_state = mlstm::mlstm_cell_forward(owned.cell(), cast_to<T>(part(q)),
-                                                     cast_to<T>(part(k)), cast_to<T>(part(v)),
-                                                     state, options);
+      const auto h_state =
+          mlstm::mlstm_cell_forward(owned.cell(), cast_to<T>(part(q)), cast_to<T>(part(k)),
+                                    cast_to<T>(part(v)), state, options);
       const auto q_rows = reshaped_double<2>(part(q), B * length, z.I);
       const auto k_rows = reshaped_double<2>(part(k), B * length, z.I);
       const auto v_rows = reshaped_double<2>(part(v), B * length, z.I);
@@ -566,18 +576,21 @@ TEMPLATE_TEST_CASE("mlstm_layer_forward and mlstm_block_forward match the plain 
     const auto put = [&](const Tensor<T, 3>& y, Index first) {
       for (Index b = 0; b < B; ++b)
         for (Index t = 0; t < y.dimension(1); ++t)
-          for (Index e = 0; e < z.E; ++e) stepped(b, first + t, e) = static_cast<double>(y(b, t, e));
+          for (Index e = 0; e < z.E; ++e)
+            stepped(b, first + t, e) = static_cast<double>(y(b, t, e));
     };
     const auto slice = [&](Index first, Index length) {
-      return cast_to<T>(Tensor<double, 3>(x.slice(std::array<Index, 3>{0, first, 0},
-                                                  std::array<Index, 3>{B, length, z.E})));
+      return cast_to<T>(Tensor<double, 3>(
+          x.slice(std::array<Index, 3>{0, first, 0}, std::array<Index, 3>{B, length, z.E})));
     };
     put(mlstm::mlstm_block_forward(owned.block(), slice(0, prefix), state, options), 0);
     for (Index t = prefix; t < S; ++t)
       put(mlstm::mlstm_block_forward(owned.block(), slice(t, 1), state, options), t);
     MLSTM_CHECK_CLOSE(stepped, expected_steps, budget_for(relative, expected_steps));
-    MLSTM_CHECK_CLOSE(as_double(state.mlstm_state.c), naive_cell.c, budget_for(relative, naive_cell.c));
-    MLSTM_CHECK_CLOSE(as_double(state.mlstm_state.m), naive_cell.m, budget_for(relative, naive_cell.m));
+    MLSTM_CHECK_CLOSE(as_double(state.mlstm_state.c), naive_cell.c,
+                      budget_for(relative, naive_cell.c));
+    MLSTM_CHECK_CLOSE(as_double(state.mlstm_state.m), naive_cell.m,
+                      budget_for(relative, naive_cell.m));
     MLSTM_CHECK_CLOSE(as_double(state.conv_state), naive_conv, budget_for(relative, naive_conv));
   }
 }
@@ -592,11 +605,20 @@ TEST_CASE("layer weights and inputs are validated with the parameters' names",
 
   Tensor<double, 3> bad_v(4, 3, 4);  // P = 4 blocks of I / P = 4, but (4, 3, 4)
   bad_v.setZero();
-  const auto with_bad_v = mlstm::MLSTMLayerWeights<double>{
-      owned.layer().proj_up_weight, std::nullopt, owned.layer().q_proj_weight, std::nullopt,
-      owned.layer().k_proj_weight, std::nullopt, OwnedBlock<double>::view(bad_v), std::nullopt,
-      owned.layer().conv_weight, owned.layer().conv_bias, owned.cell(), owned.layer().learnable_skip,
-      owned.layer().proj_down_weight, std::nullopt};
+  const auto with_bad_v = mlstm::MLSTMLayerWeights<double>{owned.layer().proj_up_weight,
+                                                           std::nullopt,
+                                                           owned.layer().q_proj_weight,
+                                                           std::nullopt,
+                                                           owned.layer().k_proj_weight,
+                                                           std::nullopt,
+                                                           OwnedBlock<double>::view(bad_v),
+                                                           std::nullopt,
+                                                           owned.layer().conv_weight,
+                                                           owned.layer().conv_bias,
+                                                           owned.cell(),
+                                                           owned.layer().learnable_skip,
+                                                           owned.layer().proj_down_weight,
+                                                           std::nullopt};
   CHECK_THROWS_WITH(mlstm::mlstm_layer_forward(with_bad_v, x),
                     Catch::Contains("v_proj.weight") && Catch::Contains("(4, 3, 4)"));
 
@@ -605,8 +627,8 @@ TEST_CASE("layer weights and inputs are validated with the parameters' names",
   CHECK_THROWS_WITH(mlstm::mlstm_layer_forward(owned.layer(), wrong_width),
                     Catch::Contains("x") && Catch::Contains("E = 8"));
 
-  mlstm::MLSTMLayerState<double> state = mlstm::MLSTMLayerState<double>::zeros(2, z.NH, z.I / z.NH,
-                                                                              z.KS, z.I);
+  mlstm::MLSTMLayerState<double> state =
+      mlstm::MLSTMLayerState<double>::zeros(2, z.NH, z.I / z.NH, z.KS, z.I);
   CHECK_THROWS_WITH(mlstm::mlstm_block_forward(owned.block(), x, state),
                     Catch::Contains("state.mlstm_state.c") && Catch::Contains("(1, 2, 8, 8)"));
   CHECK(mlstm::test::magnitude(state.conv_state) == 0.0);
@@ -614,10 +636,9 @@ TEST_CASE("layer weights and inputs are validated with the parameters' names",
   Tensor<double, 1> bad_gate_bias(3);
   bad_gate_bias.setZero();
   auto cell = owned.cell();
-  const mlstm::MLSTMCellWeights<double> bad_cell{cell.igate_weight,
-                                                 OwnedBlock<double>::view(bad_gate_bias),
-                                                 cell.fgate_weight, cell.fgate_bias,
-                                                 cell.outnorm_weight};
+  const mlstm::MLSTMCellWeights<double> bad_cell{
+      cell.igate_weight, OwnedBlock<double>::view(bad_gate_bias), cell.fgate_weight,
+      cell.fgate_bias, cell.outnorm_weight};
   Tensor<double, 3> q(1, 3, z.I);
   q.setZero();
   CHECK_THROWS_WITH(mlstm::mlstm_cell_forward(bad_cell, q, q, q),

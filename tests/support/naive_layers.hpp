@@ -138,19 +138,19 @@ inline double silu(double x) { return x / (1.0 + std::exp(-x)); }
 
 // The parameters of one block, in the reference's shapes (names in comments), in double.
 struct BlockParams {
-  Tensor1 xlstm_norm;                          // xlstm_norm.weight (E)
-  Tensor2 proj_up;                             // xlstm.proj_up.weight (2I, E)
-  std::optional<Tensor1> proj_up_bias;         // xlstm.proj_up.bias (2I)
-  Tensor3 q_proj, k_proj, v_proj;              // xlstm.{q,k,v}_proj.weight (P, I/P, I/P)
+  Tensor1 xlstm_norm;                   // xlstm_norm.weight (E)
+  Tensor2 proj_up;                      // xlstm.proj_up.weight (2I, E)
+  std::optional<Tensor1> proj_up_bias;  // xlstm.proj_up.bias (2I)
+  Tensor3 q_proj, k_proj, v_proj;       // xlstm.{q,k,v}_proj.weight (P, I/P, I/P)
   std::optional<Tensor1> q_bias, k_bias, v_bias;
-  Tensor3 conv;                                // xlstm.conv1d.conv.weight (I, 1, KS)
-  Tensor1 conv_bias;                           // xlstm.conv1d.conv.bias (I)
-  Tensor2 igate, fgate;                        // xlstm.mlstm_cell.{i,f}gate.weight (NH, 3I)
-  Tensor1 igate_bias, fgate_bias;              // (NH)
-  Tensor1 outnorm;                             // xlstm.mlstm_cell.outnorm.weight (I)
-  Tensor1 skip;                                // xlstm.learnable_skip (I)
-  Tensor2 proj_down;                           // xlstm.proj_down.weight (E, I)
-  std::optional<Tensor1> proj_down_bias;       // (E)
+  Tensor3 conv;                           // xlstm.conv1d.conv.weight (I, 1, KS)
+  Tensor1 conv_bias;                      // xlstm.conv1d.conv.bias (I)
+  Tensor2 igate, fgate;                   // xlstm.mlstm_cell.{i,f}gate.weight (NH, 3I)
+  Tensor1 igate_bias, fgate_bias;         // (NH)
+  Tensor1 outnorm;                        // xlstm.mlstm_cell.outnorm.weight (I)
+  Tensor1 skip;                           // xlstm.learnable_skip (I)
+  Tensor2 proj_down;                      // xlstm.proj_down.weight (E, I)
+  std::optional<Tensor1> proj_down_bias;  // (E)
   Index num_heads = 1;
 };
 

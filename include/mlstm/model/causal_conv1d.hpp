@@ -24,8 +24,8 @@ namespace detail {
 // y (B, S, D) from x (B, S, D), weight (D, KS), bias (D). `state` (B, KS, D), if not null,
 // holds the previous inputs and is advanced past x after y is written.
 template <typename T>
-void causal_conv1d(const T* x, Index batch, Index seq_len, Index dim, const T* weight,
-                   Index kernel, const T* bias, T* state, T* y) {
+void causal_conv1d(const T* x, Index batch, Index seq_len, Index dim, const T* weight, Index kernel,
+                   const T* bias, T* state, T* y) {
   std::vector<const T*> taps(static_cast<size_t>(kernel));
   for (Index b = 0; b < batch; ++b) {
     const T* inputs = x + b * seq_len * dim;
@@ -82,9 +82,9 @@ Tensor<detail::scalar_of<X>, 3> causal_conv1d_forward(const X& x, const W& weigh
   detail::require_same_scalar<X, W, Bias>();
   using T = detail::scalar_of<X>;
   const auto x_view = detail::const_view<3>(x, "x", "(B, S, D)");
-  const auto shape = detail::check_conv_inputs<T>(
-      x_view, detail::const_view<3>(weight, "weight", "(D, 1, KS)"),
-      detail::const_view<1>(bias, "bias", "(D)"));
+  const auto shape =
+      detail::check_conv_inputs<T>(x_view, detail::const_view<3>(weight, "weight", "(D, 1, KS)"),
+                                   detail::const_view<1>(bias, "bias", "(D)"));
   Tensor<T, 3> y(shape.batch, shape.seq_len, shape.dim);
   detail::causal_conv1d<T>(x_view.data(), shape.batch, shape.seq_len, shape.dim, weight.data(),
                            shape.kernel, bias.data(), nullptr, y.data());
@@ -93,14 +93,14 @@ Tensor<detail::scalar_of<X>, 3> causal_conv1d_forward(const X& x, const W& weigh
 
 // The same continuing from `state` (B, KS, D), which is advanced past x in place.
 template <typename X, typename W, typename Bias, typename State>
-Tensor<detail::scalar_of<X>, 3> causal_conv1d_forward(const X& x, const W& weight,
-                                                      const Bias& bias, State&& state) {
+Tensor<detail::scalar_of<X>, 3> causal_conv1d_forward(const X& x, const W& weight, const Bias& bias,
+                                                      State&& state) {
   detail::require_same_scalar<X, W, Bias, State>();
   using T = detail::scalar_of<X>;
   const auto x_view = detail::const_view<3>(x, "x", "(B, S, D)");
-  const auto shape = detail::check_conv_inputs<T>(
-      x_view, detail::const_view<3>(weight, "weight", "(D, 1, KS)"),
-      detail::const_view<1>(bias, "bias", "(D)"));
+  const auto shape =
+      detail::check_conv_inputs<T>(x_view, detail::const_view<3>(weight, "weight", "(D, 1, KS)"),
+                                   detail::const_view<1>(bias, "bias", "(D)"));
   auto state_view = detail::mutable_view<3>(state, "state", "(B, KS, D)");
   detail::expect_shape<T, 3>(state_view, {shape.batch, shape.kernel, shape.dim}, "state",
                              "(B, KS, D) of x and weight");

@@ -59,7 +59,8 @@ namespace detail {
 template <int Rank = 0, typename F>
 void with_static_rank(const Shape& shape, const std::string& name, const F& f) {
   if constexpr (Rank > 8) {
-    throw ShapeError(name, "checkpoints hold parameters of rank <= 8, got " + mlstm::shape_string(shape));
+    throw ShapeError(name,
+                     "checkpoints hold parameters of rank <= 8, got " + mlstm::shape_string(shape));
   } else {
     if (static_cast<int>(shape.size()) != Rank) {
       with_static_rank<Rank + 1>(shape, name, f);
@@ -73,8 +74,7 @@ void with_static_rank(const Shape& shape, const std::string& name, const F& f) {
 
 // Reads tensor `name` (already checked: a float dtype of `shape`) into `out`.
 template <typename T>
-void read_flat(const safetensors::File& file, const std::string& name, const Shape& shape,
-               T* out) {
+void read_flat(const safetensors::File& file, const std::string& name, const Shape& shape, T* out) {
   with_static_rank(shape, name, [&](const auto& dims) {
     constexpr int rank = static_cast<int>(std::tuple_size_v<std::decay_t<decltype(dims)>>);
     file.read_into(name, TensorMap<T, rank>(out, dims));
@@ -83,13 +83,13 @@ void read_flat(const safetensors::File& file, const std::string& name, const Sha
 
 inline bool is_float_dtype(safetensors::DType dtype) {
   using safetensors::DType;
-  return dtype == DType::F64 || dtype == DType::F32 || dtype == DType::F16 ||
-         dtype == DType::BF16;
+  return dtype == DType::F64 || dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16;
 }
 
 inline std::string listed(const std::vector<std::string>& items, std::size_t limit = 12) {
   std::string text;
-  for (std::size_t i = 0; i < items.size() && i < limit; ++i) text += (i > 0 ? ", " : "") + items[i];
+  for (std::size_t i = 0; i < items.size() && i < limit; ++i)
+    text += (i > 0 ? ", " : "") + items[i];
   if (items.size() > limit) text += ", ... (" + std::to_string(items.size()) + " in all)";
   return text;
 }
@@ -102,7 +102,8 @@ void load_state_dict(Registry<T>& registry, const safetensors::File& file,
                      const CheckpointOptions& options = {}) {
   std::vector<std::string> missing, unexpected, mismatched, conflicting;
   std::set<std::string> expected;
-  for (const std::string& name : registry.state_dict_names()) expected.insert(options.prefix + name);
+  for (const std::string& name : registry.state_dict_names())
+    expected.insert(options.prefix + name);
   for (const std::string& name : file.names())
     if (expected.count(name) == 0) unexpected.push_back(name);
 
@@ -141,13 +142,15 @@ void load_state_dict(Registry<T>& registry, const safetensors::File& file,
     std::string message = source + " does not hold this model's parameters:";
     if (!missing.empty()) message += " missing " + detail::listed(missing) + ";";
     if (!unexpected.empty()) message += " unexpected " + detail::listed(unexpected) + ";";
-    if (!mismatched.empty()) message += " mis-shaped or not float " + detail::listed(mismatched) + ";";
+    if (!mismatched.empty())
+      message += " mis-shaped or not float " + detail::listed(mismatched) + ";";
     if (options.prefix.empty() && missing.size() == sources.size())
       message += " (no name matches: does the file use a prefix? see CheckpointOptions::prefix)";
     throw ValueError("checkpoint", message);
   }
   if (!mismatched.empty()) {
-    throw ShapeError("checkpoint", source + ": mis-shaped or not float " + detail::listed(mismatched));
+    throw ShapeError("checkpoint",
+                     source + ": mis-shaped or not float " + detail::listed(mismatched));
   }
 
   // Stage every parameter, compare tied copies, then commit.
@@ -159,8 +162,7 @@ void load_state_dict(Registry<T>& registry, const safetensors::File& file,
     for (std::size_t other = 1; other < present.size(); ++other) {
       std::vector<T> copy(staged[p].size());
       detail::read_flat(file, present[other], parameter->shape(), copy.data());
-      if (copy != staged[p])
-        conflicting.push_back(present.front() + " and " + present[other]);
+      if (copy != staged[p]) conflicting.push_back(present.front() + " and " + present[other]);
     }
   }
   if (!conflicting.empty()) {

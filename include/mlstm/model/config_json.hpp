@@ -12,7 +12,7 @@
 // unknown field, a value of the wrong type, or malformed JSON is a ValueError naming it.
 #pragma once
 
-#include <cmath>
+#include <map>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -52,31 +52,32 @@ inline LMModelConfig lm_model_config_from_json(const std::string& text) {
   if (!json.is_object()) throw ValueError("text", "expected a JSON object, got " + json.dump());
 
   LMModelConfig config;
+  const std::map<std::string, Index*> integers{
+      {"vocab_size", &config.vocab_size},
+      {"embedding_dim", &config.embedding_dim},
+      {"num_heads", &config.num_heads},
+      {"num_blocks", &config.num_blocks},
+      {"context_length", &config.context_length},
+      {"round_proj_up_to_multiple_of", &config.round_proj_up_to_multiple_of},
+      {"conv1d_kernel_size", &config.conv1d_kernel_size},
+      {"qkv_proj_blocksize", &config.qkv_proj_blocksize}};
+  const std::map<std::string, bool*> booleans{
+      {"round_proj_up_dim_up", &config.round_proj_up_dim_up},
+      {"bias", &config.bias},
+      {"add_post_blocks_norm", &config.add_post_blocks_norm},
+      {"tie_weights", &config.tie_weights},
+      {"weight_decay_on_embedding", &config.weight_decay_on_embedding}};
   for (const auto& [key, value] : json.items()) {
     const std::string field = "config." + key;
-    const auto integer = [&](Index& target) {
+    if (integers.count(key) != 0) {
       if (!value.is_number_integer())
         throw ValueError(field, "expected an integer, got " + value.dump());
-      target = value.get<Index>();
-    };
-    const auto boolean = [&](bool& target) {
-      if (!value.is_boolean()) throw ValueError(field, "expected true or false, got " + value.dump());
-      target = value.get<bool>();
-    };
-    if (key == "vocab_size") integer(config.vocab_size);
-    else if (key == "embedding_dim") integer(config.embedding_dim);
-    else if (key == "num_heads") integer(config.num_heads);
-    else if (key == "num_blocks") integer(config.num_blocks);
-    else if (key == "context_length") integer(config.context_length);
-    else if (key == "round_proj_up_to_multiple_of") integer(config.round_proj_up_to_multiple_of);
-    else if (key == "conv1d_kernel_size") integer(config.conv1d_kernel_size);
-    else if (key == "qkv_proj_blocksize") integer(config.qkv_proj_blocksize);
-    else if (key == "round_proj_up_dim_up") boolean(config.round_proj_up_dim_up);
-    else if (key == "bias") boolean(config.bias);
-    else if (key == "add_post_blocks_norm") boolean(config.add_post_blocks_norm);
-    else if (key == "tie_weights") boolean(config.tie_weights);
-    else if (key == "weight_decay_on_embedding") boolean(config.weight_decay_on_embedding);
-    else if (key == "proj_factor") {
+      *integers.at(key) = value.get<Index>();
+    } else if (booleans.count(key) != 0) {
+      if (!value.is_boolean())
+        throw ValueError(field, "expected true or false, got " + value.dump());
+      *booleans.at(key) = value.get<bool>();
+    } else if (key == "proj_factor") {
       if (!value.is_number()) throw ValueError(field, "expected a number, got " + value.dump());
       config.proj_factor = value.get<double>();
     } else if (key != "inner_embedding_dim") {
@@ -88,8 +89,10 @@ inline LMModelConfig lm_model_config_from_json(const std::string& text) {
     const auto& stated = json["inner_embedding_dim"];
     if (!stated.is_number_integer() || stated.get<Index>() != config.inner_embedding_dim()) {
       throw ValueError("config.inner_embedding_dim",
-                       "is " + stated.dump() + ", but proj_factor, embedding_dim and the rounding "
-                       "fields give " + std::to_string(config.inner_embedding_dim()));
+                       "is " + stated.dump() +
+                           ", but proj_factor, embedding_dim and the rounding "
+                           "fields give " +
+                           std::to_string(config.inner_embedding_dim()));
     }
   }
   return config;

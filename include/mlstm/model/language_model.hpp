@@ -60,10 +60,12 @@ enum class Logits { all, last };
 // Views of the model's parameters.
 template <typename T>
 struct LMModelWeights {
-  ConstTensorMap<T, 2> token_embedding;                  // token_embedding.weight (V, E)
-  std::vector<MLSTMBlockWeights<T>> blocks;              // xlstm_block_stack.blocks.<i>.*
-  std::optional<ConstTensorMap<T, 1>> post_blocks_norm;  // xlstm_block_stack.post_blocks_norm.weight
-  ConstTensorMap<T, 2> lm_head;                          // lm_head.weight (V, E)
+  // Names: token_embedding.weight (V, E); xlstm_block_stack.blocks.<i>.*;
+  // xlstm_block_stack.post_blocks_norm.weight (E), absent without the norm; lm_head.weight (V, E).
+  ConstTensorMap<T, 2> token_embedding;
+  std::vector<MLSTMBlockWeights<T>> blocks;
+  std::optional<ConstTensorMap<T, 1>> post_blocks_norm;
+  ConstTensorMap<T, 2> lm_head;
 };
 
 namespace detail {
@@ -83,9 +85,15 @@ std::optional<ConstTensorMap<T, 1>> optional_parameter(const Registry<T>& regist
 template <typename T>
 MLSTMLayerWeights<T> bind_layer_weights(const Registry<T>& registry, const std::string& prefix,
                                         bool bias) {
-  const auto view2 = [&](const char* name) { return parameter_view<T, 2>(registry, prefix + name); };
-  const auto view1 = [&](const char* name) { return parameter_view<T, 1>(registry, prefix + name); };
-  const auto view3 = [&](const char* name) { return parameter_view<T, 3>(registry, prefix + name); };
+  const auto view2 = [&](const char* name) {
+    return parameter_view<T, 2>(registry, prefix + name);
+  };
+  const auto view1 = [&](const char* name) {
+    return parameter_view<T, 1>(registry, prefix + name);
+  };
+  const auto view3 = [&](const char* name) {
+    return parameter_view<T, 3>(registry, prefix + name);
+  };
   const auto bias_of = [&](const char* name) {
     return optional_parameter<T>(registry, prefix + name, bias);
   };
@@ -127,9 +135,9 @@ LMModelWeights<T> bind_lm_model_weights(const Registry<T>& registry, const LMMod
   const MLSTMLayerConfig layer = config.layer();
   for (Index b = 0; b < config.num_blocks; ++b) {
     const std::string block = stack + "blocks." + std::to_string(b) + ".";
-    weights.blocks.push_back(MLSTMBlockWeights<T>{
-        detail::parameter_view<T, 1>(registry, block + "xlstm_norm.weight"),
-        detail::bind_layer_weights(registry, block + "xlstm.", config.bias)});
+    weights.blocks.push_back(
+        MLSTMBlockWeights<T>{detail::parameter_view<T, 1>(registry, block + "xlstm_norm.weight"),
+                             detail::bind_layer_weights(registry, block + "xlstm.", config.bias)});
     const MLSTMBlockWeights<T>& bound = weights.blocks.back();
     bound.validate(block);
     // validate() checks consistency; the configuration fixes the sizes themselves.
@@ -138,16 +146,15 @@ LMModelWeights<T> bind_lm_model_weights(const Registry<T>& registry, const LMMod
     detail::expect_shape<T, 2>(xlstm.proj_up_weight,
                                {2 * layer.inner_embedding_dim, layer.embedding_dim},
                                (layer_prefix + "proj_up.weight").c_str(), "(2I, E) of the config");
-    detail::expect_shape<T, 3>(xlstm.q_proj_weight,
-                               {layer.num_proj_heads(), layer.qkv_block_dim(), layer.qkv_block_dim()},
-                               (layer_prefix + "q_proj.weight").c_str(), "(P, I/P, I/P) of the config");
-    detail::expect_shape<T, 3>(xlstm.conv_weight,
-                               {layer.inner_embedding_dim, 1, layer.conv1d_kernel_size},
-                               (layer_prefix + "conv1d.conv.weight").c_str(), "(I, 1, KS) of the config");
-    detail::expect_shape<T, 2>(xlstm.cell.igate_weight,
-                               {layer.num_heads, 3 * layer.inner_embedding_dim},
-                               (layer_prefix + "mlstm_cell.igate.weight").c_str(),
-                               "(NH, 3I) of the config");
+    detail::expect_shape<T, 3>(
+        xlstm.q_proj_weight, {layer.num_proj_heads(), layer.qkv_block_dim(), layer.qkv_block_dim()},
+        (layer_prefix + "q_proj.weight").c_str(), "(P, I/P, I/P) of the config");
+    detail::expect_shape<T, 3>(
+        xlstm.conv_weight, {layer.inner_embedding_dim, 1, layer.conv1d_kernel_size},
+        (layer_prefix + "conv1d.conv.weight").c_str(), "(I, 1, KS) of the config");
+    detail::expect_shape<T, 2>(
+        xlstm.cell.igate_weight, {layer.num_heads, 3 * layer.inner_embedding_dim},
+        (layer_prefix + "mlstm_cell.igate.weight").c_str(), "(NH, 3I) of the config");
   }
   const std::array<Index, 2> table{config.vocab_size, config.embedding_dim};
   detail::expect_shape<T, 2>(weights.token_embedding, table,
@@ -205,9 +212,9 @@ class LanguageModel {
     const MLSTMLayerConfig layer = config_.layer();
     ModelState<T> state;
     for (Index b = 0; b < config_.num_blocks; ++b) {
-      state.blocks.push_back(MLSTMLayerState<T>::zeros(
-          batch, layer.num_heads, layer.cell().head_dim(), layer.conv1d_kernel_size,
-          layer.inner_embedding_dim));
+      state.blocks.push_back(
+          MLSTMLayerState<T>::zeros(batch, layer.num_heads, layer.cell().head_dim(),
+                                    layer.conv1d_kernel_size, layer.inner_embedding_dim));
     }
     return state;
   }
@@ -248,7 +255,8 @@ class LanguageModel {
     const auto ids = detail::const_view<Rank>(tokens, "tokens", layout);
     for (int axis = 0; axis < Rank; ++axis) {
       if (ids.dimension(axis) < 1) {
-        throw ShapeError("tokens", std::string("expected ") + layout + " with every size >= 1, got " +
+        throw ShapeError("tokens", std::string("expected ") + layout +
+                                       " with every size >= 1, got " +
                                        detail::shape_string(ids.dimensions(), Rank));
       }
     }

@@ -62,10 +62,11 @@ void multi_head_layer_norm(const T* h, Index batch, Index heads, Index seq_len, 
     for (Index head = 0; head < heads; ++head)
       for (Index t = 0; t < seq_len; ++t) {
         const Index source = ((b * heads + head) * seq_len + t) * head_dim;
-        const Index target = sequence_major ? ((b * seq_len + t) * heads + head) * head_dim : source;
+        const Index target =
+            sequence_major ? ((b * seq_len + t) * heads + head) * head_dim : source;
         layer_norm_row(h + source, head_dim, weight + head * head_dim,
-                       bias != nullptr ? bias + head * head_dim : nullptr,
-                       options.residual_weight, options.eps, y + target);
+                       bias != nullptr ? bias + head * head_dim : nullptr, options.residual_weight,
+                       options.eps, y + target);
       }
 }
 
@@ -131,8 +132,8 @@ template <typename T>
 Tensor<T, 4> multi_head_layer_norm_checked(const ConstTensorMap<T, 4>& h, const T* weight,
                                            const T* bias, const LayerNormOptions& options) {
   Tensor<T, 4> y(h.dimensions());
-  multi_head_layer_norm(h.data(), h.dimension(0), h.dimension(1), h.dimension(2),
-                        h.dimension(3), weight, bias, options, false, y.data());
+  multi_head_layer_norm(h.data(), h.dimension(0), h.dimension(1), h.dimension(2), h.dimension(3),
+                        weight, bias, options, false, y.data());
   return y;
 }
 
@@ -141,8 +142,8 @@ ConstTensorMap<scalar_of<H>, 4> multi_head_input(const H& h, const LayerNormOpti
   const auto in = const_view<4>(h, "h", "(B, NH, S, DH)");
   expect_valid_eps(options.eps, "options.eps");
   if (in.dimension(1) < 1 || in.dimension(3) < 1)
-    throw ShapeError("h", "expected (B, NH, S, DH) with NH, DH >= 1, got " +
-                              shape_string(in.dimensions(), 4));
+    throw ShapeError(
+        "h", "expected (B, NH, S, DH) with NH, DH >= 1, got " + shape_string(in.dimensions(), 4));
   return in;
 }
 
@@ -157,8 +158,8 @@ Tensor<detail::scalar_of<H>, 4> multi_head_layer_norm_forward(
   const auto weight_view = detail::const_view<1>(weight, "weight", "(NH * DH)");
   detail::expect_shape<detail::scalar_of<H>, 1>(weight_view, {in.dimension(1) * in.dimension(3)},
                                                 "weight", "(NH * DH) of h");
-  return detail::multi_head_layer_norm_checked<detail::scalar_of<H>>(in, weight_view.data(), nullptr,
-                                                                     options);
+  return detail::multi_head_layer_norm_checked<detail::scalar_of<H>>(in, weight_view.data(),
+                                                                     nullptr, options);
 }
 
 // h (B, NH, S, DH), weight (NH * DH), bias (NH * DH) -> (B, NH, S, DH).
@@ -173,7 +174,8 @@ Tensor<detail::scalar_of<H>, 4> multi_head_layer_norm_forward(
   const Index features = in.dimension(1) * in.dimension(3);
   detail::expect_shape<T, 1>(weight_view, {features}, "weight", "(NH * DH) of h");
   detail::expect_shape<T, 1>(bias_view, {features}, "bias", "(NH * DH) of h");
-  return detail::multi_head_layer_norm_checked<T>(in, weight_view.data(), bias_view.data(), options);
+  return detail::multi_head_layer_norm_checked<T>(in, weight_view.data(), bias_view.data(),
+                                                  options);
 }
 
 }  // namespace mlstm

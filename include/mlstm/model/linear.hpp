@@ -30,14 +30,14 @@ using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMaj
 // large enough for the product's packing of W and x to be amortized (each tile packs its own
 // slices of both).
 template <typename T>
-void linear_rows(const T* x, Index rows, Index in, const T* weight, Index out, const T* bias,
-                 T* y, int threads) {
+void linear_rows(const T* x, Index rows, Index in, const T* weight, Index out, const T* bias, T* y,
+                 int threads) {
   constexpr Index row_tile = 256, column_tile = 512;
   const Index row_tiles = (rows + row_tile - 1) / row_tile;
   const Index column_tiles = (out + column_tile - 1) / column_tile;
   const Index tiles = row_tiles * column_tiles;
-  const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(in) *
-                       static_cast<double>(out);
+  const double flops =
+      2.0 * static_cast<double>(rows) * static_cast<double>(in) * static_cast<double>(out);
   using Strided = Eigen::OuterStride<>;
   parallel_for(tiles, threads_for_work(threads, tiles, flops), [&](Index item) {
     const Index row_begin = (item / column_tiles) * row_tile;
@@ -76,10 +76,9 @@ template <typename X, typename W>
 void check_linear_weight(const X& x, const W& weight, const char* weight_name) {
   constexpr int rank = traits_of<X>::rank;
   if (weight.dimension(1) != x.dimension(rank - 1)) {
-    throw ShapeError(weight_name, "expected (out, in) with in = " +
-                                      std::to_string(x.dimension(rank - 1)) +
-                                      " (the last axis of x), got " +
-                                      shape_string(weight.dimensions(), 2));
+    throw ShapeError(weight_name,
+                     "expected (out, in) with in = " + std::to_string(x.dimension(rank - 1)) +
+                         " (the last axis of x), got " + shape_string(weight.dimensions(), 2));
   }
 }
 
@@ -90,8 +89,8 @@ Tensor<scalar_of<X>, traits_of<X>::rank> linear_checked(const X& x, const W& wei
   using T = scalar_of<X>;
   const Index out = weight.dimension(0);
   Tensor<T, rank> y(with_last_dimension<rank>(x.dimensions(), out));
-  linear_rows(x.data(), leading_rows(x), x.dimension(rank - 1), weight.data(), out, bias,
-              y.data(), get_num_threads());
+  linear_rows(x.data(), leading_rows(x), x.dimension(rank - 1), weight.data(), out, bias, y.data(),
+              get_num_threads());
   return y;
 }
 
@@ -100,7 +99,7 @@ Tensor<scalar_of<X>, traits_of<X>::rank> linear_checked(const X& x, const W& wei
 // y = x W^T: x (..., in) of rank >= 1, weight (out, in) -> y (..., out).
 template <typename X, typename W>
 Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_forward(const X& x,
-                                                                       const W& weight) {
+                                                                        const W& weight) {
   detail::require_same_scalar<X, W>();
   static_assert(detail::traits_of<X>::rank >= 1, "linear_forward: x needs a feature axis");
   const auto weight_view = detail::const_view<2>(weight, "weight", "(out, in)");
@@ -110,9 +109,8 @@ Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_forward(const X&
 
 // y = x W^T + b: x (..., in), weight (out, in), bias (out) -> y (..., out).
 template <typename X, typename W, typename Bias>
-Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_forward(const X& x,
-                                                                       const W& weight,
-                                                                       const Bias& bias) {
+Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_forward(const X& x, const W& weight,
+                                                                        const Bias& bias) {
   detail::require_same_scalar<X, W, Bias>();
   static_assert(detail::traits_of<X>::rank >= 1, "linear_forward: x needs a feature axis");
   const auto weight_view = detail::const_view<2>(weight, "weight", "(out, in)");

@@ -21,15 +21,15 @@ namespace detail {
 
 // y (rows, NPH * dout) from x (rows, NPH * din) and weight (NPH, dout, din); bias may be null.
 template <typename T>
-void linear_headwise_rows(const T* x, Index rows, Index heads, Index in_per_head,
-                          const T* weight, Index out_per_head, const T* bias, T* y) {
+void linear_headwise_rows(const T* x, Index rows, Index heads, Index in_per_head, const T* weight,
+                          Index out_per_head, const T* bias, T* y) {
   using Strided = Eigen::OuterStride<>;
   const Index in = heads * in_per_head, out = heads * out_per_head;
   for (Index head = 0; head < heads; ++head) {
     Eigen::Map<const RowMatrix<T>, 0, Strided> inputs(x + head * in_per_head, rows, in_per_head,
                                                       Strided(in));
-    Eigen::Map<const RowMatrix<T>> weights(weight + head * out_per_head * in_per_head,
-                                           out_per_head, in_per_head);
+    Eigen::Map<const RowMatrix<T>> weights(weight + head * out_per_head * in_per_head, out_per_head,
+                                           in_per_head);
     Eigen::Map<RowMatrix<T>, 0, Strided> outputs(y + head * out_per_head, rows, out_per_head,
                                                  Strided(out));
     outputs.noalias() = inputs * weights.transpose();
@@ -46,9 +46,9 @@ void check_headwise_weight(const X& x, const W& weight) {
   const Index features = x.dimension(rank - 1);
   if (weight.dimension(0) < 1 || weight.dimension(1) < 1 || weight.dimension(2) < 1 ||
       weight.dimension(0) * weight.dimension(2) != features) {
-    throw ShapeError("weight", "expected (NPH, dout, din) with NPH * din = " +
-                                   std::to_string(features) + " (the last axis of x), got " +
-                                   shape_string(weight.dimensions(), 3));
+    throw ShapeError("weight",
+                     "expected (NPH, dout, din) with NPH * din = " + std::to_string(features) +
+                         " (the last axis of x), got " + shape_string(weight.dimensions(), 3));
   }
 }
 
@@ -67,8 +67,8 @@ Tensor<scalar_of<X>, traits_of<X>::rank> linear_headwise_checked(const X& x, con
 
 // x (..., NPH * din), weight (NPH, dout, din) -> y (..., NPH * dout).
 template <typename X, typename W>
-Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_headwise_forward(
-    const X& x, const W& weight) {
+Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_headwise_forward(const X& x,
+                                                                                 const W& weight) {
   detail::require_same_scalar<X, W>();
   static_assert(detail::traits_of<X>::rank >= 1, "linear_headwise_forward: x needs a feature axis");
   const auto weight_view = detail::const_view<3>(weight, "weight", "(NPH, dout, din)");
@@ -78,8 +78,9 @@ Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_headwise_forward
 
 // x (..., NPH * din), weight (NPH, dout, din), bias (NPH * dout) -> y (..., NPH * dout).
 template <typename X, typename W, typename Bias>
-Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_headwise_forward(
-    const X& x, const W& weight, const Bias& bias) {
+Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_headwise_forward(const X& x,
+                                                                                 const W& weight,
+                                                                                 const Bias& bias) {
   detail::require_same_scalar<X, W, Bias>();
   static_assert(detail::traits_of<X>::rank >= 1, "linear_headwise_forward: x needs a feature axis");
   const auto weight_view = detail::const_view<3>(weight, "weight", "(NPH, dout, din)");

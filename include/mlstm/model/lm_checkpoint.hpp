@@ -48,8 +48,9 @@ inline LMModelConfig infer_lm_model_config(const safetensors::File& file, Index 
   const std::string source = "checkpoint \"" + file.source_name() + "\"";
   const auto shape_of = [&](const std::string& name, std::size_t rank) {
     if (!file.contains(p + name)) {
-      throw ValueError("checkpoint", source + " has no tensor \"" + p + name +
-                                         "\", so it is not the state dict of an mLSTM xLSTMLMModel");
+      throw ValueError("checkpoint",
+                       source + " has no tensor \"" + p + name +
+                           "\", so it is not the state dict of an mLSTM xLSTMLMModel");
     }
     const Shape& shape = file.info(p + name).shape;
     if (shape.size() != rank) {
@@ -81,11 +82,11 @@ inline LMModelConfig infer_lm_model_config(const safetensors::File& file, Index 
   }
   config.num_blocks = static_cast<Index>(indices.size());
   if (indices.empty() || *indices.rbegin() != config.num_blocks - 1) {
-    throw ValueError("checkpoint", source + ": expected blocks 0 .. N-1 under \"" + p + blocks +
-                                       "\", found " + std::to_string(indices.size()) +
-                                       " block indices" +
-                                       (indices.empty() ? std::string() : " up to " +
-                                                          std::to_string(*indices.rbegin())));
+    throw ValueError(
+        "checkpoint",
+        source + ": expected blocks 0 .. N-1 under \"" + p + blocks + "\", found " +
+            std::to_string(indices.size()) + " block indices" +
+            (indices.empty() ? std::string() : " up to " + std::to_string(*indices.rbegin())));
   }
   const std::string layer = blocks + "0.xlstm.";
   const Index inner = shape_of(layer + "learnable_skip", 1)[0];

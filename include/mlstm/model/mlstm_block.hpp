@@ -37,8 +37,8 @@ Tensor<T, 3> mlstm_block_forward(const MLSTMBlockWeights<T>& w, const T* x, Inde
   const Index E = w.xlstm.embedding_dim();
   Tensor<T, 3> normed(batch, seq_len, E);
   for (Index r = 0; r < batch * seq_len; ++r)
-    layer_norm_row(x + r * E, E, w.xlstm_norm_weight.data(), static_cast<const T*>(nullptr),
-                   true, LayerNormOptions{}.eps, normed.data() + r * E);
+    layer_norm_row(x + r * E, E, w.xlstm_norm_weight.data(), static_cast<const T*>(nullptr), true,
+                   LayerNormOptions{}.eps, normed.data() + r * E);
   Tensor<T, 3> y = mlstm_layer_forward(w.xlstm, normed.data(), batch, seq_len, options, state);
   for (Index i = 0; i < y.size(); ++i) y.data()[i] += x[i];
   return y;
@@ -65,7 +65,8 @@ Tensor<T, 3> mlstm_block_forward(const MLSTMBlockWeights<T>& weights, const X& x
   const auto in = detail::check_layer_input(weights.xlstm, x);
   detail::check_kernel_options(options);
   detail::check_layer_state(state, weights.xlstm, in.dimension(0), "state");
-  return detail::mlstm_block_forward(weights, in.data(), in.dimension(0), in.dimension(1), options, &state);
+  return detail::mlstm_block_forward(weights, in.data(), in.dimension(0), in.dimension(1), options,
+                                     &state);
 }
 
 }  // namespace mlstm

@@ -88,8 +88,10 @@ void gate_preactivations(const T* q, const T* k, const T* v, Index rows, Index i
   Eigen::Map<const RowMatrix<T>> w(weight.data(), heads, 3 * inner);
   gates.resize(rows, heads);
   gates.noalias() = Eigen::Map<const RowMatrix<T>>(q, rows, inner) * w.leftCols(inner).transpose();
-  gates.noalias() += Eigen::Map<const RowMatrix<T>>(k, rows, inner) * w.middleCols(inner, inner).transpose();
-  gates.noalias() += Eigen::Map<const RowMatrix<T>>(v, rows, inner) * w.rightCols(inner).transpose();
+  gates.noalias() +=
+      Eigen::Map<const RowMatrix<T>>(k, rows, inner) * w.middleCols(inner, inner).transpose();
+  gates.noalias() +=
+      Eigen::Map<const RowMatrix<T>>(v, rows, inner) * w.rightCols(inner).transpose();
   gates.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias.data(), heads);
 }
 
@@ -182,8 +184,8 @@ std::array<ConstTensorMap<T, 3>, 3> check_cell_inputs(const MLSTMCellWeights<T>&
                                             const_view<3>(v, "v", "(B, S, I)")};
   const Index batch = views[0].dimension(0), seq_len = views[0].dimension(1);
   if (batch < 1 || seq_len < 1) {
-    throw ShapeError("q", "expected (B, S, I) with B, S >= 1, got " +
-                              shape_string(views[0].dimensions(), 3));
+    throw ShapeError(
+        "q", "expected (B, S, I) with B, S >= 1, got " + shape_string(views[0].dimensions(), 3));
   }
   const char* names[] = {"q", "k", "v"};
   for (int i = 0; i < 3; ++i)

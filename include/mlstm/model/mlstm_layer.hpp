@@ -34,20 +34,20 @@ namespace mlstm {
 // absent when the model has bias = false.
 template <typename T>
 struct MLSTMLayerWeights {
-  ConstTensorMap<T, 2> proj_up_weight;                // proj_up.weight (2I, E)
-  std::optional<ConstTensorMap<T, 1>> proj_up_bias;   // proj_up.bias (2I)
-  ConstTensorMap<T, 3> q_proj_weight;                 // q_proj.weight (P, I/P, I/P)
-  std::optional<ConstTensorMap<T, 1>> q_proj_bias;    // q_proj.bias (I)
-  ConstTensorMap<T, 3> k_proj_weight;                 // k_proj.weight (P, I/P, I/P)
-  std::optional<ConstTensorMap<T, 1>> k_proj_bias;    // k_proj.bias (I)
-  ConstTensorMap<T, 3> v_proj_weight;                 // v_proj.weight (P, I/P, I/P)
-  std::optional<ConstTensorMap<T, 1>> v_proj_bias;    // v_proj.bias (I)
-  ConstTensorMap<T, 3> conv_weight;                   // conv1d.conv.weight (I, 1, KS)
-  ConstTensorMap<T, 1> conv_bias;                     // conv1d.conv.bias (I)
-  MLSTMCellWeights<T> cell;                           // mlstm_cell.*
-  ConstTensorMap<T, 1> learnable_skip;                // learnable_skip (I)
-  ConstTensorMap<T, 2> proj_down_weight;              // proj_down.weight (E, I)
-  std::optional<ConstTensorMap<T, 1>> proj_down_bias; // proj_down.bias (E)
+  ConstTensorMap<T, 2> proj_up_weight;                 // proj_up.weight (2I, E)
+  std::optional<ConstTensorMap<T, 1>> proj_up_bias;    // proj_up.bias (2I)
+  ConstTensorMap<T, 3> q_proj_weight;                  // q_proj.weight (P, I/P, I/P)
+  std::optional<ConstTensorMap<T, 1>> q_proj_bias;     // q_proj.bias (I)
+  ConstTensorMap<T, 3> k_proj_weight;                  // k_proj.weight (P, I/P, I/P)
+  std::optional<ConstTensorMap<T, 1>> k_proj_bias;     // k_proj.bias (I)
+  ConstTensorMap<T, 3> v_proj_weight;                  // v_proj.weight (P, I/P, I/P)
+  std::optional<ConstTensorMap<T, 1>> v_proj_bias;     // v_proj.bias (I)
+  ConstTensorMap<T, 3> conv_weight;                    // conv1d.conv.weight (I, 1, KS)
+  ConstTensorMap<T, 1> conv_bias;                      // conv1d.conv.bias (I)
+  MLSTMCellWeights<T> cell;                            // mlstm_cell.*
+  ConstTensorMap<T, 1> learnable_skip;                 // learnable_skip (I)
+  ConstTensorMap<T, 2> proj_down_weight;               // proj_down.weight (E, I)
+  std::optional<ConstTensorMap<T, 1>> proj_down_bias;  // proj_down.bias (E)
 
   Index embedding_dim() const { return proj_up_weight.dimension(1); }
   Index inner_dim() const { return learnable_skip.dimension(0); }
@@ -61,8 +61,8 @@ struct MLSTMLayerWeights {
     if (E < 1 || I < 1) {
       throw ShapeError(name("proj_up.weight"),
                        "expected (2I, E) with E >= 1 and I = learnable_skip's size >= 1, got " +
-                           detail::shape_string(proj_up_weight.dimensions(), 2) + " and I = " +
-                           std::to_string(I));
+                           detail::shape_string(proj_up_weight.dimensions(), 2) +
+                           " and I = " + std::to_string(I));
     }
     detail::expect_shape<T, 2>(proj_up_weight, {2 * I, E}, name("proj_up.weight").c_str(),
                                "(2I, E)");
@@ -118,8 +118,8 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Inde
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
 
   Tensor<T, 3> up(batch, seq_len, 2 * I);
-  linear_rows(x, rows, E, w.proj_up_weight.data(), 2 * I, data_or_null(w.proj_up_bias),
-              up.data(), threads);
+  linear_rows(x, rows, E, w.proj_up_weight.data(), 2 * I, data_or_null(w.proj_up_bias), up.data(),
+              threads);
   Tensor<T, 3> x_mlstm(batch, seq_len, I), z(batch, seq_len, I);
   for (Index r = 0; r < rows; ++r) {
     std::copy(up.data() + r * 2 * I, up.data() + r * 2 * I + I, x_mlstm.data() + r * I);
@@ -141,8 +141,8 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Inde
   linear_headwise_rows(x_mlstm.data(), rows, blocks, block_dim, w.v_proj_weight.data(), block_dim,
                        data_or_null(w.v_proj_bias), v.data());
 
-  Tensor<T, 3> h = mlstm_cell_forward(w.cell, q.data(), k.data(), v.data(), batch, seq_len,
-                                      options, state != nullptr ? &state->mlstm_state : nullptr);
+  Tensor<T, 3> h = mlstm_cell_forward(w.cell, q.data(), k.data(), v.data(), batch, seq_len, options,
+                                      state != nullptr ? &state->mlstm_state : nullptr);
 
   // h_state = (h + skip * x_conv) * silu(z), in place in h.
   const T* skip = w.learnable_skip.data();
@@ -190,8 +190,8 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& weights, const X& x
                                  const KernelOptions& options = {}) {
   const auto in = detail::check_layer_input(weights, x);
   detail::check_kernel_options(options);
-  return detail::mlstm_layer_forward(weights, in.data(), in.dimension(0), in.dimension(1),
-                                     options, static_cast<MLSTMLayerState<T>*>(nullptr));
+  return detail::mlstm_layer_forward(weights, in.data(), in.dimension(0), in.dimension(1), options,
+                                     static_cast<MLSTMLayerState<T>*>(nullptr));
 }
 
 // The same continuing from `state`, which is advanced past x: one step (S = 1) with the
@@ -202,8 +202,8 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& weights, const X& x
   const auto in = detail::check_layer_input(weights, x);
   detail::check_kernel_options(options);
   detail::check_layer_state(state, weights, in.dimension(0), "state");
-  return detail::mlstm_layer_forward(weights, in.data(), in.dimension(0), in.dimension(1),
-                                     options, &state);
+  return detail::mlstm_layer_forward(weights, in.data(), in.dimension(0), in.dimension(1), options,
+                                     &state);
 }
 
 }  // namespace mlstm
