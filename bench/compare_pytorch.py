@@ -15,7 +15,9 @@ PyTorch side: the reference package's functions (xlstm: parallel_stabilized_simp
 chunkwise_simple, recurrent_step_stabilized_simple) when the package can be found; otherwise
 this project's torch implementations written from the same equations
 (tests/reference/mlstm_reference.py for parallel and step, chunkwise below). The table says
-which. Install the reference beside Debian's torch with
+which, and which BLAS torch runs its matrix products on: Debian's torch uses whatever
+libblas.so.3 resolves to, the reference BLAS by default; for an optimized one run with
+    LD_LIBRARY_PATH=<dir of an OpenBLAS libblas.so.3> (e.g. from libopenblas0-openmp) Install the reference beside Debian's torch with
     /usr/bin/python3 -m venv --system-site-packages /tmp/venv
     /tmp/venv/bin/pip install --no-deps xlstm==2.0.6
 and run this script with /tmp/venv/bin/python.
@@ -26,7 +28,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -119,7 +120,8 @@ def inputs(S, D, seed=0):
 
 
 def time_call(fn, budget_s, min_runs=2, max_runs=50):
-    """Median wall time of fn() in seconds: one warm-up, then runs until the budget is spent."""
+    """Best wall time of fn() in seconds (the statistic taken on the C++ side too): one warm-up,
+    then runs until the budget is spent."""
     fn()
     times = []
     start = time.perf_counter()
@@ -127,7 +129,7 @@ def time_call(fn, budget_s, min_runs=2, max_runs=50):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 def parallel_bytes(S):
@@ -156,30 +158,39 @@ def flops(kernel, S, D):
 # ---------------------------------------------------------------------------------------------
 
 
-def run_cpp(binary, threads, pattern, min_time):
+def run_cpp(binary, threads, pattern, min_time, repetitions):
+    """Runs the bench binary; repetitions of all benchmarks are interleaved at random, so that
+    a passing load on the machine does not land on one benchmark alone."""
     env = dict(os.environ, MLSTM_NUM_THREADS=str(threads))
     cmd = [binary, "--benchmark_format=json", f"--benchmark_filter={pattern}",
-           f"--benchmark_min_time={min_time}"]
+           f"--benchmark_min_time={min_time}", f"--benchmark_repetitions={repetitions}",
+           "--benchmark_enable_random_interleaving=true"]
     print("running:", f"MLSTM_NUM_THREADS={threads}", " ".join(cmd), flush=True)
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 
 
-def parse_cpp(report):
-    """{(kernel, D, S): seconds}, and the best Eigen GEMM rate in FLOP/s."""
-    times, gemm = {}, 0.0
+def parse_cpp(report, threads):
+    """Best over the repetitions: {(kernel, D, S): wall seconds}, {same: CPU seconds of all
+    threads}, and the Eigen GEMM rate in FLOP per wall second and per CPU second."""
+    times, cpu_times, gemm, gemm_cpu = {}, {}, 0.0, 0.0
     names = {"BM_Parallel": "parallel", "BM_Chunkwise": "chunkwise",
              "BM_RecurrentSequence": "recurrent", "BM_RecurrentStep": "step"}
     for bench in report["benchmarks"]:
-        parts = bench["name"].split("/")
-        if parts[0] == "BM_EigenGemm":
-            gemm = max(gemm, bench["useful_flops"])
+        if bench.get("run_type") == "aggregate":
             continue
+        parts = bench["run_name"].split("/")
         args = dict(p.split(":") for p in parts[1:] if ":" in p)
         unit = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[bench["time_unit"]]
+        if parts[0] == "BM_EigenGemm":
+            gemm = max(gemm, bench["useful_flops"])
+            gemm_cpu = max(gemm_cpu, 2.0 * int(args["N"]) ** 3 * threads /
+                           (bench["cpu_time"] * unit))
+            continue
         key = (names[parts[0]], int(args["D"]), int(args.get("S", 1)))
-        times[key] = bench["real_time"] * unit
-    return times, gemm
+        times[key] = min(times.get(key, math.inf), bench["real_time"] * unit)
+        cpu_times[key] = min(cpu_times.get(key, math.inf), bench["cpu_time"] * unit)
+    return times, cpu_times, gemm, gemm_cpu
 
 
 def main():
@@ -213,8 +224,8 @@ def main():
     pattern = (f"BM_(Parallel|Chunkwise)/D:({d_alt})/S:({s_alt})/|"
                f"BM_RecurrentSequence/D:({d_alt})/S:({s_alt})/|"
                f"BM_RecurrentStep/D:({d_alt})/|BM_EigenGemm")
-    report = run_cpp(args.binary, args.threads, pattern, 1.0 if full else 0.5)
-    ours, gemm_rate = parse_cpp(report)
+    report = run_cpp(args.binary, args.threads, pattern, 0.5, 3)
+    ours, ours_cpu, gemm_rate, gemm_cpu_rate = parse_cpp(report, args.threads)
 
     torch.set_num_threads(args.threads)
     parallel_fn, chunkwise_fn, step_fn, torch_how = torch_kernels()
@@ -254,12 +265,16 @@ def main():
           f"B={B} NH={NH} DQK=DV=D; chunk size {CHUNK}")
     print(f"PyTorch {torch.__version__} ({torch_how}); BLAS: {blas_info()}")
     print(f"Eigen matrix-product ceiling (best of BM_EigenGemm, {args.threads} threads): "
-          f"{gemm_rate / 1e9:.1f} GFLOP/s")
+          f"{gemm_rate / 1e9:.1f} GFLOP/s; per CPU-second of all threads: "
+          f"{gemm_cpu_rate / 1e9:.1f} GFLOP")
+    print("'of Eigen GEMM': our useful rate over that ceiling, by wall time and by CPU time (the")
+    print("second is what a run on a shared machine still tells: work per CPU-second, waits and")
+    print("time-slicing by other processes left out)")
     print()
     header = (f"| kernel | D | S | mlstm | PyTorch | PyTorch / mlstm | mlstm GFLOP/s | "
-              f"of Eigen GEMM |")
+              f"of Eigen GEMM (wall) | (CPU) |")
     print(header)
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
     for kernel in ("parallel", "chunkwise", "step"):
         for D in dims:
@@ -270,16 +285,18 @@ def main():
                 mine = ours[key]
                 other = theirs.get(key)
                 rate = flops(kernel, S, D) / mine
+                cpu_fraction = flops(kernel, S, D) / ours_cpu[key] / gemm_cpu_rate
                 ratio = f"{other / mine:.1f}x" if isinstance(other, float) else "-"
                 other_text = fmt_time(other) if isinstance(other, float) else (other or "-")
                 rows.append(dict(kernel=kernel, D=D, S=S, mlstm_s=mine,
                                  torch_s=other if isinstance(other, float) else None,
-                                 gflops=rate / 1e9, of_gemm=rate / gemm_rate))
+                                 gflops=rate / 1e9, of_gemm=rate / gemm_rate,
+                                 of_gemm_cpu=cpu_fraction))
                 print(f"| {kernel} | {D} | {S if kernel != 'step' else '1 step'} | "
                       f"{fmt_time(mine)} | {other_text} | {ratio} | {rate / 1e9:.1f} | "
-                      f"{rate / gemm_rate:.2f} |")
+                      f"{rate / gemm_rate:.2f} | {cpu_fraction:.2f} |")
     print()
-    report_targets(ours, theirs, gemm_rate)
+    report_targets(ours, ours_cpu, theirs, gemm_rate, gemm_cpu_rate)
     if args.json:
         with open(args.json, "w") as out:
             json.dump(dict(rows=rows, gemm_flops=gemm_rate, threads=args.threads,
@@ -298,20 +315,36 @@ def fmt_time(seconds):
 
 
 def blas_info():
-    config = torch.__config__.show()
-    for part in config.replace("\n", ",").split(","):
-        if "BLAS_INFO" in part:
-            return part.strip()
-    return "unknown"
+    """The BLAS library torch has loaded (Debian's torch links the generic libblas.so.3, which
+    is the reference BLAS unless an optimized one is installed or put first on
+    LD_LIBRARY_PATH), and torch's float32 1024^3 matmul rate."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    runs, start = 0, time.perf_counter()
+    while runs < 3 or time.perf_counter() - start < 1.0:
+        a @ b
+        runs += 1
+    rate = runs * 2 * 1024**3 / (time.perf_counter() - start)
+    libraries = set()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split()[-1]
+            if "blas" in os.path.basename(path).lower():
+                libraries.add(os.path.realpath(path))
+    return f"{', '.join(sorted(libraries)) or 'none found'}; torch matmul {rate / 1e9:.1f} GFLOP/s"
 
 
-def report_targets(ours, theirs, gemm_rate):
+def report_targets(ours, ours_cpu, theirs, gemm_rate, gemm_cpu_rate):
     def ratio(key):
         return theirs[key] / ours[key] if isinstance(theirs.get(key), float) and key in ours else None
 
     def rate(kernel, S):
         key = (kernel, 128, S)
         return flops(kernel, S, 128) / ours[key] / gemm_rate if key in ours else None
+
+    def cpu_rate(kernel, S):
+        key = (kernel, 128, S)
+        return flops(kernel, S, 128) / ours_cpu[key] / gemm_cpu_rate if key in ours_cpu else None
 
     checks = [
         ("parallel S=2048 vs PyTorch parallel", ratio(("parallel", 128, 2048)), 20.0, "x"),
@@ -321,6 +354,7 @@ def report_targets(ours, theirs, gemm_rate):
     for kernel in ("chunkwise", "parallel"):
         for S in (4096, 8192, 16384):
             checks.append((f"{kernel} S={S} useful rate / Eigen GEMM rate", rate(kernel, S), 0.5, ""))
+            checks.append((f"{kernel} S={S} the same per CPU-second", cpu_rate(kernel, S), 0.5, ""))
     print("Targets (D=128, NH=4, B=1, float32):")
     for name, value, target, unit in checks:
         if value is None:

@@ -1,5 +1,6 @@
-// Quickstart: run the mLSTM cell over a prompt in parallel form, then continue the sequence one
-// step at a time from the recurrent state, and check that both ways give the same outputs.
+// Quickstart: run the mLSTM cell over a whole sequence in parallel form; then process its first
+// part (the prompt) in one chunkwise call that returns the recurrent state, continue the sequence
+// one step at a time from that state, and check that both ways give the same outputs.
 //
 //   B = 1 sequence, NH = 4 heads, DQK = DV = 64, a prompt of 48 steps and 16 more steps.
 #include <algorithm>
@@ -26,13 +27,15 @@ int main() {
   // 1. The whole sequence at once, in parallel form: the reference for what follows.
   const mlstm::Tensor<float, 4> h_parallel = mlstm::parallel_stabilized(q, k, v, igate, fgate);
 
-  // 2. The prompt in one call, keeping the state it ends in.
+  // 2. The prompt in one chunkwise call (chunks of 16 steps), keeping the state it ends in.
   const auto prompt = [&](const mlstm::Tensor<float, 4>& x) {
     return mlstm::Tensor<float, 4>(x.slice(std::array<Index, 4>{0, 0, 0, 0},
                                            std::array<Index, 4>{B, NH, prompt_len, x.dimension(3)}));
   };
-  mlstm::HiddenAndState<float> prefill =
-      mlstm::recurrent_sequence(prompt(q), prompt(k), prompt(v), prompt(igate), prompt(fgate));
+  mlstm::ChunkwiseOptions chunkwise;
+  chunkwise.chunk_size = 16;
+  mlstm::HiddenAndState<float> prefill = mlstm::chunkwise_stabilized(
+      prompt(q), prompt(k), prompt(v), prompt(igate), prompt(fgate), chunkwise);
   mlstm::RecurrentState<float>& state = prefill.state;
 
   // 3. The remaining steps one at a time, updating the state in place.

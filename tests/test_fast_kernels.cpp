@@ -6,17 +6,17 @@
 // Tile sizes: the parallel form walks tiles of detail::parallel_tile_rows rows and
 // detail::parallel_tile_columns columns, so sequences of 255..520 steps cross row tiles, column
 // tiles and the diagonal at every offset.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
 #include <atomic>
+#include <catch2/catch.hpp>
+
+#include <limits>
 #include <cmath>
+#include <mlstm/mlstm.hpp>
 #include <set>
 #include <stdexcept>
 #include <thread>
 #include <vector>
-
-#include <mlstm/mlstm.hpp>
 
 #include "support/naive.hpp"
 #include "support/plain_expectation.hpp"
@@ -103,14 +103,14 @@ class DefaultThreads {
 
 TEMPLATE_TEST_CASE("the tiled parallel form matches the plain loops across tile edges",
                    "[parallel][fast]", float, double) {
-  static_assert(mlstm::detail::parallel_tile_rows == 256 &&
-                    mlstm::detail::parallel_tile_columns == 128,
-                "the sizes below are chosen around these tiles");
+  static_assert(
+      mlstm::detail::parallel_tile_rows == 256 && mlstm::detail::parallel_tile_columns == 128,
+      "the sizes below are chosen around these tiles");
   const Sizes sizes[] = {
-      {1, 1, 1, 8, 8},     // one step
-      {1, 2, 255, 7, 5},   // odd head sizes, one row tile, two column tiles
-      {2, 1, 257, 16, 24}, // one step into the second row tile, DQK != DV
-      {1, 1, 520, 8, 4},   // three row tiles, five column tiles
+      {1, 1, 1, 8, 8},      // one step
+      {1, 2, 255, 7, 5},    // odd head sizes, one row tile, two column tiles
+      {2, 1, 257, 16, 24},  // one step into the second row tile, DQK != DV
+      {1, 1, 520, 8, 4},    // three row tiles, five column tiles
   };
   std::uint64_t seed = 10;
   for (const Sizes& z : sizes) {
@@ -124,8 +124,8 @@ TEMPLATE_TEST_CASE("the tiled parallel form matches the plain loops across tile 
         const auto plain = mlstm::test::plain_expectation<TestType>([&](auto dtype) {
           using U = typename decltype(dtype)::type;
           const auto cu = c.template cast<U>();
-          return mlstm::test::naive::parallel<U>(cu.q, cu.k, cu.v, cu.igate, cu.fgate,
-                                                 std::nullopt, rowwise, U(1e-6));
+          return mlstm::test::naive::parallel<U>(cu.q, cu.k, cu.v, cu.igate, cu.fgate, std::nullopt,
+                                                 rowwise, U(1e-6));
         });
         MLSTM_CHECK_CLOSE(h, plain.expected, plain.budget);
       }
@@ -175,20 +175,19 @@ TEMPLATE_TEST_CASE("chunkwise continues a sequence as the plain recurrent loops 
       for (const Index chunk_size : {Index(1), Index(7), Index(64), Index(200)}) {
         for (const bool with_state : {false, true}) {
           CAPTURE(z.B, z.NH, z.S, z.DQK, z.DV, gates.name, chunk_size, with_state);
-          SequenceCase<TestType> c(z.B, z.NH, z.S, z.DQK, z.DV, seed++, gates.igate,
-                                   gates.fgate);
+          SequenceCase<TestType> c(z.B, z.NH, z.S, z.DQK, z.DV, seed++, gates.igate, gates.fgate);
           const auto initial = with_state
                                    ? random_state<TestType>(z.B, z.NH, z.DQK, z.DV, seed++)
                                    : mlstm::RecurrentState<TestType>::zeros(z.B, z.NH, z.DQK, z.DV);
           mlstm::ChunkwiseOptions options;
           options.chunk_size = chunk_size;
-          const auto out = with_state ? mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate,
-                                                                    c.fgate, options, initial)
-                                      : mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate,
-                                                                    c.fgate, options);
+          const auto out =
+              with_state
+                  ? mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options, initial)
+                  : mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
           const std::vector<Tensor<TestType, 4>> actual{
-              out.h, unstabilized(out.state.c, out.state.m),
-              unstabilized(out.state.n, out.state.m), out.state.m};
+              out.h, unstabilized(out.state.c, out.state.m), unstabilized(out.state.n, out.state.m),
+              out.state.m};
           const char* names[] = {"h", "c * exp(m)", "n * exp(m)", "m"};
           for (size_t part = 0; part < actual.size(); ++part) {
             CAPTURE(names[part]);
@@ -276,12 +275,6 @@ TEST_CASE("results do not depend on the number of threads", "[threads]") {
     if (masked) options.mask = mask;
     return mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
   };
-  auto chunkwise = [&](int threads) {
-    mlstm::ChunkwiseOptions options;
-    options.num_threads = threads;
-    options.chunk_size = 32;
-    return mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
-  };
   auto recurrent = [&](int threads) {
     return mlstm::recurrent_sequence(c.q, c.k, c.v, c.igate, c.fgate, 1e-6, threads);
   };
@@ -289,18 +282,34 @@ TEST_CASE("results do not depend on the number of threads", "[threads]") {
     for (const bool masked : {false, true}) {
       CAPTURE(rowwise, masked);
       const auto one = parallel(1, rowwise, masked);
-      for (const int threads : {2, 3}) MLSTM_CHECK_CLOSE(parallel(threads, rowwise, masked), one, 0.0);
+      for (const int threads : {2, 3})
+        MLSTM_CHECK_CLOSE(parallel(threads, rowwise, masked), one, 0.0);
     }
   }
-  const auto chunkwise_one = chunkwise(1);
   const auto recurrent_one = recurrent(1);
+  // Six batch-heads share out evenly over 1, 2 and 3 threads (one batch-head per item); three
+  // over 2 threads do not (chunks of segments per item).
+  for (const Index batch : {2, 1}) {
+    const SequenceCase<float> heads(batch, 3, 600, 16, 8, 13, {-8, 8}, {-4, 8});
+    auto chunkwise_on = [&](int threads) {
+      mlstm::ChunkwiseOptions options;
+      options.num_threads = threads;
+      options.chunk_size = 32;
+      return mlstm::chunkwise_stabilized(heads.q, heads.k, heads.v, heads.igate, heads.fgate,
+                                         options);
+    };
+    const auto chunkwise_one = chunkwise_on(1);
+    for (const int threads : {2, 3}) {
+      CAPTURE(batch, threads);
+      const auto chunkwise_many = chunkwise_on(threads);
+      MLSTM_CHECK_CLOSE(chunkwise_many.h, chunkwise_one.h, 0.0);
+      MLSTM_CHECK_CLOSE(chunkwise_many.state.c, chunkwise_one.state.c, 0.0);
+      MLSTM_CHECK_CLOSE(chunkwise_many.state.n, chunkwise_one.state.n, 0.0);
+      MLSTM_CHECK_CLOSE(chunkwise_many.state.m, chunkwise_one.state.m, 0.0);
+    }
+  }
   for (const int threads : {2, 3}) {
     CAPTURE(threads);
-    const auto chunkwise_many = chunkwise(threads);
-    MLSTM_CHECK_CLOSE(chunkwise_many.h, chunkwise_one.h, 0.0);
-    MLSTM_CHECK_CLOSE(chunkwise_many.state.c, chunkwise_one.state.c, 0.0);
-    MLSTM_CHECK_CLOSE(chunkwise_many.state.n, chunkwise_one.state.n, 0.0);
-    MLSTM_CHECK_CLOSE(chunkwise_many.state.m, chunkwise_one.state.m, 0.0);
     const auto recurrent_many = recurrent(threads);
     MLSTM_CHECK_CLOSE(recurrent_many.h, recurrent_one.h, 0.0);
     MLSTM_CHECK_CLOSE(recurrent_many.state.c, recurrent_one.state.c, 0.0);
@@ -310,7 +319,7 @@ TEST_CASE("results do not depend on the number of threads", "[threads]") {
   MLSTM_CHECK_CLOSE(parallel(0, true, false), parallel(1, true, false), 0.0);
 }
 
-TEST_CASE("chunkwise results do not depend on how chunks are grouped into segments",
+TEST_CASE("chunkwise results do not depend on how chunks are grouped or walked",
           "[chunkwise][threads]") {
   // The public call picks the segment length from a memory budget; any length gives the same
   // bits, so that budget is free to change.
@@ -322,12 +331,24 @@ TEST_CASE("chunkwise results do not depend on how chunks are grouped into segmen
     auto out = mlstm::RecurrentState<double>::zeros(1, 2, 7, 5);
     Tensor<double, 4> h(1, 2, 203, 5);
     mlstm::detail::chunkwise_forward<double>(in, chunk_size, segment, 1e-6, threads,
-                                             initial.c.data(), initial.n.data(),
-                                             initial.m.data(), h.data(), out.c.data(),
-                                             out.n.data(), out.m.data());
+                                             initial.c.data(), initial.n.data(), initial.m.data(),
+                                             h.data(), out.c.data(), out.n.data(), out.m.data());
     return std::make_pair(h, out);
   };
   const auto reference = run(chunks, 1);
+  // The by-head walk (used when batch-heads share out evenly) gives the same bits too.
+  for (const int threads : {1, 2}) {
+    auto out = mlstm::RecurrentState<double>::zeros(1, 2, 7, 5);
+    Tensor<double, 4> h(1, 2, 203, 5);
+    mlstm::detail::chunkwise_forward_by_head<double>(
+        in, chunk_size, 1e-6, threads, initial.c.data(), initial.n.data(), initial.m.data(),
+        h.data(), out.c.data(), out.n.data(), out.m.data());
+    CAPTURE(threads);
+    MLSTM_CHECK_CLOSE(h, reference.first, 0.0);
+    MLSTM_CHECK_CLOSE(out.c, reference.second.c, 0.0);
+    MLSTM_CHECK_CLOSE(out.n, reference.second.n, 0.0);
+    MLSTM_CHECK_CLOSE(out.m, reference.second.m, 0.0);
+  }
   for (const Index segment : {Index(1), Index(3), Index(5)}) {
     for (const int threads : {1, 2, 3}) {
       CAPTURE(segment, threads);
@@ -337,6 +358,22 @@ TEST_CASE("chunkwise results do not depend on how chunks are grouped into segmen
       MLSTM_CHECK_CLOSE(other.second.n, reference.second.n, 0.0);
       MLSTM_CHECK_CLOSE(other.second.m, reference.second.m, 0.0);
     }
+  }
+}
+
+TEST_CASE("a chunk size beyond the sequence is the sequence as one chunk", "[chunkwise]") {
+  SequenceCase<double> c(1, 2, 10, 4, 3, 8, {-5, 5}, {-5, 5});
+  mlstm::ChunkwiseOptions whole;
+  whole.chunk_size = 10;
+  const auto reference = mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, whole);
+  for (const Index chunk_size : {Index(11), Index(1) << 40, std::numeric_limits<Index>::max()}) {
+    CAPTURE(chunk_size);
+    mlstm::ChunkwiseOptions options;
+    options.chunk_size = chunk_size;
+    const auto out = mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
+    MLSTM_CHECK_CLOSE(out.h, reference.h, 0.0);
+    MLSTM_CHECK_CLOSE(out.state.c, reference.state.c, 0.0);
+    MLSTM_CHECK_CLOSE(out.state.m, reference.state.m, 0.0);
   }
 }
 
@@ -367,9 +404,8 @@ TEST_CASE("parallel_for runs every item once and passes on the first exception",
   CHECK(seen.size() == 2);
   // A parallel_for inside a task runs on that task's thread.
   std::atomic<int> inner{0};
-  mlstm::detail::parallel_for(4, 2, [&](Index) {
-    mlstm::detail::parallel_for(10, 2, [&](Index) { ++inner; });
-  });
+  mlstm::detail::parallel_for(
+      4, 2, [&](Index) { mlstm::detail::parallel_for(10, 2, [&](Index) { ++inner; }); });
   CHECK(inner == 40);
 }
 
@@ -460,7 +496,8 @@ TEST_CASE("the backend chooses the kernel by mode and configuration", "[backend]
   config.kernel = mlstm::SequenceKernel::chunkwise;
   config.chunk_size = 16;
   const auto chunkwise = mlstm::Backend(config).run(c.q, c.k, c.v, c.igate, c.fgate, initial);
-  const auto expected = mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, chunk16, initial);
+  const auto expected =
+      mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, chunk16, initial);
   MLSTM_CHECK_CLOSE(chunkwise.h, expected.h, 0.0);
   CHECK_FALSE(chunkwise.last_state.has_value());
   config.return_last_state = true;
@@ -470,7 +507,8 @@ TEST_CASE("the backend chooses the kernel by mode and configuration", "[backend]
 
   config.kernel = mlstm::SequenceKernel::recurrent;
   const auto recurrent = mlstm::Backend(config).run(c.q, c.k, c.v, c.igate, c.fgate, initial);
-  const auto recurrent_expected = mlstm::recurrent_sequence(c.q, c.k, c.v, c.igate, c.fgate, initial);
+  const auto recurrent_expected =
+      mlstm::recurrent_sequence(c.q, c.k, c.v, c.igate, c.fgate, initial);
   MLSTM_CHECK_CLOSE(recurrent.h, recurrent_expected.h, 0.0);
   REQUIRE(recurrent.last_state.has_value());
   MLSTM_CHECK_CLOSE(recurrent.last_state->m, recurrent_expected.state.m, 0.0);
@@ -481,15 +519,16 @@ TEST_CASE("the backend chooses the kernel by mode and configuration", "[backend]
   config.chunk_size = 16;
   const mlstm::Backend inference(config);
   const auto prompt = inference.run(c.q, c.k, c.v, c.igate, c.fgate);
-  const auto prompt_expected = mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, chunk16);
+  const auto prompt_expected =
+      mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, chunk16);
   MLSTM_CHECK_CLOSE(prompt.h, prompt_expected.h, 0.0);
   REQUIRE(prompt.last_state.has_value());
   SequenceCase<double> next(B, NH, 1, DQK, DV, 23);
-  const auto step = inference.run(next.q, next.k, next.v, next.igate, next.fgate, *prompt.last_state);
-  const auto step_expected =
-      mlstm::recurrent_step_stabilized(prompt.last_state->c, prompt.last_state->n,
-                                       prompt.last_state->m, next.q, next.k, next.v, next.igate,
-                                       next.fgate);
+  const auto step =
+      inference.run(next.q, next.k, next.v, next.igate, next.fgate, *prompt.last_state);
+  const auto step_expected = mlstm::recurrent_step_stabilized(
+      prompt.last_state->c, prompt.last_state->n, prompt.last_state->m, next.q, next.k, next.v,
+      next.igate, next.fgate);
   MLSTM_CHECK_CLOSE(step.h, step_expected.h, 0.0);
   REQUIRE(step.last_state.has_value());
   MLSTM_CHECK_CLOSE(step.last_state->c, step_expected.state.c, 0.0);
@@ -525,5 +564,45 @@ TEST_CASE("the backend rejects configurations it cannot run", "[backend][errors]
     FAIL("no exception");
   } catch (const mlstm::ValueError& error) {
     CHECK(error.argument() == "initial_state");
+  }
+}
+
+TEST_CASE("bfloat16 inputs are computed in float and h is rounded once", "[bfloat16]") {
+  using bf16 = Eigen::bfloat16;
+  const SequenceCase<float> c(1, 2, 300, 16, 8, 41);
+  auto rounded = [](const Tensor<float, 4>& x) { return Tensor<bf16, 4>(x.cast<bf16>()); };
+  auto widened = [](const Tensor<bf16, 4>& x) { return Tensor<float, 4>(x.cast<float>()); };
+  const Tensor<bf16, 4> q = rounded(c.q), k = rounded(c.k), v = rounded(c.v), i = rounded(c.igate),
+                        f = rounded(c.fgate);
+  // The float computation on the very values the bfloat16 inputs hold.
+  const Tensor<float, 4> qf = widened(q), kf = widened(k), vf = widened(v), i_f = widened(i),
+                         ff = widened(f);
+
+  const Tensor<bf16, 4> h = mlstm::parallel_stabilized(q, k, v, i, f);
+  const Tensor<float, 4> h_float = mlstm::parallel_stabilized(qf, kf, vf, i_f, ff);
+  MLSTM_CHECK_CLOSE(widened(h), widened(rounded(h_float)), 0.0);
+  // And that is within bfloat16 rounding of the float result.
+  MLSTM_CHECK_CLOSE(widened(h), h_float, std::ldexp(1.0, -8) * mlstm::test::magnitude(h_float));
+
+  mlstm::ChunkwiseOptions options;
+  options.chunk_size = 32;
+  const auto initial = random_state<float>(1, 2, 16, 8, 42);
+  const auto out = mlstm::chunkwise_stabilized(q, k, v, i, f, options, initial);
+  const auto out_float = mlstm::chunkwise_stabilized(qf, kf, vf, i_f, ff, options, initial);
+  static_assert(std::is_same_v<decltype(out.h), Tensor<bf16, 4>>);
+  static_assert(std::is_same_v<decltype(out.state.c), Tensor<float, 4>>);
+  MLSTM_CHECK_CLOSE(widened(out.h), widened(rounded(out_float.h)), 0.0);
+  MLSTM_CHECK_CLOSE(out.state.c, out_float.state.c, 0.0);
+  MLSTM_CHECK_CLOSE(out.state.n, out_float.state.n, 0.0);
+  MLSTM_CHECK_CLOSE(out.state.m, out_float.state.m, 0.0);
+
+  // Arguments are checked with their own names.
+  const Tensor<bf16, 4> short_k = rounded(Tensor<float, 4>(
+      c.k.slice(std::array<Index, 4>{0, 0, 0, 0}, std::array<Index, 4>{1, 2, 299, 16})));
+  try {
+    mlstm::chunkwise_stabilized(q, short_k, v, i, f, options);
+    FAIL("no exception");
+  } catch (const mlstm::ShapeError& error) {
+    CHECK(error.argument() == "k");
   }
 }

@@ -52,9 +52,9 @@ struct BackendConfig {
   double eps = 1e-6;
   BackendMode mode = BackendMode::train;
   SequenceKernel kernel = SequenceKernel::parallel;  // the kernel of train mode
-  Index chunk_size = 64;           // of the chunkwise kernel (>= 1)
-  bool return_last_state = false;  // train mode: run() returns the last state too
-  int num_threads = 0;             // 0: the library default (mlstm::set_num_threads)
+  Index chunk_size = 64;                             // of the chunkwise kernel (>= 1)
+  bool return_last_state = false;                    // train mode: run() returns the last state too
+  int num_threads = 0;  // 0: the library default (mlstm::set_num_threads)
 
   // Copies the context length of a model configuration (any type with a `context_length`).
   template <typename ModelConfig>
@@ -95,15 +95,15 @@ class Backend {
   // q, k (B, NH, S, DQK); v (B, NH, S, DV); gates (B, NH, S, 1) -> h (B, NH, S, DV), from the
   // zero state.
   template <typename Q, typename K, typename V, typename I, typename F>
-  Tensor<detail::scalar_of<Q>, 4> forward(const Q& q, const K& k, const V& v,
-                                          const I& igate_preact, const F& fgate_preact) const {
+  Tensor<detail::scalar_of<Q>, 4> forward(const Q& q, const K& k, const V& v, const I& igate_preact,
+                                          const F& fgate_preact) const {
     return run(q, k, v, igate_preact, fgate_preact).h;
   }
 
   // As forward, and the last state when the configuration asks for it.
   template <typename Q, typename K, typename V, typename I, typename F>
-  BackendOutput<detail::scalar_of<Q>> run(const Q& q, const K& k, const V& v,
-                                          const I& igate_preact, const F& fgate_preact) const {
+  BackendOutput<detail::scalar_of<Q>> run(const Q& q, const K& k, const V& v, const I& igate_preact,
+                                          const F& fgate_preact) const {
     return run_from(q, k, v, igate_preact, fgate_preact, nullptr);
   }
 

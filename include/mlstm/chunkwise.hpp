@@ -9,6 +9,7 @@
 //
 // Shapes as parallel_stabilized; any S (the last chunk may be shorter than L); an optional
 // initial state in the recurrent step's shapes (omitted: the zero state c = 0, n = 0, m = 0).
+// Scalars: float, double, or Eigen::bfloat16 (computed in float; the state is then float).
 //
 // Per chunk, with cum[t] = sum of logsigmoid(f) from the chunk's first step to t inclusive,
 // total = cum[last], and the state (C, n, m) at the chunk's start (C and n scaled by exp(-m),
@@ -25,27 +26,38 @@
 //
 // Stabilizers: every h_t uses the recurrent form's m_t (the reference's chunkwise_simple uses
 // the same), so h equals recurrent_sequence from the same initial state to rounding, lower bound
-// exp(-m_t) included. Against parallel_stabilized (zero initial state) h agrees except in rows
-// where the lower bound or eps matters: the parallel m_t lacks the initial state's term cum[t] + 0.
-// The final state's m is the recurrent form's m after the last step; c and n agree with the
-// recurrent form's to rounding (compare c * exp(m), n * exp(m) across forms).
+// exp(-m_t) included. Against parallel_stabilized (zero initial state) h agrees to rounding
+// where the two forms' m_t are equal, which i_0 >= 0 guarantees; elsewhere the parallel m_t lacks
+// the zero state's term (sum of logsigmoid(f) up to t), and since h = N_t / (max(|D_t|, 1) +
+// eps exp(m_t)) with N_t, D_t the unstabilized numerator and denominator, the forms then differ
+// by the eps term only. The final state's m is the recurrent form's m after the last step; c and
+// n agree with the recurrent form's to rounding (compare c * exp(m), n * exp(m) across forms).
 //
-// Threads: the sequence is processed in segments of chunks. For each segment, the chunks'
-// contributions (the sums over s above) are computed in parallel over (batch-head, chunk), the
-// states at the chunk starts follow by a short scan per batch-head, and the outputs are again
-// computed in parallel over (batch-head, chunk). Every quantity is computed by one thread in a
-// fixed order, so results do not depend on the thread count. Memory beyond inputs and outputs:
-// the segment's states and contributions (bounded to about 32 MiB), whatever S is.
+// Threads: when the batch-heads share out evenly over the threads, each thread walks whole
+// batch-heads chunk by chunk. Otherwise the sequence is processed in segments of chunks: for
+// each segment, the chunks' contributions (the sums over s above) are computed in parallel over
+// (batch-head, chunk), the states at the chunk starts follow by a short scan per batch-head, and
+// the outputs are again computed in parallel over (batch-head, chunk). Every quantity is computed
+// by one thread in the same order either way, so results do not depend on the thread count (nor
+// on the segment length).
+// Memory beyond inputs and outputs: the segment's states and contributions (about 4 MiB at
+// most, whatever S is).
+//
+// Building blocks (detail::, for the backward pass, which recomputes the chunk states):
+// ChunkGates::compute (a chunk's gate sums), chunk_state_contribution (what a chunk adds to the
+// state), advance_chunk_state (the state across a chunk), chunk_outputs (h of a chunk from the
+// state at its start), chunkwise_forward and chunkwise_forward_by_head (all of it over a
+// sequence).
 #pragma once
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <Eigen/Core>
-
+#include "mlstm/detail/bfloat16.hpp"
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/gate_decay.hpp"
 #include "mlstm/detail/math.hpp"
@@ -128,7 +140,8 @@ void advance_chunk_state(const T* c, const T* n, double m, const T* kv, const T*
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
   const DoubleDouble state_log{m, 0.0};
   const bool state_leads = !(state_log < gates.col_max);
-  const T carry = state_leads ? T(1) : static_cast<T>(std::exp((state_log - gates.col_max).value()));
+  const T carry =
+      state_leads ? T(1) : static_cast<T>(std::exp((state_log - gates.col_max).value()));
   const T add = state_leads ? static_cast<T>(std::exp((gates.col_max - state_log).value())) : T(1);
   const double m_new = gates.total + (state_leads ? m : gates.col_max.value());
   const Index size = qk_dim * v_dim;
@@ -139,49 +152,90 @@ void advance_chunk_state(const T* c, const T* n, double m, const T* kv, const T*
   m_next = m_new;
 }
 
-// h of one chunk from the state (c, n, m) at its start (see the file comment): q, k (L, DQK),
-// v (L, DV), h (L, DV) row-major.
+// The rows of one chunk given the stabilizer m of the state at its start:
+//   row[t]          = M_t = max(m, max_{s<=t} col[s])      (so m_t - cum[t], gate_decay.hpp)
+//   stabilizer[t]   = m_t = cum[t] + M_t
+//   state_weight[t] = exp(cum[t] + m - m_t) = exp(m - M_t)   the carried state's weight
+struct ChunkRows {
+  DoubleDoubles row;
+  std::vector<double> stabilizer;
+  std::vector<double> state_weight;
+
+  ChunkRows(const ChunkGates& gates, double m) {
+    const Index length = gates.length();
+    row.resize(length);
+    stabilizer.resize(static_cast<size_t>(length));
+    state_weight.resize(static_cast<size_t>(length));
+    const DoubleDouble state_log{m, 0.0};
+    DoubleDouble running = state_log;
+    for (Index t = 0; t < length; ++t) {
+      running = std::max(running, gates.col[t]);
+      row.set(t, running);
+      stabilizer[t] = (gates.cum[t] + running).value();
+      state_weight[t] = std::exp((state_log - running).value());
+    }
+  }
+};
+
+// What a chunk's outputs are made of (see the file comment), shared by the forward and the
+// backward (chunkwise_backward.hpp), which recomputes it:
+//   decay (L, L)             scale * exp(cum[t] - cum[s] + i_s - m_t) for s <= t, else 0
+//   weights (L, L)           (q_t . k_s) * decay[t, s]
+//   weighted_queries (L, DQK) exp(cum[t] + m - m_t) q_t
+//   acc (L, DV)              weights V + weighted_queries C
+//   denominator (L)          row sums of weights + weighted_queries n
 template <typename T>
-void chunk_outputs(const T* q, const T* k, const T* v, const ChunkGates& gates, const T* c,
-                   const T* n, double m, Index qk_dim, Index v_dim, T eps, T* h) {
+struct ChunkForward {
+  RowMatrix<T> decay, weights, weighted_queries, acc;
+  Eigen::Matrix<T, Eigen::Dynamic, 1> denominator;
+};
+
+// q, k (L, DQK), v (L, DV) row-major; c (DQK, DV), n (DQK): the state at the chunk's start.
+template <typename T>
+void chunk_forward(const T* q, const T* k, const T* v, const ChunkGates& gates,
+                   const ChunkRows& rows, const T* c, const T* n, Index qk_dim, Index v_dim,
+                   ChunkForward<T>& out) {
   using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+  using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
   const Index length = gates.length();
   const T scale = T(1) / std::sqrt(static_cast<T>(qk_dim));
   Eigen::Map<const RowMatrix<T>> queries(q, length, qk_dim), keys(k, length, qk_dim),
       values(v, length, v_dim), memory(c, qk_dim, v_dim);
   Eigen::Map<const Vector> normalizer_state(n, qk_dim);
 
-  // Row parts (gate_decay.hpp): row[t] = m_t - cum[t] = max(m, max_{s<=t} col[s]).
-  DoubleDoubles row;
-  row.resize(length);
-  std::vector<double> stabilizer(static_cast<size_t>(length));  // m_t
-  Vector state_weight(length);                                   // exp(cum[t] + m - m_t)
-  const DoubleDouble state_log{m, 0.0};
-  DoubleDouble running = state_log;
+  const DecayParts parts{rows.row.hi.data(), rows.row.lo.data(), gates.col.hi.data(),
+                         gates.col.lo.data()};
+  out.decay.setZero(length, length);
   for (Index t = 0; t < length; ++t) {
-    running = std::max(running, gates.col[t]);
-    row.set(t, running);
-    stabilizer[t] = (gates.cum[t] + running).value();
-    state_weight[t] = static_cast<T>(std::exp((state_log - running).value()));
+    T* decay_row = out.decay.data() + t * length;
+    decay_exponents(parts, t, t + 1, decay_row);
+    Row(decay_row, t + 1) = Row(decay_row, t + 1).exp() * scale;
   }
-  const DecayParts parts{row.hi.data(), row.lo.data(), gates.col.hi.data(), gates.col.lo.data()};
+  out.weights.noalias() = queries * keys.transpose();
+  out.weights.array() *= out.decay.array();
+  const Vector state_weight =
+      Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, 1>>(rows.state_weight.data(), length)
+          .template cast<T>();
+  out.weighted_queries.noalias() = state_weight.asDiagonal() * queries;
+  out.acc.noalias() = out.weights * values;
+  out.acc.noalias() += out.weighted_queries * memory;
+  out.denominator = out.weights.rowwise().sum();
+  out.denominator.noalias() += out.weighted_queries * normalizer_state;
+}
 
-  RowMatrix<T> weights(length, length);
-  Vector rowsum = Vector::Zero(length), exponent(length);
-  weights.noalias() = queries * keys.transpose();
-  apply_causal_decay(weights.data(), length, length, length, parts, Index(0), scale,
-                     exponent.data(), rowsum.data());
-  const RowMatrix<T> weighted_queries = state_weight.asDiagonal() * queries;
-  RowMatrix<T> acc(length, v_dim);
-  acc.noalias() = weights * values;
-  acc.noalias() += weighted_queries * memory;
-  const Vector denominator = rowsum + weighted_queries * normalizer_state;
-
+// h of one chunk from the state (c, n, m) at its start (see the file comment): q, k (L, DQK),
+// v (L, DV), h (L, DV) row-major.
+template <typename T>
+void chunk_outputs(const T* q, const T* k, const T* v, const ChunkGates& gates, const T* c,
+                   const T* n, double m, Index qk_dim, Index v_dim, T eps, T* h) {
+  const Index length = gates.length();
+  const ChunkRows rows(gates, m);
+  ChunkForward<T> f;
+  chunk_forward(q, k, v, gates, rows, c, n, qk_dim, v_dim, f);
   Eigen::Map<RowMatrix<T>> hidden(h, length, v_dim);
   for (Index t = 0; t < length; ++t) {
-    const T normalizer =
-        std::max(std::abs(denominator[t]), std::exp(-static_cast<T>(stabilizer[t]))) + eps;
-    hidden.row(t) = acc.row(t) / normalizer;
+    hidden.row(t) =
+        f.acc.row(t) / (normalizer(f.denominator[t], static_cast<T>(rows.stabilizer[t])) + eps);
   }
 }
 
@@ -220,8 +274,8 @@ Index chunkwise_segment_chunks(const SequenceShape& s, Index chunk_size, int thr
 // segment's first without a copy.
 template <typename T>
 void chunkwise_forward(const SequenceInputs<T>& in, Index chunk_size, Index segment, T eps,
-                       int num_threads, const T* initial_c, const T* initial_n,
-                       const T* initial_m, T* h, T* final_c, T* final_n, T* final_m) {
+                       int num_threads, const T* initial_c, const T* initial_n, const T* initial_m,
+                       T* h, T* final_c, T* final_n, T* final_m) {
   using Storage = Eigen::Matrix<T, Eigen::Dynamic, 1>;
   const SequenceShape& s = in.shape;
   const Index heads = s.batch * s.heads;
@@ -310,71 +364,158 @@ void chunkwise_forward(const SequenceInputs<T>& in, Index chunk_size, Index segm
   }
 }
 
-inline void expect_valid_chunk_size(Index chunk_size) {
+// The chunkwise form on validated inputs, one batch-head per item: each item walks its chunks in
+// order (outputs from the state at the chunk's start, then the chunk's contribution and the state
+// across it), with no waiting between threads and the chunk's keys and values still in cache.
+// Gives the same bits as chunkwise_forward: the same functions on equally aligned buffers, in
+// the same order per batch-head. Arguments as chunkwise_forward.
+template <typename T>
+void chunkwise_forward_by_head(const SequenceInputs<T>& in, Index chunk_size, T eps,
+                               int num_threads, const T* initial_c, const T* initial_n,
+                               const T* initial_m, T* h, T* final_c, T* final_n, T* final_m) {
+  using Storage = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+  const SequenceShape& s = in.shape;
+  const Index heads = s.batch * s.heads;
+  const Index chunks = (s.seq_len + chunk_size - 1) / chunk_size;
+  const Index c_size = s.qk_dim * s.v_dim;
+  const Index c_stride = padded_size<T>(c_size);
+  const Index n_stride = padded_size<T>(s.qk_dim);
+  const double flops = 2.0 * static_cast<double>(heads * s.seq_len) *
+                       (static_cast<double>(chunk_size * (s.qk_dim + s.v_dim)) +
+                        2.0 * static_cast<double>(c_size));
+  parallel_for(heads, threads_for_work(num_threads, heads, flops), [&](Index head) {
+    // Two state slots (the chunk's start and end, swapping roles) and the contribution.
+    Storage c(2 * c_stride), n(2 * n_stride), kv(c_stride), ksum(n_stride);
+    double m[2];
+    if (initial_c != nullptr) {
+      std::copy_n(initial_c + head * c_size, c_size, c.data());
+      std::copy_n(initial_n + head * s.qk_dim, s.qk_dim, n.data());
+    } else {
+      std::fill_n(c.data(), c_size, T(0));
+      std::fill_n(n.data(), s.qk_dim, T(0));
+    }
+    m[0] = initial_m != nullptr ? static_cast<double>(initial_m[head]) : 0.0;
+    ChunkGates gates;
+    for (Index j = 0; j < chunks; ++j) {
+      const Index now = j % 2, next = 1 - now;
+      const Index row = head * s.seq_len + j * chunk_size;
+      gates.compute(in.igate_preact.data() + row, in.fgate_preact.data() + row,
+                    std::min(chunk_size, s.seq_len - j * chunk_size));
+      chunk_outputs(in.q.data() + row * s.qk_dim, in.k.data() + row * s.qk_dim,
+                    in.v.data() + row * s.v_dim, gates, c.data() + now * c_stride,
+                    n.data() + now * n_stride, m[now], s.qk_dim, s.v_dim, eps, h + row * s.v_dim);
+      chunk_state_contribution(in.k.data() + row * s.qk_dim, in.v.data() + row * s.v_dim, gates,
+                               s.qk_dim, s.v_dim, kv.data(), ksum.data());
+      advance_chunk_state(c.data() + now * c_stride, n.data() + now * n_stride, m[now], kv.data(),
+                          ksum.data(), gates, s.qk_dim, s.v_dim, c.data() + next * c_stride,
+                          n.data() + next * n_stride, m[next]);
+    }
+    const Index last = chunks % 2;
+    std::copy_n(c.data() + last * c_stride, c_size, final_c + head * c_size);
+    std::copy_n(n.data() + last * n_stride, s.qk_dim, final_n + head * s.qk_dim);
+    final_m[head] = static_cast<T>(m[last]);
+  });
+}
+
+// Whether to give each thread whole batch-heads (chunkwise_forward_by_head) rather than chunks
+// of segments (chunkwise_forward): when the batch-heads share out evenly enough.
+inline bool chunkwise_by_head(Index heads, int threads) {
+  return threads == 1 || heads % threads == 0 || heads >= 4 * static_cast<Index>(threads);
+}
+
+// The chunk size a call works with: options.chunk_size (>= 1, else ValueError), and no more
+// than S, since a longer chunk is the same computation (this also keeps the chunk count's
+// rounding-up division from overflowing for huge sizes).
+inline Index effective_chunk_size(Index chunk_size, Index seq_len) {
   if (chunk_size < 1) {
     throw ValueError("options.chunk_size",
                      "expected a chunk size >= 1, got " + std::to_string(chunk_size));
+  }
+  return std::min(chunk_size, seq_len);
+}
+
+// What chunkwise_stabilized returns for inputs of scalar T: h in T, the state in float for
+// bfloat16 inputs and in T otherwise.
+template <typename T>
+using ChunkwiseResult = HiddenAndState<T, compute_scalar<T>>;
+
+// chunkwise_stabilized from `initial_state`, or from the zero state when it is nullptr.
+template <typename Q, typename K, typename V, typename I, typename F>
+ChunkwiseResult<scalar_of<Q>> chunkwise_call(
+    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
+    const ChunkwiseOptions& options,
+    const RecurrentState<compute_scalar<scalar_of<Q>>>* initial_state) {
+  using T = scalar_of<Q>;
+  if constexpr (is_bfloat16<T>) {
+    require_same_scalar<Q, K, V, I, F>();
+    auto out = chunkwise_call(
+        to_float<4>(q, "q", "(B, NH, S, DQK)"), to_float<4>(k, "k", "(B, NH, S, DQK)"),
+        to_float<4>(v, "v", "(B, NH, S, DV)"),
+        to_float<4>(igate_preact, "igate_preact", "(B, NH, S, 1)"),
+        to_float<4>(fgate_preact, "fgate_preact", "(B, NH, S, 1)"), options, initial_state);
+    return {to_bfloat16<4>(out.h), std::move(out.state)};
+  } else {
+    const auto in = check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
+    const SequenceShape& s = in.shape;
+    const T* initial[3] = {nullptr, nullptr, nullptr};
+    if (initial_state != nullptr) {
+      const ConstTensorMap<T, 4> c_view(initial_state->c.data(), initial_state->c.dimensions());
+      const ConstTensorMap<T, 4> n_view(initial_state->n.data(), initial_state->n.dimensions());
+      const ConstTensorMap<T, 4> m_view(initial_state->m.data(), initial_state->m.dimensions());
+      check_state<T>(c_view, n_view, m_view, s, initial_state_names);
+      initial[0] = c_view.data();
+      initial[1] = n_view.data();
+      initial[2] = m_view.data();
+    }
+    const Index chunk_size = effective_chunk_size(options.chunk_size, s.seq_len);
+    expect_valid_eps(static_cast<T>(options.eps), "options.eps");
+    const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
+    HiddenAndState<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
+                          RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim)};
+    const T eps = static_cast<T>(options.eps);
+    if (chunkwise_by_head(s.batch * s.heads, threads)) {
+      chunkwise_forward_by_head<T>(in, chunk_size, eps, threads, initial[0], initial[1],
+                                   initial[2], out.h.data(), out.state.c.data(),
+                                   out.state.n.data(), out.state.m.data());
+    } else {
+      chunkwise_forward<T>(in, chunk_size,
+                           chunkwise_segment_chunks<T>(s, chunk_size, threads), eps,
+                           threads, initial[0], initial[1], initial[2], out.h.data(),
+                           out.state.c.data(), out.state.n.data(), out.state.m.data());
+    }
+    return out;
   }
 }
 
 }  // namespace detail
 
-// The chunkwise form from `initial_state` (c (B, NH, DQK, DV), n (B, NH, DQK, 1), m (B, NH, 1, 1)):
-// returns h (B, NH, S, DV) and the state after the last step.
+// The chunkwise form from the zero state: h (B, NH, S, DV) and the state after the last step.
 template <typename Q, typename K, typename V, typename I, typename F>
-HiddenAndState<detail::scalar_of<Q>> chunkwise_stabilized(
+detail::ChunkwiseResult<detail::scalar_of<Q>> chunkwise_stabilized(
     const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
-    const ChunkwiseOptions& options, const RecurrentState<detail::scalar_of<Q>>& initial_state) {
-  using T = detail::scalar_of<Q>;
-  const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
-  const ConstTensorMap<T, 4> c_view(initial_state.c.data(), initial_state.c.dimensions());
-  const ConstTensorMap<T, 4> n_view(initial_state.n.data(), initial_state.n.dimensions());
-  const ConstTensorMap<T, 4> m_view(initial_state.m.data(), initial_state.m.dimensions());
-  detail::check_state<T>(c_view, n_view, m_view, in.shape, detail::initial_state_names);
-  detail::expect_valid_chunk_size(options.chunk_size);
-  detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
-  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
-  const detail::SequenceShape& s = in.shape;
-  HiddenAndState<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
-                        RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim)};
-  detail::chunkwise_forward(in, options.chunk_size,
-                            detail::chunkwise_segment_chunks<T>(s, options.chunk_size, threads),
-                            static_cast<T>(options.eps), threads, c_view.data(), n_view.data(), m_view.data(), out.h.data(),
-                            out.state.c.data(), out.state.n.data(), out.state.m.data());
-  return out;
+    const ChunkwiseOptions& options = {}) {
+  return detail::chunkwise_call(q, k, v, igate_preact, fgate_preact, options, nullptr);
 }
 
-// The chunkwise form from the zero state.
+// The chunkwise form from `initial_state` (c (B, NH, DQK, DV), n (B, NH, DQK, 1),
+// m (B, NH, 1, 1); float for bfloat16 inputs).
 template <typename Q, typename K, typename V, typename I, typename F>
-HiddenAndState<detail::scalar_of<Q>> chunkwise_stabilized(const Q& q, const K& k, const V& v,
-                                                          const I& igate_preact,
-                                                          const F& fgate_preact,
-                                                          const ChunkwiseOptions& options = {}) {
-  using T = detail::scalar_of<Q>;
-  const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
-  detail::expect_valid_chunk_size(options.chunk_size);
-  detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
-  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
-  const detail::SequenceShape& s = in.shape;
-  HiddenAndState<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
-                        RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim)};
-  detail::chunkwise_forward<T>(in, options.chunk_size,
-                               detail::chunkwise_segment_chunks<T>(s, options.chunk_size, threads),
-                               static_cast<T>(options.eps), threads, nullptr, nullptr, nullptr, out.h.data(), out.state.c.data(),
-                               out.state.n.data(), out.state.m.data());
-  return out;
+detail::ChunkwiseResult<detail::scalar_of<Q>> chunkwise_stabilized(
+    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
+    const ChunkwiseOptions& options,
+    const RecurrentState<detail::compute_scalar<detail::scalar_of<Q>>>& initial_state) {
+  return detail::chunkwise_call(q, k, v, igate_preact, fgate_preact, options, &initial_state);
 }
 
 // With an optional initial state: nullopt means the zero state.
 template <typename Q, typename K, typename V, typename I, typename F>
-HiddenAndState<detail::scalar_of<Q>> chunkwise_stabilized(
+detail::ChunkwiseResult<detail::scalar_of<Q>> chunkwise_stabilized(
     const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
     const ChunkwiseOptions& options,
-    const std::optional<RecurrentState<detail::scalar_of<Q>>>& initial_state) {
-  if (initial_state) {
-    return chunkwise_stabilized(q, k, v, igate_preact, fgate_preact, options, *initial_state);
-  }
-  return chunkwise_stabilized(q, k, v, igate_preact, fgate_preact, options);
+    const std::optional<RecurrentState<detail::compute_scalar<detail::scalar_of<Q>>>>&
+        initial_state) {
+  return detail::chunkwise_call(q, k, v, igate_preact, fgate_preact, options,
+                                initial_state ? &*initial_state : nullptr);
 }
 
 }  // namespace mlstm

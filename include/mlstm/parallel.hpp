@@ -1,7 +1,8 @@
 // The mLSTM cell in parallel form (the reference's parallel_stabilized_simple).
 //
 // Shapes: q, k (B, NH, S, DQK); v (B, NH, S, DV); igate_preact, fgate_preact (B, NH, S, 1);
-// returns h (B, NH, S, DV). Per (b, h), for rows t and columns s allowed by the mask:
+// returns h (B, NH, S, DV). Scalars: float, double, or Eigen::bfloat16 (computed in float).
+// Per (b, h), for rows t and columns s allowed by the mask:
 //
 //   F[t,s]    = sum_{r=s+1..t} logsigmoid(f_r)
 //   logD[t,s] = F[t,s] + i_s
@@ -9,28 +10,32 @@
 //   Ct[t,s]   = (q_t . k_s / sqrt(DQK)) * exp(logD[t,s] - m_t)
 //   h_t       = sum_s Ct[t,s] v_s / (max(|sum_s Ct[t,s]|, exp(-m_t)) + eps)
 //
-// F is computed as a difference of cumulative sums of logsigmoid(f), accumulated in double.
-// A row that the mask leaves empty gives h_t = 0 (the limit of the formula; the reference gives
-// NaN there).
+// For a given mask that shows row t a later column s > t, F[t,s] is what the difference of
+// prefix sums gives, -sum_{r=t+1..s} logsigmoid(f_r) (as in the reference), not -inf.
+// F is a difference of prefix sums of logsigmoid(f) held in double-double (gate_decay.hpp), so
+// each exponent is as accurate as a direct sum over r. A row that the mask leaves empty gives
+// h_t = 0 (the limit of the formula; the reference gives NaN there).
 //
 // How it is computed: no (S, S) matrix is ever formed. A first pass over the gates alone finds
 // m_t for every row (O(S) per head for the causal mask, from the prefix maximum of
-// i_s - cumsum_s; a pass over the mask for a given one). Then each tile of rows [t0, t1) walks
-// tiles of columns: scores = Q_rows K_cols^T (one matrix product), weights = scores * exp(logD - m)
-// elementwise, acc += weights V_cols (one matrix product), row sums accumulated alongside.
-// Column tiles right of the diagonal are skipped (with a given mask: tiles it hides entirely).
+// i_s - prefix_s; a pass over the mask for a given one), so every exponent is taken once,
+// relative to its row's final stabilizer, and nothing is rescaled later. Then each tile of rows
+// [t0, t1) walks tiles of columns: scores = Q_rows K_cols^T (one Eigen matrix product), weights
+// = scores * exp(logD - m) elementwise, acc += weights V_cols (one matrix product), row sums
+// alongside. Column tiles right of the diagonal are skipped, and so are the rows of a diagonal
+// tile above it (with a given mask: the tiles it hides entirely).
 // Memory beyond inputs and output: O(S) per head for the gates, one tile per thread.
-// Threads take (batch-head, row tile) items; each item is computed by one thread in a fixed
-// order, so h does not depend on the thread count.
+// Threads take (batch-head, row tile) items, largest first; each item is computed by one thread
+// in a fixed order, so h does not depend on the thread count.
 #pragma once
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <optional>
 #include <vector>
 
-#include <Eigen/Core>
-
+#include "mlstm/detail/bfloat16.hpp"
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/gate_decay.hpp"
 #include "mlstm/detail/math.hpp"
@@ -57,9 +62,14 @@ inline constexpr Index parallel_tile_columns = 128;
 //   col[s]        = i_s - prefix[s]
 //   row[t]        = m_t - prefix[t]     (+inf for a row that sees nothing)
 //   stabilizer[t] = m_t                 (-inf for a row that sees nothing)
+//   source[t]     = t' * S + s', the entry logD[t', s'] that m_t is (-1 for a row that sees
+//                   nothing): the first maximal column of the row, or with one max per head the
+//                   first maximal entry in row-major order, as torch.max picks it. The backward
+//                   (parallel_backward.hpp) sends m_t's gradient there.
 struct ParallelHeadGates {
   DoubleDoubles col, row;
   std::vector<double> stabilizer;
+  std::vector<Index> source;
 };
 
 // m_t = max over the visible s of prefix[t] - prefix[s] + i_s = prefix[t] + max_s col[s], or,
@@ -71,38 +81,57 @@ void parallel_head_gates(const T* igate, const T* fgate, Index seq_len, const Se
   std::vector<DoubleDouble> prefix;
   log_forget_prefix(fgate, seq_len, prefix);
   std::vector<DoubleDouble> col(static_cast<size_t>(seq_len)), row(col.size());
+  std::vector<Index> argmax(col.size(), -1);  // the column of row[t]
   for (Index s = 0; s < seq_len; ++s)
     col[s] = DoubleDouble{static_cast<double>(igate[s]), 0.0} - prefix[s];
   DoubleDouble running = dd_minus_infinity;
+  Index running_argmax = -1;
   for (Index t = 0; t < seq_len; ++t) {
     if (mask.causal()) {
-      running = std::max(running, col[t]);
+      if (running_argmax < 0 || running < col[t]) {
+        running = col[t];
+        running_argmax = t;
+      }
       row[t] = running;
+      argmax[t] = running_argmax;
     } else {
       row[t] = dd_minus_infinity;
-      for (Index s = 0; s < seq_len; ++s)
-        if (mask.allows(t, s)) row[t] = std::max(row[t], col[s]);
+      for (Index s = 0; s < seq_len; ++s) {
+        if (mask.allows(t, s) && (argmax[t] < 0 || row[t] < col[s])) {
+          row[t] = col[s];
+          argmax[t] = s;
+        }
+      }
     }
   }
   // So far row[t] = max_s col[s]; m_t = prefix[t] + row[t]. Make row[t] = m_t - prefix[t].
-  auto empty = [&](Index t) { return row[t].hi == minus_infinity<double>; };
+  auto empty = [&](Index t) { return argmax[t] < 0; };
   DoubleDouble global_max = dd_minus_infinity;
-  for (Index t = 0; t < seq_len; ++t)
-    if (!empty(t)) global_max = std::max(global_max, prefix[t] + row[t]);
+  Index global_row = -1;
+  for (Index t = 0; t < seq_len; ++t) {
+    if (!empty(t) && (global_row < 0 || global_max < prefix[t] + row[t])) {
+      global_max = prefix[t] + row[t];
+      global_row = t;
+    }
+  }
   gates.col.resize(seq_len);
   gates.row.resize(seq_len);
   gates.stabilizer.resize(static_cast<size_t>(seq_len));
+  gates.source.resize(static_cast<size_t>(seq_len));
   for (Index t = 0; t < seq_len; ++t) {
     gates.col.set(t, col[t]);
     if (empty(t)) {
       gates.row.set(t, dd_plus_infinity);
       gates.stabilizer[t] = minus_infinity<double>;
+      gates.source[t] = -1;
     } else if (stabilize_rowwise) {
       gates.row.set(t, row[t]);
       gates.stabilizer[t] = (prefix[t] + row[t]).value();
+      gates.source[t] = t * seq_len + argmax[t];
     } else {
       gates.row.set(t, global_max - prefix[t]);
       gates.stabilizer[t] = global_max.value();
+      gates.source[t] = global_row * seq_len + argmax[global_row];
     }
   }
 }
@@ -116,11 +145,12 @@ struct HeadSlices {
   T* h;
 };
 
-// h for rows [t0, t1) of one head (see the file comment).
+// h for rows [t0, t1) of one head (see the file comment); the row sums sum_s Ct[t, s] go to
+// row_sum[t0, t1) when row_sum is not null.
 template <typename T>
 void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates,
                        const SequenceShape& s, const SequenceMask& mask, Index t0, Index t1,
-                       T eps) {
+                       T eps, T* row_sum) {
   using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
   const Index rows = t1 - t0;
@@ -167,16 +197,17 @@ void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates
       hidden.row(r).setZero();
       continue;
     }
-    const T normalizer =
-        std::max(std::abs(rowsum[r]), std::exp(-static_cast<T>(m_t))) + eps;
-    hidden.row(r) = acc.row(r) / normalizer;
+    hidden.row(r) = acc.row(r) / (normalizer(rowsum[r], static_cast<T>(m_t)) + eps);
   }
+  if (row_sum != nullptr) Eigen::Map<Vector>(row_sum + t0, rows) = rowsum;
 }
 
-// The parallel form on validated inputs; writes h (B, NH, S, DV).
+// The parallel form on validated inputs; writes h (B, NH, S, DV), and the row sums
+// sum_s Ct[t, s] (B, NH, S) when row_sum is not null.
 template <typename T>
 void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask,
-                      bool stabilize_rowwise, T eps, int num_threads, T* h) {
+                      bool stabilize_rowwise, T eps, int num_threads, T* h,
+                      T* row_sum = nullptr) {
   const SequenceShape& s = in.shape;
   const Index heads = s.batch * s.heads;
   const double flops = 2.0 * static_cast<double>(heads) * static_cast<double>(s.seq_len) *
@@ -189,8 +220,8 @@ void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask,
   std::vector<ParallelHeadGates> gates(static_cast<size_t>(heads));
   parallel_for(heads, threads_for_work(num_threads, heads, gate_work), [&](Index head) {
     const Index row = head * s.seq_len;
-    parallel_head_gates(in.igate_preact.data() + row, in.fgate_preact.data() + row, s.seq_len,
-                        mask, stabilize_rowwise, gates[static_cast<size_t>(head)]);
+    parallel_head_gates(in.igate_preact.data() + row, in.fgate_preact.data() + row, s.seq_len, mask,
+                        stabilize_rowwise, gates[static_cast<size_t>(head)]);
   });
 
   // Items run the largest row tiles (the last ones, under a causal mask) first.
@@ -204,7 +235,8 @@ void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask,
                                in.v.data() + row * s.v_dim, h + row * s.v_dim};
     const Index t0 = tile * parallel_tile_rows;
     parallel_row_tile(slices, gates[static_cast<size_t>(head)], s, mask, t0,
-                      std::min(t0 + parallel_tile_rows, s.seq_len), eps);
+                      std::min(t0 + parallel_tile_rows, s.seq_len), eps,
+                      row_sum == nullptr ? nullptr : row_sum + row);
   });
 }
 
@@ -212,20 +244,29 @@ void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask,
 
 template <typename Q, typename K, typename V, typename I, typename F>
 Tensor<detail::scalar_of<Q>, 4> parallel_stabilized(const Q& q, const K& k, const V& v,
-                                                    const I& igate_preact,
-                                                    const F& fgate_preact,
+                                                    const I& igate_preact, const F& fgate_preact,
                                                     const ParallelOptions& options = {}) {
   using T = detail::scalar_of<Q>;
-  const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
-  detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
-  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
-  const detail::SequenceShape& s = in.shape;
-  const detail::SequenceMask mask = detail::resolve_mask(options.mask, s.seq_len);
+  if constexpr (detail::is_bfloat16<T>) {
+    detail::require_same_scalar<Q, K, V, I, F>();
+    return detail::to_bfloat16<4>(parallel_stabilized(
+        detail::to_float<4>(q, "q", "(B, NH, S, DQK)"),
+        detail::to_float<4>(k, "k", "(B, NH, S, DQK)"),
+        detail::to_float<4>(v, "v", "(B, NH, S, DV)"),
+        detail::to_float<4>(igate_preact, "igate_preact", "(B, NH, S, 1)"),
+        detail::to_float<4>(fgate_preact, "fgate_preact", "(B, NH, S, 1)"), options));
+  } else {
+    const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
+    detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
+    const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
+    const detail::SequenceShape& s = in.shape;
+    const detail::SequenceMask mask = detail::resolve_mask(options.mask, s.seq_len);
 
-  Tensor<T, 4> h(s.batch, s.heads, s.seq_len, s.v_dim);
-  detail::parallel_forward(in, mask, options.stabilize_rowwise, static_cast<T>(options.eps),
-                           threads, h.data());
-  return h;
+    Tensor<T, 4> h(s.batch, s.heads, s.seq_len, s.v_dim);
+    detail::parallel_forward(in, mask, options.stabilize_rowwise, static_cast<T>(options.eps),
+                             threads, h.data());
+    return h;
+  }
 }
 
 }  // namespace mlstm

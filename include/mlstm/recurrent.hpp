@@ -10,6 +10,8 @@
 //
 // Shapes: c (B, NH, DQK, DV), n (B, NH, DQK, 1), m (B, NH, 1, 1); per step q, k (B, NH, 1, DQK),
 // v (B, NH, 1, DV), igate_preact, fgate_preact (B, NH, 1, 1); h (B, NH, 1, DV).
+// Every function takes num_threads last (0: the library default, see threading.hpp); batch-heads
+// are spread over the threads, and a step too small to be worth it runs on the calling thread.
 // The reference's zero state (c = 0, n = 0, m = 0) is RecurrentState<T>::zeros(...).
 #pragma once
 
@@ -26,11 +28,11 @@
 
 namespace mlstm {
 
-// h of a step or a sequence, and the state after it.
-template <typename T>
+// h of a step or a sequence, and the state after it (in float when h is bfloat16).
+template <typename T, typename StateT = T>
 struct HiddenAndState {
-  Tensor<T, 4> h;          // (B, NH, S, DV)
-  RecurrentState<T> state;  // c (B, NH, DQK, DV), n (B, NH, DQK, 1), m (B, NH, 1, 1)
+  Tensor<T, 4> h;                // (B, NH, S, DV)
+  RecurrentState<StateT> state;  // c (B, NH, DQK, DV), n (B, NH, DQK, 1), m (B, NH, 1, 1)
 };
 
 namespace detail {
@@ -77,7 +79,7 @@ inline void recurrent_step_head(T* c, T* n, T& m, const T* q, const T* k, const 
   for (; col < v_dim; ++col)
     step_column_block<1>(c, q, k, v, forget, input_scaled, qk_dim, v_dim, col, h);
 
-  const T denominator = std::max(std::abs(q_dot_n), std::exp(-m_new)) + eps;
+  const T denominator = normalizer(q_dot_n, m_new) + eps;
   Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(h, v_dim) /= denominator;
   m = m_new;
 }
@@ -189,7 +191,8 @@ HiddenAndState<detail::scalar_of<Q>> recurrent_step_stabilized(
 template <typename Q, typename K, typename V, typename I, typename F>
 HiddenAndState<detail::scalar_of<Q>> recurrent_sequence(
     const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
-    const RecurrentState<detail::scalar_of<Q>>& initial_state, double eps = 1e-6, int num_threads = 0) {
+    const RecurrentState<detail::scalar_of<Q>>& initial_state, double eps = 1e-6,
+    int num_threads = 0) {
   using T = detail::scalar_of<Q>;
   const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
   const ConstTensorMap<T, 4> c_view(initial_state.c.data(), initial_state.c.dimensions());
@@ -210,7 +213,8 @@ HiddenAndState<detail::scalar_of<Q>> recurrent_sequence(
 template <typename Q, typename K, typename V, typename I, typename F>
 HiddenAndState<detail::scalar_of<Q>> recurrent_sequence(const Q& q, const K& k, const V& v,
                                                         const I& igate_preact,
-                                                        const F& fgate_preact, double eps = 1e-6, int num_threads = 0) {
+                                                        const F& fgate_preact, double eps = 1e-6,
+                                                        int num_threads = 0) {
   using T = detail::scalar_of<Q>;
   const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
   const auto zero = RecurrentState<T>::zeros(in.shape.batch, in.shape.heads, in.shape.qk_dim,

@@ -20,6 +20,11 @@
 // every consumer compile and link with -fopenmp and can clash with another OpenMP runtime in the
 // same process). Calls from several user threads at once are safe; a kernel called from inside
 // another kernel's work runs on its calling thread.
+//
+// Eigen's own matrix products, which the kernels call on small tiles, stay single-threaded: Eigen
+// parallelizes them only in programs compiled with -fopenmp. A program that is, and uses mlstm
+// with more than one thread, should define EIGEN_DONT_PARALLELIZE (or call
+// Eigen::setNbThreads(1)) so that the two levels of threads do not oversubscribe the cores.
 #pragma once
 
 #include <string>

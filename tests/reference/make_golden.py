@@ -14,10 +14,7 @@ against its `parallel_stabilized_simple` / `recurrent_step_stabilized_simple` in
 and the script says so.
 """
 
-import json
-import math
 import os
-import struct
 import sys
 
 import numpy as np
@@ -26,6 +23,7 @@ import torch
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import golden_io  # noqa: E402
 import mlstm_reference as ref  # noqa: E402
 
 DATA_DIR = os.path.join(HERE, "data")
@@ -36,64 +34,18 @@ torch.set_default_dtype(torch.float64)
 
 
 # ---------------------------------------------------------------------------
-# safetensors writer / reader (format: u64 LE header size, JSON header padded with
-# spaces to a multiple of 8, then the tensors' little-endian row-major bytes)
+# safetensors files, through the shared writer and reader of golden_io.py
 # ---------------------------------------------------------------------------
 
-_DTYPES = {"F64": "<f8", "F32": "<f4", "BOOL": "|u1"}
-
-
-def _as_numpy(value):
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu()
-        if value.dtype == torch.bool:
-            return value.numpy().astype(np.uint8), "BOOL"
-        if value.dtype == torch.float32:
-            return value.numpy().astype(_DTYPES["F32"]), "F32"
-        if value.dtype == torch.float64:
-            return value.numpy().astype(_DTYPES["F64"]), "F64"
-    raise TypeError(f"unsupported tensor {type(value)} {getattr(value, 'dtype', '')}")
-
-
 def write_safetensors(path, tensors, metadata):
-    header = {}
-    blobs = []
-    offset = 0
-    for name in sorted(tensors):
-        array, dtype = _as_numpy(tensors[name])
-        blob = np.ascontiguousarray(array).tobytes(order="C")
-        header[name] = {"dtype": dtype, "shape": list(array.shape),
-                        "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    header["__metadata__"] = {key: str(metadata[key]) for key in sorted(metadata)}
-    text = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as out:
-        out.write(struct.pack("<Q", len(text)))
-        out.write(text)
-        for blob in blobs:
-            out.write(blob)
+    """golden_io's writer, with every metadata value turned into its string."""
+    golden_io.write_safetensors(path, tensors, {key: str(value) for key, value in metadata.items()})
 
 
 def read_safetensors(path):
-    with open(path, "rb") as src:
-        raw = src.read()
-    (size,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + size].decode("ascii"))
-    data = raw[8 + size:]
-    metadata = header.pop("__metadata__", {})
-    tensors = {}
-    end = 0
-    for name, info in header.items():
-        begin, stop = info["data_offsets"]
-        array = np.frombuffer(data[begin:stop], dtype=_DTYPES[info["dtype"]])
-        array = array.reshape(info["shape"])
-        tensors[name] = torch.from_numpy(array.astype(bool) if info["dtype"] == "BOOL"
-                                         else array.copy())
-        end = max(end, stop)
-    assert end == len(data), f"{path}: data section has {len(data)} bytes, header covers {end}"
-    return tensors, metadata
+    """golden_io's reader, with the tensors as torch tensors."""
+    arrays, metadata = golden_io.read_safetensors(path)
+    return {name: torch.from_numpy(array) for name, array in arrays.items()}, metadata
 
 
 # ---------------------------------------------------------------------------

@@ -9,10 +9,8 @@
 //   MLSTM_CHECK_CLOSE(h, plain.expected, plain.budget);
 #pragma once
 
-
-#include <type_traits>
-
 #include <mlstm/tensor.hpp>
+#include <type_traits>
 
 #include "support/tolerance.hpp"
 

@@ -139,6 +139,17 @@ SequenceInputs<scalar_of<Q>> check_sequence_inputs(const Q& q, const K& k, const
   return in;
 }
 
+// The gradient of a sequence output, dh (B, NH, S, DV), for a problem of the given shape.
+template <typename DH>
+ConstTensorMap<scalar_of<DH>, 4> check_output_gradient(const DH& dh, const SequenceShape& s,
+                                                       const char* name) {
+  const auto view = const_view<4>(dh, name, "(B, NH, S, DV)");
+  expect_shape<scalar_of<DH>, 4>(view, {s.batch, s.heads, s.seq_len, s.v_dim}, name,
+                                 "(B, NH, S, DV) of v");
+  expect_finite<scalar_of<DH>, 4>(view, name);
+  return view;
+}
+
 // Names of the three state arguments in messages: the step's own (c, n, m) or an initial
 // state's (initial_state.c, ...). Plain strings, so that checking allocates nothing.
 struct StateNames {

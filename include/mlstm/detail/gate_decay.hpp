@@ -11,10 +11,9 @@
 // to T once per element, is as accurate as a sum over the steps between s and t.
 #pragma once
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "mlstm/detail/double_double.hpp"
 #include "mlstm/detail/math.hpp"
@@ -59,6 +58,15 @@ struct DecayParts {
   const double* col_lo;
 };
 
+// exponent[c] = col(c) - row(r) for the columns c in [0, count) of row r of a tile, each rounded
+// to T once.
+template <typename T>
+void decay_exponents(const DecayParts& parts, Index r, Index count, T* exponent) {
+  const double row_hi = parts.row_hi[r], row_lo = parts.row_lo[r];
+  for (Index c = 0; c < count; ++c)
+    exponent[c] = static_cast<T>((parts.col_hi[c] - row_hi) + (parts.col_lo[c] - row_lo));
+}
+
 // In place on a row-major tile `scores` (rows x cols, row stride `stride`) holding q_t . k_s:
 //
 //   W[r, c] = scores[r, c] * scale * exp(col(c) - row(r))   if row r sees column c
@@ -76,9 +84,7 @@ void apply_causal_decay(T* scores, Index rows, Index cols, Index stride, const D
     const Index visible = std::clamp<Index>(r + diagonal + 1, 0, cols);
     Row row(scores + r * stride, cols);
     if (visible > 0) {
-      const double row_hi = parts.row_hi[r], row_lo = parts.row_lo[r];
-      for (Index c = 0; c < visible; ++c)
-        exponent[c] = static_cast<T>((parts.col_hi[c] - row_hi) + (parts.col_lo[c] - row_lo));
+      decay_exponents(parts, r, visible, exponent);
       row.head(visible) *= Row(exponent, visible).exp() * scale;
       rowsum[r] += row.head(visible).sum();
     }
@@ -87,7 +93,8 @@ void apply_causal_decay(T* scores, Index rows, Index cols, Index stride, const D
 }
 
 // As apply_causal_decay, with visibility given by a row-major boolean mask: row r sees column c
-// where visible[r * visible_stride + c].
+// where visible[r * visible_stride + c]. Invisible entries are set to 0 (Eigen's vectorized exp
+// gives a tiny positive number, not 0, for an exponent of -inf).
 template <typename T>
 void apply_masked_decay(T* scores, Index rows, Index cols, Index stride, const DecayParts& parts,
                         const bool* visible, Index visible_stride, T scale, T* exponent,
@@ -96,12 +103,10 @@ void apply_masked_decay(T* scores, Index rows, Index cols, Index stride, const D
   for (Index r = 0; r < rows; ++r) {
     Row row(scores + r * stride, cols);
     const bool* sees = visible + r * visible_stride;
-    const double row_hi = parts.row_hi[r], row_lo = parts.row_lo[r];
-    for (Index c = 0; c < cols; ++c) {
-      exponent[c] = sees[c] ? static_cast<T>((parts.col_hi[c] - row_hi) + (parts.col_lo[c] - row_lo))
-                            : minus_infinity<T>;
-    }
+    decay_exponents(parts, r, cols, exponent);
     row *= Row(exponent, cols).exp() * scale;
+    for (Index c = 0; c < cols; ++c)
+      if (!sees[c]) row[c] = T(0);
     rowsum[r] += row.sum();
   }
 }

@@ -3,24 +3,27 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <thread>
-
 #include <unsupported/Eigen/CXX11/ThreadPool>
 
 #include "mlstm/tensor.hpp"
 
 namespace mlstm::detail {
 
-// MLSTM_NUM_THREADS if it holds a positive integer, else the hardware's thread count (>= 1).
+// MLSTM_NUM_THREADS if it holds an integer in [1, max_env_threads], else the hardware's thread
+// count (>= 1).
+inline constexpr long max_env_threads = 1024;
 inline int initial_num_threads() {
   if (const char* text = std::getenv("MLSTM_NUM_THREADS")) {
     char* end = nullptr;
     const long value = std::strtol(text, &end, 10);
-    if (end != text && *end == '\0' && value >= 1 && value <= 1 << 16) return static_cast<int>(value);
+    if (end != text && *end == '\0' && value >= 1 && value <= max_env_threads)
+      return static_cast<int>(value);
   }
   return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
@@ -53,8 +56,8 @@ inline bool& inside_parallel_for() {
 inline int threads_for_work(int threads, Index items, double flops) {
   constexpr double min_flops_per_thread = 4e5;
   const double by_work = std::max(1.0, flops / min_flops_per_thread);
-  return static_cast<int>(
-      std::max<double>(1.0, std::min({static_cast<double>(threads), static_cast<double>(items), by_work})));
+  return static_cast<int>(std::max<double>(
+      1.0, std::min({static_cast<double>(threads), static_cast<double>(items), by_work})));
 }
 
 // The shared part of one parallel_for: what the helpers need. It lives on the heap and is freed
@@ -65,9 +68,10 @@ struct ParallelForState {
   std::atomic<Index> finished{0};  // items done, or abandoned after an exception
   std::atomic<int> users;          // the caller and the helpers not yet done with this state
   Index count;
-  const void* task;                // valid while finished < count
+  const void* task;  // valid while finished < count
   void (*run_task)(const void* task, Index item);
-  std::mutex error_mutex;
+  std::mutex mutex;  // guards error, and the wake-up of a caller waiting for the last item
+  std::condition_variable all_finished;
   std::exception_ptr error;
 
   ParallelForState(int users_, Index count_, const void* task_, void (*run_)(const void*, Index))
@@ -82,14 +86,28 @@ struct ParallelForState {
         run_task(task, item);
       } catch (...) {
         {
-          std::lock_guard<std::mutex> lock(error_mutex);
+          std::lock_guard<std::mutex> lock(mutex);
           if (!error) error = std::current_exception();
         }
         const Index untaken = count - std::min(count, next.exchange(count));
         done += untaken;  // items nobody will take now count as finished
       }
-      finished.fetch_add(done, std::memory_order_acq_rel);
+      if (finished.fetch_add(done, std::memory_order_acq_rel) + done == count) {
+        std::lock_guard<std::mutex> lock(mutex);
+        all_finished.notify_all();
+      }
     }
+  }
+
+  // Returns once every item is finished: spins first (the items still running usually end about
+  // when the caller's do, and a sleep and wake-up would cost more), then sleeps.
+  void wait() {
+    for (int spins = 0; spins < 2000; ++spins) {
+      if (finished.load(std::memory_order_acquire) >= count) return;
+      if (spins >= 1000) std::this_thread::yield();
+    }
+    std::unique_lock<std::mutex> lock(mutex);
+    all_finished.wait(lock, [&] { return finished.load(std::memory_order_acquire) >= count; });
   }
 
   void release() {
@@ -103,9 +121,14 @@ struct ParallelForState {
 // thrown by a task stops the handing out of items and is rethrown here once the items taken are
 // done. A parallel_for inside a task runs on its calling thread (no nested waiting on the pool).
 // The serial case allocates nothing; the threaded one allocates one small block.
+// At most this many threads work on one parallel_for, whatever is asked: Eigen's pool takes
+// fewer than 65536, and beyond a few hundred threads only waste memory on any machine.
+inline constexpr Index max_parallel_threads = 256;
+
 template <typename Task>
 void parallel_for(Index count, int threads, const Task& task) {
-  const int helpers = static_cast<int>(std::min<Index>(threads, count)) - 1;
+  const int helpers =
+      static_cast<int>(std::min<Index>({Index(threads), count, max_parallel_threads})) - 1;
   if (helpers <= 0 || inside_parallel_for()) {
     for (Index item = 0; item < count; ++item) task(item);
     return;
@@ -125,11 +148,7 @@ void parallel_for(Index count, int threads, const Task& task) {
   inside_parallel_for() = true;
   state->work();
   inside_parallel_for() = false;
-  // The items still running finish about when the caller does: wait by spinning (a sleep and
-  // wake-up would cost more), yielding the core once the wait grows long.
-  for (int spins = 0; state->finished.load(std::memory_order_acquire) < count; ++spins) {
-    if (spins > 1000) std::this_thread::yield();
-  }
+  state->wait();
   std::exception_ptr error = state->error;
   state->release();
   if (error) std::rethrow_exception(error);

@@ -1,0 +1,117 @@
+// Forward plus backward of the mLSTM kernels (training step of the cell), float32, B = 1.
+//
+//   bench_backward --benchmark_filter=...        (Google Benchmark flags)
+//
+// Each benchmark is named <form>/S:<S>/D:<D>/NH:<NH>/threads:<n>; DQK = DV = D. The counter
+// peak_heap_MB is the largest heap growth during one untimed call (inputs excluded), measured
+// by counting every allocation (heap_counter.hpp). compare_backward_pytorch.py runs these and
+// PyTorch autograd of the reference forms at the same shapes and prints the ratios.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <functional>
+
+#include <mlstm/chunkwise_backward.hpp>
+#include <mlstm/mlstm.hpp>
+#include <mlstm/parallel_backward.hpp>
+
+#include "heap_counter.hpp"
+
+namespace {
+
+using mlstm::Index;
+using mlstm::Tensor;
+
+struct Problem {
+  Tensor<float, 4> q, k, v, igate, fgate, dh;
+
+  Problem(Index heads, Index seq_len, Index dim)
+      : q(1, heads, seq_len, dim),
+        k(1, heads, seq_len, dim),
+        v(1, heads, seq_len, dim),
+        igate(1, heads, seq_len, 1),
+        fgate(1, heads, seq_len, 1),
+        dh(1, heads, seq_len, dim) {
+    q.setRandom();
+    k.setRandom();
+    v.setRandom();
+    dh.setRandom();
+    igate.setRandom();
+    fgate.setRandom();
+    // setRandom is uniform in [-1, 1] for floats: gates like a trained model's (i around 0,
+    // forget gates mostly open).
+    igate = igate * 3.0f;
+    fgate = fgate * 2.0f + 3.0f;
+  }
+};
+
+double peak_heap_megabytes(const std::function<void()>& run) {
+  mlstm::bench::HeapCounter::reset_peak();
+  run();
+  return static_cast<double>(mlstm::bench::HeapCounter::peak_since_reset()) / (1 << 20);
+}
+
+void run_benchmark(benchmark::State& state, const std::function<void(const Problem&)>& step) {
+  const Index seq_len = state.range(0), dim = state.range(1), heads = state.range(2);
+  const int threads = static_cast<int>(state.range(3));
+  mlstm::set_num_threads(threads);
+  const Problem problem(heads, seq_len, dim);
+  state.counters["peak_heap_MB"] = peak_heap_megabytes([&] { step(problem); });
+  for (auto _ : state) step(problem);
+}
+
+void parallel_forward_backward(benchmark::State& state) {
+  run_benchmark(state, [](const Problem& p) {
+    const auto forward =
+        mlstm::parallel_stabilized_forward_with_cache(p.q, p.k, p.v, p.igate, p.fgate);
+    auto grads =
+        mlstm::parallel_stabilized_backward(p.q, p.k, p.v, p.igate, p.fgate, p.dh, forward);
+    benchmark::DoNotOptimize(grads.dq.data());
+  });
+}
+
+// The chunkwise forward (chunk 64) and its backward, which recomputes what it needs.
+void chunkwise_forward_backward(benchmark::State& state) {
+  run_benchmark(state, [](const Problem& p) {
+    const auto forward = mlstm::chunkwise_stabilized(p.q, p.k, p.v, p.igate, p.fgate);
+    benchmark::DoNotOptimize(forward.h.data());
+    auto grads = mlstm::chunkwise_stabilized_backward(p.q, p.k, p.v, p.igate, p.fgate, p.dh);
+    benchmark::DoNotOptimize(grads.dq.data());
+  });
+}
+
+void parallel_backward_only(benchmark::State& state) {
+  const Index seq_len = state.range(0), dim = state.range(1), heads = state.range(2);
+  mlstm::set_num_threads(static_cast<int>(state.range(3)));
+  const Problem p(heads, seq_len, dim);
+  const auto forward =
+      mlstm::parallel_stabilized_forward_with_cache(p.q, p.k, p.v, p.igate, p.fgate);
+  state.counters["peak_heap_MB"] = peak_heap_megabytes(
+      [&] { mlstm::parallel_stabilized_backward(p.q, p.k, p.v, p.igate, p.fgate, p.dh, forward); });
+  for (auto _ : state) {
+    auto grads =
+        mlstm::parallel_stabilized_backward(p.q, p.k, p.v, p.igate, p.fgate, p.dh, forward);
+    benchmark::DoNotOptimize(grads.dq.data());
+  }
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"S", "D", "NH", "threads"});
+  for (const int threads : {1, 2})
+    for (const int seq_len : {512, 1024, 2048}) b->Args({seq_len, 128, 4, threads});
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+// Longer sequences for the chunkwise form, whose memory grows linearly with S.
+void long_shapes(benchmark::internal::Benchmark* b) {
+  shapes(b);
+  for (const int seq_len : {4096, 8192}) b->Args({seq_len, 128, 4, 2});
+}
+
+}  // namespace
+
+BENCHMARK(parallel_forward_backward)->Apply(shapes);
+BENCHMARK(chunkwise_forward_backward)->Apply(long_shapes);
+BENCHMARK(parallel_backward_only)->Apply(shapes);
+
+BENCHMARK_MAIN();

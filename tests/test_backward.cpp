@@ -1,0 +1,366 @@
+// The parallel form's backward: against autograd of the PyTorch reference (golden data, ties
+// included), against finite differences of the plain-loop forward (tests/support/naive.hpp) in
+// double; and the errors of every backward pass.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <mlstm/chunkwise_backward.hpp>
+#include <mlstm/mlstm.hpp>
+#include <mlstm/parallel_backward.hpp>
+#include <mlstm/recurrent_backward.hpp>
+
+#include "support/finite_differences.hpp"
+#include "support/golden.hpp"
+#include "support/naive.hpp"
+#include "support/parallel_branches.hpp"
+#include "support/random_inputs.hpp"
+#include "support/tolerance.hpp"
+
+namespace {
+
+using mlstm::Index;
+using mlstm::Tensor;
+using mlstm::test::SequenceCase;
+
+// Budget of a finite-difference comparison: the differences' truncation and rounding error
+// (about 1e-10 of the loss's scale at step 1e-6) with a wide margin.
+constexpr double finite_difference_relative = 1e-7;
+
+double fd_budget(const Tensor<double, 4>& reference) {
+  return finite_difference_relative * std::max(1.0, mlstm::test::magnitude(reference));
+}
+
+struct NamedGradient {
+  const char* name;
+  const Tensor<double, 4>* analytic;
+  Tensor<double, 4>* input;
+};
+
+void check_parallel_against_finite_differences(SequenceCase<double>& c,
+                                               const mlstm::ParallelOptions& options) {
+  Tensor<double, 4> dh(c.v.dimensions());
+  mlstm::test::Random(99).fill_uniform(dh, -1, 1);
+  const auto grads =
+      mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
+  const auto loss = [&] {
+    const auto h = mlstm::test::naive::parallel(c.q, c.k, c.v, c.igate, c.fgate, options.mask,
+                                                options.stabilize_rowwise, options.eps);
+    return mlstm::test::dot(h, dh);
+  };
+  const NamedGradient all[] = {{"dq", &grads.dq, &c.q},
+                               {"dk", &grads.dk, &c.k},
+                               {"dv", &grads.dv, &c.v},
+                               {"di", &grads.di, &c.igate},
+                               {"df", &grads.df, &c.fgate}};
+  for (const NamedGradient& g : all) {
+    const Tensor<double, 4> numeric = mlstm::test::finite_difference_gradient(*g.input, loss);
+    INFO(g.name);
+    MLSTM_CHECK_CLOSE(*g.analytic, numeric, fd_budget(numeric));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("parallel backward matches finite differences in double", "[backward][parallel]") {
+  // Gates chosen per case so that the named normalizer branch is active; each case reports and
+  // checks its margins from the kinks (normalizer max, abs, stabilizer max), far above the
+  // finite-difference steps (1e-6), which is how ties are avoided.
+  struct Case {
+    const char* name;
+    Index S;
+    mlstm::test::GateRange igate;
+    bool rowwise;
+    std::uint64_t seed;
+    bool want_abs, want_lower_bound;
+  };
+  const Case cases[] = {
+      {"|sum| branch everywhere, rowwise", 7, {3, 5}, true, 1, true, false},
+      {"|sum| branch everywhere, one max per head", 7, {3, 5}, false, 2, true, false},
+      {"lower bound everywhere, rowwise", 8, {-6, -4}, true, 3, false, true},
+      {"lower bound everywhere, one max per head", 8, {-6, -4}, false, 4, false, true},
+      {"both branches, rowwise", 8, {-2.5, 1.5}, true, 5, true, true},
+      {"both branches, one max per head", 8, {-1, 3}, false, 16, true, true},
+      {"S = 1", 1, {-1, 1}, true, 7, false, false},
+  };
+  for (const Case& spec : cases) {
+    SECTION(spec.name) {
+      SequenceCase<double> c(1, 2, spec.S, 3, 4, spec.seed, spec.igate, {-1, 4});
+      mlstm::ParallelOptions options;
+      options.stabilize_rowwise = spec.rowwise;
+      const mlstm::test::BranchReport report = mlstm::test::parallel_branches(c, options);
+      INFO("rows: " << report.abs_rows << " |sum| (" << report.positive_sums << " positive, "
+                    << report.negative_sums << " negative), " << report.lower_bound_rows
+                    << " lower bound; margins: normalizer " << report.normalizer_margin
+                    << ", |sum| " << report.sum_margin << ", stabilizer "
+                    << report.stabilizer_margin);
+      if (spec.want_abs) {
+        CHECK(report.positive_sums > 0);
+        CHECK(report.negative_sums > 0);
+      }
+      if (spec.want_lower_bound) CHECK(report.lower_bound_rows > 0);
+      if (spec.want_abs && !spec.want_lower_bound) CHECK(report.lower_bound_rows == 0);
+      if (spec.want_lower_bound && !spec.want_abs) CHECK(report.abs_rows == 0);
+      CHECK(report.normalizer_margin > 1e-3);
+      CHECK(report.sum_margin > 1e-3);
+      CHECK(report.stabilizer_margin > 1e-3);
+      check_parallel_against_finite_differences(c, options);
+    }
+  }
+}
+
+TEST_CASE("the forward with cache is the parallel form, and the backward reuses it exactly",
+          "[backward][parallel]") {
+  const SequenceCase<float> c = SequenceCase<double>(2, 2, 300, 8, 5, 12).cast<float>();
+  Tensor<float, 4> dh(c.v.dimensions());
+  mlstm::test::Random(13).fill_uniform(dh, -1, 1);
+  for (const bool rowwise : {true, false}) {
+    mlstm::ParallelOptions options;
+    options.stabilize_rowwise = rowwise;
+    const auto forward =
+        mlstm::parallel_stabilized_forward_with_cache(c.q, c.k, c.v, c.igate, c.fgate, options);
+    const Tensor<float, 4> h = mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
+    CHECK(std::equal(h.data(), h.data() + h.size(), forward.h.data()));
+    const auto cached =
+        mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, forward, options);
+    const auto uncached =
+        mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
+    for (const auto& [a, b] :
+         {std::pair{&cached.dq, &uncached.dq}, std::pair{&cached.dk, &uncached.dk},
+          std::pair{&cached.dv, &uncached.dv}, std::pair{&cached.di, &uncached.di},
+          std::pair{&cached.df, &uncached.df}})
+      CHECK(std::equal(a->data(), a->data() + a->size(), b->data()));
+  }
+}
+
+TEST_CASE("parallel backward with a given mask matches finite differences",
+          "[backward][parallel]") {
+  SequenceCase<double> c(1, 1, 6, 3, 2, 11, {-2, 2}, {-1, 4});
+  mlstm::Mask mask = mlstm::causal_mask(6);
+  mask(3, 1) = false;
+  mask(5, 0) = false;
+  mask(5, 2) = false;
+  mask(2, 2) = false;  // a row whose own position is hidden
+  for (const bool rowwise : {true, false}) {
+    mlstm::ParallelOptions options;
+    options.stabilize_rowwise = rowwise;
+    options.mask = mask;
+    INFO("stabilize_rowwise " << rowwise);
+    check_parallel_against_finite_differences(c, options);
+  }
+}
+
+namespace {
+
+// make_golden.py's parallel cases, and make_backward_golden.py's cases whose inputs sit exactly
+// on a tie of the normalizer's max or of the stabilizer's max (autograd's conventions).
+const char* const parallel_golden_cases[] = {
+    "parallel_s1",
+    "parallel_prime37",
+    "parallel_s256",
+    "parallel_wide_gates",
+    "parallel_forget_near_one",
+    "parallel_forget_near_zero",
+    "parallel_global_max",
+    "parallel_global_max_wide_gates",
+    "parallel_mask_given",
+    "parallel_mask_longer",
+    "parallel_mask_causal_shorter",
+    "parallel_small_norm_eps_1em6",
+    "parallel_small_norm_eps_1em3",
+    "parallel_small_norm_eps_0p5",
+    "parallel_lower_bound",
+    "backward_parallel_tie_normalizer",
+    "backward_parallel_tie_stabilizer_rowwise",
+    "backward_parallel_tie_stabilizer_global",
+};
+
+struct GradientNames {
+  const char* ours;
+  const char* golden;
+};
+const GradientNames parallel_gradient_names[] = {
+    {"dq", "dq"}, {"dk", "dk"}, {"dv", "dv"}, {"di", "digate_preact"}, {"df", "dfgate_preact"}};
+
+template <typename T>
+const Tensor<T, 4>& gradient_named(const mlstm::ParallelGradients<T>& g, const std::string& name) {
+  if (name == "dq") return g.dq;
+  if (name == "dk") return g.dk;
+  if (name == "dv") return g.dv;
+  if (name == "di") return g.di;
+  return g.df;
+}
+
+mlstm::ParallelOptions golden_options(const mlstm::safetensors::File& golden) {
+  mlstm::ParallelOptions options;
+  options.eps = std::stod(golden.metadata("eps"));
+  options.stabilize_rowwise = golden.metadata("stabilize_rowwise") == "true";
+  if (golden.contains("mask")) options.mask = golden.read<bool, 2>("mask");
+  return options;
+}
+
+template <typename T>
+mlstm::ParallelGradients<T> golden_backward(const mlstm::safetensors::File& golden) {
+  const auto input = [&](const char* name) { return golden.read<T, 4>(name); };
+  return mlstm::parallel_stabilized_backward(input("q"), input("k"), input("v"),
+                                             input("igate_preact"), input("fgate_preact"),
+                                             input("dh"), golden_options(golden));
+}
+
+}  // namespace
+
+TEST_CASE("parallel backward matches autograd of the PyTorch reference", "[backward][golden]") {
+  for (const char* stem : parallel_golden_cases) {
+    SECTION(stem) {
+      const auto golden = mlstm::test::golden_file(stem);
+      REQUIRE(golden.contains("dq"));
+      const auto in_double = golden_backward<double>(golden);
+      const auto in_float = golden_backward<float>(golden);
+      for (const GradientNames& name : parallel_gradient_names) {
+        const Tensor<double, 4>& expected = golden.read<double, 4>(name.golden);
+        const Tensor<double, 4>& float_reference =
+            golden.read<double, 4>(std::string(name.golden) + "_f32ref");
+        const double scale = std::string(name.ours) == "df"
+                                 ? mlstm::test::forget_gradient_magnitude(
+                                       expected, golden.read<double, 4>("digate_preact"))
+                                 : mlstm::test::magnitude(expected);
+        const double reference_loss =
+            mlstm::test::max_difference(float_reference, expected).max_abs;
+        INFO(stem << " " << name.ours);
+        mlstm::test::report_golden(std::string(stem) + " " + name.ours + " double",
+                                   gradient_named(in_double, name.ours), expected, scale,
+                                   reference_loss);
+        mlstm::test::report_golden(std::string(stem) + " " + name.ours + " float",
+                                   gradient_named(in_float, name.ours), expected, scale,
+                                   reference_loss);
+        MLSTM_CHECK_CLOSE(gradient_named(in_double, name.ours), expected,
+                          mlstm::test::double_budget(reference_loss, scale));
+        MLSTM_CHECK_CLOSE(gradient_named(in_float, name.ours), expected,
+                          mlstm::test::float_budget(reference_loss, scale));
+      }
+    }
+  }
+}
+
+namespace {
+
+// Runs `call`, expecting an exception of type E whose argument() is `argument`.
+template <typename E, typename Call>
+void expect_error(const Call& call, const std::string& argument) {
+  try {
+    call();
+    FAIL("no exception; expected one naming " << argument);
+  } catch (const E& error) {
+    INFO(error.what());
+    CHECK(error.argument() == argument);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("backward passes reject bad arguments, naming them", "[backward][errors]") {
+  const SequenceCase<double> c(1, 2, 6, 3, 4, 81);
+  Tensor<double, 4> dh(1, 2, 6, 4), wrong_dh(1, 2, 5, 4);
+  dh.setConstant(0.5);
+  wrong_dh.setConstant(0.5);
+  Tensor<double, 4> nan_dh = dh;
+  nan_dh(0, 1, 2, 3) = std::nan("");
+
+  SECTION("parallel") {
+    using mlstm::ShapeError;
+    using mlstm::ValueError;
+    expect_error<ShapeError>(
+        [&] { mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, wrong_dh); },
+        "dh");
+    expect_error<ValueError>(
+        [&] { mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, nan_dh); },
+        "dh");
+    mlstm::ParallelOptions options;
+    const auto forward =
+        mlstm::parallel_stabilized_forward_with_cache(c.q, c.k, c.v, c.igate, c.fgate, options);
+    mlstm::ParallelOptions other_eps = options;
+    other_eps.eps = 1e-3;
+    expect_error<ValueError>(
+        [&] {
+          mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, forward,
+                                              other_eps);
+        },
+        "options.eps");
+    mlstm::ParallelOptions other_max = options;
+    other_max.stabilize_rowwise = false;
+    expect_error<ValueError>(
+        [&] {
+          mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, forward,
+                                              other_max);
+        },
+        "options.stabilize_rowwise");
+    const SequenceCase<double> shorter(1, 2, 5, 3, 4, 82);
+    const auto other_forward = mlstm::parallel_stabilized_forward_with_cache(
+        shorter.q, shorter.k, shorter.v, shorter.igate, shorter.fgate, options);
+    expect_error<ShapeError>(
+        [&] {
+          mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, other_forward,
+                                              options);
+        },
+        "forward.h");
+  }
+
+  SECTION("recurrent step") {
+    const SequenceCase<double> step(1, 2, 1, 3, 4, 83);
+    auto state = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
+    auto dstate = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
+    Tensor<double, 4> step_dh(1, 2, 1, 4);
+    step_dh.setConstant(1.0);
+    const auto call = [&] {
+      mlstm::recurrent_step_stabilized_backward(state, step.q, step.k, step.v, step.igate,
+                                                step.fgate, step_dh, dstate);
+    };
+    REQUIRE_NOTHROW(call());
+    dstate.c = Tensor<double, 4>(1, 2, 4, 3);
+    expect_error<mlstm::ShapeError>(call, "dc_new");
+    dstate = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
+    dstate.m(0, 1, 0, 0) = std::nan("");
+    expect_error<mlstm::ValueError>(call, "dm_new");
+    dstate = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
+    step_dh = Tensor<double, 4>(1, 2, 2, 4);
+    expect_error<mlstm::ShapeError>(call, "dh");
+    step_dh = Tensor<double, 4>(1, 2, 1, 4);
+    step_dh.setZero();
+    state.n = Tensor<double, 4>(1, 2, 3, 2);
+    expect_error<mlstm::ShapeError>(call, "n");
+  }
+
+  SECTION("chunkwise") {
+    mlstm::ChunkwiseOptions options;
+    const auto zero = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
+    auto wrong = zero;
+    wrong.c = Tensor<double, 4>(1, 2, 4, 4);
+    expect_error<mlstm::ShapeError>(
+        [&] {
+          mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options,
+                                               std::nullopt, wrong);
+        },
+        "dfinal_state.c");
+    expect_error<mlstm::ShapeError>(
+        [&] {
+          mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options, wrong,
+                                               zero);
+        },
+        "initial_state.c");
+    expect_error<mlstm::ShapeError>(
+        [&] {
+          mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, wrong_dh, options);
+        },
+        "dh");
+    options.chunk_size = 0;
+    expect_error<mlstm::ValueError>(
+        [&] { mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options); },
+        "options.chunk_size");
+  }
+}
