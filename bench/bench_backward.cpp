@@ -11,9 +11,9 @@
 #include <cstdint>
 #include <functional>
 
-#include <mlstm/chunkwise_backward.hpp>
+#include <mlstm/kernels/chunkwise_backward.hpp>
 #include <mlstm/mlstm.hpp>
-#include <mlstm/parallel_backward.hpp>
+#include <mlstm/kernels/parallel_backward.hpp>
 
 #include "heap_counter.hpp"
 

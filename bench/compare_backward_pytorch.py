@@ -9,7 +9,7 @@ the same machine and in the same run:
 
 - PyTorch: autograd through the forms in torch: the parallel form of
   tests/reference/mlstm_reference.py (the project's torch port of the reference), and the
-  chunkwise form written below from the equations of include/mlstm/chunkwise.hpp (chunks of
+  chunkwise form written below from the equations of include/mlstm/kernels/chunkwise.hpp (chunks of
   64, as the reference's chunkwise kernels); i.e. forward, then torch.autograd.grad of
   sum(h * dh) for q, k, v and both gates;
 - this library: the matching Google Benchmark of bench_backward (run as a subprocess with
@@ -51,7 +51,7 @@ def make_inputs(heads, seq_len, dim, dtype, seed=0):
 
 
 def chunkwise(q, k, v, igate_preact, fgate_preact, chunk_size=64, eps=1e-6):
-    """The chunkwise form from the zero state (include/mlstm/chunkwise.hpp's equations): per
+    """The chunkwise form from the zero state (include/mlstm/kernels/chunkwise.hpp's equations): per
     chunk, g_s = i_s - cum_s, M_t = max(m, max_{s<=t} g_s), m_t = cum_t + M_t; returns h."""
     batch, heads, seq_len, dqk = q.shape
     scale = dqk ** -0.5

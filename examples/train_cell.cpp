@@ -18,7 +18,7 @@
 
 #include <Eigen/Core>
 
-#include <mlstm/chunkwise_backward.hpp>
+#include <mlstm/kernels/chunkwise_backward.hpp>
 #include <mlstm/mlstm.hpp>
 
 namespace {

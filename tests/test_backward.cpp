@@ -11,10 +11,10 @@
 #include <utility>
 #include <vector>
 
-#include <mlstm/chunkwise_backward.hpp>
+#include <mlstm/kernels/chunkwise_backward.hpp>
 #include <mlstm/mlstm.hpp>
-#include <mlstm/parallel_backward.hpp>
-#include <mlstm/recurrent_backward.hpp>
+#include <mlstm/kernels/parallel_backward.hpp>
+#include <mlstm/kernels/recurrent_backward.hpp>
 
 #include "support/finite_differences.hpp"
 #include "support/golden.hpp"

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include <mlstm/mlstm.hpp>
-#include <mlstm/safetensors.hpp>
+#include <mlstm/io/safetensors.hpp>
 
 #include "support/tolerance.hpp"
 

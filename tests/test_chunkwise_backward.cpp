@@ -9,9 +9,9 @@
 #include <optional>
 #include <string>
 
-#include <mlstm/chunkwise_backward.hpp>
+#include <mlstm/kernels/chunkwise_backward.hpp>
 #include <mlstm/mlstm.hpp>
-#include <mlstm/parallel_backward.hpp>
+#include <mlstm/kernels/parallel_backward.hpp>
 
 #include "support/finite_differences.hpp"
 #include "support/golden.hpp"

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include <mlstm/mlstm.hpp>
-#include <mlstm/safetensors.hpp>
+#include <mlstm/io/safetensors.hpp>
 
 #include "support/tolerance.hpp"
 

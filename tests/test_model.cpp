@@ -22,7 +22,7 @@
 #include <string>
 
 #include <mlstm/mlstm.hpp>
-#include <mlstm/safetensors.hpp>
+#include <mlstm/io/safetensors.hpp>
 
 #include "support/tolerance.hpp"
 

@@ -9,14 +9,14 @@
 #include <limits>
 #include <optional>
 
-#include <mlstm/model/activations.hpp>
-#include <mlstm/model/causal_conv1d.hpp>
-#include <mlstm/model/layer_norm.hpp>
-#include <mlstm/model/linear.hpp>
-#include <mlstm/model/linear_headwise.hpp>
-#include <mlstm/model/mlstm_block.hpp>
-#include <mlstm/model/mlstm_cell.hpp>
-#include <mlstm/model/mlstm_layer.hpp>
+#include <mlstm/layers/activations.hpp>
+#include <mlstm/layers/causal_conv1d.hpp>
+#include <mlstm/layers/layer_norm.hpp>
+#include <mlstm/layers/linear.hpp>
+#include <mlstm/layers/linear_headwise.hpp>
+#include <mlstm/models/xlstm_lm/mlstm_block.hpp>
+#include <mlstm/models/xlstm_lm/mlstm_cell.hpp>
+#include <mlstm/models/xlstm_lm/mlstm_layer.hpp>
 
 #include "support/naive_layers.hpp"
 #include "support/random_inputs.hpp"

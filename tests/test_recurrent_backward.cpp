@@ -9,8 +9,8 @@
 #include <vector>
 
 #include <mlstm/mlstm.hpp>
-#include <mlstm/parallel_backward.hpp>
-#include <mlstm/recurrent_backward.hpp>
+#include <mlstm/kernels/parallel_backward.hpp>
+#include <mlstm/kernels/recurrent_backward.hpp>
 
 #include "support/finite_differences.hpp"
 #include "support/golden.hpp"

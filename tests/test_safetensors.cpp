@@ -1,4 +1,4 @@
-// Tests of mlstm/safetensors.hpp: round trips of every dtype and rank, the F16/BF16 conversions
+// Tests of mlstm/io/safetensors.hpp: round trips of every dtype and rank, the F16/BF16 conversions
 // (hand-checked patterns, exhaustive sweeps, Eigen's conversions as a second opinion), a file
 // written by an independent Python writer from torch values, and FormatError for corrupt files.
 #include <catch2/catch.hpp>
@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include <mlstm/safetensors.hpp>
+#include <mlstm/io/safetensors.hpp>
 
 namespace st = mlstm::safetensors;
 using mlstm::Index;

@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <mlstm/safetensors.hpp>
+#include <mlstm/io/safetensors.hpp>
 #include <mlstm/tensor.hpp>
 
 namespace mlstm::test {

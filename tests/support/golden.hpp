@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string>
 
-#include <mlstm/safetensors.hpp>
+#include <mlstm/io/safetensors.hpp>
 
 #include "support/tolerance.hpp"
 

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <vector>
 
-#include <mlstm/parallel_backward.hpp>
+#include <mlstm/kernels/parallel_backward.hpp>
 
 #include "support/naive.hpp"
 #include "support/random_inputs.hpp"

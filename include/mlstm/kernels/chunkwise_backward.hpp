@@ -65,11 +65,11 @@
 
 #include <Eigen/Core>
 
-#include "mlstm/chunkwise.hpp"
+#include "mlstm/kernels/chunkwise.hpp"
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/math.hpp"
 #include "mlstm/detail/subgradients.hpp"
-#include "mlstm/state.hpp"
+#include "mlstm/kernels/state.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"
 

@@ -61,8 +61,8 @@
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/gate_decay.hpp"
 #include "mlstm/detail/math.hpp"
-#include "mlstm/recurrent.hpp"
-#include "mlstm/state.hpp"
+#include "mlstm/kernels/recurrent.hpp"
+#include "mlstm/kernels/state.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"
 

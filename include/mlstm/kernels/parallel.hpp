@@ -39,7 +39,7 @@
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/gate_decay.hpp"
 #include "mlstm/detail/math.hpp"
-#include "mlstm/mask.hpp"
+#include "mlstm/kernels/mask.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"
 

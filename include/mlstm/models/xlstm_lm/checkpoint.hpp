@@ -33,11 +33,11 @@
 #include <string>
 
 #include "mlstm/errors.hpp"
-#include "mlstm/model/checkpoint.hpp"
-#include "mlstm/model/config_json.hpp"
-#include "mlstm/model/language_model.hpp"
-#include "mlstm/params/model_config.hpp"
-#include "mlstm/safetensors.hpp"
+#include "mlstm/io/checkpoint.hpp"
+#include "mlstm/models/xlstm_lm/config_json.hpp"
+#include "mlstm/models/xlstm_lm/language_model.hpp"
+#include "mlstm/models/xlstm_lm/config.hpp"
+#include "mlstm/io/safetensors.hpp"
 
 namespace mlstm {
 

@@ -23,13 +23,13 @@
 
 #include <Eigen/Core>
 
-#include "mlstm/backend.hpp"
+#include "mlstm/kernels/backend.hpp"
 #include "mlstm/detail/assert.hpp"
 #include "mlstm/detail/checks.hpp"
-#include "mlstm/model/layer_norm.hpp"
-#include "mlstm/model/linear.hpp"
-#include "mlstm/recurrent.hpp"
-#include "mlstm/state.hpp"
+#include "mlstm/layers/layer_norm.hpp"
+#include "mlstm/layers/linear.hpp"
+#include "mlstm/kernels/recurrent.hpp"
+#include "mlstm/kernels/state.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"
 

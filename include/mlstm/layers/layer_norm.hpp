@@ -20,7 +20,7 @@
 #include <string>
 
 #include "mlstm/detail/checks.hpp"
-#include "mlstm/model/linear.hpp"
+#include "mlstm/layers/linear.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm {

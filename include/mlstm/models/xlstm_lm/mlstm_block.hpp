@@ -7,9 +7,9 @@
 
 #include <string>
 
-#include "mlstm/model/layer_norm.hpp"
-#include "mlstm/model/mlstm_layer.hpp"
-#include "mlstm/model/model_state.hpp"
+#include "mlstm/layers/layer_norm.hpp"
+#include "mlstm/models/xlstm_lm/mlstm_layer.hpp"
+#include "mlstm/models/xlstm_lm/model_state.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm {

@@ -64,7 +64,7 @@
 #include <vector>
 
 #include "mlstm/params/init_plan.hpp"
-#include "mlstm/params/model_config.hpp"
+#include "mlstm/models/xlstm_lm/config.hpp"
 #include "mlstm/params/registry.hpp"
 #include "mlstm/params/weight_decay.hpp"
 

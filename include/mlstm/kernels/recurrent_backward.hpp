@@ -42,8 +42,8 @@
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/math.hpp"
 #include "mlstm/detail/subgradients.hpp"
-#include "mlstm/recurrent.hpp"
-#include "mlstm/state.hpp"
+#include "mlstm/kernels/recurrent.hpp"
+#include "mlstm/kernels/state.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"
 

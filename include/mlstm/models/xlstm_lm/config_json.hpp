@@ -18,7 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mlstm/errors.hpp"
-#include "mlstm/params/model_config.hpp"
+#include "mlstm/models/xlstm_lm/config.hpp"
 
 namespace mlstm {
 

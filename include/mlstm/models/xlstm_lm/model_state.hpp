@@ -13,7 +13,7 @@
 
 #include <vector>
 
-#include "mlstm/state.hpp"
+#include "mlstm/kernels/state.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm {

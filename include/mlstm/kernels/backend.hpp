@@ -26,11 +26,11 @@
 #include <optional>
 #include <string>
 
-#include "mlstm/chunkwise.hpp"
+#include "mlstm/kernels/chunkwise.hpp"
 #include "mlstm/errors.hpp"
-#include "mlstm/parallel.hpp"
-#include "mlstm/recurrent.hpp"
-#include "mlstm/state.hpp"
+#include "mlstm/kernels/parallel.hpp"
+#include "mlstm/kernels/recurrent.hpp"
+#include "mlstm/kernels/state.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"
 

@@ -22,7 +22,7 @@
 
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/math.hpp"
-#include "mlstm/state.hpp"
+#include "mlstm/kernels/state.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"
 

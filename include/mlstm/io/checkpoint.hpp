@@ -41,7 +41,7 @@
 
 #include "mlstm/errors.hpp"
 #include "mlstm/params/registry.hpp"
-#include "mlstm/safetensors.hpp"
+#include "mlstm/io/safetensors.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm {

@@ -40,13 +40,13 @@
 #include <utility>
 #include <vector>
 
-#include "mlstm/model/layer_norm.hpp"
-#include "mlstm/model/linear.hpp"
-#include "mlstm/model/mlstm_block.hpp"
-#include "mlstm/model/model_state.hpp"
+#include "mlstm/layers/layer_norm.hpp"
+#include "mlstm/layers/linear.hpp"
+#include "mlstm/models/xlstm_lm/mlstm_block.hpp"
+#include "mlstm/models/xlstm_lm/model_state.hpp"
 #include "mlstm/params/generator.hpp"
-#include "mlstm/params/model_config.hpp"
-#include "mlstm/params/model_params.hpp"
+#include "mlstm/models/xlstm_lm/config.hpp"
+#include "mlstm/models/xlstm_lm/parameters.hpp"
 #include "mlstm/params/registry.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"

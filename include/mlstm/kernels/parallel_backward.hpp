@@ -62,8 +62,8 @@
 #include "mlstm/detail/gate_decay.hpp"
 #include "mlstm/detail/math.hpp"
 #include "mlstm/detail/subgradients.hpp"
-#include "mlstm/mask.hpp"
-#include "mlstm/parallel.hpp"
+#include "mlstm/kernels/mask.hpp"
+#include "mlstm/kernels/parallel.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"
 

@@ -20,12 +20,12 @@
 #include <optional>
 #include <string>
 
-#include "mlstm/model/activations.hpp"
-#include "mlstm/model/causal_conv1d.hpp"
-#include "mlstm/model/linear.hpp"
-#include "mlstm/model/linear_headwise.hpp"
-#include "mlstm/model/mlstm_cell.hpp"
-#include "mlstm/model/model_state.hpp"
+#include "mlstm/layers/activations.hpp"
+#include "mlstm/layers/causal_conv1d.hpp"
+#include "mlstm/layers/linear.hpp"
+#include "mlstm/layers/linear_headwise.hpp"
+#include "mlstm/models/xlstm_lm/mlstm_cell.hpp"
+#include "mlstm/models/xlstm_lm/model_state.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm {

@@ -13,7 +13,7 @@
 #include <Eigen/Core>
 
 #include "mlstm/detail/checks.hpp"
-#include "mlstm/model/linear.hpp"
+#include "mlstm/layers/linear.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm {
