@@ -39,6 +39,7 @@
 #include <utility>
 #include <vector>
 
+#include "mlstm/detail/text.hpp"
 #include "mlstm/errors.hpp"
 #include "mlstm/params/registry.hpp"
 #include "mlstm/io/safetensors.hpp"
@@ -86,13 +87,7 @@ inline bool is_float_dtype(safetensors::DType dtype) {
   return dtype == DType::F64 || dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16;
 }
 
-inline std::string listed(const std::vector<std::string>& items, std::size_t limit = 12) {
-  std::string text;
-  for (std::size_t i = 0; i < items.size() && i < limit; ++i)
-    text += (i > 0 ? ", " : "") + items[i];
-  if (items.size() > limit) text += ", ... (" + std::to_string(items.size()) + " in all)";
-  return text;
-}
+inline std::string listed(const std::vector<std::string>& items) { return list_string(items, 12); }
 
 }  // namespace detail
 

@@ -44,6 +44,7 @@
 
 #include "mlstm/detail/assert.hpp"
 #include "mlstm/detail/float16.hpp"
+#include "mlstm/detail/text.hpp"
 #include "mlstm/errors.hpp"
 #include "mlstm/io/file_bytes.hpp"
 #include "mlstm/tensor.hpp"
@@ -280,14 +281,9 @@ inline std::string quoted(const std::string& text) { return json_text(nlohmann::
 // Up to `limit` quoted names, then how many more.
 inline std::string quoted_list(const std::vector<std::string>& names, std::size_t limit = 5) {
   if (names.empty()) return "none";
-  std::string text;
-  for (std::size_t i = 0; i < names.size() && i < limit; ++i) text += (i > 0 ? ", " : "") + quoted(names[i]);
-  if (names.size() > limit) text += " and " + std::to_string(names.size() - limit) + " more";
-  return text;
-}
-
-inline std::string shape_text(const std::vector<Index>& shape) {
-  return shape_string(shape, static_cast<int>(shape.size()));
+  std::vector<std::string> quoted_names;
+  for (const std::string& name : names) quoted_names.push_back(quoted(name));
+  return list_string(quoted_names, limit);
 }
 
 // A JSON value for messages: objects by kind, anything else as written.
@@ -448,7 +444,7 @@ class File {
   // Tensor `name` as a rank-`Rank` tensor of T. float and double read F64, F32, F16 and BF16
   // (F64 into float rounds to nearest); bool reads BOOL; an integer type reads the integer dtypes
   // all of whose values it holds. Throws ValueError("name") for an unknown name,
-  // ShapeError("Rank") for another rank, ValueError("T") for a dtype T does not read, and
+  // ShapeError(name) for another rank, ValueError(name) for a dtype T does not read, and
   // FormatError for BOOL bytes other than 0 and 1.
   template <typename T, int Rank>
   Tensor<T, Rank> read(const std::string& name) const;
@@ -506,7 +502,7 @@ class Writer {
   // ValueError("name") for a name already added, "__metadata__", or invalid UTF-8.
   template <typename X>
   Writer& add(const std::string& name, const X& tensor) {
-    using T = mlstm::detail::scalar_of<X>;
+    using T = mlstm::ScalarOf<X>;
     return add_as(name, tensor, mlstm::detail::natural_dtype<T>());
   }
 
@@ -515,7 +511,7 @@ class Writer {
   // ValueError("dtype") for another dtype, and as add() does.
   template <typename X>
   Writer& add_converted(const std::string& name, const X& tensor, DType dtype) {
-    using T = mlstm::detail::scalar_of<X>;
+    using T = mlstm::ScalarOf<X>;
     static_assert(std::is_floating_point_v<T>, "add_converted converts float or double tensors");
     if (detail::describe(dtype).kind != detail::DTypeKind::floating) {
       throw ValueError("dtype", std::string("expected F64, F32, F16 or BF16, got ") +
@@ -602,8 +598,8 @@ inline safetensors::TensorInfo parse_tensor_entry(const std::string& name,
     const auto d = static_cast<std::uint64_t>(dim);
     if (d == 0) continue;
     if (nonzero_byte_size > limit / d) {
-      fail("shape " + shape_text(info.shape) + " of " + describe(info.dtype).name + " overflows: " +
-           (empty ? "the byte size of its nonzero dimensions" : "its byte size") +
+      fail("shape " + shape_string(info.shape) + " of " + describe(info.dtype).name +
+           " overflows: " + (empty ? "the byte size of its nonzero dimensions" : "its byte size") +
            " is beyond 2^63 - 1");
     }
     nonzero_byte_size *= d;
@@ -623,7 +619,7 @@ inline safetensors::TensorInfo parse_tensor_entry(const std::string& name,
   if (info.begin > info.end) fail(range + " begin after they end");
   if (info.end - info.begin != byte_size) {
     fail(range + " span " + std::to_string(info.end - info.begin) + " bytes, but " +
-         describe(info.dtype).name + " of shape " + shape_text(info.shape) + " needs " +
+         describe(info.dtype).name + " of shape " + shape_string(info.shape) + " needs " +
          std::to_string(byte_size));
   }
   if (info.end > buffer_size) {
@@ -798,9 +794,9 @@ template <typename T, int Rank>
 const TensorInfo& File::readable_info(const std::string& name) const {
   const TensorInfo& found = info(name);
   if (found.shape.size() != static_cast<std::size_t>(Rank)) {
-    throw ShapeError("Rank", described(name) + " has rank " + std::to_string(found.shape.size()) +
-                                 " with shape " + detail::shape_text(found.shape) +
-                                 "; expected rank " + std::to_string(Rank));
+    throw ShapeError(name, described(name) + " has rank " + std::to_string(found.shape.size()) +
+                               " with shape " + shape_string(found.shape) + "; expected rank " +
+                               std::to_string(Rank));
   }
   return readable_info<T>(name);
 }
@@ -814,11 +810,9 @@ const TensorInfo& File::readable_info(const std::string& name) const {
     for (const detail::DTypeDescription& d : detail::dtype_table) {
       if (detail::reads_as<T>(d.dtype)) readable.push_back(d.name);
     }
-    std::string list;
-    for (std::size_t i = 0; i < readable.size(); ++i) list += (i > 0 ? ", " : "") + readable[i];
-    throw ValueError("T", described(name) + " has dtype " + dtype_name(found.dtype) +
-                              ", which does not convert to " + detail::element_type_name<T>() +
-                              " (that reads " + list + ")");
+    throw ValueError(name, described(name) + " has dtype " + dtype_name(found.dtype) +
+                               ", which does not convert to " + detail::element_type_name<T>() +
+                               " (that reads " + detail::list_string(readable) + ")");
   }
   if (found.dtype == DType::BOOL) {
     const detail::HeaderFault fail(source_name_);
@@ -851,15 +845,14 @@ void File::read_into(const std::string& name, Out&& out) const {
   mlstm::detail::require_argument_type<X>();
   static_assert(!std::is_const_v<std::remove_pointer_t<decltype(out.data())>>,
                 "read_into writes into `out`: pass a Tensor or a TensorMap of non-const data");
-  using T = mlstm::detail::scalar_of<X>;
-  constexpr int Rank = mlstm::detail::traits_of<X>::rank;
+  using T = mlstm::ScalarOf<X>;
+  constexpr int Rank = mlstm::rank_of<X>;
   const TensorInfo& found = readable_info<T, Rank>(name);
   bool same_shape = true;
   for (int axis = 0; axis < Rank; ++axis) same_shape = same_shape && out.dimension(axis) == found.shape[axis];
   if (!same_shape) {
-    throw ShapeError("out", described(name) + " has shape " + detail::shape_text(found.shape) +
-                                ", but `out` has shape " +
-                                mlstm::detail::shape_string(out.dimensions(), Rank));
+    throw ShapeError("out", described(name) + " has shape " + shape_string(found.shape) +
+                                ", but `out` has shape " + mlstm::shape_string(out.dimensions()));
   }
   detail::decode_elements(found.dtype, data_of(found), static_cast<std::size_t>(found.numel()),
                           out.data());
@@ -870,8 +863,8 @@ void File::decode_into(const std::string& name, T* target, std::size_t count) co
   const TensorInfo& found = readable_info<T>(name);
   const auto numel = static_cast<std::size_t>(found.numel());
   if (count != numel) {
-    throw ShapeError("count", described(name) + " has shape " + detail::shape_text(found.shape) +
-                                  " (" + std::to_string(numel) + " elements), but `count` is " +
+    throw ShapeError("count", described(name) + " has shape " + shape_string(found.shape) + " (" +
+                                  std::to_string(numel) + " elements), but `count` is " +
                                   std::to_string(count));
   }
   detail::decode_elements(found.dtype, data_of(found), numel, target);
@@ -885,7 +878,7 @@ Writer& Writer::add_as(const std::string& name, const X& tensor, DType dtype) {
     throw ValueError("name", "a tensor named " + detail::quoted(name) + " was already added");
   }
   detail::require_utf8(name, "name");
-  constexpr int rank = mlstm::detail::traits_of<X>::rank;
+  constexpr int rank = mlstm::rank_of<X>;
   Entry entry{name, dtype, std::vector<Index>(rank), {}};
   for (int axis = 0; axis < rank; ++axis) entry.shape[axis] = tensor.dimension(axis);
   const auto count = static_cast<std::size_t>(tensor.size());

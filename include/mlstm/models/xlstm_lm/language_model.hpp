@@ -249,7 +249,7 @@ class LanguageModel {
   template <int Rank, typename Tokens>
   auto check_tokens(const Tokens& tokens, const char* layout) const {
     detail::require_argument_type<Tokens>();
-    using Id = detail::scalar_of<Tokens>;
+    using Id = ScalarOf<Tokens>;
     static_assert(std::is_integral_v<Id> && !std::is_same_v<Id, bool>,
                   "mlstm::LanguageModel: token ids are integers");
     const auto ids = detail::const_view<Rank>(tokens, "tokens", layout);
@@ -257,7 +257,7 @@ class LanguageModel {
       if (ids.dimension(axis) < 1) {
         throw ShapeError("tokens", std::string("expected ") + layout +
                                        " with every size >= 1, got " +
-                                       detail::shape_string(ids.dimensions(), Rank));
+                                       shape_string(ids.dimensions()));
       }
     }
     for (Index i = 0; i < ids.size(); ++i) {
@@ -266,15 +266,10 @@ class LanguageModel {
       if constexpr (std::is_signed_v<Id>) negative = id < 0;
       if (negative || static_cast<unsigned long long>(id) >=
                           static_cast<unsigned long long>(config_.vocab_size)) {
-        std::array<Index, Rank> where{};
-        Index rest = i;
-        for (int axis = Rank - 1; axis >= 0; --axis) {
-          where[axis] = rest % ids.dimension(axis);
-          rest /= ids.dimension(axis);
-        }
         throw ValueError("tokens", "token id " + std::to_string(id) + " at " +
-                                       detail::shape_string<Rank>(where) + " is outside [0, " +
-                                       std::to_string(config_.vocab_size) + ")");
+                                       shape_string(detail::multi_index<Rank>(ids, i)) +
+                                       " is outside [0, " + std::to_string(config_.vocab_size) +
+                                       ")");
       }
     }
     return ids;
