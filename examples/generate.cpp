@@ -20,6 +20,7 @@
 
 #include <mlstm/mlstm.hpp>
 
+#include "build_banner.hpp"
 #include "example_model.hpp"
 
 namespace {
@@ -103,6 +104,7 @@ std::int64_t choose(const float* logits, mlstm::Index vocab, const Options& opti
 }  // namespace
 
 int main(int argc, char** argv) {
+  example::print_build_banner("generate");
   Options options;
   try {
     options = parse(argc, argv);

@@ -18,6 +18,8 @@
 
 #include <mlstm/mlstm.hpp>
 
+#include "build_banner.hpp"
+
 namespace {
 
 const char* const usage =
@@ -110,6 +112,7 @@ double sample_std(const mlstm::Parameter<T>& param) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  example::print_build_banner("model_summary");
   Options options;
   try {
     options = parse(argc, argv);
