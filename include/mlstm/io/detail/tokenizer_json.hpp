@@ -13,10 +13,11 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "mlstm/errors.hpp"
 #include "mlstm/io/detail/bpe.hpp"
