@@ -51,17 +51,31 @@ inline const char* const model_usage =
     "  --threads=N           threads (default: MLSTM_NUM_THREADS or all cores)\n"
     "  --chunk-size=N        chunk size of the chunkwise kernel (default 64)\n";
 
-inline long long parse_integer(const std::string& flag, const std::string& text) {
+// All of `text` read by convert(text, &characters_used) (std::stoll, std::stod, ...), else
+// invalid_argument naming the flag and what was expected (`kind`).
+template <typename Convert>
+auto parse_whole(const std::string& flag, const std::string& text, const char* kind,
+                 Convert convert) {
   std::size_t used = 0;
-  long long value = 0;
+  decltype(convert(text, &used)) value{};
   try {
-    value = std::stoll(text, &used);
+    value = convert(text, &used);
   } catch (const std::exception&) {
     used = 0;
   }
   if (used != text.size() || text.empty())
-    throw std::invalid_argument(flag + ": not an integer: '" + text + "'");
+    throw std::invalid_argument(flag + ": not " + kind + ": '" + text + "'");
   return value;
+}
+
+inline long long parse_integer(const std::string& flag, const std::string& text) {
+  return parse_whole(flag, text, "an integer",
+                     [](const std::string& t, std::size_t* used) { return std::stoll(t, used); });
+}
+
+inline double parse_real(const std::string& flag, const std::string& text) {
+  return parse_whole(flag, text, "a number",
+                     [](const std::string& t, std::size_t* used) { return std::stod(t, used); });
 }
 
 // Hands each `--flag=value` or `--flag value` of the command line to handle(flag, value), which
@@ -87,19 +101,6 @@ void parse_flags(int argc, char** argv, const std::string& usage, Handle handle)
     }
     if (!handle(flag, value)) throw std::invalid_argument("unknown option " + flag);
   }
-}
-
-inline double parse_real(const std::string& flag, const std::string& text) {
-  std::size_t used = 0;
-  double value = 0.0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || text.empty())
-    throw std::invalid_argument(flag + ": not a number: '" + text + "'");
-  return value;
 }
 
 // "1,2,3" as integers.
