@@ -10,12 +10,11 @@ token whose text is not in NFC). The training text is GPL-3 and Apache-2.0 from
 scripts get merges too. Then it encodes the corpus and writes, in data/:
 
   tokenizer.json          the tokenizer (24 KB)
-  tokenizer_golden.json   {"corpus": [{"text", "ids", "ids_prefix_space"}],
+  tokenizer_golden.json   {"corpus": [{"text", "ids", "ids_prefix_space", "ids_no_regex"}],
                            "decodes": [{"ids", "skip_special_tokens", "text"}],
                            "nfc": [[text, NFC of text by Python's unicodedata]]}
 
-"ids_prefix_space" are the ids of the same tokenizer with the pre-tokenizer's add_prefix_space
-set (the C++ test makes that variant the same way). "decodes" are the reference's decodings of
+The ids_* fields are the ids of the same tokenizer with one option changed (VARIANTS). "decodes" are the reference's decodings of
 prefixes of the corpus' ids (they cut characters in the middle of their bytes) and of whole
 encodings with and without special tokens. "nfc" checks the normalization on its own, on cases
 that reach each rule: reordering, Hangul, singletons, composition exclusions, blocked marks.
@@ -115,26 +114,33 @@ def build_tokenizer():
     return tokenizer
 
 
-def with_prefix_space(tokenizer_json):
-    variant = json.loads(tokenizer_json)
-    variant["pre_tokenizer"]["add_prefix_space"] = True
-    return Tokenizer.from_str(json.dumps(variant))
+# Variants of the tokenizer, each one option changed (the C++ test makes them the same way), and
+# the corpus field that holds their ids.
+VARIANTS = {
+    "ids_prefix_space": ("pre_tokenizer", "add_prefix_space", True),
+    "ids_no_regex": ("pre_tokenizer", "use_regex", False),
+}
+
+
+def variant(tokenizer_json, section, key, value):
+    changed = json.loads(tokenizer_json)
+    changed[section][key] = value
+    return Tokenizer.from_str(json.dumps(changed))
 
 
 def main():
     tokenizer = build_tokenizer()
     tokenizer_json = tokenizer.to_str()
-    prefixed = with_prefix_space(tokenizer_json)
+    variants = {field: variant(tokenizer_json, *change) for field, change in VARIANTS.items()}
 
     corpus, decodes = [], []
     for text in CORPUS:
         ids = tokenizer.encode(text, add_special_tokens=False).ids
         assert ids == tokenizer.encode(text).ids  # the post-processor adds nothing
-        corpus.append({
-            "text": text,
-            "ids": ids,
-            "ids_prefix_space": prefixed.encode(text, add_special_tokens=False).ids,
-        })
+        case = {"text": text, "ids": ids}
+        for field, tokenizer_variant in variants.items():
+            case[field] = tokenizer_variant.encode(text, add_special_tokens=False).ids
+        corpus.append(case)
         for cut in sorted({1, len(ids) // 3, len(ids) // 2, len(ids) - 1}):
             if 0 < cut < len(ids):
                 decodes.append({"ids": ids[:cut], "skip_special_tokens": False,

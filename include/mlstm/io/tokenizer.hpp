@@ -200,13 +200,6 @@ class Tokenizer {
     std::vector<detail::bpe::TokenId> tokens;
     for (const auto& [begin, end] : words) {
       const std::string word = text.substr(begin, end - begin);
-      if (tables_.ignore_merges) {
-        const auto whole = tables_.vocab.find(detail::byte_level::encode_bytes(word));
-        if (whole != tables_.vocab.end()) {
-          ids.push_back(whole->second);
-          continue;
-        }
-      }
       tokens.clear();
       for (const char byte : word)
         tokens.push_back(tables_.byte_tokens[static_cast<unsigned char>(byte)]);
