@@ -14,7 +14,8 @@ scripts get merges too. Then it encodes the corpus and writes, in data/:
                            "decodes": [{"ids", "skip_special_tokens", "text"}],
                            "nfc": [[text, NFC of text by Python's unicodedata]]}
 
-The ids_* fields are the ids of the same tokenizer with one option changed (VARIANTS). "decodes" are the reference's decodings of
+The ids_* fields are the ids of the same tokenizer with one option changed (VARIANTS).
+"decodes" are the reference's decodings of
 prefixes of the corpus' ids (they cut characters in the middle of their bytes) and of whole
 encodings with and without special tokens. "nfc" checks the normalization on its own, on cases
 that reach each rule: reordering, Hangul, singletons, composition exclusions, blocked marks.
@@ -28,7 +29,8 @@ import pathlib
 import unicodedata
 
 import tokenizers
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (Tokenizer, decoders, models, normalizers, pre_tokenizers, processors,
+                        trainers)
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 LICENSES = [pathlib.Path("/usr/share/common-licenses") / name for name in ("GPL-3", "Apache-2.0")]
@@ -54,9 +56,12 @@ CORPUS = [
     "Hangul: \u1100\u1161\u11a8 \ud55c\uad6d\uc5b4 \u1112\u1161\u11ab",
     "\u4f60\u597d\uff0c\u4e16\u754c\uff01\u8fd9\u662f\u4e00\u4e2a\u6d4b\u8bd5\u3002",
     "\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8\u3068\u30ab\u30bf\u30ab\u30ca",
-    "\u0417\u0434\u0440\u0430\u0432\u0441\u0442\u0432\u0443\u0439, \u043c\u0438\u0440! \u03b1\u03b2\u03b3 \u0394\u03b5\u03bb\u03c4\u03b1",
-    "\u0645\u0631\u062d\u0628\u0627 \u0628\u0627\u0644\u0639\u0627\u0644\u0645 \u05e9\u05dc\u05d5\u05dd \u0939\u093f\u0928\u094d\u0926\u0940",
-    "emoji: \U0001f600\U0001f680 \U0001f44d\U0001f3fd \U0001f468\u200d\U0001f469\u200d\U0001f467 \u2764\ufe0f \U0001f1e9\U0001f1ea",
+    "\u0417\u0434\u0440\u0430\u0432\u0441\u0442\u0432\u0443\u0439, \u043c\u0438\u0440! "
+    "\u03b1\u03b2\u03b3 \u0394\u03b5\u03bb\u03c4\u03b1",
+    "\u0645\u0631\u062d\u0628\u0627 \u0628\u0627\u0644\u0639\u0627\u0644\u0645 "
+    "\u05e9\u05dc\u05d5\u05dd \u0939\u093f\u0928\u094d\u0926\u0940",
+    "emoji: \U0001f600\U0001f680 \U0001f44d\U0001f3fd \U0001f468\u200d\U0001f469\u200d\U0001f467 "
+    "\u2764\ufe0f \U0001f1e9\U0001f1ea",
     "symbols: ~!@#$%^&*()_+-=[]{}|;:'\",.<>/?`\\ \u00a9\u00ae\u2122 \u20ac\u00a3\u00a5",
     "<|endoftext|>",
     "before<|endoftext|>after",
