@@ -126,12 +126,17 @@ class Tokenizer {
 
   bool is_special(std::int64_t id) const { return kind_of(id) == detail::TokenKind::special; }
 
+  // Whether `id` is a token (a model may have more ids than its tokenizer, as padding).
+  bool is_token(std::int64_t id) const {
+    return id >= 0 && id < id_count() &&
+           tables_.token_kinds[static_cast<std::size_t>(id)] != detail::TokenKind::none;
+  }
+
  private:
   explicit Tokenizer(detail::TokenizerTables tables) : tables_(std::move(tables)) {}
 
   detail::TokenKind kind_of(std::int64_t id) const {
-    const bool in_range = id >= 0 && id < id_count();
-    if (!in_range || tables_.token_kinds[static_cast<std::size_t>(id)] == detail::TokenKind::none)
+    if (!is_token(id))
       throw ValueError("id", std::to_string(id) + " is not a token id of this tokenizer");
     return tables_.token_kinds[static_cast<std::size_t>(id)];
   }
@@ -195,13 +200,6 @@ class Tokenizer {
     std::vector<detail::bpe::TokenId> tokens;
     for (const auto& [begin, end] : words) {
       const std::string word = text.substr(begin, end - begin);
-      if (tables_.ignore_merges) {
-        const auto whole = tables_.vocab.find(detail::byte_level::encode_bytes(word));
-        if (whole != tables_.vocab.end()) {
-          ids.push_back(whole->second);
-          continue;
-        }
-      }
       tokens.clear();
       for (const char byte : word)
         tokens.push_back(tables_.byte_tokens[static_cast<unsigned char>(byte)]);

@@ -3,9 +3,9 @@
 // before any table sized by the file is built.
 //
 // What is accepted (GPT-2, GPT-NeoX and the models that reuse their tokenizer, xLSTM 7B among
-// them): model BPE without dropout, subword prefix or suffix, or byte fallback; pre-tokenizer
-// ByteLevel (add_prefix_space, use_regex); decoder ByteLevel; normalizer none or NFC (alone or in
-// a Sequence); added tokens with lstrip, rstrip and normalized (not single_word). The
+// them): model BPE without dropout, subword prefix or suffix, byte fallback or ignore_merges;
+// pre-tokenizer ByteLevel (add_prefix_space, use_regex); decoder ByteLevel; normalizer none or NFC
+// (alone or in a Sequence); added tokens with lstrip, rstrip and normalized (not single_word). The
 // post-processor is not applied: encode() gives what the reference's encode gives with
 // add_special_tokens=False.
 #pragma once
@@ -13,10 +13,11 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "mlstm/errors.hpp"
 #include "mlstm/io/detail/bpe.hpp"
@@ -47,7 +48,6 @@ struct TokenizerTables {
   bool nfc = false;               // normalize text to NFC before BPE
   bool add_prefix_space = false;  // give each piece of text a leading space if it has none
   bool use_regex = true;          // split pieces into words by GPT-2's pattern
-  bool ignore_merges = false;     // a word that is a token is that token, merges or not
   std::unordered_map<std::string, bpe::TokenId> vocab;  // the model's tokens (byte characters)
   bpe::MergeTable merges;
   std::array<bpe::TokenId, 256> byte_tokens{};  // the token of each single byte
@@ -70,7 +70,6 @@ class TokenizerJsonReader {
     read_decoder(root);
     read_normalizer(root, tables);
     const nlohmann::json& model = root["model"];
-    tables.ignore_merges = boolean(model, "ignore_merges", false, "model");
     read_vocab(model, tables);
     read_added_tokens(root, tables);
     read_merges(model, tables);
@@ -146,6 +145,7 @@ class TokenizerJsonReader {
     absent_or("continuing_subword_prefix", json(""));
     absent_or("end_of_word_suffix", json(""));
     absent_or("byte_fallback", json(false));
+    absent_or("ignore_merges", json(false));
   }
 
   void read_pre_tokenizer(const json& root, TokenizerTables& tables) const {
