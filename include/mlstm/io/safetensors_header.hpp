@@ -23,8 +23,8 @@
 #include <nlohmann/json.hpp>
 
 #include "mlstm/errors.hpp"
-#include "mlstm/io/file_bytes.hpp"
-#include "mlstm/io/json_text.hpp"
+#include "mlstm/io/detail/file_bytes.hpp"
+#include "mlstm/io/detail/json_text.hpp"
 #include "mlstm/io/safetensors_dtype.hpp"
 #include "mlstm/tensor.hpp"
 

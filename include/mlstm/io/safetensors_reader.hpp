@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "mlstm/errors.hpp"
-#include "mlstm/io/file_bytes.hpp"
-#include "mlstm/io/json_text.hpp"
+#include "mlstm/io/detail/file_bytes.hpp"
+#include "mlstm/io/detail/json_text.hpp"
 #include "mlstm/io/safetensors_dtype.hpp"
 #include "mlstm/io/safetensors_header.hpp"
 #include "mlstm/tensor.hpp"

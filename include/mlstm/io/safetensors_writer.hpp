@@ -20,8 +20,8 @@
 #include <nlohmann/json.hpp>
 
 #include "mlstm/errors.hpp"
-#include "mlstm/io/atomic_write.hpp"
-#include "mlstm/io/json_text.hpp"
+#include "mlstm/io/detail/atomic_write.hpp"
+#include "mlstm/io/detail/json_text.hpp"
 #include "mlstm/io/safetensors_dtype.hpp"
 #include "mlstm/io/safetensors_header.hpp"
 #include "mlstm/tensor.hpp"

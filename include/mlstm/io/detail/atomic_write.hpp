@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "mlstm/io/file_bytes.hpp"
+#include "mlstm/io/detail/file_bytes.hpp"
 
 namespace mlstm::detail {
 
