@@ -20,11 +20,11 @@
 namespace mlstm {
 namespace detail {
 
-// x (rows, E) -> y (rows, E); biases may be null.
-template <typename T>
+// x (rows, E) -> y (rows, E); the weights in T or (for float x) bfloat16, biases may be null.
+template <typename T, typename W>
 void swiglu_rows(const T* x, Index rows, Index embedding_dim, Index hidden_dim,
-                 const T* gate_weight, const T* gate_bias, const T* up_weight, const T* up_bias,
-                 const T* down_weight, const T* down_bias, T* y, int threads) {
+                 const W* gate_weight, const T* gate_bias, const W* up_weight, const T* up_bias,
+                 const W* down_weight, const T* down_bias, T* y, int threads) {
   Tensor<T, 2> gate(rows, hidden_dim), up(rows, hidden_dim);
   linear_rows(x, rows, embedding_dim, gate_weight, hidden_dim, gate_bias, gate.data(), threads);
   linear_rows(x, rows, embedding_dim, up_weight, hidden_dim, up_bias, up.data(), threads);

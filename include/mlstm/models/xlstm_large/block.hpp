@@ -32,14 +32,14 @@ namespace mlstm {
 namespace detail {
 
 // y (rows, out) = x (rows, in) W^T + b for a bound linear map.
-template <typename T>
-void linear_view_rows(const T* x, Index rows, const LinearView<T>& map, T* y, int threads) {
+template <typename T, typename W>
+void linear_view_rows(const T* x, Index rows, const LinearView<T, W>& map, T* y, int threads) {
   linear_rows(x, rows, map.in, map.weight, map.out, map.bias, y, threads);
 }
 
-template <typename T>
-Tensor<T, 3> linear_view_forward(const T* x, Index batch, Index seq_len, const LinearView<T>& map,
-                                 int threads) {
+template <typename T, typename W>
+Tensor<T, 3> linear_view_forward(const T* x, Index batch, Index seq_len,
+                                 const LinearView<T, W>& map, int threads) {
   Tensor<T, 3> y(batch, seq_len, map.out);
   linear_view_rows(x, batch * seq_len, map, y.data(), threads);
   return y;
@@ -53,8 +53,8 @@ void rms_norm_rows(const T* x, Index rows, Index dim, const NormView<T>& norm, d
 
 // x (B, S, E) -> the mLSTM layer's output (B, S, E) for the normed input `normed`; `state` as in
 // mlstm_kernel_forward.
-template <typename T>
-Tensor<T, 3> xlstm_large_layer_forward(const XLSTMLargeBlockWeights<T>& w,
+template <typename T, typename W>
+Tensor<T, 3> xlstm_large_layer_forward(const XLSTMLargeBlockWeights<T, W>& w,
                                        const XLSTMLargeConfig& config, const T* normed, Index batch,
                                        Index seq_len, const KernelOptions& options,
                                        RecurrentState<T>* state) {
@@ -92,10 +92,10 @@ Tensor<T, 3> xlstm_large_layer_forward(const XLSTMLargeBlockWeights<T>& w,
 }
 
 // x (B, S, E) advanced in place through the block; `state` as in mlstm_kernel_forward.
-template <typename T>
-void xlstm_large_block_forward(const XLSTMLargeBlockWeights<T>& w, const XLSTMLargeConfig& config,
-                               T* x, Index batch, Index seq_len, const KernelOptions& options,
-                               RecurrentState<T>* state) {
+template <typename T, typename W>
+void xlstm_large_block_forward(const XLSTMLargeBlockWeights<T, W>& w,
+                               const XLSTMLargeConfig& config, T* x, Index batch, Index seq_len,
+                               const KernelOptions& options, RecurrentState<T>* state) {
   const Index E = config.embedding_dim, rows = batch * seq_len;
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
   Tensor<T, 3> normed(batch, seq_len, E);

@@ -13,6 +13,7 @@
 // rounds to nearest; BF16 and F16 widen exactly).
 #pragma once
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
@@ -80,18 +81,36 @@ inline void collect_stored_tensors(const safetensors::File& file,
   }
 }
 
-template <typename T>
-void fill_xlstm_large_parameters(XLSTMLarge<T>& model, const safetensors::File& file) {
-  for (const std::string& name : file.names())
-    read_flat(file, name, file.info(name).shape, model.parameter(name).data());
+// Decodes tensor `name` of `file` into `count` elements of S (float, double or bfloat16).
+template <typename S>
+void decode_parameter(const safetensors::File& file, const std::string& name, S* out) {
+  const safetensors::TensorInfo& info = file.info(name);
+  if constexpr (is_bfloat16<S>) {
+    std::vector<float> wide(static_cast<std::size_t>(info.numel()));
+    read_flat(file, name, info.shape, wide.data());
+    std::transform(wide.begin(), wide.end(), out, [](float value) { return S(value); });
+  } else {
+    read_flat(file, name, info.shape, out);
+  }
+}
+
+template <typename T, typename W>
+void fill_xlstm_large_parameters(XLSTMLarge<T, W>& model, const safetensors::File& file) {
+  for (const std::string& name : file.names()) {
+    if (model.parameter(name).role != XLSTMLargeParameter::Role::matrix) {
+      decode_parameter(file, name, model.vector(name).data());
+    } else if (!model.in_place(name)) {
+      decode_parameter(file, name, model.matrix(name).data());
+    }
+  }
 }
 
 }  // namespace detail
 
 // Fills `model`'s parameters from `files`, which together must hold exactly its parameters
 // (in model.names()'s spelling). Nothing is written unless all of them check out.
-template <typename T>
-void load_xlstm_large_weights(XLSTMLarge<T>& model,
+template <typename T, typename W>
+void load_xlstm_large_weights(XLSTMLarge<T, W>& model,
                               const std::vector<const safetensors::File*>& files) {
   std::map<std::string, detail::StoredTensor> tensors;
   std::string source;
@@ -106,8 +125,8 @@ void load_xlstm_large_weights(XLSTMLarge<T>& model,
 // The model of the Hugging Face folder `path` (config.json and the weights in either spelling):
 // checked in full, then allocated and filled. FormatError for a missing or inconsistent file,
 // ValueError("config.<field>") for a configuration the model cannot take.
-template <typename T>
-XLSTMLarge<T> load_xlstm_large(const std::string& path, int num_threads = 0) {
+template <typename T, typename W = T>
+XLSTMLarge<T, W> load_xlstm_large(const std::string& path, int num_threads = 0) {
   const HFFolder folder = HFFolder::open(path);
   const XLSTMLargeConfig config =
       xlstm_large_config_from_json(folder.config_text(), folder.config_path());
@@ -117,7 +136,7 @@ XLSTMLarge<T> load_xlstm_large(const std::string& path, int num_threads = 0) {
   const XLSTMLargeNames names = detail::xlstm_large_names_of(tensors);
   detail::check_xlstm_large_tensors(config, names, tensors,
                                     "model folder \"" + path + "\" with " + folder.config_path());
-  XLSTMLarge<T> model(config, names, num_threads);
+  XLSTMLarge<T, W> model(config, names, num_threads);
   folder.for_each_shard(
       [&](const safetensors::File& file) { detail::fill_xlstm_large_parameters(model, file); });
   return model;

@@ -26,11 +26,13 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "mlstm/detail/bfloat16.hpp"
 #include "mlstm/errors.hpp"
 #include "mlstm/kernels/state.hpp"
 #include "mlstm/models/xlstm_large/block.hpp"
@@ -48,61 +50,107 @@ struct XLSTMLargeState {
   std::vector<RecurrentState<T>> blocks;
 };
 
-template <typename T>
+template <typename T, typename W = T>
 class XLSTMLarge {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "mlstm::XLSTMLarge computes in float or double");
+  static_assert(std::is_same_v<W, T> || (std::is_same_v<T, float> && detail::is_bfloat16<W>),
+                "mlstm::XLSTMLarge stores its matrices in T, or in bfloat16 for a float model");
 
  public:
   using Scalar = T;
+  using WeightScalar = W;
 
-  // A model of `config` whose parameters, named in the spelling `names`, are held in one buffer:
+  // A model of `config` whose parameters, named in the spelling `names`, it holds itself:
   // matrices and biases zero, norm weights one. Throws ValueError for an invalid configuration.
   explicit XLSTMLarge(const XLSTMLargeConfig& config,
                       XLSTMLargeNames names = XLSTMLargeNames::reference, int num_threads = 0)
-      : config_(validated(config)), names_(names), num_threads_(num_threads) {
+      : XLSTMLarge(config, names, num_threads, nullptr,
+                   [](const XLSTMLargeParameter&) { return static_cast<const W*>(nullptr); }) {}
+
+  // For loaders: as above, except that each matrix for which `external(parameter)` returns
+  // data (not null) is used where it lies, in memory that `keep_alive` keeps (a mapped file).
+  template <typename External>
+  XLSTMLarge(const XLSTMLargeConfig& config, XLSTMLargeNames names, int num_threads,
+             std::shared_ptr<const void> keep_alive, External&& external)
+      : config_(validated(config)),
+        names_(names),
+        num_threads_(num_threads),
+        keep_alive_(std::move(keep_alive)) {
     detail::resolve_num_threads(num_threads, "num_threads");
-    Index total = 0;
+    Index matrices = 0, vectors = 0;
     for (const XLSTMLargeParameter& parameter : xlstm_large_parameters(config_, names_)) {
-      Index size = 1;
-      for (Index d : parameter.shape) size *= d;
-      offsets_.emplace(parameter.name, Slot{total, size, parameter});
-      total += size;
+      Slot slot{0, 1, parameter, nullptr};
+      for (Index d : parameter.shape) slot.size *= d;
+      if (parameter.role == XLSTMLargeParameter::Role::matrix) {
+        slot.external = external(parameter);
+        if (slot.external == nullptr) {
+          slot.offset = matrices;
+          matrices += slot.size;
+        }
+      } else {
+        slot.offset = vectors;
+        vectors += slot.size;
+      }
+      slots_.emplace(parameter.name, slot);
     }
-    storage_.assign(static_cast<std::size_t>(total), T(0));
-    for (const auto& [name, slot] : offsets_) {
+    matrices_.assign(static_cast<std::size_t>(matrices), W(0));
+    vectors_.assign(static_cast<std::size_t>(vectors), T(0));
+    for (const auto& [name, slot] : slots_) {
       if (slot.parameter.role == XLSTMLargeParameter::Role::norm_weight)
-        std::fill_n(storage_.data() + slot.offset, slot.size, T(1));
+        std::fill_n(vectors_.data() + slot.offset, slot.size, T(1));
     }
-    weights_ = bind_xlstm_large_weights<T>(config_, names_, [&](const XLSTMLargeParameter& p) {
-      return &storage_[offset_of(p.name)];
-    });
+    weights_ = bind_xlstm_large_weights<T, W>(
+        config_, names_,
+        [&](const XLSTMLargeParameter& p) -> const W* {
+          const Slot& slot = slots_.at(p.name);
+          return slot.external != nullptr ? slot.external : matrices_.data() + slot.offset;
+        },
+        [&](const XLSTMLargeParameter& p) -> const T* {
+          return vectors_.data() + slots_.at(p.name).offset;
+        });
   }
 
-  // The views point into storage_, which does not move with the model; copying would alias.
+  // The views point into buffers that do not move with the model; copying would alias.
   XLSTMLarge(XLSTMLarge&&) = default;
   XLSTMLarge(const XLSTMLarge&) = delete;
   XLSTMLarge& operator=(const XLSTMLarge&) = delete;
 
   const XLSTMLargeConfig& config() const { return config_; }
   XLSTMLargeNames names() const { return names_; }
-  const XLSTMLargeWeights<T>& weights() const { return weights_; }
+  const XLSTMLargeWeights<T, W>& weights() const { return weights_; }
 
   // The parameters (xlstm_large_parameters(config(), names()), in that order).
   std::vector<XLSTMLargeParameter> parameters() const {
     return xlstm_large_parameters(config_, names_);
   }
 
-  // Parameter `name` as a flat view of its elements (shape: parameters()). ValueError("name")
-  // for a name the model does not have.
-  TensorMap<T, 1> parameter(const std::string& name) {
-    const Slot& slot = slot_of(name);
-    return TensorMap<T, 1>(storage_.data() + slot.offset, slot.size);
+  // The table entry of parameter `name`; ValueError("name") for a name the model does not have.
+  const XLSTMLargeParameter& parameter(const std::string& name) const {
+    const auto found = slots_.find(name);
+    if (found == slots_.end())
+      throw ValueError("name", "the model has no parameter \"" + name + "\"");
+    return found->second.parameter;
   }
-  ConstTensorMap<T, 1> parameter(const std::string& name) const {
-    const Slot& slot = slot_of(name);
-    return ConstTensorMap<T, 1>(storage_.data() + slot.offset, slot.size);
+
+  // A matrix parameter (role matrix: the embedding, a linear map's weight) as a flat view of
+  // its elements, writable while the model holds it. ValueError("name") for a name the model
+  // does not have, a vector parameter, or a matrix used in place in a loaded file.
+  TensorMap<W, 1> matrix(const std::string& name) {
+    const Slot& slot = slot_of(name, true);
+    if (slot.external != nullptr)
+      throw ValueError("name", "parameter \"" + name + "\" is used in place in a loaded file");
+    return TensorMap<W, 1>(matrices_.data() + slot.offset, slot.size);
   }
+  // A vector parameter (a bias or a norm's weight) as a flat view; ValueError("name") for a name
+  // the model does not have or a matrix.
+  TensorMap<T, 1> vector(const std::string& name) {
+    const Slot& slot = slot_of(name, false);
+    return TensorMap<T, 1>(vectors_.data() + slot.offset, slot.size);
+  }
+
+  // Whether matrix `name` is used in place in a loaded file rather than held by the model.
+  bool in_place(const std::string& name) const { return slot_of(name, true).external != nullptr; }
 
   // The zero state for `batch` sequences.
   XLSTMLargeState<T> initial_state(Index batch) const {
@@ -142,18 +190,18 @@ class XLSTMLarge {
 
  private:
   struct Slot {
-    Index offset;
+    Index offset;  // in matrices_ or vectors_
     Index size;
     XLSTMLargeParameter parameter;
+    const W* external;  // a matrix used where it lies, else null
   };
 
-  const Slot& slot_of(const std::string& name) const {
-    const auto found = offsets_.find(name);
-    if (found == offsets_.end())
-      throw ValueError("name", "the model has no parameter \"" + name + "\"");
-    return found->second;
+  const Slot& slot_of(const std::string& name, bool matrix) const {
+    if ((parameter(name).role == XLSTMLargeParameter::Role::matrix) != matrix)
+      throw ValueError("name", "parameter \"" + name + "\" is a " +
+                                   (matrix ? "vector (bias or norm weight)" : "matrix"));
+    return slots_.at(name);
   }
-  Index offset_of(const std::string& name) const { return slot_of(name).offset; }
 
   template <int Rank, typename Tokens>
   auto check_tokens(const Tokens& tokens, const char* layout) const {
@@ -195,8 +243,8 @@ class XLSTMLarge {
     const KernelOptions options = kernel_options();
     Tensor<T, 3> x(batch, seq_len, E);
     for (Index r = 0; r < batch * seq_len; ++r) {
-      const T* row = weights_.embedding + static_cast<Index>(ids[r]) * E;
-      std::copy(row, row + E, x.data() + r * E);
+      const W* row = weights_.embedding + static_cast<Index>(ids[r]) * E;
+      for (Index j = 0; j < E; ++j) x.data()[r * E + j] = static_cast<T>(row[j]);
     }
     for (std::size_t b = 0; b < weights_.blocks.size(); ++b)
       detail::xlstm_large_block_forward(weights_.blocks[b], config_, x.data(), batch, seq_len,
@@ -230,9 +278,11 @@ class XLSTMLarge {
   XLSTMLargeConfig config_;
   XLSTMLargeNames names_;
   int num_threads_;
-  std::map<std::string, Slot> offsets_;
-  std::vector<T> storage_;
-  XLSTMLargeWeights<T> weights_;
+  std::shared_ptr<const void> keep_alive_;
+  std::map<std::string, Slot> slots_;
+  std::vector<W> matrices_;
+  std::vector<T> vectors_;
+  XLSTMLargeWeights<T, W> weights_;
 };
 
 }  // namespace mlstm

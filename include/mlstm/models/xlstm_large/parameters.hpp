@@ -21,10 +21,13 @@
 //   lm_head.weight                                     (V, E)
 //
 // The fused matrices are bound as row slices (a row-major (out, in) matrix's rows are
-// contiguous), so both modes run the same forward.
+// contiguous), so both modes run the same forward. Matrices (the embedding, the linear maps'
+// weights) are stored in W, the model's weight type (T or bfloat16); vectors (biases, norm
+// weights) in T, the type the model computes in.
 #pragma once
 
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "mlstm/models/xlstm_large/config.hpp"
@@ -36,10 +39,10 @@ namespace mlstm {
 enum class XLSTMLargeNames { reference, transformers };
 
 // A linear map y = x W^T + b as the forward sees it: W (out, in) row-major, b (out) or null.
-template <typename W>
+template <typename T, typename W>
 struct LinearView {
   const W* weight = nullptr;
-  const W* bias = nullptr;
+  const T* bias = nullptr;
   Index out = 0;
   Index in = 0;
 
@@ -51,29 +54,29 @@ struct LinearView {
 };
 
 // A norm's scale and shift (null without bias).
-template <typename W>
+template <typename T>
 struct NormView {
-  const W* weight = nullptr;
-  const W* bias = nullptr;
+  const T* weight = nullptr;
+  const T* bias = nullptr;
 };
 
-template <typename W>
+template <typename T, typename W>
 struct XLSTMLargeBlockWeights {
-  NormView<W> norm_mlstm;
-  LinearView<W> q, k, v, ogate, igate, fgate;  // fused: slices of qkv_opreact and ifgate_preact
-  NormView<W> multihead_norm;
-  LinearView<W> out_proj;
-  NormView<W> norm_ffn;
-  LinearView<W> ffn_gate, ffn_up;  // fused: the halves of proj_up_gate_z
-  LinearView<W> ffn_down;
+  NormView<T> norm_mlstm;
+  LinearView<T, W> q, k, v, ogate, igate, fgate;  // fused: slices of qkv_opreact, ifgate_preact
+  NormView<T> multihead_norm;
+  LinearView<T, W> out_proj;
+  NormView<T> norm_ffn;
+  LinearView<T, W> ffn_gate, ffn_up;  // fused: the halves of proj_up_gate_z
+  LinearView<T, W> ffn_down;
 };
 
-template <typename W>
+template <typename T, typename W = T>
 struct XLSTMLargeWeights {
   const W* embedding = nullptr;  // (V, E)
-  std::vector<XLSTMLargeBlockWeights<W>> blocks;
-  NormView<W> out_norm;  // weight null without the out norm
-  LinearView<W> lm_head;
+  std::vector<XLSTMLargeBlockWeights<T, W>> blocks;
+  NormView<T> out_norm;  // weight null without the out norm
+  LinearView<T, W> lm_head;
 };
 
 struct XLSTMLargeParameter {
@@ -86,23 +89,23 @@ struct XLSTMLargeParameter {
 namespace detail {
 
 // The one description of the model's parameters: calls `visit(parameter, slot)` for each, in
-// order, where `slot` is the pointer of `weights` that views it; fused matrices are then cut
-// into the per-projection views.
-template <typename W, typename Visit>
+// order, where `slot` is the pointer of `weights` that views it (const W*& for a matrix,
+// const T*& for a vector); fused matrices are then cut into the per-projection views.
+template <typename T, typename W, typename Visit>
 void describe_xlstm_large(const XLSTMLargeConfig& config, XLSTMLargeNames names,
-                          XLSTMLargeWeights<W>& weights, Visit&& visit) {
+                          XLSTMLargeWeights<T, W>& weights, Visit&& visit) {
   using Role = XLSTMLargeParameter::Role;
   const Index E = config.embedding_dim, V = config.vocab_size, NH = config.num_heads;
   const Index QK = config.qk_dim(), DV = config.v_dim(), F = config.ffn_dim();
   const bool bias = config.use_bias, single = config.weight_mode == WeightMode::single;
   const auto linear = [&](const std::string& name, Index out, Index in, bool with_bias) {
-    LinearView<W> view{nullptr, nullptr, out, in};
+    LinearView<T, W> view{nullptr, nullptr, out, in};
     visit(XLSTMLargeParameter{name + ".weight", {out, in}, Role::matrix}, view.weight);
     if (with_bias) visit(XLSTMLargeParameter{name + ".bias", {out}, Role::bias}, view.bias);
     return view;
   };
   const auto norm = [&](const std::string& name, Index size, bool with_bias) {
-    NormView<W> view;
+    NormView<T> view;
     visit(XLSTMLargeParameter{name + ".weight", {size}, Role::norm_weight}, view.weight);
     if (with_bias) visit(XLSTMLargeParameter{name + ".bias", {size}, Role::norm_bias}, view.bias);
     return view;
@@ -116,7 +119,7 @@ void describe_xlstm_large(const XLSTMLargeConfig& config, XLSTMLargeNames names,
   for (Index b = 0; b < config.num_blocks; ++b) {
     const std::string block = "backbone.blocks." + std::to_string(b) + ".";
     const std::string layer = block + "mlstm_layer.";
-    XLSTMLargeBlockWeights<W>& w = weights.blocks[static_cast<std::size_t>(b)];
+    XLSTMLargeBlockWeights<T, W>& w = weights.blocks[static_cast<std::size_t>(b)];
     w.norm_mlstm = norm(block + "norm_mlstm", E, bias);
     if (single) {
       w.q = linear(layer + "q", QK, E, bias);
@@ -126,12 +129,12 @@ void describe_xlstm_large(const XLSTMLargeConfig& config, XLSTMLargeNames names,
       w.igate = linear(layer + "igate_preact", NH, E, true);
       w.fgate = linear(layer + "fgate_preact", NH, E, true);
     } else {
-      const LinearView<W> qkvo = linear(layer + "qkv_opreact", 2 * QK + 2 * DV, E, bias);
+      const LinearView<T, W> qkvo = linear(layer + "qkv_opreact", 2 * QK + 2 * DV, E, bias);
       w.q = qkvo.rows(0, QK);
       w.k = qkvo.rows(QK, QK);
       w.v = qkvo.rows(2 * QK, DV);
       w.ogate = qkvo.rows(2 * QK + DV, DV);
-      const LinearView<W> gates = linear(layer + "ifgate_preact", 2 * NH, E, true);
+      const LinearView<T, W> gates = linear(layer + "ifgate_preact", 2 * NH, E, true);
       w.igate = gates.rows(0, NH);
       w.fgate = gates.rows(NH, NH);
     }
@@ -142,7 +145,7 @@ void describe_xlstm_large(const XLSTMLargeConfig& config, XLSTMLargeNames names,
       w.ffn_gate = linear(block + "ffn.proj_up_gate", F, E, bias);
       w.ffn_up = linear(block + "ffn.proj_up", F, E, bias);
     } else {
-      const LinearView<W> up = linear(block + "ffn.proj_up_gate_z", 2 * F, E, bias);
+      const LinearView<T, W> up = linear(block + "ffn.proj_up_gate_z", 2 * F, E, bias);
       w.ffn_gate = up.rows(0, F);
       w.ffn_up = up.rows(F, F);
     }
@@ -170,15 +173,24 @@ inline std::vector<XLSTMLargeParameter> xlstm_large_parameters(
   return table;
 }
 
-// The views of the parameters of xlstm_large_parameters(config, names), each found by
-// `data(parameter)`, which returns its first element (the stored shape must be the table's).
-template <typename W, typename Data>
-XLSTMLargeWeights<W> bind_xlstm_large_weights(const XLSTMLargeConfig& config, XLSTMLargeNames names,
-                                              Data&& data) {
-  XLSTMLargeWeights<W> weights;
-  detail::describe_xlstm_large(
-      config, names, weights,
-      [&](const XLSTMLargeParameter& parameter, const W*& slot) { slot = data(parameter); });
+// The views of the parameters of xlstm_large_parameters(config, names): `matrix(parameter)`
+// returns the first element (const W*) of a matrix, `vector(parameter)` that (const T*) of a
+// bias or norm weight; the stored shapes must be the table's.
+template <typename T, typename W, typename Matrix, typename Vector>
+XLSTMLargeWeights<T, W> bind_xlstm_large_weights(const XLSTMLargeConfig& config,
+                                                 XLSTMLargeNames names, Matrix&& matrix,
+                                                 Vector&& vector) {
+  XLSTMLargeWeights<T, W> weights;
+  detail::describe_xlstm_large(config, names, weights,
+                               [&](const XLSTMLargeParameter& parameter, auto& slot) {
+                                 using Slot = std::remove_reference_t<decltype(slot)>;
+                                 if (parameter.role == XLSTMLargeParameter::Role::matrix) {
+                                   if constexpr (std::is_same_v<Slot, const W*>)
+                                     slot = matrix(parameter);
+                                 } else if constexpr (std::is_same_v<Slot, const T*>) {
+                                   slot = vector(parameter);
+                                 }
+                               });
   return weights;
 }
 
