@@ -305,11 +305,20 @@ class TokenizerJsonReader {
     }
   }
 
-  static void fill_tokens_by_id(TokenizerTables& tables) {
+  void fill_tokens_by_id(TokenizerTables& tables) const {
     bpe::TokenId largest = 0;
+    std::size_t tokens = tables.vocab.size();
     for (const auto& entry : tables.vocab) largest = std::max(largest, entry.second);
-    for (const AddedToken& token : tables.added_tokens) largest = std::max(largest, token.id);
+    for (const AddedToken& token : tables.added_tokens) {
+      largest = std::max(largest, token.id);
+      tokens += tables.vocab.count(token.text) == 0 ? 1 : 0;
+    }
+    // The tables below are indexed by id: a few tokens with huge ids must not make them huge.
     const auto count = static_cast<std::size_t>(largest) + 1;
+    if (count > 2 * tokens + 1024) {
+      fail("the token ids", "run to " + std::to_string(largest) + " for only " +
+                                std::to_string(tokens) + " tokens: more than half would be unused");
+    }
     tables.token_strings.assign(count, std::string());
     tables.token_bytes.assign(count, std::string());
     tables.token_kinds.assign(count, TokenKind::none);
