@@ -17,6 +17,7 @@
 
 #include <mlstm/mlstm.hpp>
 
+#include "build_banner.hpp"
 #include "example_model.hpp"
 
 namespace {
@@ -76,6 +77,7 @@ Options parse(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  example::print_build_banner("batch_logits");
   Options options;
   try {
     options = parse(argc, argv);

@@ -24,6 +24,7 @@
 #include <mlstm/io/tokenizer.hpp>
 #include <mlstm/mlstm.hpp>
 
+#include "build_banner.hpp"
 #include "example_model.hpp"
 
 namespace {
@@ -233,6 +234,7 @@ void generate(const Model& model, const std::optional<mlstm::Tokenizer>& tokeniz
 }  // namespace
 
 int main(int argc, char** argv) {
+  example::print_build_banner("generate");
   Options options;
   try {
     options = parse(argc, argv);
