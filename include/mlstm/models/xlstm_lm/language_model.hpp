@@ -71,6 +71,42 @@ struct LMModelWeights {
 
 namespace detail {
 
+// Token ids (an integer tensor of rank `Rank`, every size >= 1, each id in [0, vocab_size)) as
+// a view; ShapeError / ValueError("tokens") naming the first one that is not.
+template <int Rank, typename Tokens>
+auto check_token_ids(const Tokens& tokens, const char* layout, Index vocab_size) {
+  require_argument_type<Tokens>();
+  using Id = scalar_of<Tokens>;
+  static_assert(std::is_integral_v<Id> && !std::is_same_v<Id, bool>,
+                "mlstm: token ids are integers");
+  const auto ids = const_view<Rank>(tokens, "tokens", layout);
+  for (int axis = 0; axis < Rank; ++axis) {
+    if (ids.dimension(axis) < 1) {
+      throw ShapeError("tokens", std::string("expected ") + layout +
+                                     " with every size >= 1, got " +
+                                     shape_string(ids.dimensions(), Rank));
+    }
+  }
+  for (Index i = 0; i < ids.size(); ++i) {
+    const Id id = ids.data()[i];
+    bool negative = false;
+    if constexpr (std::is_signed_v<Id>) negative = id < 0;
+    if (negative ||
+        static_cast<unsigned long long>(id) >= static_cast<unsigned long long>(vocab_size)) {
+      std::array<Index, Rank> where{};
+      Index rest = i;
+      for (int axis = Rank - 1; axis >= 0; --axis) {
+        where[axis] = rest % ids.dimension(axis);
+        rest /= ids.dimension(axis);
+      }
+      throw ValueError("tokens", "token id " + std::to_string(id) + " at " +
+                                     shape_string<Rank>(where) + " is outside [0, " +
+                                     std::to_string(vocab_size) + ")");
+    }
+  }
+  return ids;
+}
+
 // The layer's views from the rows of mlstm_layer_table.
 template <typename T>
 MLSTMLayerWeights<T> bind_layer_weights(const ParameterViews<T>& layer) {
@@ -199,36 +235,7 @@ class LanguageModel {
  private:
   template <int Rank, typename Tokens>
   auto check_tokens(const Tokens& tokens, const char* layout) const {
-    detail::require_argument_type<Tokens>();
-    using Id = detail::scalar_of<Tokens>;
-    static_assert(std::is_integral_v<Id> && !std::is_same_v<Id, bool>,
-                  "mlstm::LanguageModel: token ids are integers");
-    const auto ids = detail::const_view<Rank>(tokens, "tokens", layout);
-    for (int axis = 0; axis < Rank; ++axis) {
-      if (ids.dimension(axis) < 1) {
-        throw ShapeError("tokens", std::string("expected ") + layout +
-                                       " with every size >= 1, got " +
-                                       detail::shape_string(ids.dimensions(), Rank));
-      }
-    }
-    for (Index i = 0; i < ids.size(); ++i) {
-      const Id id = ids.data()[i];
-      bool negative = false;
-      if constexpr (std::is_signed_v<Id>) negative = id < 0;
-      if (negative || static_cast<unsigned long long>(id) >=
-                          static_cast<unsigned long long>(config_.vocab_size)) {
-        std::array<Index, Rank> where{};
-        Index rest = i;
-        for (int axis = Rank - 1; axis >= 0; --axis) {
-          where[axis] = rest % ids.dimension(axis);
-          rest /= ids.dimension(axis);
-        }
-        throw ValueError("tokens", "token id " + std::to_string(id) + " at " +
-                                       detail::shape_string<Rank>(where) + " is outside [0, " +
-                                       std::to_string(config_.vocab_size) + ")");
-      }
-    }
-    return ids;
+    return detail::check_token_ids<Rank>(tokens, layout, config_.vocab_size);
   }
 
   void check_state(const ModelState<T>& state, Index batch) const {
