@@ -1,5 +1,5 @@
 // model_summary: registers and initializes the parameters of an mLSTM-only xLSTM language model
-// and prints them as a table: name, shape, init call, weight-decay group, element count, and
+// from its parameter table and prints them: name, shape, init call, weight-decay group, element count, and
 // the standard deviation of the values drawn; then the totals.
 //
 //   model_summary                                   # a small model (vocab 64, E 128, 2 blocks)
@@ -123,13 +123,15 @@ int main(int argc, char** argv) {
   }
   const mlstm::LMModelConfig& config = options.config;
 
+  // Everything below comes from the model's parameter table.
+  const mlstm::ParameterTable table = mlstm::lm_model_table(config);
   mlstm::Registry<float> registry;
-  mlstm::register_lm_model(registry, config);
-  const std::vector<mlstm::InitCall> plan = mlstm::lm_model_init_plan(config);
+  mlstm::register_parameters(registry, table);
+  const std::vector<mlstm::InitCall> plan = table.init_plan();
   mlstm::Generator gen(options.seed);
   mlstm::apply_init_plan(plan, registry, gen);
-  const auto groups =
-      mlstm::get_weight_decay_optim_groups(registry, mlstm::lm_weight_decay_options(config, options.rule));
+  const auto groups = mlstm::get_weight_decay_optim_groups(
+      registry, mlstm::weight_decay_options(table, options.rule));
 
   std::map<const mlstm::Parameter<float>*, std::string> init_of, group_of;
   for (const auto& call : plan) {
@@ -188,7 +190,7 @@ int main(int argc, char** argv) {
               static_cast<long long>(registry.size()), registry.state_dict_names().size(),
               with_thousands(total).c_str(), with_thousands(decay_elements).c_str(), groups.decay.size(),
               with_thousands(no_decay_elements).c_str(), groups.no_decay.size());
-  std::printf("memory: %.2f MiB for values and as much for gradients (float)\n",
+  std::printf("memory: %.2f MiB for values (float); training adds as much for gradients\n",
               static_cast<double>(total) * sizeof(float) / (1024.0 * 1024.0));
   return 0;
 }

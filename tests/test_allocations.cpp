@@ -157,3 +157,17 @@ TEST_CASE("the chunkwise workspace does not grow with S", "[allocations][chunkwi
   INFO("workspace at S = 2048: " << workspace[0] << " bytes; at S = 16384: " << workspace[1]);
   CHECK(workspace[1] < workspace[0] + (64 << 10));
 }
+
+TEST_CASE("a model for inference holds its weights once", "[allocations][model]") {
+  mlstm::LMModelConfig config;
+  config.vocab_size = 4096;
+  config.embedding_dim = 256;
+  config.num_blocks = 2;
+  config.context_length = 64;
+  AllocationWatch watch;
+  const mlstm::LanguageModel<float> model(config);
+  const long long weights = model.registry().parameter_count() * 4;
+  INFO("peak above start " << watch.peak_above_start() << " bytes; weights " << weights);
+  CHECK(watch.peak_above_start() >= weights);
+  CHECK(watch.peak_above_start() < weights + weights / 20);  // no gradient buffers
+}

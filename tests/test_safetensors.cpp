@@ -11,12 +11,18 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <mlstm/io/safetensors.hpp>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/stat.h>
+#endif
 
 namespace st = mlstm::safetensors;
 using mlstm::Index;
@@ -357,6 +363,16 @@ TEST_CASE("safetensors: writer arguments are checked") {
              Catch::Contains("is not valid UTF-8"));
   CHECK(argument == "value");
   CHECK(st::File::parse(writer.serialize(), "checked").names() == std::vector<std::string>{"x"});
+
+  SECTION("no more tensors than a file may hold") {
+    const mlstm::Tensor<std::uint8_t, 1> empty(0);
+    for (std::size_t i = 1; i < st::max_tensor_count; ++i) writer.add(std::to_string(i), empty);
+    CHECK_THAT(message_of<mlstm::ValueError>([&] { writer.add("one_more", empty); }, &argument),
+               Catch::Contains("cannot add \"one_more\": a file holds at most " +
+                               std::to_string(st::max_tensor_count) + " tensors"));
+    CHECK(argument == "name");
+    CHECK(st::File::parse(writer.serialize(), "full").names().size() == st::max_tensor_count);
+  }
 }
 
 // --- F16 and BF16 ---------------------------------------------------------------------------
@@ -708,6 +724,12 @@ std::vector<std::uint8_t> edited(const std::string& from, const std::string& to)
   return with_header(bytes, header);
 }
 
+std::string repeated(const std::string& text, std::size_t times) {
+  std::string result;
+  for (std::size_t i = 0; i < times; ++i) result += text;
+  return result;
+}
+
 void check_format_error(const std::vector<std::uint8_t>& bytes, const std::string& expected) {
   const std::string message =
       message_of<mlstm::FormatError>([&] { (void)st::File::parse(bytes, "corrupt.safetensors"); });
@@ -748,7 +770,8 @@ TEST_CASE("safetensors: each kind of corrupt file is a FormatError saying what i
     check_format_error(cut, "the header is not valid JSON");
   }
   SECTION("header not an object, entries not objects") {
-    check_format_error(with_header(valid, "[1, 2]  "), "the header must be a JSON object, got [1,2]");
+    check_format_error(with_header(valid, "[1, 2]  "), "the header must be a JSON object, got an array");
+    check_format_error(with_header(valid, "12345678"), "the header must be a JSON object, got 12345678");
     check_format_error(edited(R"({"dtype":"F32","shape":[2],"data_offsets":[0,8]})", "5"),
                        "tensor \"a\": entry must be an object, got 5");
   }
@@ -778,9 +801,14 @@ TEST_CASE("safetensors: each kind of corrupt file is a FormatError saying what i
     check_format_error(edited("[2]", "[4294967296,4294967296]"),
                        "shape (4294967296, 4294967296) of F32 overflows: its byte size is beyond 2^63 - 1");
     check_format_error(edited("[2]", "[2305843009213693952]"), "overflows");  // 2^61 * 4 bytes
-    // A zero dimension makes the product 0, whatever the others: no overflow, a size mismatch.
+    // A zero dimension makes the tensor empty, but the other dimensions' product must still fit:
+    // element counts and strides multiply them.
     check_format_error(edited("[2]", "[4294967296,4294967296,0]"),
-                       "data_offsets [0, 8] span 8 bytes, but F32 of shape (4294967296, 4294967296, 0) needs 0");
+                       "shape (4294967296, 4294967296, 0) of F32 overflows: the byte size of its "
+                       "nonzero dimensions is beyond 2^63 - 1");
+    check_format_error(edited("[2]", "[4611686018427387904,4,0]"), "overflows");  // 2^62 x 4 x 0
+    check_format_error(edited("[2]", "[0,4611686018427387904,4]"), "overflows");
+    check_format_error(edited("[2]", "[3,0]"), "data_offsets [0, 8] span 8 bytes, but F32 of shape (3, 0) needs 0");
   }
   SECTION("data_offsets that disagree with the shape or the buffer") {
     check_format_error(edited("[2]", "[3]"), "tensor \"a\": data_offsets [0, 8] span 8 bytes, but F32 of shape (3) needs 12");
@@ -808,6 +836,7 @@ TEST_CASE("safetensors: each kind of corrupt file is a FormatError saying what i
     check_format_error(edited(R"("b":)", R"("a":)"), "the header has the key \"a\" twice (two tensors of one name)");
     check_format_error(edited(R"("dtype":"F32")", R"("dtype":"F32","dtype":"F32")"), "the header has the key \"dtype\" twice");
     check_format_error(edited(R"({"k":"v"})", R"({"k":"v","k":"w"})"), "the header has the key \"k\" twice");
+    check_format_error(edited(R"("a":)", R"("__metadata__":{},"a":)"), "the header has the key \"__metadata__\" twice");
   }
   SECTION("metadata that is not an object of strings") {
     check_format_error(edited(R"({"k":"v"})", R"({"k":1})"), "\"__metadata__\" value of \"k\" must be a string, got 1");
@@ -818,6 +847,33 @@ TEST_CASE("safetensors: each kind of corrupt file is a FormatError saying what i
     check_format_error(edited(R"("v")", std::string(100000, '[') + std::string(100000, ']')),
                        "the header nests deeper than a safetensors header does");
     check_format_error(edited("[2]", "[[2]]"), "nests deeper");
+  }
+  SECTION("more tensors, dimensions or metadata entries than the limits") {
+    // Empty tensors, so that the header alone decides; the limit is checked at the next name.
+    std::string header = "{";
+    for (std::size_t i = 0; i <= st::max_tensor_count; ++i) {
+      header += "\"" + std::to_string(i) + R"(":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},)";
+    }
+    header.back() = '}';
+    check_format_error(with_header({0, 0, 0, 0, 0, 0, 0, 0}, header),
+                       "the header has more than " + std::to_string(st::max_tensor_count) + " tensors, the limit");
+    header.resize(header.rfind(",\"" + std::to_string(st::max_tensor_count) + "\":"));
+    header += "}";
+    REQUIRE(st::File::parse(with_header({0, 0, 0, 0, 0, 0, 0, 0}, header), "at the limit").names().size() ==
+            st::max_tensor_count);
+
+    const std::string ones = "[2" + repeated(",1", st::max_tensor_rank - 1);
+    REQUIRE(st::File::parse(edited("[2]", ones + "]"), "rank 64").info("a").shape.size() ==
+            st::max_tensor_rank);
+    check_format_error(edited("[2]", ones + ",1]"),
+                       "an array in the header has more than " + std::to_string(st::max_tensor_rank) + " entries");
+
+    std::string entries = R"("k":"v")";
+    for (std::size_t i = 1; i < st::max_metadata_entries; ++i) entries += ",\"" + std::to_string(i) + "\":\"\"";
+    REQUIRE(st::File::parse(edited(R"("k":"v")", entries), "many entries").metadata().size() ==
+            st::max_metadata_entries);
+    check_format_error(edited(R"("k":"v")", entries + R"(,"x":"")"),
+                       "an object in the header has more than " + std::to_string(st::max_metadata_entries) + " keys");
   }
   SECTION("long names are cut in messages") {
     const std::string long_name(1000, 'n');
@@ -896,3 +952,66 @@ TEST_CASE("safetensors: any truncation or single-byte change of a file is read s
   CHECK(parsed > 0);
   CHECK(rejected > static_cast<Index>(valid.size()));
 }
+
+// --- Mapping and views ------------------------------------------------------------------
+
+TEST_CASE("safetensors: a loaded file is mapped, and views show each tensor's bytes in place") {
+  const ScratchDirectory scratch;
+  const std::string path = (scratch.path / "model.safetensors").string();
+  const auto weights = sample_tensor<float, 2>({3, 4}, 5);
+  const auto flags = sample_tensor<bool, 1>({3}, 0);
+  st::Writer writer;
+  writer.add("w", weights).add_converted("w_bf16", weights, st::DType::BF16).add("flags", flags);
+  writer.save(path);
+  const std::vector<std::uint8_t> bytes = writer.serialize();
+  const std::size_t buffer_start = 8 + header_of(bytes).size();
+
+  std::optional<st::File> loaded = st::File::load(path);
+  CHECK(loaded->mapped());
+  CHECK_FALSE(st::File::parse(bytes, "in memory").mapped());
+  const st::File copy = *loaded;
+  const st::TensorView w = loaded->view("w_bf16");
+  loaded.reset();  // the copy keeps the mapping alive
+
+  const st::TensorInfo& info = copy.info("w_bf16");
+  CHECK(w.dtype == st::DType::BF16);
+  CHECK(w.shape == std::vector<Index>{3, 4});
+  CHECK(w.numel() == 12);
+  CHECK(w.byte_size == 24);
+  CHECK(w.aligned_to(2));
+  CHECK(std::equal(w.data, w.data + w.byte_size,
+                   bytes.begin() + static_cast<long>(buffer_start + info.begin)));
+  CHECK(copy.view("flags").byte_size == 3);
+  CHECK_THROWS_AS(copy.view("missing"), mlstm::ValueError);
+
+  SECTION("decode_into decodes a tensor of any shape into flat memory") {
+    std::vector<double> flat(12);
+    copy.decode_into("w", flat.data(), flat.size());
+    for (std::size_t i = 0; i < flat.size(); ++i) CHECK(same_value(flat[i], double(weights.data()[i])));
+    std::vector<std::int32_t> wrong_type(12);
+    CHECK_THROWS_AS(copy.decode_into("w", wrong_type.data(), wrong_type.size()), mlstm::ValueError);
+    std::vector<float> short_target(11, -1.0f);
+    const std::string message = message_of<mlstm::ShapeError>(
+        [&] { copy.decode_into("w", short_target.data(), short_target.size()); });
+    CHECK_THAT(message, Catch::Contains("has shape (3, 4) (12 elements), but `count` is 11"));
+    CHECK(std::all_of(short_target.begin(), short_target.end(), [](float x) { return x == -1.0f; }));
+  }
+}
+
+#if defined(__unix__) || defined(__APPLE__)
+TEST_CASE("safetensors: a file that cannot be mapped (a pipe) is read instead") {
+  const ScratchDirectory scratch;
+  const std::string path = (scratch.path / "pipe").string();
+  REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+  const auto weights = sample_tensor<double, 1>({5}, 1);
+  const std::vector<std::uint8_t> bytes = st::Writer().add("v", weights).serialize();
+  std::thread feeder([&] {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  });
+  const st::File file = st::File::load(path);
+  feeder.join();
+  CHECK_FALSE(file.mapped());
+  CHECK(first_difference(file.read<double, 1>("v"), weights) == -1);
+}
+#endif

@@ -81,6 +81,18 @@ void read_flat(const safetensors::File& file, const std::string& name, const Sha
   });
 }
 
+// Whether tensors `a` and `b` of `file` hold the same shape and values.
+inline bool same_tensor_values(const safetensors::File& file, const std::string& a,
+                               const std::string& b) {
+  const Shape& shape = file.info(a).shape;
+  if (file.info(b).shape != shape) return false;
+  std::vector<double> first(static_cast<std::size_t>(file.info(a).numel()));
+  std::vector<double> second(first.size());
+  read_flat(file, a, shape, first.data());
+  read_flat(file, b, shape, second.data());
+  return first == second;
+}
+
 inline bool is_float_dtype(safetensors::DType dtype) {
   using safetensors::DType;
   return dtype == DType::F64 || dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16;

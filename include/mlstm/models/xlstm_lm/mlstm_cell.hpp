@@ -108,6 +108,36 @@ Tensor<T, 4> split_heads(const T* x, Index batch, Index seq_len, Index heads, In
   return y;
 }
 
+// The kernel over heads: q, k (B, NH, S, DQK), v (B, NH, S, DV), gates (B, NH, S, 1) -> h
+// (B, NH, S, DV). `state` null: options.forward_kernel from the zero state; else one recurrent
+// step in place (S = 1) or the chunkwise kernel from *state, which is replaced by the state
+// after the sequence.
+template <typename T>
+Tensor<T, 4> mlstm_kernel_forward(const Tensor<T, 4>& q, const Tensor<T, 4>& k,
+                                  const Tensor<T, 4>& v, const Tensor<T, 4>& igate,
+                                  const Tensor<T, 4>& fgate, const KernelOptions& options,
+                                  RecurrentState<T>* state) {
+  BackendConfig config;
+  config.eps = options.eps;
+  config.chunk_size = options.chunk_size;
+  config.num_threads = options.num_threads;
+  if (state == nullptr) {
+    config.kernel = options.forward_kernel;
+    return Backend(config).forward(q, k, v, igate, fgate);
+  }
+  if (q.dimension(2) == 1) {
+    Tensor<T, 4> h(q.dimension(0), q.dimension(1), 1, v.dimension(3));
+    recurrent_step_stabilized_inplace(*state, q, k, v, igate, fgate, h, options.eps,
+                                      options.num_threads);
+    return h;
+  }
+  config.mode = BackendMode::inference;
+  auto out = Backend(config).run(q, k, v, igate, fgate, *state);
+  MLSTM_ASSERT(out.last_state.has_value(), "the inference backend returns the last state");
+  *state = std::move(*out.last_state);
+  return std::move(out.h);
+}
+
 // q, k, v (B, S, I) -> h (B, S, I); `state` null: the forward kernel from the zero state, else
 // continued from *state, which is replaced by the state after the sequence.
 template <typename T>
@@ -125,25 +155,8 @@ Tensor<T, 3> mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const 
   const Tensor<T, 4> k_heads = split_heads(k, batch, seq_len, heads, head_dim);
   const Tensor<T, 4> v_heads = split_heads(v, batch, seq_len, heads, head_dim);
 
-  BackendConfig config;
-  config.eps = options.eps;
-  config.chunk_size = options.chunk_size;
-  config.num_threads = options.num_threads;
-  Tensor<T, 4> h_heads;
-  if (state == nullptr) {
-    config.kernel = options.forward_kernel;
-    h_heads = Backend(config).forward(q_heads, k_heads, v_heads, igate_heads, fgate_heads);
-  } else if (seq_len == 1) {
-    h_heads = Tensor<T, 4>(batch, heads, 1, head_dim);
-    recurrent_step_stabilized_inplace(*state, q_heads, k_heads, v_heads, igate_heads, fgate_heads,
-                                      h_heads, options.eps, options.num_threads);
-  } else {
-    config.mode = BackendMode::inference;
-    auto out = Backend(config).run(q_heads, k_heads, v_heads, igate_heads, fgate_heads, *state);
-    MLSTM_ASSERT(out.last_state.has_value(), "the inference backend returns the last state");
-    h_heads = std::move(out.h);
-    *state = std::move(*out.last_state);
-  }
+  const Tensor<T, 4> h_heads =
+      mlstm_kernel_forward(q_heads, k_heads, v_heads, igate_heads, fgate_heads, options, state);
 
   Tensor<T, 3> h(batch, seq_len, inner);
   multi_head_layer_norm(h_heads.data(), batch, heads, seq_len, head_dim, w.outnorm_weight.data(),
