@@ -17,6 +17,7 @@
 
 #include <mlstm/mlstm.hpp>
 
+#include "build_banner.hpp"
 #include "example_model.hpp"
 
 namespace {
@@ -37,45 +38,35 @@ struct Options {
 
 Options parse(int argc, char** argv) {
   Options options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      std::cout << usage_head << example::model_usage;
-      std::exit(0);
-    }
-    const auto equals = arg.find('=');
-    if (equals == std::string::npos)
-      throw std::invalid_argument("expected --flag=value, got " + arg);
-    const std::string flag = arg.substr(0, equals), value = arg.substr(equals + 1);
-    if (example::parse_model_flag(flag, value, options.model)) continue;
-    if (flag == "--tokens") {
-      std::stringstream rows(value);
-      for (std::string row; std::getline(rows, row, ';');) {
-        std::stringstream ids(row);
-        options.sequences.emplace_back();
-        for (std::string id; std::getline(ids, id, ',');)
-          options.sequences.back().push_back(example::parse_integer(flag, id));
-      }
-    } else if (flag == "--batch") {
-      options.batch = example::parse_integer(flag, value);
-    } else if (flag == "--length") {
-      options.length = example::parse_integer(flag, value);
-    } else if (flag == "--token-seed") {
-      options.token_seed = static_cast<std::uint64_t>(example::parse_integer(flag, value));
-    } else if (flag == "--kernel") {
-      auto& kernel = options.model.kernels.forward_kernel;
-      if (value == "parallel")
-        kernel = mlstm::SequenceKernel::parallel;
-      else if (value == "chunkwise")
-        kernel = mlstm::SequenceKernel::chunkwise;
-      else if (value == "recurrent")
-        kernel = mlstm::SequenceKernel::recurrent;
-      else
-        throw std::invalid_argument("--kernel: expected parallel, chunkwise or recurrent");
-    } else {
-      throw std::invalid_argument("unknown option " + arg);
-    }
-  }
+  example::parse_flags(
+      argc, argv, std::string(usage_head) + example::model_usage,
+      [&](const std::string& flag, const std::string& value) {
+        if (example::parse_model_flag(flag, value, options.model)) return true;
+        if (flag == "--tokens") {
+          std::stringstream rows(value);
+          for (std::string row; std::getline(rows, row, ';');)
+            options.sequences.push_back(example::parse_integer_list(flag, row));
+        } else if (flag == "--batch") {
+          options.batch = example::parse_integer(flag, value);
+        } else if (flag == "--length") {
+          options.length = example::parse_integer(flag, value);
+        } else if (flag == "--token-seed") {
+          options.token_seed = static_cast<std::uint64_t>(example::parse_integer(flag, value));
+        } else if (flag == "--kernel") {
+          auto& kernel = options.model.kernels.forward_kernel;
+          if (value == "parallel")
+            kernel = mlstm::SequenceKernel::parallel;
+          else if (value == "chunkwise")
+            kernel = mlstm::SequenceKernel::chunkwise;
+          else if (value == "recurrent")
+            kernel = mlstm::SequenceKernel::recurrent;
+          else
+            throw std::invalid_argument("--kernel: expected parallel, chunkwise or recurrent");
+        } else {
+          return false;
+        }
+        return true;
+      });
   for (const auto& sequence : options.sequences) {
     if (sequence.empty() || sequence.size() != options.sequences.front().size())
       throw std::invalid_argument("--tokens: sequences must be non-empty and of equal length");
@@ -86,6 +77,7 @@ Options parse(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  example::print_build_banner("batch_logits");
   Options options;
   try {
     options = parse(argc, argv);

@@ -1,9 +1,13 @@
 // What the kernels allocate: the in-place recurrent step nothing at all, the parallel form no
-// (S, S) matrix, the chunkwise form a workspace that does not grow with S.
+// (S, S) matrix, the chunkwise form a workspace that does not grow with S; and what a model
+// holds: its weights once, also when loaded from a file.
 //
 // The allocations are counted by support/heap_counter.hpp, which replaces the C allocation
 // functions; this program is therefore not built with the sanitizers.
 #include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <string>
 
 #include <mlstm/mlstm.hpp>
 
@@ -134,4 +138,40 @@ TEST_CASE("the segmented chunkwise workspace is the segment's, whatever S",
   CHECK(workspace[1] < workspace[0] + (64 << 10));
   // Where the budget binds, the segment buffers stay about 4 MiB (one extra state slot per head).
   CHECK(workspace[2] < (5 << 20));
+}
+
+TEST_CASE("a model for inference holds its weights once", "[allocations][model]") {
+  mlstm::LMModelConfig config;
+  config.vocab_size = 4096;
+  config.embedding_dim = 256;
+  config.num_blocks = 2;
+  config.context_length = 64;
+  mlstm::test::HeapWatch watch;
+  const mlstm::LanguageModel<float> model(config);
+  const long long weights = model.registry().parameter_count() * 4;
+  INFO("peak above start " << watch.peak_above_start() << " bytes; weights " << weights);
+  CHECK(watch.peak_above_start() >= weights);
+  CHECK(watch.peak_above_start() < weights + weights / 20);  // no gradient buffers
+}
+
+TEST_CASE("loading a model holds its weights and little more", "[allocations][model]") {
+  mlstm::LMModelConfig config;
+  config.vocab_size = 4096;
+  config.embedding_dim = 256;
+  config.num_blocks = 2;
+  config.context_length = 64;
+  const std::string path =
+      (std::filesystem::temp_directory_path() / "mlstm_test_allocations_load.safetensors").string();
+  {
+    mlstm::LanguageModel<float> model(config);
+    mlstm::Generator generator(0);
+    model.reset_parameters(generator);
+    mlstm::save_language_model(model, path);
+  }
+  mlstm::test::HeapWatch watch;
+  const auto loaded = mlstm::load_language_model<float>(path);
+  const long long weights = loaded.registry().parameter_count() * 4;
+  std::filesystem::remove(path);
+  INFO("peak above start " << watch.peak_above_start() << " bytes; weights " << weights);
+  CHECK(watch.peak_above_start() < weights + weights / 20);  // no copy of the file's data
 }

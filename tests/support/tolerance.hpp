@@ -38,6 +38,10 @@ inline constexpr double double_relative = 1e-12;
 inline constexpr double float_reference_loss_factor = 4.0;
 inline constexpr double float_relative_floor = 2e-6;
 inline constexpr double float_sequence_loss_factor = 10.0;
+// A whole language model in float against the float64 reference, where the reference's own
+// float32 run is one draw of float rounding through every layer and ours another: measured up
+// to 3.8 times the reference's loss (xLSTM-Large, case single, logits), so twice that.
+inline constexpr double float_model_loss_factor = 8.0;
 
 inline constexpr double finite_difference_relative = 1e-7;
 

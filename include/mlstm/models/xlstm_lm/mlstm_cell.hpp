@@ -99,6 +99,19 @@ Tensor<T, 4> split_heads(const T* x, Index batch, Index seq_len, Index heads, In
   return y;
 }
 
+// The kernel over heads: q, k (B, NH, S, DQK), v (B, NH, S, DV), gates (B, NH, S, 1) -> h
+// (B, NH, S, DV). `state` null: options.forward_kernel from the zero state; else one recurrent
+// step in place (S = 1) or the chunkwise kernel from *state, which is replaced by the state
+// after the sequence (kernel_forward, kernels/backend.hpp).
+template <typename T>
+Tensor<T, 4> mlstm_kernel_forward(const Tensor<T, 4>& q, const Tensor<T, 4>& k,
+                                  const Tensor<T, 4>& v, const Tensor<T, 4>& igate,
+                                  const Tensor<T, 4>& fgate, const KernelOptions& options,
+                                  RecurrentState<T>* state) {
+  return state == nullptr ? kernel_forward(q, k, v, igate, fgate, options)
+                          : kernel_forward(q, k, v, igate, fgate, *state, options);
+}
+
 // q, k, v (B, S, I) -> h (B, S, I); `state` null: the forward kernel from the zero state, else
 // continued from *state, which is replaced by the state after the sequence.
 template <typename T>
@@ -117,9 +130,7 @@ Tensor<T, 3> mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const 
   const Tensor<T, 4> v_heads = split_heads(v, batch, seq_len, heads, head_dim);
 
   const Tensor<T, 4> h_heads =
-      state == nullptr
-          ? kernel_forward(q_heads, k_heads, v_heads, igate_heads, fgate_heads, options)
-          : kernel_forward(q_heads, k_heads, v_heads, igate_heads, fgate_heads, *state, options);
+      mlstm_kernel_forward(q_heads, k_heads, v_heads, igate_heads, fgate_heads, options, state);
 
   Tensor<T, 3> h(batch, seq_len, inner);
   multi_head_layer_norm(h_heads.data(), batch, heads, seq_len, head_dim, w.outnorm_weight.data(),

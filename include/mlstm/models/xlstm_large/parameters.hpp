@@ -1,0 +1,197 @@
+// The parameters of xLSTM-Large: one table of names and shapes, and the views the forward uses.
+//
+// Names, in the reference's spelling (xLSTMLarge.state_dict()); transformers' xLSTMForCausalLM
+// spells the embedding `backbone.embeddings.weight` and always has an out norm without bias:
+//
+//   embedding.weight                                   (V, E)
+//   backbone.blocks.<i>.norm_mlstm.weight [.bias]      (E)
+//   backbone.blocks.<i>.mlstm_layer.
+//     single: q.weight (DQK*NH, E), k.weight (DQK*NH, E), v.weight (DV*NH, E),
+//             ogate_preact.weight (DV*NH, E)  [.bias each with use_bias],
+//             igate_preact.weight (NH, E), igate_preact.bias (NH), fgate_preact.* alike
+//     fused:  qkv_opreact.weight (2 qk_dim + 2 v_dim, E) [.bias]: q | k | v | o rows,
+//             ifgate_preact.weight (2 NH, E), ifgate_preact.bias (2 NH): i | f rows
+//     multihead_norm.weight [.bias] (v_dim), out_proj.weight (E, v_dim) [.bias]
+//   backbone.blocks.<i>.norm_ffn.weight [.bias]        (E)
+//   backbone.blocks.<i>.ffn.
+//     single: proj_up_gate.weight (F, E), proj_up.weight (F, E)   [.bias]
+//     fused:  proj_up_gate_z.weight (2F, E) [.bias]: gate | up rows
+//     proj_down.weight (E, F) [.bias]
+//   backbone.out_norm.weight [.bias]                   (E), with add_out_norm
+//   lm_head.weight                                     (V, E)
+//
+// The fused matrices are bound as row slices (a row-major (out, in) matrix's rows are
+// contiguous), so both modes run the same forward. Matrices (the embedding, the linear maps'
+// weights) are stored in W, the model's weight type (T or bfloat16); vectors (biases, norm
+// weights) in T, the type the model computes in.
+#pragma once
+
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "mlstm/models/xlstm_large/config.hpp"
+#include "mlstm/tensor.hpp"
+
+namespace mlstm {
+
+// Which spelling of the names a checkpoint uses.
+enum class XLSTMLargeNames { reference, transformers };
+
+// A linear map y = x W^T + b as the forward sees it: W (out, in) row-major, b (out) or null.
+template <typename T, typename W>
+struct LinearView {
+  const W* weight = nullptr;
+  const T* bias = nullptr;
+  Index out = 0;
+  Index in = 0;
+
+  // Rows [begin, begin + count) of the map: a slice of a fused matrix (unbound stays unbound).
+  LinearView rows(Index begin, Index count) const {
+    if (weight == nullptr) return {nullptr, nullptr, count, in};
+    return {weight + begin * in, bias != nullptr ? bias + begin : nullptr, count, in};
+  }
+};
+
+// A norm's scale and shift (null without bias).
+template <typename T>
+struct NormView {
+  const T* weight = nullptr;
+  const T* bias = nullptr;
+};
+
+template <typename T, typename W>
+struct XLSTMLargeBlockWeights {
+  NormView<T> norm_mlstm;
+  LinearView<T, W> q, k, v, ogate, igate, fgate;  // fused: slices of qkv_opreact, ifgate_preact
+  NormView<T> multihead_norm;
+  LinearView<T, W> out_proj;
+  NormView<T> norm_ffn;
+  LinearView<T, W> ffn_gate, ffn_up;  // fused: the halves of proj_up_gate_z
+  LinearView<T, W> ffn_down;
+};
+
+template <typename T, typename W = T>
+struct XLSTMLargeWeights {
+  const W* embedding = nullptr;  // (V, E)
+  std::vector<XLSTMLargeBlockWeights<T, W>> blocks;
+  NormView<T> out_norm;  // weight null without the out norm
+  LinearView<T, W> lm_head;
+};
+
+struct XLSTMLargeParameter {
+  enum class Role { matrix, bias, norm_weight, norm_bias };  // what an init fills it with
+  std::string name;
+  std::vector<Index> shape;
+  Role role;
+};
+
+namespace detail {
+
+// The one description of the model's parameters: calls `visit(parameter, slot)` for each, in
+// order, where `slot` is the pointer of `weights` that views it (const W*& for a matrix,
+// const T*& for a vector); fused matrices are then cut into the per-projection views.
+template <typename T, typename W, typename Visit>
+void describe_xlstm_large(const XLSTMLargeConfig& config, XLSTMLargeNames names,
+                          XLSTMLargeWeights<T, W>& weights, Visit&& visit) {
+  using Role = XLSTMLargeParameter::Role;
+  const Index E = config.embedding_dim, V = config.vocab_size, NH = config.num_heads;
+  const Index QK = config.qk_dim(), DV = config.v_dim(), F = config.ffn_dim();
+  const bool bias = config.use_bias, single = config.weight_mode == WeightMode::single;
+  const auto linear = [&](const std::string& name, Index out, Index in, bool with_bias) {
+    LinearView<T, W> view{nullptr, nullptr, out, in};
+    visit(XLSTMLargeParameter{name + ".weight", {out, in}, Role::matrix}, view.weight);
+    if (with_bias) visit(XLSTMLargeParameter{name + ".bias", {out}, Role::bias}, view.bias);
+    return view;
+  };
+  const auto norm = [&](const std::string& name, Index size, bool with_bias) {
+    NormView<T> view;
+    visit(XLSTMLargeParameter{name + ".weight", {size}, Role::norm_weight}, view.weight);
+    if (with_bias) visit(XLSTMLargeParameter{name + ".bias", {size}, Role::norm_bias}, view.bias);
+    return view;
+  };
+  visit(XLSTMLargeParameter{names == XLSTMLargeNames::reference ? "embedding.weight"
+                                                                : "backbone.embeddings.weight",
+                            {V, E},
+                            Role::matrix},
+        weights.embedding);
+  weights.blocks.assign(static_cast<std::size_t>(config.num_blocks), {});
+  for (Index b = 0; b < config.num_blocks; ++b) {
+    const std::string block = "backbone.blocks." + std::to_string(b) + ".";
+    const std::string layer = block + "mlstm_layer.";
+    XLSTMLargeBlockWeights<T, W>& w = weights.blocks[static_cast<std::size_t>(b)];
+    w.norm_mlstm = norm(block + "norm_mlstm", E, bias);
+    if (single) {
+      w.q = linear(layer + "q", QK, E, bias);
+      w.k = linear(layer + "k", QK, E, bias);
+      w.v = linear(layer + "v", DV, E, bias);
+      w.ogate = linear(layer + "ogate_preact", DV, E, bias);
+      w.igate = linear(layer + "igate_preact", NH, E, true);
+      w.fgate = linear(layer + "fgate_preact", NH, E, true);
+    } else {
+      const LinearView<T, W> qkvo = linear(layer + "qkv_opreact", 2 * QK + 2 * DV, E, bias);
+      w.q = qkvo.rows(0, QK);
+      w.k = qkvo.rows(QK, QK);
+      w.v = qkvo.rows(2 * QK, DV);
+      w.ogate = qkvo.rows(2 * QK + DV, DV);
+      const LinearView<T, W> gates = linear(layer + "ifgate_preact", 2 * NH, E, true);
+      w.igate = gates.rows(0, NH);
+      w.fgate = gates.rows(NH, NH);
+    }
+    w.multihead_norm = norm(layer + "multihead_norm", DV, bias);
+    w.out_proj = linear(layer + "out_proj", E, DV, bias);
+    w.norm_ffn = norm(block + "norm_ffn", E, bias);
+    if (single) {
+      w.ffn_gate = linear(block + "ffn.proj_up_gate", F, E, bias);
+      w.ffn_up = linear(block + "ffn.proj_up", F, E, bias);
+    } else {
+      const LinearView<T, W> up = linear(block + "ffn.proj_up_gate_z", 2 * F, E, bias);
+      w.ffn_gate = up.rows(0, F);
+      w.ffn_up = up.rows(F, F);
+    }
+    w.ffn_down = linear(block + "ffn.proj_down", E, F, bias);
+  }
+  if (names == XLSTMLargeNames::transformers) {
+    weights.out_norm = norm("backbone.out_norm", E, false);  // transformers' has no bias
+  } else if (config.add_out_norm) {
+    weights.out_norm = norm("backbone.out_norm", E, bias);
+  }
+  weights.lm_head = linear("lm_head", V, E, false);
+}
+
+}  // namespace detail
+
+// Every parameter of the model `config` describes, in the given spelling, in block order.
+inline std::vector<XLSTMLargeParameter> xlstm_large_parameters(
+    const XLSTMLargeConfig& config, XLSTMLargeNames names = XLSTMLargeNames::reference) {
+  config.validate();
+  std::vector<XLSTMLargeParameter> table;
+  XLSTMLargeWeights<float> unbound;
+  detail::describe_xlstm_large(
+      config, names, unbound,
+      [&](XLSTMLargeParameter parameter, const float*&) { table.push_back(std::move(parameter)); });
+  return table;
+}
+
+// The views of the parameters of xlstm_large_parameters(config, names): `matrix(parameter)`
+// returns the first element (const W*) of a matrix, `vector(parameter)` that (const T*) of a
+// bias or norm weight; the stored shapes must be the table's.
+template <typename T, typename W, typename Matrix, typename Vector>
+XLSTMLargeWeights<T, W> bind_xlstm_large_weights(const XLSTMLargeConfig& config,
+                                                 XLSTMLargeNames names, Matrix&& matrix,
+                                                 Vector&& vector) {
+  XLSTMLargeWeights<T, W> weights;
+  detail::describe_xlstm_large(config, names, weights,
+                               [&](const XLSTMLargeParameter& parameter, auto& slot) {
+                                 using Slot = std::remove_reference_t<decltype(slot)>;
+                                 if (parameter.role == XLSTMLargeParameter::Role::matrix) {
+                                   if constexpr (std::is_same_v<Slot, const W*>)
+                                     slot = matrix(parameter);
+                                 } else if constexpr (std::is_same_v<Slot, const T*>) {
+                                   slot = vector(parameter);
+                                 }
+                               });
+  return weights;
+}
+
+}  // namespace mlstm
