@@ -56,14 +56,13 @@ inline void check_xlstm_large_tensors(const XLSTMLargeConfig& config, XLSTMLarge
     expected.insert(parameter.name);
     const auto found = tensors.find(parameter.name);
     if (found == tensors.end())
-      throw FormatError(
-          source + ": no tensor \"" + parameter.name + "\", which the configuration needs (shape " +
-          shape_string(parameter.shape) + ")");
+      throw FormatError(source + ": no tensor \"" + parameter.name +
+                        "\", which the configuration needs (shape " +
+                        shape_string(parameter.shape) + ")");
     const StoredTensor& stored = found->second;
     if (stored.shape != parameter.shape)
       throw FormatError("\"" + stored.file + "\": tensor \"" + parameter.name + "\" has shape " +
-                        shape_string(stored.shape) +
-                        ", the configuration gives " +
+                        shape_string(stored.shape) + ", the configuration gives " +
                         shape_string(parameter.shape));
     if (!is_float_dtype(stored.dtype))
       throw FormatError("\"" + stored.file + "\": tensor \"" + parameter.name + "\" has dtype " +
