@@ -1,4 +1,5 @@
-// The parameters of xLSTM-Large: one table of names and shapes, and the views the forward uses.
+// The parameters of xLSTM-Large: one parameter table (params/parameter_table.hpp) of names,
+// shapes and init rules, and the views the forward uses, both from one description.
 //
 // Names, in the reference's spelling (xLSTMLarge.state_dict()); transformers' xLSTMForCausalLM
 // spells the embedding `backbone.embeddings.weight` and always has an out norm without bias:
@@ -24,6 +25,12 @@
 // contiguous), so both modes run the same forward. Matrices (the embedding, the linear maps'
 // weights) are stored in W, the model's weight type (T or bfloat16); vectors (biases, norm
 // weights) in T, the type the model computes in.
+//
+// Init rules (what transformers' xLSTMPreTrainedModel._init_weights does, where it says):
+// embedding, q, k, v, qkv_opreact, proj_up, lm_head small_init(E); out_proj wang(E, blocks),
+// proj_down wang(F, blocks); the gate maps' weights (igate, fgate, ogate, ifgate, proj_up_gate,
+// proj_up_gate_z) zero; igate bias -10 (a normal of std 0), fgate bias linspace(3, 6), other
+// biases zero; norm weights one.
 #pragma once
 
 #include <string>
