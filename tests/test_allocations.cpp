@@ -1,5 +1,6 @@
 // What the kernels allocate: the in-place recurrent step nothing at all, the parallel form no
-// (S, S) matrix, the chunkwise form a workspace that does not grow with S.
+// (S, S) matrix, the chunkwise form a workspace that does not grow with S; and what a model
+// holds: its weights once, also when loaded from a file.
 //
 // This program replaces the C allocation functions (which operator new and Eigen's aligned
 // allocator both end in) by counting wrappers around glibc's own. It is not built with the
@@ -9,7 +10,9 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstddef>
+#include <filesystem>
 #include <mlstm/mlstm.hpp>
+#include <string>
 
 #include "support/random_inputs.hpp"
 
@@ -170,4 +173,26 @@ TEST_CASE("a model for inference holds its weights once", "[allocations][model]"
   INFO("peak above start " << watch.peak_above_start() << " bytes; weights " << weights);
   CHECK(watch.peak_above_start() >= weights);
   CHECK(watch.peak_above_start() < weights + weights / 20);  // no gradient buffers
+}
+
+TEST_CASE("loading a model holds its weights and little more", "[allocations][model]") {
+  mlstm::LMModelConfig config;
+  config.vocab_size = 4096;
+  config.embedding_dim = 256;
+  config.num_blocks = 2;
+  config.context_length = 64;
+  const std::string path =
+      (std::filesystem::temp_directory_path() / "mlstm_test_allocations_load.safetensors").string();
+  {
+    mlstm::LanguageModel<float> model(config);
+    mlstm::Generator generator(0);
+    model.reset_parameters(generator);
+    mlstm::save_language_model(model, path);
+  }
+  AllocationWatch watch;
+  const auto loaded = mlstm::load_language_model<float>(path);
+  const long long weights = loaded.registry().parameter_count() * 4;
+  std::filesystem::remove(path);
+  INFO("peak above start " << watch.peak_above_start() << " bytes; weights " << weights);
+  CHECK(watch.peak_above_start() < weights + weights / 20);  // no copy of the file's data
 }

@@ -281,6 +281,8 @@ TEST_CASE("files that are not byte-level BPE, or are broken, are FormatErrors na
                 "model.vocab must be an object");
   check_refused(refusal_of_edit([](json& t) { t["model"]["vocab"]["!"] = -3; }),
                 "model.vocab[\"!\"] must be a token id");
+  check_refused(refusal_of_edit([](json& t) { t["model"]["vocab"]["!"] = 4000000; }),
+                "the token ids run to 4000000 for only 1005 tokens");
   check_refused(refusal_of_edit([](json& t) { t["model"]["vocab"]["!"] = 1 << 30; }),
                 "must be a token id in [0, 4194303]");
   check_refused(

@@ -14,6 +14,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -61,7 +62,7 @@ class TokenizerJsonReader {
  public:
   explicit TokenizerJsonReader(std::string source) : source_(std::move(source)) {}
 
-  TokenizerTables read(const std::string& text) const {
+  TokenizerTables read(std::string_view text) const {
     const nlohmann::json root = parse(text);
     if (!root.is_object()) fail("the top level", "is not a JSON object");
     TokenizerTables tables;
@@ -90,7 +91,7 @@ class TokenizerJsonReader {
     return text;
   }
 
-  json parse(const std::string& text) const {
+  json parse(std::string_view text) const {
     const auto depth_guard = [&](int depth, json::parse_event_t event, json&) {
       if ((event == json::parse_event_t::object_start ||
            event == json::parse_event_t::array_start) &&
@@ -101,7 +102,7 @@ class TokenizerJsonReader {
       return true;
     };
     try {
-      return json::parse(text, depth_guard);
+      return json::parse(text.begin(), text.end(), depth_guard);
     } catch (const json::exception& error) {
       std::string reason = error.what();
       if (reason.size() > 200) reason = reason.substr(0, 200) + "...";
@@ -304,11 +305,20 @@ class TokenizerJsonReader {
     }
   }
 
-  static void fill_tokens_by_id(TokenizerTables& tables) {
+  void fill_tokens_by_id(TokenizerTables& tables) const {
     bpe::TokenId largest = 0;
+    std::size_t tokens = tables.vocab.size();
     for (const auto& entry : tables.vocab) largest = std::max(largest, entry.second);
-    for (const AddedToken& token : tables.added_tokens) largest = std::max(largest, token.id);
+    for (const AddedToken& token : tables.added_tokens) {
+      largest = std::max(largest, token.id);
+      tokens += tables.vocab.count(token.text) == 0 ? 1 : 0;
+    }
+    // The tables below are indexed by id: a few tokens with huge ids must not make them huge.
     const auto count = static_cast<std::size_t>(largest) + 1;
+    if (count > 2 * tokens + 1024) {
+      fail("the token ids", "run to " + std::to_string(largest) + " for only " +
+                                std::to_string(tokens) + " tokens: more than half would be unused");
+    }
     tables.token_strings.assign(count, std::string());
     tables.token_bytes.assign(count, std::string());
     tables.token_kinds.assign(count, TokenKind::none);

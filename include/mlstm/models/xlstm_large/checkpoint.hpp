@@ -89,13 +89,13 @@ inline void collect_stored_tensors(const safetensors::File& file,
 // Decodes tensor `name` of `file` into `count` elements of S (float, double or bfloat16).
 template <typename S>
 void decode_parameter(const safetensors::File& file, const std::string& name, S* out) {
-  const safetensors::TensorInfo& info = file.info(name);
+  const auto count = static_cast<std::size_t>(file.info(name).numel());
   if constexpr (is_bfloat16<S>) {
-    std::vector<float> wide(static_cast<std::size_t>(info.numel()));
-    read_flat(file, name, info.shape, wide.data());
+    std::vector<float> wide(count);
+    decode_tensor(file, name, wide.data(), count);
     std::transform(wide.begin(), wide.end(), out, [](float value) { return S(value); });
   } else {
-    read_flat(file, name, info.shape, out);
+    decode_tensor(file, name, out, count);
   }
 }
 
