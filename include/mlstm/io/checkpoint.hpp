@@ -51,6 +51,7 @@
 #include <utility>
 #include <vector>
 
+#include "mlstm/detail/text.hpp"
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/mman.h>
 #include <unistd.h>
@@ -95,13 +96,7 @@ inline bool is_float_dtype(safetensors::DType dtype) {
   return dtype == DType::F64 || dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16;
 }
 
-inline std::string listed(const std::vector<std::string>& items, std::size_t limit = 12) {
-  std::string text;
-  for (std::size_t i = 0; i < items.size() && i < limit; ++i)
-    text += (i > 0 ? ", " : "") + items[i];
-  if (items.size() > limit) text += ", ... (" + std::to_string(items.size()) + " in all)";
-  return text;
-}
+inline std::string listed(const std::vector<std::string>& items) { return list_string(items, 12); }
 
 // Hands the pages holding [data, data + bytes) of a read-only file mapping back to the system:
 // they are read again from the file if touched later, so releasing a page is always safe.
