@@ -134,3 +134,5 @@ BENCHMARK(BM_generate)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_prefill)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
+
+BENCHMARK_MAIN();
