@@ -2,6 +2,7 @@
 // files holding the parameters under either spelling (parameters.hpp).
 //
 //   auto model = mlstm::load_xlstm_large<float>("xLSTM-7b");   // config.json + shards
+//   auto half = mlstm::load_xlstm_large<float, Eigen::bfloat16>("xLSTM-7b");   // BF16 in place
 //
 //   mlstm::XLSTMLarge<double> model(config);                    // or: parameters into a model
 //   mlstm::load_xlstm_large_weights(model, {&file});
