@@ -133,7 +133,7 @@ def run_mlstm(binary, threads, small, min_seconds):
     report = json.loads(output)
     results = {}
     for bench in report["benchmarks"]:
-        name = bench["name"].replace("BM_", "").replace("/real_time", "")
+        name = bench["name"].replace("BM_", "").replace("/real_time", "").lower()
         results[name] = (bench["items_per_second"], bench["iterations"])
     return results, report["context"]
 

@@ -49,7 +49,7 @@ B, NH, CHUNK = 1, 4, 64
 
 
 def chunkwise_from_equations(q, k, v, igate, fgate, chunk_size=CHUNK, eps=1e-6):
-    """Chunkwise mLSTM from shared/DESIGN.md: states carried between chunks, chunks in parallel
+    """Chunkwise mLSTM from docs/design.md: states carried between chunks, chunks in parallel
     form. Used only when the reference package is absent. S must be a multiple of chunk_size."""
     b, nh, s, dqk = q.shape
     nc, L = s // chunk_size, chunk_size
@@ -113,9 +113,10 @@ def torch_kernels():
 
 
 def inputs(S, D, seed=0):
+    """q, k, v, i uniform in [-1, 1), f in [2.5, 4.5): the distributions of bench_kernels.cpp."""
     g = torch.Generator().manual_seed(seed)
-    q, k, v = (torch.randn(B, NH, S, D, generator=g) for _ in range(3))
-    i = torch.randn(B, NH, S, 1, generator=g)
+    q, k, v, i = (torch.rand(B, NH, S, width, generator=g) * 2.0 - 1.0
+                  for width in (D, D, D, 1))
     f = torch.rand(B, NH, S, 1, generator=g) * 2.0 + 2.5
     return q, k, v, i, f
 

@@ -66,7 +66,7 @@ class XLSTMLarge {
   explicit XLSTMLarge(const XLSTMLargeConfig& config,
                       XLSTMLargeNames names = XLSTMLargeNames::reference, int num_threads = 0)
       : XLSTMLarge(config, names, num_threads, nullptr,
-                   [](const XLSTMLargeParameter&) { return static_cast<const W*>(nullptr); }) {}
+                   [](const ParameterRow&) { return static_cast<const W*>(nullptr); }) {}
 
   // For loaders: as above, except that each matrix for which `external(parameter)` returns
   // data (not null) is used where it lies, in memory that `keep_alive` keeps (a mapped file).
@@ -79,10 +79,11 @@ class XLSTMLarge {
         keep_alive_(std::move(keep_alive)) {
     detail::resolve_num_threads(num_threads, "num_threads");
     Index matrices = 0, vectors = 0;
-    for (const XLSTMLargeParameter& parameter : xlstm_large_parameters(config_, names_)) {
+    const ParameterTable table = xlstm_large_table(config_, names_);
+    for (const ParameterRow& parameter : table.rows()) {
       Slot slot{0, 1, parameter, nullptr};
-      for (Index d : parameter.shape) slot.size *= d;
-      if (parameter.role == XLSTMLargeParameter::Role::matrix) {
+      for (const Extent& extent : parameter.extents) slot.size *= extent.value;
+      if (is_matrix(parameter)) {
         slot.external = external(parameter);
         if (slot.external == nullptr) {
           slot.offset = matrices;
@@ -97,17 +98,17 @@ class XLSTMLarge {
     matrices_.assign(static_cast<std::size_t>(matrices), W(0));
     vectors_.assign(static_cast<std::size_t>(vectors), T(0));
     for (const auto& [name, slot] : slots_) {
-      if (slot.parameter.role == XLSTMLargeParameter::Role::norm_weight)
+      if (slot.parameter.init && slot.parameter.init->scheme == InitScheme::ones)
         std::fill_n(vectors_.data() + slot.offset, slot.size, T(1));
     }
     weights_ = bind_xlstm_large_weights<T, W>(
         config_, names_,
-        [&](const XLSTMLargeParameter& p) -> const W* {
-          const Slot& slot = slots_.at(p.name);
+        [&](const std::string& name) -> const W* {
+          const Slot& slot = slots_.at(name);
           return slot.external != nullptr ? slot.external : matrices_.data() + slot.offset;
         },
-        [&](const XLSTMLargeParameter& p) -> const T* {
-          return vectors_.data() + slots_.at(p.name).offset;
+        [&](const std::string& name) -> const T* {
+          return vectors_.data() + slots_.at(name).offset;
         });
   }
 
@@ -120,20 +121,18 @@ class XLSTMLarge {
   XLSTMLargeNames names() const { return names_; }
   const XLSTMLargeWeights<T, W>& weights() const { return weights_; }
 
-  // The parameters (xlstm_large_parameters(config(), names()), in that order).
-  std::vector<XLSTMLargeParameter> parameters() const {
-    return xlstm_large_parameters(config_, names_);
-  }
+  // The parameter table (xlstm_large_table(config(), names())).
+  ParameterTable table() const { return xlstm_large_table(config_, names_); }
 
   // The table entry of parameter `name`; ValueError("name") for a name the model does not have.
-  const XLSTMLargeParameter& parameter(const std::string& name) const {
+  const ParameterRow& parameter(const std::string& name) const {
     const auto found = slots_.find(name);
     if (found == slots_.end())
       throw ValueError("name", "the model has no parameter \"" + name + "\"");
     return found->second.parameter;
   }
 
-  // A matrix parameter (role matrix: the embedding, a linear map's weight) as a flat view of
+  // A matrix parameter (rank 2: the embedding, a linear map's weight) as a flat view of
   // its elements, writable while the model holds it. ValueError("name") for a name the model
   // does not have, a vector parameter, or a matrix used in place in a loaded file.
   TensorMap<W, 1> matrix(const std::string& name) {
@@ -192,12 +191,12 @@ class XLSTMLarge {
   struct Slot {
     Index offset;  // in matrices_ or vectors_
     Index size;
-    XLSTMLargeParameter parameter;
+    ParameterRow parameter;
     const W* external;  // a matrix used where it lies, else null
   };
 
   const Slot& slot_of(const std::string& name, bool matrix) const {
-    if ((parameter(name).role == XLSTMLargeParameter::Role::matrix) != matrix)
+    if (is_matrix(parameter(name)) != matrix)
       throw ValueError("name", "parameter \"" + name + "\" is a " +
                                    (matrix ? "vector (bias or norm weight)" : "matrix"));
     return slots_.at(name);
