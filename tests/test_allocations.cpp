@@ -140,14 +140,23 @@ TEST_CASE("the segmented chunkwise workspace is the segment's, whatever S",
   CHECK(workspace[2] < (5 << 20));
 }
 
-TEST_CASE("a model for inference holds its weights once", "[allocations][model]") {
+namespace {
+
+// A model of 3.4M parameters: 13 MB of float weights, far above the allocator's noise.
+mlstm::LMModelConfig model_config() {
   mlstm::LMModelConfig config;
   config.vocab_size = 4096;
   config.embedding_dim = 256;
   config.num_blocks = 2;
   config.context_length = 64;
+  return config;
+}
+
+}  // namespace
+
+TEST_CASE("a model for inference holds its weights once", "[allocations][model]") {
   mlstm::test::HeapWatch watch;
-  const mlstm::LanguageModel<float> model(config);
+  const mlstm::LanguageModel<float> model(model_config());
   const long long weights = model.registry().parameter_count() * 4;
   INFO("peak above start " << watch.peak_above_start() << " bytes; weights " << weights);
   CHECK(watch.peak_above_start() >= weights);
@@ -155,15 +164,10 @@ TEST_CASE("a model for inference holds its weights once", "[allocations][model]"
 }
 
 TEST_CASE("loading a model holds its weights and little more", "[allocations][model]") {
-  mlstm::LMModelConfig config;
-  config.vocab_size = 4096;
-  config.embedding_dim = 256;
-  config.num_blocks = 2;
-  config.context_length = 64;
   const std::string path =
       (std::filesystem::temp_directory_path() / "mlstm_test_allocations_load.safetensors").string();
   {
-    mlstm::LanguageModel<float> model(config);
+    mlstm::LanguageModel<float> model(model_config());
     mlstm::Generator generator(0);
     model.reset_parameters(generator);
     mlstm::save_language_model(model, path);

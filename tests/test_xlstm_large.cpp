@@ -23,6 +23,8 @@
 #include <mlstm/layers/soft_cap.hpp>
 #include <mlstm/layers/swiglu.hpp>
 #include <mlstm/models/xlstm_large/checkpoint.hpp>
+#include <mlstm/params/generator.hpp>
+#include <set>
 #include <string>
 
 #include "support/golden.hpp"
@@ -190,6 +192,34 @@ TEST_CASE("xLSTM-Large: a prefill in pieces of any length continues exactly",
               golden.f32_logits * scale);
 }
 
+TEST_CASE("xLSTM-Large's parameter table is the reference's state dict, in both spellings",
+          "[xlstm_large][parameters]") {
+  const auto names_of = [](const mlstm::ParameterTable& table) {
+    std::set<std::string> names;
+    for (const mlstm::ParameterRow& row : table.rows()) names.insert(row.name);
+    return names;
+  };
+  for (const std::string name : {"single", "fused_bias"}) {
+    const auto weights = mlstm::test::golden_file("xlstm_large_" + name);
+    const auto config = mlstm::xlstm_large_config_from_json(weights.metadata("config"));
+    const mlstm::ParameterTable table = mlstm::xlstm_large_table(config);
+    CHECK(names_of(table) == std::set<std::string>(weights.names().begin(), weights.names().end()));
+    for (const mlstm::ParameterRow& row : table.rows())
+      CHECK(weights.info(row.name).shape == row.shape());
+    // The table registers and initializes a trainable model like any other.
+    mlstm::Registry<float> registry;
+    mlstm::register_parameters(registry, table);
+    mlstm::Generator generator(7);
+    mlstm::apply_init_plan(table.init_plan(), registry, generator);
+    CHECK(registry.size() == static_cast<Index>(table.rows().size()));
+  }
+  const mlstm::HFFolder folder = mlstm::HFFolder::open(hf_folder);
+  std::set<std::string> indexed;
+  for (const auto& entry : folder.weight_map()) indexed.insert(entry.first);
+  CHECK(names_of(mlstm::xlstm_large_table(mlstm::xlstm_large_config_from_json(folder.config_text()),
+                                          mlstm::XLSTMLargeNames::transformers)) == indexed);
+}
+
 TEST_CASE("xLSTM-Large rejects bad tokens and states", "[xlstm_large][errors]") {
   const auto model = reference_model<float>("single");
   Tensor<std::int64_t, 2> tokens(1, 3);
@@ -304,9 +334,9 @@ TEST_CASE("xLSTM-Large runs bfloat16 weights in place, as float weights of the s
   const BFloat16Folder folder;
   const auto in_place = mlstm::load_xlstm_large<float, Eigen::bfloat16>(folder.path.string());
   const auto widened = mlstm::load_xlstm_large<float>(folder.path.string());
-  for (const auto& parameter : in_place.parameters())
-    if (parameter.role == mlstm::XLSTMLargeParameter::Role::matrix)
-      CHECK(in_place.in_place(parameter.name));
+  const mlstm::ParameterTable table = in_place.table();
+  for (const mlstm::ParameterRow& row : table.rows())
+    if (mlstm::is_matrix(row)) CHECK(in_place.in_place(row.name));
 
   // The same weight values, summed in float either way: the forms' float budget.
   const Golden golden("xlstm_large_hf_outputs");

@@ -2,6 +2,7 @@
 // files holding the parameters under either spelling (parameters.hpp).
 //
 //   auto model = mlstm::load_xlstm_large<float>("xLSTM-7b");   // config.json + shards
+//   auto half = mlstm::load_xlstm_large<float, Eigen::bfloat16>("xLSTM-7b");   // BF16 in place
 //
 //   mlstm::XLSTMLarge<double> model(config);                    // or: parameters into a model
 //   mlstm::load_xlstm_large_weights(model, {&file});
@@ -52,20 +53,21 @@ inline void check_xlstm_large_tensors(const XLSTMLargeConfig& config, XLSTMLarge
                                       const std::map<std::string, StoredTensor>& tensors,
                                       const std::string& source) {
   std::set<std::string> expected;
-  for (const XLSTMLargeParameter& parameter : xlstm_large_parameters(config, names)) {
-    expected.insert(parameter.name);
-    const auto found = tensors.find(parameter.name);
+  const ParameterTable table = xlstm_large_table(config, names);
+  for (const ParameterRow& row : table.rows()) {
+    const Shape shape = row.shape();
+    const std::string shape_text = shape_string(shape);
+    expected.insert(row.name);
+    const auto found = tensors.find(row.name);
     if (found == tensors.end())
-      throw FormatError(source + ": no tensor \"" + parameter.name +
-                        "\", which the configuration needs (shape " +
-                        shape_string(parameter.shape) + ")");
+      throw FormatError(source + ": no tensor \"" + row.name +
+                        "\", which the configuration needs (shape " + shape_text + ")");
     const StoredTensor& stored = found->second;
-    if (stored.shape != parameter.shape)
-      throw FormatError("\"" + stored.file + "\": tensor \"" + parameter.name + "\" has shape " +
-                        shape_string(stored.shape) + ", the configuration gives " +
-                        shape_string(parameter.shape));
+    if (stored.shape != shape)
+      throw FormatError("\"" + stored.file + "\": tensor \"" + row.name + "\" has shape " +
+                        shape_string(stored.shape) + ", the configuration gives " + shape_text);
     if (!is_float_dtype(stored.dtype))
-      throw FormatError("\"" + stored.file + "\": tensor \"" + parameter.name + "\" has dtype " +
+      throw FormatError("\"" + stored.file + "\": tensor \"" + row.name + "\" has dtype " +
                         safetensors::dtype_name(stored.dtype) +
                         ", expected a float dtype (F64, F32, F16, BF16)");
   }
@@ -101,7 +103,7 @@ void decode_parameter(const safetensors::File& file, const std::string& name, S*
 template <typename T, typename W>
 void fill_xlstm_large_parameters(XLSTMLarge<T, W>& model, const safetensors::File& file) {
   for (const std::string& name : file.names()) {
-    if (model.parameter(name).role != XLSTMLargeParameter::Role::matrix) {
+    if (!is_matrix(model.parameter(name))) {
       decode_parameter(file, name, model.vector(name).data());
     } else if (!model.in_place(name)) {
       decode_parameter(file, name, model.matrix(name).data());
@@ -166,7 +168,7 @@ XLSTMLarge<T, W> load_xlstm_large(const std::string& path, int num_threads = 0) 
   const XLSTMLargeNames names = detail::xlstm_large_names_of(tensors);
   detail::check_xlstm_large_tensors(config, names, tensors,
                                     "model folder \"" + path + "\" with " + folder.config_path());
-  XLSTMLarge<T, W> model(config, names, num_threads, files, [&](const XLSTMLargeParameter& p) {
+  XLSTMLarge<T, W> model(config, names, num_threads, files, [&](const ParameterRow& p) {
     return detail::in_place_data<W>(*file_of.at(p.name), p.name);
   });
   for (const safetensors::File& file : *files) detail::fill_xlstm_large_parameters(model, file);
