@@ -2,6 +2,7 @@
 // to prove one way of bringing the library in.
 #include <cmath>
 #include <cstdio>
+#include <string>
 
 #include <mlstm/mlstm.hpp>
 
@@ -18,5 +19,16 @@ int main() {
   const bool ok = h.dimension(3) == 3 && std::abs(h(0, 1, 4, 2) - 2.0) < 1e-5;
   std::printf("mlstm %d.%d.%d consumer: h(0, 1, 4, 2) = %.9f %s\n", mlstm::version_major,
               mlstm::version_minor, mlstm::version_patch, h(0, 1, 4, 2), ok ? "ok" : "WRONG");
+#ifdef MLSTM_PACKAGE_VERSION
+  // The installed package's version (mlstmConfigVersion.cmake) is the header's.
+  const std::string header_version = std::to_string(mlstm::version_major) + "." +
+                                     std::to_string(mlstm::version_minor) + "." +
+                                     std::to_string(mlstm::version_patch);
+  if (header_version != MLSTM_PACKAGE_VERSION) {
+    std::printf("package version %s, header version %s\n", MLSTM_PACKAGE_VERSION,
+                header_version.c_str());
+    return 1;
+  }
+#endif
   return ok ? 0 : 1;
 }
