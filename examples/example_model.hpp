@@ -2,8 +2,11 @@
 // choose a model (a folder, a checkpoint, or a new model of a given configuration initialized
 // from a seed) and how to build it.
 //
-//   --model=DIR            a model folder: model.safetensors (as --checkpoint) and, for the
-//                          examples that read text, tokenizer.json
+//   --model=DIR            a model folder: a Hugging Face xLSTM-Large folder (config.json and
+//                          safetensors shards, as save_pretrained writes them), or a folder with
+//                          model.safetensors (as --checkpoint); and, for the examples that read
+//                          text, tokenizer.json
+//   --weights=bfloat16|float32   how an xLSTM-Large model stores its matrices (computing in float)
 //   --checkpoint=PATH      a safetensors state dict (from save_language_model, or from PyTorch:
 //                          the configuration is then inferred from the tensors)
 //   without a checkpoint:  --vocab-size --embedding-dim --num-heads --num-blocks
@@ -15,19 +18,22 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <map>
-#include <mlstm/mlstm.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <mlstm/mlstm.hpp>
 
 namespace example {
 
 struct ModelFlags {
   std::string folder;
   std::string checkpoint;
+  bool bfloat16_weights = true;  // of an xLSTM-Large model
   mlstm::LMModelConfig config;
   std::uint64_t seed = 0;
   mlstm::KernelOptions kernels;
@@ -42,8 +48,9 @@ struct ModelFlags {
 };
 
 inline const char* const model_usage =
-    "  --model=DIR           load DIR/model.safetensors (and DIR/tokenizer.json where text is "
-    "read)\n"
+    "  --model=DIR           a model folder: Hugging Face xLSTM-Large (config.json + shards) or\n"
+    "                        model.safetensors; and tokenizer.json where text is read\n"
+    "  --weights=bfloat16|float32   an xLSTM-Large model's matrices (default bfloat16)\n"
     "  --checkpoint=PATH     load a safetensors checkpoint (else: a new model from --seed)\n"
     "  --vocab-size=N --embedding-dim=N --num-heads=N --num-blocks=N --context-length=N\n"
     "                        the new model's configuration (default 256, 128, 4, 2, 256)\n"
@@ -126,6 +133,10 @@ inline bool parse_model_flag(const std::string& flag, const std::string& value, 
     flags.folder = value;
   } else if (flag == "--checkpoint") {
     flags.checkpoint = value;
+  } else if (flag == "--weights") {
+    if (value != "bfloat16" && value != "float32")
+      throw std::invalid_argument("--weights: expected bfloat16 or float32, got " + value);
+    flags.bfloat16_weights = value == "bfloat16";
   } else if (flag == "--seed") {
     flags.seed = static_cast<std::uint64_t>(parse_integer(flag, value));
   } else if (flag == "--threads") {
@@ -166,6 +177,54 @@ inline void print_model(const mlstm::LanguageModel<float>& model, const ModelFla
       static_cast<long long>(c.num_blocks), static_cast<long long>(c.num_heads),
       static_cast<long long>(c.inner_embedding_dim()),
       static_cast<long long>(model.registry().parameter_count()), mlstm::get_num_threads());
+}
+
+template <typename W>
+void print_model(const mlstm::XLSTMLarge<float, W>& model, const ModelFlags& flags) {
+  const mlstm::XLSTMLargeConfig& c = model.config();
+  long long parameters = 0;
+  for (const mlstm::XLSTMLargeParameter& parameter : model.parameters()) {
+    long long size = 1;
+    for (const mlstm::Index d : parameter.shape) size *= d;
+    parameters += size;
+  }
+  std::printf(
+      "model: %s (xLSTM-Large, %s matrices); vocab %lld, embedding %lld, %lld blocks, "
+      "%lld heads, %lld parameters; %d threads\n",
+      flags.folder.c_str(), flags.bfloat16_weights ? "bfloat16" : "float32",
+      static_cast<long long>(c.vocab_size), static_cast<long long>(c.embedding_dim),
+      static_cast<long long>(c.num_blocks), static_cast<long long>(c.num_heads), parameters,
+      mlstm::get_num_threads());
+}
+
+// The chunk size of the chunkwise kernel that prefill runs.
+inline mlstm::Index chunk_size_of(const mlstm::LanguageModel<float>& model) {
+  return model.options().chunk_size;
+}
+template <typename W>
+mlstm::Index chunk_size_of(const mlstm::XLSTMLarge<float, W>& model) {
+  return model.config().chunk_size;
+}
+
+// Builds the model the flags choose, prints what it is, and calls run(model): an xLSTM-Large
+// model for a folder with config.json, else the language model of make_model.
+template <typename Run>
+void with_model(const ModelFlags& flags, Run run) {
+  const bool hugging_face_folder =
+      !flags.folder.empty() && std::filesystem::exists(flags.folder + "/config.json");
+  if (hugging_face_folder && flags.bfloat16_weights) {
+    const auto model = mlstm::load_xlstm_large<float, Eigen::bfloat16>(flags.folder);
+    print_model(model, flags);
+    run(model);
+  } else if (hugging_face_folder) {
+    const auto model = mlstm::load_xlstm_large<float>(flags.folder);
+    print_model(model, flags);
+    run(model);
+  } else {
+    const mlstm::LanguageModel<float> model = make_model(flags);
+    print_model(model, flags);
+    run(model);
+  }
 }
 
 inline double seconds_since(std::chrono::steady_clock::time_point start) {

@@ -2,7 +2,7 @@
 // from the state it leaves, streaming the text as it comes; prints the tokens per second of both
 // phases at the end.
 //
-//   generate --model DIR --prompt "The xLSTM is" --new-tokens 64
+//   generate --model xLSTM-7b --prompt "The xLSTM is" --new-tokens 64    # a Hugging Face folder
 //   generate --model DIR --prompt "Once" --temperature 0.8 --top-k 40 --seed 3
 //   generate --checkpoint model.safetensors --tokens 12,7,431 --dump-logits prompt_logits.f32
 //   generate --vocab-size=50304 --embedding-dim=768 --num-blocks=12 --prompt-length=512
@@ -156,8 +156,8 @@ void write_logits(const std::string& path, const mlstm::Tensor<float, 3>& logits
   if (!out) throw std::runtime_error("--dump-logits: cannot write " + path);
 }
 
-// Prefill, then generation, streaming the text; the model is any with initial_state, prefill and
-// step (the language model's interface).
+// Prefill, then generation, streaming the text; the model is the language model or xLSTM-Large
+// (both have initial_state, prefill and step).
 template <typename Model>
 void generate(const Model& model, const std::optional<mlstm::Tokenizer>& tokenizer,
               Options& options) {
@@ -219,7 +219,7 @@ void generate(const Model& model, const std::optional<mlstm::Tokenizer>& tokeniz
   std::printf("prefill:    %lld tokens in %.4f s = %.1f tokens/s (chunkwise, chunk %lld)\n",
               static_cast<long long>(prompt_length), prefill_seconds,
               static_cast<double>(prompt_length) / prefill_seconds,
-              static_cast<long long>(model.options().chunk_size));
+              static_cast<long long>(example::chunk_size_of(model)));
   const long long steps = std::max(options.new_tokens - 1, 0LL);
   if (steps > 0) {
     std::printf("generation: %lld steps in %.4f s = %.1f tokens/s (recurrent step)\n", steps,
@@ -244,9 +244,8 @@ int main(int argc, char** argv) {
   }
   try {
     const std::optional<mlstm::Tokenizer> tokenizer = load_tokenizer(options);
-    const mlstm::LanguageModel<float> model = example::make_model(options.model);
-    example::print_model(model, options.model);
-    generate(model, tokenizer, options);
+    example::with_model(options.model,
+                        [&](const auto& model) { generate(model, tokenizer, options); });
   } catch (const std::exception& error) {
     std::cerr << "generate: " << error.what() << "\n";
     return 1;

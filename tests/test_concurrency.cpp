@@ -74,7 +74,7 @@ TEST_CASE("kernels called from several threads while the thread count changes eq
   const auto prefix = chunkwise(1).state;
   const auto step = [&](int threads) {
     return mlstm::recurrent_step_stabilized(prefix.c, prefix.n, prefix.m, q_t, k_t, v_t, i_t, f_t,
-                                            1e-6, threads);
+                                            {1e-6, threads});
   };
   const auto parallel_one = parallel(1);
   const auto chunkwise_one = chunkwise(1);

@@ -16,6 +16,7 @@ namespace {
 
 using mlstm::Index;
 using mlstm::InitCall;
+using mlstm::InitRule;
 using mlstm::InitScheme;
 using mlstm::Registry;
 using Names = std::vector<std::string>;
@@ -227,19 +228,20 @@ TEST_CASE("params model: a plan with an unknown name or bad arguments writes not
   auto& a = registry.add("a", {3});
   auto& b = registry.add("b", {2, 2});
   mlstm::Generator gen(1);
-  CHECK_THROWS_AS(mlstm::apply_init_plan({InitCall::ones("a"), InitCall::ones("c")}, registry, gen),
+  const InitCall ones_a{"a", InitRule::ones()};
+  CHECK_THROWS_AS(mlstm::apply_init_plan({ones_a, {"c", InitRule::ones()}}, registry, gen),
                   mlstm::ValueError);
   CHECK(a.flat()(0) == 0.0f);
-  CHECK_THROWS_AS(mlstm::apply_init_plan({InitCall::ones("a"), InitCall::bias_linspace("b", 0, 1)},
+  CHECK_THROWS_AS(mlstm::apply_init_plan({ones_a, {"b", InitRule::bias_linspace(0, 1)}},
                                          registry, gen),
                   mlstm::ShapeError);
   CHECK(a.flat()(0) == 0.0f);
-  CHECK_THROWS_AS(mlstm::apply_init_plan({InitCall::ones("a"), InitCall::wang("b", 4, 0)}, registry, gen),
+  CHECK_THROWS_AS(mlstm::apply_init_plan({ones_a, {"b", InitRule::wang(4, 0)}}, registry, gen),
                   mlstm::ValueError);
   CHECK(a.flat()(0) == 0.0f);
   CHECK(b.flat()(3) == 0.0f);
-  CHECK(InitCall::wang("b", 4, 2).describe() == "wang_init_(dim=4, num_blocks=2)");
-  CHECK(InitCall::normal("x", 0, 0.1).describe() == "normal_(mean=0, std=0.1)");
+  CHECK(InitRule::wang(4, 2).describe() == "wang_init_(dim=4, num_blocks=2)");
+  CHECK(InitRule::normal(0, 0.1).describe() == "normal_(mean=0, std=0.1)");
 }
 
 TEST_CASE("params model: a module's table gives the same names alone and in the model", "[params][model]") {

@@ -23,6 +23,8 @@
 #include <mlstm/layers/soft_cap.hpp>
 #include <mlstm/layers/swiglu.hpp>
 #include <mlstm/models/xlstm_large/checkpoint.hpp>
+#include <mlstm/params/generator.hpp>
+#include <set>
 #include <string>
 
 #include "support/golden.hpp"
@@ -75,8 +77,8 @@ void check_close(const std::string& what, const A& actual, const E& expected, do
 }
 
 // Logits of a prefill of the first P tokens, then one step per remaining token: (B, S, V).
-template <typename T>
-Tensor<T, 3> prefill_then_steps(const mlstm::XLSTMLarge<T>& model,
+template <typename T, typename W>
+Tensor<T, 3> prefill_then_steps(const mlstm::XLSTMLarge<T, W>& model,
                                 const Tensor<std::int64_t, 2>& tokens, Index prefill,
                                 mlstm::XLSTMLargeState<T>& state) {
   const Index B = tokens.dimension(0), S = tokens.dimension(1), V = model.config().vocab_size;
@@ -190,6 +192,34 @@ TEST_CASE("xLSTM-Large: a prefill in pieces of any length continues exactly",
               golden.f32_logits * scale);
 }
 
+TEST_CASE("xLSTM-Large's parameter table is the reference's state dict, in both spellings",
+          "[xlstm_large][parameters]") {
+  const auto names_of = [](const mlstm::ParameterTable& table) {
+    std::set<std::string> names;
+    for (const mlstm::ParameterRow& row : table.rows()) names.insert(row.name);
+    return names;
+  };
+  for (const std::string name : {"single", "fused_bias"}) {
+    const auto weights = mlstm::test::golden_file("xlstm_large_" + name);
+    const auto config = mlstm::xlstm_large_config_from_json(weights.metadata("config"));
+    const mlstm::ParameterTable table = mlstm::xlstm_large_table(config);
+    CHECK(names_of(table) == std::set<std::string>(weights.names().begin(), weights.names().end()));
+    for (const mlstm::ParameterRow& row : table.rows())
+      CHECK(weights.info(row.name).shape == row.shape());
+    // The table registers and initializes a trainable model like any other.
+    mlstm::Registry<float> registry;
+    mlstm::register_parameters(registry, table);
+    mlstm::Generator generator(7);
+    mlstm::apply_init_plan(table.init_plan(), registry, generator);
+    CHECK(registry.size() == static_cast<Index>(table.rows().size()));
+  }
+  const mlstm::HFFolder folder = mlstm::HFFolder::open(hf_folder);
+  std::set<std::string> indexed;
+  for (const auto& entry : folder.weight_map()) indexed.insert(entry.first);
+  CHECK(names_of(mlstm::xlstm_large_table(mlstm::xlstm_large_config_from_json(folder.config_text()),
+                                          mlstm::XLSTMLargeNames::transformers)) == indexed);
+}
+
 TEST_CASE("xLSTM-Large rejects bad tokens and states", "[xlstm_large][errors]") {
   const auto model = reference_model<float>("single");
   Tensor<std::int64_t, 2> tokens(1, 3);
@@ -274,6 +304,55 @@ TEST_CASE("xLSTM-Large folder errors name the file and what is wrong",
                     "\"lm_head.weight\": \"model-00001-of-00003.safetensors\"");
     check_load_fails<mlstm::FormatError>(folder, "lm_head.weight");
   }
+}
+
+namespace {
+
+// The golden folder with its weights rounded to bfloat16 (what a bfloat16 checkpoint holds).
+struct BFloat16Folder : FolderCopy {
+  BFloat16Folder() : FolderCopy("bf16") {
+    const mlstm::HFFolder golden = mlstm::HFFolder::open(hf_folder);
+    for (const std::string& shard : golden.shards()) {
+      const auto source = mlstm::safetensors::File::load(data_path("xlstm_large_hf/" + shard));
+      mlstm::safetensors::Writer writer;
+      for (const std::string& name : source.names()) {
+        if (source.info(name).shape.size() == 2) {
+          writer.add_converted(name, source.read<float, 2>(name), mlstm::safetensors::DType::BF16);
+        } else {
+          writer.add_converted(name, source.read<float, 1>(name), mlstm::safetensors::DType::BF16);
+        }
+      }
+      writer.save(file(shard));
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("xLSTM-Large runs bfloat16 weights in place, as float weights of the same values",
+          "[xlstm_large][hf_folder][bfloat16]") {
+  const BFloat16Folder folder;
+  const auto in_place = mlstm::load_xlstm_large<float, Eigen::bfloat16>(folder.path.string());
+  const auto widened = mlstm::load_xlstm_large<float>(folder.path.string());
+  const mlstm::ParameterTable table = in_place.table();
+  for (const mlstm::ParameterRow& row : table.rows())
+    if (mlstm::is_matrix(row)) CHECK(in_place.in_place(row.name));
+
+  // The same weight values, summed in float either way: the forms' float budget.
+  const Golden golden("xlstm_large_hf_outputs");
+  const Tensor<float, 3> expected = widened.forward(golden.tokens);
+  const double scale = mlstm::test::magnitude(expected);
+  check_close("bfloat16 weights vs the same in float", in_place.forward(golden.tokens), expected,
+              mlstm::test::forms_relative<float> * scale, 0);
+  auto state = in_place.initial_state(golden.tokens.dimension(0));
+  check_close("bfloat16 weights, prefill + steps",
+              prefill_then_steps(in_place, golden.tokens, golden.prefill, state), expected,
+              mlstm::test::forms_relative<float> * scale, 0);
+  // What rounding the weights to bfloat16 costs against the float64 reference (reported only:
+  // it measures the checkpoint's precision, not the library).
+  mlstm::test::report_golden("bfloat16 weights vs the float64 reference", expected, golden.logits,
+                             mlstm::test::magnitude(golden.logits),
+                             golden.f32_logits * mlstm::test::magnitude(golden.logits));
 }
 
 // The layers xLSTM-Large adds, against plain loops over their equations.

@@ -83,14 +83,14 @@ void call_kernel(ByteReader& in) {
       break;
     }
     case 2:
-      (void)mlstm::recurrent_sequence(q, k, v, igate, fgate, eps_from(in), threads_from(in));
+      (void)mlstm::recurrent_sequence(q, k, v, igate, fgate, {eps_from(in), threads_from(in)});
       break;
     default: {
       const auto c = tensor<T>(in, {batch, heads, qk, v_dim});
       const auto n = tensor<T>(in, {batch, heads, qk, 1});
       const auto m = tensor<T>(in, {batch, heads, 1, 1});
-      (void)mlstm::recurrent_step_stabilized(c, n, m, q, k, v, igate, fgate, eps_from(in),
-                                             threads_from(in));
+      (void)mlstm::recurrent_step_stabilized(c, n, m, q, k, v, igate, fgate,
+                                             {eps_from(in), threads_from(in)});
       break;
     }
   }

@@ -7,17 +7,16 @@
 //
 //   auto folder = mlstm::HFFolder::open("xLSTM-7b");   // checks the files are there
 //   folder.config_text();                               // config.json's text
-//   folder.for_each_shard([](const mlstm::safetensors::File& shard) { ... });
+//   std::vector<mlstm::safetensors::File> shards = folder.open_shards();
 //
 // open() reads config.json and the index and checks that every shard the index names exists
-// as a plain file name inside the folder; for_each_shard() opens the shards one at a time
-// (validating each header) and checks that every tensor lies in the shard the index says and
-// every indexed tensor is there. Errors are FormatError naming the file and what is wrong.
+// as a plain file name inside the folder; open_shards() maps the shards (validating each
+// header) and checks that every tensor lies in the shard the index says and every indexed
+// tensor is there. Errors are FormatError naming the file and what is wrong.
 // The folder says nothing about a model: models/ interpret the configuration and the tensors.
 #pragma once
 
 #include <fstream>
-#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -64,15 +63,16 @@ class HFFolder {
   // Tensor name -> shard file name from the index (empty without an index).
   const std::map<std::string, std::string>& weight_map() const { return weight_map_; }
 
-  // Calls `visit` on each shard in turn, each opened, validated and released after the call.
-  // FormatError if a shard holds a tensor the index puts elsewhere (or does not list), or lacks
-  // one the index puts there.
-  void for_each_shard(const std::function<void(const safetensors::File&)>& visit) const {
+  // Every shard, opened (memory-mapped where the system allows: the memory used is the headers')
+  // and validated. FormatError if a shard holds a tensor the index puts elsewhere (or does not
+  // list), or lacks one the index puts there.
+  std::vector<safetensors::File> open_shards() const {
+    std::vector<safetensors::File> files;
     for (const std::string& shard : shards_) {
-      const safetensors::File file = safetensors::File::load(file_path(shard));
-      if (!weight_map_.empty()) check_against_index(shard, file);
-      visit(file);
+      files.push_back(safetensors::File::load(file_path(shard)));
+      if (!weight_map_.empty()) check_against_index(shard, files.back());
     }
+    return files;
   }
 
   std::string file_path(const std::string& name) const { return path_ + "/" + name; }

@@ -62,10 +62,6 @@ struct TensorInfo {
 
 namespace mlstm::detail {
 
-inline std::string shape_text(const std::vector<Index>& shape) {
-  return shape_string(shape, static_cast<int>(shape.size()));
-}
-
 // Throws FormatError naming the file; every header fault goes through here.
 class HeaderFault {
  public:
@@ -139,7 +135,7 @@ inline safetensors::TensorInfo parse_tensor_entry(const std::string& name,
     const auto d = static_cast<std::uint64_t>(dim);
     if (d == 0) continue;
     if (nonzero_byte_size > limit / d) {
-      fail("shape " + shape_text(info.shape) + " of " + describe(info.dtype).name + " overflows: " +
+      fail("shape " + shape_string(info.shape) + " of " + describe(info.dtype).name + " overflows: " +
            (empty ? "the byte size of its nonzero dimensions" : "its byte size") +
            " is beyond 2^63 - 1");
     }
@@ -160,7 +156,7 @@ inline safetensors::TensorInfo parse_tensor_entry(const std::string& name,
   if (info.begin > info.end) fail(range + " begin after they end");
   if (info.end - info.begin != byte_size) {
     fail(range + " span " + std::to_string(info.end - info.begin) + " bytes, but " +
-         describe(info.dtype).name + " of shape " + shape_text(info.shape) + " needs " +
+         describe(info.dtype).name + " of shape " + shape_string(info.shape) + " needs " +
          std::to_string(byte_size));
   }
   if (info.end > buffer_size) {

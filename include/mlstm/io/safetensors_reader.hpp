@@ -87,7 +87,7 @@ class File {
   // Tensor `name` as a rank-`Rank` tensor of T. float and double read F64, F32, F16 and BF16
   // (F64 into float rounds to nearest); bool reads BOOL; an integer type reads the integer dtypes
   // all of whose values it holds. Throws ValueError("name") for an unknown name,
-  // ShapeError("Rank") for another rank, ValueError("T") for a dtype T does not read, and
+  // ShapeError(name) for another rank, ValueError(name) for a dtype T does not read, and
   // FormatError for BOOL bytes other than 0 and 1.
   template <typename T, int Rank>
   Tensor<T, Rank> read(const std::string& name) const;
@@ -189,8 +189,8 @@ template <typename T, int Rank>
 const TensorInfo& File::readable_info(const std::string& name) const {
   const TensorInfo& found = info(name);
   if (found.shape.size() != static_cast<std::size_t>(Rank)) {
-    throw ShapeError("Rank", described(name) + " has rank " + std::to_string(found.shape.size()) +
-                                 " with shape " + detail::shape_text(found.shape) +
+    throw ShapeError(name, described(name) + " has rank " + std::to_string(found.shape.size()) +
+                                 " with shape " + shape_string(found.shape) +
                                  "; expected rank " + std::to_string(Rank));
   }
   return readable_info<T>(name);
@@ -205,11 +205,9 @@ const TensorInfo& File::readable_info(const std::string& name) const {
     for (const detail::DTypeDescription& d : detail::dtype_table) {
       if (detail::reads_as<T>(d.dtype)) readable.push_back(d.name);
     }
-    std::string list;
-    for (std::size_t i = 0; i < readable.size(); ++i) list += (i > 0 ? ", " : "") + readable[i];
-    throw ValueError("T", described(name) + " has dtype " + dtype_name(found.dtype) +
-                              ", which does not convert to " + detail::element_type_name<T>() +
-                              " (that reads " + list + ")");
+    throw ValueError(name, described(name) + " has dtype " + dtype_name(found.dtype) +
+                               ", which does not convert to " + detail::element_type_name<T>() +
+                               " (that reads " + mlstm::detail::list_string(readable) + ")");
   }
   if (found.dtype == DType::BOOL) {
     const detail::HeaderFault fail(source_name_);
@@ -242,15 +240,15 @@ void File::read_into(const std::string& name, Out&& out) const {
   mlstm::detail::require_argument_type<X>();
   static_assert(!std::is_const_v<std::remove_pointer_t<decltype(out.data())>>,
                 "read_into writes into `out`: pass a Tensor or a TensorMap of non-const data");
-  using T = mlstm::detail::scalar_of<X>;
-  constexpr int Rank = mlstm::detail::traits_of<X>::rank;
+  using T = mlstm::ScalarOf<X>;
+  constexpr int Rank = mlstm::rank_of<X>;
   const TensorInfo& found = readable_info<T, Rank>(name);
   bool same_shape = true;
   for (int axis = 0; axis < Rank; ++axis) same_shape = same_shape && out.dimension(axis) == found.shape[axis];
   if (!same_shape) {
-    throw ShapeError("out", described(name) + " has shape " + detail::shape_text(found.shape) +
+    throw ShapeError("out", described(name) + " has shape " + shape_string(found.shape) +
                                 ", but `out` has shape " +
-                                mlstm::detail::shape_string(out.dimensions(), Rank));
+                                mlstm::shape_string(out.dimensions()));
   }
   detail::decode_elements(found.dtype, data_of(found), static_cast<std::size_t>(found.numel()),
                           out.data());
@@ -261,7 +259,7 @@ void File::decode_into(const std::string& name, T* target, std::size_t count) co
   const TensorInfo& found = readable_info<T>(name);
   const auto numel = static_cast<std::size_t>(found.numel());
   if (count != numel) {
-    throw ShapeError("count", described(name) + " has shape " + detail::shape_text(found.shape) +
+    throw ShapeError("count", described(name) + " has shape " + shape_string(found.shape) +
                                   " (" + std::to_string(numel) + " elements), but `count` is " +
                                   std::to_string(count));
   }

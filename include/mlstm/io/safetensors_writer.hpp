@@ -52,7 +52,7 @@ class Writer {
   // max_tensor_count.
   template <typename X>
   Writer& add(const std::string& name, const X& tensor) {
-    using T = mlstm::detail::scalar_of<X>;
+    using T = mlstm::ScalarOf<X>;
     return add_as(name, tensor, mlstm::detail::natural_dtype<T>());
   }
 
@@ -61,7 +61,7 @@ class Writer {
   // ValueError("dtype") for another dtype, and as add() does.
   template <typename X>
   Writer& add_converted(const std::string& name, const X& tensor, DType dtype) {
-    using T = mlstm::detail::scalar_of<X>;
+    using T = mlstm::ScalarOf<X>;
     static_assert(std::is_floating_point_v<T>, "add_converted converts float or double tensors");
     if (detail::describe(dtype).kind != detail::DTypeKind::floating) {
       throw ValueError("dtype", std::string("expected F64, F32, F16 or BF16, got ") +
@@ -118,7 +118,7 @@ Writer& Writer::add_as(const std::string& name, const X& tensor, DType dtype) {
     throw ValueError("name", "cannot add " + detail::quoted(name) + ": a file holds at most " +
                                  std::to_string(max_tensor_count) + " tensors");
   }
-  constexpr int rank = mlstm::detail::traits_of<X>::rank;
+  constexpr int rank = mlstm::rank_of<X>;
   Entry entry{name, dtype, std::vector<Index>(rank), {}};
   for (int axis = 0; axis < rank; ++axis) entry.shape[axis] = tensor.dimension(axis);
   const auto count = static_cast<std::size_t>(tensor.size());

@@ -32,10 +32,10 @@
 #include "mlstm/errors.hpp"
 #include "mlstm/io/detail/bpe.hpp"
 #include "mlstm/io/detail/byte_level.hpp"
+#include "mlstm/io/detail/file_bytes.hpp"
 #include "mlstm/io/detail/tokenizer_json.hpp"
 #include "mlstm/io/detail/unicode.hpp"
 #include "mlstm/io/detail/utf8.hpp"
-#include "mlstm/io/file_bytes.hpp"
 
 namespace mlstm {
 

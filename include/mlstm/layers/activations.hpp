@@ -21,9 +21,9 @@ inline T silu(T x) {
 
 // Elementwise SiLU of x (any rank): returns a tensor of x's shape.
 template <typename X>
-Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> silu_forward(const X& x) {
+Tensor<ScalarOf<X>, rank_of<X>> silu_forward(const X& x) {
   detail::require_argument_type<X>();
-  Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> y(x.dimensions());
+  Tensor<ScalarOf<X>, rank_of<X>> y(x.dimensions());
   for (Index i = 0; i < x.size(); ++i) y.data()[i] = detail::silu(x.data()[i]);
   return y;
 }

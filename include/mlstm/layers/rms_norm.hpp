@@ -36,17 +36,17 @@ void rms_norm_row(const T* x, Index dim, const T* weight, const T* bias, double 
 }
 
 template <typename X, typename W>
-Tensor<scalar_of<X>, traits_of<X>::rank> rms_norm_checked(const X& x, const W& weight,
-                                                          const scalar_of<X>* bias,
+Tensor<ScalarOf<X>, traits_of<X>::rank> rms_norm_checked(const X& x, const W& weight,
+                                                          const ScalarOf<X>* bias,
                                                           const RMSNormOptions& options) {
   constexpr int rank = traits_of<X>::rank;
   expect_valid_eps(options.eps, "options.eps");
   const Index dim = x.dimension(rank - 1);
   if (dim < 1)
     throw ShapeError("x", "the normalized (last) axis must have at least 1 feature, got " +
-                              shape_string(x.dimensions(), rank));
-  expect_shape<scalar_of<X>, 1>(weight, {dim}, "weight", "(D) of x");
-  Tensor<scalar_of<X>, rank> y(x.dimensions());
+                              shape_string(x.dimensions()));
+  expect_shape<ScalarOf<X>, 1>(weight, {dim}, "weight", "(D) of x");
+  Tensor<ScalarOf<X>, rank> y(x.dimensions());
   const Index rows = leading_rows(x);
   for (Index row = 0; row < rows; ++row)
     rms_norm_row(x.data() + row * dim, dim, weight.data(), bias, options.eps, y.data() + row * dim);
@@ -57,23 +57,23 @@ Tensor<scalar_of<X>, traits_of<X>::rank> rms_norm_checked(const X& x, const W& w
 
 // x (..., D), weight (D) -> (..., D), normalized over the last axis.
 template <typename X, typename W>
-Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> rms_norm_forward(
+Tensor<ScalarOf<X>, rank_of<X>> rms_norm_forward(
     const X& x, const W& weight, const RMSNormOptions& options = {}) {
   detail::require_same_scalar<X, W>();
-  static_assert(detail::traits_of<X>::rank >= 1, "rms_norm_forward: x needs a feature axis");
+  static_assert(rank_of<X> >= 1, "rms_norm_forward: x needs a feature axis");
   return detail::rms_norm_checked(x, detail::const_view<1>(weight, "weight", "(D)"), nullptr,
                                   options);
 }
 
 // x (..., D), weight (D), bias (D) -> (..., D).
 template <typename X, typename W, typename Bias>
-Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> rms_norm_forward(
+Tensor<ScalarOf<X>, rank_of<X>> rms_norm_forward(
     const X& x, const W& weight, const Bias& bias, const RMSNormOptions& options = {}) {
   detail::require_same_scalar<X, W, Bias>();
-  static_assert(detail::traits_of<X>::rank >= 1, "rms_norm_forward: x needs a feature axis");
-  constexpr int rank = detail::traits_of<X>::rank;
+  static_assert(rank_of<X> >= 1, "rms_norm_forward: x needs a feature axis");
+  constexpr int rank = rank_of<X>;
   const auto bias_view = detail::const_view<1>(bias, "bias", "(D)");
-  detail::expect_shape<detail::scalar_of<X>, 1>(bias_view, {x.dimension(rank - 1)}, "bias",
+  detail::expect_shape<ScalarOf<X>, 1>(bias_view, {x.dimension(rank - 1)}, "bias",
                                                 "(D) of x");
   return detail::rms_norm_checked(x, detail::const_view<1>(weight, "weight", "(D)"),
                                   bias_view.data(), options);

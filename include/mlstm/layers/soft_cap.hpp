@@ -27,12 +27,12 @@ void soft_cap_inplace(T* x, Index count, T cap) {
 
 // Elementwise soft cap of x (any rank) at `cap` (finite, > 0): a tensor of x's shape.
 template <typename X>
-Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> soft_cap_forward(const X& x, double cap) {
+Tensor<ScalarOf<X>, rank_of<X>> soft_cap_forward(const X& x, double cap) {
   detail::require_argument_type<X>();
-  using T = detail::scalar_of<X>;
+  using T = ScalarOf<X>;
   if (!(std::isfinite(cap) && cap > 0))
     throw ValueError("cap", "expected a finite number > 0, got " + std::to_string(cap));
-  Tensor<T, detail::traits_of<X>::rank> y(x.dimensions());
+  Tensor<T, rank_of<X>> y(x.dimensions());
   for (Index i = 0; i < x.size(); ++i) y.data()[i] = detail::soft_cap(x.data()[i], T(cap));
   return y;
 }

@@ -36,21 +36,21 @@ void swiglu_rows(const T* x, Index rows, Index embedding_dim, Index hidden_dim,
 
 // x (..., E) -> y (..., E) without biases; the weights' shapes as above.
 template <typename X, typename G, typename U, typename D>
-Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> swiglu_forward(const X& x,
+Tensor<ScalarOf<X>, rank_of<X>> swiglu_forward(const X& x,
                                                                         const G& gate_weight,
                                                                         const U& up_weight,
                                                                         const D& down_weight) {
   detail::require_same_scalar<X, G, U, D>();
-  constexpr int rank = detail::traits_of<X>::rank;
+  constexpr int rank = rank_of<X>;
   static_assert(rank >= 1, "swiglu_forward: x needs a feature axis");
-  using T = detail::scalar_of<X>;
+  using T = ScalarOf<X>;
   const auto gate = detail::const_view<2>(gate_weight, "gate_weight", "(F, E)");
   const auto up = detail::const_view<2>(up_weight, "up_weight", "(F, E)");
   const auto down = detail::const_view<2>(down_weight, "down_weight", "(E, F)");
   const Index E = x.dimension(rank - 1), F = gate.dimension(0);
   if (E < 1 || F < 1)
     throw ShapeError("gate_weight", "expected (F, E) with F >= 1 and E = " + std::to_string(E) +
-                                        " >= 1, got " + detail::shape_string(gate.dimensions(), 2));
+                                        " >= 1, got " + shape_string(gate.dimensions()));
   detail::expect_shape<T, 2>(gate, {F, E}, "gate_weight", "(F, E) with E of x");
   detail::expect_shape<T, 2>(up, {F, E}, "up_weight", "(F, E) of gate_weight");
   detail::expect_shape<T, 2>(down, {E, F}, "down_weight", "(E, F) of gate_weight");

@@ -86,14 +86,14 @@ InitTarget<T> init_target(Parameter<T>& param) {
 }
 
 template <typename X, std::enable_if_t<traits_of<X>::is_tensor, int> = 0>
-InitTarget<scalar_of<X>> init_target(X& param) {
+InitTarget<ScalarOf<X>> init_target(X& param) {
   require_argument_type<X>();
-  require_kernel_scalar<scalar_of<X>>();
+  require_kernel_scalar<ScalarOf<X>>();
   static_assert(!std::is_const_v<std::remove_pointer_t<decltype(param.data())>>,
                 "mlstm init functions write their argument: pass a Tensor or a TensorMap of "
                 "non-const data");
   constexpr int rank = traits_of<X>::rank;
-  return {param.data(), param.size(), rank, "param", shape_string(param.dimensions(), rank)};
+  return {param.data(), param.size(), rank, "param", shape_string(param.dimensions())};
 }
 
 inline void expect_positive_integer(Index value, const char* argument) {

@@ -4,8 +4,8 @@
 // from its parameter table (parameter_table.hpp: ParameterTable::init_plan).
 //
 //   std::vector<mlstm::InitCall> plan = {
-//       mlstm::InitCall::small_init("token_embedding.weight", 128),
-//       mlstm::InitCall::bias_linspace("blocks.0.mlstm_cell.fgate.bias", 3.0, 6.0)};
+//       {"token_embedding.weight", mlstm::InitRule::small_init(128)},
+//       {"blocks.0.mlstm_cell.fgate.bias", mlstm::InitRule::bias_linspace(3.0, 6.0)}};
 //   mlstm::Generator gen(0);
 //   mlstm::apply_init_plan(plan, registry, gen);
 #pragma once
@@ -127,26 +127,6 @@ struct InitCall : InitRule {
   std::string name;
 
   InitCall(std::string name, const InitRule& rule) : InitRule(rule), name(std::move(name)) {}
-
-  static InitCall zeros(std::string name) { return {std::move(name), InitRule::zeros()}; }
-  static InitCall ones(std::string name) { return {std::move(name), InitRule::ones()}; }
-  static InitCall normal(std::string name, double mean, double std_dev) {
-    return {std::move(name), InitRule::normal(mean, std_dev)};
-  }
-  static InitCall uniform(std::string name, double low, double high) {
-    return {std::move(name), InitRule::uniform(low, high)};
-  }
-  static InitCall bias_linspace(std::string name, double start, double end) {
-    return {std::move(name), InitRule::bias_linspace(start, end)};
-  }
-  static InitCall small_init(std::string name, Index dim) {
-    return {std::move(name), InitRule::small_init(dim)};
-  }
-  static InitCall wang(std::string name, Index dim, Index num_blocks) {
-    return {std::move(name), InitRule::wang(dim, num_blocks)};
-  }
-
-  InitCall at_stage(InitStage new_stage) const { return {name, InitRule::at_stage(new_stage)}; }
 };
 
 namespace detail {

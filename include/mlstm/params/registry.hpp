@@ -40,16 +40,13 @@
 #include <vector>
 
 #include "mlstm/detail/aligned_array.hpp"
+#include "mlstm/detail/text.hpp"
 #include "mlstm/errors.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm {
 
 using Shape = std::vector<Index>;
-
-inline std::string shape_string(const Shape& shape) {
-  return detail::shape_string(shape, static_cast<int>(shape.size()));
-}
 
 template <typename T>
 class Registry;
@@ -359,15 +356,12 @@ class Registry {
 
   // Up to `limit` names under `scope`, relative to it, then how many there are in all.
   std::string names_under(const std::string& scope, std::size_t limit) const {
-    std::string text;
-    std::size_t count = 0;
+    std::vector<std::string> names;
     for (const auto& entry : entries_) {
-      if (!detail::is_under(entry.first, scope)) continue;
-      if (count < limit) text += (count > 0 ? ", " : "") + detail::relative_to(entry.first, scope);
-      ++count;
+      if (detail::is_under(entry.first, scope))
+        names.push_back(detail::relative_to(entry.first, scope));
     }
-    if (count > limit) text += ", ... (" + std::to_string(count) + " in all)";
-    return text;
+    return detail::list_string(names, limit);
   }
 
   std::string unknown_name_message(const std::string& name) const {

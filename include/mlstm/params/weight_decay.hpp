@@ -36,6 +36,7 @@
 #include <utility>
 #include <vector>
 
+#include "mlstm/detail/text.hpp"
 #include "mlstm/errors.hpp"
 #include "mlstm/params/registry.hpp"
 
@@ -81,9 +82,7 @@ inline bool decays_by_rule(const std::string& name, const Shape& shape,
 }
 
 inline std::string name_list(const std::vector<std::string>& names) {
-  std::string text = "[";
-  for (std::size_t i = 0; i < names.size(); ++i) text += (i > 0 ? ", " : "") + names[i];
-  return text + "]";
+  return "[" + list_string(names) + "]";
 }
 
 }  // namespace detail

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "mlstm/detail/text.hpp"
+
 namespace mlstm::detail {
 
 // A JSON value as text for messages: ASCII (other characters escaped), cut to a readable length.
@@ -22,12 +24,9 @@ inline std::string quoted(const std::string& text) { return json_text(nlohmann::
 // Up to `limit` quoted names, then how many more.
 inline std::string quoted_list(const std::vector<std::string>& names, std::size_t limit = 5) {
   if (names.empty()) return "none";
-  std::string text;
-  for (std::size_t i = 0; i < names.size() && i < limit; ++i) {
-    text += (i > 0 ? ", " : "") + quoted(names[i]);
-  }
-  if (names.size() > limit) text += " and " + std::to_string(names.size() - limit) + " more";
-  return text;
+  std::vector<std::string> quoted_names;
+  for (const std::string& name : names) quoted_names.push_back(quoted(name));
+  return list_string(quoted_names, limit);
 }
 
 // A JSON value for messages: objects by kind, anything else as written.

@@ -2,6 +2,7 @@
 // files holding the parameters under either spelling (parameters.hpp).
 //
 //   auto model = mlstm::load_xlstm_large<float>("xLSTM-7b");   // config.json + shards
+//   auto half = mlstm::load_xlstm_large<float, Eigen::bfloat16>("xLSTM-7b");   // BF16 in place
 //
 //   mlstm::XLSTMLarge<double> model(config);                    // or: parameters into a model
 //   mlstm::load_xlstm_large_weights(model, {&file});
@@ -14,9 +15,13 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "mlstm/errors.hpp"
@@ -48,21 +53,22 @@ inline void check_xlstm_large_tensors(const XLSTMLargeConfig& config, XLSTMLarge
                                       const std::map<std::string, StoredTensor>& tensors,
                                       const std::string& source) {
   std::set<std::string> expected;
-  for (const XLSTMLargeParameter& parameter : xlstm_large_parameters(config, names)) {
-    expected.insert(parameter.name);
-    const auto found = tensors.find(parameter.name);
+  const ParameterTable table = xlstm_large_table(config, names);
+  for (const ParameterRow& row : table.rows()) {
+    const Shape shape = row.shape();
+    const std::string shape_text = shape_string(shape);
+    expected.insert(row.name);
+    const auto found = tensors.find(row.name);
     if (found == tensors.end())
-      throw FormatError(
-          source + ": no tensor \"" + parameter.name + "\", which the configuration needs (shape " +
-          shape_string(parameter.shape, static_cast<int>(parameter.shape.size())) + ")");
+      throw FormatError(source + ": no tensor \"" + row.name +
+                        "\", which the configuration needs (shape " + shape_text + ")");
     const StoredTensor& stored = found->second;
-    if (stored.shape != parameter.shape)
-      throw FormatError("\"" + stored.file + "\": tensor \"" + parameter.name + "\" has shape " +
-                        shape_string(stored.shape, static_cast<int>(stored.shape.size())) +
-                        ", the configuration gives " +
-                        shape_string(parameter.shape, static_cast<int>(parameter.shape.size())));
+    if (stored.shape != shape)
+      throw FormatError("\"" + stored.file + "\": tensor \"" + row.name + "\" has shape " +
+                        shape_string(stored.shape) +
+                        ", the configuration gives " + shape_text);
     if (!is_float_dtype(stored.dtype))
-      throw FormatError("\"" + stored.file + "\": tensor \"" + parameter.name + "\" has dtype " +
+      throw FormatError("\"" + stored.file + "\": tensor \"" + row.name + "\" has dtype " +
                         safetensors::dtype_name(stored.dtype) +
                         ", expected a float dtype (F64, F32, F16, BF16)");
   }
@@ -84,20 +90,21 @@ inline void collect_stored_tensors(const safetensors::File& file,
 // Decodes tensor `name` of `file` into `count` elements of S (float, double or bfloat16).
 template <typename S>
 void decode_parameter(const safetensors::File& file, const std::string& name, S* out) {
-  const safetensors::TensorInfo& info = file.info(name);
+  const auto count = static_cast<std::size_t>(file.info(name).numel());
   if constexpr (is_bfloat16<S>) {
-    std::vector<float> wide(static_cast<std::size_t>(info.numel()));
-    read_flat(file, name, info.shape, wide.data());
+    std::vector<float> wide(count);
+    decode_tensor(file, name, wide.data(), count);
     std::transform(wide.begin(), wide.end(), out, [](float value) { return S(value); });
   } else {
-    read_flat(file, name, info.shape, out);
+    decode_tensor(file, name, out, count);
   }
 }
 
+// Decodes every tensor of `file` that the model holds itself.
 template <typename T, typename W>
 void fill_xlstm_large_parameters(XLSTMLarge<T, W>& model, const safetensors::File& file) {
   for (const std::string& name : file.names()) {
-    if (model.parameter(name).role != XLSTMLargeParameter::Role::matrix) {
+    if (!is_matrix(model.parameter(name))) {
       decode_parameter(file, name, model.vector(name).data());
     } else if (!model.in_place(name)) {
       decode_parameter(file, name, model.matrix(name).data());
@@ -122,23 +129,50 @@ void load_xlstm_large_weights(XLSTMLarge<T, W>& model,
   for (const safetensors::File* file : files) detail::fill_xlstm_large_parameters(model, *file);
 }
 
+namespace detail {
+
+// The data of tensor `name` of `file`, usable in place as W elements: the file is mapped, the
+// tensor is stored in W (F32 for float, F64 for double, BF16 for bfloat16) and aligned for it,
+// and the machine is little-endian. Null otherwise (the tensor is then decoded into the model).
+template <typename W>
+const W* in_place_data(const safetensors::File& file, const std::string& name) {
+  const safetensors::TensorView view = file.view(name);
+  const safetensors::DType wanted = is_bfloat16<W>              ? safetensors::DType::BF16
+                                    : std::is_same_v<W, double> ? safetensors::DType::F64
+                                                                : safetensors::DType::F32;
+  const bool little_endian =
+      Eigen::numext::bit_cast<std::uint16_t>(std::array<std::uint8_t, 2>{1, 0}) == 1;
+  if (!file.mapped() || !little_endian || view.dtype != wanted || !view.aligned_to(sizeof(W)))
+    return nullptr;
+  return reinterpret_cast<const W*>(view.data);
+}
+
+}  // namespace detail
+
 // The model of the Hugging Face folder `path` (config.json and the weights in either spelling):
-// checked in full, then allocated and filled. FormatError for a missing or inconsistent file,
+// checked in full, then allocated and filled. Matrices stored in W in the (memory-mapped) files
+// are used where they lie, so that a bfloat16 checkpoint runs in about its file size; the rest is
+// decoded into the model. FormatError for a missing or inconsistent file,
 // ValueError("config.<field>") for a configuration the model cannot take.
 template <typename T, typename W = T>
 XLSTMLarge<T, W> load_xlstm_large(const std::string& path, int num_threads = 0) {
   const HFFolder folder = HFFolder::open(path);
   const XLSTMLargeConfig config =
       xlstm_large_config_from_json(folder.config_text(), folder.config_path());
+  auto files = std::make_shared<std::vector<safetensors::File>>(folder.open_shards());
   std::map<std::string, detail::StoredTensor> tensors;
-  folder.for_each_shard(
-      [&](const safetensors::File& file) { detail::collect_stored_tensors(file, tensors); });
+  std::map<std::string, const safetensors::File*> file_of;
+  for (const safetensors::File& file : *files) {
+    detail::collect_stored_tensors(file, tensors);
+    for (const std::string& name : file.names()) file_of[name] = &file;
+  }
   const XLSTMLargeNames names = detail::xlstm_large_names_of(tensors);
   detail::check_xlstm_large_tensors(config, names, tensors,
                                     "model folder \"" + path + "\" with " + folder.config_path());
-  XLSTMLarge<T, W> model(config, names, num_threads);
-  folder.for_each_shard(
-      [&](const safetensors::File& file) { detail::fill_xlstm_large_parameters(model, file); });
+  XLSTMLarge<T, W> model(config, names, num_threads, files, [&](const ParameterRow& p) {
+    return detail::in_place_data<W>(*file_of.at(p.name), p.name);
+  });
+  for (const safetensors::File& file : *files) detail::fill_xlstm_large_parameters(model, file);
   return model;
 }
 

@@ -7,18 +7,22 @@
 //   x = rms_norm(x)                                    out norm, with add_out_norm
 //   logits = soft_cap(x lm_head^T)                     cap output_logit_soft_cap
 //
-//   mlstm::XLSTMLarge<float> model(config);              // zero-filled parameters, or
-//   auto model = mlstm::load_xlstm_large<float>("dir");  // a Hugging Face folder
-//   (io/hf_folder.hpp) auto logits = model.forward(tokens);                 // whole sequence from
-//   the zero state
+//   mlstm::XLSTMLarge<float> model(config);                 // zero matrices, or
+//   auto model = mlstm::load_xlstm_large<float>("dir");     // a Hugging Face folder
+//   auto logits = model.forward(tokens);                    // whole sequence, zero state
 //
 //   auto state = model.initial_state(batch);
 //   auto last = model.prefill(prompt, state, mlstm::Logits::last);   // (B, 1, V), state advanced
-//   auto next = model.step(next_tokens, state);          // one token per sequence: (B, V)
+//   auto next = model.step(next_tokens, state);             // one token per sequence: (B, V)
+//
+// XLSTMLarge<T, W>: computes in T (float or double); stores its matrices in W (T, or bfloat16
+// for a float model: summed in float by the linear layer) and its biases, norms and state in T.
 //
 // forward and prefill run the chunkwise kernel (config.chunk_size, any length); step the
 // recurrent step. The state per block is (c (B, NH, DQK, DV), n (B, NH, DQK, 1),
-// m (B, NH, 1, 1)) in T (float for a float model, as the reference's inference state).
+// m (B, NH, 1, 1)) in T (float for a float model, as the reference's inference state). The
+// library scales k by 1/sqrt(DQK) where mlstm_kernels scales q: its c and n are these times
+// sqrt(DQK).
 //
 // Errors: tokens and the state's shapes are checked before anything is computed (ValueError /
 // ShapeError naming them).
@@ -66,7 +70,7 @@ class XLSTMLarge {
   explicit XLSTMLarge(const XLSTMLargeConfig& config,
                       XLSTMLargeNames names = XLSTMLargeNames::reference, int num_threads = 0)
       : XLSTMLarge(config, names, num_threads, nullptr,
-                   [](const XLSTMLargeParameter&) { return static_cast<const W*>(nullptr); }) {}
+                   [](const ParameterRow&) { return static_cast<const W*>(nullptr); }) {}
 
   // For loaders: as above, except that each matrix for which `external(parameter)` returns
   // data (not null) is used where it lies, in memory that `keep_alive` keeps (a mapped file).
@@ -79,10 +83,11 @@ class XLSTMLarge {
         keep_alive_(std::move(keep_alive)) {
     detail::resolve_num_threads(num_threads, "num_threads");
     Index matrices = 0, vectors = 0;
-    for (const XLSTMLargeParameter& parameter : xlstm_large_parameters(config_, names_)) {
+    const ParameterTable table = xlstm_large_table(config_, names_);
+    for (const ParameterRow& parameter : table.rows()) {
       Slot slot{0, 1, parameter, nullptr};
-      for (Index d : parameter.shape) slot.size *= d;
-      if (parameter.role == XLSTMLargeParameter::Role::matrix) {
+      for (const Extent& extent : parameter.extents) slot.size *= extent.value;
+      if (is_matrix(parameter)) {
         slot.external = external(parameter);
         if (slot.external == nullptr) {
           slot.offset = matrices;
@@ -97,17 +102,17 @@ class XLSTMLarge {
     matrices_.assign(static_cast<std::size_t>(matrices), W(0));
     vectors_.assign(static_cast<std::size_t>(vectors), T(0));
     for (const auto& [name, slot] : slots_) {
-      if (slot.parameter.role == XLSTMLargeParameter::Role::norm_weight)
+      if (slot.parameter.init && slot.parameter.init->scheme == InitScheme::ones)
         std::fill_n(vectors_.data() + slot.offset, slot.size, T(1));
     }
     weights_ = bind_xlstm_large_weights<T, W>(
         config_, names_,
-        [&](const XLSTMLargeParameter& p) -> const W* {
-          const Slot& slot = slots_.at(p.name);
+        [&](const std::string& name) -> const W* {
+          const Slot& slot = slots_.at(name);
           return slot.external != nullptr ? slot.external : matrices_.data() + slot.offset;
         },
-        [&](const XLSTMLargeParameter& p) -> const T* {
-          return vectors_.data() + slots_.at(p.name).offset;
+        [&](const std::string& name) -> const T* {
+          return vectors_.data() + slots_.at(name).offset;
         });
   }
 
@@ -120,20 +125,18 @@ class XLSTMLarge {
   XLSTMLargeNames names() const { return names_; }
   const XLSTMLargeWeights<T, W>& weights() const { return weights_; }
 
-  // The parameters (xlstm_large_parameters(config(), names()), in that order).
-  std::vector<XLSTMLargeParameter> parameters() const {
-    return xlstm_large_parameters(config_, names_);
-  }
+  // The parameter table (xlstm_large_table(config(), names())).
+  ParameterTable table() const { return xlstm_large_table(config_, names_); }
 
   // The table entry of parameter `name`; ValueError("name") for a name the model does not have.
-  const XLSTMLargeParameter& parameter(const std::string& name) const {
+  const ParameterRow& parameter(const std::string& name) const {
     const auto found = slots_.find(name);
     if (found == slots_.end())
       throw ValueError("name", "the model has no parameter \"" + name + "\"");
     return found->second.parameter;
   }
 
-  // A matrix parameter (role matrix: the embedding, a linear map's weight) as a flat view of
+  // A matrix parameter (rank 2: the embedding, a linear map's weight) as a flat view of
   // its elements, writable while the model holds it. ValueError("name") for a name the model
   // does not have, a vector parameter, or a matrix used in place in a loaded file.
   TensorMap<W, 1> matrix(const std::string& name) {
@@ -192,12 +195,12 @@ class XLSTMLarge {
   struct Slot {
     Index offset;  // in matrices_ or vectors_
     Index size;
-    XLSTMLargeParameter parameter;
+    ParameterRow parameter;
     const W* external;  // a matrix used where it lies, else null
   };
 
   const Slot& slot_of(const std::string& name, bool matrix) const {
-    if ((parameter(name).role == XLSTMLargeParameter::Role::matrix) != matrix)
+    if (is_matrix(parameter(name)) != matrix)
       throw ValueError("name", "parameter \"" + name + "\" is a " +
                                    (matrix ? "vector (bias or norm weight)" : "matrix"));
     return slots_.at(name);

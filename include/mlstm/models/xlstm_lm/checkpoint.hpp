@@ -23,13 +23,17 @@
 //   context_length              not in a state dict: the caller's `context_length` (it limits
 //                               nothing here; the kernels take sequences of any length)
 //
-// Then the parameters are loaded as load_checkpoint does (all or nothing, clear errors).
+// The sizes come from the model's table (lm_model_table, solve_extents): built for the structure
+// the names show, its named extents read the declared shapes, where every tensor with an extent
+// gives it and all must agree (the tensors above are examples). Then the whole file is checked
+// against the table of the configuration, stored or inferred, before the model is allocated,
+// and the parameters are decoded into it (all or nothing, clear errors; see io/checkpoint.hpp).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
-#include <optional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -119,24 +123,41 @@ inline LMModelConfig infer_lm_model_config(const safetensors::File& file, Index 
   return config;
 }
 
-// The configuration stored in `file`'s metadata, else the one inferred from its tensors.
+// The configuration stored in `file`'s metadata, else the one inferred from its tensors. A stored
+// configuration is checked to have no more blocks than the file has tensors, so that describing
+// it (lm_model_table) costs no more than the header did.
 inline LMModelConfig lm_model_config_of(const safetensors::File& file, Index context_length,
                                         const CheckpointOptions& options = {}) {
   const auto& metadata = file.metadata();
   const auto stored = metadata.find(lm_model_config_metadata_key);
-  if (stored != metadata.end()) return lm_model_config_from_json(stored->second);
-  return infer_lm_model_config(file, context_length, options);
+  if (stored == metadata.end()) return infer_lm_model_config(file, context_length, options);
+  const LMModelConfig config = lm_model_config_from_json(stored->second);
+  const auto tensors = static_cast<Index>(file.names().size());
+  if (config.num_blocks > tensors) {
+    throw ValueError("checkpoint", "checkpoint \"" + file.source_name() +
+                                       "\": its stored configuration has " +
+                                       std::to_string(config.num_blocks) +
+                                       " blocks, but the file holds " + std::to_string(tensors) +
+                                       " tensors");
+  }
+  return config;
 }
 
 // A model of the configuration of `path` (stored or inferred; `context_length` is used when it
-// is inferred), with the file's parameters.
+// is inferred), with the file's parameters. The file is checked against the configuration's
+// table before the model is built, then decoded straight into its parameters (check_state_dict,
+// fill_state_dict): a file that does not fit costs memory and time in proportion to its header,
+// whatever its configuration claims, and loading a valid one holds the model and a small piece
+// of the (mapped) file.
 template <typename T>
 LanguageModel<T> load_language_model(const std::string& path, const KernelOptions& kernels = {},
                                      Index context_length = 2048,
                                      const CheckpointOptions& options = {}) {
   const safetensors::File file = safetensors::File::load(path);
-  LanguageModel<T> model(lm_model_config_of(file, context_length, options), kernels);
-  load_state_dict(model.registry(), file, options);
+  const LMModelConfig config = lm_model_config_of(file, context_length, options);
+  const StateDictSources sources = check_state_dict(file, lm_model_table(config), options);
+  LanguageModel<T> model(config, kernels);
+  fill_state_dict(model.registry(), file, sources);
   return model;
 }
 

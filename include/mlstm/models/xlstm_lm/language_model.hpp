@@ -76,7 +76,7 @@ namespace detail {
 template <int Rank, typename Tokens>
 auto check_token_ids(const Tokens& tokens, const char* layout, Index vocab_size) {
   require_argument_type<Tokens>();
-  using Id = scalar_of<Tokens>;
+  using Id = ScalarOf<Tokens>;
   static_assert(std::is_integral_v<Id> && !std::is_same_v<Id, bool>,
                 "mlstm: token ids are integers");
   const auto ids = const_view<Rank>(tokens, "tokens", layout);
@@ -84,7 +84,7 @@ auto check_token_ids(const Tokens& tokens, const char* layout, Index vocab_size)
     if (ids.dimension(axis) < 1) {
       throw ShapeError("tokens", std::string("expected ") + layout +
                                      " with every size >= 1, got " +
-                                     shape_string(ids.dimensions(), Rank));
+                                     shape_string(ids.dimensions()));
     }
   }
   for (Index i = 0; i < ids.size(); ++i) {
@@ -93,14 +93,8 @@ auto check_token_ids(const Tokens& tokens, const char* layout, Index vocab_size)
     if constexpr (std::is_signed_v<Id>) negative = id < 0;
     if (negative ||
         static_cast<unsigned long long>(id) >= static_cast<unsigned long long>(vocab_size)) {
-      std::array<Index, Rank> where{};
-      Index rest = i;
-      for (int axis = Rank - 1; axis >= 0; --axis) {
-        where[axis] = rest % ids.dimension(axis);
-        rest /= ids.dimension(axis);
-      }
       throw ValueError("tokens", "token id " + std::to_string(id) + " at " +
-                                     shape_string<Rank>(where) + " is outside [0, " +
+                                     shape_string(multi_index<Rank>(ids, i)) + " is outside [0, " +
                                      std::to_string(vocab_size) + ")");
     }
   }

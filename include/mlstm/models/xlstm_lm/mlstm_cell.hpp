@@ -11,8 +11,8 @@
 //
 // Whole sequences without a state run the model's forward kernel (the reference: the parallel
 // form). With a state, a single step runs the recurrent step in place on it and a longer
-// sequence runs the chunkwise kernel from it (the backend's inference mode), replacing it by the
-// state after the sequence. Nothing is cached: this is inference code.
+// sequence runs the chunkwise kernel from it (kernel_forward, kernels/backend.hpp), replacing it
+// by the state after the sequence. Nothing is cached: this is inference code.
 #pragma once
 
 #include <algorithm>
@@ -24,7 +24,6 @@
 #include <Eigen/Core>
 
 #include "mlstm/kernels/backend.hpp"
-#include "mlstm/detail/assert.hpp"
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/layers/layer_norm.hpp"
 #include "mlstm/layers/linear.hpp"
@@ -56,7 +55,7 @@ struct MLSTMCellWeights {
       throw ShapeError(prefix + "igate.weight",
                        "expected (NH, 3I) with NH >= 1 dividing I = " + std::to_string(inner) +
                            " (outnorm.weight's size), got " +
-                           detail::shape_string(igate_weight.dimensions(), 2));
+                           shape_string(igate_weight.dimensions()));
     }
     const auto name = [&](const char* parameter) { return prefix + parameter; };
     detail::expect_shape<T, 2>(igate_weight, {heads, 3 * inner}, name("igate.weight").c_str(),
@@ -66,14 +65,6 @@ struct MLSTMCellWeights {
                                "(NH, 3I)");
     detail::expect_shape<T, 1>(fgate_bias, {heads}, name("fgate.bias").c_str(), "(NH)");
   }
-};
-
-// How the model runs its kernels.
-struct KernelOptions {
-  SequenceKernel forward_kernel = SequenceKernel::parallel;  // whole sequences without a state
-  Index chunk_size = 64;  // of the chunkwise kernel (forward_kernel = chunkwise, and prefill)
-  double eps = 1e-6;      // the kernels' eps (the reference's)
-  int num_threads = 0;    // 0: the library default (mlstm::set_num_threads)
 };
 
 namespace detail {
@@ -111,31 +102,14 @@ Tensor<T, 4> split_heads(const T* x, Index batch, Index seq_len, Index heads, In
 // The kernel over heads: q, k (B, NH, S, DQK), v (B, NH, S, DV), gates (B, NH, S, 1) -> h
 // (B, NH, S, DV). `state` null: options.forward_kernel from the zero state; else one recurrent
 // step in place (S = 1) or the chunkwise kernel from *state, which is replaced by the state
-// after the sequence.
+// after the sequence (kernel_forward, kernels/backend.hpp).
 template <typename T>
 Tensor<T, 4> mlstm_kernel_forward(const Tensor<T, 4>& q, const Tensor<T, 4>& k,
                                   const Tensor<T, 4>& v, const Tensor<T, 4>& igate,
                                   const Tensor<T, 4>& fgate, const KernelOptions& options,
                                   RecurrentState<T>* state) {
-  BackendConfig config;
-  config.eps = options.eps;
-  config.chunk_size = options.chunk_size;
-  config.num_threads = options.num_threads;
-  if (state == nullptr) {
-    config.kernel = options.forward_kernel;
-    return Backend(config).forward(q, k, v, igate, fgate);
-  }
-  if (q.dimension(2) == 1) {
-    Tensor<T, 4> h(q.dimension(0), q.dimension(1), 1, v.dimension(3));
-    recurrent_step_stabilized_inplace(*state, q, k, v, igate, fgate, h, options.eps,
-                                      options.num_threads);
-    return h;
-  }
-  config.mode = BackendMode::inference;
-  auto out = Backend(config).run(q, k, v, igate, fgate, *state);
-  MLSTM_ASSERT(out.last_state.has_value(), "the inference backend returns the last state");
-  *state = std::move(*out.last_state);
-  return std::move(out.h);
+  return state == nullptr ? kernel_forward(q, k, v, igate, fgate, options)
+                          : kernel_forward(q, k, v, igate, fgate, *state, options);
 }
 
 // q, k, v (B, S, I) -> h (B, S, I); `state` null: the forward kernel from the zero state, else
@@ -164,16 +138,6 @@ Tensor<T, 3> mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const 
   return h;
 }
 
-// Validates the options at the boundary, so that messages name them as the caller spelled them.
-inline void check_kernel_options(const KernelOptions& options) {
-  expect_valid_eps(options.eps, "options.eps");
-  if (options.chunk_size < 1) {
-    throw ValueError("options.chunk_size",
-                     "expected a chunk size >= 1, got " + std::to_string(options.chunk_size));
-  }
-  resolve_num_threads(options.num_threads, "options.num_threads");
-}
-
 // c (B, NH, DH, DH), n (B, NH, DH, 1), m (B, NH, 1, 1); `prefix` names the state in messages.
 template <typename T>
 void check_cell_state(const RecurrentState<T>& state, Index batch, Index heads, Index head_dim,
@@ -190,7 +154,7 @@ template <typename T, typename Q, typename K, typename V>
 std::array<ConstTensorMap<T, 3>, 3> check_cell_inputs(const MLSTMCellWeights<T>& weights,
                                                       const Q& q, const K& k, const V& v) {
   require_same_scalar<Q, K, V>();
-  static_assert(std::is_same_v<scalar_of<Q>, T>, "q, k, v must have the weights' scalar type");
+  static_assert(std::is_same_v<ScalarOf<Q>, T>, "q, k, v must have the weights' scalar type");
   weights.validate();
   std::array<ConstTensorMap<T, 3>, 3> views{const_view<3>(q, "q", "(B, S, I)"),
                                             const_view<3>(k, "k", "(B, S, I)"),
@@ -198,7 +162,7 @@ std::array<ConstTensorMap<T, 3>, 3> check_cell_inputs(const MLSTMCellWeights<T>&
   const Index batch = views[0].dimension(0), seq_len = views[0].dimension(1);
   if (batch < 1 || seq_len < 1) {
     throw ShapeError(
-        "q", "expected (B, S, I) with B, S >= 1, got " + shape_string(views[0].dimensions(), 3));
+        "q", "expected (B, S, I) with B, S >= 1, got " + shape_string(views[0].dimensions()));
   }
   const char* names[] = {"q", "k", "v"};
   for (int i = 0; i < 3; ++i)
