@@ -1,4 +1,4 @@
-#!/usr/bin/env -S /usr/bin/python3
+#!/usr/bin/env python3
 """Side-by-side timing of the mlstm C++ kernels and their PyTorch equivalents, in one run.
 
 Runs bench_kernels (Google Benchmark, JSON output) and then PyTorch at the same shapes
@@ -8,19 +8,20 @@ bench_kernels.cpp) and that rate as a fraction of the Eigen matrix-product rate 
 same bench binary in the same run (the practical ceiling of the machine). Writes a plot of time
 against S for each kernel and for PyTorch.
 
-    /usr/bin/python3 bench/compare_pytorch.py --quick      # the target shapes, a few minutes
-    /usr/bin/python3 bench/compare_pytorch.py --full       # the whole grid, tens of minutes
+    /tmp/torch-peer/bin/python bench/compare_pytorch.py --quick   # the target shapes, minutes
+    /tmp/torch-peer/bin/python bench/compare_pytorch.py --full    # the whole grid, tens of minutes
 
 PyTorch side: the reference package's functions (xlstm: parallel_stabilized_simple,
 chunkwise_simple, recurrent_step_stabilized_simple) when the package can be found; otherwise
 this project's torch implementations written from the same equations
 (tests/reference/mlstm_reference.py for parallel and step, chunkwise below). The table says
-which, and which BLAS torch runs its matrix products on: Debian's torch uses whatever
-libblas.so.3 resolves to, the reference BLAS by default; for an optimized one run with
-    LD_LIBRARY_PATH=<dir of an OpenBLAS libblas.so.3> (e.g. from libopenblas0-openmp) Install the reference beside Debian's torch with
-    /usr/bin/python3 -m venv --system-site-packages /tmp/venv
-    /tmp/venv/bin/pip install --no-deps xlstm==2.0.6
-and run this script with /tmp/venv/bin/python.
+which, and which BLAS library torch loaded.
+
+PyTorch from PyPI (2.x, MKL and oneDNN inside) and the reference packages, in a venv:
+    python3 -m venv /tmp/torch-peer
+    /tmp/torch-peer/bin/pip install torch xlstm==2.0.6 mlstm_kernels==2.0.6
+(PyPI's torch is the CUDA build; it imports on a machine without a GPU once the CUDA libraries
+it links are present: the machine's CUDA toolkit, or the nvidia-* wheels pip installs with it.)
 """
 
 import argparse

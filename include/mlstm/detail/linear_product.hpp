@@ -27,6 +27,10 @@
 #include "mlstm/detail/thread_pool.hpp"
 #include "mlstm/tensor.hpp"
 
+#ifdef MLSTM_USE_ONEDNN
+#include <dnnl.h>
+#endif
+
 namespace mlstm::detail {
 
 template <typename T>
@@ -129,6 +133,27 @@ void small_square_blocks(const T* x, const W* weight, const T* bias, T* y, Index
   }
 }
 
+// y (rows, cols) = x (rows, depth) w^T for row-major float operands with the given row strides
+// (w (cols, depth) contiguous), on the calling thread. With the CMake option MLSTM_GEMM=oneDNN
+// this is oneDNN's sgemm, which measured 1.3 to 1.5x Eigen's product at the linear layers'
+// shapes (bench/README.md); otherwise Eigen's. A single row (a step) stays with Eigen's
+// matrix-vector product, which reads the weights at the memory's speed.
+template <typename T>
+void multiply_transposed(const T* x, Index x_stride, const T* w, T* y, Index y_stride, Index rows,
+                         Index depth, Index cols) {
+#ifdef MLSTM_USE_ONEDNN
+  if constexpr (std::is_same_v<T, float>) {
+    if (rows > 1 && dnnl_sgemm('N', 'T', rows, cols, depth, 1.0f, x, x_stride, w, depth, 0.0f, y,
+                               y_stride) == dnnl_success)
+      return;
+  }
+#endif
+  using Strided = Eigen::OuterStride<>;
+  Eigen::Map<RowMatrix<T>, 0, Strided>(y, rows, cols, Strided(y_stride)).noalias() =
+      Eigen::Map<const RowMatrix<T>, 0, Strided>(x, rows, depth, Strided(x_stride)) *
+      Eigen::Map<const RowMatrix<T>>(w, cols, depth).transpose();
+}
+
 struct LinearShape {
   Index rows = 0, blocks = 1, in = 0, out = 0;  // in and out per block
 };
@@ -152,10 +177,14 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
     parallel_for(items, threads_for_work(threads, items, flops), [&](Index item) {
       const Index begin = item * rows_per_item, end = std::min(rows, begin + rows_per_item);
       switch (in) {
-        case 2: return small_square_blocks<2>(x, weight, bias, y, blocks, begin, end);
-        case 4: return small_square_blocks<4>(x, weight, bias, y, blocks, begin, end);
-        case 8: return small_square_blocks<8>(x, weight, bias, y, blocks, begin, end);
-        default: return small_square_blocks<16>(x, weight, bias, y, blocks, begin, end);
+        case 2:
+          return small_square_blocks<2>(x, weight, bias, y, blocks, begin, end);
+        case 4:
+          return small_square_blocks<4>(x, weight, bias, y, blocks, begin, end);
+        case 8:
+          return small_square_blocks<8>(x, weight, bias, y, blocks, begin, end);
+        default:
+          return small_square_blocks<16>(x, weight, bias, y, blocks, begin, end);
       }
     });
     return;
@@ -195,18 +224,15 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
                          y_stride);
         return;
       }
-    }
-    Eigen::Map<const RowMatrix<T>, 0, Strided> input_rows(inputs, row_count, in, Strided(x_stride));
-    Eigen::Map<RowMatrix<T>, 0, Strided> result(outputs, row_count, col_count, Strided(y_stride));
-    if constexpr (widened) {
       RowMatrix<float> widened_weights(col_count, in);
       std::transform(weights, weights + col_count * in, widened_weights.data(),
                      [](Eigen::bfloat16 w) { return widen(w); });
-      result.noalias() = input_rows * widened_weights.transpose();
+      multiply_transposed(inputs, x_stride, widened_weights.data(), outputs, y_stride, row_count,
+                          in, col_count);
     } else {
-      result.noalias() =
-          input_rows * Eigen::Map<const RowMatrix<T>>(weights, col_count, in).transpose();
+      multiply_transposed(inputs, x_stride, weights, outputs, y_stride, row_count, in, col_count);
     }
+    Eigen::Map<RowMatrix<T>, 0, Strided> result(outputs, row_count, col_count, Strided(y_stride));
     if (tile_bias != nullptr)
       result.rowwise() +=
           Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(tile_bias, col_count);

@@ -2,6 +2,7 @@
 // files holding the parameters under either spelling (parameters.hpp).
 //
 //   auto model = mlstm::load_xlstm_large<float>("xLSTM-7b");   // config.json + shards
+//   auto half = mlstm::load_xlstm_large<float, Eigen::bfloat16>("xLSTM-7b");   // BF16 in place
 //
 //   mlstm::XLSTMLarge<double> model(config);                    // or: parameters into a model
 //   mlstm::load_xlstm_large_weights(model, {&file});
@@ -64,8 +65,7 @@ inline void check_xlstm_large_tensors(const XLSTMLargeConfig& config, XLSTMLarge
     const StoredTensor& stored = found->second;
     if (stored.shape != shape)
       throw FormatError("\"" + stored.file + "\": tensor \"" + row.name + "\" has shape " +
-                        shape_string(stored.shape) +
-                        ", the configuration gives " + shape_text);
+                        shape_string(stored.shape) + ", the configuration gives " + shape_text);
     if (!is_float_dtype(stored.dtype))
       throw FormatError("\"" + stored.file + "\": tensor \"" + row.name + "\" has dtype " +
                         safetensors::dtype_name(stored.dtype) +

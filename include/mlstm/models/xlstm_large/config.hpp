@@ -3,7 +3,7 @@
 // fields that shape the model or its arithmetic are kept (the kernel names, modes and dtypes
 // choose PyTorch code paths and mean nothing here).
 //
-//   mlstm::XLSTMLargeConfig config;             // the 7B model's values by default but vocab
+//   mlstm::XLSTMLargeConfig config;             // the 7B model's values by default
 //   config = mlstm::xlstm_large_config_from_json(text, "config.json");   // HF or reference JSON
 //   config.validate();                          // ValueError naming the first bad field
 //

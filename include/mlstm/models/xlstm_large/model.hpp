@@ -7,18 +7,22 @@
 //   x = rms_norm(x)                                    out norm, with add_out_norm
 //   logits = soft_cap(x lm_head^T)                     cap output_logit_soft_cap
 //
-//   mlstm::XLSTMLarge<float> model(config);              // zero-filled parameters, or
-//   auto model = mlstm::load_xlstm_large<float>("dir");  // a Hugging Face folder
-//   (io/hf_folder.hpp) auto logits = model.forward(tokens);                 // whole sequence from
-//   the zero state
+//   mlstm::XLSTMLarge<float> model(config);                 // zero matrices, or
+//   auto model = mlstm::load_xlstm_large<float>("dir");     // a Hugging Face folder
+//   auto logits = model.forward(tokens);                    // whole sequence, zero state
 //
 //   auto state = model.initial_state(batch);
 //   auto last = model.prefill(prompt, state, mlstm::Logits::last);   // (B, 1, V), state advanced
-//   auto next = model.step(next_tokens, state);          // one token per sequence: (B, V)
+//   auto next = model.step(next_tokens, state);             // one token per sequence: (B, V)
+//
+// XLSTMLarge<T, W>: computes in T (float or double); stores its matrices in W (T, or bfloat16
+// for a float model: summed in float by the linear layer) and its biases, norms and state in T.
 //
 // forward and prefill run the chunkwise kernel (config.chunk_size, any length); step the
 // recurrent step. The state per block is (c (B, NH, DQK, DV), n (B, NH, DQK, 1),
-// m (B, NH, 1, 1)) in T (float for a float model, as the reference's inference state).
+// m (B, NH, 1, 1)) in T (float for a float model, as the reference's inference state). The
+// library scales k by 1/sqrt(DQK) where mlstm_kernels scales q: its c and n are these times
+// sqrt(DQK).
 //
 // Errors: tokens and the state's shapes are checked before anything is computed (ValueError /
 // ShapeError naming them).
