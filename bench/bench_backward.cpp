@@ -13,8 +13,8 @@
 #include <functional>
 
 #include <mlstm/kernels/chunkwise_backward.hpp>
-#include <mlstm/mlstm.hpp>
 #include <mlstm/kernels/parallel_backward.hpp>
+#include <mlstm/mlstm.hpp>
 
 #include "support/heap_counter.hpp"
 #include "support/random_inputs.hpp"

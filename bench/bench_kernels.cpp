@@ -155,7 +155,10 @@ void sequence_grid(benchmark::internal::Benchmark* bench, Index longest_d128) {
     for (Index S = 256; S <= 16384; S *= 2) bench->Args({D, S});
   }
   for (Index S = 32768; S <= longest_d128; S *= 2) bench->Args({128, S});
-  bench->ArgNames({"D", "S"})->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
+  bench->ArgNames({"D", "S"})
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime()
+      ->MeasureProcessCPUTime();
 }
 
 BENCHMARK(BM_Parallel)->Apply([](benchmark::internal::Benchmark* b) { sequence_grid(b, 16384); });

@@ -27,8 +27,7 @@ using mlstm::test::SequenceCase;
 
 }  // namespace
 
-TEST_CASE("sequence kernels reject wrong ranks and shapes, naming the argument",
-          "[errors]") {
+TEST_CASE("sequence kernels reject wrong ranks and shapes, naming the argument", "[errors]") {
   const SequenceCase<double> c(2, 3, 10, 8, 6, 1);
   const auto parallel = [](const auto& q, const auto& k, const auto& v, const auto& i,
                            const auto& f) { return mlstm::parallel_stabilized(q, k, v, i, f); };
@@ -42,19 +41,23 @@ TEST_CASE("sequence kernels reject wrong ranks and shapes, naming the argument",
              Contains("q:") && Contains("rank 3"));
 
   const SequenceCase<double> other_dqk(2, 3, 10, 7, 6, 2);
-  CHECK_THAT(message_of<mlstm::ShapeError>([&] { parallel(c.q, other_dqk.k, c.v, c.igate, c.fgate); }),
-             Contains("k:") && Contains("(2, 3, 10, 8)") && Contains("(2, 3, 10, 7)"));
+  CHECK_THAT(
+      message_of<mlstm::ShapeError>([&] { parallel(c.q, other_dqk.k, c.v, c.igate, c.fgate); }),
+      Contains("k:") && Contains("(2, 3, 10, 8)") && Contains("(2, 3, 10, 7)"));
   const SequenceCase<double> other_s(2, 3, 9, 8, 6, 3);
-  CHECK_THAT(message_of<mlstm::ShapeError>([&] { recurrent(c.q, c.k, other_s.v, c.igate, c.fgate); }),
-             Contains("v:") && Contains("(2, 3, 10, 6)") && Contains("(2, 3, 9, 6)"));
+  CHECK_THAT(
+      message_of<mlstm::ShapeError>([&] { recurrent(c.q, c.k, other_s.v, c.igate, c.fgate); }),
+      Contains("v:") && Contains("(2, 3, 10, 6)") && Contains("(2, 3, 9, 6)"));
   const SequenceCase<double> other_heads(2, 2, 10, 8, 6, 4);
-  CHECK_THAT(message_of<mlstm::ShapeError>([&] { parallel(c.q, c.k, c.v, c.igate, other_heads.fgate); }),
-             Contains("fgate_preact:") && Contains("(2, 3, 10, 1)") && Contains("(2, 2, 10, 1)"));
+  CHECK_THAT(
+      message_of<mlstm::ShapeError>([&] { parallel(c.q, c.k, c.v, c.igate, other_heads.fgate); }),
+      Contains("fgate_preact:") && Contains("(2, 3, 10, 1)") && Contains("(2, 2, 10, 1)"));
   const Tensor<double, 4> wide_gate(2, 3, 10, 2);
   CHECK_THAT(message_of<mlstm::ShapeError>([&] { parallel(c.q, c.k, c.v, wide_gate, c.fgate); }),
              Contains("igate_preact:") && Contains("(2, 3, 10, 2)"));
   const SequenceCase<double> empty(1, 1, 0, 8, 6, 5);
-  CHECK_THAT(message_of<mlstm::ShapeError>([&] { parallel(empty.q, empty.k, empty.v, empty.igate, empty.fgate); }),
+  CHECK_THAT(message_of<mlstm::ShapeError>(
+                 [&] { parallel(empty.q, empty.k, empty.v, empty.igate, empty.fgate); }),
              Contains("S=0"));
 }
 
@@ -64,13 +67,17 @@ TEST_CASE("non-finite inputs and invalid eps are value errors", "[errors]") {
       CAPTURE(bad, name);
       SequenceCase<float> c(1, 2, 6, 4, 4, 7);
       const std::string which(name);
-      Tensor<float, 4>& x = which == "q" ? c.q : which == "k" ? c.k : which == "v" ? c.v
-                            : which == "igate_preact" ? c.igate : c.fgate;
+      Tensor<float, 4>& x = which == "q"              ? c.q
+                            : which == "k"            ? c.k
+                            : which == "v"            ? c.v
+                            : which == "igate_preact" ? c.igate
+                                                      : c.fgate;
       x(0, 1, 3, 0) = static_cast<float>(bad);
       const auto text = message_of<mlstm::ValueError>(
           [&] { mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate); });
       CHECK_THAT(text, Contains(which + ":") && Contains("(0, 1, 3, 0)"));
-      CHECK_THROWS_AS(mlstm::recurrent_sequence(c.q, c.k, c.v, c.igate, c.fgate), mlstm::ValueError);
+      CHECK_THROWS_AS(mlstm::recurrent_sequence(c.q, c.k, c.v, c.igate, c.fgate),
+                      mlstm::ValueError);
     }
   }
   const SequenceCase<double> c(1, 1, 4, 4, 4, 8);
@@ -119,8 +126,9 @@ TEST_CASE("the step checks its state and writes nothing on error", "[errors][rec
 
   Tensor<double, 4> wrong_c(B, NH, DV, DQK);
   CHECK_THAT(message_of<mlstm::ShapeError>([&] {
-               mlstm::recurrent_step_stabilized_inplace(wrong_c, state.n, state.m, inputs.q, inputs.k,
-                                                        inputs.v, inputs.igate, inputs.fgate, h);
+               mlstm::recurrent_step_stabilized_inplace(wrong_c, state.n, state.m, inputs.q,
+                                                        inputs.k, inputs.v, inputs.igate,
+                                                        inputs.fgate, h);
              }),
              Contains("c:") && Contains("(B, NH, DQK, DV)") && Contains("(2, 2, 4, 3)") &&
                  Contains("(2, 2, 3, 4)"));
@@ -134,8 +142,9 @@ TEST_CASE("the step checks its state and writes nothing on error", "[errors][rec
   unchanged();
   const SequenceCase<double> two_steps(B, NH, 2, DQK, DV, 11);
   CHECK_THAT(message_of<mlstm::ShapeError>([&] {
-               mlstm::recurrent_step_stabilized_inplace(state, two_steps.q, two_steps.k, two_steps.v,
-                                                        two_steps.igate, two_steps.fgate, h);
+               mlstm::recurrent_step_stabilized_inplace(state, two_steps.q, two_steps.k,
+                                                        two_steps.v, two_steps.igate,
+                                                        two_steps.fgate, h);
              }),
              Contains("one time step"));
   unchanged();

@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include <mlstm/mlstm.hpp>
 #include <mlstm/io/safetensors.hpp>
+#include <mlstm/mlstm.hpp>
 
 #include "support/tolerance.hpp"
 
@@ -68,8 +68,11 @@ struct ParallelCase {
   mlstm::ParallelOptions options;
 
   explicit ParallelCase(const mlstm::safetensors::File& file)
-      : q(file.read<T, 4>("q")), k(file.read<T, 4>("k")), v(file.read<T, 4>("v")),
-        igate(file.read<T, 4>("igate_preact")), fgate(file.read<T, 4>("fgate_preact")) {
+      : q(file.read<T, 4>("q")),
+        k(file.read<T, 4>("k")),
+        v(file.read<T, 4>("v")),
+        igate(file.read<T, 4>("igate_preact")),
+        fgate(file.read<T, 4>("fgate_preact")) {
     options.stabilize_rowwise = file.metadata("stabilize_rowwise") == "true";
     options.eps = std::stod(file.metadata("eps"));
     if (file.contains("mask")) options.mask = file.read<bool, 2>("mask");
@@ -142,8 +145,8 @@ TEST_CASE("the recurrent step reproduces the reference's golden steps", "[golden
     const auto out = step(0.0);
     const auto out_float = step(0.0f);
     const Tensor<double, 4>* results[] = {&out.h, &out.state.c, &out.state.n, &out.state.m};
-    const Tensor<float, 4>* results_float[] = {&out_float.h, &out_float.state.c,
-                                               &out_float.state.n, &out_float.state.m};
+    const Tensor<float, 4>* results_float[] = {&out_float.h, &out_float.state.c, &out_float.state.n,
+                                               &out_float.state.m};
     for (int which = 0; which < 4; ++which) {
       CAPTURE(outputs[which]);
       const auto expected = file.read<double, 4>(outputs[which]);

@@ -116,8 +116,10 @@ TEST_CASE("parallel and recurrent differ exactly by the eps exp(m) term otherwis
   CHECK(gap.max_abs > 1e3 * forms_budget(parallel));
 }
 
-TEST_CASE("adding a constant to every input gate changes nothing where the lower bound is "
-          "inactive", "[properties]") {
+TEST_CASE(
+    "adding a constant to every input gate changes nothing where the lower bound is "
+    "inactive",
+    "[properties]") {
   SequenceCase<double> c(1, 3, 40, 8, 8, 13, {-2, 2}, {1, 5});
   const double shift = 3.0;
   SequenceCase<double> shifted = c;
@@ -169,13 +171,16 @@ TEMPLATE_TEST_CASE("finite inputs give finite outputs, whatever the gates", "[pr
         const auto h = mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
         CHECK(std::isfinite(mlstm::test::magnitude(h)));
         bool all_finite = true;
-        for (Index flat = 0; flat < h.size(); ++flat) all_finite = all_finite && std::isfinite(h.data()[flat]);
+        for (Index flat = 0; flat < h.size(); ++flat)
+          all_finite = all_finite && std::isfinite(h.data()[flat]);
         CHECK(all_finite);
       }
       const auto out = mlstm::recurrent_sequence(c.q, c.k, c.v, c.igate, c.fgate);
       bool all_finite = true;
-      for (Index flat = 0; flat < out.h.size(); ++flat) all_finite = all_finite && std::isfinite(out.h.data()[flat]);
-      for (Index flat = 0; flat < out.state.c.size(); ++flat) all_finite = all_finite && std::isfinite(out.state.c.data()[flat]);
+      for (Index flat = 0; flat < out.h.size(); ++flat)
+        all_finite = all_finite && std::isfinite(out.h.data()[flat]);
+      for (Index flat = 0; flat < out.state.c.size(); ++flat)
+        all_finite = all_finite && std::isfinite(out.state.c.data()[flat]);
       CHECK(all_finite);
     }
   }

@@ -107,10 +107,8 @@ TEST_CASE("a non-finite value in the state reaches only its own head", "[recurre
           head_unchanged = head_unchanged && poisoned.h(0, hd, t, j) == clean.h(0, hd, t, j);
         }
       CAPTURE(hd);
-      if (hd == 1)
-        CHECK_FALSE(head_finite);
-      else
-        CHECK(head_unchanged);
+      if (hd == 1) CHECK_FALSE(head_finite);
+      else CHECK(head_unchanged);
     }
   }
 }

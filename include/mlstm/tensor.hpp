@@ -50,8 +50,8 @@ struct tensor_traits<Eigen::Tensor<Scalar_, Rank_, Options_, Index_>> {
 
 template <typename Scalar_, int Rank_, int Options_, typename Index_, int MapOptions_,
           template <class> class MakePointer_>
-struct tensor_traits<Eigen::TensorMap<Eigen::Tensor<Scalar_, Rank_, Options_, Index_>, MapOptions_,
-                                      MakePointer_>>
+struct tensor_traits<
+    Eigen::TensorMap<Eigen::Tensor<Scalar_, Rank_, Options_, Index_>, MapOptions_, MakePointer_>>
     : tensor_traits<Eigen::Tensor<Scalar_, Rank_, Options_, Index_>> {};
 
 template <typename Scalar_, int Rank_, int Options_, typename Index_, int MapOptions_,

@@ -100,7 +100,8 @@ Tensor<T, 4> recurrent(const Tensor<T, 4>& q, const Tensor<T, 4>& k, const Tenso
         const T scale = 1 / std::sqrt(static_cast<T>(DQK));
         for (Index d = 0; d < DQK; ++d) {
           for (Index j = 0; j < DV; ++j)
-            state.c(b, hd, d, j) = fa * state.c(b, hd, d, j) + ia * k(b, hd, t, d) * scale * v(b, hd, t, j);
+            state.c(b, hd, d, j) =
+                fa * state.c(b, hd, d, j) + ia * k(b, hd, t, d) * scale * v(b, hd, t, j);
           state.n(b, hd, d, 0) = fa * state.n(b, hd, d, 0) + ia * k(b, hd, t, d) * scale;
         }
         state.m(b, hd, 0, 0) = m_new;

@@ -71,8 +71,8 @@ inline BranchReport parallel_branches(const SequenceCase<double>& c,
 // rows are on the normalizer's lower bound. With so small an eps the recurrent and chunkwise
 // forms compute the same function from the zero state (eps enters the forms' normalizers rescaled
 // by different stabilizers), so their gradients must agree with these on both branches.
-inline ParallelGradients<double> parallel_gradients_on_both_branches(
-    const SequenceCase<double>& c, const Tensor<double, 4>& dh) {
+inline ParallelGradients<double> parallel_gradients_on_both_branches(const SequenceCase<double>& c,
+                                                                     const Tensor<double, 4>& dh) {
   ParallelOptions options;
   options.eps = 1e-14;
   const BranchReport report = parallel_branches(c, options);

@@ -21,7 +21,8 @@ class Random {
 
   template <typename T, int Rank>
   void fill_uniform(Tensor<T, Rank>& x, double low, double high) {
-    for (Index flat = 0; flat < x.size(); ++flat) x.data()[flat] = static_cast<T>(uniform(low, high));
+    for (Index flat = 0; flat < x.size(); ++flat)
+      x.data()[flat] = static_cast<T>(uniform(low, high));
   }
 
  private:
@@ -32,14 +33,18 @@ struct GateRange {
   double low, high;
 };
 
-// The five inputs of a sequence kernel: q, k (B, NH, S, DQK), v (B, NH, S, DV), gates (B, NH, S, 1).
+// The five inputs of a sequence kernel: q, k (B, NH, S, DQK), v (B, NH, S, DV), gates (B, NH, S,
+// 1).
 template <typename T>
 struct SequenceCase {
   Tensor<T, 4> q, k, v, igate, fgate;
 
   SequenceCase(Index B, Index NH, Index S, Index DQK, Index DV, std::uint64_t seed,
                GateRange igate_range = {-3, 3}, GateRange fgate_range = {0, 6})
-      : q(B, NH, S, DQK), k(B, NH, S, DQK), v(B, NH, S, DV), igate(B, NH, S, 1),
+      : q(B, NH, S, DQK),
+        k(B, NH, S, DQK),
+        v(B, NH, S, DV),
+        igate(B, NH, S, 1),
         fgate(B, NH, S, 1) {
     Random random(seed);
     random.fill_uniform(q, -1.5, 1.5);

@@ -49,9 +49,9 @@ template <typename T>
 inline constexpr double forms_relative = std::is_same_v<T, double> ? 1e-12 : 2e-5;
 
 struct Difference {
-  double max_abs = 0.0;   // largest |actual - expected| (infinite where one side is not finite)
-  double scale = 0.0;     // largest |expected|
-  std::string where;      // multi-index of max_abs
+  double max_abs = 0.0;  // largest |actual - expected| (infinite where one side is not finite)
+  double scale = 0.0;    // largest |expected|
+  std::string where;     // multi-index of max_abs
   double actual = 0.0;
   double expected = 0.0;
   bool shapes_match = true;
@@ -164,11 +164,11 @@ double plain_budget(double plain_loss, double reference_magnitude) {
 
 // Checks |actual - expected| <= budget elementwise; on failure prints the largest difference,
 // where it is, and the budget.
-#define MLSTM_CHECK_CLOSE(actual, expected, budget)                                      \
-  do {                                                                                   \
-    const auto mlstm_difference = ::mlstm::test::max_difference((actual), (expected));   \
-    const double mlstm_budget = (budget);                                                \
-    INFO(#actual " vs " #expected ": " << mlstm_difference.describe() << "; budget "     \
-                                       << mlstm_budget);                                 \
-    CHECK(mlstm_difference.within(mlstm_budget));                                        \
+#define MLSTM_CHECK_CLOSE(actual, expected, budget)                                    \
+  do {                                                                                 \
+    const auto mlstm_difference = ::mlstm::test::max_difference((actual), (expected)); \
+    const double mlstm_budget = (budget);                                              \
+    INFO(#actual " vs " #expected ": " << mlstm_difference.describe() << "; budget "   \
+                                       << mlstm_budget);                               \
+    CHECK(mlstm_difference.within(mlstm_budget));                                      \
   } while (false)

@@ -24,8 +24,8 @@ struct SequenceShape {
 };
 
 template <typename T, int Rank, typename X>
-void expect_shape(const X& x, const std::array<Index, Rank>& expected,
-                  const char* name, const char* layout) {
+void expect_shape(const X& x, const std::array<Index, Rank>& expected, const char* name,
+                  const char* layout) {
   bool same = true;
   for (int axis = 0; axis < Rank; ++axis) same = same && x.dimension(axis) == expected[axis];
   if (!same) {
@@ -37,11 +37,10 @@ void expect_shape(const X& x, const std::array<Index, Rank>& expected,
 inline void expect_positive_dims(const SequenceShape& shape, const char* name) {
   if (shape.batch < 1 || shape.heads < 1 || shape.seq_len < 1 || shape.qk_dim < 1 ||
       shape.v_dim < 1) {
-    throw ShapeError(name, "every dimension must be at least 1, got B=" +
-                               std::to_string(shape.batch) + " NH=" + std::to_string(shape.heads) +
-                               " S=" + std::to_string(shape.seq_len) +
-                               " DQK=" + std::to_string(shape.qk_dim) +
-                               " DV=" + std::to_string(shape.v_dim));
+    throw ShapeError(
+        name, "every dimension must be at least 1, got B=" + std::to_string(shape.batch) +
+                  " NH=" + std::to_string(shape.heads) + " S=" + std::to_string(shape.seq_len) +
+                  " DQK=" + std::to_string(shape.qk_dim) + " DV=" + std::to_string(shape.v_dim));
   }
 }
 

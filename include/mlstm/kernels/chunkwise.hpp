@@ -408,9 +408,9 @@ void chunkwise_forward_by_head(const SequenceInputs<T>& in, Index chunk_size, T 
   const ChunkLayout<T> z(s, chunk_size);
   const Index heads = z.heads, chunks = z.chunks, c_size = z.c_size;
   const Index c_stride = z.c_stride, n_stride = z.n_stride;
-  const double flops = 2.0 * static_cast<double>(heads * s.seq_len) *
-                       (static_cast<double>(chunk_size * (s.qk_dim + s.v_dim)) +
-                        2.0 * static_cast<double>(c_size));
+  const double flops =
+      2.0 * static_cast<double>(heads * s.seq_len) *
+      (static_cast<double>(chunk_size * (s.qk_dim + s.v_dim)) + 2.0 * static_cast<double>(c_size));
   parallel_for(heads, threads_for_work(num_threads, heads, flops), [&](Index head) {
     // Two state slots (the chunk's start and end, swapping roles) and the contribution.
     Storage c(2 * c_stride), n(2 * n_stride), kv(c_stride), ksum(n_stride);
@@ -484,12 +484,11 @@ ChunkwiseResult<ScalarOf<Q>> chunkwise_call(
                           RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim)};
     const T eps = static_cast<T>(options.eps);
     if (chunkwise_by_head(s.batch * s.heads, threads)) {
-      chunkwise_forward_by_head<T>(in, chunk_size, eps, threads, initial[0], initial[1],
-                                   initial[2], out.h.data(), out.state.c.data(),
-                                   out.state.n.data(), out.state.m.data());
+      chunkwise_forward_by_head<T>(in, chunk_size, eps, threads, initial[0], initial[1], initial[2],
+                                   out.h.data(), out.state.c.data(), out.state.n.data(),
+                                   out.state.m.data());
     } else {
-      chunkwise_forward<T>(in, chunk_size,
-                           chunkwise_segment_chunks<T>(s, chunk_size, threads), eps,
+      chunkwise_forward<T>(in, chunk_size, chunkwise_segment_chunks<T>(s, chunk_size, threads), eps,
                            threads, initial[0], initial[1], initial[2], out.h.data(),
                            out.state.c.data(), out.state.n.data(), out.state.m.data());
     }

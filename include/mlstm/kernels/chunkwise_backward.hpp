@@ -65,10 +65,10 @@
 
 #include <Eigen/Core>
 
-#include "mlstm/kernels/chunkwise.hpp"
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/math.hpp"
 #include "mlstm/detail/subgradients.hpp"
+#include "mlstm/kernels/chunkwise.hpp"
 #include "mlstm/kernels/gradients.hpp"
 #include "mlstm/kernels/state.hpp"
 #include "mlstm/tensor.hpp"

@@ -149,8 +149,8 @@ struct HeadSlices {
 // row_sum[t0, t1) when row_sum is not null.
 template <typename T>
 void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates,
-                       const SequenceShape& s, const SequenceMask& mask, Index t0, Index t1,
-                       T eps, T* row_sum) {
+                       const SequenceShape& s, const SequenceMask& mask, Index t0, Index t1, T eps,
+                       T* row_sum) {
   using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
   const Index rows = t1 - t0;
@@ -205,9 +205,8 @@ void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates
 // The parallel form on validated inputs; writes h (B, NH, S, DV), and the row sums
 // sum_s Ct[t, s] (B, NH, S) when row_sum is not null.
 template <typename T>
-void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask,
-                      bool stabilize_rowwise, T eps, int num_threads, T* h,
-                      T* row_sum = nullptr) {
+void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask, bool stabilize_rowwise,
+                      T eps, int num_threads, T* h, T* row_sum = nullptr) {
   const SequenceShape& s = in.shape;
   const Index heads = s.batch * s.heads;
   const double flops = 2.0 * static_cast<double>(heads) * static_cast<double>(s.seq_len) *

@@ -48,8 +48,8 @@ namespace detail {
 // and h = q^T C' on them. The block's slice of v and its accumulator of h stay in registers
 // while the rows stream by, so C is read and written once and nothing else touches memory.
 template <int Width, typename T>
-inline void step_column_block(T* c, const T* q, const T* k, const T* v, T forget,
-                              T input_scaled, Index qk_dim, Index v_dim, Index col, T* h) {
+inline void step_column_block(T* c, const T* q, const T* k, const T* v, T forget, T input_scaled,
+                              Index qk_dim, Index v_dim, Index col, T* h) {
   using Block = Eigen::Array<T, Width, 1>;
   const Block value = Eigen::Map<const Block>(v + col);
   Block acc = Block::Zero();
@@ -107,8 +107,7 @@ SequenceInputs<ScalarOf<Q>> check_step_inputs(const Q& q, const K& k, const V& v
 // writing h (B, NH, S, DV). Batch-heads are spread over up to `num_threads` threads; a call too
 // small to be worth waking a worker runs on the calling thread and allocates nothing.
 template <typename T>
-void recurrent_steps(const SequenceInputs<T>& in, T* c, T* n, T* m, T* h, T eps,
-                     int num_threads) {
+void recurrent_steps(const SequenceInputs<T>& in, T* c, T* n, T* m, T* h, T eps, int num_threads) {
   const SequenceShape& s = in.shape;
   const Index heads = s.batch * s.heads;
   const double flops = 4.0 * static_cast<double>(heads * s.seq_len * s.qk_dim * s.v_dim);
