@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include <mlstm/mlstm.hpp>
 #include <mlstm/params/clip.hpp>
 #include <mlstm/params/lr_schedule.hpp>
+#include <mlstm/io/training_checkpoint.hpp>
 
 #include "support/golden.hpp"
 #include "support/tolerance.hpp"
@@ -199,4 +201,73 @@ TEST_CASE("warm-up then cosine learning rate", "[training]") {
   CHECK(schedule.lr(100) == Approx(0.1).epsilon(1e-12));
   schedule.min_lr = 2.0;
   CHECK_THROWS_AS(schedule.validate(), mlstm::ValueError);
+}
+
+namespace {
+
+// `steps` training steps of the golden case from `first` on, as check_steps runs them.
+void train_steps(const TrainingGolden& golden, mlstm::LanguageModel<float>& model,
+                 mlstm::AdamW<float>& optimizer, Index first, Index steps) {
+  for (Index step = first; step < first + steps; ++step) {
+    optimizer.zero_grad();
+    model.forward_backward(TrainingGolden::batch(golden.tokens, step),
+                           TrainingGolden::batch(golden.targets, step), 1.0, golden.loss_options);
+    mlstm::clip_grad_norm(model.registry(), golden.optimizer["clip"].get<double>());
+    optimizer.step();
+  }
+}
+
+mlstm::AdamW<float> optimizer_of(const TrainingGolden& golden, mlstm::LanguageModel<float>& model) {
+  return mlstm::AdamW<float>(mlstm::get_weight_decay_optim_groups(
+                                 model.registry(), mlstm::lm_weight_decay_options(model.config())),
+                             golden.adamw());
+}
+
+}  // namespace
+
+TEST_CASE("resuming from a training checkpoint continues bit for bit", "[training][checkpoint]") {
+  const TrainingGolden golden;
+  const std::string directory =
+      (std::filesystem::temp_directory_path() / "mlstm_test_training_checkpoint").string();
+  std::filesystem::remove_all(directory);
+
+  mlstm::LanguageModel<float> straight = golden.model<float>();
+  mlstm::AdamW<float> straight_optimizer = optimizer_of(golden, straight);
+  train_steps(golden, straight, straight_optimizer, 0, 6);
+
+  {
+    mlstm::LanguageModel<float> first = golden.model<float>();
+    mlstm::AdamW<float> first_optimizer = optimizer_of(golden, first);
+    train_steps(golden, first, first_optimizer, 0, 3);
+    mlstm::save_training_checkpoint(directory, first.registry(), first_optimizer,
+                                    {{"step", "3"}});
+  }
+  mlstm::LanguageModel<float> resumed(golden.config);  // zero parameters until loaded
+  mlstm::AdamW<float> resumed_optimizer = optimizer_of(golden, resumed);
+  const auto metadata =
+      mlstm::load_training_checkpoint(directory, resumed.registry(), resumed_optimizer);
+  CHECK(metadata.at("step") == "3");
+  CHECK(resumed_optimizer.step_count() == 3);
+  train_steps(golden, resumed, resumed_optimizer, 3, 3);
+
+  for (const auto& param : straight.registry()) {
+    const auto& other = resumed.registry().get(param.name());
+    INFO(param.name());
+    CHECK(std::equal(param.data(), param.data() + param.size(), other.data()));
+    CHECK(std::equal(straight_optimizer.exp_avg_sq(param).data(),
+                     straight_optimizer.exp_avg_sq(param).data() + param.size(),
+                     resumed_optimizer.exp_avg_sq(other).data()));
+  }
+
+  // An optimizer of another model does not fit: nothing is written.
+  mlstm::LMModelConfig bigger = golden.config;
+  bigger.num_blocks += 1;
+  mlstm::LanguageModel<float> other(bigger);
+  mlstm::AdamW<float> other_optimizer = optimizer_of(golden, other);
+  CHECK_THROWS_AS(mlstm::load_training_checkpoint(directory, other.registry(), other_optimizer),
+                  mlstm::ValueError);
+  CHECK(other_optimizer.step_count() == 0);
+  for (const auto& param : other.registry())
+    CHECK(std::all_of(param.data(), param.data() + param.size(), [](float x) { return x == 0; }));
+  std::filesystem::remove_all(directory);
 }
