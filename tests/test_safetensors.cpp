@@ -11,12 +11,18 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <mlstm/io/safetensors.hpp>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/stat.h>
+#endif
 
 namespace st = mlstm::safetensors;
 using mlstm::Index;
@@ -778,9 +784,14 @@ TEST_CASE("safetensors: each kind of corrupt file is a FormatError saying what i
     check_format_error(edited("[2]", "[4294967296,4294967296]"),
                        "shape (4294967296, 4294967296) of F32 overflows: its byte size is beyond 2^63 - 1");
     check_format_error(edited("[2]", "[2305843009213693952]"), "overflows");  // 2^61 * 4 bytes
-    // A zero dimension makes the product 0, whatever the others: no overflow, a size mismatch.
+    // A zero dimension makes the tensor empty, but the other dimensions' product must still fit:
+    // element counts and strides multiply them.
     check_format_error(edited("[2]", "[4294967296,4294967296,0]"),
-                       "data_offsets [0, 8] span 8 bytes, but F32 of shape (4294967296, 4294967296, 0) needs 0");
+                       "shape (4294967296, 4294967296, 0) of F32 overflows: the byte size of its "
+                       "nonzero dimensions is beyond 2^63 - 1");
+    check_format_error(edited("[2]", "[4611686018427387904,4,0]"), "overflows");  // 2^62 x 4 x 0
+    check_format_error(edited("[2]", "[0,4611686018427387904,4]"), "overflows");
+    check_format_error(edited("[2]", "[3,0]"), "data_offsets [0, 8] span 8 bytes, but F32 of shape (3, 0) needs 0");
   }
   SECTION("data_offsets that disagree with the shape or the buffer") {
     check_format_error(edited("[2]", "[3]"), "tensor \"a\": data_offsets [0, 8] span 8 bytes, but F32 of shape (3) needs 12");
@@ -896,3 +907,66 @@ TEST_CASE("safetensors: any truncation or single-byte change of a file is read s
   CHECK(parsed > 0);
   CHECK(rejected > static_cast<Index>(valid.size()));
 }
+
+// --- Mapping and views ------------------------------------------------------------------
+
+TEST_CASE("safetensors: a loaded file is mapped, and views show each tensor's bytes in place") {
+  const ScratchDirectory scratch;
+  const std::string path = (scratch.path / "model.safetensors").string();
+  const auto weights = sample_tensor<float, 2>({3, 4}, 5);
+  const auto flags = sample_tensor<bool, 1>({3}, 0);
+  st::Writer writer;
+  writer.add("w", weights).add_converted("w_bf16", weights, st::DType::BF16).add("flags", flags);
+  writer.save(path);
+  const std::vector<std::uint8_t> bytes = writer.serialize();
+  const std::size_t buffer_start = 8 + header_of(bytes).size();
+
+  std::optional<st::File> loaded = st::File::load(path);
+  CHECK(loaded->mapped());
+  CHECK_FALSE(st::File::parse(bytes, "in memory").mapped());
+  const st::File copy = *loaded;
+  const st::TensorView w = loaded->view("w_bf16");
+  loaded.reset();  // the copy keeps the mapping alive
+
+  const st::TensorInfo& info = copy.info("w_bf16");
+  CHECK(w.dtype == st::DType::BF16);
+  CHECK(w.shape == std::vector<Index>{3, 4});
+  CHECK(w.numel() == 12);
+  CHECK(w.byte_size == 24);
+  CHECK(w.aligned_to(2));
+  CHECK(std::equal(w.data, w.data + w.byte_size,
+                   bytes.begin() + static_cast<long>(buffer_start + info.begin)));
+  CHECK(copy.view("flags").byte_size == 3);
+  CHECK_THROWS_AS(copy.view("missing"), mlstm::ValueError);
+
+  SECTION("decode_into decodes a tensor of any shape into flat memory") {
+    std::vector<double> flat(12);
+    copy.decode_into("w", flat.data(), flat.size());
+    for (std::size_t i = 0; i < flat.size(); ++i) CHECK(same_value(flat[i], double(weights.data()[i])));
+    std::vector<std::int32_t> wrong_type(12);
+    CHECK_THROWS_AS(copy.decode_into("w", wrong_type.data(), wrong_type.size()), mlstm::ValueError);
+    std::vector<float> short_target(11, -1.0f);
+    const std::string message = message_of<mlstm::ShapeError>(
+        [&] { copy.decode_into("w", short_target.data(), short_target.size()); });
+    CHECK_THAT(message, Catch::Contains("has shape (3, 4) (12 elements), but `count` is 11"));
+    CHECK(std::all_of(short_target.begin(), short_target.end(), [](float x) { return x == -1.0f; }));
+  }
+}
+
+#if defined(__unix__) || defined(__APPLE__)
+TEST_CASE("safetensors: a file that cannot be mapped (a pipe) is read instead") {
+  const ScratchDirectory scratch;
+  const std::string path = (scratch.path / "pipe").string();
+  REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+  const auto weights = sample_tensor<double, 1>({5}, 1);
+  const std::vector<std::uint8_t> bytes = st::Writer().add("v", weights).serialize();
+  std::thread feeder([&] {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  });
+  const st::File file = st::File::load(path);
+  feeder.join();
+  CHECK_FALSE(file.mapped());
+  CHECK(first_difference(file.read<double, 1>("v"), weights) == -1);
+}
+#endif

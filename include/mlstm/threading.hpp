@@ -21,10 +21,9 @@
 // same process). Calls from several user threads at once are safe; a kernel called from inside
 // another kernel's work runs on its calling thread.
 //
-// Eigen's own matrix products, which the kernels call on small tiles, stay single-threaded: Eigen
-// parallelizes them only in programs compiled with -fopenmp. A program that is, and uses mlstm
-// with more than one thread, should define EIGEN_DONT_PARALLELIZE (or call
-// Eigen::setNbThreads(1)) so that the two levels of threads do not oversubscribe the cores.
+// Eigen's own matrix products, which the kernels call on small tiles, stay single-threaded, also
+// in a program compiled with -fopenmp (where Eigen would otherwise start an OpenMP team inside
+// each of our threads): see detail::SingleThreadedProducts.
 #pragma once
 
 #include <string>

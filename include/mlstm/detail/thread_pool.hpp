@@ -11,6 +11,10 @@
 #include <thread>
 #include <unsupported/Eigen/CXX11/ThreadPool>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "mlstm/tensor.hpp"
 
 namespace mlstm::detail {
@@ -49,6 +53,34 @@ inline bool& inside_parallel_for() {
   thread_local bool inside = false;
   return inside;
 }
+
+// While alive, Eigen's matrix products on this thread run on this thread alone. In a program
+// built with -fopenmp, Eigen runs a large product on omp_get_max_threads() OpenMP threads of the
+// thread that calls it; inside mlstm's threads that would start an OpenMP team in each of them
+// (measured: the parallel form 50x slower on 2 cores). mlstm already uses the cores it was given,
+// and its results must not depend on a thread count, so the items of a parallel_for set this
+// thread's OpenMP thread count (an ICV of the thread, not Eigen's global setting) to 1 and
+// restore it after. Without OpenMP, Eigen's products are single-threaded and this does nothing.
+// (A program that calls Eigen::setNbThreads(n > 1) has chosen Eigen's thread count for every
+// thread, and keeps it.)
+class SingleThreadedProducts {
+ public:
+#ifdef _OPENMP
+  SingleThreadedProducts() : saved_(omp_get_max_threads()) {
+    if (saved_ != 1) omp_set_num_threads(1);
+  }
+  ~SingleThreadedProducts() {
+    if (saved_ != 1) omp_set_num_threads(saved_);
+  }
+
+ private:
+  int saved_;
+#else
+  SingleThreadedProducts() {}  // user-provided: a guard, not an unused variable
+#endif
+  SingleThreadedProducts(const SingleThreadedProducts&) = delete;
+  SingleThreadedProducts& operator=(const SingleThreadedProducts&) = delete;
+};
 
 // How many threads work of `flops` floating-point operations in `items` independent items is
 // worth: at most `threads` and `items`, and about one thread per `min_flops_per_thread`, since
@@ -130,6 +162,7 @@ void parallel_for(Index count, int threads, const Task& task) {
   const int helpers =
       static_cast<int>(std::min<Index>({Index(threads), count, max_parallel_threads})) - 1;
   if (helpers <= 0 || inside_parallel_for()) {
+    const SingleThreadedProducts single_threaded;
     for (Index item = 0; item < count; ++item) task(item);
     return;
   }
@@ -139,15 +172,19 @@ void parallel_for(Index count, int threads, const Task& task) {
   });
   for (int helper = 0; helper < helpers; ++helper) {
     pool->Schedule([state] {
+      const SingleThreadedProducts single_threaded;
       inside_parallel_for() = true;
       state->work();
       inside_parallel_for() = false;
       state->release();
     });
   }
-  inside_parallel_for() = true;
-  state->work();
-  inside_parallel_for() = false;
+  {
+    const SingleThreadedProducts single_threaded;
+    inside_parallel_for() = true;
+    state->work();
+    inside_parallel_for() = false;
+  }
   state->wait();
   std::exception_ptr error = state->error;
   state->release();

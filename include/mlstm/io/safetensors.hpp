@@ -45,6 +45,7 @@
 #include "mlstm/detail/assert.hpp"
 #include "mlstm/detail/float16.hpp"
 #include "mlstm/errors.hpp"
+#include "mlstm/io/file_bytes.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm::safetensors {
@@ -276,9 +277,6 @@ inline std::string json_text(const nlohmann::json& value) {
 // `text` as a JSON string literal, for messages.
 inline std::string quoted(const std::string& text) { return json_text(nlohmann::json(text)); }
 
-// A file path for messages, whole.
-inline std::string path_text(const std::string& path) { return "\"" + path + "\""; }
-
 // Up to `limit` quoted names, then how many more.
 inline std::string quoted_list(const std::vector<std::string>& names, std::size_t limit = 5) {
   if (names.empty()) return "none";
@@ -384,7 +382,8 @@ struct TensorInfo {
   std::uint64_t begin = 0;
   std::uint64_t end = 0;
 
-  // Number of elements: the product of the shape (1 for a scalar).
+  // Number of elements: the product of the shape (1 for a scalar). A File's tensors have shapes
+  // whose every partial product fits in Index (checked when the header is parsed).
   Index numel() const {
     Index count = 1;
     for (Index dim : shape) count *= dim;
@@ -392,15 +391,44 @@ struct TensorInfo {
   }
 };
 
-// A safetensors file held in memory, its header validated.
+// A tensor's data as stored in its File: `byte_size` bytes at `data`, little-endian elements of
+// `dtype` in row-major order. Valid while the File, or a copy of it, lives. A loader can decode it
+// (File::decode_into) or, on a little-endian machine and when aligned_to(dtype_size(dtype)), use
+// the elements in place.
+struct TensorView {
+  const std::uint8_t* data = nullptr;
+  std::size_t byte_size = 0;
+  DType dtype = DType::F32;
+  std::vector<Index> shape;
+
+  // Number of elements: the product of the shape (1 for a scalar).
+  Index numel() const {
+    Index count = 1;
+    for (Index dim : shape) count *= dim;
+    return count;
+  }
+
+  // Whether `data` is a multiple of `alignment` bytes.
+  bool aligned_to(std::size_t alignment) const {
+    return reinterpret_cast<std::uintptr_t>(data) % alignment == 0;
+  }
+};
+
+// A safetensors file, its header validated; the data stays in the file's mapping (or, where the
+// system cannot map it, in memory) and is decoded when a tensor is read. Copies share the data.
 class File {
  public:
-  // Reads the whole file at `path`. Throws std::system_error if it cannot be read, FormatError
-  // if it is not a valid safetensors file.
+  // Opens the file at `path`: maps it read-only (reads it whole if mapping fails) and validates
+  // its header. Memory used is the header's, the data being paged in as tensors are read. Throws
+  // std::system_error if it cannot be opened or read, FormatError if it is not a valid
+  // safetensors file.
   static File load(const std::string& path);
 
   // The file whose bytes are `bytes`; `source_name` stands for it in messages.
   static File parse(std::vector<std::uint8_t> bytes, std::string source_name);
+
+  // Whether the data is mapped from the file rather than held in memory.
+  bool mapped() const noexcept { return bytes_->mapped(); }
 
   const std::string& source_name() const noexcept { return source_name_; }
 
@@ -430,22 +458,37 @@ class File {
   template <typename Out>
   void read_into(const std::string& name, Out&& out) const;
 
+  // Decodes tensor `name`, of any shape, into the `count` elements at `target` in row-major order;
+  // `count` must be its element count (else ShapeError("count")). Throws as read() does, except
+  // that the rank is not checked; `target` is written only when all checks pass.
+  template <typename T>
+  void decode_into(const std::string& name, T* target, std::size_t count) const;
+
+  // Tensor `name`'s data where it lies, undecoded. Throws ValueError("name") if there is none.
+  TensorView view(const std::string& name) const;
+
  private:
   File() = default;
+
+  static File parse_bytes(std::shared_ptr<const detail::FileBytes> bytes, std::string source_name);
+
+  // info(name), having checked that it reads as a tensor of T.
+  template <typename T>
+  const TensorInfo& readable_info(const std::string& name) const;
 
   // info(name), having checked that it reads as a rank-`Rank` tensor of T.
   template <typename T, int Rank>
   const TensorInfo& readable_info(const std::string& name) const;
 
   const std::uint8_t* data_of(const TensorInfo& info) const {
-    return bytes_.data() + buffer_start_ + info.begin;
+    return bytes_->data() + buffer_start_ + info.begin;
   }
 
   std::string described(const std::string& name) const {
     return "tensor " + detail::quoted(name) + " in " + detail::path_text(source_name_);
   }
 
-  std::vector<std::uint8_t> bytes_;
+  std::shared_ptr<const detail::FileBytes> bytes_;
   std::size_t buffer_start_ = 0;
   std::string source_name_;
   std::map<std::string, TensorInfo> tensors_;
@@ -550,21 +593,22 @@ inline safetensors::TensorInfo parse_tensor_entry(const std::string& name,
     }
     info.shape.push_back(static_cast<Index>(dim.get<std::uint64_t>()));
   }
-  // Byte size, refusing any product past 2^63 - 1 (unless a zero dimension makes it 0).
+  // The byte size of the nonzero dimensions must fit in Index, even when a zero dimension makes
+  // the tensor empty: then every partial product of the shape (an element count, a stride) fits.
   const std::uint64_t limit = static_cast<std::uint64_t>(std::numeric_limits<Index>::max());
-  const std::uint64_t element_size = describe(info.dtype).size;
-  std::uint64_t byte_size = 0;
-  if (std::find(info.shape.begin(), info.shape.end(), Index(0)) == info.shape.end()) {
-    byte_size = element_size;
-    for (Index dim : info.shape) {
-      const auto d = static_cast<std::uint64_t>(dim);
-      if (byte_size > limit / d) {
-        fail("shape " + shape_text(info.shape) + " of " + describe(info.dtype).name +
-             " overflows: its byte size is beyond 2^63 - 1");
-      }
-      byte_size *= d;
+  const bool empty = std::find(info.shape.begin(), info.shape.end(), Index(0)) != info.shape.end();
+  std::uint64_t nonzero_byte_size = describe(info.dtype).size;
+  for (Index dim : info.shape) {
+    const auto d = static_cast<std::uint64_t>(dim);
+    if (d == 0) continue;
+    if (nonzero_byte_size > limit / d) {
+      fail("shape " + shape_text(info.shape) + " of " + describe(info.dtype).name + " overflows: " +
+           (empty ? "the byte size of its nonzero dimensions" : "its byte size") +
+           " is beyond 2^63 - 1");
     }
+    nonzero_byte_size *= d;
   }
+  const std::uint64_t byte_size = empty ? 0 : nonzero_byte_size;
 
   const nlohmann::json& offsets = field("data_offsets");
   if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
@@ -627,32 +671,6 @@ inline void check_tensors_tile_buffer(const std::map<std::string, safetensors::T
   }
 }
 
-struct CloseFile {
-  void operator()(std::FILE* file) const { std::fclose(file); }
-};
-using FileHandle = std::unique_ptr<std::FILE, CloseFile>;
-
-[[noreturn]] inline void throw_io_error(int error, const std::string& what) {
-  throw std::system_error(error, std::generic_category(), "mlstm::safetensors: " + what);
-}
-
-inline std::vector<std::uint8_t> read_whole_file(const std::string& path) {
-  const FileHandle file(std::fopen(path.c_str(), "rb"));
-  if (!file) throw_io_error(errno, "cannot open " + path_text(path));
-  std::vector<std::uint8_t> bytes;
-  std::size_t size = 0;
-  for (;;) {
-    const std::size_t chunk = std::max<std::size_t>(size, std::size_t(1) << 16);
-    bytes.resize(size + chunk);
-    const std::size_t got = std::fread(bytes.data() + size, 1, chunk, file.get());
-    size += got;
-    if (got < chunk) break;
-  }
-  if (std::ferror(file.get())) throw_io_error(errno, "cannot read " + path_text(path));
-  bytes.resize(size);
-  return bytes;
-}
-
 // Writes the concatenated `pieces` to `path`: first to a new temporary file beside it, then
 // renamed over it. On any failure the temporary file is removed and `path` is untouched.
 inline void write_file_atomically(
@@ -700,20 +718,25 @@ inline void require_utf8(const std::string& text, const char* argument) {
 namespace mlstm::safetensors {
 
 inline File File::load(const std::string& path) {
-  return parse(detail::read_whole_file(path), path);
+  return parse_bytes(detail::FileBytes::open(path), path);
 }
 
 inline File File::parse(std::vector<std::uint8_t> bytes, std::string source_name) {
+  return parse_bytes(detail::FileBytes::hold(std::move(bytes)), std::move(source_name));
+}
+
+inline File File::parse_bytes(std::shared_ptr<const detail::FileBytes> bytes,
+                              std::string source_name) {
   File file;
   file.source_name_ = std::move(source_name);
   file.bytes_ = std::move(bytes);
   const detail::HeaderFault fail(file.source_name_);
-  const std::size_t size = file.bytes_.size();
+  const std::size_t size = file.bytes_->size();
   if (size < 8) {
     fail("the file is " + std::to_string(size) +
          " bytes long, shorter than the 8-byte header length");
   }
-  const auto header_length = detail::load_little_endian<std::uint64_t>(file.bytes_.data());
+  const auto header_length = detail::load_little_endian<std::uint64_t>(file.bytes_->data());
   const std::string header_length_text = "header length " + std::to_string(header_length);
   if (header_length > max_header_bytes) {
     fail(header_length_text + " is absurd (the limit is " + std::to_string(max_header_bytes) +
@@ -727,7 +750,7 @@ inline File File::parse(std::vector<std::uint8_t> bytes, std::string source_name
   const std::uint64_t buffer_size = size - file.buffer_start_;
 
   const nlohmann::json header = detail::parse_header_json(
-      reinterpret_cast<const char*>(file.bytes_.data() + 8), static_cast<std::size_t>(header_length),
+      reinterpret_cast<const char*>(file.bytes_->data() + 8), static_cast<std::size_t>(header_length),
       fail);
   if (!header.is_object()) fail("the header must be a JSON object, got " + detail::describe_json(header));
   for (const auto& item : header.items()) {
@@ -765,15 +788,27 @@ inline const std::string& File::metadata(const std::string& key) const {
   return found->second;
 }
 
+inline TensorView File::view(const std::string& name) const {
+  const TensorInfo& found = info(name);
+  return TensorView{data_of(found), static_cast<std::size_t>(found.end - found.begin), found.dtype,
+                    found.shape};
+}
+
 template <typename T, int Rank>
 const TensorInfo& File::readable_info(const std::string& name) const {
-  detail::require_element_type<T>();
   const TensorInfo& found = info(name);
   if (found.shape.size() != static_cast<std::size_t>(Rank)) {
     throw ShapeError("Rank", described(name) + " has rank " + std::to_string(found.shape.size()) +
                                  " with shape " + detail::shape_text(found.shape) +
                                  "; expected rank " + std::to_string(Rank));
   }
+  return readable_info<T>(name);
+}
+
+template <typename T>
+const TensorInfo& File::readable_info(const std::string& name) const {
+  detail::require_element_type<T>();
+  const TensorInfo& found = info(name);
   if (!detail::reads_as<T>(found.dtype)) {
     std::vector<std::string> readable;
     for (const detail::DTypeDescription& d : detail::dtype_table) {
@@ -828,6 +863,18 @@ void File::read_into(const std::string& name, Out&& out) const {
   }
   detail::decode_elements(found.dtype, data_of(found), static_cast<std::size_t>(found.numel()),
                           out.data());
+}
+
+template <typename T>
+void File::decode_into(const std::string& name, T* target, std::size_t count) const {
+  const TensorInfo& found = readable_info<T>(name);
+  const auto numel = static_cast<std::size_t>(found.numel());
+  if (count != numel) {
+    throw ShapeError("count", described(name) + " has shape " + detail::shape_text(found.shape) +
+                                  " (" + std::to_string(numel) + " elements), but `count` is " +
+                                  std::to_string(count));
+  }
+  detail::decode_elements(found.dtype, data_of(found), numel, target);
 }
 
 template <typename X>

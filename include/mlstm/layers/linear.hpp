@@ -6,7 +6,8 @@
 // forward keeps for it: its input x.
 //
 // The leading axes of x are flattened into rows, so a (B, S, in) activation is one matrix
-// product. Used for the up- and down-projections and the head. Runs on up to
+// product. Used for the up- and down-projections and the head. Weights may be stored in bfloat16
+// for float activations (see detail/linear_product.hpp). Runs on up to
 // mlstm::get_num_threads() threads; the result does not depend on the thread count.
 #pragma once
 
@@ -14,48 +15,20 @@
 #include <array>
 #include <string>
 
-#include <Eigen/Core>
-
 #include "mlstm/detail/checks.hpp"
+#include "mlstm/detail/linear_product.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"
 
 namespace mlstm {
 namespace detail {
 
-template <typename T>
-using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-// y (rows, out) = x (rows, in) W^T + b, W (out, in) row-major; bias may be null.
-//
-// Threads: the product is cut into tiles of up to `row_tile` rows by `column_tile` outputs,
-// fixed sizes independent of the thread count, so the result does not depend on it. Tiles are
-// large enough for the product's packing of W and x to be amortized (each tile packs its own
-// slices of both).
-template <typename T>
-void linear_rows(const T* x, Index rows, Index in, const T* weight, Index out, const T* bias, T* y,
+// y (rows, out) = x (rows, in) W^T + b, W (out, in) row-major in T or bfloat16; bias may be
+// null. Runs on up to `threads` threads; the result does not depend on the count.
+template <typename T, typename W>
+void linear_rows(const T* x, Index rows, Index in, const W* weight, Index out, const T* bias, T* y,
                  int threads) {
-  constexpr Index row_tile = 256, column_tile = 512;
-  const Index row_tiles = (rows + row_tile - 1) / row_tile;
-  const Index column_tiles = (out + column_tile - 1) / column_tile;
-  const Index tiles = row_tiles * column_tiles;
-  const double flops =
-      2.0 * static_cast<double>(rows) * static_cast<double>(in) * static_cast<double>(out);
-  using Strided = Eigen::OuterStride<>;
-  parallel_for(tiles, threads_for_work(threads, tiles, flops), [&](Index item) {
-    const Index row_begin = (item / column_tiles) * row_tile;
-    const Index col_begin = (item % column_tiles) * column_tile;
-    const Index row_count = std::min(row_tile, rows - row_begin);
-    const Index col_count = std::min(column_tile, out - col_begin);
-    Eigen::Map<const RowMatrix<T>> inputs(x + row_begin * in, row_count, in);
-    Eigen::Map<const RowMatrix<T>> weights(weight + col_begin * in, col_count, in);
-    Eigen::Map<RowMatrix<T>, 0, Strided> outputs(y + row_begin * out + col_begin, row_count,
-                                                 col_count, Strided(out));
-    outputs.noalias() = inputs * weights.transpose();
-    if (bias != nullptr)
-      outputs.rowwise() +=
-          Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias + col_begin, col_count);
-  });
+  linear_product(x, weight, bias, y, LinearShape{rows, 1, in, out}, threads);
 }
 
 // Backward of linear_rows for dy (rows, out): dx (rows, in) = dy W, written when not null;
@@ -90,6 +63,15 @@ Index leading_rows(const X& x) {
   return rows;
 }
 
+// x and the bias share a scalar; the weight is in it too or, for float x, in bfloat16.
+template <typename X, typename W, typename... Bias>
+constexpr void require_linear_scalars() {
+  require_same_scalar<X, Bias...>();
+  require_argument_type<W>();
+  static_assert(is_linear_weight_scalar<scalar_of<X>, scalar_of<W>>,
+                "mlstm: a linear weight has x's scalar type, or bfloat16 when x is float");
+}
+
 template <typename X, typename W>
 void check_linear_weight(const X& x, const W& weight, const char* weight_name) {
   constexpr int rank = traits_of<X>::rank;
@@ -114,11 +96,13 @@ Tensor<scalar_of<X>, traits_of<X>::rank> linear_checked(const X& x, const W& wei
 
 }  // namespace detail
 
-// y = x W^T: x (..., in) of rank >= 1, weight (out, in) -> y (..., out).
+// y = x W^T: x (..., in) of rank >= 1, weight (out, in) -> y (..., out). The weight is in x's
+// scalar or, for float x, in bfloat16 (summed in float; a map into a memory-mapped file is
+// used in place).
 template <typename X, typename W>
 Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_forward(const X& x,
                                                                         const W& weight) {
-  detail::require_same_scalar<X, W>();
+  detail::require_linear_scalars<X, W>();
   static_assert(detail::traits_of<X>::rank >= 1, "linear_forward: x needs a feature axis");
   const auto weight_view = detail::const_view<2>(weight, "weight", "(out, in)");
   detail::check_linear_weight(x, weight_view, "weight");
@@ -129,7 +113,7 @@ Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_forward(const X&
 template <typename X, typename W, typename Bias>
 Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_forward(const X& x, const W& weight,
                                                                         const Bias& bias) {
-  detail::require_same_scalar<X, W, Bias>();
+  detail::require_linear_scalars<X, W, Bias>();
   static_assert(detail::traits_of<X>::rank >= 1, "linear_forward: x needs a feature axis");
   const auto weight_view = detail::const_view<2>(weight, "weight", "(out, in)");
   const auto bias_view = detail::const_view<1>(bias, "bias", "(out)");

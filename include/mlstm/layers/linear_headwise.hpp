@@ -6,14 +6,13 @@
 //
 // Each of the NPH projection heads maps its own slice of the features; nothing mixes across
 // slices. NPH is the layer's inner dimension / qkv_proj_blocksize, not the cell's head count.
+// The weight is in x's scalar or, for float x, in bfloat16 (as for linear_forward).
 //
 // Backward, given dy (..., NPH * dout), per head p: dx_p = dy_p weight[p], dweight[p] = dy_p^T x_p,
 // dbias = sum of dy over the rows. What the forward keeps for it: its input x.
 #pragma once
 
 #include <string>
-
-#include <Eigen/Core>
 
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/layers/linear.hpp"
@@ -22,25 +21,12 @@
 namespace mlstm {
 namespace detail {
 
-// y (rows, NPH * dout) from x (rows, NPH * din) and weight (NPH, dout, din); bias may be null.
-template <typename T>
-void linear_headwise_rows(const T* x, Index rows, Index heads, Index in_per_head, const T* weight,
-                          Index out_per_head, const T* bias, T* y) {
-  using Strided = Eigen::OuterStride<>;
-  const Index in = heads * in_per_head, out = heads * out_per_head;
-  for (Index head = 0; head < heads; ++head) {
-    Eigen::Map<const RowMatrix<T>, 0, Strided> inputs(x + head * in_per_head, rows, in_per_head,
-                                                      Strided(in));
-    Eigen::Map<const RowMatrix<T>> weights(weight + head * out_per_head * in_per_head, out_per_head,
-                                           in_per_head);
-    Eigen::Map<RowMatrix<T>, 0, Strided> outputs(y + head * out_per_head, rows, out_per_head,
-                                                 Strided(out));
-    outputs.noalias() = inputs * weights.transpose();
-  }
-  if (bias != nullptr) {
-    Eigen::Map<RowMatrix<T>> outputs(y, rows, out);
-    outputs.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias, out);
-  }
+// y (rows, NPH * dout) from x (rows, NPH * din) and weight (NPH, dout, din) in T or bfloat16;
+// bias may be null. Runs on up to `threads` threads; the result does not depend on the count.
+template <typename T, typename W>
+void linear_headwise_rows(const T* x, Index rows, Index heads, Index in_per_head, const W* weight,
+                          Index out_per_head, const T* bias, T* y, int threads) {
+  linear_product(x, weight, bias, y, LinearShape{rows, heads, in_per_head, out_per_head}, threads);
 }
 
 // Backward of linear_headwise_rows for dy (rows, NPH * dout): dx (rows, NPH * din) written when
@@ -93,7 +79,7 @@ Tensor<scalar_of<X>, traits_of<X>::rank> linear_headwise_checked(const X& x, con
   const Index heads = weight.dimension(0), out_per_head = weight.dimension(1);
   Tensor<scalar_of<X>, rank> y(with_last_dimension<rank>(x.dimensions(), heads * out_per_head));
   linear_headwise_rows(x.data(), leading_rows(x), heads, weight.dimension(2), weight.data(),
-                       out_per_head, bias, y.data());
+                       out_per_head, bias, y.data(), get_num_threads());
   return y;
 }
 
@@ -103,7 +89,7 @@ Tensor<scalar_of<X>, traits_of<X>::rank> linear_headwise_checked(const X& x, con
 template <typename X, typename W>
 Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_headwise_forward(const X& x,
                                                                                  const W& weight) {
-  detail::require_same_scalar<X, W>();
+  detail::require_linear_scalars<X, W>();
   static_assert(detail::traits_of<X>::rank >= 1, "linear_headwise_forward: x needs a feature axis");
   const auto weight_view = detail::const_view<3>(weight, "weight", "(NPH, dout, din)");
   detail::check_headwise_weight(x, weight_view);
@@ -115,7 +101,7 @@ template <typename X, typename W, typename Bias>
 Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_headwise_forward(const X& x,
                                                                                  const W& weight,
                                                                                  const Bias& bias) {
-  detail::require_same_scalar<X, W, Bias>();
+  detail::require_linear_scalars<X, W, Bias>();
   static_assert(detail::traits_of<X>::rank >= 1, "linear_headwise_forward: x needs a feature axis");
   const auto weight_view = detail::const_view<3>(weight, "weight", "(NPH, dout, din)");
   const auto bias_view = detail::const_view<1>(bias, "bias", "(NPH * dout)");

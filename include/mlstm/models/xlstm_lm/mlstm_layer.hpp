@@ -183,11 +183,11 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Inde
   const Index blocks = w.q_proj_weight.dimension(0), block_dim = I / blocks;
   Tensor<T, 3> q(batch, seq_len, I), k(batch, seq_len, I), v(batch, seq_len, I);
   linear_headwise_rows(x_conv.data(), rows, blocks, block_dim, w.q_proj_weight.data(), block_dim,
-                       data_or_null(w.q_proj_bias), q.data());
+                       data_or_null(w.q_proj_bias), q.data(), threads);
   linear_headwise_rows(x_conv.data(), rows, blocks, block_dim, w.k_proj_weight.data(), block_dim,
-                       data_or_null(w.k_proj_bias), k.data());
+                       data_or_null(w.k_proj_bias), k.data(), threads);
   linear_headwise_rows(x_mlstm.data(), rows, blocks, block_dim, w.v_proj_weight.data(), block_dim,
-                       data_or_null(w.v_proj_bias), v.data());
+                       data_or_null(w.v_proj_bias), v.data(), threads);
 
   Tensor<T, 3> h = mlstm_cell_forward(w.cell, q.data(), k.data(), v.data(), batch, seq_len, options,
                                       state != nullptr ? &state->mlstm_state : nullptr,

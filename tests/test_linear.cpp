@@ -1,0 +1,138 @@
+// The linear layers' shared product (detail/linear_product.hpp) on shapes that cross its tiles,
+// and with bfloat16 weights: against the plain loops of tests/support/naive_layers.hpp (in
+// double, on the widened weights) and against the float path given the same weights widened
+// to float; in the step's few-row path and the prefill's widened-tile path; and independent of
+// the thread count.
+#include <Eigen/Core>
+#include <catch2/catch.hpp>
+#include <mlstm/layers/linear.hpp>
+#include <mlstm/layers/linear_headwise.hpp>
+#include <mlstm/threading.hpp>
+
+#include "support/naive_layers.hpp"
+#include "support/random_inputs.hpp"
+#include "support/tolerance.hpp"
+
+namespace {
+
+using mlstm::Index;
+using mlstm::Tensor;
+using bfloat16 = Eigen::bfloat16;
+namespace naive = mlstm::test::naive;
+
+template <typename T, int Rank, typename... Dims>
+Tensor<T, Rank> random_tensor(mlstm::test::Random& random, Dims... dims) {
+  Tensor<T, Rank> x(dims...);
+  random.fill_uniform(x, -1.0, 1.0);
+  return x;
+}
+
+template <int Rank, typename T>
+Tensor<double, Rank> as_double(const Tensor<T, Rank>& x) {
+  Tensor<double, Rank> y(x.dimensions());
+  for (Index i = 0; i < x.size(); ++i) y.data()[i] = static_cast<double>(x.data()[i]);
+  return y;
+}
+
+template <int Rank>
+Tensor<float, Rank> widened(const Tensor<bfloat16, Rank>& x) {
+  Tensor<float, Rank> y(x.dimensions());
+  for (Index i = 0; i < x.size(); ++i) y.data()[i] = static_cast<float>(x.data()[i]);
+  return y;
+}
+
+// A float sum of `terms` products of magnitude up to 1, against a double one.
+double float_sum_budget(Index terms) {
+  return mlstm::test::forms_relative<float> * std::max<double>(1.0, static_cast<double>(terms));
+}
+
+// Rows of the step path, of the prefill path, and across a row tile; outputs across a column
+// tile; an input size that leaves a remainder in the step's vectorized dot.
+struct Sizes {
+  Index rows, in, out;
+};
+constexpr Sizes linear_sizes[] = {{1, 67, 130}, {3, 200, 9}, {5, 40, 70}, {300, 33, 530}};
+
+}  // namespace
+
+TEST_CASE("linear_forward with bfloat16 weights sums in float", "[layers][linear][bfloat16]") {
+  mlstm::test::Random random(21);
+  for (const Sizes z : linear_sizes) {
+    for (const bool with_bias : {false, true}) {
+      CAPTURE(z.rows, z.in, z.out, with_bias);
+      const auto x = random_tensor<float, 2>(random, z.rows, z.in);
+      const auto w = random_tensor<bfloat16, 2>(random, z.out, z.in);
+      const auto b = random_tensor<float, 1>(random, z.out);
+      const Tensor<float, 2> w_float = widened(w);
+      const auto y = with_bias ? mlstm::linear_forward(x, w, b) : mlstm::linear_forward(x, w);
+      const auto y_float =
+          with_bias ? mlstm::linear_forward(x, w_float, b) : mlstm::linear_forward(x, w_float);
+      const Tensor<double, 1> b_double = as_double(b);
+      const auto expected =
+          naive::linear(as_double(x), as_double(w_float), with_bias ? &b_double : nullptr);
+      MLSTM_CHECK_CLOSE(as_double(y), expected, float_sum_budget(z.in));
+      MLSTM_CHECK_CLOSE(as_double(y), as_double(y_float), float_sum_budget(z.in));
+    }
+  }
+}
+
+TEST_CASE("linear_forward crosses tiles like the plain loop", "[layers][linear]") {
+  mlstm::test::Random random(22);
+  const Index rows = 300, in = 33, out = 530;  // two row tiles, two column tiles
+  const auto x = random_tensor<double, 2>(random, rows, in);
+  const auto w = random_tensor<double, 2>(random, out, in);
+  const auto b = random_tensor<double, 1>(random, out);
+  MLSTM_CHECK_CLOSE(mlstm::linear_forward(x, w, b), naive::linear(x, w, &b),
+                    mlstm::test::forms_relative<double> * in);
+}
+
+TEST_CASE("linear_headwise_forward with bfloat16 weights sums in float",
+          "[layers][linear][bfloat16]") {
+  mlstm::test::Random random(23);
+  struct HeadSizes {
+    Index rows, heads, dout, din;
+  };
+  for (const HeadSizes z : {HeadSizes{1, 8, 4, 4}, HeadSizes{2, 3, 5, 40}, HeadSizes{270, 6, 4, 4},
+                            HeadSizes{9, 2, 20, 70}}) {
+    CAPTURE(z.rows, z.heads, z.dout, z.din);
+    const auto x = random_tensor<float, 2>(random, z.rows, z.heads * z.din);
+    const auto w = random_tensor<bfloat16, 3>(random, z.heads, z.dout, z.din);
+    const auto b = random_tensor<float, 1>(random, z.heads * z.dout);
+    const Tensor<float, 3> w_float = widened(w);
+    const auto y = mlstm::linear_headwise_forward(x, w, b);
+    const Tensor<double, 1> b_double = as_double(b);
+    const auto expected = naive::linear_headwise(as_double(x), as_double(w_float), &b_double);
+    MLSTM_CHECK_CLOSE(as_double(y), expected, float_sum_budget(z.din));
+    MLSTM_CHECK_CLOSE(as_double(y), as_double(mlstm::linear_headwise_forward(x, w_float, b)),
+                      float_sum_budget(z.din));
+  }
+}
+
+TEST_CASE("linear layers give the same bits on one thread and on several",
+          "[layers][linear][threads]") {
+  mlstm::test::Random random(24);
+  const int saved = mlstm::get_num_threads();
+  for (const Sizes z : linear_sizes) {
+    CAPTURE(z.rows, z.in, z.out);
+    const auto x = random_tensor<float, 2>(random, z.rows, z.in);
+    const auto w = random_tensor<bfloat16, 2>(random, z.out, z.in);
+    const Tensor<float, 2> w_float = widened(w);
+    mlstm::set_num_threads(1);
+    const Tensor<float, 2> one_bf16 = mlstm::linear_forward(x, w);
+    const Tensor<float, 2> one_float = mlstm::linear_forward(x, w_float);
+    mlstm::set_num_threads(3);
+    const Tensor<float, 2> several_bf16 = mlstm::linear_forward(x, w);
+    const Tensor<float, 2> several_float = mlstm::linear_forward(x, w_float);
+    MLSTM_CHECK_CLOSE(one_bf16, several_bf16, 0.0);
+    MLSTM_CHECK_CLOSE(one_float, several_float, 0.0);
+  }
+  mlstm::set_num_threads(saved);
+}
+
+TEST_CASE("linear_forward takes a bfloat16 weight map in place", "[layers][linear][bfloat16]") {
+  mlstm::test::Random random(25);
+  const auto x = random_tensor<float, 3>(random, 2, 1, 16);
+  const auto w = random_tensor<bfloat16, 2>(random, 5, 16);
+  const mlstm::ConstTensorMap<bfloat16, 2> view(w.data(), 5, 16);  // as into a mapped file
+  MLSTM_CHECK_CLOSE(mlstm::linear_forward(x, view), mlstm::linear_forward(x, w), 0.0);
+}
