@@ -13,6 +13,11 @@
 // (--seed, step) alone and the library's results do not depend on the thread count, so a run
 // is reproducible, and a resumed run continues exactly as the uninterrupted one.
 //
+// Built with the CMake option MLSTM_MPI, it trains data parallel: `mpirun -np R train_lm ...`
+// gives each rank its own --batch sequences of every step (R * --batch in all, the batch one
+// process with --batch=R*B would draw), averages the gradients over the ranks, and lets rank 0
+// alone print, evaluate, sample and save.
+//
 // The corpus: --data is a file (raw bytes) or a directory, whose regular files are concatenated
 // in name order. The default, /usr/share/common-licenses, comes with Debian's base-files
 // package, so it is on every Debian system.
@@ -31,10 +36,18 @@
 #include <vector>
 
 #include <mlstm/mlstm.hpp>
+#ifdef MLSTM_WITH_MPI
+#include <mlstm/distributed/mpi.hpp>
+#endif
 
 #include "example_model.hpp"
 
 namespace {
+
+// This process's place among the data-parallel ranks (one rank without MPI).
+struct Ranks {
+  int rank = 0, count = 1;
+};
 
 const char* const usage =
     "usage: train_lm [--flag=value ...]\n"
@@ -59,8 +72,8 @@ const char* const usage =
 struct Options {
   std::string data = "/usr/share/common-licenses", init, save, resume;
   mlstm::LMModelConfig config;
-  long long batch = 8, seq_len = 64, steps = 200, warmup = 20, eval_every = 50,
-            eval_batches = 4, sample_length = 200;
+  long long batch = 8, seq_len = 64, steps = 200, warmup = 20, eval_every = 50, eval_batches = 4,
+            sample_length = 200;
   double lr = 3e-3, min_lr = -1, clip = 1.0;
   mlstm::AdamWOptions adamw;
   std::uint64_t seed = 0;
@@ -90,18 +103,23 @@ double parse_real(const std::string& flag, const std::string& text) {
 
 Options parse(int argc, char** argv) {
   Options o;
-  const std::map<std::string, long long*> integers{
-      {"--batch", &o.batch},           {"--seq-len", &o.seq_len},
-      {"--steps", &o.steps},           {"--warmup", &o.warmup},
-      {"--eval-every", &o.eval_every}, {"--eval-batches", &o.eval_batches},
-      {"--sample-length", &o.sample_length}};
+  const std::map<std::string, long long*> integers{{"--batch", &o.batch},
+                                                   {"--seq-len", &o.seq_len},
+                                                   {"--steps", &o.steps},
+                                                   {"--warmup", &o.warmup},
+                                                   {"--eval-every", &o.eval_every},
+                                                   {"--eval-batches", &o.eval_batches},
+                                                   {"--sample-length", &o.sample_length}};
   const std::map<std::string, mlstm::Index*> sizes{{"--embedding-dim", &o.config.embedding_dim},
                                                    {"--blocks", &o.config.num_blocks},
                                                    {"--heads", &o.config.num_heads}};
-  const std::map<std::string, double*> reals{
-      {"--lr", &o.lr},           {"--min-lr", &o.min_lr},     {"--clip", &o.clip},
-      {"--beta1", &o.adamw.beta1}, {"--beta2", &o.adamw.beta2}, {"--eps", &o.adamw.eps},
-      {"--weight-decay", &o.adamw.weight_decay}};
+  const std::map<std::string, double*> reals{{"--lr", &o.lr},
+                                             {"--min-lr", &o.min_lr},
+                                             {"--clip", &o.clip},
+                                             {"--beta1", &o.adamw.beta1},
+                                             {"--beta2", &o.adamw.beta2},
+                                             {"--eps", &o.adamw.eps},
+                                             {"--weight-decay", &o.adamw.weight_decay}};
   const std::map<std::string, std::string*> paths{
       {"--data", &o.data}, {"--init", &o.init}, {"--save", &o.save}, {"--resume", &o.resume}};
   for (int i = 1; i < argc; ++i) {
@@ -133,8 +151,9 @@ Options parse(int argc, char** argv) {
   if (o.min_lr < 0) o.min_lr = o.lr / 10;
   if (o.batch < 1 || o.seq_len < 1 || o.steps < 0 || o.eval_every < 1 || o.eval_batches < 1 ||
       o.sample_length < 0 || o.clip < 0)
-    throw std::invalid_argument("--batch, --seq-len, --eval-every, --eval-batches must be >= 1; "
-                                "--steps, --sample-length, --clip >= 0");
+    throw std::invalid_argument(
+        "--batch, --seq-len, --eval-every, --eval-batches must be >= 1; "
+        "--steps, --sample-length, --clip >= 0");
   o.config.context_length = o.seq_len;
   o.adamw.lr = o.lr;
   return o;
@@ -174,28 +193,31 @@ Batch batch_at(const std::uint8_t* text, const std::vector<std::size_t>& offsets
   return batch;
 }
 
-// The training batch of `step`: B offsets drawn from a generator seeded by (seed, step) alone.
+// This rank's part of the training batch of `step`: ranks * B offsets drawn from a generator
+// seeded by (seed, step) alone, of which rank r takes the r-th B.
 Batch training_batch(const std::vector<std::uint8_t>& text, std::size_t train_size,
-                     const Options& o, long long step) {
+                     const Options& o, long long step, const Ranks& ranks) {
   std::mt19937_64 engine(o.seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(step));
   const std::size_t starts = train_size - static_cast<std::size_t>(o.seq_len);
-  std::vector<std::size_t> offsets(static_cast<std::size_t>(o.batch));
+  std::vector<std::size_t> offsets(static_cast<std::size_t>(o.batch * ranks.count));
   for (auto& offset : offsets) offset = static_cast<std::size_t>(engine() % starts);
-  return batch_at(text.data(), offsets, o.seq_len);
+  const auto first = offsets.begin() + ranks.rank * o.batch;
+  return batch_at(text.data(), std::vector<std::size_t>(first, first + o.batch), o.seq_len);
 }
 
-// The mean loss over --eval-batches batches at evenly spaced offsets of the held-out text.
+// The mean loss over --eval-batches batches of `rows` sequences at evenly spaced offsets of the
+// held-out text.
 double validation_loss(const mlstm::LanguageModel<float>& model,
                        const std::vector<std::uint8_t>& text, std::size_t train_size,
-                       const Options& o) {
+                       const Options& o, long long rows) {
   const std::size_t starts = text.size() - train_size - static_cast<std::size_t>(o.seq_len);
-  const std::size_t count = static_cast<std::size_t>(o.batch * o.eval_batches);
+  const std::size_t count = static_cast<std::size_t>(rows * o.eval_batches);
   std::vector<std::size_t> offsets(count);
   for (std::size_t i = 0; i < count; ++i) offsets[i] = train_size + i * starts / count;
   double total = 0;
   for (long long e = 0; e < o.eval_batches; ++e) {
-    const std::vector<std::size_t> part(offsets.begin() + e * o.batch,
-                                        offsets.begin() + (e + 1) * o.batch);
+    const std::vector<std::size_t> part(offsets.begin() + e * rows,
+                                        offsets.begin() + (e + 1) * rows);
     const Batch batch = batch_at(text.data(), part, o.seq_len);
     total += model.loss(batch.tokens, batch.targets);
   }
@@ -245,7 +267,7 @@ std::string printable(const std::string& text) {
   return out;
 }
 
-int run(const Options& o) {
+int run(const Options& o, const Ranks& ranks) {
   const std::vector<std::uint8_t> text = read_corpus(o.data);
   const std::size_t train_size = text.size() * 9 / 10;
   if (train_size <= static_cast<std::size_t>(o.seq_len) + 1 ||
@@ -276,42 +298,55 @@ int run(const Options& o) {
   schedule.decay_steps = o.steps;
   schedule.validate();
 
-  std::printf(
-      "data: %s, %zu bytes (%zu training, %zu validation)\n"
-      "model: embedding %lld, %lld blocks, %lld heads, %lld parameters; %d threads\n"
-      "training: steps %lld..%lld, batch %lld x %lld, lr %g -> %g, warm-up %lld, clip %g\n",
-      o.data.c_str(), text.size(), train_size, text.size() - train_size,
-      static_cast<long long>(o.config.embedding_dim), static_cast<long long>(o.config.num_blocks),
-      static_cast<long long>(o.config.num_heads),
-      static_cast<long long>(model.registry().parameter_count()), mlstm::get_num_threads(),
-      first_step, o.steps, o.batch, o.seq_len, o.lr, o.min_lr, o.warmup, o.clip);
+  const bool main_rank = ranks.rank == 0;
+  if (main_rank) {
+    std::printf(
+        "data: %s, %zu bytes (%zu training, %zu validation)\n"
+        "model: embedding %lld, %lld blocks, %lld heads, %lld parameters; %d threads\n"
+        "training: steps %lld..%lld, batch %lld x %lld on %d rank(s), lr %g -> %g, warm-up %lld, "
+        "clip %g\n",
+        o.data.c_str(), text.size(), train_size, text.size() - train_size,
+        static_cast<long long>(o.config.embedding_dim), static_cast<long long>(o.config.num_blocks),
+        static_cast<long long>(o.config.num_heads),
+        static_cast<long long>(model.registry().parameter_count()), mlstm::get_num_threads(),
+        first_step, o.steps, o.batch, o.seq_len, ranks.count, o.lr, o.min_lr, o.warmup, o.clip);
+  }
 
   double busy = 0;
   for (long long step = first_step; step < o.steps; ++step) {
     const auto start = std::chrono::steady_clock::now();
-    const Batch batch = training_batch(text, train_size, o, step);
+    const Batch batch = training_batch(text, train_size, o, step, ranks);
     const double lr = schedule.lr(step);
     optimizer.set_lr(lr);
     optimizer.zero_grad();
-    const double loss = model.forward_backward(batch.tokens, batch.targets);
+    double loss = model.forward_backward(batch.tokens, batch.targets);
+#ifdef MLSTM_WITH_MPI
+    mlstm::all_reduce_gradients(model.registry(), MPI_COMM_WORLD);
+    loss = mlstm::all_reduce_mean(loss, MPI_COMM_WORLD);
+#endif
     const double norm = o.clip > 0 ? mlstm::clip_grad_norm(model.registry(), o.clip)
                                    : mlstm::global_grad_norm(model.registry());
     optimizer.step();
     const double seconds = example::seconds_since(start);
     busy += seconds;
+    if (!main_rank) continue;
     std::printf("step %lld loss %.6f lr %.3g norm %.3f tokens/s %.0f\n", step + 1, loss, lr, norm,
-                static_cast<double>(o.batch * o.seq_len) / seconds);
+                static_cast<double>(o.batch * ranks.count * o.seq_len) / seconds);
     if ((step + 1) % o.eval_every == 0 || step + 1 == o.steps)
-      std::printf("step %lld val_loss %.6f\n", step + 1, validation_loss(model, text, train_size, o));
+      std::printf("step %lld val_loss %.6f\n", step + 1,
+                  validation_loss(model, text, train_size, o, o.batch * ranks.count));
     std::fflush(stdout);
   }
+  if (!main_rank) return 0;
   if (o.steps > first_step) {
-    std::printf("trained %lld steps at %.0f tokens/s\n", o.steps - first_step,
-                static_cast<double>((o.steps - first_step) * o.batch * o.seq_len) / busy);
+    std::printf(
+        "trained %lld steps at %.0f tokens/s\n", o.steps - first_step,
+        static_cast<double>((o.steps - first_step) * o.batch * ranks.count * o.seq_len) / busy);
   }
   if (!o.save.empty()) {
-    mlstm::save_training_checkpoint(o.save, model.registry(), optimizer,
-                                    {{"train_lm.step", std::to_string(std::max(first_step, o.steps))}});
+    mlstm::save_training_checkpoint(
+        o.save, model.registry(), optimizer,
+        {{"train_lm.step", std::to_string(std::max(first_step, o.steps))}});
     std::printf("saved %s\n", o.save.c_str());
   }
   if (o.sample_length > 0) {
@@ -326,10 +361,22 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  Ranks ranks;
+#ifdef MLSTM_WITH_MPI
+  MPI_Init(&argc, &argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &ranks.rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &ranks.count);
+#endif
+  int status = 0;
   try {
-    return run(parse(argc, argv));
+    status = run(parse(argc, argv), ranks);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "train_lm: %s\n", error.what());
-    return 1;
+    status = 1;
   }
+#ifdef MLSTM_WITH_MPI
+  if (status != 0) MPI_Abort(MPI_COMM_WORLD, status);
+  MPI_Finalize();
+#endif
+  return status;
 }

@@ -81,8 +81,7 @@ TEST_CASE("head-wise linear backward matches finite differences", "[layers_backw
   dweight.setZero();
   dbias.setZero();
   mlstm::detail::linear_headwise_rows_backward(x.data(), rows, heads, din, weight.data(), dout,
-                                               dy.data(), dx.data(), dweight.data(),
-                                               dbias.data());
+                                               dy.data(), dx.data(), dweight.data(), dbias.data());
   const auto loss = [&] {
     return mlstm::test::dot(mlstm::linear_headwise_forward(x, weight, bias), dy);
   };
@@ -107,8 +106,8 @@ TEST_CASE("layer norm backward matches finite differences", "[layers_backward]")
     dbias.setZero();
     for (Index r = 0; r < rows; ++r)
       mlstm::detail::layer_norm_row_backward(x.data() + r * dim, dim, weight.data(), residual,
-                                             options.eps, dy.data() + r * dim,
-                                             dx.data() + r * dim, dweight.data(), dbias.data());
+                                             options.eps, dy.data() + r * dim, dx.data() + r * dim,
+                                             dweight.data(), dbias.data());
     const auto loss = [&] {
       return mlstm::test::dot(mlstm::layer_norm_forward(x, weight, bias, options), dy);
     };
@@ -127,10 +126,9 @@ TEST_CASE("multi-head layer norm backward matches finite differences", "[layers_
   Tensor<double, 4> dh(B, NH, S, DH);
   Tensor<double, 1> dweight(NH * DH);
   dweight.setZero();
-  mlstm::detail::multi_head_layer_norm_backward(h.data(), B, NH, S, DH, weight.data(),
-                                                mlstm::LayerNormOptions{}, false, dy.data(),
-                                                dh.data(), dweight.data(),
-                                                static_cast<double*>(nullptr));
+  mlstm::detail::multi_head_layer_norm_backward(
+      h.data(), B, NH, S, DH, weight.data(), mlstm::LayerNormOptions{}, false, dy.data(), dh.data(),
+      dweight.data(), static_cast<double*>(nullptr));
   const auto loss = [&] {
     return mlstm::test::dot(mlstm::multi_head_layer_norm_forward(h, weight), dy);
   };
@@ -191,8 +189,7 @@ TEST_CASE("cross-entropy backward matches finite differences, ignored rows get n
   const std::vector<long long> targets = {3, -100, 0, 6, 3};
   auto logits = random_tensor<2>({rows, V}, 24, -4, 4);
   const mlstm::CrossEntropyOptions options;
-  const Index counted =
-      mlstm::detail::count_targets(targets.data(), rows, V, options, "targets");
+  const Index counted = mlstm::detail::count_targets(targets.data(), rows, V, options, "targets");
   CHECK(counted == 4);
   const double dloss = 0.7;
   Tensor<double, 2> dlogits(rows, V);
@@ -262,9 +259,8 @@ TEST_CASE("language model forward_backward matches finite differences for every 
     bool tie_weights, bias, post_norm;
     mlstm::SequenceKernel kernel;
   };
-  for (const Variant& variant :
-       {Variant{false, false, true, mlstm::SequenceKernel::parallel},
-        Variant{true, true, false, mlstm::SequenceKernel::chunkwise}}) {
+  for (const Variant& variant : {Variant{false, false, true, mlstm::SequenceKernel::parallel},
+                                 Variant{true, true, false, mlstm::SequenceKernel::chunkwise}}) {
     ModelCase c = model_case(variant.tie_weights, variant.bias, variant.post_norm);
     mlstm::KernelOptions options;
     options.forward_kernel = variant.kernel;

@@ -89,9 +89,9 @@ std::vector<std::string> sorted(std::vector<std::string> names) {
 template <typename T>
 void check_first_gradients(const TrainingGolden& golden) {
   mlstm::LanguageModel<T> model = golden.model<T>();
-  const double loss = model.forward_backward(TrainingGolden::batch(golden.tokens, 0),
-                                             TrainingGolden::batch(golden.targets, 0), 1.0,
-                                             golden.loss_options);
+  const double loss =
+      model.forward_backward(TrainingGolden::batch(golden.tokens, 0),
+                             TrainingGolden::batch(golden.targets, 0), 1.0, golden.loss_options);
   const auto losses = golden.file.read<double, 1>("losses");
   const auto losses_f32 = golden.file.read<double, 1>("losses_f32");
   const double reference_loss_error = std::abs(losses_f32(0) - losses(0));
@@ -103,8 +103,7 @@ void check_first_gradients(const TrainingGolden& golden) {
   CHECK(std::abs(loss - losses(0)) <= loss_budget);
   for (auto& param : model.registry()) {
     const Tensor<double, 1> expected = golden.flat<double>("grad." + param.name(), param);
-    const Tensor<double, 1> reference_f32 =
-        golden.flat<double>("grad_f32." + param.name(), param);
+    const Tensor<double, 1> reference_f32 = golden.flat<double>("grad_f32." + param.name(), param);
     const double scale = mlstm::test::magnitude(expected);
     const double reference_error = mlstm::test::max_difference(reference_f32, expected).max_abs;
     const double budget = std::is_same_v<T, double>
@@ -145,8 +144,8 @@ void check_steps(const TrainingGolden& golden) {
                               ? mlstm::test::double_budget(reference_error, std::abs(losses(step)))
                               : mlstm::test::float_budget(reference_error, std::abs(losses(step)));
     INFO("step " << step << ": loss " << loss << " vs " << losses(step) << " (relative "
-                 << std::abs(loss - losses(step)) / std::abs(losses(step)) << "), budget "
-                 << budget << "; norm " << norm << " vs " << norms(step));
+                 << std::abs(loss - losses(step)) / std::abs(losses(step)) << "), budget " << budget
+                 << "; norm " << norm << " vs " << norms(step));
     CHECK(std::abs(loss - losses(step)) <= budget);
     CHECK(std::abs(norm - norms(step)) <= 1e-4 * norms(step));
     if (std::getenv("MLSTM_GOLDEN_REPORT") != nullptr) {
@@ -239,8 +238,7 @@ TEST_CASE("resuming from a training checkpoint continues bit for bit", "[trainin
     mlstm::LanguageModel<float> first = golden.model<float>();
     mlstm::AdamW<float> first_optimizer = optimizer_of(golden, first);
     train_steps(golden, first, first_optimizer, 0, 3);
-    mlstm::save_training_checkpoint(directory, first.registry(), first_optimizer,
-                                    {{"step", "3"}});
+    mlstm::save_training_checkpoint(directory, first.registry(), first_optimizer, {{"step", "3"}});
   }
   mlstm::LanguageModel<float> resumed(golden.config);  // zero parameters until loaded
   mlstm::AdamW<float> resumed_optimizer = optimizer_of(golden, resumed);

@@ -112,10 +112,11 @@ int main(int argc, char** argv) {
         }
         worst_param = std::max(worst_param, scale > 0 ? difference / scale : difference);
       }
-      std::printf("%d ranks x batch %ld vs one process x batch %ld: losses within %.3g, "
-                  "parameters within %.3g relative (budget %.3g)\n",
-                  ranks, static_cast<long>(per_rank_batch), static_cast<long>(per_rank_batch * ranks),
-                  worst_loss, worst_param, relative_budget);
+      std::printf(
+          "%d ranks x batch %ld vs one process x batch %ld: losses within %.3g, "
+          "parameters within %.3g relative (budget %.3g)\n",
+          ranks, static_cast<long>(per_rank_batch), static_cast<long>(per_rank_batch * ranks),
+          worst_loss, worst_param, relative_budget);
       failed = ranks < 2 || !(worst_loss <= relative_budget && worst_param <= relative_budget);
       if (ranks < 2) std::printf("run with mpirun -np 2 (or more)\n");
     }

@@ -2,9 +2,9 @@
 // own shard of the batch, and the gradients are then averaged across ranks:
 //
 //   MPI_Init(&argc, &argv);
-//   ... each rank: optimizer.zero_grad(); loss = model.forward_backward(shard_tokens, shard_targets);
-//   mlstm::all_reduce_gradients(model.registry(), MPI_COMM_WORLD);     // sum, then / ranks
-//   loss = mlstm::all_reduce_mean(loss, MPI_COMM_WORLD);
+//   ... each rank: optimizer.zero_grad(); loss = model.forward_backward(shard_tokens,
+//   shard_targets); mlstm::all_reduce_gradients(model.registry(), MPI_COMM_WORLD);     // sum, then
+//   / ranks loss = mlstm::all_reduce_mean(loss, MPI_COMM_WORLD);
 //   mlstm::clip_grad_norm(model.registry(), clip);  optimizer.step();  // the same on every rank
 //
 // With shards of equal size and no ignored targets, the averaged gradient is the gradient of the
@@ -34,8 +34,8 @@ MPI_Datatype mpi_type() {
 }
 
 inline void check_mpi(int code, const char* what) {
-  if (code != MPI_SUCCESS) throw ValueError("comm", std::string(what) + " failed with MPI error " +
-                                                        std::to_string(code));
+  if (code != MPI_SUCCESS)
+    throw ValueError("comm", std::string(what) + " failed with MPI error " + std::to_string(code));
 }
 
 }  // namespace detail

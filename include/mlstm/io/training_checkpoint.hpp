@@ -105,12 +105,13 @@ std::map<std::string, std::string> load_training_checkpoint(const std::string& d
       step_count = -1;
     }
   }
-  if (step_count < 0) problems.push_back(std::string("metadata ") + detail::optimizer_step_key +
-                                         " missing or not a count >= 0");
+  if (step_count < 0)
+    problems.push_back(std::string("metadata ") + detail::optimizer_step_key +
+                       " missing or not a count >= 0");
   if (!problems.empty()) {
-    throw ValueError("checkpoint", "optimizer state \"" + path +
-                                       "\" does not fit this optimizer: " +
-                                       detail::listed(problems));
+    throw ValueError("checkpoint",
+                     "optimizer state \"" + path +
+                         "\" does not fit this optimizer: " + detail::listed(problems));
   }
   load_checkpoint(registry, directory + "/model.safetensors");  // all or nothing
   std::size_t next = 0;

@@ -14,10 +14,10 @@ namespace mlstm {
 
 template <typename T>
 struct LMModelGradients {
-  T* token_embedding;                        // (V, E)
+  T* token_embedding;  // (V, E)
   std::vector<MLSTMBlockGradients<T>> blocks;
-  T* post_blocks_norm;                       // (E), null without the norm
-  T* lm_head;                                // (V, E), the embedding's buffer when tied
+  T* post_blocks_norm;  // (E), null without the norm
+  T* lm_head;           // (V, E), the embedding's buffer when tied
 };
 
 namespace detail {
@@ -59,13 +59,12 @@ template <typename T>
 LMModelGradients<T> bind_lm_model_gradients(Registry<T>& registry, const LMModelConfig& config,
                                             const std::string& prefix = "") {
   const std::string stack = prefix + "xlstm_block_stack.";
-  LMModelGradients<T> grads{
-      detail::gradient_of(registry, prefix + "token_embedding.weight"),
-      {},
-      config.add_post_blocks_norm
-          ? detail::gradient_of(registry, stack + "post_blocks_norm.weight")
-          : nullptr,
-      detail::gradient_of(registry, prefix + "lm_head.weight")};
+  LMModelGradients<T> grads{detail::gradient_of(registry, prefix + "token_embedding.weight"),
+                            {},
+                            config.add_post_blocks_norm
+                                ? detail::gradient_of(registry, stack + "post_blocks_norm.weight")
+                                : nullptr,
+                            detail::gradient_of(registry, prefix + "lm_head.weight")};
   for (Index b = 0; b < config.num_blocks; ++b) {
     const std::string block = stack + "blocks." + std::to_string(b) + ".";
     grads.blocks.push_back(MLSTMBlockGradients<T>{
