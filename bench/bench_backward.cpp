@@ -2,10 +2,11 @@
 //
 //   bench_backward --benchmark_filter=...        (Google Benchmark flags)
 //
-// Each benchmark is named <form>/S:<S>/D:<D>/NH:<NH>/threads:<n>; DQK = DV = D. The counter
-// peak_heap_MB is the largest heap growth during one untimed call (inputs excluded), measured
-// by counting every allocation (heap_counter.hpp). compare_backward_pytorch.py runs these and
-// PyTorch autograd of the reference forms at the same shapes and prints the ratios.
+// Each benchmark is named BM_<Form><Pass>/S:<S>/D:<D>/NH:<NH>/threads:<n>; DQK = DV = D. The
+// counter peak_heap_MB is the largest heap growth during one untimed call (inputs excluded),
+// measured by counting every allocation (tests/support/heap_counter.hpp).
+// compare_backward_pytorch.py runs these and PyTorch autograd of the reference forms at the same
+// shapes and inputs' distribution and prints the ratios.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -15,7 +16,8 @@
 #include <mlstm/mlstm.hpp>
 #include <mlstm/kernels/parallel_backward.hpp>
 
-#include "heap_counter.hpp"
+#include "support/heap_counter.hpp"
+#include "support/random_inputs.hpp"
 
 namespace {
 
@@ -32,23 +34,19 @@ struct Problem {
         igate(1, heads, seq_len, 1),
         fgate(1, heads, seq_len, 1),
         dh(1, heads, seq_len, dim) {
-    q.setRandom();
-    k.setRandom();
-    v.setRandom();
-    dh.setRandom();
-    igate.setRandom();
-    fgate.setRandom();
-    // setRandom is uniform in [-1, 1] for floats: gates like a trained model's (i around 0,
-    // forget gates mostly open).
-    igate = igate * 3.0f;
-    fgate = fgate * 2.0f + 3.0f;
+    // The distributions of compare_backward_pytorch.py's make_inputs: q, k, v, dh uniform in
+    // [-1, 1); gates like a trained model's (i around 0, forget gates mostly open).
+    mlstm::test::Random random(0);
+    for (Tensor<float, 4>* x : {&q, &k, &v, &dh}) random.fill_uniform(*x, -1, 1);
+    random.fill_uniform(igate, -3, 3);
+    random.fill_uniform(fgate, 1, 5);
   }
 };
 
 double peak_heap_megabytes(const std::function<void()>& run) {
-  mlstm::bench::HeapCounter::reset_peak();
+  const mlstm::test::HeapWatch watch;
   run();
-  return static_cast<double>(mlstm::bench::HeapCounter::peak_since_reset()) / (1 << 20);
+  return static_cast<double>(watch.peak_above_start()) / (1 << 20);
 }
 
 void run_benchmark(benchmark::State& state, const std::function<void(const Problem&)>& step) {
@@ -60,7 +58,7 @@ void run_benchmark(benchmark::State& state, const std::function<void(const Probl
   for (auto _ : state) step(problem);
 }
 
-void parallel_forward_backward(benchmark::State& state) {
+void BM_ParallelForwardBackward(benchmark::State& state) {
   run_benchmark(state, [](const Problem& p) {
     const auto forward =
         mlstm::parallel_stabilized_forward_with_cache(p.q, p.k, p.v, p.igate, p.fgate);
@@ -71,7 +69,7 @@ void parallel_forward_backward(benchmark::State& state) {
 }
 
 // The chunkwise forward (chunk 64) and its backward, which recomputes what it needs.
-void chunkwise_forward_backward(benchmark::State& state) {
+void BM_ChunkwiseForwardBackward(benchmark::State& state) {
   run_benchmark(state, [](const Problem& p) {
     const auto forward = mlstm::chunkwise_stabilized(p.q, p.k, p.v, p.igate, p.fgate);
     benchmark::DoNotOptimize(forward.h.data());
@@ -80,7 +78,7 @@ void chunkwise_forward_backward(benchmark::State& state) {
   });
 }
 
-void parallel_backward_only(benchmark::State& state) {
+void BM_ParallelBackward(benchmark::State& state) {
   const Index seq_len = state.range(0), dim = state.range(1), heads = state.range(2);
   mlstm::set_num_threads(static_cast<int>(state.range(3)));
   const Problem p(heads, seq_len, dim);
@@ -110,8 +108,8 @@ void long_shapes(benchmark::internal::Benchmark* b) {
 
 }  // namespace
 
-BENCHMARK(parallel_forward_backward)->Apply(shapes);
-BENCHMARK(chunkwise_forward_backward)->Apply(long_shapes);
-BENCHMARK(parallel_backward_only)->Apply(shapes);
+BENCHMARK(BM_ParallelForwardBackward)->Apply(shapes);
+BENCHMARK(BM_ChunkwiseForwardBackward)->Apply(long_shapes);
+BENCHMARK(BM_ParallelBackward)->Apply(shapes);
 
 BENCHMARK_MAIN();

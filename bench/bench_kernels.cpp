@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "support/random_inputs.hpp"
+
 namespace {
 
 using mlstm::Index;
@@ -39,14 +41,11 @@ struct Inputs {
         v(batch, heads, S, D),
         igate(batch, heads, S, 1),
         fgate(batch, heads, S, 1) {
-    // Uniform values (Eigen's normal generator can return an infinity, which the kernels reject):
-    // q, k, v, i in [-1, 1), forget gate preactivations in [2.5, 4.5).
-    for (Tensor4* x : {&q, &k, &v, &igate}) {
-      x->setRandom();
-      *x = *x * 2.0f - 1.0f;
-    }
-    fgate.setRandom();
-    fgate = fgate * 2.0f + 2.5f;
+    // compare_pytorch.py's distributions: q, k, v, i uniform in [-1, 1), forget gate
+    // preactivations in [2.5, 4.5).
+    mlstm::test::Random random(0);
+    for (Tensor4* x : {&q, &k, &v, &igate}) random.fill_uniform(*x, -1, 1);
+    random.fill_uniform(fgate, 2.5, 4.5);
   }
 };
 

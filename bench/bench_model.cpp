@@ -9,10 +9,10 @@
 // block size 4, untied head: 120.6M parameters, float32, initialized as the reference
 // initializes it (seed 0). Batch 1.
 //
-//   BM_prefill/S     a prompt of S tokens from the zero state: embedding, the 12 blocks
+//   BM_Prefill/S     a prompt of S tokens from the zero state: embedding, the 12 blocks
 //                    (chunkwise kernel, chunk 64), the norm and the head at the last position;
 //                    items = prompt tokens.
-//   BM_generate/S    one step (one token) from the state after a prompt of S tokens (the step's
+//   BM_Generate/S    one step (one token) from the state after a prompt of S tokens (the step's
 //                    cost does not depend on S; S only fixes the state's content); items = tokens.
 //
 // The thread count is the library default (MLSTM_NUM_THREADS, else the hardware's), reported in
@@ -75,7 +75,7 @@ void add_context(benchmark::State& state, const mlstm::LanguageModel<float>& mod
   state.counters["parameters"] = static_cast<double>(model.registry().parameter_count());
 }
 
-void BM_prefill(benchmark::State& state) {
+void BM_Prefill(benchmark::State& state) {
   const auto& model = bench_model();
   const Index length = state.range(0);
   const auto tokens = prompt_tokens(length, model.config().vocab_size);
@@ -88,7 +88,7 @@ void BM_prefill(benchmark::State& state) {
   add_context(state, model);
 }
 
-void BM_generate(benchmark::State& state) {
+void BM_Generate(benchmark::State& state) {
   const auto& model = bench_model();
   const Index length = state.range(0);
   auto model_state = model.initial_state(1);
@@ -105,8 +105,8 @@ void BM_generate(benchmark::State& state) {
   add_context(state, model);
 }
 
-BENCHMARK(BM_prefill)->Arg(128)->Arg(512)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_generate)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Prefill)->Arg(128)->Arg(512)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Generate)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

@@ -42,6 +42,8 @@ GATE_NAMES = ("q", "k", "v", "igate_preact", "fgate_preact")
 
 
 def make_inputs(heads, seq_len, dim, dtype, seed=0):
+    """q, k, v, dh uniform in [-1, 1), i in [-3, 3), f in [1, 5): the distributions of
+    bench_backward.cpp's Problem (the values differ, the distributions do not)."""
     gen = torch.Generator().manual_seed(seed)
     shape = (1, heads, seq_len)
     q, k, v, dh = (torch.rand(*shape, dim, generator=gen, dtype=dtype) * 2 - 1 for _ in range(4))
@@ -127,8 +129,8 @@ print((peak_kb() - before) / 1024)
 
 
 def run_library(bench, forms, threads, seqs, dim, heads, repeats):
-    pattern = "|".join(f"{form}_forward_backward/S:{s}/D:{dim}/NH:{heads}/threads:{threads}/"
-                       for form in forms for s in seqs)
+    pattern = "|".join(f"BM_{form.capitalize()}ForwardBackward/S:{s}/D:{dim}/NH:{heads}/"
+                       f"threads:{threads}/" for form in forms for s in seqs)
     out = subprocess.run([bench, f"--benchmark_filter=^({pattern})",
                           f"--benchmark_repetitions={repeats}",
                           "--benchmark_report_aggregates_only=true",
@@ -137,7 +139,7 @@ def run_library(bench, forms, threads, seqs, dim, heads, repeats):
     for entry in json.loads(out.stdout)["benchmarks"]:
         if repeats > 1 and entry.get("aggregate_name") != "median":
             continue
-        form = entry["run_name"].split("_forward_backward")[0]
+        form = entry["run_name"].split("ForwardBackward")[0].replace("BM_", "").lower()
         seq = int(entry["run_name"].split("/S:")[1].split("/")[0])
         scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[entry["time_unit"]]
         results[(form, seq)] = (entry["real_time"] * scale, entry.get("peak_heap_MB"))

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S /usr/bin/python3
+#!/usr/bin/env python3
 """Prefill and generation speed of the mlstm C++ language model against the reference PyTorch
 model (the xlstm package's xLSTMLMModel, mLSTM blocks only), in one run on this machine.
 
@@ -6,12 +6,14 @@ Runs bench/bench_model (Google Benchmark, JSON output), then the reference model
 configuration in float32 on the same number of threads, and prints tokens per second of each
 and the ratio mlstm / PyTorch:
 
-    /tmp/venv/bin/python bench/compare_model_pytorch.py --threads=2
-    /tmp/venv/bin/python bench/compare_model_pytorch.py --threads=1 --small   # a quick look
+    /tmp/torch-peer/bin/python bench/compare_model_pytorch.py --threads=2
+    /tmp/torch-peer/bin/python bench/compare_model_pytorch.py --threads=1 --small   # a quick look
 
-The reference package is installed beside Debian's torch without its dependency list:
-    /usr/bin/python3 -m venv --system-site-packages /tmp/venv
-    /tmp/venv/bin/pip install --no-deps xlstm==2.0.6 mlstm_kernels==2.0.6
+PyTorch from PyPI (2.x, MKL and oneDNN inside) and the reference packages, in a venv:
+    python3 -m venv /tmp/torch-peer
+    /tmp/torch-peer/bin/pip install torch xlstm==2.0.6 mlstm_kernels==2.0.6
+(PyPI's torch is the CUDA build; it imports on a machine without a GPU once the CUDA libraries
+it links are present: the machine's CUDA toolkit, or the nvidia-* wheels pip installs with it.)
 
 Both sides do the same work:
   prefill      a prompt of S tokens from no state; the logits of its last position only. The
@@ -23,12 +25,7 @@ Both sides do the same work:
                stepping through a short prompt first.
 The models are initialized from seeds (their values do not change the amount of work).
 
-Debian's torch runs its matrix products on whatever libblas.so.3 the system provides; with the
-reference BLAS (Debian's default) they run an order of magnitude slower than with OpenBLAS. The
-script prints which library was loaded. To run torch on OpenBLAS without changing the system:
-    apt-get download libopenblas0-pthread && dpkg-deb -x libopenblas0-pthread_*.deb /tmp/openblas
-    LD_LIBRARY_PATH=/tmp/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread \
-        OPENBLAS_NUM_THREADS=<threads> /tmp/venv/bin/python bench/compare_model_pytorch.py ...
+The script prints which BLAS library torch loaded.
 """
 
 import argparse
@@ -136,7 +133,7 @@ def run_mlstm(binary, threads, small, min_seconds):
     report = json.loads(output)
     results = {}
     for bench in report["benchmarks"]:
-        name = bench["name"].replace("BM_", "").replace("/real_time", "")
+        name = bench["name"].replace("BM_", "").replace("/real_time", "").lower()
         results[name] = (bench["items_per_second"], bench["iterations"])
     return results, report["context"]
 

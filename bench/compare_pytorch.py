@@ -1,4 +1,4 @@
-#!/usr/bin/env -S /usr/bin/python3
+#!/usr/bin/env python3
 """Side-by-side timing of the mlstm C++ kernels and their PyTorch equivalents, in one run.
 
 Runs bench_kernels (Google Benchmark, JSON output) and then PyTorch at the same shapes
@@ -8,19 +8,20 @@ bench_kernels.cpp) and that rate as a fraction of the Eigen matrix-product rate 
 same bench binary in the same run (the practical ceiling of the machine). Writes a plot of time
 against S for each kernel and for PyTorch.
 
-    /usr/bin/python3 bench/compare_pytorch.py --quick      # the target shapes, a few minutes
-    /usr/bin/python3 bench/compare_pytorch.py --full       # the whole grid, tens of minutes
+    /tmp/torch-peer/bin/python bench/compare_pytorch.py --quick   # the target shapes, minutes
+    /tmp/torch-peer/bin/python bench/compare_pytorch.py --full    # the whole grid, tens of minutes
 
 PyTorch side: the reference package's functions (xlstm: parallel_stabilized_simple,
 chunkwise_simple, recurrent_step_stabilized_simple) when the package can be found; otherwise
 this project's torch implementations written from the same equations
 (tests/reference/mlstm_reference.py for parallel and step, chunkwise below). The table says
-which, and which BLAS torch runs its matrix products on: Debian's torch uses whatever
-libblas.so.3 resolves to, the reference BLAS by default; for an optimized one run with
-    LD_LIBRARY_PATH=<dir of an OpenBLAS libblas.so.3> (e.g. from libopenblas0-openmp) Install the reference beside Debian's torch with
-    /usr/bin/python3 -m venv --system-site-packages /tmp/venv
-    /tmp/venv/bin/pip install --no-deps xlstm==2.0.6
-and run this script with /tmp/venv/bin/python.
+which, and which BLAS library torch loaded.
+
+PyTorch from PyPI (2.x, MKL and oneDNN inside) and the reference packages, in a venv:
+    python3 -m venv /tmp/torch-peer
+    /tmp/torch-peer/bin/pip install torch xlstm==2.0.6 mlstm_kernels==2.0.6
+(PyPI's torch is the CUDA build; it imports on a machine without a GPU once the CUDA libraries
+it links are present: the machine's CUDA toolkit, or the nvidia-* wheels pip installs with it.)
 """
 
 import argparse
@@ -48,7 +49,7 @@ B, NH, CHUNK = 1, 4, 64
 
 
 def chunkwise_from_equations(q, k, v, igate, fgate, chunk_size=CHUNK, eps=1e-6):
-    """Chunkwise mLSTM from shared/DESIGN.md: states carried between chunks, chunks in parallel
+    """Chunkwise mLSTM from docs/design.md: states carried between chunks, chunks in parallel
     form. Used only when the reference package is absent. S must be a multiple of chunk_size."""
     b, nh, s, dqk = q.shape
     nc, L = s // chunk_size, chunk_size
@@ -112,9 +113,10 @@ def torch_kernels():
 
 
 def inputs(S, D, seed=0):
+    """q, k, v, i uniform in [-1, 1), f in [2.5, 4.5): the distributions of bench_kernels.cpp."""
     g = torch.Generator().manual_seed(seed)
-    q, k, v = (torch.randn(B, NH, S, D, generator=g) for _ in range(3))
-    i = torch.randn(B, NH, S, 1, generator=g)
+    q, k, v, i = (torch.rand(B, NH, S, width, generator=g) * 2.0 - 1.0
+                  for width in (D, D, D, 1))
     f = torch.rand(B, NH, S, 1, generator=g) * 2.0 + 2.5
     return q, k, v, i, f
 

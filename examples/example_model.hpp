@@ -1,6 +1,12 @@
-// What the model examples share: the flags that choose a model (a checkpoint, or a new model of
-// a given configuration initialized from a seed) and how to build it.
+// What the model examples share: parsing `--flag=value` / `--flag value` arguments, the flags that
+// choose a model (a folder, a checkpoint, or a new model of a given configuration initialized
+// from a seed) and how to build it.
 //
+//   --model=DIR            a model folder: a Hugging Face xLSTM-Large folder (config.json and
+//                          safetensors shards, as save_pretrained writes them), or a folder with
+//                          model.safetensors (as --checkpoint); and, for the examples that read
+//                          text, tokenizer.json
+//   --weights=bfloat16|float32   how an xLSTM-Large model stores its matrices (computing in float)
 //   --checkpoint=PATH      a safetensors state dict (from save_language_model, or from PyTorch:
 //                          the configuration is then inferred from the tensors)
 //   without a checkpoint:  --vocab-size --embedding-dim --num-heads --num-blocks
@@ -11,16 +17,23 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
 #include <map>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <mlstm/mlstm.hpp>
 
 namespace example {
 
 struct ModelFlags {
+  std::string folder;
   std::string checkpoint;
+  bool bfloat16_weights = true;  // of an xLSTM-Large model
   mlstm::LMModelConfig config;
   std::uint64_t seed = 0;
   mlstm::KernelOptions kernels;
@@ -35,6 +48,9 @@ struct ModelFlags {
 };
 
 inline const char* const model_usage =
+    "  --model=DIR           a model folder: Hugging Face xLSTM-Large (config.json + shards) or\n"
+    "                        model.safetensors; and tokenizer.json where text is read\n"
+    "  --weights=bfloat16|float32   an xLSTM-Large model's matrices (default bfloat16)\n"
     "  --checkpoint=PATH     load a safetensors checkpoint (else: a new model from --seed)\n"
     "  --vocab-size=N --embedding-dim=N --num-heads=N --num-blocks=N --context-length=N\n"
     "                        the new model's configuration (default 256, 128, 4, 2, 256)\n"
@@ -42,17 +58,66 @@ inline const char* const model_usage =
     "  --threads=N           threads (default: MLSTM_NUM_THREADS or all cores)\n"
     "  --chunk-size=N        chunk size of the chunkwise kernel (default 64)\n";
 
-inline long long parse_integer(const std::string& flag, const std::string& text) {
+// All of `text` read by convert(text, &characters_used) (std::stoll, std::stod, ...), else
+// invalid_argument naming the flag and what was expected (`kind`).
+template <typename Convert>
+auto parse_whole(const std::string& flag, const std::string& text, const char* kind,
+                 Convert convert) {
   std::size_t used = 0;
-  long long value = 0;
+  decltype(convert(text, &used)) value{};
   try {
-    value = std::stoll(text, &used);
+    value = convert(text, &used);
   } catch (const std::exception&) {
     used = 0;
   }
   if (used != text.size() || text.empty())
-    throw std::invalid_argument(flag + ": not an integer: '" + text + "'");
+    throw std::invalid_argument(flag + ": not " + kind + ": '" + text + "'");
   return value;
+}
+
+inline long long parse_integer(const std::string& flag, const std::string& text) {
+  return parse_whole(flag, text, "an integer",
+                     [](const std::string& t, std::size_t* used) { return std::stoll(t, used); });
+}
+
+inline double parse_real(const std::string& flag, const std::string& text) {
+  return parse_whole(flag, text, "a number",
+                     [](const std::string& t, std::size_t* used) { return std::stod(t, used); });
+}
+
+// Hands each `--flag=value` or `--flag value` of the command line to handle(flag, value), which
+// returns false for a flag it does not know (an error). --help or -h prints `usage` and exits.
+template <typename Handle>
+void parse_flags(int argc, char** argv, const std::string& usage, Handle handle) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << usage;
+      std::exit(0);
+    }
+    if (arg.rfind("--", 0) != 0) throw std::invalid_argument("expected --flag=value, got " + arg);
+    const auto equals = arg.find('=');
+    const std::string flag = arg.substr(0, equals);
+    std::string value;
+    if (equals != std::string::npos) {
+      value = arg.substr(equals + 1);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      throw std::invalid_argument(flag + ": needs a value");
+    }
+    if (!handle(flag, value)) throw std::invalid_argument("unknown option " + flag);
+  }
+}
+
+// "1,2,3" as integers.
+inline std::vector<std::int64_t> parse_integer_list(const std::string& flag,
+                                                    const std::string& text) {
+  std::vector<std::int64_t> values;
+  std::stringstream items(text);
+  for (std::string item; std::getline(items, item, ',');)
+    values.push_back(parse_integer(flag, item));
+  return values;
 }
 
 // Consumes `flag`=`value` if it is a model flag; false if it is not one.
@@ -64,8 +129,14 @@ inline bool parse_model_flag(const std::string& flag, const std::string& value, 
       {"--context-length", &c.context_length}, {"--chunk-size", &flags.kernels.chunk_size}};
   if (integers.count(flag) != 0) {
     *integers.at(flag) = static_cast<mlstm::Index>(parse_integer(flag, value));
+  } else if (flag == "--model") {
+    flags.folder = value;
   } else if (flag == "--checkpoint") {
     flags.checkpoint = value;
+  } else if (flag == "--weights") {
+    if (value != "bfloat16" && value != "float32")
+      throw std::invalid_argument("--weights: expected bfloat16 or float32, got " + value);
+    flags.bfloat16_weights = value == "bfloat16";
   } else if (flag == "--seed") {
     flags.seed = static_cast<std::uint64_t>(parse_integer(flag, value));
   } else if (flag == "--threads") {
@@ -76,11 +147,18 @@ inline bool parse_model_flag(const std::string& flag, const std::string& value, 
   return true;
 }
 
-// The checkpoint's model, or a new one of flags.config initialized from flags.seed.
+// The file a model is loaded from: the folder's model.safetensors, or the checkpoint.
+inline std::string model_file(const ModelFlags& flags) {
+  if (!flags.folder.empty() && !flags.checkpoint.empty())
+    throw std::invalid_argument("--model and --checkpoint: give one of them");
+  return flags.folder.empty() ? flags.checkpoint : flags.folder + "/model.safetensors";
+}
+
+// The folder's or checkpoint's model, or a new one of flags.config initialized from flags.seed.
 inline mlstm::LanguageModel<float> make_model(const ModelFlags& flags) {
-  if (!flags.checkpoint.empty()) {
-    return mlstm::load_language_model<float>(flags.checkpoint, flags.kernels,
-                                             flags.config.context_length);
+  const std::string file = model_file(flags);
+  if (!file.empty()) {
+    return mlstm::load_language_model<float>(file, flags.kernels, flags.config.context_length);
   }
   mlstm::LanguageModel<float> model(flags.config, flags.kernels);
   mlstm::Generator generator(flags.seed);
@@ -93,12 +171,60 @@ inline void print_model(const mlstm::LanguageModel<float>& model, const ModelFla
   std::printf(
       "model: %s; vocab %lld, embedding %lld, %lld blocks, %lld heads, inner %lld, "
       "%lld parameters; %d threads\n",
-      flags.checkpoint.empty() ? ("new, seed " + std::to_string(flags.seed)).c_str()
-                               : flags.checkpoint.c_str(),
+      model_file(flags).empty() ? ("new, seed " + std::to_string(flags.seed)).c_str()
+                                : model_file(flags).c_str(),
       static_cast<long long>(c.vocab_size), static_cast<long long>(c.embedding_dim),
       static_cast<long long>(c.num_blocks), static_cast<long long>(c.num_heads),
       static_cast<long long>(c.inner_embedding_dim()),
       static_cast<long long>(model.registry().parameter_count()), mlstm::get_num_threads());
+}
+
+template <typename W>
+void print_model(const mlstm::XLSTMLarge<float, W>& model, const ModelFlags& flags) {
+  const mlstm::XLSTMLargeConfig& c = model.config();
+  long long parameters = 0;
+  for (const mlstm::XLSTMLargeParameter& parameter : model.parameters()) {
+    long long size = 1;
+    for (const mlstm::Index d : parameter.shape) size *= d;
+    parameters += size;
+  }
+  std::printf(
+      "model: %s (xLSTM-Large, %s matrices); vocab %lld, embedding %lld, %lld blocks, "
+      "%lld heads, %lld parameters; %d threads\n",
+      flags.folder.c_str(), flags.bfloat16_weights ? "bfloat16" : "float32",
+      static_cast<long long>(c.vocab_size), static_cast<long long>(c.embedding_dim),
+      static_cast<long long>(c.num_blocks), static_cast<long long>(c.num_heads), parameters,
+      mlstm::get_num_threads());
+}
+
+// The chunk size of the chunkwise kernel that prefill runs.
+inline mlstm::Index chunk_size_of(const mlstm::LanguageModel<float>& model) {
+  return model.options().chunk_size;
+}
+template <typename W>
+mlstm::Index chunk_size_of(const mlstm::XLSTMLarge<float, W>& model) {
+  return model.config().chunk_size;
+}
+
+// Builds the model the flags choose, prints what it is, and calls run(model): an xLSTM-Large
+// model for a folder with config.json, else the language model of make_model.
+template <typename Run>
+void with_model(const ModelFlags& flags, Run run) {
+  const bool hugging_face_folder =
+      !flags.folder.empty() && std::filesystem::exists(flags.folder + "/config.json");
+  if (hugging_face_folder && flags.bfloat16_weights) {
+    const auto model = mlstm::load_xlstm_large<float, Eigen::bfloat16>(flags.folder);
+    print_model(model, flags);
+    run(model);
+  } else if (hugging_face_folder) {
+    const auto model = mlstm::load_xlstm_large<float>(flags.folder);
+    print_model(model, flags);
+    run(model);
+  } else {
+    const mlstm::LanguageModel<float> model = make_model(flags);
+    print_model(model, flags);
+    run(model);
+  }
 }
 
 inline double seconds_since(std::chrono::steady_clock::time_point start) {

@@ -1,10 +1,13 @@
 // model_summary: registers and initializes the parameters of an mLSTM-only xLSTM language model
-// and prints them as a table: name, shape, init call, weight-decay group, element count, and
-// the standard deviation of the values drawn; then the totals.
+// from its parameter table (or loads them from a checkpoint) and prints them: name, shape, init
+// call, weight-decay group, element count, and the standard deviation of the values; then the
+// totals.
 //
 //   model_summary                                   # a small model (vocab 64, E 128, 2 blocks)
 //   model_summary --vocab-size=50304 --embedding-dim=768 --num-blocks=12 --context-length=2048
 //   model_summary --tie-weights --bias --rank-rule --seed=7
+//   model_summary --num-blocks=12 --save=model.safetensors   # also write the model
+//   model_summary --checkpoint=model.safetensors              # the parameters of a checkpoint
 //   model_summary --help
 #include <algorithm>
 #include <cmath>
@@ -18,6 +21,8 @@
 
 #include <mlstm/mlstm.hpp>
 
+#include "build_banner.hpp"
+
 namespace {
 
 const char* const usage =
@@ -26,12 +31,15 @@ const char* const usage =
     "  --proj-factor=X --conv1d-kernel-size=N --qkv-proj-blocksize=N\n"
     "  --bias --tie-weights --weight-decay-on-embedding --no-post-blocks-norm\n"
     "  --rank-rule       group by rank (xlstm 1.0.x) instead of by name\n"
-    "  --seed=N          generator seed (default 0)\n";
+    "  --seed=N          generator seed (default 0)\n"
+    "  --save=PATH       write the model and its configuration (save_language_model)\n"
+    "  --checkpoint=PATH load the model from a checkpoint instead (load_language_model)\n";
 
 struct Options {
   mlstm::LMModelConfig config;
   mlstm::WeightDecayRule rule = mlstm::WeightDecayRule::name;
   std::uint64_t seed = 0;
+  std::string save, checkpoint;
 };
 
 long long parse_integer(const std::string& flag, const std::string& text) {
@@ -63,6 +71,10 @@ Options parse(int argc, char** argv) {
       *integers.at(flag) = static_cast<mlstm::Index>(parse_integer(flag, value));
     } else if (flag == "--proj-factor" && !value.empty()) {
       c.proj_factor = std::stod(value);
+    } else if (flag == "--save" && !value.empty()) {
+      options.save = value;
+    } else if (flag == "--checkpoint" && !value.empty()) {
+      options.checkpoint = value;
     } else if (flag == "--seed" && !value.empty()) {
       options.seed = static_cast<std::uint64_t>(parse_integer(flag, value));
     } else if (arg == "--bias") {
@@ -110,6 +122,7 @@ double sample_std(const mlstm::Parameter<T>& param) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  example::print_build_banner("model_summary");
   Options options;
   try {
     options = parse(argc, argv);
@@ -118,15 +131,23 @@ int main(int argc, char** argv) {
     std::cerr << "model_summary: " << error.what() << "\n" << usage;
     return 2;
   }
-  const mlstm::LMModelConfig& config = options.config;
+  const bool loaded = !options.checkpoint.empty();
+  mlstm::LanguageModel<float> model = loaded
+                                          ? mlstm::load_language_model<float>(options.checkpoint)
+                                          : mlstm::LanguageModel<float>(options.config);
+  const mlstm::LMModelConfig& config = model.config();
+  mlstm::Registry<float>& registry = model.registry();
 
-  mlstm::Registry<float> registry;
-  mlstm::register_lm_model(registry, config);
-  const std::vector<mlstm::InitCall> plan = mlstm::lm_model_init_plan(config);
-  mlstm::Generator gen(options.seed);
-  mlstm::apply_init_plan(plan, registry, gen);
-  const auto groups =
-      mlstm::get_weight_decay_optim_groups(registry, mlstm::lm_weight_decay_options(config, options.rule));
+  // Everything below comes from the model's parameter table.
+  const mlstm::ParameterTable table = mlstm::lm_model_table(config);
+  const std::vector<mlstm::InitCall> plan = table.init_plan();
+  if (!loaded) {
+    mlstm::Generator gen(options.seed);
+    mlstm::apply_init_plan(plan, registry, gen);
+  }
+  if (!options.save.empty()) mlstm::save_language_model(model, options.save);
+  const auto groups = mlstm::get_weight_decay_optim_groups(
+      registry, mlstm::weight_decay_options(table, options.rule));
 
   std::map<const mlstm::Parameter<float>*, std::string> init_of, group_of;
   for (const auto& call : plan) {
@@ -185,7 +206,7 @@ int main(int argc, char** argv) {
               static_cast<long long>(registry.size()), registry.state_dict_names().size(),
               with_thousands(total).c_str(), with_thousands(decay_elements).c_str(), groups.decay.size(),
               with_thousands(no_decay_elements).c_str(), groups.no_decay.size());
-  std::printf("memory: %.2f MiB for values and as much for gradients (float)\n",
+  std::printf("memory: %.2f MiB for values (float); training adds as much for gradients\n",
               static_cast<double>(total) * sizeof(float) / (1024.0 * 1024.0));
   return 0;
 }

@@ -10,7 +10,10 @@
 
 #include <mlstm/mlstm.hpp>
 
+#include "build_banner.hpp"
+
 int main() {
+  example::print_build_banner("quickstart");
   using mlstm::Index;
   const Index B = 1, NH = 4, prompt_len = 48, extra_steps = 16, DQK = 64, DV = 64;
   const Index S = prompt_len + extra_steps;

@@ -21,6 +21,8 @@
 #include <mlstm/kernels/chunkwise_backward.hpp>
 #include <mlstm/mlstm.hpp>
 
+#include "build_banner.hpp"
+
 namespace {
 
 using mlstm::Index;
@@ -149,6 +151,7 @@ struct Adam {
 }  // namespace
 
 int main() {
+  example::print_build_banner("train_cell");
   mlstm::ChunkwiseOptions options;
   options.chunk_size = 16;
 

@@ -88,19 +88,6 @@ struct Options {
   }
 };
 
-double parse_real(const std::string& flag, const std::string& text) {
-  std::size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || text.empty() || !std::isfinite(value))
-    throw std::invalid_argument(flag + ": not a finite number: '" + text + "'");
-  return value;
-}
-
 Options parse(int argc, char** argv) {
   Options o;
   const std::map<std::string, long long*> integers{{"--batch", &o.batch},
@@ -137,7 +124,7 @@ Options parse(int argc, char** argv) {
     } else if (sizes.count(flag) != 0) {
       *sizes.at(flag) = static_cast<mlstm::Index>(example::parse_integer(flag, value));
     } else if (reals.count(flag) != 0) {
-      *reals.at(flag) = parse_real(flag, value);
+      *reals.at(flag) = example::parse_real(flag, value);
     } else if (paths.count(flag) != 0) {
       *paths.at(flag) = value;
     } else if (flag == "--seed") {

@@ -105,7 +105,8 @@ def main():
         pool.extend(parts)
         # A primary composite: a pair that NFC composes back (this leaves out singletons,
         # non-starter decompositions and the composition exclusions).
-        if len(mapping) == 2 and unicodedata.normalize("NFC", chr(mapping[0]) + chr(mapping[1])) == chr(cp):
+        pair = "".join(map(chr, mapping))
+        if len(mapping) == 2 and unicodedata.normalize("NFC", pair) == chr(cp):
             compositions.append((mapping[0], mapping[1], cp))
     compositions.sort()
     assert max(length for _, _, length in decompositions) < 256 and len(pool) < 65536

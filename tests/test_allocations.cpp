@@ -1,82 +1,18 @@
 // What the kernels allocate: the in-place recurrent step nothing at all, the parallel form no
-// (S, S) matrix, the chunkwise form a workspace that does not grow with S.
+// (S, S) matrix, the chunkwise form a workspace that does not grow with S; and what a model
+// holds: its weights once, also when loaded from a file.
 //
-// This program replaces the C allocation functions (which operator new and Eigen's aligned
-// allocator both end in) by counting wrappers around glibc's own. It is not built with the
-// sanitizers, which bring their own allocator.
-#include <malloc.h>
-
-#include <atomic>
+// The allocations are counted by support/heap_counter.hpp, which replaces the C allocation
+// functions; this program is therefore not built with the sanitizers.
 #include <catch2/catch.hpp>
-#include <cstddef>
+
+#include <filesystem>
+#include <string>
+
 #include <mlstm/mlstm.hpp>
 
+#include "support/heap_counter.hpp"
 #include "support/random_inputs.hpp"
-
-extern "C" {
-void* __libc_malloc(size_t size);
-void* __libc_calloc(size_t count, size_t size);
-void* __libc_realloc(void* pointer, size_t size);
-void* __libc_memalign(size_t alignment, size_t size);
-void __libc_free(void* pointer);
-}
-
-namespace {
-
-std::atomic<long long> allocations{0};
-std::atomic<long long> live_bytes{0};
-std::atomic<long long> peak_bytes{0};
-
-void* counted(void* pointer) {
-  if (pointer != nullptr) {
-    allocations.fetch_add(1, std::memory_order_relaxed);
-    const long long now =
-        live_bytes.fetch_add(static_cast<long long>(malloc_usable_size(pointer))) +
-        static_cast<long long>(malloc_usable_size(pointer));
-    long long peak = peak_bytes.load();
-    while (now > peak && !peak_bytes.compare_exchange_weak(peak, now)) {
-    }
-  }
-  return pointer;
-}
-
-void uncounted(void* pointer) {
-  if (pointer != nullptr) live_bytes.fetch_sub(static_cast<long long>(malloc_usable_size(pointer)));
-}
-
-// Counts from construction: allocations made, and the peak of bytes live above the start.
-class AllocationWatch {
- public:
-  AllocationWatch() : start_allocations_(allocations.load()), start_live_(live_bytes.load()) {
-    peak_bytes.store(start_live_);
-  }
-  long long allocations_made() const { return allocations.load() - start_allocations_; }
-  long long peak_above_start() const { return peak_bytes.load() - start_live_; }
-
- private:
-  long long start_allocations_, start_live_;
-};
-
-}  // namespace
-
-extern "C" {
-void* malloc(size_t size) { return counted(__libc_malloc(size)); }
-void* calloc(size_t count, size_t size) { return counted(__libc_calloc(count, size)); }
-void* realloc(void* pointer, size_t size) {
-  uncounted(pointer);
-  return counted(__libc_realloc(pointer, size));
-}
-void* memalign(size_t alignment, size_t size) { return counted(__libc_memalign(alignment, size)); }
-void* aligned_alloc(size_t alignment, size_t size) { return memalign(alignment, size); }
-int posix_memalign(void** out, size_t alignment, size_t size) {
-  *out = memalign(alignment, size);
-  return *out != nullptr ? 0 : 12;  // ENOMEM
-}
-void free(void* pointer) {
-  uncounted(pointer);
-  __libc_free(pointer);
-}
-}
 
 using mlstm::Index;
 using mlstm::test::SequenceCase;
@@ -84,7 +20,7 @@ using mlstm::test::SequenceCase;
 namespace {
 
 TEST_CASE("the counting allocator sees operator new and Eigen's allocations", "[allocations]") {
-  AllocationWatch watch;
+  mlstm::test::HeapWatch watch;
   {
     auto* block = new char[1 << 20];
     Eigen::MatrixXf matrix(512, 512);
@@ -102,12 +38,12 @@ TEST_CASE("the in-place recurrent step allocates nothing", "[allocations][recurr
   mlstm::Tensor<float, 4> h(2, 4, 1, 48);
   for (const int threads : {0, 1}) {
     CAPTURE(threads);
-    mlstm::recurrent_step_stabilized_inplace(state, c.q, c.k, c.v, c.igate, c.fgate, h, 1e-6,
-                                             threads);
-    AllocationWatch watch;
+    mlstm::recurrent_step_stabilized_inplace(state, c.q, c.k, c.v, c.igate, c.fgate, h,
+                                             {1e-6, threads});
+    mlstm::test::HeapWatch watch;
     for (int step = 0; step < 50; ++step) {
-      mlstm::recurrent_step_stabilized_inplace(state, c.q, c.k, c.v, c.igate, c.fgate, h, 1e-6,
-                                               threads);
+      mlstm::recurrent_step_stabilized_inplace(state, c.q, c.k, c.v, c.igate, c.fgate, h,
+                                               {1e-6, threads});
     }
     CHECK(watch.allocations_made() == 0);
   }
@@ -129,7 +65,7 @@ TEST_CASE("the parallel form never holds an (S, S) matrix", "[allocations][paral
     mlstm::ParallelOptions options;
     options.stabilize_rowwise = rowwise;
     options.num_threads = 2;
-    AllocationWatch watch;
+    mlstm::test::HeapWatch watch;
     const auto h = mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
     const long long output = S * D * 4;
     const long long square = S * S * 4;  // 64 MiB
@@ -150,10 +86,96 @@ TEST_CASE("the chunkwise workspace does not grow with S", "[allocations][chunkwi
     // head while the first is still running (scheduling, not S).
     mlstm::ChunkwiseOptions options;
     options.num_threads = 1;
-    AllocationWatch watch;
+    mlstm::test::HeapWatch watch;
     const auto out = mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
     workspace[which] = watch.peak_above_start() - static_cast<long long>(out.h.size()) * 4;
   }
   INFO("workspace at S = 2048: " << workspace[0] << " bytes; at S = 16384: " << workspace[1]);
   CHECK(workspace[1] < workspace[0] + (64 << 10));
+}
+
+TEST_CASE("the segmented chunkwise workspace is the segment's, whatever S",
+          "[allocations][chunkwise]") {
+  // Three heads on two threads do not share out evenly, so chunkwise_stabilized processes them
+  // in segments of chunks (chunkwise_forward). The segment length is the one chosen for two
+  // threads; the walk is measured on one thread, where the peak does not depend on scheduling.
+  const int threads = 2;
+  REQUIRE_FALSE(mlstm::detail::chunkwise_by_head(3, threads));
+  const Index chunk_size = 64;
+  // {D, S}: D = 32 (segments of a few chunks, as many as the threads want) at two lengths, and
+  // D = 256, where the 4 MiB budget limits the segment.
+  const Index cases[3][2] = {{32, 2048}, {32, 16384}, {256, 1024}};
+  long long workspace[3] = {0, 0, 0};
+  long long budget[3] = {0, 0, 0};
+  for (int which = 0; which < 3; ++which) {
+    const Index D = cases[which][0], S = cases[which][1];
+    SequenceCase<float> c(1, 3, S, D, D, 6);
+    const auto in = mlstm::detail::check_sequence_inputs(c.q, c.k, c.v, c.igate, c.fgate);
+    const Index segment =
+        mlstm::detail::chunkwise_segment_chunks<float>(in.shape, chunk_size, threads);
+    CAPTURE(D, S, segment);
+    REQUIRE(segment < S / chunk_size);  // more than one segment
+    mlstm::Tensor<float, 4> h(1, 3, S, D);
+    auto state = mlstm::RecurrentState<float>::zeros(1, 3, D, D);
+    mlstm::test::HeapWatch watch;
+    mlstm::detail::chunkwise_forward<float>(in, chunk_size, segment, 1e-6f, 1, nullptr, nullptr,
+                                            nullptr, h.data(), state.c.data(), state.n.data(),
+                                            state.m.data());
+    workspace[which] = watch.peak_above_start();
+    // The segment's buffers per head: segment + 1 state slots and segment contributions (C and
+    // n each) and the segment's chunk gates (four doubles a step), plus one chunk's work in
+    // chunk_outputs (L x L and L x D matrices, a few of each).
+    const long long slots = 3 * (2 * segment + 1) * (D * D + D) * 4;
+    const long long gates = 3 * segment * chunk_size * 4 * 8;
+    const long long chunk_work = 8 * (chunk_size * chunk_size + chunk_size * D) * 4;
+    budget[which] = slots + gates + chunk_work + (16 << 10);
+    INFO("workspace " << workspace[which] << " bytes; segment buffers and one chunk's work "
+                      << budget[which]);
+    CHECK(workspace[which] <= budget[which]);
+  }
+  // The same segment length at both S, so the same workspace.
+  INFO("workspace at S = 2048: " << workspace[0] << " bytes; at S = 16384: " << workspace[1]);
+  CHECK(workspace[1] < workspace[0] + (64 << 10));
+  // Where the budget binds, the segment buffers stay about 4 MiB (one extra state slot per head).
+  CHECK(workspace[2] < (5 << 20));
+}
+
+namespace {
+
+// A model of 3.4M parameters: 13 MB of float weights, far above the allocator's noise.
+mlstm::LMModelConfig model_config() {
+  mlstm::LMModelConfig config;
+  config.vocab_size = 4096;
+  config.embedding_dim = 256;
+  config.num_blocks = 2;
+  config.context_length = 64;
+  return config;
+}
+
+}  // namespace
+
+TEST_CASE("a model for inference holds its weights once", "[allocations][model]") {
+  mlstm::test::HeapWatch watch;
+  const mlstm::LanguageModel<float> model(model_config());
+  const long long weights = model.registry().parameter_count() * 4;
+  INFO("peak above start " << watch.peak_above_start() << " bytes; weights " << weights);
+  CHECK(watch.peak_above_start() >= weights);
+  CHECK(watch.peak_above_start() < weights + weights / 20);  // no gradient buffers
+}
+
+TEST_CASE("loading a model holds its weights and little more", "[allocations][model]") {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / "mlstm_test_allocations_load.safetensors").string();
+  {
+    mlstm::LanguageModel<float> model(model_config());
+    mlstm::Generator generator(0);
+    model.reset_parameters(generator);
+    mlstm::save_language_model(model, path);
+  }
+  mlstm::test::HeapWatch watch;
+  const auto loaded = mlstm::load_language_model<float>(path);
+  const long long weights = loaded.registry().parameter_count() * 4;
+  std::filesystem::remove(path);
+  INFO("peak above start " << watch.peak_above_start() << " bytes; weights " << weights);
+  CHECK(watch.peak_above_start() < weights + weights / 20);  // no copy of the file's data
 }

@@ -2,6 +2,8 @@
 // from PyTorch by make_model_golden.py) into the registry; F16 / BF16 conversion; round trips with
 // the configuration; inferring the configuration from a bare state dict; tied weights; and every
 // way a file can fail to fit, each leaving the registry untouched.
+#include <sys/resource.h>
+
 #include <catch2/catch.hpp>
 
 #include <cstdio>
@@ -393,4 +395,104 @@ TEST_CASE("model configuration JSON: round trip and errors", "[checkpoint][error
       Catch::Contains("config.inner_embedding_dim") && Catch::Contains("give 256"));
   CHECK_THROWS_WITH(mlstm::lm_model_config_from_json("{\"vocab_size\": 10}"),
                     Catch::Contains("config.context_length"));
+}
+
+namespace {
+
+// The peak resident memory of the process so far, in bytes.
+long long peak_rss_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<long long>(usage.ru_maxrss) * 1024;  // Linux reports kilobytes
+}
+
+// A safetensors file: `header` (tensors and "__metadata__") padded with spaces to `header_size`
+// bytes if given, then `data_bytes` zero bytes of data.
+std::vector<std::uint8_t> safetensors_bytes(const nlohmann::json& header, std::size_t data_bytes,
+                                            std::size_t header_size = 0) {
+  std::string text = header.dump();
+  if (text.size() < header_size) text.append(header_size - text.size(), ' ');
+  std::vector<std::uint8_t> bytes(8 + text.size() + data_bytes, 0);
+  for (int i = 0; i < 8; ++i) bytes[static_cast<std::size_t>(i)] = (text.size() >> (8 * i)) & 0xff;
+  std::copy(text.begin(), text.end(), bytes.begin() + 8);
+  return bytes;
+}
+
+// Loads `bytes` as a language model, expecting the exception E, within 100 MB of peak memory.
+template <typename E>
+std::string rejected_cheaply(const std::vector<std::uint8_t>& bytes, const std::string& name) {
+  ScratchFile file(name);
+  write_bytes(file.path, bytes);
+  const long long before = peak_rss_bytes();
+  std::string message;
+  try {
+    mlstm::load_language_model<float>(file.path, {}, 16);
+    FAIL("expected an exception");
+  } catch (const E& error) {
+    message = error.what();
+  }
+  const long long growth = peak_rss_bytes() - before;
+  INFO(message << "\npeak memory grew by " << growth << " bytes");
+  CHECK(growth < 100LL * 1024 * 1024);
+  return message;
+}
+
+// Metadata with a stored configuration of the reference's defaults but for these fields.
+nlohmann::json stored_config(Index vocab_size, Index embedding_dim) {
+  const nlohmann::json config{
+      {"vocab_size", vocab_size}, {"embedding_dim", embedding_dim}, {"context_length", 16}};
+  return {{mlstm::lm_model_config_metadata_key, config.dump()}};
+}
+
+}  // namespace
+
+TEST_CASE("a checkpoint's configuration is checked against its tensors before anything is built",
+          "[checkpoint][errors]") {
+  // 384 bytes whose stored configuration says vocab 2^22, embedding 1024 (16 GiB of parameters).
+  nlohmann::json header{{"__metadata__", stored_config(Index(1) << 22, 1024)},
+                        {"token_embedding.weight",
+                         {{"dtype", "F32"}, {"shape", {2, 4}}, {"data_offsets", {0, 32}}}}};
+  const auto small_file = safetensors_bytes(header, 32, 384 - 8 - 32);
+  REQUIRE(small_file.size() == 384);
+  CHECK_THAT(rejected_cheaply<mlstm::ValueError>(small_file, "claims_16g.safetensors"),
+             Catch::Contains("holds 8 elements") && Catch::Contains("describes"));
+
+  // Vocab 2^18 x 512 with most tensors missing.
+  header["__metadata__"] = stored_config(Index(1) << 18, 512);
+  CHECK_THAT(rejected_cheaply<mlstm::ValueError>(safetensors_bytes(header, 32),
+                                                 "claims_1g.safetensors"),
+             Catch::Contains("describes"));
+
+  // A stored block count beyond the tensor count is refused before it is described.
+  auto config = mlstm::lm_model_config_from_json(header["__metadata__"]
+                                                     [mlstm::lm_model_config_metadata_key]);
+  config.num_blocks = Index(1) << 40;
+  header["__metadata__"][mlstm::lm_model_config_metadata_key] =
+      mlstm::lm_model_config_to_json(config);
+  CHECK_THAT(rejected_cheaply<mlstm::ValueError>(safetensors_bytes(header, 32),
+                                                 "many_blocks.safetensors"),
+             Catch::Contains("1099511627776 blocks") && Catch::Contains("1 tensors"));
+}
+
+TEST_CASE("an inferred configuration is checked against every tensor before anything is built",
+          "[checkpoint][errors]") {
+  // A valid state dict but for conv1d.conv.weight, declared (0, 1, 2^31) in 0 bytes.
+  const std::string conv = "xlstm_block_stack.blocks.0.xlstm.conv1d.conv.weight";
+  const auto model = patterned_model();
+  st::Writer writer;
+  for (const std::string& name : model.registry().state_dict_names()) {
+    const auto& parameter = model.registry().get(name);
+    const auto& shape = parameter.shape();
+    if (name == conv) {
+      writer.add(name, Tensor<float, 3>(0, 1, Index(1) << 31));
+    } else if (shape.size() == 1) {
+      writer.add(name, parameter.map<1>());
+    } else if (shape.size() == 2) {
+      writer.add(name, parameter.map<2>());
+    } else {
+      writer.add(name, parameter.map<3>());
+    }
+  }
+  CHECK_THAT(rejected_cheaply<mlstm::ShapeError>(writer.serialize(), "huge_kernel.safetensors"),
+             Catch::Contains(conv) && Catch::Contains("inner_embedding_dim = 0"));
 }

@@ -1,7 +1,7 @@
 // The chunkwise form's backward: finite differences of the plain-loop recurrent form (the same
 // function), golden gradients from PyTorch autograd of the reference recurrent form with an
 // initial state and a final-state gradient, agreement with the parallel backward, segments, chunk
-// sizes and thread counts.
+// sizes, thread counts and its errors.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -9,12 +9,11 @@
 #include <optional>
 #include <string>
 
-#include <mlstm/kernels/chunkwise_backward.hpp>
 #include <mlstm/mlstm.hpp>
-#include <mlstm/kernels/parallel_backward.hpp>
 
-#include "support/finite_differences.hpp"
+#include "support/errors.hpp"
 #include "support/golden.hpp"
+#include "support/gradients.hpp"
 #include "support/naive.hpp"
 #include "support/parallel_branches.hpp"
 #include "support/random_inputs.hpp"
@@ -26,22 +25,6 @@ using mlstm::Index;
 using mlstm::Tensor;
 using mlstm::test::SequenceCase;
 using State = mlstm::RecurrentState<double>;
-
-constexpr double finite_difference_relative = 1e-7;
-
-double fd_budget(const Tensor<double, 4>& reference) {
-  return finite_difference_relative * std::max(1.0, mlstm::test::magnitude(reference));
-}
-
-State random_state(Index B, Index NH, Index DQK, Index DV, std::uint64_t seed, double m_low,
-                   double m_high) {
-  State state = State::zeros(B, NH, DQK, DV);
-  mlstm::test::Random random(seed);
-  random.fill_uniform(state.c, -1, 1);
-  random.fill_uniform(state.n, -1, 1);
-  random.fill_uniform(state.m, m_low, m_high);
-  return state;
-}
 
 }  // namespace
 
@@ -62,7 +45,8 @@ TEST_CASE("chunkwise backward matches finite differences in double", "[backward]
   for (const Case& spec : cases) {
     SECTION(spec.name) {
       SequenceCase<double> c(1, 3, spec.S, 3, 2, 40 + spec.S, spec.igate, {-1, 4});
-      State initial = spec.initial ? random_state(1, 3, 3, 2, 41, -2, 2) : State::zeros(1, 3, 3, 2);
+      State initial = spec.initial ? mlstm::test::random_state<double>(1, 3, 3, 2, 41, {-2, 2})
+                                   : State::zeros(1, 3, 3, 2);
       State dfinal = State::zeros(1, 3, 3, 2);
       Tensor<double, 4> dh(c.v.dimensions());
       mlstm::test::Random random(42);
@@ -79,33 +63,13 @@ TEST_CASE("chunkwise backward matches finite differences in double", "[backward]
           spec.initial ? std::optional<State>(initial) : std::nullopt,
           spec.final_gradient ? std::optional<State>(dfinal) : std::nullopt);
       REQUIRE(g.dinitial_state.has_value() == spec.initial);
-      const auto loss = [&] {
-        mlstm::test::naive::State<double> state{initial.c, initial.n, initial.m};
-        const auto h = mlstm::test::naive::recurrent(c.q, c.k, c.v, c.igate, c.fgate, state, 1e-6);
-        return mlstm::test::dot(h, dh) + mlstm::test::dot(state.c, dfinal.c) +
-               mlstm::test::dot(state.n, dfinal.n) + mlstm::test::dot(state.m, dfinal.m);
-      };
-      struct Named {
-        const char* name;
-        const Tensor<double, 4>* analytic;
-        Tensor<double, 4>* input;
-      };
-      std::vector<Named> all{{"dq", &g.dq, &c.q},
-                             {"dk", &g.dk, &c.k},
-                             {"dv", &g.dv, &c.v},
-                             {"di", &g.di, &c.igate},
-                             {"df", &g.df, &c.fgate}};
+      auto gradients = mlstm::test::input_gradients(g, c);
       if (spec.initial) {
-        all.push_back({"dc0", &g.dinitial_state->c, &initial.c});
-        all.push_back({"dn0", &g.dinitial_state->n, &initial.n});
-        all.push_back({"dm0", &g.dinitial_state->m, &initial.m});
+        for (const auto& item : mlstm::test::state_gradients(*g.dinitial_state, initial))
+          gradients.push_back(item);
       }
-      for (const Named& item : all) {
-        const Tensor<double, 4> numeric =
-            mlstm::test::finite_difference_gradient(*item.input, loss);
-        INFO(item.name);
-        MLSTM_CHECK_CLOSE(*item.analytic, numeric, fd_budget(numeric));
-      }
+      mlstm::test::check_finite_differences(
+          gradients, [&] { return mlstm::test::recurrent_loss(c, initial, dh, dfinal, 1e-6); });
     }
   }
 }
@@ -243,14 +207,7 @@ TEST_CASE("chunkwise backward equals the parallel backward", "[backward][chunkwi
   SequenceCase<double> c(2, 2, 45, 8, 6, 61, {-5, 3}, {-1, 5});
   Tensor<double, 4> dh(c.v.dimensions());
   mlstm::test::Random(62).fill_uniform(dh, -1, 1);
-  mlstm::ParallelOptions parallel_options;
-  parallel_options.eps = 1e-14;
-  const auto parallel =
-      mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, parallel_options);
-  const mlstm::test::BranchReport report = mlstm::test::parallel_branches(c, parallel_options);
-  INFO(report.lower_bound_rows << " of " << report.rows << " rows on the lower bound");
-  CHECK(report.lower_bound_rows > 0);
-  CHECK(report.lower_bound_rows < report.rows);
+  const auto parallel = mlstm::test::parallel_gradients_on_both_branches(c, dh);
   for (const Index chunk : {Index(4), Index(16), Index(64)}) {
     mlstm::ChunkwiseOptions options;
     options.chunk_size = chunk;
@@ -258,39 +215,19 @@ TEST_CASE("chunkwise backward equals the parallel backward", "[backward][chunkwi
     const auto chunkwise =
         mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
     INFO("chunk " << chunk);
-    const auto budget = [](const Tensor<double, 4>& x) {
+    mlstm::test::check_gradients_close<double>(chunkwise, parallel, [](const Tensor<double, 4>& x) {
       return 1e-10 * std::max(1.0, mlstm::test::magnitude(x));
-    };
-    MLSTM_CHECK_CLOSE(chunkwise.dq, parallel.dq, budget(parallel.dq));
-    MLSTM_CHECK_CLOSE(chunkwise.dk, parallel.dk, budget(parallel.dk));
-    MLSTM_CHECK_CLOSE(chunkwise.dv, parallel.dv, budget(parallel.dv));
-    MLSTM_CHECK_CLOSE(chunkwise.di, parallel.di, budget(parallel.di));
-    MLSTM_CHECK_CLOSE(chunkwise.df, parallel.df, budget(parallel.di));
+    });
   }
 }
-
-namespace {
-
-template <typename T>
-bool bitwise_equal(const Tensor<T, 4>& a, const Tensor<T, 4>& b) {
-  return a.dimensions() == b.dimensions() && std::equal(a.data(), a.data() + a.size(), b.data());
-}
-
-}  // namespace
 
 TEST_CASE("backward results do not depend on the thread count", "[backward][threads]") {
   // Big enough that every kernel uses every thread it is given.
   const SequenceCase<float> c = SequenceCase<double>(2, 3, 130, 16, 12, 71).cast<float>();
   Tensor<float, 4> dh(c.v.dimensions());
   mlstm::test::Random(72).fill_uniform(dh, -1, 1);
-  const auto initial = [] {
-    auto state = mlstm::RecurrentState<float>::zeros(2, 3, 16, 12);
-    mlstm::test::Random random(73);
-    random.fill_uniform(state.c, -1, 1);
-    random.fill_uniform(state.n, -1, 1);
-    random.fill_uniform(state.m, -1, 1);
-    return state;
-  }();
+  const auto initial = mlstm::test::random_state<float>(2, 3, 16, 12, 73, {-1, 1});
+  const auto exactly = [](const auto&) { return 0.0; };
   for (const int threads : {2, 3, 5}) {
     INFO(threads << " threads against 1");
     SECTION("parallel, " + std::to_string(threads) + " threads") {
@@ -299,11 +236,7 @@ TEST_CASE("backward results do not depend on the thread count", "[backward][thre
       many.num_threads = threads;
       const auto a = mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, one);
       const auto b = mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, many);
-      CHECK(bitwise_equal(a.dq, b.dq));
-      CHECK(bitwise_equal(a.dk, b.dk));
-      CHECK(bitwise_equal(a.dv, b.dv));
-      CHECK(bitwise_equal(a.di, b.di));
-      CHECK(bitwise_equal(a.df, b.df));
+      mlstm::test::check_gradients_close(b, a, exactly);
     }
     SECTION("chunkwise, " + std::to_string(threads) + " threads") {
       mlstm::ChunkwiseOptions one, many;
@@ -314,14 +247,44 @@ TEST_CASE("backward results do not depend on the thread count", "[backward][thre
                                                           initial, initial);
       const auto b = mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, many,
                                                           initial, initial);
-      CHECK(bitwise_equal(a.dq, b.dq));
-      CHECK(bitwise_equal(a.dk, b.dk));
-      CHECK(bitwise_equal(a.dv, b.dv));
-      CHECK(bitwise_equal(a.di, b.di));
-      CHECK(bitwise_equal(a.df, b.df));
-      CHECK(bitwise_equal(a.dinitial_state->c, b.dinitial_state->c));
-      CHECK(bitwise_equal(a.dinitial_state->n, b.dinitial_state->n));
-      CHECK(bitwise_equal(a.dinitial_state->m, b.dinitial_state->m));
+      mlstm::test::check_gradients_close<float>(b, a, exactly);
+      MLSTM_CHECK_CLOSE(b.dinitial_state->c, a.dinitial_state->c, 0.0);
+      MLSTM_CHECK_CLOSE(b.dinitial_state->n, a.dinitial_state->n, 0.0);
+      MLSTM_CHECK_CLOSE(b.dinitial_state->m, a.dinitial_state->m, 0.0);
     }
   }
+}
+
+TEST_CASE("the chunkwise backward rejects bad arguments, naming them",
+          "[backward][chunkwise][errors]") {
+  using mlstm::test::expect_error;
+  const SequenceCase<double> c(1, 2, 6, 3, 4, 81);
+  Tensor<double, 4> dh(1, 2, 6, 4), wrong_dh(1, 2, 5, 4);
+  dh.setConstant(0.5);
+  wrong_dh.setConstant(0.5);
+  mlstm::ChunkwiseOptions options;
+  const auto zero = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
+  auto wrong = zero;
+  wrong.c = Tensor<double, 4>(1, 2, 4, 4);
+  expect_error<mlstm::ShapeError>(
+      [&] {
+        mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options,
+                                             std::nullopt, wrong);
+      },
+      "dfinal_state.c");
+  expect_error<mlstm::ShapeError>(
+      [&] {
+        mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options, wrong,
+                                             zero);
+      },
+      "initial_state.c");
+  expect_error<mlstm::ShapeError>(
+      [&] {
+        mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, wrong_dh, options);
+      },
+      "dh");
+  options.chunk_size = 0;
+  expect_error<mlstm::ValueError>(
+      [&] { mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options); },
+      "options.chunk_size");
 }

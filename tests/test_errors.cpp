@@ -1,35 +1,28 @@
 // Bad input: every check names the argument and shows what was expected and what was given,
 // throws a typed exception (ShapeError / ValueError, both std::invalid_argument), and writes
-// nothing.
+// nothing. Every exception the library throws is a mlstm::Error.
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdint>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <mlstm/detail/assert.hpp>
+#include <mlstm/io/safetensors.hpp>
 #include <mlstm/mlstm.hpp>
 
+#include "support/errors.hpp"
 #include "support/random_inputs.hpp"
 
 namespace {
 
+using Catch::Matchers::Contains;
 using mlstm::Index;
 using mlstm::Tensor;
+using mlstm::test::message_of;
 using mlstm::test::SequenceCase;
-using Catch::Matchers::Contains;
-
-// Runs `call`, requires an exception of type E, and returns its message for further checks.
-template <typename E, typename Call>
-std::string message_of(Call&& call) {
-  try {
-    call();
-  } catch (const E& error) {
-    static_assert(std::is_base_of_v<std::invalid_argument, E>);
-    return error.what();
-  }
-  FAIL("no exception of the expected type was thrown");
-  return {};
-}
 
 }  // namespace
 
@@ -87,7 +80,8 @@ TEST_CASE("non-finite inputs and invalid eps are value errors", "[errors]") {
     CHECK_THAT(message_of<mlstm::ValueError>(
                    [&] { mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options); }),
                Contains("options.eps") && Contains("finite value > 0"));
-    CHECK_THROWS_AS(mlstm::recurrent_sequence(c.q, c.k, c.v, c.igate, c.fgate, eps), mlstm::ValueError);
+    CHECK_THROWS_AS(mlstm::recurrent_sequence(c.q, c.k, c.v, c.igate, c.fgate, {eps}),
+                    mlstm::ValueError);
   }
 }
 
@@ -152,13 +146,13 @@ TEST_CASE("the step checks its state and writes nothing on error", "[errors][rec
              }),
              Contains("m:") && Contains("(1, 0, 0, 0)"));
   CHECK_THROWS_AS(mlstm::recurrent_step_stabilized_inplace(state, inputs.q, inputs.k, inputs.v,
-                                                           inputs.igate, inputs.fgate, h, 0.0),
+                                                           inputs.igate, inputs.fgate, h, {0.0}),
                   mlstm::ValueError);
   unchanged();
   auto wrong_initial = mlstm::RecurrentState<double>::zeros(B, NH, DQK, DV + 2);
   CHECK_THAT(message_of<mlstm::ShapeError>([&] {
                mlstm::recurrent_sequence(two_steps.q, two_steps.k, two_steps.v, two_steps.igate,
-                                         two_steps.fgate, wrong_initial);
+                                         two_steps.fgate, {}, wrong_initial);
              }),
              Contains("initial_state.c"));
 }
@@ -173,6 +167,47 @@ TEST_CASE("errors are catchable as mlstm::InvalidArgument and carry the argument
   } catch (const mlstm::InvalidArgument& error) {
     CHECK(error.argument() == "k");
   }
+}
+
+TEST_CASE("one clause catches every kind of error through mlstm::Error", "[errors]") {
+  // Runs `call`, which must throw E, catching it as mlstm::Error only; returns what() of it.
+  const auto caught = [](auto&& call, auto expected) -> std::string {
+    using E = decltype(expected);
+    static_assert(std::is_base_of_v<mlstm::Error, E>);
+    try {
+      call();
+    } catch (const mlstm::Error& error) {
+      CHECK(dynamic_cast<const E*>(&error) != nullptr);
+      return error.what();
+    }
+    FAIL("no mlstm::Error was thrown");
+    return {};
+  };
+  const SequenceCase<double> c(1, 1, 3, 2, 2, 13);
+  const Tensor<double, 4> wrong(1, 1, 3, 3);
+  CHECK_THAT(caught([&] { mlstm::parallel_stabilized(c.q, wrong, c.v, c.igate, c.fgate); },
+                    mlstm::ShapeError("", "")),
+             Contains("k: "));
+  mlstm::ChunkwiseOptions options;
+  options.chunk_size = 0;
+  CHECK_THAT(caught([&] { mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options); },
+                    mlstm::ValueError("", "")),
+             Contains("options.chunk_size: "));
+  CHECK_THAT(caught([&] { mlstm::set_num_threads(0); }, mlstm::InvalidArgument("", "")),
+             Contains("num_threads"));
+  const std::vector<std::uint8_t> truncated{1, 2, 3};
+  CHECK_THAT(caught([&] { (void)mlstm::safetensors::File::parse(truncated, "short.safetensors"); },
+                    mlstm::FormatError("")),
+             Contains("short.safetensors"));
+  CHECK_THAT(caught([] { MLSTM_ASSERT(1 + 1 == 3, "arithmetic"); }, mlstm::InternalError("")),
+             Contains("arithmetic"));
+
+  // Each is also the standard exception it is a kind of.
+  static_assert(std::is_base_of_v<std::invalid_argument, mlstm::ShapeError>);
+  static_assert(std::is_base_of_v<std::invalid_argument, mlstm::ValueError>);
+  static_assert(std::is_base_of_v<std::runtime_error, mlstm::FormatError>);
+  static_assert(std::is_base_of_v<std::logic_error, mlstm::InternalError>);
+  CHECK_THROWS_AS(mlstm::set_num_threads(-1), std::exception);
 }
 
 TEST_CASE("internal invariants throw InternalError in tests", "[errors]") {

@@ -109,7 +109,7 @@ TEST_CASE("recurrent_sequence reproduces the reference's recurrent run and final
     const std::string name = path.stem().string();
     CAPTURE(name);
     const ParallelCase<double> c(file);
-    const auto out = mlstm::recurrent_sequence(c.q, c.k, c.v, c.igate, c.fgate, c.options.eps);
+    const auto out = mlstm::recurrent_sequence(c.q, c.k, c.v, c.igate, c.fgate, {c.options.eps});
     for (const auto& [tensor, reference_name] :
          {std::pair{&out.h, "h_recurrent"}, std::pair{&out.state.c, "c_final"},
           std::pair{&out.state.n, "n_final"}, std::pair{&out.state.m, "m_final"}}) {
@@ -137,7 +137,7 @@ TEST_CASE("the recurrent step reproduces the reference's golden steps", "[golden
       return mlstm::recurrent_step_stabilized(
           file.read<T, 4>("c"), file.read<T, 4>("n"), file.read<T, 4>("m"), file.read<T, 4>("q"),
           file.read<T, 4>("k"), file.read<T, 4>("v"), file.read<T, 4>("igate_preact"),
-          file.read<T, 4>("fgate_preact"), eps);
+          file.read<T, 4>("fgate_preact"), {eps});
     };
     const auto out = step(0.0);
     const auto out_float = step(0.0f);

@@ -92,8 +92,11 @@ TEST_CASE("linear_headwise_forward with bfloat16 weights sums in float",
   struct HeadSizes {
     Index rows, heads, dout, din;
   };
-  for (const HeadSizes z : {HeadSizes{1, 8, 4, 4}, HeadSizes{2, 3, 5, 40}, HeadSizes{270, 6, 4, 4},
-                            HeadSizes{9, 2, 20, 70}}) {
+  // Small square blocks (2, 4, 8, 16) take plain loops, the others the tiled product.
+  for (const HeadSizes z :
+       {HeadSizes{1, 8, 4, 4}, HeadSizes{2, 3, 5, 40}, HeadSizes{270, 6, 4, 4},
+        HeadSizes{9, 2, 20, 70}, HeadSizes{5, 3, 2, 2}, HeadSizes{70, 2, 8, 8},
+        HeadSizes{3, 2, 16, 16}}) {
     CAPTURE(z.rows, z.heads, z.dout, z.din);
     const auto x = random_tensor<float, 2>(random, z.rows, z.heads * z.din);
     const auto w = random_tensor<bfloat16, 3>(random, z.heads, z.dout, z.din);
@@ -126,6 +129,12 @@ TEST_CASE("linear layers give the same bits on one thread and on several",
     MLSTM_CHECK_CLOSE(one_bf16, several_bf16, 0.0);
     MLSTM_CHECK_CLOSE(one_float, several_float, 0.0);
   }
+  const auto x = random_tensor<float, 2>(random, 700, 96);  // 24 blocks of 4, 11 row items
+  const auto w = random_tensor<float, 3>(random, 24, 4, 4);
+  mlstm::set_num_threads(1);
+  const Tensor<float, 2> one = mlstm::linear_headwise_forward(x, w);
+  mlstm::set_num_threads(3);
+  MLSTM_CHECK_CLOSE(one, mlstm::linear_headwise_forward(x, w), 0.0);
   mlstm::set_num_threads(saved);
 }
 

@@ -16,6 +16,7 @@ namespace {
 
 using mlstm::Index;
 using mlstm::InitCall;
+using mlstm::InitRule;
 using mlstm::InitScheme;
 using mlstm::Registry;
 using Names = std::vector<std::string>;
@@ -139,7 +140,8 @@ TEST_CASE("params model: the init plan is the reference's reset_parameters calls
       CHECK(as_json(plan[i]) == expected[i]);
     }
     // reset_parameters alone is the reset stage of that plan.
-    const auto reset = mlstm::lm_model_reset_plan(config);
+    const auto reset =
+        mlstm::lm_model_table(config).init_plan("", mlstm::InitStage::reset_parameters);
     std::size_t reset_calls = 0;
     for (const auto& call : expected) reset_calls += call.at("stage") == "reset_parameters";
     CHECK(reset.size() == reset_calls);
@@ -226,22 +228,23 @@ TEST_CASE("params model: a plan with an unknown name or bad arguments writes not
   auto& a = registry.add("a", {3});
   auto& b = registry.add("b", {2, 2});
   mlstm::Generator gen(1);
-  CHECK_THROWS_AS(mlstm::apply_init_plan({InitCall::ones("a"), InitCall::ones("c")}, registry, gen),
+  const InitCall ones_a{"a", InitRule::ones()};
+  CHECK_THROWS_AS(mlstm::apply_init_plan({ones_a, {"c", InitRule::ones()}}, registry, gen),
                   mlstm::ValueError);
   CHECK(a.flat()(0) == 0.0f);
-  CHECK_THROWS_AS(mlstm::apply_init_plan({InitCall::ones("a"), InitCall::bias_linspace("b", 0, 1)},
+  CHECK_THROWS_AS(mlstm::apply_init_plan({ones_a, {"b", InitRule::bias_linspace(0, 1)}},
                                          registry, gen),
                   mlstm::ShapeError);
   CHECK(a.flat()(0) == 0.0f);
-  CHECK_THROWS_AS(mlstm::apply_init_plan({InitCall::ones("a"), InitCall::wang("b", 4, 0)}, registry, gen),
+  CHECK_THROWS_AS(mlstm::apply_init_plan({ones_a, {"b", InitRule::wang(4, 0)}}, registry, gen),
                   mlstm::ValueError);
   CHECK(a.flat()(0) == 0.0f);
   CHECK(b.flat()(3) == 0.0f);
-  CHECK(InitCall::wang("b", 4, 2).describe() == "wang_init_(dim=4, num_blocks=2)");
-  CHECK(InitCall::normal("x", 0, 0.1).describe() == "normal_(mean=0, std=0.1)");
+  CHECK(InitRule::wang(4, 2).describe() == "wang_init_(dim=4, num_blocks=2)");
+  CHECK(InitRule::normal(0, 0.1).describe() == "normal_(mean=0, std=0.1)");
 }
 
-TEST_CASE("params model: sub-module registration and plans use the same names", "[params][model]") {
+TEST_CASE("params model: a module's table gives the same names alone and in the model", "[params][model]") {
   mlstm::LMModelConfig config;
   config.vocab_size = 32;
   config.embedding_dim = 64;
@@ -251,12 +254,18 @@ TEST_CASE("params model: sub-module registration and plans use the same names", 
   Registry<float> registry;
   mlstm::register_lm_model(registry, config);
   // A layer registered on its own, in any scope, gets the names the model's layer has.
+  const std::string scope = "xlstm_block_stack.blocks.2.xlstm";
+  const mlstm::ParameterTable layer = mlstm::mlstm_layer_table(config.layer());
   Registry<float> single;
-  mlstm::register_mlstm_layer(single.scope("xlstm_block_stack.blocks.2.xlstm"), config.layer());
-  const auto layer_names = single.names();
-  for (const auto& name : layer_names) CHECK(registry.contains(name));
-  for (const auto& call : mlstm::mlstm_layer_reset_plan("xlstm_block_stack.blocks.2.xlstm", config.layer()))
-    CHECK(single.contains(call.name));
+  mlstm::register_parameters(single.scope(scope), layer);
+  for (const auto& name : single.names()) CHECK(registry.contains(name));
+  // Its plan is the model's plan restricted to the layer, in the same order.
+  Names in_model;
+  for (const auto& call : mlstm::lm_model_init_plan(config))
+    if (call.name.compare(0, scope.size() + 1, scope + ".") == 0) in_model.push_back(call.name);
+  Names alone;
+  for (const auto& call : layer.init_plan(scope)) alone.push_back(call.name);
+  CHECK(alone == in_model);
   // The cell's parameters are found from the cell's scope.
   auto cell = registry.scope("xlstm_block_stack.blocks.1.xlstm.mlstm_cell");
   CHECK(cell.get("igate.weight").shape() == mlstm::Shape{2, 3 * 128});

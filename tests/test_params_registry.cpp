@@ -46,12 +46,14 @@ TEST_CASE("params registry: parameters have a name, a shape, zeroed aligned stor
   CHECK(w.dimension(0) == 512);
   CHECK(w.size() == 512 * 128);
   CHECK(w.requires_grad());
+  CHECK_FALSE(w.has_grad());  // allocated when first asked for
   for (const float* buffer : {static_cast<const float*>(w.data()), static_cast<const float*>(w.grad_data())}) {
     CHECK(reinterpret_cast<std::uintptr_t>(buffer) % 64 == 0);
     bool all_zero = true;
     for (Index i = 0; i < w.size(); ++i) all_zero = all_zero && buffer[i] == 0.0f;
     CHECK(all_zero);
   }
+  CHECK(w.has_grad());
   CHECK(w.data() != w.grad_data());
   CHECK_THROWS_AS(w.dimension(2), mlstm::ShapeError);
 
@@ -228,9 +230,31 @@ TEST_CASE("params registry: zero_grad clears every gradient", "[params][registry
   Registry<double> registry;
   auto& a = registry.add("a", {2});
   auto& b = registry.add("b", {2, 2});
+  auto& c = registry.add("c", {3});
   a.grad_flat().setConstant(1.0);
   b.grad_flat().setConstant(2.0);
   registry.zero_grad();
   CHECK(a.grad_flat()(0) == 0.0);
   CHECK(b.grad<2>()(1, 1) == 0.0);
+  CHECK_FALSE(c.has_grad());  // zero without a buffer
+}
+
+TEST_CASE("params registry: a gradient exists once asked for, from any accessor", "[params][registry]") {
+  Registry<float> registry;
+  auto& a = registry.add("a", {2, 3});
+  const auto& constant = registry.add("b", {4});
+  CHECK(constant.grad<1>()(3) == 0.0f);  // a const request allocates it too (zero-filled)
+  CHECK(constant.has_grad());
+  CHECK_FALSE(a.has_grad());
+  a.grad_flat()(5) = 1.5f;
+  CHECK(a.has_grad());
+  CHECK(a.grad<2>()(1, 2) == 1.5f);
+  CHECK(a.grad_data() == a.grad_data());  // one buffer, kept
+  // A model built for inference holds no gradient at all.
+  mlstm::LMModelConfig config;
+  config.vocab_size = 16;
+  config.embedding_dim = 32;
+  config.context_length = 8;
+  const mlstm::LanguageModel<float> model(config);
+  for (const auto& parameter : model.registry()) CHECK_FALSE(parameter.has_grad());
 }

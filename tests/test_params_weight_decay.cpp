@@ -122,6 +122,8 @@ TEST_CASE("params weight decay: overrides act on the parameter, tied names inclu
   auto& embedding = registry.add("token_embedding.weight", {8, 2});
   registry.tie("lm_head.weight", embedding);
   mlstm::LMModelConfig config;
+  config.vocab_size = 8;
+  config.context_length = 4;
   for (const bool on_embedding : {false, true}) {
     config.weight_decay_on_embedding = on_embedding;
     const auto names =

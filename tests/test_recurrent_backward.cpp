@@ -1,6 +1,6 @@
 // The recurrent step's backward: against autograd of the PyTorch reference (golden data, ties
-// included), finite differences of the plain-loop step in double, and truncated
-// backpropagation through time built from it (agrees with the parallel backward).
+// included), finite differences of the plain-loop step in double, truncated backpropagation
+// through time built from it (agrees with the parallel backward), and its errors.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -9,11 +9,10 @@
 #include <vector>
 
 #include <mlstm/mlstm.hpp>
-#include <mlstm/kernels/parallel_backward.hpp>
-#include <mlstm/kernels/recurrent_backward.hpp>
 
-#include "support/finite_differences.hpp"
+#include "support/errors.hpp"
 #include "support/golden.hpp"
+#include "support/gradients.hpp"
 #include "support/naive.hpp"
 #include "support/parallel_branches.hpp"
 #include "support/random_inputs.hpp"
@@ -25,23 +24,7 @@ using mlstm::Index;
 using mlstm::Tensor;
 using mlstm::test::SequenceCase;
 
-constexpr double finite_difference_relative = 1e-7;
-
-double fd_budget(const Tensor<double, 4>& reference) {
-  return finite_difference_relative * std::max(1.0, mlstm::test::magnitude(reference));
-}
-
 using State = mlstm::RecurrentState<double>;
-
-State random_state(Index B, Index NH, Index DQK, Index DV, std::uint64_t seed, double m_low,
-                   double m_high) {
-  State state = State::zeros(B, NH, DQK, DV);
-  mlstm::test::Random random(seed);
-  random.fill_uniform(state.c, -1, 1);
-  random.fill_uniform(state.n, -1, 1);
-  random.fill_uniform(state.m, m_low, m_high);
-  return state;
-}
 
 // Time step t of a (B, NH, S, D) tensor as (B, NH, 1, D).
 Tensor<double, 4> step_of(const Tensor<double, 4>& x, Index t) {
@@ -56,28 +39,9 @@ void set_step(Tensor<double, 4>& x, Index t, const Tensor<double, 4>& value) {
   x.slice(offset, extent) = value;
 }
 
-// loss = sum(h * dh) + sum(c_S * dc) + sum(n_S * dn) + sum(m_S * dm) of the plain-loop
-// recurrent form run over the sequence from `initial`.
-struct SequenceLoss {
-  SequenceCase<double>* inputs;
-  State* initial;
-  const Tensor<double, 4>* dh;
-  const State* dfinal;
-  double eps;
-
-  double operator()() const {
-    mlstm::test::naive::State<double> state{initial->c, initial->n, initial->m};
-    const auto h = mlstm::test::naive::recurrent(inputs->q, inputs->k, inputs->v, inputs->igate,
-                                                 inputs->fgate, state, eps);
-    return mlstm::test::dot(h, *dh) + mlstm::test::dot(state.c, dfinal->c) +
-           mlstm::test::dot(state.n, dfinal->n) + mlstm::test::dot(state.m, dfinal->m);
-  }
-};
-
 // Truncated backpropagation through time from the step backward: the forward keeps the state
 // before every step, the backward runs the steps in reverse.
-struct ChainGradients {
-  Tensor<double, 4> dq, dk, dv, di, df;
+struct ChainGradients : mlstm::SequenceGradients<double> {
   State dinitial;
 };
 
@@ -91,16 +55,17 @@ ChainGradients backprop_through_steps(const SequenceCase<double>& c, const State
     before.push_back(state);
     state = mlstm::recurrent_step_stabilized(state.c, state.n, state.m, step_of(c.q, t),
                                              step_of(c.k, t), step_of(c.v, t), step_of(c.igate, t),
-                                             step_of(c.fgate, t), eps)
+                                             step_of(c.fgate, t), {eps})
                 .state;
   }
-  ChainGradients g{Tensor<double, 4>(c.q.dimensions()),     Tensor<double, 4>(c.k.dimensions()),
-                   Tensor<double, 4>(c.v.dimensions()),     Tensor<double, 4>(c.igate.dimensions()),
-                   Tensor<double, 4>(c.fgate.dimensions()), dfinal};
+  ChainGradients g{{Tensor<double, 4>(c.q.dimensions()), Tensor<double, 4>(c.k.dimensions()),
+                    Tensor<double, 4>(c.v.dimensions()), Tensor<double, 4>(c.igate.dimensions()),
+                    Tensor<double, 4>(c.fgate.dimensions())},
+                   dfinal};
   for (Index t = S - 1; t >= 0; --t) {
     auto step = mlstm::recurrent_step_stabilized_backward(
         before[t], step_of(c.q, t), step_of(c.k, t), step_of(c.v, t), step_of(c.igate, t),
-        step_of(c.fgate, t), step_of(dh, t), g.dinitial, eps);
+        step_of(c.fgate, t), step_of(dh, t), g.dinitial, {eps});
     set_step(g.dq, t, step.dq);
     set_step(g.dk, t, step.dk);
     set_step(g.dv, t, step.dv);
@@ -121,25 +86,11 @@ void check_chain_against_finite_differences(SequenceCase<double>& c, State& init
   random.fill_uniform(dfinal.n, -1, 1);
   random.fill_uniform(dfinal.m, -1, 1);
   const ChainGradients g = backprop_through_steps(c, initial, dh, dfinal, eps);
-  const SequenceLoss loss{&c, &initial, &dh, &dfinal, eps};
-  struct Named {
-    const char* name;
-    const Tensor<double, 4>* analytic;
-    Tensor<double, 4>* input;
-  };
-  const Named all[] = {{"dq", &g.dq, &c.q},
-                       {"dk", &g.dk, &c.k},
-                       {"dv", &g.dv, &c.v},
-                       {"di", &g.di, &c.igate},
-                       {"df", &g.df, &c.fgate},
-                       {"dc", &g.dinitial.c, &initial.c},
-                       {"dn", &g.dinitial.n, &initial.n},
-                       {"dm", &g.dinitial.m, &initial.m}};
-  for (const Named& item : all) {
-    const Tensor<double, 4> numeric = mlstm::test::finite_difference_gradient(*item.input, loss);
-    INFO(item.name);
-    MLSTM_CHECK_CLOSE(*item.analytic, numeric, fd_budget(numeric));
-  }
+  auto gradients = mlstm::test::input_gradients(g, c);
+  for (const auto& item : mlstm::test::state_gradients(g.dinitial, initial))
+    gradients.push_back(item);
+  mlstm::test::check_finite_differences(
+      gradients, [&] { return mlstm::test::recurrent_loss(c, initial, dh, dfinal, eps); });
 }
 
 // Branches taken by each step of the plain-loop forward, and the distance to the nearest kink.
@@ -203,7 +154,8 @@ TEST_CASE("recurrent step backward matches finite differences in double", "[back
   for (const Case& spec : cases) {
     SECTION(spec.name) {
       SequenceCase<double> c(1, 4, spec.S, 3, 2, spec.seed, spec.igate, spec.fgate);
-      State initial = random_state(1, 4, 3, 2, spec.seed + 100, spec.m_low, spec.m_high);
+      State initial =
+          mlstm::test::random_state<double>(1, 4, 3, 2, spec.seed + 100, {spec.m_low, spec.m_high});
       const StepBranches report = step_branches(c, initial, 1e-6);
       INFO("steps: " << report.abs_steps << " |q.n'| (" << report.positive << " positive, "
                      << report.negative << " negative), " << report.lower_bound_steps
@@ -240,7 +192,7 @@ TEST_CASE("recurrent step backward matches autograd of the PyTorch reference",
         const auto in = [&](const char* name) { return golden.read<T, 4>(name); };
         return mlstm::recurrent_step_stabilized_backward(
             in("c"), in("n"), in("m"), in("q"), in("k"), in("v"), in("igate_preact"),
-            in("fgate_preact"), in("dh"), in("dc_new"), in("dn_new"), in("dm_new"), eps);
+            in("fgate_preact"), in("dh"), in("dc_new"), in("dn_new"), in("dm_new"), {eps});
       };
       const auto in_double = run(0.0);
       const auto in_float = run(0.0f);
@@ -282,20 +234,35 @@ TEST_CASE("backpropagation through the steps equals the parallel backward",
   mlstm::test::Random(32).fill_uniform(dh, -1, 1);
   const State zero = State::zeros(2, 2, 4, 3);
   const ChainGradients chain = backprop_through_steps(c, zero, dh, zero, eps);
-  mlstm::ParallelOptions options;
-  options.eps = eps;
-  const auto parallel =
-      mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
-  const mlstm::test::BranchReport report = mlstm::test::parallel_branches(c, options);
-  INFO(report.lower_bound_rows << " of " << report.rows << " rows on the lower bound");
-  CHECK(report.lower_bound_rows > 0);
-  CHECK(report.lower_bound_rows < report.rows);
-  const auto budget = [](const Tensor<double, 4>& x) {
+  const auto parallel = mlstm::test::parallel_gradients_on_both_branches(c, dh);
+  mlstm::test::check_gradients_close<double>(chain, parallel, [](const Tensor<double, 4>& x) {
     return 1e-10 * std::max(1.0, mlstm::test::magnitude(x));
+  });
+}
+
+TEST_CASE("the recurrent step backward rejects bad arguments, naming them",
+          "[backward][recurrent][errors]") {
+  using mlstm::test::expect_error;
+  const SequenceCase<double> step(1, 2, 1, 3, 4, 83);
+  auto state = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
+  auto dstate = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
+  Tensor<double, 4> step_dh(1, 2, 1, 4);
+  step_dh.setConstant(1.0);
+  const auto call = [&] {
+    mlstm::recurrent_step_stabilized_backward(state, step.q, step.k, step.v, step.igate, step.fgate,
+                                              step_dh, dstate);
   };
-  MLSTM_CHECK_CLOSE(chain.dq, parallel.dq, budget(parallel.dq));
-  MLSTM_CHECK_CLOSE(chain.dk, parallel.dk, budget(parallel.dk));
-  MLSTM_CHECK_CLOSE(chain.dv, parallel.dv, budget(parallel.dv));
-  MLSTM_CHECK_CLOSE(chain.di, parallel.di, budget(parallel.di));
-  MLSTM_CHECK_CLOSE(chain.df, parallel.df, budget(parallel.df));
+  REQUIRE_NOTHROW(call());
+  dstate.c = Tensor<double, 4>(1, 2, 4, 3);
+  expect_error<mlstm::ShapeError>(call, "dc_new");
+  dstate = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
+  dstate.m(0, 1, 0, 0) = std::nan("");
+  expect_error<mlstm::ValueError>(call, "dm_new");
+  dstate = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
+  step_dh = Tensor<double, 4>(1, 2, 2, 4);
+  expect_error<mlstm::ShapeError>(call, "dh");
+  step_dh = Tensor<double, 4>(1, 2, 1, 4);
+  step_dh.setZero();
+  state.n = Tensor<double, 4>(1, 2, 3, 2);
+  expect_error<mlstm::ShapeError>(call, "n");
 }

@@ -313,12 +313,12 @@ TEST_CASE("safetensors: reading a wrong name, rank, dtype or shape is a typed er
   CHECK(file.contains("weight"));
 
   message = message_of<mlstm::ShapeError>([&] { (void)file.read<float, 3>("weight"); }, &argument);
-  CHECK(argument == "Rank");
+  CHECK(argument == "weight");
   CHECK_THAT(message, Catch::Contains("tensor \"weight\" in \"model.safetensors\" has rank 2 with "
                                       "shape (2, 3); expected rank 3"));
 
   message = message_of<mlstm::ValueError>([&] { (void)file.read<bool, 2>("weight"); }, &argument);
-  CHECK(argument == "T");
+  CHECK(argument == "weight");
   CHECK_THAT(message, Catch::Contains("has dtype F32, which does not convert to bool (that reads BOOL)"));
   message = message_of<mlstm::ValueError>([&] { (void)file.read<std::int32_t, 1>("steps"); });
   CHECK_THAT(message, Catch::Contains("has dtype I64, which does not convert to int32_t (that "
@@ -363,6 +363,16 @@ TEST_CASE("safetensors: writer arguments are checked") {
              Catch::Contains("is not valid UTF-8"));
   CHECK(argument == "value");
   CHECK(st::File::parse(writer.serialize(), "checked").names() == std::vector<std::string>{"x"});
+
+  SECTION("no more tensors than a file may hold") {
+    const mlstm::Tensor<std::uint8_t, 1> empty(0);
+    for (std::size_t i = 1; i < st::max_tensor_count; ++i) writer.add(std::to_string(i), empty);
+    CHECK_THAT(message_of<mlstm::ValueError>([&] { writer.add("one_more", empty); }, &argument),
+               Catch::Contains("cannot add \"one_more\": a file holds at most " +
+                               std::to_string(st::max_tensor_count) + " tensors"));
+    CHECK(argument == "name");
+    CHECK(st::File::parse(writer.serialize(), "full").names().size() == st::max_tensor_count);
+  }
 }
 
 // --- F16 and BF16 ---------------------------------------------------------------------------
@@ -714,6 +724,12 @@ std::vector<std::uint8_t> edited(const std::string& from, const std::string& to)
   return with_header(bytes, header);
 }
 
+std::string repeated(const std::string& text, std::size_t times) {
+  std::string result;
+  for (std::size_t i = 0; i < times; ++i) result += text;
+  return result;
+}
+
 void check_format_error(const std::vector<std::uint8_t>& bytes, const std::string& expected) {
   const std::string message =
       message_of<mlstm::FormatError>([&] { (void)st::File::parse(bytes, "corrupt.safetensors"); });
@@ -754,7 +770,8 @@ TEST_CASE("safetensors: each kind of corrupt file is a FormatError saying what i
     check_format_error(cut, "the header is not valid JSON");
   }
   SECTION("header not an object, entries not objects") {
-    check_format_error(with_header(valid, "[1, 2]  "), "the header must be a JSON object, got [1,2]");
+    check_format_error(with_header(valid, "[1, 2]  "), "the header must be a JSON object, got an array");
+    check_format_error(with_header(valid, "12345678"), "the header must be a JSON object, got 12345678");
     check_format_error(edited(R"({"dtype":"F32","shape":[2],"data_offsets":[0,8]})", "5"),
                        "tensor \"a\": entry must be an object, got 5");
   }
@@ -819,6 +836,7 @@ TEST_CASE("safetensors: each kind of corrupt file is a FormatError saying what i
     check_format_error(edited(R"("b":)", R"("a":)"), "the header has the key \"a\" twice (two tensors of one name)");
     check_format_error(edited(R"("dtype":"F32")", R"("dtype":"F32","dtype":"F32")"), "the header has the key \"dtype\" twice");
     check_format_error(edited(R"({"k":"v"})", R"({"k":"v","k":"w"})"), "the header has the key \"k\" twice");
+    check_format_error(edited(R"("a":)", R"("__metadata__":{},"a":)"), "the header has the key \"__metadata__\" twice");
   }
   SECTION("metadata that is not an object of strings") {
     check_format_error(edited(R"({"k":"v"})", R"({"k":1})"), "\"__metadata__\" value of \"k\" must be a string, got 1");
@@ -829,6 +847,33 @@ TEST_CASE("safetensors: each kind of corrupt file is a FormatError saying what i
     check_format_error(edited(R"("v")", std::string(100000, '[') + std::string(100000, ']')),
                        "the header nests deeper than a safetensors header does");
     check_format_error(edited("[2]", "[[2]]"), "nests deeper");
+  }
+  SECTION("more tensors, dimensions or metadata entries than the limits") {
+    // Empty tensors, so that the header alone decides; the limit is checked at the next name.
+    std::string header = "{";
+    for (std::size_t i = 0; i <= st::max_tensor_count; ++i) {
+      header += "\"" + std::to_string(i) + R"(":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},)";
+    }
+    header.back() = '}';
+    check_format_error(with_header({0, 0, 0, 0, 0, 0, 0, 0}, header),
+                       "the header has more than " + std::to_string(st::max_tensor_count) + " tensors, the limit");
+    header.resize(header.rfind(",\"" + std::to_string(st::max_tensor_count) + "\":"));
+    header += "}";
+    REQUIRE(st::File::parse(with_header({0, 0, 0, 0, 0, 0, 0, 0}, header), "at the limit").names().size() ==
+            st::max_tensor_count);
+
+    const std::string ones = "[2" + repeated(",1", st::max_tensor_rank - 1);
+    REQUIRE(st::File::parse(edited("[2]", ones + "]"), "rank 64").info("a").shape.size() ==
+            st::max_tensor_rank);
+    check_format_error(edited("[2]", ones + ",1]"),
+                       "an array in the header has more than " + std::to_string(st::max_tensor_rank) + " entries");
+
+    std::string entries = R"("k":"v")";
+    for (std::size_t i = 1; i < st::max_metadata_entries; ++i) entries += ",\"" + std::to_string(i) + "\":\"\"";
+    REQUIRE(st::File::parse(edited(R"("k":"v")", entries), "many entries").metadata().size() ==
+            st::max_metadata_entries);
+    check_format_error(edited(R"("k":"v")", entries + R"(,"x":"")"),
+                       "an object in the header has more than " + std::to_string(st::max_metadata_entries) + " keys");
   }
   SECTION("long names are cut in messages") {
     const std::string long_name(1000, 'n');

@@ -82,6 +82,12 @@ TEST_CASE("encode with add_prefix_space gives the reference's ids", "[tokenizer]
   CHECK(agreeing_encodings(prefixed, "ids_prefix_space") == golden()["corpus"].size());
 }
 
+TEST_CASE("encode without the pre-tokenizer's split gives the reference's ids", "[tokenizer]") {
+  const mlstm::Tokenizer unsplit =
+      edited_fixture([](json& t) { t["pre_tokenizer"]["use_regex"] = false; });
+  CHECK(agreeing_encodings(unsplit, "ids_no_regex") == golden()["corpus"].size());
+}
+
 TEST_CASE("merges written as \"left right\" strings read the same", "[tokenizer]") {
   const mlstm::Tokenizer older = edited_fixture([](json& t) {
     for (json& merge : t["model"]["merges"]) {
@@ -180,8 +186,10 @@ TEST_CASE("streaming decode emits only whole characters and adds up to decode", 
   const mlstm::Tokenizer& tokenizer = fixture();
   Ids euro;
   for (const char byte : std::string("\u20ac")) {
-    euro.push_back(
-        *tokenizer.token_to_id(mlstm::detail::byte_level::encode_bytes(std::string(1, byte))));
+    std::string character;  // the character that stands for the byte
+    mlstm::detail::utf8::append(
+        character, mlstm::detail::byte_level::byte_characters()[static_cast<unsigned char>(byte)]);
+    euro.push_back(*tokenizer.token_to_id(character));
   }
   mlstm::StreamDecoder stream(tokenizer);
   CHECK(stream.next(euro[0]).empty());
@@ -264,6 +272,8 @@ TEST_CASE("files that are not byte-level BPE, or are broken, are FormatErrors na
                                      {"normalizers", {{{"type", "NFC"}}, {{"type", "NFKC"}}}}};
                 }),
                 "normalizer.normalizers[1].type is \"NFKC\"");
+  check_refused(refusal_of_edit([](json& t) { t["model"]["ignore_merges"] = true; }),
+                "model.ignore_merges");
   check_refused(refusal_of_edit([](json& t) { t["model"]["dropout"] = 0.1; }), "model.dropout");
   check_refused(refusal_of_edit([](json& t) { t["model"]["continuing_subword_prefix"] = "##"; }),
                 "model.continuing_subword_prefix");
@@ -271,6 +281,8 @@ TEST_CASE("files that are not byte-level BPE, or are broken, are FormatErrors na
                 "model.vocab must be an object");
   check_refused(refusal_of_edit([](json& t) { t["model"]["vocab"]["!"] = -3; }),
                 "model.vocab[\"!\"] must be a token id");
+  check_refused(refusal_of_edit([](json& t) { t["model"]["vocab"]["!"] = 4000000; }),
+                "the token ids run to 4000000 for only 1005 tokens");
   check_refused(refusal_of_edit([](json& t) { t["model"]["vocab"]["!"] = 1 << 30; }),
                 "must be a token id in [0, 4194303]");
   check_refused(

@@ -47,7 +47,7 @@ struct TrainingGolden {
   template <typename T, typename P>
   Tensor<T, 1> flat(const std::string& name, const mlstm::Parameter<P>& like) const {
     Tensor<T, 1> out(like.size());
-    mlstm::detail::read_flat(file, name, like.shape(), out.data());
+    mlstm::detail::decode_tensor(file, name, out.data(), static_cast<std::size_t>(like.size()));
     return out;
   }
 

@@ -18,6 +18,7 @@
 #include "mlstm/params/registry.hpp"
 #include "mlstm/params/init.hpp"
 #include "mlstm/params/init_plan.hpp"
+#include "mlstm/params/parameter_table.hpp"
 #include "mlstm/params/weight_decay.hpp"
 #include "mlstm/params/adamw.hpp"
 #include "mlstm/params/clip.hpp"

@@ -15,3 +15,8 @@
 #include "mlstm/models/xlstm_lm/mlstm_cell.hpp"
 #include "mlstm/models/xlstm_lm/mlstm_layer.hpp"
 #include "mlstm/models/xlstm_lm/model_state.hpp"
+#include "mlstm/layers/rms_norm.hpp"
+#include "mlstm/layers/soft_cap.hpp"
+#include "mlstm/layers/swiglu.hpp"
+#include "mlstm/io/hf_folder.hpp"
+#include "mlstm/models/xlstm_large/checkpoint.hpp"

@@ -31,9 +31,6 @@ using TensorMap = Eigen::TensorMap<Eigen::Tensor<T, Rank, Eigen::RowMajor, Index
 template <typename T, int Rank>
 using ConstTensorMap = Eigen::TensorMap<const Eigen::Tensor<T, Rank, Eigen::RowMajor, Index>>;
 
-template <typename T>
-using Tensor4 = Tensor<T, 4>;
-
 namespace detail {
 
 // What mlstm needs to know of an argument type: scalar, rank, and that it is a contiguous
@@ -66,8 +63,34 @@ struct tensor_traits<Eigen::TensorMap<const Eigen::Tensor<Scalar_, Rank_, Option
 template <typename X>
 using traits_of = tensor_traits<std::remove_cv_t<std::remove_reference_t<X>>>;
 
+}  // namespace detail
+
+// The scalar type of a tensor argument (an mlstm::Tensor, TensorMap or ConstTensorMap).
 template <typename X>
-using scalar_of = typename traits_of<X>::Scalar;
+using ScalarOf = typename detail::traits_of<X>::Scalar;
+
+// The rank of a tensor argument.
+template <typename X>
+inline constexpr int rank_of = detail::traits_of<X>::rank;
+
+// The scalar a kernel computes in and keeps a recurrent state in: float for Eigen::bfloat16
+// arguments, T otherwise.
+template <typename T>
+using ComputeScalar = std::conditional_t<std::is_same_v<T, Eigen::bfloat16>, float, T>;
+
+// "(2, 3, 4)": a shape (any sequence of sizes: a tensor's dimensions(), std::array,
+// std::vector) as messages spell it.
+template <typename Dims>
+std::string shape_string(const Dims& dims) {
+  std::string text = "(";
+  for (const auto& size : dims) {
+    if (text.size() > 1) text += ", ";
+    text += std::to_string(static_cast<long long>(size));
+  }
+  return text + ")";
+}
+
+namespace detail {
 
 template <typename X>
 constexpr void require_argument_type() {
@@ -87,56 +110,48 @@ constexpr void require_kernel_scalar() {
 template <typename First, typename... Rest>
 constexpr void require_same_scalar() {
   (require_argument_type<First>(), ..., require_argument_type<Rest>());
-  static_assert((std::is_same_v<scalar_of<First>, scalar_of<Rest>> && ...),
+  static_assert((std::is_same_v<ScalarOf<First>, ScalarOf<Rest>> && ...),
                 "mlstm: all tensor arguments of one call must have the same scalar type");
 }
 
-template <typename Dims>
-std::string shape_string(const Dims& dims, int rank) {
-  std::string text = "(";
-  for (int axis = 0; axis < rank; ++axis) {
-    if (axis > 0) text += ", ";
-    text += std::to_string(static_cast<long long>(dims[axis]));
-  }
-  return text + ")";
-}
-
-template <int Rank>
-std::string shape_string(const std::array<Index, Rank>& dims) {
-  return shape_string(dims, Rank);
-}
-
-// A read-only rank-`Rank` view of `x`, or a ShapeError naming `name` if x has another rank.
-// `layout` spells the expected axes, e.g. "(B, NH, S, DQK)", for the message.
+// The dimensions of `x` as a rank-`Rank` tensor, or a ShapeError naming `name` if x has another
+// rank. `layout` spells the expected axes, e.g. "(B, NH, S, DQK)", for the message.
 template <int Rank, typename X>
-ConstTensorMap<scalar_of<X>, Rank> const_view(const X& x, const char* name, const char* layout) {
+std::array<Index, Rank> dimensions_of_rank(const X& x, const char* name, const char* layout) {
   require_argument_type<X>();
   constexpr int actual_rank = traits_of<X>::rank;
-  if constexpr (actual_rank == Rank) {
-    std::array<Index, Rank> dims{};
-    for (int axis = 0; axis < Rank; ++axis) dims[axis] = x.dimension(axis);
-    return ConstTensorMap<scalar_of<X>, Rank>(x.data(), dims);
-  } else {
+  if constexpr (actual_rank != Rank) {
     throw ShapeError(name, "expected rank " + std::to_string(Rank) + " " + layout + ", got rank " +
                                std::to_string(actual_rank) + " with shape " +
-                               shape_string(x.dimensions(), actual_rank));
+                               shape_string(x.dimensions()));
+  } else {
+    std::array<Index, Rank> dims{};
+    for (int axis = 0; axis < Rank; ++axis) dims[axis] = x.dimension(axis);
+    return dims;
   }
 }
 
-// A writable rank-`Rank` view of `x` (a Tensor or a TensorMap of non-const data).
+// The multi-index of element `flat` of the row-major rank-`Rank` tensor `x`, for messages.
 template <int Rank, typename X>
-TensorMap<scalar_of<X>, Rank> mutable_view(X& x, const char* name, const char* layout) {
-  require_argument_type<X>();
-  constexpr int actual_rank = traits_of<X>::rank;
-  if constexpr (actual_rank == Rank) {
-    std::array<Index, Rank> dims{};
-    for (int axis = 0; axis < Rank; ++axis) dims[axis] = x.dimension(axis);
-    return TensorMap<scalar_of<X>, Rank>(x.data(), dims);
-  } else {
-    throw ShapeError(name, "expected rank " + std::to_string(Rank) + " " + layout + ", got rank " +
-                               std::to_string(actual_rank) + " with shape " +
-                               shape_string(x.dimensions(), actual_rank));
+std::array<Index, Rank> multi_index(const X& x, Index flat) {
+  std::array<Index, Rank> index{};
+  for (int axis = Rank - 1; axis >= 0; --axis) {
+    index[axis] = flat % x.dimension(axis);
+    flat /= x.dimension(axis);
   }
+  return index;
+}
+
+// A read-only rank-`Rank` view of `x` (see dimensions_of_rank).
+template <int Rank, typename X>
+ConstTensorMap<ScalarOf<X>, Rank> const_view(const X& x, const char* name, const char* layout) {
+  return ConstTensorMap<ScalarOf<X>, Rank>(x.data(), dimensions_of_rank<Rank>(x, name, layout));
+}
+
+// A writable rank-`Rank` view of `x`, a Tensor or a TensorMap of non-const data.
+template <int Rank, typename X>
+TensorMap<ScalarOf<X>, Rank> mutable_view(X& x, const char* name, const char* layout) {
+  return TensorMap<ScalarOf<X>, Rank>(x.data(), dimensions_of_rank<Rank>(x, name, layout));
 }
 
 }  // namespace detail

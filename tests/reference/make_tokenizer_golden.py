@@ -10,12 +10,12 @@ token whose text is not in NFC). The training text is GPL-3 and Apache-2.0 from
 scripts get merges too. Then it encodes the corpus and writes, in data/:
 
   tokenizer.json          the tokenizer (24 KB)
-  tokenizer_golden.json   {"corpus": [{"text", "ids", "ids_prefix_space"}],
+  tokenizer_golden.json   {"corpus": [{"text", "ids", "ids_prefix_space", "ids_no_regex"}],
                            "decodes": [{"ids", "skip_special_tokens", "text"}],
                            "nfc": [[text, NFC of text by Python's unicodedata]]}
 
-"ids_prefix_space" are the ids of the same tokenizer with the pre-tokenizer's add_prefix_space
-set (the C++ test makes that variant the same way). "decodes" are the reference's decodings of
+The ids_* fields are the ids of the same tokenizer with one option changed (VARIANTS).
+"decodes" are the reference's decodings of
 prefixes of the corpus' ids (they cut characters in the middle of their bytes) and of whole
 encodings with and without special tokens. "nfc" checks the normalization on its own, on cases
 that reach each rule: reordering, Hangul, singletons, composition exclusions, blocked marks.
@@ -29,7 +29,8 @@ import pathlib
 import unicodedata
 
 import tokenizers
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (Tokenizer, decoders, models, normalizers, pre_tokenizers, processors,
+                        trainers)
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 LICENSES = [pathlib.Path("/usr/share/common-licenses") / name for name in ("GPL-3", "Apache-2.0")]
@@ -55,9 +56,12 @@ CORPUS = [
     "Hangul: \u1100\u1161\u11a8 \ud55c\uad6d\uc5b4 \u1112\u1161\u11ab",
     "\u4f60\u597d\uff0c\u4e16\u754c\uff01\u8fd9\u662f\u4e00\u4e2a\u6d4b\u8bd5\u3002",
     "\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8\u3068\u30ab\u30bf\u30ab\u30ca",
-    "\u0417\u0434\u0440\u0430\u0432\u0441\u0442\u0432\u0443\u0439, \u043c\u0438\u0440! \u03b1\u03b2\u03b3 \u0394\u03b5\u03bb\u03c4\u03b1",
-    "\u0645\u0631\u062d\u0628\u0627 \u0628\u0627\u0644\u0639\u0627\u0644\u0645 \u05e9\u05dc\u05d5\u05dd \u0939\u093f\u0928\u094d\u0926\u0940",
-    "emoji: \U0001f600\U0001f680 \U0001f44d\U0001f3fd \U0001f468\u200d\U0001f469\u200d\U0001f467 \u2764\ufe0f \U0001f1e9\U0001f1ea",
+    "\u0417\u0434\u0440\u0430\u0432\u0441\u0442\u0432\u0443\u0439, \u043c\u0438\u0440! "
+    "\u03b1\u03b2\u03b3 \u0394\u03b5\u03bb\u03c4\u03b1",
+    "\u0645\u0631\u062d\u0628\u0627 \u0628\u0627\u0644\u0639\u0627\u0644\u0645 "
+    "\u05e9\u05dc\u05d5\u05dd \u0939\u093f\u0928\u094d\u0926\u0940",
+    "emoji: \U0001f600\U0001f680 \U0001f44d\U0001f3fd \U0001f468\u200d\U0001f469\u200d\U0001f467 "
+    "\u2764\ufe0f \U0001f1e9\U0001f1ea",
     "symbols: ~!@#$%^&*()_+-=[]{}|;:'\",.<>/?`\\ \u00a9\u00ae\u2122 \u20ac\u00a3\u00a5",
     "<|endoftext|>",
     "before<|endoftext|>after",
@@ -115,26 +119,33 @@ def build_tokenizer():
     return tokenizer
 
 
-def with_prefix_space(tokenizer_json):
-    variant = json.loads(tokenizer_json)
-    variant["pre_tokenizer"]["add_prefix_space"] = True
-    return Tokenizer.from_str(json.dumps(variant))
+# Variants of the tokenizer, each one option changed (the C++ test makes them the same way), and
+# the corpus field that holds their ids.
+VARIANTS = {
+    "ids_prefix_space": ("pre_tokenizer", "add_prefix_space", True),
+    "ids_no_regex": ("pre_tokenizer", "use_regex", False),
+}
+
+
+def variant(tokenizer_json, section, key, value):
+    changed = json.loads(tokenizer_json)
+    changed[section][key] = value
+    return Tokenizer.from_str(json.dumps(changed))
 
 
 def main():
     tokenizer = build_tokenizer()
     tokenizer_json = tokenizer.to_str()
-    prefixed = with_prefix_space(tokenizer_json)
+    variants = {field: variant(tokenizer_json, *change) for field, change in VARIANTS.items()}
 
     corpus, decodes = [], []
     for text in CORPUS:
         ids = tokenizer.encode(text, add_special_tokens=False).ids
         assert ids == tokenizer.encode(text).ids  # the post-processor adds nothing
-        corpus.append({
-            "text": text,
-            "ids": ids,
-            "ids_prefix_space": prefixed.encode(text, add_special_tokens=False).ids,
-        })
+        case = {"text": text, "ids": ids}
+        for field, tokenizer_variant in variants.items():
+            case[field] = tokenizer_variant.encode(text, add_special_tokens=False).ids
+        corpus.append(case)
         for cut in sorted({1, len(ids) // 3, len(ids) // 2, len(ids) - 1}):
             if 0 < cut < len(ids):
                 decodes.append({"ids": ids[:cut], "skip_special_tokens": False,

@@ -1,5 +1,5 @@
 #!/usr/bin/env -S /usr/bin/python3
-"""PyTorch reference of the mLSTM kernels, written from the equations in DESIGN.md.
+"""PyTorch reference of the mLSTM kernels, written from the equations in docs/design.md.
 
 Run with Debian's python (it has torch): /usr/bin/python3.
 

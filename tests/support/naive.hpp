@@ -1,5 +1,5 @@
-// Plain-loop mLSTM, written straight from the equations of DESIGN.md with no shared code from
-// the library: the yardstick every optimised kernel is compared with.
+// Plain-loop mLSTM, written straight from the equations of docs/design.md with no shared code
+// from the library: the yardstick every optimised kernel is compared with.
 #pragma once
 
 #include <algorithm>

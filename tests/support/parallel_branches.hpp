@@ -7,6 +7,8 @@
 #include <cmath>
 #include <vector>
 
+#include <catch2/catch.hpp>
+
 #include <mlstm/kernels/parallel_backward.hpp>
 
 #include "support/naive.hpp"
@@ -63,6 +65,21 @@ inline BranchReport parallel_branches(const SequenceCase<double>& c,
     }
   }
   return report;
+}
+
+// The parallel backward of case c for dh with eps = 1e-14, after checking that some but not all
+// rows are on the normalizer's lower bound. With so small an eps the recurrent and chunkwise
+// forms compute the same function from the zero state (eps enters the forms' normalizers rescaled
+// by different stabilizers), so their gradients must agree with these on both branches.
+inline ParallelGradients<double> parallel_gradients_on_both_branches(
+    const SequenceCase<double>& c, const Tensor<double, 4>& dh) {
+  ParallelOptions options;
+  options.eps = 1e-14;
+  const BranchReport report = parallel_branches(c, options);
+  INFO(report.lower_bound_rows << " of " << report.rows << " rows on the lower bound");
+  CHECK(report.lower_bound_rows > 0);
+  CHECK(report.lower_bound_rows < report.rows);
+  return parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
 }
 
 }  // namespace mlstm::test

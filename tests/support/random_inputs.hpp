@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <random>
 
+#include <mlstm/kernels/state.hpp>
 #include <mlstm/tensor.hpp>
 
 namespace mlstm::test {
@@ -60,5 +61,17 @@ struct SequenceCase {
     return other;
   }
 };
+
+// A random recurrent state: c, n uniform in [-1, 1), m uniform in [m.low, m.high).
+template <typename T>
+RecurrentState<T> random_state(Index B, Index NH, Index DQK, Index DV, std::uint64_t seed,
+                               GateRange m = {-4, 4}) {
+  auto state = RecurrentState<T>::zeros(B, NH, DQK, DV);
+  Random random(seed);
+  random.fill_uniform(state.c, -1, 1);
+  random.fill_uniform(state.n, -1, 1);
+  random.fill_uniform(state.m, m.low, m.high);
+  return state;
+}
 
 }  // namespace mlstm::test

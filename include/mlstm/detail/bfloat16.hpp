@@ -13,10 +13,6 @@ namespace mlstm::detail {
 template <typename T>
 inline constexpr bool is_bfloat16 = std::is_same_v<T, Eigen::bfloat16>;
 
-// The scalar a kernel computes in and keeps its state in: float for bfloat16 arguments.
-template <typename T>
-using compute_scalar = std::conditional_t<is_bfloat16<T>, float, T>;
-
 // A float copy of a rank-`Rank` bfloat16 argument (a ShapeError naming it for another rank).
 template <int Rank, typename X>
 Tensor<float, Rank> to_float(const X& x, const char* name, const char* layout) {

@@ -23,17 +23,6 @@ struct SequenceShape {
   Index v_dim = 0;   // DV
 };
 
-inline std::string dims_string(std::initializer_list<Index> dims) {
-  std::string text = "(";
-  bool first = true;
-  for (Index d : dims) {
-    if (!first) text += ", ";
-    text += std::to_string(static_cast<long long>(d));
-    first = false;
-  }
-  return text + ")";
-}
-
 template <typename T, int Rank, typename X>
 void expect_shape(const X& x, const std::array<Index, Rank>& expected,
                   const char* name, const char* layout) {
@@ -41,8 +30,7 @@ void expect_shape(const X& x, const std::array<Index, Rank>& expected,
   for (int axis = 0; axis < Rank; ++axis) same = same && x.dimension(axis) == expected[axis];
   if (!same) {
     throw ShapeError(name, std::string("expected shape ") + layout + " = " +
-                               shape_string<Rank>(expected) + ", got " +
-                               shape_string(x.dimensions(), Rank));
+                               shape_string(expected) + ", got " + shape_string(x.dimensions()));
   }
 }
 
@@ -72,26 +60,27 @@ void expect_finite(const X& x, const char* name) {
   if (all_finite(data, size)) return;
   for (Index flat = 0; flat < size; ++flat) {
     if (!std::isfinite(data[flat])) {
-      // Recover the multi-index of the first offending element for the message.
-      std::array<Index, Rank> where{};
-      Index rest = flat;
-      for (int axis = Rank - 1; axis >= 0; --axis) {
-        where[axis] = rest % x.dimension(axis);
-        rest /= x.dimension(axis);
-      }
       std::ostringstream text;
-      text << "expected finite values, got " << data[flat] << " at " << shape_string<Rank>(where);
+      text << "expected finite values, got " << data[flat] << " at "
+           << shape_string(multi_index<Rank>(x, flat));
       throw ValueError(name, text.str());
     }
   }
 }
 
 template <typename T>
-void expect_valid_eps(T eps, const char* name = "eps") {
+void expect_valid_eps(T eps, const char* name) {
   if (!(std::isfinite(eps) && eps > T(0))) {
     std::ostringstream text;
     text << "expected a finite value > 0, got " << eps;
     throw ValueError(name, text.str());
+  }
+}
+
+// The chunk size of the chunkwise form: at least 1.
+inline void expect_valid_chunk_size(Index chunk_size, const char* name) {
+  if (chunk_size < 1) {
+    throw ValueError(name, "expected a chunk size >= 1, got " + std::to_string(chunk_size));
   }
 }
 
@@ -104,11 +93,10 @@ struct SequenceInputs {
 };
 
 template <typename Q, typename K, typename V, typename I, typename F>
-SequenceInputs<scalar_of<Q>> check_sequence_inputs(const Q& q, const K& k, const V& v,
-                                                   const I& igate_preact,
-                                                   const F& fgate_preact) {
+SequenceInputs<ScalarOf<Q>> check_sequence_inputs(const Q& q, const K& k, const V& v,
+                                                  const I& igate_preact, const F& fgate_preact) {
   require_same_scalar<Q, K, V, I, F>();
-  using T = scalar_of<Q>;
+  using T = ScalarOf<Q>;
   require_kernel_scalar<T>();
   SequenceInputs<T> in{const_view<4>(q, "q", "(B, NH, S, DQK)"),
                        const_view<4>(k, "k", "(B, NH, S, DQK)"),
@@ -141,12 +129,12 @@ SequenceInputs<scalar_of<Q>> check_sequence_inputs(const Q& q, const K& k, const
 
 // The gradient of a sequence output, dh (B, NH, S, DV), for a problem of the given shape.
 template <typename DH>
-ConstTensorMap<scalar_of<DH>, 4> check_output_gradient(const DH& dh, const SequenceShape& s,
-                                                       const char* name) {
+ConstTensorMap<ScalarOf<DH>, 4> check_output_gradient(const DH& dh, const SequenceShape& s,
+                                                      const char* name) {
   const auto view = const_view<4>(dh, name, "(B, NH, S, DV)");
-  expect_shape<scalar_of<DH>, 4>(view, {s.batch, s.heads, s.seq_len, s.v_dim}, name,
-                                 "(B, NH, S, DV) of v");
-  expect_finite<scalar_of<DH>, 4>(view, name);
+  expect_shape<ScalarOf<DH>, 4>(view, {s.batch, s.heads, s.seq_len, s.v_dim}, name,
+                                "(B, NH, S, DV) of v");
+  expect_finite<ScalarOf<DH>, 4>(view, name);
   return view;
 }
 

@@ -47,10 +47,13 @@ float small_float_to_float(std::uint16_t bits) {
     // Zero or subnormal: mantissa * 2^(min_normal_exponent - M). The power of two is a float
     // (normal for half, subnormal for bfloat16) and the product is exact.
     constexpr int scale_exponent = Layout::min_normal_exponent - Layout::mantissa_bits;
-    constexpr std::uint32_t scale_bits =
-        scale_exponent >= 1 - float_bias
-            ? static_cast<std::uint32_t>(scale_exponent + float_bias) << float_mantissa_bits
-            : 1u << (scale_exponent + float_bias - 1 + float_mantissa_bits);
+    constexpr std::uint32_t scale_bits = [] {  // if constexpr: no shift past 31 for either layout
+      if constexpr (scale_exponent >= 1 - float_bias) {
+        return static_cast<std::uint32_t>(scale_exponent + float_bias) << float_mantissa_bits;
+      } else {
+        return 1u << (scale_exponent + float_bias - 1 + float_mantissa_bits);
+      }
+    }();
     const float magnitude = static_cast<float>(mantissa) * Eigen::numext::bit_cast<float>(scale_bits);
     return Eigen::numext::bit_cast<float>(sign | Eigen::numext::bit_cast<std::uint32_t>(magnitude));
   }

@@ -27,6 +27,10 @@
 #include "mlstm/detail/thread_pool.hpp"
 #include "mlstm/tensor.hpp"
 
+#ifdef MLSTM_USE_ONEDNN
+#include <dnnl.h>
+#endif
+
 namespace mlstm::detail {
 
 template <typename T>
@@ -93,6 +97,63 @@ inline void dot_widened_rows(const float* x, Index x_stride, Index rows, const E
 // Floats of widened weights one tile holds at most (4 MB, so that a tile fits in a large cache).
 inline constexpr Index widened_tile_floats = Index(1) << 20;
 
+// A weight as the scalar the sums run in.
+template <typename T, typename W>
+T weight_value(W w) {
+  if constexpr (std::is_same_v<W, T>) {
+    return w;
+  } else {
+    return widen(w);
+  }
+}
+
+// Rows [row_begin, row_end) of a head-wise map of small square blocks (Size x Size, known at
+// compile time: the model's q/k/v projections use 4 x 4). A matrix product per block would
+// spend its time packing operands of a few numbers (measured 20 to 40x slower at 4 x 4); plain
+// loops of fixed length vectorize.
+template <int Size, typename T, typename W>
+void small_square_blocks(const T* x, const W* weight, const T* bias, T* y, Index blocks,
+                         Index row_begin, Index row_end) {
+  const Index width = blocks * Size;
+  for (Index row = row_begin; row < row_end; ++row) {
+    const T* x_row = x + row * width;
+    T* y_row = y + row * width;
+    for (Index block = 0; block < blocks; ++block) {
+      const T* inputs = x_row + block * Size;
+      const W* weights = weight + block * Size * Size;
+      for (int out = 0; out < Size; ++out) {
+        T sum = T(0);
+        for (int in = 0; in < Size; ++in)
+          sum += inputs[in] * weight_value<T>(weights[out * Size + in]);
+        y_row[block * Size + out] = sum;
+      }
+    }
+    if (bias != nullptr)
+      for (Index j = 0; j < width; ++j) y_row[j] += bias[j];
+  }
+}
+
+// y (rows, cols) = x (rows, depth) w^T for row-major float operands with the given row strides
+// (w (cols, depth) contiguous), on the calling thread. With the CMake option MLSTM_GEMM=oneDNN
+// this is oneDNN's sgemm, which measured 1.3 to 1.5x Eigen's product at the linear layers'
+// shapes (bench/README.md); otherwise Eigen's. A single row (a step) stays with Eigen's
+// matrix-vector product, which reads the weights at the memory's speed.
+template <typename T>
+void multiply_transposed(const T* x, Index x_stride, const T* w, T* y, Index y_stride, Index rows,
+                         Index depth, Index cols) {
+#ifdef MLSTM_USE_ONEDNN
+  if constexpr (std::is_same_v<T, float>) {
+    if (rows > 1 && dnnl_sgemm('N', 'T', rows, cols, depth, 1.0f, x, x_stride, w, depth, 0.0f, y,
+                               y_stride) == dnnl_success)
+      return;
+  }
+#endif
+  using Strided = Eigen::OuterStride<>;
+  Eigen::Map<RowMatrix<T>, 0, Strided>(y, rows, cols, Strided(y_stride)).noalias() =
+      Eigen::Map<const RowMatrix<T>, 0, Strided>(x, rows, depth, Strided(x_stride)) *
+      Eigen::Map<const RowMatrix<T>>(w, cols, depth).transpose();
+}
+
 struct LinearShape {
   Index rows = 0, blocks = 1, in = 0, out = 0;  // in and out per block
 };
@@ -107,6 +168,27 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
   const Index rows = shape.rows, blocks = shape.blocks, in = shape.in, out = shape.out;
   const Index x_stride = blocks * in, y_stride = blocks * out;
   if (rows < 1 || out < 1) return;
+  const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(in) *
+                       static_cast<double>(out) * static_cast<double>(blocks);
+
+  if (blocks > 1 && in == out && (in == 2 || in == 4 || in == 8 || in == 16)) {
+    constexpr Index rows_per_item = 64;
+    const Index items = (rows + rows_per_item - 1) / rows_per_item;
+    parallel_for(items, threads_for_work(threads, items, flops), [&](Index item) {
+      const Index begin = item * rows_per_item, end = std::min(rows, begin + rows_per_item);
+      switch (in) {
+        case 2:
+          return small_square_blocks<2>(x, weight, bias, y, blocks, begin, end);
+        case 4:
+          return small_square_blocks<4>(x, weight, bias, y, blocks, begin, end);
+        case 8:
+          return small_square_blocks<8>(x, weight, bias, y, blocks, begin, end);
+        default:
+          return small_square_blocks<16>(x, weight, bias, y, blocks, begin, end);
+      }
+    });
+    return;
+  }
 
   Index row_tile = 256, column_tile = 512;
   if constexpr (widened) {
@@ -124,8 +206,6 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
   const Index column_tiles = (out + column_tile - 1) / column_tile;
   const Index tiles_per_block = row_tiles * column_tiles;
   const Index tiles = blocks * tiles_per_block;
-  const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(in) *
-                       static_cast<double>(out) * static_cast<double>(blocks);
   using Strided = Eigen::OuterStride<>;
   parallel_for(tiles, threads_for_work(threads, tiles, flops), [&](Index item) {
     const Index block = item / tiles_per_block, tile = item % tiles_per_block;
@@ -144,18 +224,15 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
                          y_stride);
         return;
       }
-    }
-    Eigen::Map<const RowMatrix<T>, 0, Strided> input_rows(inputs, row_count, in, Strided(x_stride));
-    Eigen::Map<RowMatrix<T>, 0, Strided> result(outputs, row_count, col_count, Strided(y_stride));
-    if constexpr (widened) {
       RowMatrix<float> widened_weights(col_count, in);
       std::transform(weights, weights + col_count * in, widened_weights.data(),
                      [](Eigen::bfloat16 w) { return widen(w); });
-      result.noalias() = input_rows * widened_weights.transpose();
+      multiply_transposed(inputs, x_stride, widened_weights.data(), outputs, y_stride, row_count,
+                          in, col_count);
     } else {
-      result.noalias() =
-          input_rows * Eigen::Map<const RowMatrix<T>>(weights, col_count, in).transpose();
+      multiply_transposed(inputs, x_stride, weights, outputs, y_stride, row_count, in, col_count);
     }
+    Eigen::Map<RowMatrix<T>, 0, Strided> result(outputs, row_count, col_count, Strided(y_stride));
     if (tile_bias != nullptr)
       result.rowwise() +=
           Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(tile_bias, col_count);

@@ -23,19 +23,16 @@
 #pragma once
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdint>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <optional>
 #include <string>
-#include <system_error>
+#include <string_view>
 #include <vector>
 
 #include "mlstm/errors.hpp"
 #include "mlstm/io/detail/bpe.hpp"
 #include "mlstm/io/detail/byte_level.hpp"
+#include "mlstm/io/detail/file_bytes.hpp"
 #include "mlstm/io/detail/tokenizer_json.hpp"
 #include "mlstm/io/detail/unicode.hpp"
 #include "mlstm/io/detail/utf8.hpp"
@@ -45,30 +42,23 @@ namespace mlstm {
 class Tokenizer {
  public:
   // Larger files are refused before they are read (real ones are a few MB).
-  static constexpr std::uintmax_t max_file_bytes = std::uintmax_t{1} << 30;
+  static constexpr std::size_t max_file_bytes = std::size_t{1} << 30;
 
   // Reads `path`. Throws std::system_error if it cannot be read, FormatError if it is not a
   // byte-level BPE tokenizer this class runs (the message names the file and what is wrong).
   static Tokenizer from_file(const std::string& path) {
-    const std::string source = "\"" + path + "\"";
-    std::error_code error;
-    const std::uintmax_t size = std::filesystem::file_size(path, error);
-    if (error) throw std::system_error(error, "mlstm: cannot read tokenizer file " + source);
-    if (size > max_file_bytes) {
-      throw FormatError("tokenizer file " + source + ": is " + std::to_string(size) +
+    const auto bytes = detail::FileBytes::open(path);  // mapped where possible: not read yet
+    const std::string source = detail::path_text(path);
+    if (bytes->size() > max_file_bytes) {
+      throw FormatError("tokenizer file " + source + ": is " + std::to_string(bytes->size()) +
                         " bytes, more than the " + std::to_string(max_file_bytes) + " supported");
     }
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-      throw std::system_error(errno, std::generic_category(), "mlstm: cannot open " + source);
-    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    if (in.bad())
-      throw std::system_error(errno, std::generic_category(), "mlstm: cannot read " + source);
-    return from_json(text, source);
+    return from_json(std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size()),
+                     source);
   }
 
   // Reads the contents of a tokenizer.json; `source` names it in error messages.
-  static Tokenizer from_json(const std::string& text, const std::string& source = "(text)") {
+  static Tokenizer from_json(std::string_view text, const std::string& source = "(text)") {
     return Tokenizer(detail::TokenizerJsonReader(source).read(text));
   }
 
@@ -126,12 +116,17 @@ class Tokenizer {
 
   bool is_special(std::int64_t id) const { return kind_of(id) == detail::TokenKind::special; }
 
+  // Whether `id` is a token (a model may have more ids than its tokenizer, as padding).
+  bool is_token(std::int64_t id) const {
+    return id >= 0 && id < id_count() &&
+           tables_.token_kinds[static_cast<std::size_t>(id)] != detail::TokenKind::none;
+  }
+
  private:
   explicit Tokenizer(detail::TokenizerTables tables) : tables_(std::move(tables)) {}
 
   detail::TokenKind kind_of(std::int64_t id) const {
-    const bool in_range = id >= 0 && id < id_count();
-    if (!in_range || tables_.token_kinds[static_cast<std::size_t>(id)] == detail::TokenKind::none)
+    if (!is_token(id))
       throw ValueError("id", std::to_string(id) + " is not a token id of this tokenizer");
     return tables_.token_kinds[static_cast<std::size_t>(id)];
   }
@@ -195,13 +190,6 @@ class Tokenizer {
     std::vector<detail::bpe::TokenId> tokens;
     for (const auto& [begin, end] : words) {
       const std::string word = text.substr(begin, end - begin);
-      if (tables_.ignore_merges) {
-        const auto whole = tables_.vocab.find(detail::byte_level::encode_bytes(word));
-        if (whole != tables_.vocab.end()) {
-          ids.push_back(whole->second);
-          continue;
-        }
-      }
       tokens.clear();
       for (const char byte : word)
         tokens.push_back(tables_.byte_tokens[static_cast<unsigned char>(byte)]);

@@ -92,7 +92,7 @@ std::map<std::string, std::string> load_training_checkpoint(const std::string& d
       continue;
     }
     staged.emplace_back(static_cast<std::size_t>(values.size()));
-    detail::read_flat(file, name, info.shape, staged.back().data());
+    detail::decode_tensor(file, name, staged.back().data(), staged.back().size());
   }
   long step_count = -1;
   const auto step = file.metadata().find(detail::optimizer_step_key);

@@ -74,6 +74,11 @@ struct ChunkwiseOptions {
   int num_threads = 0;    // 0: the library default (mlstm::set_num_threads)
 };
 
+// What chunkwise_stabilized returns for inputs of scalar T: h in T, the state in float for
+// bfloat16 inputs and in T otherwise.
+template <typename T>
+using ChunkwiseResult = HiddenAndState<T, ComputeScalar<T>>;
+
 namespace detail {
 
 // The gates of one chunk of `length` steps, with cum[t] = sum_{r=0..t} logsigmoid(f_r) from the
@@ -101,8 +106,6 @@ struct ChunkGates {
   }
 
   Index length() const { return static_cast<Index>(cum.size()); }
-  // max_s a_s.
-  double to_end_max() const { return total + col_max.value(); }
 };
 
 template <typename T>
@@ -239,6 +242,32 @@ void chunk_outputs(const T* q, const T* k, const T* v, const ChunkGates& gates, 
   }
 }
 
+// Writes the initial state of batch-head `head` to c (DQK, DV) and n (DQK) and returns its m:
+// from initial_c/n/m (B, NH, ...) as given, or the zero state when they are nullptr.
+template <typename T>
+double load_initial_state(const T* initial_c, const T* initial_n, const T* initial_m, Index head,
+                          Index qk_dim, Index v_dim, T* c, T* n) {
+  const Index c_size = qk_dim * v_dim;
+  if (initial_c == nullptr) {
+    std::fill_n(c, c_size, T(0));
+    std::fill_n(n, qk_dim, T(0));
+    return 0.0;
+  }
+  std::copy_n(initial_c + head * c_size, c_size, c);
+  std::copy_n(initial_n + head * qk_dim, qk_dim, n);
+  return static_cast<double>(initial_m[head]);
+}
+
+// Writes a head's state (c, n, m) to final_c/n/m (B, NH, ...) at batch-head `head`.
+template <typename T>
+void store_final_state(const T* c, const T* n, double m, Index head, Index qk_dim, Index v_dim,
+                       T* final_c, T* final_n, T* final_m) {
+  const Index c_size = qk_dim * v_dim;
+  std::copy_n(c, c_size, final_c + head * c_size);
+  std::copy_n(n, qk_dim, final_n + head * qk_dim);
+  final_m[head] = static_cast<T>(m);
+}
+
 // Elements of one state slot, rounded up to 64 bytes so that every slot starts equally aligned
 // (Eigen's vectorized sums peel by alignment; equal alignment keeps results independent of the
 // slot a chunk lands in).
@@ -248,19 +277,31 @@ Index padded_size(Index elements) {
   return (elements + per_line - 1) / per_line * per_line;
 }
 
+// The sizes of a chunkwise problem's state buffers: a state slot holds C (c_size elements, at a
+// stride of c_stride) and n (at a stride of n_stride).
+template <typename T>
+struct ChunkLayout {
+  Index heads, chunks, c_size, c_stride, n_stride;
+
+  ChunkLayout(const SequenceShape& s, Index chunk_size)
+      : heads(s.batch * s.heads),
+        chunks((s.seq_len + chunk_size - 1) / chunk_size),
+        c_size(s.qk_dim * s.v_dim),
+        c_stride(padded_size<T>(c_size)),
+        n_stride(padded_size<T>(s.qk_dim)) {}
+};
+
 // How many chunks a segment holds: enough to give each of `threads` threads a few items per
 // phase, within about 4 MiB of segment buffers (small enough that a chunk's keys and values are
 // still in cache when its outputs are computed). The results do not depend on it.
 template <typename T>
 Index chunkwise_segment_chunks(const SequenceShape& s, Index chunk_size, int threads) {
   constexpr Index budget_bytes = Index(4) << 20;
-  const Index heads = s.batch * s.heads;
-  const Index chunks = (s.seq_len + chunk_size - 1) / chunk_size;
-  const Index bytes_per_chunk = heads * 2 *
-                                (padded_size<T>(s.qk_dim * s.v_dim) + padded_size<T>(s.qk_dim)) *
-                                static_cast<Index>(sizeof(T));
-  const Index wanted = (4 * static_cast<Index>(threads) + heads - 1) / heads;
-  return std::clamp<Index>(std::min(wanted, budget_bytes / bytes_per_chunk), 1, chunks);
+  const ChunkLayout<T> z(s, chunk_size);
+  const Index bytes_per_chunk =
+      z.heads * 2 * (z.c_stride + z.n_stride) * static_cast<Index>(sizeof(T));
+  const Index wanted = (4 * static_cast<Index>(threads) + z.heads - 1) / z.heads;
+  return std::clamp<Index>(std::min(wanted, budget_bytes / bytes_per_chunk), 1, z.chunks);
 }
 
 // The chunkwise form on validated inputs, `segment` chunks at a time (any segment >= 1 gives the
@@ -278,11 +319,9 @@ void chunkwise_forward(const SequenceInputs<T>& in, Index chunk_size, Index segm
                        T* h, T* final_c, T* final_n, T* final_m) {
   using Storage = Eigen::Matrix<T, Eigen::Dynamic, 1>;
   const SequenceShape& s = in.shape;
-  const Index heads = s.batch * s.heads;
-  const Index chunks = (s.seq_len + chunk_size - 1) / chunk_size;
-  const Index c_size = s.qk_dim * s.v_dim;
-  const Index c_stride = padded_size<T>(c_size);
-  const Index n_stride = padded_size<T>(s.qk_dim);
+  const ChunkLayout<T> z(s, chunk_size);
+  const Index heads = z.heads, chunks = z.chunks, c_size = z.c_size;
+  const Index c_stride = z.c_stride, n_stride = z.n_stride;
   const Index slots = segment + 1;
 
   Storage state_c(heads * slots * c_stride), state_n(heads * slots * n_stride);
@@ -298,16 +337,8 @@ void chunkwise_forward(const SequenceInputs<T>& in, Index chunk_size, Index segm
   auto in_segment = [&](Index head, Index j) { return head * segment + j % segment; };
 
   for (Index head = 0; head < heads; ++head) {
-    T* c = state_c_at(head, 0);
-    T* n = state_n_at(head, 0);
-    if (initial_c != nullptr) {
-      std::copy_n(initial_c + head * c_size, c_size, c);
-      std::copy_n(initial_n + head * s.qk_dim, s.qk_dim, n);
-    } else {
-      std::fill_n(c, c_size, T(0));
-      std::fill_n(n, s.qk_dim, T(0));
-    }
-    state_m_at(head, 0) = initial_m != nullptr ? static_cast<double>(initial_m[head]) : 0.0;
+    state_m_at(head, 0) = load_initial_state(initial_c, initial_n, initial_m, head, s.qk_dim,
+                                             s.v_dim, state_c_at(head, 0), state_n_at(head, 0));
   }
 
   const double chunk_flops =
@@ -358,9 +389,8 @@ void chunkwise_forward(const SequenceInputs<T>& in, Index chunk_size, Index segm
   }
 
   for (Index head = 0; head < heads; ++head) {
-    std::copy_n(state_c_at(head, chunks), c_size, final_c + head * c_size);
-    std::copy_n(state_n_at(head, chunks), s.qk_dim, final_n + head * s.qk_dim);
-    final_m[head] = static_cast<T>(state_m_at(head, chunks));
+    store_final_state(state_c_at(head, chunks), state_n_at(head, chunks), state_m_at(head, chunks),
+                      head, s.qk_dim, s.v_dim, final_c, final_n, final_m);
   }
 }
 
@@ -375,11 +405,9 @@ void chunkwise_forward_by_head(const SequenceInputs<T>& in, Index chunk_size, T 
                                const T* initial_m, T* h, T* final_c, T* final_n, T* final_m) {
   using Storage = Eigen::Matrix<T, Eigen::Dynamic, 1>;
   const SequenceShape& s = in.shape;
-  const Index heads = s.batch * s.heads;
-  const Index chunks = (s.seq_len + chunk_size - 1) / chunk_size;
-  const Index c_size = s.qk_dim * s.v_dim;
-  const Index c_stride = padded_size<T>(c_size);
-  const Index n_stride = padded_size<T>(s.qk_dim);
+  const ChunkLayout<T> z(s, chunk_size);
+  const Index heads = z.heads, chunks = z.chunks, c_size = z.c_size;
+  const Index c_stride = z.c_stride, n_stride = z.n_stride;
   const double flops = 2.0 * static_cast<double>(heads * s.seq_len) *
                        (static_cast<double>(chunk_size * (s.qk_dim + s.v_dim)) +
                         2.0 * static_cast<double>(c_size));
@@ -387,14 +415,8 @@ void chunkwise_forward_by_head(const SequenceInputs<T>& in, Index chunk_size, T 
     // Two state slots (the chunk's start and end, swapping roles) and the contribution.
     Storage c(2 * c_stride), n(2 * n_stride), kv(c_stride), ksum(n_stride);
     double m[2];
-    if (initial_c != nullptr) {
-      std::copy_n(initial_c + head * c_size, c_size, c.data());
-      std::copy_n(initial_n + head * s.qk_dim, s.qk_dim, n.data());
-    } else {
-      std::fill_n(c.data(), c_size, T(0));
-      std::fill_n(n.data(), s.qk_dim, T(0));
-    }
-    m[0] = initial_m != nullptr ? static_cast<double>(initial_m[head]) : 0.0;
+    m[0] = load_initial_state(initial_c, initial_n, initial_m, head, s.qk_dim, s.v_dim, c.data(),
+                              n.data());
     ChunkGates gates;
     for (Index j = 0; j < chunks; ++j) {
       const Index now = j % 2, next = 1 - now;
@@ -411,9 +433,8 @@ void chunkwise_forward_by_head(const SequenceInputs<T>& in, Index chunk_size, T 
                           n.data() + next * n_stride, m[next]);
     }
     const Index last = chunks % 2;
-    std::copy_n(c.data() + last * c_stride, c_size, final_c + head * c_size);
-    std::copy_n(n.data() + last * n_stride, s.qk_dim, final_n + head * s.qk_dim);
-    final_m[head] = static_cast<T>(m[last]);
+    store_final_state(c.data() + last * c_stride, n.data() + last * n_stride, m[last], head,
+                      s.qk_dim, s.v_dim, final_c, final_n, final_m);
   });
 }
 
@@ -427,25 +448,17 @@ inline bool chunkwise_by_head(Index heads, int threads) {
 // than S, since a longer chunk is the same computation (this also keeps the chunk count's
 // rounding-up division from overflowing for huge sizes).
 inline Index effective_chunk_size(Index chunk_size, Index seq_len) {
-  if (chunk_size < 1) {
-    throw ValueError("options.chunk_size",
-                     "expected a chunk size >= 1, got " + std::to_string(chunk_size));
-  }
+  expect_valid_chunk_size(chunk_size, "options.chunk_size");
   return std::min(chunk_size, seq_len);
 }
 
-// What chunkwise_stabilized returns for inputs of scalar T: h in T, the state in float for
-// bfloat16 inputs and in T otherwise.
-template <typename T>
-using ChunkwiseResult = HiddenAndState<T, compute_scalar<T>>;
-
 // chunkwise_stabilized from `initial_state`, or from the zero state when it is nullptr.
 template <typename Q, typename K, typename V, typename I, typename F>
-ChunkwiseResult<scalar_of<Q>> chunkwise_call(
+ChunkwiseResult<ScalarOf<Q>> chunkwise_call(
     const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
     const ChunkwiseOptions& options,
-    const RecurrentState<compute_scalar<scalar_of<Q>>>* initial_state) {
-  using T = scalar_of<Q>;
+    const RecurrentState<ComputeScalar<ScalarOf<Q>>>* initial_state) {
+  using T = ScalarOf<Q>;
   if constexpr (is_bfloat16<T>) {
     require_same_scalar<Q, K, V, I, F>();
     auto out = chunkwise_call(
@@ -459,13 +472,10 @@ ChunkwiseResult<scalar_of<Q>> chunkwise_call(
     const SequenceShape& s = in.shape;
     const T* initial[3] = {nullptr, nullptr, nullptr};
     if (initial_state != nullptr) {
-      const ConstTensorMap<T, 4> c_view(initial_state->c.data(), initial_state->c.dimensions());
-      const ConstTensorMap<T, 4> n_view(initial_state->n.data(), initial_state->n.dimensions());
-      const ConstTensorMap<T, 4> m_view(initial_state->m.data(), initial_state->m.dimensions());
-      check_state<T>(c_view, n_view, m_view, s, initial_state_names);
-      initial[0] = c_view.data();
-      initial[1] = n_view.data();
-      initial[2] = m_view.data();
+      check_state_argument(*initial_state, s, initial_state_names);
+      initial[0] = initial_state->c.data();
+      initial[1] = initial_state->n.data();
+      initial[2] = initial_state->m.data();
     }
     const Index chunk_size = effective_chunk_size(options.chunk_size, s.seq_len);
     expect_valid_eps(static_cast<T>(options.eps), "options.eps");
@@ -491,29 +501,28 @@ ChunkwiseResult<scalar_of<Q>> chunkwise_call(
 
 // The chunkwise form from the zero state: h (B, NH, S, DV) and the state after the last step.
 template <typename Q, typename K, typename V, typename I, typename F>
-detail::ChunkwiseResult<detail::scalar_of<Q>> chunkwise_stabilized(
-    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
-    const ChunkwiseOptions& options = {}) {
+ChunkwiseResult<ScalarOf<Q>> chunkwise_stabilized(const Q& q, const K& k, const V& v,
+                                                  const I& igate_preact, const F& fgate_preact,
+                                                  const ChunkwiseOptions& options = {}) {
   return detail::chunkwise_call(q, k, v, igate_preact, fgate_preact, options, nullptr);
 }
 
 // The chunkwise form from `initial_state` (c (B, NH, DQK, DV), n (B, NH, DQK, 1),
 // m (B, NH, 1, 1); float for bfloat16 inputs).
 template <typename Q, typename K, typename V, typename I, typename F>
-detail::ChunkwiseResult<detail::scalar_of<Q>> chunkwise_stabilized(
+ChunkwiseResult<ScalarOf<Q>> chunkwise_stabilized(
     const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
     const ChunkwiseOptions& options,
-    const RecurrentState<detail::compute_scalar<detail::scalar_of<Q>>>& initial_state) {
+    const RecurrentState<ComputeScalar<ScalarOf<Q>>>& initial_state) {
   return detail::chunkwise_call(q, k, v, igate_preact, fgate_preact, options, &initial_state);
 }
 
 // With an optional initial state: nullopt means the zero state.
 template <typename Q, typename K, typename V, typename I, typename F>
-detail::ChunkwiseResult<detail::scalar_of<Q>> chunkwise_stabilized(
+ChunkwiseResult<ScalarOf<Q>> chunkwise_stabilized(
     const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
     const ChunkwiseOptions& options,
-    const std::optional<RecurrentState<detail::compute_scalar<detail::scalar_of<Q>>>>&
-        initial_state) {
+    const std::optional<RecurrentState<ComputeScalar<ScalarOf<Q>>>>& initial_state) {
   return detail::chunkwise_call(q, k, v, igate_preact, fgate_preact, options,
                                 initial_state ? &*initial_state : nullptr);
 }

@@ -69,6 +69,7 @@
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/math.hpp"
 #include "mlstm/detail/subgradients.hpp"
+#include "mlstm/kernels/gradients.hpp"
 #include "mlstm/kernels/state.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"
@@ -76,12 +77,7 @@
 namespace mlstm {
 
 template <typename T>
-struct ChunkwiseGradients {
-  Tensor<T, 4> dq;  // (B, NH, S, DQK)
-  Tensor<T, 4> dk;  // (B, NH, S, DQK)
-  Tensor<T, 4> dv;  // (B, NH, S, DV)
-  Tensor<T, 4> di;  // (B, NH, S, 1)
-  Tensor<T, 4> df;  // (B, NH, S, 1)
+struct ChunkwiseGradients : SequenceGradients<T> {
   // The gradient of the initial state (c, n, m), when one was given.
   std::optional<RecurrentState<T>> dinitial_state;
 };
@@ -239,16 +235,11 @@ void chunkwise_backward_head(const ChunkwiseHeadBackward<T>& p, Index seq_len, I
   std::vector<ChunkGates> gates(static_cast<size_t>(chunks));
   Eigen::Matrix<T, Eigen::Dynamic, 1> state_c(chunks * c_stride), state_n(chunks * n_stride);
   std::vector<double> state_m(static_cast<size_t>(chunks));
-  RowMatrix<T> kv(qk_dim, v_dim), next_c(qk_dim, v_dim);
-  Eigen::Matrix<T, Eigen::Dynamic, 1> ksum(qk_dim), next_n(qk_dim);
+  RowMatrix<T> kv(qk_dim, v_dim);
+  Eigen::Matrix<T, Eigen::Dynamic, 1> ksum(qk_dim);
 
-  state_c.setZero();
-  state_n.setZero();
-  if (p.initial_c != nullptr) {
-    std::copy_n(p.initial_c, qk_dim * v_dim, state_c.data());
-    std::copy_n(p.initial_n, qk_dim, state_n.data());
-  }
-  state_m[0] = p.initial_m != nullptr ? static_cast<double>(*p.initial_m) : 0.0;
+  state_m[0] = load_initial_state(p.initial_c, p.initial_n, p.initial_m, 0, qk_dim, v_dim,
+                                  state_c.data(), state_n.data());
   for (Index j = 0; j < chunks; ++j) {
     const Index begin = j * chunk_size, length = std::min(chunk_size, seq_len - begin);
     ChunkGates& g = gates[static_cast<size_t>(j)];
@@ -287,15 +278,6 @@ void chunkwise_backward_head(const ChunkwiseHeadBackward<T>& p, Index seq_len, I
   }
 }
 
-// A state argument's views, checked against the problem's shape.
-template <typename T>
-void check_state_argument(const RecurrentState<T>& state, const SequenceShape& s,
-                          const StateNames& names) {
-  check_state<T>(ConstTensorMap<T, 4>(state.c.data(), state.c.dimensions()),
-                 ConstTensorMap<T, 4>(state.n.data(), state.n.dimensions()),
-                 ConstTensorMap<T, 4>(state.m.data(), state.m.dimensions()), s, names);
-}
-
 inline constexpr StateNames final_state_gradient_names{"dfinal_state.c", "dfinal_state.n",
                                                        "dfinal_state.m"};
 
@@ -306,12 +288,12 @@ inline constexpr StateNames final_state_gradient_names{"dfinal_state.c", "dfinal
 // are chunkwise_stabilized's for these inputs, options and initial state (nullopt: the zero
 // state). dh (B, NH, S, DV); dfinal_state in the state's shapes (nullopt: zero).
 template <typename Q, typename K, typename V, typename I, typename F, typename DH>
-ChunkwiseGradients<detail::scalar_of<Q>> chunkwise_stabilized_backward(
+ChunkwiseGradients<ScalarOf<Q>> chunkwise_stabilized_backward(
     const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact, const DH& dh,
     const ChunkwiseOptions& options = {},
-    const std::optional<RecurrentState<detail::scalar_of<Q>>>& initial_state = std::nullopt,
-    const std::optional<RecurrentState<detail::scalar_of<Q>>>& dfinal_state = std::nullopt) {
-  using T = detail::scalar_of<Q>;
+    const std::optional<RecurrentState<ScalarOf<Q>>>& initial_state = std::nullopt,
+    const std::optional<RecurrentState<ScalarOf<Q>>>& dfinal_state = std::nullopt) {
+  using T = ScalarOf<Q>;
   detail::require_same_scalar<Q, DH>();
   const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
   const detail::SequenceShape& s = in.shape;
@@ -324,12 +306,7 @@ ChunkwiseGradients<detail::scalar_of<Q>> chunkwise_stabilized_backward(
   detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
   const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
 
-  ChunkwiseGradients<T> g{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.qk_dim),
-                          Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.qk_dim),
-                          Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
-                          Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1),
-                          Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1),
-                          std::nullopt};
+  ChunkwiseGradients<T> g{detail::sequence_gradients<T>(s), std::nullopt};
   if (initial_state) {
     g.dinitial_state = RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim);
   }

@@ -240,13 +240,34 @@ void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask,
   });
 }
 
-}  // namespace detail
+// A parallel-form call's validated arguments: the inputs, the mask it applies and its thread count.
+template <typename T>
+struct ParallelCall {
+  SequenceInputs<T> in;
+  SequenceMask mask;
+  int threads;
+};
 
 template <typename Q, typename K, typename V, typename I, typename F>
-Tensor<detail::scalar_of<Q>, 4> parallel_stabilized(const Q& q, const K& k, const V& v,
-                                                    const I& igate_preact, const F& fgate_preact,
-                                                    const ParallelOptions& options = {}) {
-  using T = detail::scalar_of<Q>;
+ParallelCall<ScalarOf<Q>> check_parallel_call(const Q& q, const K& k, const V& v,
+                                              const I& igate_preact, const F& fgate_preact,
+                                              const ParallelOptions& options) {
+  auto in = check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
+  expect_valid_eps(static_cast<ScalarOf<Q>>(options.eps), "options.eps");
+  const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
+  const SequenceMask mask = resolve_mask(options.mask, in.shape.seq_len);
+  return {std::move(in), mask, threads};
+}
+
+}  // namespace detail
+
+// q, k (B, NH, S, DQK), v (B, NH, S, DV), igate_preact, fgate_preact (B, NH, S, 1) -> h
+// (B, NH, S, DV), the parallel form of the file comment.
+template <typename Q, typename K, typename V, typename I, typename F>
+Tensor<ScalarOf<Q>, 4> parallel_stabilized(const Q& q, const K& k, const V& v,
+                                           const I& igate_preact, const F& fgate_preact,
+                                           const ParallelOptions& options = {}) {
+  using T = ScalarOf<Q>;
   if constexpr (detail::is_bfloat16<T>) {
     detail::require_same_scalar<Q, K, V, I, F>();
     return detail::to_bfloat16<4>(parallel_stabilized(
@@ -256,15 +277,11 @@ Tensor<detail::scalar_of<Q>, 4> parallel_stabilized(const Q& q, const K& k, cons
         detail::to_float<4>(igate_preact, "igate_preact", "(B, NH, S, 1)"),
         detail::to_float<4>(fgate_preact, "fgate_preact", "(B, NH, S, 1)"), options));
   } else {
-    const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
-    detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
-    const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
-    const detail::SequenceShape& s = in.shape;
-    const detail::SequenceMask mask = detail::resolve_mask(options.mask, s.seq_len);
-
+    const auto call = detail::check_parallel_call(q, k, v, igate_preact, fgate_preact, options);
+    const detail::SequenceShape& s = call.in.shape;
     Tensor<T, 4> h(s.batch, s.heads, s.seq_len, s.v_dim);
-    detail::parallel_forward(in, mask, options.stabilize_rowwise, static_cast<T>(options.eps),
-                             threads, h.data());
+    detail::parallel_forward(call.in, call.mask, options.stabilize_rowwise,
+                             static_cast<T>(options.eps), call.threads, h.data());
     return h;
   }
 }

@@ -42,16 +42,18 @@
 // Rows the mask leaves empty give h_t = 0 and zero gradients (the reference gives NaN).
 //
 // What the forward keeps: h and the row sums b_t (they decide the normalizer's branch and sign
-// before any column is visited). The backward recomputes the gate pass of the forward
-// (parallel.hpp: m_t, the entry it is taken from, and the decay exponents, O(S) per head under
-// the causal mask), then S, D and Ct by column panels of parallel_tile_columns columns over the
-// rows that see them: memory beyond inputs and outputs is O(S * parallel_tile_columns) per head
-// being processed, never (S, S). Heads are processed in parallel, each by one thread in a fixed
-// order, so results do not depend on the thread count.
+// before any column is visited), and its options (eps, stabilize_rowwise, and a copy of the
+// mask when it is not the causal one), which the backward checks against its own. The backward
+// recomputes the gate pass of the forward (parallel.hpp: m_t, the entry it is taken from, and
+// the decay exponents, O(S) per head under the causal mask), then S, D and Ct by column panels
+// of parallel_tile_columns columns over the rows that see them: memory beyond inputs and outputs
+// is O(S * parallel_tile_columns) per head being processed, never (S, S). Heads are processed in
+// parallel, each by one thread in a fixed order, so results do not depend on the thread count.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -62,6 +64,7 @@
 #include "mlstm/detail/gate_decay.hpp"
 #include "mlstm/detail/math.hpp"
 #include "mlstm/detail/subgradients.hpp"
+#include "mlstm/kernels/gradients.hpp"
 #include "mlstm/kernels/mask.hpp"
 #include "mlstm/kernels/parallel.hpp"
 #include "mlstm/tensor.hpp"
@@ -72,9 +75,12 @@ namespace mlstm {
 // What the parallel forward keeps for its backward.
 template <typename T>
 struct ParallelCache {
-  Tensor<T, 4> row_sum;           // (B, NH, S, 1): b_t = sum_s Ct[t, s]
-  bool stabilize_rowwise = true;  // the forward's options, checked by the backward
+  Tensor<T, 4> row_sum;  // (B, NH, S, 1): b_t = sum_s Ct[t, s]
+  // The forward's options, checked by the backward: stabilize_rowwise, eps, and the mask it
+  // applied (nullopt: causal, however it was given; else the (S, S) mask).
+  bool stabilize_rowwise = true;
   double eps = 1e-6;
+  std::optional<Mask> mask;
 };
 
 template <typename T>
@@ -84,13 +90,7 @@ struct ParallelForward {
 };
 
 template <typename T>
-struct ParallelGradients {
-  Tensor<T, 4> dq;  // (B, NH, S, DQK)
-  Tensor<T, 4> dk;  // (B, NH, S, DQK)
-  Tensor<T, 4> dv;  // (B, NH, S, DV)
-  Tensor<T, 4> di;  // (B, NH, S, 1)
-  Tensor<T, 4> df;  // (B, NH, S, 1)
-};
+using ParallelGradients = SequenceGradients<T>;
 
 namespace detail {
 
@@ -212,15 +212,27 @@ inline int parallel_threads(const SequenceShape& s, Index heads, int num_threads
   return threads_for_work(num_threads, heads, flops);
 }
 
+// The mask a forward applied, as its cache keeps it: nullopt for the causal mask.
+inline std::optional<Mask> applied_mask(const SequenceMask& mask) {
+  if (mask.causal()) return std::nullopt;
+  Mask copy(mask.seq_len, mask.seq_len);
+  std::copy_n(mask.visible, copy.size(), copy.data());
+  return copy;
+}
+
+inline bool same_mask(const std::optional<Mask>& cached, const SequenceMask& mask) {
+  if (!cached || mask.causal()) return !cached && mask.causal();
+  return std::equal(mask.visible, mask.visible + cached->size(), cached->data());
+}
+
 // The cache must come from a forward with these inputs and options.
 template <typename T>
 void check_parallel_forward(const ParallelForward<T>& forward, const SequenceShape& s,
-                            const ParallelOptions& options) {
-  expect_shape<T, 4>(ConstTensorMap<T, 4>(forward.h.data(), forward.h.dimensions()),
-                     {s.batch, s.heads, s.seq_len, s.v_dim}, "forward.h", "(B, NH, S, DV) of v");
-  expect_shape<T, 4>(
-      ConstTensorMap<T, 4>(forward.cache.row_sum.data(), forward.cache.row_sum.dimensions()),
-      {s.batch, s.heads, s.seq_len, 1}, "forward.cache.row_sum", "(B, NH, S, 1) of q");
+                            const ParallelOptions& options, const SequenceMask& mask) {
+  expect_shape<T, 4>(forward.h, {s.batch, s.heads, s.seq_len, s.v_dim}, "forward.h",
+                     "(B, NH, S, DV) of v");
+  expect_shape<T, 4>(forward.cache.row_sum, {s.batch, s.heads, s.seq_len, 1},
+                     "forward.cache.row_sum", "(B, NH, S, 1) of q");
   if (forward.cache.stabilize_rowwise != options.stabilize_rowwise) {
     throw ValueError("options.stabilize_rowwise",
                      std::string("expected the forward's value ") +
@@ -232,33 +244,35 @@ void check_parallel_forward(const ParallelForward<T>& forward, const SequenceSha
     text << "expected the forward's value " << forward.cache.eps << ", got " << options.eps;
     throw ValueError("options.eps", text.str());
   }
+  if (!same_mask(forward.cache.mask, mask)) {
+    throw ValueError("options.mask", std::string("expected the mask the forward applied (") +
+                                         (forward.cache.mask ? "a given one" : "causal") +
+                                         "), got " +
+                                         (mask.causal() ? "the causal mask" : "another mask"));
+  }
 }
 
 template <typename T>
-ParallelForward<T> parallel_forward_with_cache(const SequenceInputs<T>& in,
-                                               const SequenceMask& mask,
-                                               const ParallelOptions& options, int threads) {
-  const SequenceShape& s = in.shape;
-  ParallelForward<T> out{
-      Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
-      {Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1), options.stabilize_rowwise, options.eps}};
-  parallel_forward(in, mask, options.stabilize_rowwise, static_cast<T>(options.eps), threads,
-                   out.h.data(), out.cache.row_sum.data());
+ParallelForward<T> parallel_forward_with_cache(const ParallelCall<T>& call,
+                                               const ParallelOptions& options) {
+  const SequenceShape& s = call.in.shape;
+  ParallelForward<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
+                         {Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1), options.stabilize_rowwise,
+                          options.eps, applied_mask(call.mask)}};
+  parallel_forward(call.in, call.mask, options.stabilize_rowwise, static_cast<T>(options.eps),
+                   call.threads, out.h.data(), out.cache.row_sum.data());
   return out;
 }
 
 template <typename T>
-ParallelGradients<T> parallel_backward(const SequenceInputs<T>& in, const ConstTensorMap<T, 4>& dh,
-                                       const ParallelForward<T>& forward, const SequenceMask& mask,
-                                       const ParallelOptions& options, int threads) {
+ParallelGradients<T> parallel_backward(const ParallelCall<T>& call, const ConstTensorMap<T, 4>& dh,
+                                       const ParallelForward<T>& forward,
+                                       const ParallelOptions& options) {
+  const SequenceInputs<T>& in = call.in;
   const SequenceShape& s = in.shape;
-  ParallelGradients<T> grads{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.qk_dim),
-                             Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.qk_dim),
-                             Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
-                             Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1),
-                             Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1)};
+  ParallelGradients<T> grads = sequence_gradients<T>(s);
   const Index heads = s.batch * s.heads;
-  parallel_for(heads, parallel_threads(s, heads, threads, 5), [&](Index head) {
+  parallel_for(heads, parallel_threads(s, heads, call.threads, 5), [&](Index head) {
     const Index row = head * s.seq_len;
     const ParallelHeadBackward<T> p{in.q.data() + row * s.qk_dim,
                                     in.k.data() + row * s.qk_dim,
@@ -273,7 +287,7 @@ ParallelGradients<T> parallel_backward(const SequenceInputs<T>& in, const ConstT
                                     grads.dv.data() + row * s.v_dim,
                                     grads.di.data() + row,
                                     grads.df.data() + row};
-    parallel_backward_head(p, s, mask, options.stabilize_rowwise, static_cast<T>(options.eps));
+    parallel_backward_head(p, s, call.mask, options.stabilize_rowwise, static_cast<T>(options.eps));
   });
   return grads;
 }
@@ -283,49 +297,39 @@ ParallelGradients<T> parallel_backward(const SequenceInputs<T>& in, const ConstT
 // The parallel form's forward (parallel_stabilized, the same computation) that also returns
 // what its backward needs: h (B, NH, S, DV) and the row sums b_t.
 template <typename Q, typename K, typename V, typename I, typename F>
-ParallelForward<detail::scalar_of<Q>> parallel_stabilized_forward_with_cache(
+ParallelForward<ScalarOf<Q>> parallel_stabilized_forward_with_cache(
     const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact,
     const ParallelOptions& options = {}) {
-  using T = detail::scalar_of<Q>;
-  const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
-  detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
-  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
-  const detail::SequenceMask mask = detail::resolve_mask(options.mask, in.shape.seq_len);
-  return detail::parallel_forward_with_cache(in, mask, options, threads);
+  return detail::parallel_forward_with_cache(
+      detail::check_parallel_call(q, k, v, igate_preact, fgate_preact, options), options);
 }
 
 // The gradients of sum(h * dh) with respect to q, k, v, igate_preact and fgate_preact, where h
 // is the parallel form's output for these inputs and options, given the cached forward.
 // dh (B, NH, S, DV). `forward` must be the result of parallel_stabilized_forward_with_cache on
-// the same inputs and options (shapes, eps and stabilize_rowwise are checked).
+// the same inputs and options (shapes, eps, stabilize_rowwise and the mask are checked).
 template <typename Q, typename K, typename V, typename I, typename F, typename DH>
-ParallelGradients<detail::scalar_of<Q>> parallel_stabilized_backward(
+ParallelGradients<ScalarOf<Q>> parallel_stabilized_backward(
     const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact, const DH& dh,
-    const ParallelForward<detail::scalar_of<Q>>& forward, const ParallelOptions& options = {}) {
+    const ParallelForward<ScalarOf<Q>>& forward, const ParallelOptions& options = {}) {
   detail::require_same_scalar<Q, DH>();
-  const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
-  const auto dh_view = detail::check_output_gradient(dh, in.shape, "dh");
-  detail::expect_valid_eps(static_cast<detail::scalar_of<Q>>(options.eps), "options.eps");
-  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
-  const detail::SequenceMask mask = detail::resolve_mask(options.mask, in.shape.seq_len);
-  detail::check_parallel_forward(forward, in.shape, options);
-  return detail::parallel_backward(in, dh_view, forward, mask, options, threads);
+  const auto call = detail::check_parallel_call(q, k, v, igate_preact, fgate_preact, options);
+  const auto dh_view = detail::check_output_gradient(dh, call.in.shape, "dh");
+  detail::check_parallel_forward(forward, call.in.shape, options, call.mask);
+  return detail::parallel_backward(call, dh_view, forward, options);
 }
 
 // The same gradients without a cached forward: runs the forward first.
 template <typename Q, typename K, typename V, typename I, typename F, typename DH>
-ParallelGradients<detail::scalar_of<Q>> parallel_stabilized_backward(
-    const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact, const DH& dh,
-    const ParallelOptions& options = {}) {
+ParallelGradients<ScalarOf<Q>> parallel_stabilized_backward(const Q& q, const K& k, const V& v,
+                                                            const I& igate_preact,
+                                                            const F& fgate_preact, const DH& dh,
+                                                            const ParallelOptions& options = {}) {
   detail::require_same_scalar<Q, DH>();
-  const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
-  const auto dh_view = detail::check_output_gradient(dh, in.shape, "dh");
-  detail::expect_valid_eps(static_cast<detail::scalar_of<Q>>(options.eps), "options.eps");
-  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
-  const detail::SequenceMask mask = detail::resolve_mask(options.mask, in.shape.seq_len);
-  return detail::parallel_backward(in, dh_view,
-                                   detail::parallel_forward_with_cache(in, mask, options, threads),
-                                   mask, options, threads);
+  const auto call = detail::check_parallel_call(q, k, v, igate_preact, fgate_preact, options);
+  const auto dh_view = detail::check_output_gradient(dh, call.in.shape, "dh");
+  return detail::parallel_backward(call, dh_view,
+                                   detail::parallel_forward_with_cache(call, options), options);
 }
 
 }  // namespace mlstm

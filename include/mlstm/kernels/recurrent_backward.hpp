@@ -42,6 +42,7 @@
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/math.hpp"
 #include "mlstm/detail/subgradients.hpp"
+#include "mlstm/kernels/gradients.hpp"
 #include "mlstm/kernels/recurrent.hpp"
 #include "mlstm/kernels/state.hpp"
 #include "mlstm/tensor.hpp"
@@ -49,14 +50,11 @@
 
 namespace mlstm {
 
+// dq, dk (B, NH, 1, DQK), dv (B, NH, 1, DV), di, df (B, NH, 1, 1), and the gradients of the
+// state before the step.
 template <typename T>
-struct RecurrentStepGradients {
-  Tensor<T, 4> dq;           // (B, NH, 1, DQK)
-  Tensor<T, 4> dk;           // (B, NH, 1, DQK)
-  Tensor<T, 4> dv;           // (B, NH, 1, DV)
-  Tensor<T, 4> di;           // (B, NH, 1, 1)
-  Tensor<T, 4> df;           // (B, NH, 1, 1)
-  RecurrentState<T> dstate;  // gradients of the state before the step: c, n, m
+struct RecurrentStepGradients : SequenceGradients<T> {
+  RecurrentState<T> dstate;  // c, n, m
 };
 
 namespace detail {
@@ -135,11 +133,11 @@ void recurrent_step_backward_head(const StepHeadBackward<T>& p, Index qk_dim, In
 // (B, NH, DQK, 1), dm_new (B, NH, 1, 1). Arguments as recurrent_step_stabilized.
 template <typename C, typename N, typename M, typename Q, typename K, typename V, typename I,
           typename F, typename DH, typename DC, typename DN, typename DM>
-RecurrentStepGradients<detail::scalar_of<Q>> recurrent_step_stabilized_backward(
+RecurrentStepGradients<ScalarOf<Q>> recurrent_step_stabilized_backward(
     const C& c, const N& n, const M& m, const Q& q, const K& k, const V& v, const I& igate_preact,
     const F& fgate_preact, const DH& dh, const DC& dc_new, const DN& dn_new, const DM& dm_new,
-    double eps = 1e-6, int num_threads = 0) {
-  using T = detail::scalar_of<Q>;
+    const RecurrentOptions& options = {}) {
+  using T = ScalarOf<Q>;
   detail::require_same_scalar<Q, C, N, M, DH, DC, DN, DM>();
   const auto in = detail::check_step_inputs(q, k, v, igate_preact, fgate_preact);
   const detail::SequenceShape& s = in.shape;
@@ -153,14 +151,10 @@ RecurrentStepGradients<detail::scalar_of<Q>> recurrent_step_stabilized_backward(
   const auto dn_view = detail::const_view<4>(dn_new, "dn_new", "(B, NH, DQK, 1)");
   const auto dm_view = detail::const_view<4>(dm_new, "dm_new", "(B, NH, 1, 1)");
   detail::check_state<T>(dc_view, dn_view, dm_view, s, detail::new_state_gradient_names);
-  detail::expect_valid_eps(static_cast<T>(eps));
-  const int threads = detail::resolve_num_threads(num_threads, "num_threads");
+  detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
+  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
 
-  RecurrentStepGradients<T> g{Tensor<T, 4>(s.batch, s.heads, 1, s.qk_dim),
-                              Tensor<T, 4>(s.batch, s.heads, 1, s.qk_dim),
-                              Tensor<T, 4>(s.batch, s.heads, 1, s.v_dim),
-                              Tensor<T, 4>(s.batch, s.heads, 1, 1),
-                              Tensor<T, 4>(s.batch, s.heads, 1, 1),
+  RecurrentStepGradients<T> g{detail::sequence_gradients<T>(s),
                               RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim)};
   const Index matrix = s.qk_dim * s.v_dim;
   const Index heads = s.batch * s.heads;
@@ -186,20 +180,22 @@ RecurrentStepGradients<detail::scalar_of<Q>> recurrent_step_stabilized_backward(
                                         g.dv.data() + head * s.v_dim,
                                         g.di.data() + head,
                                         g.df.data() + head};
-    detail::recurrent_step_backward_head(p, s.qk_dim, s.v_dim, static_cast<T>(eps));
+    detail::recurrent_step_backward_head(p, s.qk_dim, s.v_dim, static_cast<T>(options.eps));
   });
   return g;
 }
 
 // The same with the old state and the new state's gradients as RecurrentState.
 template <typename T, typename Q, typename K, typename V, typename I, typename F, typename DH>
-RecurrentStepGradients<T> recurrent_step_stabilized_backward(
-    const RecurrentState<T>& state, const Q& q, const K& k, const V& v, const I& igate_preact,
-    const F& fgate_preact, const DH& dh, const RecurrentState<T>& dstate_new, double eps = 1e-6,
-    int num_threads = 0) {
+RecurrentStepGradients<T> recurrent_step_stabilized_backward(const RecurrentState<T>& state,
+                                                             const Q& q, const K& k, const V& v,
+                                                             const I& igate_preact,
+                                                             const F& fgate_preact, const DH& dh,
+                                                             const RecurrentState<T>& dstate_new,
+                                                             const RecurrentOptions& options = {}) {
   return recurrent_step_stabilized_backward(state.c, state.n, state.m, q, k, v, igate_preact,
                                             fgate_preact, dh, dstate_new.c, dstate_new.n,
-                                            dstate_new.m, eps, num_threads);
+                                            dstate_new.m, options);
 }
 
 }  // namespace mlstm

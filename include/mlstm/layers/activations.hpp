@@ -30,26 +30,26 @@ inline T silu_derivative(T x) {
 
 // Elementwise SiLU of x (any rank): returns a tensor of x's shape.
 template <typename X>
-Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> silu_forward(const X& x) {
+Tensor<ScalarOf<X>, rank_of<X>> silu_forward(const X& x) {
   detail::require_argument_type<X>();
-  Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> y(x.dimensions());
+  Tensor<ScalarOf<X>, rank_of<X>> y(x.dimensions());
   for (Index i = 0; i < x.size(); ++i) y.data()[i] = detail::silu(x.data()[i]);
   return y;
 }
 
 // dx = dy * silu'(x) for the forward's input x and dy of x's shape.
 template <typename X, typename DY>
-Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> silu_backward(const X& x, const DY& dy) {
+Tensor<ScalarOf<X>, detail::traits_of<X>::rank> silu_backward(const X& x, const DY& dy) {
   detail::require_same_scalar<X, DY>();
   constexpr int rank = detail::traits_of<X>::rank;
   static_assert(detail::traits_of<DY>::rank == rank, "silu_backward: dy has x's rank");
   for (int axis = 0; axis < rank; ++axis) {
     if (dy.dimension(axis) != x.dimension(axis)) {
-      throw ShapeError("dy", "expected x's shape " + detail::shape_string(x.dimensions(), rank) +
-                                 ", got " + detail::shape_string(dy.dimensions(), rank));
+      throw ShapeError("dy", "expected x's shape " + shape_string(x.dimensions()) +
+                                 ", got " + shape_string(dy.dimensions()));
     }
   }
-  Tensor<detail::scalar_of<X>, rank> dx(x.dimensions());
+  Tensor<ScalarOf<X>, rank> dx(x.dimensions());
   for (Index i = 0; i < x.size(); ++i)
     dx.data()[i] = dy.data()[i] * detail::silu_derivative(x.data()[i]);
   return dx;

@@ -93,7 +93,7 @@ ConvShape check_conv_inputs(const ConstTensorMap<T, 3>& x, const ConstTensorMap<
   if (weight.dimension(0) != shape.dim || weight.dimension(1) != 1 || shape.kernel < 1) {
     throw ShapeError("weight", "expected (D, 1, KS) with D = " + std::to_string(shape.dim) +
                                    " (the last axis of x) and KS >= 1, got " +
-                                   shape_string(weight.dimensions(), 3));
+                                   shape_string(weight.dimensions()));
   }
   expect_shape<T, 1>(bias, {shape.dim}, "bias", "(D) of x");
   return shape;
@@ -103,10 +103,9 @@ ConvShape check_conv_inputs(const ConstTensorMap<T, 3>& x, const ConstTensorMap<
 
 // x (B, S, D), weight (D, 1, KS), bias (D) -> y (B, S, D), from a zero history.
 template <typename X, typename W, typename Bias>
-Tensor<detail::scalar_of<X>, 3> causal_conv1d_forward(const X& x, const W& weight,
-                                                      const Bias& bias) {
+Tensor<ScalarOf<X>, 3> causal_conv1d_forward(const X& x, const W& weight, const Bias& bias) {
   detail::require_same_scalar<X, W, Bias>();
-  using T = detail::scalar_of<X>;
+  using T = ScalarOf<X>;
   const auto x_view = detail::const_view<3>(x, "x", "(B, S, D)");
   const auto shape =
       detail::check_conv_inputs<T>(x_view, detail::const_view<3>(weight, "weight", "(D, 1, KS)"),
@@ -119,10 +118,10 @@ Tensor<detail::scalar_of<X>, 3> causal_conv1d_forward(const X& x, const W& weigh
 
 // The same continuing from `state` (B, KS, D), which is advanced past x in place.
 template <typename X, typename W, typename Bias, typename State>
-Tensor<detail::scalar_of<X>, 3> causal_conv1d_forward(const X& x, const W& weight, const Bias& bias,
-                                                      State&& state) {
+Tensor<ScalarOf<X>, 3> causal_conv1d_forward(const X& x, const W& weight, const Bias& bias,
+                                             State&& state) {
   detail::require_same_scalar<X, W, Bias, State>();
-  using T = detail::scalar_of<X>;
+  using T = ScalarOf<X>;
   const auto x_view = detail::const_view<3>(x, "x", "(B, S, D)");
   const auto shape =
       detail::check_conv_inputs<T>(x_view, detail::const_view<3>(weight, "weight", "(D, 1, KS)"),

@@ -133,11 +133,11 @@ void multi_head_layer_norm_backward(const T* h, Index batch, Index heads, Index 
 }
 
 template <typename X, typename W>
-Tensor<scalar_of<X>, traits_of<X>::rank> layer_norm_checked(const X& x, const W& weight,
-                                                            const scalar_of<X>* bias,
-                                                            const LayerNormOptions& options) {
+Tensor<ScalarOf<X>, traits_of<X>::rank> layer_norm_checked(const X& x, const W& weight,
+                                                           const ScalarOf<X>* bias,
+                                                           const LayerNormOptions& options) {
   constexpr int rank = traits_of<X>::rank;
-  using T = scalar_of<X>;
+  using T = ScalarOf<X>;
   const Index dim = x.dimension(rank - 1);
   Tensor<T, rank> y(x.dimensions());
   const Index rows = leading_rows(x);
@@ -153,33 +153,32 @@ void check_layer_norm_options(const X& x, const LayerNormOptions& options) {
   constexpr int rank = traits_of<X>::rank;
   if (x.dimension(rank - 1) < 1)
     throw ShapeError("x", "the normalized (last) axis must have at least 1 feature, got " +
-                              shape_string(x.dimensions(), rank));
+                              shape_string(x.dimensions()));
 }
 
 }  // namespace detail
 
 // x (..., D), weight (D) -> (..., D), normalized over the last axis.
 template <typename X, typename W>
-Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> layer_norm_forward(
-    const X& x, const W& weight, const LayerNormOptions& options = {}) {
+Tensor<ScalarOf<X>, rank_of<X>> layer_norm_forward(const X& x, const W& weight,
+                                                   const LayerNormOptions& options = {}) {
   detail::require_same_scalar<X, W>();
-  static_assert(detail::traits_of<X>::rank >= 1, "layer_norm_forward: x needs a feature axis");
-  constexpr int rank = detail::traits_of<X>::rank;
+  static_assert(rank_of<X> >= 1, "layer_norm_forward: x needs a feature axis");
+  constexpr int rank = rank_of<X>;
   detail::check_layer_norm_options(x, options);
   const auto weight_view = detail::const_view<1>(weight, "weight", "(D)");
-  detail::expect_shape<detail::scalar_of<X>, 1>(weight_view, {x.dimension(rank - 1)}, "weight",
-                                                "(D) of x");
+  detail::expect_shape<ScalarOf<X>, 1>(weight_view, {x.dimension(rank - 1)}, "weight", "(D) of x");
   return detail::layer_norm_checked(x, weight_view, nullptr, options);
 }
 
 // x (..., D), weight (D), bias (D) -> (..., D).
 template <typename X, typename W, typename Bias>
-Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> layer_norm_forward(
-    const X& x, const W& weight, const Bias& bias, const LayerNormOptions& options = {}) {
+Tensor<ScalarOf<X>, rank_of<X>> layer_norm_forward(const X& x, const W& weight, const Bias& bias,
+                                                   const LayerNormOptions& options = {}) {
   detail::require_same_scalar<X, W, Bias>();
-  static_assert(detail::traits_of<X>::rank >= 1, "layer_norm_forward: x needs a feature axis");
-  constexpr int rank = detail::traits_of<X>::rank;
-  using T = detail::scalar_of<X>;
+  static_assert(rank_of<X> >= 1, "layer_norm_forward: x needs a feature axis");
+  constexpr int rank = rank_of<X>;
+  using T = ScalarOf<X>;
   detail::check_layer_norm_options(x, options);
   const auto weight_view = detail::const_view<1>(weight, "weight", "(D)");
   const auto bias_view = detail::const_view<1>(bias, "bias", "(D)");
@@ -200,12 +199,12 @@ Tensor<T, 4> multi_head_layer_norm_checked(const ConstTensorMap<T, 4>& h, const 
 }
 
 template <typename H>
-ConstTensorMap<scalar_of<H>, 4> multi_head_input(const H& h, const LayerNormOptions& options) {
+ConstTensorMap<ScalarOf<H>, 4> multi_head_input(const H& h, const LayerNormOptions& options) {
   const auto in = const_view<4>(h, "h", "(B, NH, S, DH)");
   expect_valid_eps(options.eps, "options.eps");
   if (in.dimension(1) < 1 || in.dimension(3) < 1)
     throw ShapeError(
-        "h", "expected (B, NH, S, DH) with NH, DH >= 1, got " + shape_string(in.dimensions(), 4));
+        "h", "expected (B, NH, S, DH) with NH, DH >= 1, got " + shape_string(in.dimensions()));
   return in;
 }
 
@@ -213,23 +212,23 @@ ConstTensorMap<scalar_of<H>, 4> multi_head_input(const H& h, const LayerNormOpti
 
 // h (B, NH, S, DH), weight (NH * DH) -> (B, NH, S, DH), each head normalized on its own.
 template <typename H, typename W>
-Tensor<detail::scalar_of<H>, 4> multi_head_layer_norm_forward(
-    const H& h, const W& weight, const LayerNormOptions& options = {}) {
+Tensor<ScalarOf<H>, 4> multi_head_layer_norm_forward(const H& h, const W& weight,
+                                                     const LayerNormOptions& options = {}) {
   detail::require_same_scalar<H, W>();
   const auto in = detail::multi_head_input(h, options);
   const auto weight_view = detail::const_view<1>(weight, "weight", "(NH * DH)");
-  detail::expect_shape<detail::scalar_of<H>, 1>(weight_view, {in.dimension(1) * in.dimension(3)},
-                                                "weight", "(NH * DH) of h");
-  return detail::multi_head_layer_norm_checked<detail::scalar_of<H>>(in, weight_view.data(),
-                                                                     nullptr, options);
+  detail::expect_shape<ScalarOf<H>, 1>(weight_view, {in.dimension(1) * in.dimension(3)}, "weight",
+                                       "(NH * DH) of h");
+  return detail::multi_head_layer_norm_checked<ScalarOf<H>>(in, weight_view.data(), nullptr,
+                                                            options);
 }
 
 // h (B, NH, S, DH), weight (NH * DH), bias (NH * DH) -> (B, NH, S, DH).
 template <typename H, typename W, typename Bias>
-Tensor<detail::scalar_of<H>, 4> multi_head_layer_norm_forward(
-    const H& h, const W& weight, const Bias& bias, const LayerNormOptions& options = {}) {
+Tensor<ScalarOf<H>, 4> multi_head_layer_norm_forward(const H& h, const W& weight, const Bias& bias,
+                                                     const LayerNormOptions& options = {}) {
   detail::require_same_scalar<H, W, Bias>();
-  using T = detail::scalar_of<H>;
+  using T = ScalarOf<H>;
   const auto in = detail::multi_head_input(h, options);
   const auto weight_view = detail::const_view<1>(weight, "weight", "(NH * DH)");
   const auto bias_view = detail::const_view<1>(bias, "bias", "(NH * DH)");

@@ -68,7 +68,7 @@ template <typename X, typename W, typename... Bias>
 constexpr void require_linear_scalars() {
   require_same_scalar<X, Bias...>();
   require_argument_type<W>();
-  static_assert(is_linear_weight_scalar<scalar_of<X>, scalar_of<W>>,
+  static_assert(is_linear_weight_scalar<ScalarOf<X>, ScalarOf<W>>,
                 "mlstm: a linear weight has x's scalar type, or bfloat16 when x is float");
 }
 
@@ -78,15 +78,15 @@ void check_linear_weight(const X& x, const W& weight, const char* weight_name) {
   if (weight.dimension(1) != x.dimension(rank - 1)) {
     throw ShapeError(weight_name,
                      "expected (out, in) with in = " + std::to_string(x.dimension(rank - 1)) +
-                         " (the last axis of x), got " + shape_string(weight.dimensions(), 2));
+                         " (the last axis of x), got " + shape_string(weight.dimensions()));
   }
 }
 
 template <typename X, typename W>
-Tensor<scalar_of<X>, traits_of<X>::rank> linear_checked(const X& x, const W& weight,
-                                                        const scalar_of<X>* bias) {
+Tensor<ScalarOf<X>, traits_of<X>::rank> linear_checked(const X& x, const W& weight,
+                                                       const ScalarOf<X>* bias) {
   constexpr int rank = traits_of<X>::rank;
-  using T = scalar_of<X>;
+  using T = ScalarOf<X>;
   const Index out = weight.dimension(0);
   Tensor<T, rank> y(with_last_dimension<rank>(x.dimensions(), out));
   linear_rows(x.data(), leading_rows(x), x.dimension(rank - 1), weight.data(), out, bias, y.data(),
@@ -100,10 +100,9 @@ Tensor<scalar_of<X>, traits_of<X>::rank> linear_checked(const X& x, const W& wei
 // scalar or, for float x, in bfloat16 (summed in float; a map into a memory-mapped file is
 // used in place).
 template <typename X, typename W>
-Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_forward(const X& x,
-                                                                        const W& weight) {
+Tensor<ScalarOf<X>, rank_of<X>> linear_forward(const X& x, const W& weight) {
   detail::require_linear_scalars<X, W>();
-  static_assert(detail::traits_of<X>::rank >= 1, "linear_forward: x needs a feature axis");
+  static_assert(rank_of<X> >= 1, "linear_forward: x needs a feature axis");
   const auto weight_view = detail::const_view<2>(weight, "weight", "(out, in)");
   detail::check_linear_weight(x, weight_view, "weight");
   return detail::linear_checked(x, weight_view, nullptr);
@@ -111,15 +110,14 @@ Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_forward(const X&
 
 // y = x W^T + b: x (..., in), weight (out, in), bias (out) -> y (..., out).
 template <typename X, typename W, typename Bias>
-Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_forward(const X& x, const W& weight,
-                                                                        const Bias& bias) {
+Tensor<ScalarOf<X>, rank_of<X>> linear_forward(const X& x, const W& weight, const Bias& bias) {
   detail::require_linear_scalars<X, W, Bias>();
-  static_assert(detail::traits_of<X>::rank >= 1, "linear_forward: x needs a feature axis");
+  static_assert(rank_of<X> >= 1, "linear_forward: x needs a feature axis");
   const auto weight_view = detail::const_view<2>(weight, "weight", "(out, in)");
   const auto bias_view = detail::const_view<1>(bias, "bias", "(out)");
   detail::check_linear_weight(x, weight_view, "weight");
-  detail::expect_shape<detail::scalar_of<X>, 1>(bias_view, {weight_view.dimension(0)}, "bias",
-                                                "(out) of weight");
+  detail::expect_shape<ScalarOf<X>, 1>(bias_view, {weight_view.dimension(0)}, "bias",
+                                       "(out) of weight");
   return detail::linear_checked(x, weight_view, bias_view.data());
 }
 
@@ -133,11 +131,11 @@ struct LinearGradients {
 
 // x (..., in), weight (out, in), dy (..., out) -> dx, dweight, dbias.
 template <typename X, typename W, typename DY>
-LinearGradients<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_backward(const X& x,
+LinearGradients<ScalarOf<X>, detail::traits_of<X>::rank> linear_backward(const X& x,
                                                                                   const W& weight,
                                                                                   const DY& dy) {
   detail::require_same_scalar<X, W, DY>();
-  using T = detail::scalar_of<X>;
+  using T = ScalarOf<X>;
   constexpr int rank = detail::traits_of<X>::rank;
   static_assert(rank >= 1 && detail::traits_of<DY>::rank == rank,
                 "linear_backward: x and dy have one rank with a feature axis");

@@ -68,16 +68,16 @@ void check_headwise_weight(const X& x, const W& weight) {
       weight.dimension(0) * weight.dimension(2) != features) {
     throw ShapeError("weight",
                      "expected (NPH, dout, din) with NPH * din = " + std::to_string(features) +
-                         " (the last axis of x), got " + shape_string(weight.dimensions(), 3));
+                         " (the last axis of x), got " + shape_string(weight.dimensions()));
   }
 }
 
 template <typename X, typename W>
-Tensor<scalar_of<X>, traits_of<X>::rank> linear_headwise_checked(const X& x, const W& weight,
-                                                                 const scalar_of<X>* bias) {
+Tensor<ScalarOf<X>, traits_of<X>::rank> linear_headwise_checked(const X& x, const W& weight,
+                                                                const ScalarOf<X>* bias) {
   constexpr int rank = traits_of<X>::rank;
   const Index heads = weight.dimension(0), out_per_head = weight.dimension(1);
-  Tensor<scalar_of<X>, rank> y(with_last_dimension<rank>(x.dimensions(), heads * out_per_head));
+  Tensor<ScalarOf<X>, rank> y(with_last_dimension<rank>(x.dimensions(), heads * out_per_head));
   linear_headwise_rows(x.data(), leading_rows(x), heads, weight.dimension(2), weight.data(),
                        out_per_head, bias, y.data(), get_num_threads());
   return y;
@@ -87,10 +87,9 @@ Tensor<scalar_of<X>, traits_of<X>::rank> linear_headwise_checked(const X& x, con
 
 // x (..., NPH * din), weight (NPH, dout, din) -> y (..., NPH * dout).
 template <typename X, typename W>
-Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_headwise_forward(const X& x,
-                                                                                 const W& weight) {
+Tensor<ScalarOf<X>, rank_of<X>> linear_headwise_forward(const X& x, const W& weight) {
   detail::require_linear_scalars<X, W>();
-  static_assert(detail::traits_of<X>::rank >= 1, "linear_headwise_forward: x needs a feature axis");
+  static_assert(rank_of<X> >= 1, "linear_headwise_forward: x needs a feature axis");
   const auto weight_view = detail::const_view<3>(weight, "weight", "(NPH, dout, din)");
   detail::check_headwise_weight(x, weight_view);
   return detail::linear_headwise_checked(x, weight_view, nullptr);
@@ -98,17 +97,16 @@ Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_headwise_forward
 
 // x (..., NPH * din), weight (NPH, dout, din), bias (NPH * dout) -> y (..., NPH * dout).
 template <typename X, typename W, typename Bias>
-Tensor<detail::scalar_of<X>, detail::traits_of<X>::rank> linear_headwise_forward(const X& x,
-                                                                                 const W& weight,
-                                                                                 const Bias& bias) {
+Tensor<ScalarOf<X>, rank_of<X>> linear_headwise_forward(const X& x, const W& weight,
+                                                        const Bias& bias) {
   detail::require_linear_scalars<X, W, Bias>();
-  static_assert(detail::traits_of<X>::rank >= 1, "linear_headwise_forward: x needs a feature axis");
+  static_assert(rank_of<X> >= 1, "linear_headwise_forward: x needs a feature axis");
   const auto weight_view = detail::const_view<3>(weight, "weight", "(NPH, dout, din)");
   const auto bias_view = detail::const_view<1>(bias, "bias", "(NPH * dout)");
   detail::check_headwise_weight(x, weight_view);
-  detail::expect_shape<detail::scalar_of<X>, 1>(
-      bias_view, {weight_view.dimension(0) * weight_view.dimension(1)}, "bias",
-      "(NPH * dout) of weight");
+  detail::expect_shape<ScalarOf<X>, 1>(bias_view,
+                                       {weight_view.dimension(0) * weight_view.dimension(1)},
+                                       "bias", "(NPH * dout) of weight");
   return detail::linear_headwise_checked(x, weight_view, bias_view.data());
 }
 

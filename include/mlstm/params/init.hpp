@@ -56,6 +56,18 @@ inline double wang_init_std(Index dim, Index num_blocks) {
   return 2.0 / static_cast<double>(num_blocks) / std::sqrt(static_cast<double>(dim));
 }
 
+// The bounds of PyTorch's default initialization of a linear or convolution layer:
+// kaiming_uniform_(weight, a = sqrt(5)), that is U(-b, b) with b = sqrt(3) * sqrt(2 / (1 + a^2))
+// / sqrt(fan_in), and U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias.
+inline double default_weight_init_bound(Index fan_in) {
+  const double a = std::sqrt(5.0);
+  const double gain = std::sqrt(2.0 / (1.0 + a * a));
+  return std::sqrt(3.0) * (gain / std::sqrt(static_cast<double>(fan_in)));
+}
+inline double default_bias_init_bound(Index fan_in) {
+  return 1.0 / std::sqrt(static_cast<double>(fan_in));
+}
+
 namespace detail {
 
 // The elements an init function writes, with what its messages need.
@@ -74,14 +86,14 @@ InitTarget<T> init_target(Parameter<T>& param) {
 }
 
 template <typename X, std::enable_if_t<traits_of<X>::is_tensor, int> = 0>
-InitTarget<scalar_of<X>> init_target(X& param) {
+InitTarget<ScalarOf<X>> init_target(X& param) {
   require_argument_type<X>();
-  require_kernel_scalar<scalar_of<X>>();
+  require_kernel_scalar<ScalarOf<X>>();
   static_assert(!std::is_const_v<std::remove_pointer_t<decltype(param.data())>>,
                 "mlstm init functions write their argument: pass a Tensor or a TensorMap of "
                 "non-const data");
   constexpr int rank = traits_of<X>::rank;
-  return {param.data(), param.size(), rank, "param", shape_string(param.dimensions(), rank)};
+  return {param.data(), param.size(), rank, "param", shape_string(param.dimensions())};
 }
 
 inline void expect_positive_integer(Index value, const char* argument) {

@@ -1,16 +1,18 @@
 // An init plan: the init calls a model makes, as data. Each call names a parameter, one of the
-// init functions of init.hpp and its arguments; a plan can be printed, compared with the calls
-// the reference makes, and applied in order to a registry.
+// init functions of init.hpp and its arguments (an InitRule); a plan can be printed, compared
+// with the calls the reference makes, and applied in order to a registry. A model's plan comes
+// from its parameter table (parameter_table.hpp: ParameterTable::init_plan).
 //
 //   std::vector<mlstm::InitCall> plan = {
-//       mlstm::InitCall::small_init("token_embedding.weight", 128),
-//       mlstm::InitCall::bias_linspace("blocks.0.mlstm_cell.fgate.bias", 3.0, 6.0)};
+//       {"token_embedding.weight", mlstm::InitRule::small_init(128)},
+//       {"blocks.0.mlstm_cell.fgate.bias", mlstm::InitRule::bias_linspace(3.0, 6.0)}};
 //   mlstm::Generator gen(0);
 //   mlstm::apply_init_plan(plan, registry, gen);
 #pragma once
 
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mlstm/params/generator.hpp"
@@ -42,8 +44,9 @@ inline const char* to_string(InitStage stage) {
   return stage == InitStage::reset_parameters ? "reset_parameters" : "construction";
 }
 
-struct InitCall {
-  std::string name;  // the parameter's full name in the registry
+// What one init call does, without the parameter it acts on: the scheme, its arguments and
+// the stage. A parameter table (parameter_table.hpp) gives each parameter its rule.
+struct InitRule {
   InitScheme scheme = InitScheme::zeros;
   InitStage stage = InitStage::reset_parameters;
   // Arguments; only those of `scheme` are used.
@@ -56,42 +59,42 @@ struct InitCall {
   double start = 0.0;    // bias_linspace
   double end = 0.0;      // bias_linspace
 
-  static InitCall zeros(std::string name) { return {std::move(name), InitScheme::zeros}; }
-  static InitCall ones(std::string name) { return {std::move(name), InitScheme::ones}; }
-  static InitCall normal(std::string name, double mean, double std_dev) {
-    InitCall call{std::move(name), InitScheme::normal};
-    call.mean = mean;
-    call.std_dev = std_dev;
-    return call;
+  static InitRule zeros() { return with_scheme(InitScheme::zeros); }
+  static InitRule ones() { return with_scheme(InitScheme::ones); }
+  static InitRule normal(double mean, double std_dev) {
+    InitRule rule = with_scheme(InitScheme::normal);
+    rule.mean = mean;
+    rule.std_dev = std_dev;
+    return rule;
   }
-  static InitCall uniform(std::string name, double low, double high) {
-    InitCall call{std::move(name), InitScheme::uniform};
-    call.low = low;
-    call.high = high;
-    return call;
+  static InitRule uniform(double low, double high) {
+    InitRule rule = with_scheme(InitScheme::uniform);
+    rule.low = low;
+    rule.high = high;
+    return rule;
   }
-  static InitCall bias_linspace(std::string name, double start, double end) {
-    InitCall call{std::move(name), InitScheme::bias_linspace};
-    call.start = start;
-    call.end = end;
-    return call;
+  static InitRule bias_linspace(double start, double end) {
+    InitRule rule = with_scheme(InitScheme::bias_linspace);
+    rule.start = start;
+    rule.end = end;
+    return rule;
   }
-  static InitCall small_init(std::string name, Index dim) {
-    InitCall call{std::move(name), InitScheme::small_init};
-    call.dim = dim;
-    return call;
+  static InitRule small_init(Index dim) {
+    InitRule rule = with_scheme(InitScheme::small_init);
+    rule.dim = dim;
+    return rule;
   }
-  static InitCall wang(std::string name, Index dim, Index num_blocks) {
-    InitCall call{std::move(name), InitScheme::wang};
-    call.dim = dim;
-    call.num_blocks = num_blocks;
-    return call;
+  static InitRule wang(Index dim, Index num_blocks) {
+    InitRule rule = with_scheme(InitScheme::wang);
+    rule.dim = dim;
+    rule.num_blocks = num_blocks;
+    return rule;
   }
 
-  InitCall at_stage(InitStage new_stage) const {
-    InitCall call = *this;
-    call.stage = new_stage;
-    return call;
+  InitRule at_stage(InitStage new_stage) const {
+    InitRule rule = *this;
+    rule.stage = new_stage;
+    return rule;
   }
 
   // The call as code, e.g. "wang_init_(dim=128, num_blocks=2)".
@@ -110,6 +113,20 @@ struct InitCall {
     text << ")";
     return text.str();
   }
+
+ private:
+  static InitRule with_scheme(InitScheme scheme) {
+    InitRule rule;
+    rule.scheme = scheme;
+    return rule;
+  }
+};
+
+// A rule applied to the parameter registered under `name` (its full name in the registry).
+struct InitCall : InitRule {
+  std::string name;
+
+  InitCall(std::string name, const InitRule& rule) : InitRule(rule), name(std::move(name)) {}
 };
 
 namespace detail {

@@ -18,16 +18,20 @@
 // time. The kernels are templates over the same T, so a mismatch is a compile error rather than
 // a run-time check; a checkpoint of another dtype is converted when it is loaded.
 //
-// Every parameter owns its values and a gradient buffer of the same shape, both zero-filled and
-// 64-byte aligned, row-major (the layout of a contiguous PyTorch tensor). Parameters never move:
-// references and pointers stay valid for the registry's lifetime (also when the registry itself
-// is moved; scopes refer to the registry and must not outlive it).
+// Every parameter owns its values, zero-filled and 64-byte aligned, row-major (the layout of a
+// contiguous PyTorch tensor). Its gradient buffer, of the same shape and layout, is allocated
+// zero-filled when something first asks for it (grad_data(), grad(), grad_flat()), so that a
+// model used for inference holds its weights once. That first request is not safe to make from
+// two threads at once for the same parameter; later ones are. Parameters never move: references
+// and pointers stay valid for the registry's lifetime (also when the registry itself is moved;
+// scopes refer to the registry and must not outlive it).
 #pragma once
 
 #include <algorithm>
 #include <array>
 #include <deque>
 #include <limits>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <unordered_map>
@@ -36,16 +40,13 @@
 #include <vector>
 
 #include "mlstm/detail/aligned_array.hpp"
+#include "mlstm/detail/text.hpp"
 #include "mlstm/errors.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm {
 
 using Shape = std::vector<Index>;
-
-inline std::string shape_string(const Shape& shape) {
-  return detail::shape_string(shape, static_cast<int>(shape.size()));
-}
 
 template <typename T>
 class Registry;
@@ -64,7 +65,6 @@ class Parameter {
         shape_(std::move(shape)),
         size_(element_count(shape_, names_.front())),
         data_(size_),
-        grad_(size_),
         requires_grad_(requires_grad) {}
 
   Parameter(const Parameter&) = delete;
@@ -89,8 +89,11 @@ class Parameter {
 
   T* data() { return data_.data(); }
   const T* data() const { return data_.data(); }
-  T* grad_data() { return grad_.data(); }
-  const T* grad_data() const { return grad_.data(); }
+  // The gradient, allocated zero-filled by the first of these calls (see above).
+  T* grad_data() { return gradient().data(); }
+  const T* grad_data() const { return gradient().data(); }
+  // Whether the gradient buffer exists (it is all zeros until then).
+  bool has_grad() const noexcept { return grad_.has_value(); }
 
   bool requires_grad() const { return requires_grad_; }
   void set_requires_grad(bool requires_grad) { requires_grad_ = requires_grad; }
@@ -119,7 +122,10 @@ class Parameter {
   TensorMap<T, 1> grad_flat() { return TensorMap<T, 1>(grad_data(), size_); }
   ConstTensorMap<T, 1> grad_flat() const { return ConstTensorMap<T, 1>(grad_data(), size_); }
 
-  void zero_grad() { std::fill(grad_data(), grad_data() + size_, T(0)); }
+  // Zeroes the gradient; one that was never asked for stays unallocated (it is zero).
+  void zero_grad() {
+    if (grad_) std::fill(grad_->data(), grad_->data() + size_, T(0));
+  }
 
  private:
   friend class Registry<T>;
@@ -140,6 +146,11 @@ class Parameter {
     return count;
   }
 
+  detail::AlignedArray<T>& gradient() const {
+    if (!grad_) grad_.emplace(size_);
+    return *grad_;
+  }
+
   template <int Rank>
   std::array<Index, Rank> dims(const char* view) const {
     if (Rank != rank()) {
@@ -157,7 +168,7 @@ class Parameter {
   Shape shape_;
   Index size_;
   detail::AlignedArray<T> data_;
-  detail::AlignedArray<T> grad_;
+  mutable std::optional<detail::AlignedArray<T>> grad_;  // logically const: zero until asked for
   bool requires_grad_;
 };
 
@@ -345,15 +356,12 @@ class Registry {
 
   // Up to `limit` names under `scope`, relative to it, then how many there are in all.
   std::string names_under(const std::string& scope, std::size_t limit) const {
-    std::string text;
-    std::size_t count = 0;
+    std::vector<std::string> names;
     for (const auto& entry : entries_) {
-      if (!detail::is_under(entry.first, scope)) continue;
-      if (count < limit) text += (count > 0 ? ", " : "") + detail::relative_to(entry.first, scope);
-      ++count;
+      if (detail::is_under(entry.first, scope))
+        names.push_back(detail::relative_to(entry.first, scope));
     }
-    if (count > limit) text += ", ... (" + std::to_string(count) + " in all)";
-    return text;
+    return detail::list_string(names, limit);
   }
 
   std::string unknown_name_message(const std::string& name) const {

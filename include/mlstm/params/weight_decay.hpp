@@ -14,11 +14,12 @@
 //   WeightDecayRule::custom  options.decays(name, shape) decides
 //
 // then `options.overrides` ((name, decay) pairs) put named parameters in the group given,
-// whatever the rule says; the language model uses one for its token embedding
-// (lm_weight_decay_options in model_params.hpp). An override acts on the parameter, so a tied
-// parameter follows it whichever of its names is given. Only parameters that require a gradient
-// are placed, as in the reference (which would also add a frozen token embedding to a group;
-// here a frozen parameter stays out, so that an optimizer never touches it).
+// whatever the rule says; a model's parameter table lists them (weight_decay_options in
+// parameter_table.hpp), e.g. the language model's for its token embedding. An override acts on
+// the parameter, so a tied parameter follows it whichever of its names is given. Only
+// parameters that require a gradient are placed, as in the reference (which would also add a
+// frozen token embedding to a group; here a frozen parameter stays out, so that an optimizer
+// never touches it).
 //
 // Groups list parameters in registration order. Group sets are checked as the reference checks
 // them, with errors (mlstm::ValueError) that list the offending names: no parameter in both
@@ -35,6 +36,7 @@
 #include <utility>
 #include <vector>
 
+#include "mlstm/detail/text.hpp"
 #include "mlstm/errors.hpp"
 #include "mlstm/params/registry.hpp"
 
@@ -80,9 +82,7 @@ inline bool decays_by_rule(const std::string& name, const Shape& shape,
 }
 
 inline std::string name_list(const std::vector<std::string>& names) {
-  std::string text = "[";
-  for (std::size_t i = 0; i < names.size(); ++i) text += (i > 0 ? ", " : "") + names[i];
-  return text + "]";
+  return "[" + list_string(names) + "]";
 }
 
 }  // namespace detail

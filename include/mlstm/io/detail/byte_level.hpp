@@ -37,15 +37,6 @@ inline const std::array<char32_t, 256>& byte_characters() {
   return table;
 }
 
-// The UTF-8 string of the characters that stand for `bytes`.
-inline std::string encode_bytes(const std::string& bytes) {
-  std::string out;
-  for (const char byte : bytes) {
-    utf8::append(out, byte_characters()[static_cast<unsigned char>(byte)]);
-  }
-  return out;
-}
-
 // The bytes that the characters of `token` (valid UTF-8) stand for; false if one of its
 // characters stands for no byte.
 inline bool decode_characters(const std::string& token, std::string& bytes) {

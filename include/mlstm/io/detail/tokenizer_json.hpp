@@ -3,9 +3,9 @@
 // before any table sized by the file is built.
 //
 // What is accepted (GPT-2, GPT-NeoX and the models that reuse their tokenizer, xLSTM 7B among
-// them): model BPE without dropout, subword prefix or suffix, or byte fallback; pre-tokenizer
-// ByteLevel (add_prefix_space, use_regex); decoder ByteLevel; normalizer none or NFC (alone or in
-// a Sequence); added tokens with lstrip, rstrip and normalized (not single_word). The
+// them): model BPE without dropout, subword prefix or suffix, byte fallback or ignore_merges;
+// pre-tokenizer ByteLevel (add_prefix_space, use_regex); decoder ByteLevel; normalizer none or NFC
+// (alone or in a Sequence); added tokens with lstrip, rstrip and normalized (not single_word). The
 // post-processor is not applied: encode() gives what the reference's encode gives with
 // add_special_tokens=False.
 #pragma once
@@ -13,10 +13,12 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "mlstm/errors.hpp"
 #include "mlstm/io/detail/bpe.hpp"
@@ -47,7 +49,6 @@ struct TokenizerTables {
   bool nfc = false;               // normalize text to NFC before BPE
   bool add_prefix_space = false;  // give each piece of text a leading space if it has none
   bool use_regex = true;          // split pieces into words by GPT-2's pattern
-  bool ignore_merges = false;     // a word that is a token is that token, merges or not
   std::unordered_map<std::string, bpe::TokenId> vocab;  // the model's tokens (byte characters)
   bpe::MergeTable merges;
   std::array<bpe::TokenId, 256> byte_tokens{};  // the token of each single byte
@@ -61,7 +62,7 @@ class TokenizerJsonReader {
  public:
   explicit TokenizerJsonReader(std::string source) : source_(std::move(source)) {}
 
-  TokenizerTables read(const std::string& text) const {
+  TokenizerTables read(std::string_view text) const {
     const nlohmann::json root = parse(text);
     if (!root.is_object()) fail("the top level", "is not a JSON object");
     TokenizerTables tables;
@@ -70,7 +71,6 @@ class TokenizerJsonReader {
     read_decoder(root);
     read_normalizer(root, tables);
     const nlohmann::json& model = root["model"];
-    tables.ignore_merges = boolean(model, "ignore_merges", false, "model");
     read_vocab(model, tables);
     read_added_tokens(root, tables);
     read_merges(model, tables);
@@ -91,7 +91,7 @@ class TokenizerJsonReader {
     return text;
   }
 
-  json parse(const std::string& text) const {
+  json parse(std::string_view text) const {
     const auto depth_guard = [&](int depth, json::parse_event_t event, json&) {
       if ((event == json::parse_event_t::object_start ||
            event == json::parse_event_t::array_start) &&
@@ -102,7 +102,7 @@ class TokenizerJsonReader {
       return true;
     };
     try {
-      return json::parse(text, depth_guard);
+      return json::parse(text.begin(), text.end(), depth_guard);
     } catch (const json::exception& error) {
       std::string reason = error.what();
       if (reason.size() > 200) reason = reason.substr(0, 200) + "...";
@@ -146,6 +146,7 @@ class TokenizerJsonReader {
     absent_or("continuing_subword_prefix", json(""));
     absent_or("end_of_word_suffix", json(""));
     absent_or("byte_fallback", json(false));
+    absent_or("ignore_merges", json(false));
   }
 
   void read_pre_tokenizer(const json& root, TokenizerTables& tables) const {
@@ -304,11 +305,20 @@ class TokenizerJsonReader {
     }
   }
 
-  static void fill_tokens_by_id(TokenizerTables& tables) {
+  void fill_tokens_by_id(TokenizerTables& tables) const {
     bpe::TokenId largest = 0;
+    std::size_t tokens = tables.vocab.size();
     for (const auto& entry : tables.vocab) largest = std::max(largest, entry.second);
-    for (const AddedToken& token : tables.added_tokens) largest = std::max(largest, token.id);
+    for (const AddedToken& token : tables.added_tokens) {
+      largest = std::max(largest, token.id);
+      tokens += tables.vocab.count(token.text) == 0 ? 1 : 0;
+    }
+    // The tables below are indexed by id: a few tokens with huge ids must not make them huge.
     const auto count = static_cast<std::size_t>(largest) + 1;
+    if (count > 2 * tokens + 1024) {
+      fail("the token ids", "run to " + std::to_string(largest) + " for only " +
+                                std::to_string(tokens) + " tokens: more than half would be unused");
+    }
     tables.token_strings.assign(count, std::string());
     tables.token_bytes.assign(count, std::string());
     tables.token_kinds.assign(count, TokenKind::none);

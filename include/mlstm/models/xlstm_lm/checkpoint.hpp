@@ -23,64 +23,50 @@
 //   context_length              not in a state dict: the caller's `context_length` (it limits
 //                               nothing here; the kernels take sequences of any length)
 //
-// Then the parameters are loaded as load_checkpoint does (all or nothing, clear errors).
+// The sizes come from the model's table (lm_model_table, solve_extents): built for the structure
+// the names show, its named extents read the declared shapes, where every tensor with an extent
+// gives it and all must agree (the tensors above are examples). Then the whole file is checked
+// against the table of the configuration, stored or inferred, before the model is allocated,
+// and the parameters are decoded into it (all or nothing, clear errors; see io/checkpoint.hpp).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
 
 #include "mlstm/errors.hpp"
 #include "mlstm/io/checkpoint.hpp"
+#include "mlstm/io/safetensors.hpp"
+#include "mlstm/models/xlstm_lm/config.hpp"
 #include "mlstm/models/xlstm_lm/config_json.hpp"
 #include "mlstm/models/xlstm_lm/language_model.hpp"
-#include "mlstm/models/xlstm_lm/config.hpp"
-#include "mlstm/io/safetensors.hpp"
+#include "mlstm/models/xlstm_lm/parameters.hpp"
+#include "mlstm/params/parameter_table.hpp"
 
 namespace mlstm {
 
 inline constexpr const char* lm_model_config_metadata_key = "mlstm.lm_model_config";
 
-// The configuration of the model whose state dict `file` holds (see above).
+// The configuration of the model whose state dict `file` holds (see above): the structure from
+// the names, then the sizes from the shapes through the model's table (solve_extents).
 inline LMModelConfig infer_lm_model_config(const safetensors::File& file, Index context_length,
                                            const CheckpointOptions& options = {}) {
   const std::string& p = options.prefix;
   const std::string source = "checkpoint \"" + file.source_name() + "\"";
-  const auto shape_of = [&](const std::string& name, std::size_t rank) {
-    if (!file.contains(p + name)) {
-      throw ValueError("checkpoint",
-                       source + " has no tensor \"" + p + name +
-                           "\", so it is not the state dict of an mLSTM xLSTMLMModel");
-    }
-    const Shape& shape = file.info(p + name).shape;
-    if (shape.size() != rank) {
-      throw ShapeError("checkpoint", source + ": \"" + p + name + "\" has shape " +
-                                         shape_string(shape) + ", expected rank " +
-                                         std::to_string(rank));
-    }
-    return shape;
-  };
 
+  // The structure, with the reference's default sizes as placeholders.
   LMModelConfig config;
+  config.vocab_size = 1;
   config.context_length = context_length;
-  // A tied model saved by safetensors' save_model keeps one of the two names: lm_head.weight
-  // (the first in sorted order).
-  const bool has_embedding = file.contains(p + "token_embedding.weight");
-  const bool has_head = file.contains(p + "lm_head.weight");
-  const Shape embedding =
-      shape_of(has_embedding || !has_head ? "token_embedding.weight" : "lm_head.weight", 2);
-  config.vocab_size = embedding[0];
-  config.embedding_dim = embedding[1];
-
   const std::string blocks = "xlstm_block_stack.blocks.";
   std::set<Index> indices;
   for (const std::string& name : file.names()) {
     if (name.compare(0, p.size() + blocks.size(), p + blocks) != 0) continue;
     const std::string rest = name.substr(p.size() + blocks.size());
-    const std::size_t dot = rest.find('.');
-    const std::string index = rest.substr(0, dot);
+    const std::string index = rest.substr(0, rest.find('.'));
     if (index.empty() || index.find_first_not_of("0123456789") != std::string::npos ||
         index.size() > 9) {
       throw ValueError("checkpoint", source + ": unexpected tensor \"" + name + "\"");
@@ -95,22 +81,33 @@ inline LMModelConfig infer_lm_model_config(const safetensors::File& file, Index 
             std::to_string(indices.size()) + " block indices" +
             (indices.empty() ? std::string() : " up to " + std::to_string(*indices.rbegin())));
   }
-  const std::string layer = blocks + "0.xlstm.";
-  const Index inner = shape_of(layer + "learnable_skip", 1)[0];
-  config.num_heads = shape_of(layer + "mlstm_cell.igate.weight", 2)[0];
-  const Index proj_blocks = shape_of(layer + "q_proj.weight", 3)[0];
-  config.qkv_proj_blocksize = proj_blocks > 0 ? inner / proj_blocks : 0;
-  config.conv1d_kernel_size = shape_of(layer + "conv1d.conv.weight", 3)[2];
-  config.bias = file.contains(p + layer + "proj_up.bias");
+  config.bias = file.contains(p + blocks + "0.xlstm.proj_up.bias");
   config.add_post_blocks_norm = file.contains(p + "xlstm_block_stack.post_blocks_norm.weight");
-  if (!has_head || !has_embedding) {
-    config.tie_weights = true;
-  } else if (file.info(p + "lm_head.weight").shape == embedding) {
-    const auto head = file.read<double, 2>(p + "lm_head.weight");
-    const auto table = file.read<double, 2>(p + "token_embedding.weight");
-    config.tie_weights = std::equal(head.data(), head.data() + head.size(), table.data());
-  }
+  // A tied model saved by safetensors' save_model keeps one of the two names (lm_head.weight,
+  // the first in sorted order); PyTorch's state_dict keeps both, equal.
+  const std::string embedding = p + "token_embedding.weight", head = p + "lm_head.weight";
+  config.tie_weights = !file.contains(embedding) || !file.contains(head) ||
+                       detail::same_tensor_values(file, embedding, head);
 
+  // The sizes.
+  std::map<std::string, Index> extents;
+  const std::string not_lm = source + " is not the state dict of an mLSTM xLSTMLMModel: ";
+  try {
+    extents = solve_extents(lm_model_table(config), [&](const std::string& name) -> const Shape* {
+      return file.contains(p + name) ? &file.info(p + name).shape : nullptr;
+    });
+  } catch (const ShapeError& error) {
+    throw ShapeError("checkpoint", not_lm + error.what());
+  } catch (const ValueError& error) {
+    throw ValueError("checkpoint", not_lm + error.what());
+  }
+  config.vocab_size = extents.at("vocab_size");
+  config.embedding_dim = extents.at("embedding_dim");
+  config.num_heads = extents.at("num_heads");
+  config.conv1d_kernel_size = extents.at("conv1d_kernel_size");
+  const Index inner = extents.at("inner_embedding_dim");
+  const Index proj_heads = extents.at("num_proj_heads");
+  config.qkv_proj_blocksize = proj_heads > 0 ? inner / proj_heads : 0;
   // proj_factor = I / E gives back I with one of the two roundings (the quotient is within a
   // rounding error of an integer multiple of round_proj_up_to_multiple_of).
   config.round_proj_up_to_multiple_of = inner % 64 == 0 ? 64 : 1;
@@ -126,24 +123,41 @@ inline LMModelConfig infer_lm_model_config(const safetensors::File& file, Index 
   return config;
 }
 
-// The configuration stored in `file`'s metadata, else the one inferred from its tensors.
+// The configuration stored in `file`'s metadata, else the one inferred from its tensors. A stored
+// configuration is checked to have no more blocks than the file has tensors, so that describing
+// it (lm_model_table) costs no more than the header did.
 inline LMModelConfig lm_model_config_of(const safetensors::File& file, Index context_length,
                                         const CheckpointOptions& options = {}) {
   const auto& metadata = file.metadata();
   const auto stored = metadata.find(lm_model_config_metadata_key);
-  if (stored != metadata.end()) return lm_model_config_from_json(stored->second);
-  return infer_lm_model_config(file, context_length, options);
+  if (stored == metadata.end()) return infer_lm_model_config(file, context_length, options);
+  const LMModelConfig config = lm_model_config_from_json(stored->second);
+  const auto tensors = static_cast<Index>(file.names().size());
+  if (config.num_blocks > tensors) {
+    throw ValueError("checkpoint", "checkpoint \"" + file.source_name() +
+                                       "\": its stored configuration has " +
+                                       std::to_string(config.num_blocks) +
+                                       " blocks, but the file holds " + std::to_string(tensors) +
+                                       " tensors");
+  }
+  return config;
 }
 
 // A model of the configuration of `path` (stored or inferred; `context_length` is used when it
-// is inferred), with the file's parameters.
+// is inferred), with the file's parameters. The file is checked against the configuration's
+// table before the model is built, then decoded straight into its parameters (check_state_dict,
+// fill_state_dict): a file that does not fit costs memory and time in proportion to its header,
+// whatever its configuration claims, and loading a valid one holds the model and a small piece
+// of the (mapped) file.
 template <typename T>
 LanguageModel<T> load_language_model(const std::string& path, const KernelOptions& kernels = {},
                                      Index context_length = 2048,
                                      const CheckpointOptions& options = {}) {
   const safetensors::File file = safetensors::File::load(path);
-  LanguageModel<T> model(lm_model_config_of(file, context_length, options), kernels);
-  load_state_dict(model.registry(), file, options);
+  const LMModelConfig config = lm_model_config_of(file, context_length, options);
+  const StateDictSources sources = check_state_dict(file, lm_model_table(config), options);
+  LanguageModel<T> model(config, kernels);
+  fill_state_dict(model.registry(), file, sources);
   return model;
 }
 

@@ -46,7 +46,7 @@ inline LMModelConfig lm_model_config_from_json(const std::string& text) {
   nlohmann::json json;
   try {
     json = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& error) {
+  } catch (const nlohmann::json::exception& error) {  // parse_error, or out_of_range for 1E400
     throw ValueError("text", std::string("malformed JSON: ") + error.what());
   }
   if (!json.is_object()) throw ValueError("text", "expected a JSON object, got " + json.dump());

@@ -9,8 +9,8 @@
 //
 // Three ways to run it, which agree (see "Forms" below):
 //
-//   mlstm::LanguageModel<float> model(config);          // parameters under the reference's names
-//   model.load("model.safetensors");                    // or model.reset_parameters(generator)
+//   auto model = mlstm::load_language_model<float>("model.safetensors");   // checkpoint.hpp
+//   // or: mlstm::LanguageModel<float> model(config); model.reset_parameters(generator);
 //   auto logits = model.forward(tokens);                // whole sequence, from the zero state
 //
 //   auto state = model.initial_state(batch);            // zero state
@@ -57,9 +57,10 @@
 #include "mlstm/models/xlstm_lm/gradients.hpp"
 #include "mlstm/models/xlstm_lm/mlstm_block.hpp"
 #include "mlstm/models/xlstm_lm/model_state.hpp"
-#include "mlstm/params/generator.hpp"
 #include "mlstm/models/xlstm_lm/config.hpp"
 #include "mlstm/models/xlstm_lm/parameters.hpp"
+#include "mlstm/params/generator.hpp"
+#include "mlstm/params/parameter_table.hpp"
 #include "mlstm/params/registry.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"
@@ -83,101 +84,81 @@ struct LMModelWeights {
 
 namespace detail {
 
-template <typename T, int Rank>
-ConstTensorMap<T, Rank> parameter_view(const Registry<T>& registry, const std::string& name) {
-  return registry.get(name).template map<Rank>();
+// Token ids (an integer tensor of rank `Rank`, every size >= 1, each id in [0, vocab_size)) as
+// a view; ShapeError / ValueError("tokens") naming the first one that is not.
+template <int Rank, typename Tokens>
+auto check_token_ids(const Tokens& tokens, const char* layout, Index vocab_size) {
+  require_argument_type<Tokens>();
+  using Id = ScalarOf<Tokens>;
+  static_assert(std::is_integral_v<Id> && !std::is_same_v<Id, bool>,
+                "mlstm: token ids are integers");
+  const auto ids = const_view<Rank>(tokens, "tokens", layout);
+  for (int axis = 0; axis < Rank; ++axis) {
+    if (ids.dimension(axis) < 1) {
+      throw ShapeError("tokens", std::string("expected ") + layout +
+                                     " with every size >= 1, got " +
+                                     shape_string(ids.dimensions()));
+    }
+  }
+  for (Index i = 0; i < ids.size(); ++i) {
+    const Id id = ids.data()[i];
+    bool negative = false;
+    if constexpr (std::is_signed_v<Id>) negative = id < 0;
+    if (negative ||
+        static_cast<unsigned long long>(id) >= static_cast<unsigned long long>(vocab_size)) {
+      throw ValueError("tokens", "token id " + std::to_string(id) + " at " +
+                                     shape_string(multi_index<Rank>(ids, i)) + " is outside [0, " +
+                                     std::to_string(vocab_size) + ")");
+    }
+  }
+  return ids;
 }
 
+// The layer's views from the rows of mlstm_layer_table.
 template <typename T>
-std::optional<ConstTensorMap<T, 1>> optional_parameter(const Registry<T>& registry,
-                                                       const std::string& name, bool present) {
-  if (!present) return std::nullopt;
-  return parameter_view<T, 1>(registry, name);
-}
-
-template <typename T>
-MLSTMLayerWeights<T> bind_layer_weights(const Registry<T>& registry, const std::string& prefix,
-                                        bool bias) {
-  const auto view2 = [&](const char* name) {
-    return parameter_view<T, 2>(registry, prefix + name);
-  };
-  const auto view1 = [&](const char* name) {
-    return parameter_view<T, 1>(registry, prefix + name);
-  };
-  const auto view3 = [&](const char* name) {
-    return parameter_view<T, 3>(registry, prefix + name);
-  };
-  const auto bias_of = [&](const char* name) {
-    return optional_parameter<T>(registry, prefix + name, bias);
-  };
+MLSTMLayerWeights<T> bind_layer_weights(const ParameterViews<T>& layer) {
+  const ParameterViews<T> cell = layer.scope("mlstm_cell");
   return MLSTMLayerWeights<T>{
-      view2("proj_up.weight"),
-      bias_of("proj_up.bias"),
-      view3("q_proj.weight"),
-      bias_of("q_proj.bias"),
-      view3("k_proj.weight"),
-      bias_of("k_proj.bias"),
-      view3("v_proj.weight"),
-      bias_of("v_proj.bias"),
-      view3("conv1d.conv.weight"),
-      view1("conv1d.conv.bias"),
-      MLSTMCellWeights<T>{view2("mlstm_cell.igate.weight"), view1("mlstm_cell.igate.bias"),
-                          view2("mlstm_cell.fgate.weight"), view1("mlstm_cell.fgate.bias"),
-                          view1("mlstm_cell.outnorm.weight")},
-      view1("learnable_skip"),
-      view2("proj_down.weight"),
-      bias_of("proj_down.bias")};
+      layer.template get<2>("proj_up.weight"),
+      layer.template optional<1>("proj_up.bias"),
+      layer.template get<3>("q_proj.weight"),
+      layer.template optional<1>("q_proj.bias"),
+      layer.template get<3>("k_proj.weight"),
+      layer.template optional<1>("k_proj.bias"),
+      layer.template get<3>("v_proj.weight"),
+      layer.template optional<1>("v_proj.bias"),
+      layer.template get<3>("conv1d.conv.weight"),
+      layer.template get<1>("conv1d.conv.bias"),
+      MLSTMCellWeights<T>{cell.template get<2>("igate.weight"), cell.template get<1>("igate.bias"),
+                          cell.template get<2>("fgate.weight"), cell.template get<1>("fgate.bias"),
+                          cell.template get<1>("outnorm.weight")},
+      layer.template get<1>("learnable_skip"),
+      layer.template get<2>("proj_down.weight"),
+      layer.template optional<1>("proj_down.bias")};
 }
 
 }  // namespace detail
 
 // Views of the parameters of the model `config` describes, registered in `registry` under
-// `prefix` (register_lm_model's names). Throws ValueError for a missing parameter, ShapeError for
-// one whose shape does not fit the configuration.
+// `prefix` (the rows of lm_model_table). Throws ValueError for a missing parameter, ShapeError
+// for one whose shape is not the configuration's.
 template <typename T>
 LMModelWeights<T> bind_lm_model_weights(const Registry<T>& registry, const LMModelConfig& config,
                                         const std::string& prefix = "") {
-  config.validate();
-  const std::string stack = prefix + "xlstm_block_stack.";
-  LMModelWeights<T> weights{
-      detail::parameter_view<T, 2>(registry, prefix + "token_embedding.weight"),
-      {},
-      detail::optional_parameter<T>(registry, stack + "post_blocks_norm.weight",
-                                    config.add_post_blocks_norm),
-      detail::parameter_view<T, 2>(registry, prefix + "lm_head.weight")};
-  const MLSTMLayerConfig layer = config.layer();
+  const ParameterTable table = lm_model_table(config);
+  const ParameterViews<T> model(registry, table, prefix);
+  const ParameterViews<T> stack = model.scope("xlstm_block_stack");
+  LMModelWeights<T> weights{model.template get<2>("token_embedding.weight"),
+                            {},
+                            stack.template optional<1>("post_blocks_norm.weight"),
+                            model.template get<2>("lm_head.weight")};
   for (Index b = 0; b < config.num_blocks; ++b) {
-    const std::string block = stack + "blocks." + std::to_string(b) + ".";
+    const ParameterViews<T> block = stack.scope("blocks." + std::to_string(b));
     weights.blocks.push_back(
-        MLSTMBlockWeights<T>{detail::parameter_view<T, 1>(registry, block + "xlstm_norm.weight"),
-                             detail::bind_layer_weights(registry, block + "xlstm.", config.bias)});
-    const MLSTMBlockWeights<T>& bound = weights.blocks.back();
-    bound.validate(block);
-    // validate() checks consistency; the configuration fixes the sizes themselves.
-    const auto& xlstm = bound.xlstm;
-    const std::string layer_prefix = block + "xlstm.";
-    detail::expect_shape<T, 2>(xlstm.proj_up_weight,
-                               {2 * layer.inner_embedding_dim, layer.embedding_dim},
-                               (layer_prefix + "proj_up.weight").c_str(), "(2I, E) of the config");
-    detail::expect_shape<T, 3>(
-        xlstm.q_proj_weight, {layer.num_proj_heads(), layer.qkv_block_dim(), layer.qkv_block_dim()},
-        (layer_prefix + "q_proj.weight").c_str(), "(P, I/P, I/P) of the config");
-    detail::expect_shape<T, 3>(
-        xlstm.conv_weight, {layer.inner_embedding_dim, 1, layer.conv1d_kernel_size},
-        (layer_prefix + "conv1d.conv.weight").c_str(), "(I, 1, KS) of the config");
-    detail::expect_shape<T, 2>(
-        xlstm.cell.igate_weight, {layer.num_heads, 3 * layer.inner_embedding_dim},
-        (layer_prefix + "mlstm_cell.igate.weight").c_str(), "(NH, 3I) of the config");
+        MLSTMBlockWeights<T>{block.template get<1>("xlstm_norm.weight"),
+                             detail::bind_layer_weights(block.scope("xlstm"))});
   }
-  const std::array<Index, 2> table{config.vocab_size, config.embedding_dim};
-  detail::expect_shape<T, 2>(weights.token_embedding, table,
-                             (prefix + "token_embedding.weight").c_str(), "(V, E) of the config");
-  detail::expect_shape<T, 2>(weights.lm_head, table, (prefix + "lm_head.weight").c_str(),
-                             "(V, E) of the config");
-  if (weights.post_blocks_norm) {
-    detail::expect_shape<T, 1>(*weights.post_blocks_norm, {config.embedding_dim},
-                               (stack + "post_blocks_norm.weight").c_str(), "(E) of the config");
-  }
+  model.check_all_bound();
   return weights;
 }
 
@@ -344,7 +325,7 @@ class LanguageModel {
   template <typename Targets, typename Ids>
   auto check_targets(const Targets& targets, const Ids& ids) const {
     detail::require_argument_type<Targets>();
-    using Id = detail::scalar_of<Targets>;
+    using Id = ScalarOf<Targets>;
     static_assert(std::is_integral_v<Id> && !std::is_same_v<Id, bool>,
                   "mlstm::LanguageModel: targets are integers");
     const auto labels = detail::const_view<2>(targets, "targets", "(B, S)");
@@ -355,36 +336,7 @@ class LanguageModel {
 
   template <int Rank, typename Tokens>
   auto check_tokens(const Tokens& tokens, const char* layout) const {
-    detail::require_argument_type<Tokens>();
-    using Id = detail::scalar_of<Tokens>;
-    static_assert(std::is_integral_v<Id> && !std::is_same_v<Id, bool>,
-                  "mlstm::LanguageModel: token ids are integers");
-    const auto ids = detail::const_view<Rank>(tokens, "tokens", layout);
-    for (int axis = 0; axis < Rank; ++axis) {
-      if (ids.dimension(axis) < 1) {
-        throw ShapeError("tokens", std::string("expected ") + layout +
-                                       " with every size >= 1, got " +
-                                       detail::shape_string(ids.dimensions(), Rank));
-      }
-    }
-    for (Index i = 0; i < ids.size(); ++i) {
-      const Id id = ids.data()[i];
-      bool negative = false;
-      if constexpr (std::is_signed_v<Id>) negative = id < 0;
-      if (negative || static_cast<unsigned long long>(id) >=
-                          static_cast<unsigned long long>(config_.vocab_size)) {
-        std::array<Index, Rank> where{};
-        Index rest = i;
-        for (int axis = Rank - 1; axis >= 0; --axis) {
-          where[axis] = rest % ids.dimension(axis);
-          rest /= ids.dimension(axis);
-        }
-        throw ValueError("tokens", "token id " + std::to_string(id) + " at " +
-                                       detail::shape_string<Rank>(where) + " is outside [0, " +
-                                       std::to_string(config_.vocab_size) + ")");
-      }
-    }
-    return ids;
+    return detail::check_token_ids<Rank>(tokens, layout, config_.vocab_size);
   }
 
   void check_state(const ModelState<T>& state, Index batch) const {

@@ -11,8 +11,8 @@
 //
 // Whole sequences without a state run the model's forward kernel (the reference: the parallel
 // form). With a state, a single step runs the recurrent step in place on it and a longer
-// sequence runs the chunkwise kernel from it (the backend's inference mode), replacing it by the
-// state after the sequence.
+// sequence runs the chunkwise kernel from it (kernel_forward, kernels/backend.hpp), replacing it
+// by the state after the sequence.
 //
 // Training (mlstm_cell_backward): the forward from the zero state can keep an MLSTMCellCache (the
 // inputs split into heads, the gate pre-activations and the kernel's output before the norm, with
@@ -69,7 +69,7 @@ struct MLSTMCellWeights {
       throw ShapeError(prefix + "igate.weight",
                        "expected (NH, 3I) with NH >= 1 dividing I = " + std::to_string(inner) +
                            " (outnorm.weight's size), got " +
-                           detail::shape_string(igate_weight.dimensions(), 2));
+                           shape_string(igate_weight.dimensions()));
     }
     const auto name = [&](const char* parameter) { return prefix + parameter; };
     detail::expect_shape<T, 2>(igate_weight, {heads, 3 * inner}, name("igate.weight").c_str(),
@@ -81,21 +81,13 @@ struct MLSTMCellWeights {
   }
 };
 
-// How the model runs its kernels.
-struct KernelOptions {
-  SequenceKernel forward_kernel = SequenceKernel::parallel;  // whole sequences without a state
-  Index chunk_size = 64;  // of the chunkwise kernel (forward_kernel = chunkwise, and prefill)
-  double eps = 1e-6;      // the kernels' eps (the reference's)
-  int num_threads = 0;    // 0: the library default (mlstm::set_num_threads)
-};
-
 // What the cell's forward keeps for its backward.
 template <typename T>
 struct MLSTMCellCache {
-  Tensor<T, 4> q_heads, k_heads, v_heads;   // (B, NH, S, DH)
-  Tensor<T, 4> igate_heads, fgate_heads;    // (B, NH, S, 1)
-  ParallelForward<T> kernel;                // h before the norm (B, NH, S, DH); its row sums
-                                            // with the parallel kernel only
+  Tensor<T, 4> q_heads, k_heads, v_heads;  // (B, NH, S, DH)
+  Tensor<T, 4> igate_heads, fgate_heads;   // (B, NH, S, 1)
+  ParallelForward<T> kernel;               // h before the norm (B, NH, S, DH); its row sums
+                                           // with the parallel kernel only
 };
 
 // Where the cell's backward accumulates its parameters' gradients (shapes of MLSTMCellWeights).
@@ -171,6 +163,19 @@ void merge_heads(const T* x, Index batch, Index seq_len, Index heads, Index head
       }
 }
 
+// The kernel over heads: q, k (B, NH, S, DQK), v (B, NH, S, DV), gates (B, NH, S, 1) -> h
+// (B, NH, S, DV). `state` null: options.forward_kernel from the zero state; else one recurrent
+// step in place (S = 1) or the chunkwise kernel from *state, which is replaced by the state
+// after the sequence (kernel_forward, kernels/backend.hpp).
+template <typename T>
+Tensor<T, 4> mlstm_kernel_forward(const Tensor<T, 4>& q, const Tensor<T, 4>& k,
+                                  const Tensor<T, 4>& v, const Tensor<T, 4>& igate,
+                                  const Tensor<T, 4>& fgate, const KernelOptions& options,
+                                  RecurrentState<T>* state) {
+  return state == nullptr ? kernel_forward(q, k, v, igate, fgate, options)
+                          : kernel_forward(q, k, v, igate, fgate, *state, options);
+}
+
 // q, k, v (B, S, I) -> h (B, S, I); `state` null: the forward kernel from the zero state, else
 // continued from *state, which is replaced by the state after the sequence. `cache`, if not null
 // (only without a state), receives what mlstm_cell_backward needs.
@@ -190,37 +195,22 @@ Tensor<T, 3> mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const 
   const Tensor<T, 4> k_heads = split_heads(k, batch, seq_len, heads, head_dim);
   const Tensor<T, 4> v_heads = split_heads(v, batch, seq_len, heads, head_dim);
 
-  BackendConfig config;
-  config.eps = options.eps;
-  config.chunk_size = options.chunk_size;
-  config.num_threads = options.num_threads;
   Tensor<T, 4> h_heads;
-  if (cache != nullptr) {
-    if (options.forward_kernel == SequenceKernel::parallel) {
-      ParallelOptions parallel;
-      parallel.eps = options.eps;
-      parallel.num_threads = options.num_threads;
-      cache->kernel = parallel_stabilized_forward_with_cache(q_heads, k_heads, v_heads, igate_heads,
-                                                             fgate_heads, parallel);
-    } else {
-      config.kernel = SequenceKernel::chunkwise;
-      cache->kernel.h =
-          Backend(config).forward(q_heads, k_heads, v_heads, igate_heads, fgate_heads);
-    }
+  if (cache == nullptr) {
+    h_heads =
+        mlstm_kernel_forward(q_heads, k_heads, v_heads, igate_heads, fgate_heads, options, state);
+  } else if (options.forward_kernel == SequenceKernel::parallel) {
+    ParallelOptions parallel;
+    parallel.eps = options.eps;
+    parallel.num_threads = options.num_threads;
+    cache->kernel = parallel_stabilized_forward_with_cache(q_heads, k_heads, v_heads, igate_heads,
+                                                           fgate_heads, parallel);
     h_heads = cache->kernel.h;
-  } else if (state == nullptr) {
-    config.kernel = options.forward_kernel;
-    h_heads = Backend(config).forward(q_heads, k_heads, v_heads, igate_heads, fgate_heads);
-  } else if (seq_len == 1) {
-    h_heads = Tensor<T, 4>(batch, heads, 1, head_dim);
-    recurrent_step_stabilized_inplace(*state, q_heads, k_heads, v_heads, igate_heads, fgate_heads,
-                                      h_heads, options.eps, options.num_threads);
   } else {
-    config.mode = BackendMode::inference;
-    auto out = Backend(config).run(q_heads, k_heads, v_heads, igate_heads, fgate_heads, *state);
-    MLSTM_ASSERT(out.last_state.has_value(), "the inference backend returns the last state");
-    h_heads = std::move(out.h);
-    *state = std::move(*out.last_state);
+    KernelOptions chunkwise = options;
+    chunkwise.forward_kernel = SequenceKernel::chunkwise;
+    cache->kernel.h = kernel_forward(q_heads, k_heads, v_heads, igate_heads, fgate_heads, chunkwise);
+    h_heads = cache->kernel.h;
   }
 
   Tensor<T, 3> h(batch, seq_len, inner);
@@ -282,16 +272,6 @@ void mlstm_cell_backward(const MLSTMCellWeights<T>& w, const MLSTMCellGradients<
                                grads.fgate_weight, grads.fgate_bias);
 }
 
-// Validates the options at the boundary, so that messages name them as the caller spelled them.
-inline void check_kernel_options(const KernelOptions& options) {
-  expect_valid_eps(options.eps, "options.eps");
-  if (options.chunk_size < 1) {
-    throw ValueError("options.chunk_size",
-                     "expected a chunk size >= 1, got " + std::to_string(options.chunk_size));
-  }
-  resolve_num_threads(options.num_threads, "options.num_threads");
-}
-
 // c (B, NH, DH, DH), n (B, NH, DH, 1), m (B, NH, 1, 1); `prefix` names the state in messages.
 template <typename T>
 void check_cell_state(const RecurrentState<T>& state, Index batch, Index heads, Index head_dim,
@@ -308,7 +288,7 @@ template <typename T, typename Q, typename K, typename V>
 std::array<ConstTensorMap<T, 3>, 3> check_cell_inputs(const MLSTMCellWeights<T>& weights,
                                                       const Q& q, const K& k, const V& v) {
   require_same_scalar<Q, K, V>();
-  static_assert(std::is_same_v<scalar_of<Q>, T>, "q, k, v must have the weights' scalar type");
+  static_assert(std::is_same_v<ScalarOf<Q>, T>, "q, k, v must have the weights' scalar type");
   weights.validate();
   std::array<ConstTensorMap<T, 3>, 3> views{const_view<3>(q, "q", "(B, S, I)"),
                                             const_view<3>(k, "k", "(B, S, I)"),
@@ -316,7 +296,7 @@ std::array<ConstTensorMap<T, 3>, 3> check_cell_inputs(const MLSTMCellWeights<T>&
   const Index batch = views[0].dimension(0), seq_len = views[0].dimension(1);
   if (batch < 1 || seq_len < 1) {
     throw ShapeError(
-        "q", "expected (B, S, I) with B, S >= 1, got " + shape_string(views[0].dimensions(), 3));
+        "q", "expected (B, S, I) with B, S >= 1, got " + shape_string(views[0].dimensions()));
   }
   const char* names[] = {"q", "k", "v"};
   for (int i = 0; i < 3; ++i)

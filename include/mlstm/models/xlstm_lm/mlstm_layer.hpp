@@ -75,7 +75,7 @@ struct MLSTMLayerWeights {
     if (E < 1 || I < 1) {
       throw ShapeError(name("proj_up.weight"),
                        "expected (2I, E) with E >= 1 and I = learnable_skip's size >= 1, got " +
-                           detail::shape_string(proj_up_weight.dimensions(), 2) +
+                           shape_string(proj_up_weight.dimensions()) +
                            " and I = " + std::to_string(I));
     }
     detail::expect_shape<T, 2>(proj_up_weight, {2 * I, E}, name("proj_up.weight").c_str(),
@@ -94,7 +94,7 @@ struct MLSTMLayerWeights {
           w.dimension(1) != I / blocks || w.dimension(2) != I / blocks) {
         throw ShapeError(name(projection_names[p]),
                          "expected (P, I/P, I/P) with P dividing I = " + std::to_string(I) +
-                             " and P as q_proj's, got " + detail::shape_string(w.dimensions(), 3));
+                             " and P as q_proj's, got " + shape_string(w.dimensions()));
       }
     }
     optional_bias(q_proj_bias, I, "q_proj.bias");
@@ -103,7 +103,7 @@ struct MLSTMLayerWeights {
     if (conv_weight.dimension(0) != I || conv_weight.dimension(1) != 1 || kernel_size() < 1) {
       throw ShapeError(name("conv1d.conv.weight"),
                        "expected (I, 1, KS) with I = " + std::to_string(I) + " and KS >= 1, got " +
-                           detail::shape_string(conv_weight.dimensions(), 3));
+                           shape_string(conv_weight.dimensions()));
     }
     detail::expect_shape<T, 1>(conv_bias, {I}, name("conv1d.conv.bias").c_str(), "(I)");
     detail::expect_shape<T, 1>(cell.outnorm_weight, {I}, name("mlstm_cell.outnorm.weight").c_str(),
@@ -279,14 +279,14 @@ void mlstm_layer_backward(const MLSTMLayerWeights<T>& w, const MLSTMLayerGradien
 
 template <typename T, typename X>
 ConstTensorMap<T, 3> check_layer_input(const MLSTMLayerWeights<T>& weights, const X& x) {
-  static_assert(std::is_same_v<scalar_of<X>, T>, "x must have the weights' scalar type");
+  static_assert(std::is_same_v<ScalarOf<X>, T>, "x must have the weights' scalar type");
   weights.validate();
   const auto view = const_view<3>(x, "x", "(B, S, E)");
   if (view.dimension(0) < 1 || view.dimension(1) < 1 ||
       view.dimension(2) != weights.embedding_dim()) {
     throw ShapeError("x", "expected (B, S, E) with B, S >= 1 and E = " +
                               std::to_string(weights.embedding_dim()) + ", got " +
-                              shape_string(view.dimensions(), 3));
+                              shape_string(view.dimensions()));
   }
   return view;
 }

@@ -7,8 +7,8 @@
 // A model's state holds one per block, in block order ("block_<i>" in the reference).
 //
 // The zero state (all zeros, m = 0) is where the reference's step starts, and what
-// ModelState::zeros gives. States are plain tensors: copy one to branch a generation, save one
-// with the safetensors writer, or move one to and from the reference's dict.
+// LanguageModel::initial_state(batch) gives. States are plain tensors: copy one to branch a
+// generation, save one with the safetensors writer, or move one to and from the reference's dict.
 #pragma once
 
 #include <vector>

@@ -1,34 +1,39 @@
-// The parameters of an mLSTM-only xLSTM language model: registration with the reference's names
-// and shapes, the reference's initialization as an init plan, and its weight-decay rule.
+// The parameters of an mLSTM-only xLSTM language model, one parameter table per module
+// (params/parameter_table.hpp): the reference's names and shapes, its initialization and its
+// weight-decay override. Registration, the init plan, the forward's views
+// (bind_lm_model_weights) and the configuration of a bare checkpoint (infer_lm_model_config)
+// all come from these tables.
 //
 //   mlstm::LMModelConfig config;  ... set fields ...
 //   mlstm::Registry<float> registry;
-//   mlstm::register_lm_model(registry, config);            // names as in the reference's state_dict
+//   mlstm::register_lm_model(registry, config);    // names as in the reference's state_dict
 //   mlstm::Generator gen(0);
 //   mlstm::apply_init_plan(mlstm::lm_model_init_plan(config), registry, gen);
-//   auto groups = mlstm::get_weight_decay_optim_groups(registry, mlstm::lm_weight_decay_options(config));
+//   auto groups = mlstm::get_weight_decay_optim_groups(registry,
+//                                                      mlstm::lm_weight_decay_options(config));
 //
-// Each module has its own registration and plan functions, which register and name the
-// module's parameters relative to the scope (plan: the prefix) it is given, so that the model
-// code finds them under the same names. Registration order is the reference's
-// named_parameters() order. Shapes, with E = embedding_dim, I = inner_embedding_dim,
-// NH = num_heads, P = num_proj_heads = I / qkv_proj_blocksize, Q = I / P, K = conv1d_kernel_size,
-// V = vocab_size, and [ ] when config.bias:
+// Each module's table names its parameters relative to the module; a module's table is the same
+// standing alone (e.g. registered under a scope) or inside the model. Rows are in the
+// reference's named_parameters() order. Shapes, with E = embedding_dim, I = inner_embedding_dim,
+// NH = num_heads, P = num_proj_heads = I / qkv_proj_blocksize, Q = I / P, K =
+// conv1d_kernel_size, V = vocab_size, and [ ] when config.bias; the named extents (what a
+// checkpoint's shapes give back) are V, E, I, NH, P and K:
 //
-//   token embedding / head    token_embedding.weight (V, E)      lm_head.weight (V, E), tied or not
-//   block stack               blocks.<b>.<block>                 post_blocks_norm.weight (E)
-//   block                     xlstm_norm.weight (E)              xlstm.<layer>
-//   layer                     learnable_skip (I)                 proj_up.weight (2I, E) [proj_up.bias (2I)]
-//                             q_proj.weight (P, Q, Q) [q_proj.bias (I)], k_proj..., v_proj...
-//                             conv1d.conv.weight (I, 1, K)       conv1d.conv.bias (I)
-//                             mlstm_cell.<cell>                  proj_down.weight (E, I) [proj_down.bias (E)]
-//   cell                      igate.weight (NH, 3I)  igate.bias (NH)  fgate.weight (NH, 3I)
-//                             fgate.bias (NH)        outnorm.weight (I)
+//   model (lm_model_table)        xlstm_block_stack.<stack>   token_embedding.weight (V, E)
+//                                 lm_head.weight (V, E): a second name of the embedding if tied
+//   stack (block_stack_table)     blocks.<b>.<block>          post_blocks_norm.weight (E)
+//   block (mlstm_block_table)     xlstm_norm.weight (E)       xlstm.<layer>
+//   layer (mlstm_layer_table)     learnable_skip (I)          proj_up.weight (2I, E) [.bias (2I)]
+//                                 q_proj.weight (P, Q, Q) [q_proj.bias (I)], k_proj..., v_proj...
+//                                 conv1d.conv.weight (I, 1, K)  conv1d.conv.bias (I)
+//                                 mlstm_cell.<cell>           proj_down.weight (E, I) [.bias (E)]
+//   cell (mlstm_cell_table)       igate.weight (NH, 3I)  igate.bias (NH)  fgate.weight (NH, 3I)
+//                                 fgate.bias (NH)        outnorm.weight (I)
 //
 // The norms' weights are residual: the reference applies 1 + weight, so zero is the identity.
 //
 // Initialization. The reference's xLSTMLMModel.reset_parameters() makes these calls, in order
-// (lm_model_reset_plan; stage reset_parameters):
+// (each module's reset order below):
 //
 //   for each block b (xLSTMBlock.reset_parameters):
 //     mLSTMLayer.reset_parameters:
@@ -52,119 +57,121 @@
 //                                                                         is the embedding)
 //
 // reset_parameters leaves the causal convolution alone: it keeps the values PyTorch's
-// nn.Conv1d gave it on construction, kaiming_uniform_(a = sqrt(5)) for the weight, that is
-// U(-b, b) with b = sqrt(3) * sqrt(2 / (1 + a^2)) / sqrt(fan_in), and U(-1/sqrt(fan_in),
-// 1/sqrt(fan_in)) for the bias, where fan_in = K (the convolution is depthwise). Those two
-// calls follow, per block, as stage construction (mlstm_layer_construction_plan), so that
-// lm_model_init_plan initializes every parameter of a new model exactly once.
+// nn.Conv1d gave it on construction, U(-b, b) with b = default_weight_init_bound(K) for the
+// weight and default_bias_init_bound(K) for the bias (the convolution is depthwise: fan_in = K).
+// Those rules have stage construction, so that the plan (reset calls, then the construction
+// calls block by block) initializes every parameter of a new model exactly once.
+//
+// Weight decay: the group rule for every parameter, except the token embedding (and a head tied
+// to it), which goes to the group config.weight_decay_on_embedding chooses.
 #pragma once
 
-#include <cmath>
 #include <string>
 #include <vector>
 
-#include "mlstm/params/init_plan.hpp"
 #include "mlstm/models/xlstm_lm/config.hpp"
+#include "mlstm/params/init_plan.hpp"
+#include "mlstm/params/parameter_table.hpp"
 #include "mlstm/params/registry.hpp"
 #include "mlstm/params/weight_decay.hpp"
 
 namespace mlstm {
 
-// The bounds of PyTorch's default initialization of a convolution (and linear layer):
-// kaiming_uniform_(weight, a = sqrt(5)) and U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias.
-inline double default_weight_init_bound(Index fan_in) {
-  const double a = std::sqrt(5.0);
-  const double gain = std::sqrt(2.0 / (1.0 + a * a));
-  return std::sqrt(3.0) * (gain / std::sqrt(static_cast<double>(fan_in)));
-}
-inline double default_bias_init_bound(Index fan_in) {
-  return 1.0 / std::sqrt(static_cast<double>(fan_in));
-}
-
-namespace detail {
-
-inline std::string child_name(const std::string& prefix, const std::string& name) {
-  return prefix.empty() ? name : prefix + "." + name;
-}
-
-inline void append(std::vector<InitCall>& plan, const std::vector<InitCall>& more) {
-  plan.insert(plan.end(), more.begin(), more.end());
-}
-
-}  // namespace detail
-
-// ---- registration ----------------------------------------------------------------------------
-
-// LayerNorm / MultiHeadLayerNorm of the reference with weight and no bias: "weight" (ndim).
-template <typename T>
-void register_layer_norm(const ParameterScope<T>& norm, Index ndim) {
-  norm.add("weight", {ndim});
-}
-
-// nn.Linear(in_features, out_features, bias): "weight" (out, in) and "bias" (out).
-template <typename T>
-void register_linear(const ParameterScope<T>& linear, Index in_features, Index out_features,
-                     bool bias) {
-  linear.add("weight", {out_features, in_features});
-  if (bias) linear.add("bias", {out_features});
-}
-
-template <typename T>
-void register_mlstm_cell(const ParameterScope<T>& cell, const MLSTMCellConfig& config) {
+// mLSTMCell: the gates and the output norm, on the inner dimension.
+inline ParameterTable mlstm_cell_table(const MLSTMCellConfig& config) {
   config.validate();
-  register_linear(cell.scope("igate"), 3 * config.embedding_dim, config.num_heads, true);
-  register_linear(cell.scope("fgate"), 3 * config.embedding_dim, config.num_heads, true);
-  register_layer_norm(cell.scope("outnorm"), config.embedding_dim);
+  const Extent inner = named_extent("inner_embedding_dim", config.embedding_dim);
+  const Extent heads = named_extent("num_heads", config.num_heads);
+  ParameterTable table;
+  table.add("igate.weight", {heads, 3 * inner.value}, InitRule::zeros());
+  table.add("igate.bias", {heads}, InitRule::normal(0.0, 0.1));
+  table.add("fgate.weight", {heads, 3 * inner.value}, InitRule::zeros());
+  table.add("fgate.bias", {heads}, InitRule::bias_linspace(3.0, 6.0));
+  table.add("outnorm.weight", {inner}, InitRule::zeros());
+  table.set_reset_order({"outnorm", "fgate", "igate"});
+  return table;
 }
 
-template <typename T>
-void register_mlstm_layer(const ParameterScope<T>& layer, const MLSTMLayerConfig& config) {
+// mLSTMLayer: up-projection, convolution, head-wise q/k/v, the cell, down-projection.
+inline ParameterTable mlstm_layer_table(const MLSTMLayerConfig& config) {
   config.validate();
-  const Index inner = config.inner_embedding_dim;
-  layer.add("learnable_skip", {inner});
-  register_linear(layer.scope("proj_up"), config.embedding_dim, 2 * inner, config.bias);
-  for (const char* projection : {"q_proj", "k_proj", "v_proj"}) {
-    const auto scope = layer.scope(projection);
-    scope.add("weight", {config.num_proj_heads(), config.qkv_block_dim(), config.qkv_block_dim()});
-    if (config.bias) scope.add("bias", {inner});
+  const Extent embedding = named_extent("embedding_dim", config.embedding_dim);
+  const Extent inner = named_extent("inner_embedding_dim", config.inner_embedding_dim);
+  const Extent kernel = named_extent("conv1d_kernel_size", config.conv1d_kernel_size);
+  const Index I = inner.value, E = embedding.value;
+  const auto bias = [&](ParameterTable& table, const std::string& name, Index size) {
+    if (config.bias) table.add(name, {size}, InitRule::zeros());
+  };
+  ParameterTable table;
+  table.add("learnable_skip", {inner}, InitRule::ones());
+  table.add("proj_up.weight", {2 * I, embedding}, InitRule::small_init(E));
+  bias(table, "proj_up.bias", 2 * I);
+  for (const std::string projection : {"q_proj", "k_proj", "v_proj"}) {
+    table.add(projection + ".weight",
+              {named_extent("num_proj_heads", config.num_proj_heads()), config.qkv_block_dim(),
+               config.qkv_block_dim()},
+              InitRule::small_init(E));  // the outer dim, as the reference has it
+    bias(table, projection + ".bias", I);
   }
-  const auto conv = layer.scope("conv1d.conv");
-  conv.add("weight", {inner, 1, config.conv1d_kernel_size});
-  conv.add("bias", {inner});
-  register_mlstm_cell(layer.scope("mlstm_cell"), config.cell());
-  register_linear(layer.scope("proj_down"), inner, config.embedding_dim, config.bias);
+  const double weight_bound = default_weight_init_bound(kernel.value);
+  const double bias_bound = default_bias_init_bound(kernel.value);
+  table.add("conv1d.conv.weight", {inner, 1, kernel},
+            InitRule::uniform(-weight_bound, weight_bound).at_stage(InitStage::construction));
+  table.add("conv1d.conv.bias", {inner},
+            InitRule::uniform(-bias_bound, bias_bound).at_stage(InitStage::construction));
+  table.add_module("mlstm_cell", mlstm_cell_table(config.cell()));
+  table.add("proj_down.weight", {embedding, inner}, InitRule::wang(E, config.num_blocks));
+  bias(table, "proj_down.bias", E);
+  table.set_reset_order(
+      {"proj_up", "proj_down", "learnable_skip", "q_proj", "k_proj", "v_proj", "mlstm_cell"});
+  return table;
 }
 
-template <typename T>
-void register_mlstm_block(const ParameterScope<T>& block, const MLSTMLayerConfig& config) {
-  config.validate();
-  register_layer_norm(block.scope("xlstm_norm"), config.embedding_dim);
-  register_mlstm_layer(block.scope("xlstm"), config);
+// mLSTMBlock: pre-norm and the layer.
+inline ParameterTable mlstm_block_table(const MLSTMLayerConfig& config) {
+  ParameterTable table;
+  table.add("xlstm_norm.weight", {named_extent("embedding_dim", config.embedding_dim)},
+            InitRule::zeros());
+  table.add_module("xlstm", mlstm_layer_table(config));
+  table.set_reset_order({"xlstm", "xlstm_norm"});
+  return table;
 }
 
-template <typename T>
-void register_block_stack(const ParameterScope<T>& stack, const LMModelConfig& config) {
+// xLSTMBlockStack: the blocks and the optional post-blocks norm.
+inline ParameterTable block_stack_table(const LMModelConfig& config) {
   config.validate();
-  const MLSTMLayerConfig layer = config.layer();
+  const ParameterTable block = mlstm_block_table(config.layer());
+  ParameterTable table;
   for (Index b = 0; b < config.num_blocks; ++b)
-    register_mlstm_block(stack.scope("blocks." + std::to_string(b)), layer);
-  if (config.add_post_blocks_norm)
-    register_layer_norm(stack.scope("post_blocks_norm"), config.embedding_dim);
+    table.add_module("blocks." + std::to_string(b), block);
+  if (config.add_post_blocks_norm) {
+    table.add("post_blocks_norm.weight", {named_extent("embedding_dim", config.embedding_dim)},
+              InitRule::zeros());
+  }
+  return table;
 }
 
-// The whole language model. With tie_weights, lm_head.weight is a second name of
-// token_embedding.weight.
+// xLSTMLMModel: the block stack between the token embedding and the head.
+inline ParameterTable lm_model_table(const LMModelConfig& config) {
+  ParameterTable table;
+  table.add_module("xlstm_block_stack", block_stack_table(config));
+  const std::vector<Extent> embedding_shape{named_extent("vocab_size", config.vocab_size),
+                                            named_extent("embedding_dim", config.embedding_dim)};
+  table.add("token_embedding.weight", embedding_shape, InitRule::small_init(config.embedding_dim))
+      .weight_decay = config.weight_decay_on_embedding;
+  if (config.tie_weights) {
+    table.tie("lm_head.weight", "token_embedding.weight");
+  } else {
+    table.add("lm_head.weight", embedding_shape, InitRule::small_init(config.embedding_dim));
+  }
+  return table;
+}
+
+// The whole language model under `model` (with tie_weights, lm_head.weight is a second name of
+// token_embedding.weight).
 template <typename T>
 void register_lm_model(const ParameterScope<T>& model, const LMModelConfig& config) {
-  config.validate();
-  register_block_stack(model.scope("xlstm_block_stack"), config);
-  Parameter<T>& embedding =
-      model.add("token_embedding.weight", {config.vocab_size, config.embedding_dim});
-  if (config.tie_weights) {
-    model.tie("lm_head.weight", embedding);
-  } else {
-    register_linear(model.scope("lm_head"), config.embedding_dim, config.vocab_size, false);
-  }
+  register_parameters(model, lm_model_table(config));
 }
 
 template <typename T>
@@ -172,110 +179,18 @@ void register_lm_model(Registry<T>& registry, const LMModelConfig& config) {
   register_lm_model(ParameterScope<T>(registry), config);
 }
 
-// ---- initialization ----------------------------------------------------------------------------
-
-inline std::vector<InitCall> mlstm_cell_reset_plan(const std::string& prefix,
-                                                   const MLSTMCellConfig& config) {
-  config.validate();
-  const auto name = [&](const std::string& child) { return detail::child_name(prefix, child); };
-  return {InitCall::zeros(name("outnorm.weight")),
-          InitCall::zeros(name("fgate.weight")),
-          InitCall::bias_linspace(name("fgate.bias"), 3.0, 6.0),
-          InitCall::zeros(name("igate.weight")),
-          InitCall::normal(name("igate.bias"), 0.0, 0.1)};
-}
-
-inline std::vector<InitCall> mlstm_layer_reset_plan(const std::string& prefix,
-                                                    const MLSTMLayerConfig& config) {
-  config.validate();
-  const auto name = [&](const std::string& child) { return detail::child_name(prefix, child); };
-  std::vector<InitCall> plan;
-  plan.push_back(InitCall::small_init(name("proj_up.weight"), config.embedding_dim));
-  if (config.bias) plan.push_back(InitCall::zeros(name("proj_up.bias")));
-  plan.push_back(InitCall::wang(name("proj_down.weight"), config.embedding_dim, config.num_blocks));
-  if (config.bias) plan.push_back(InitCall::zeros(name("proj_down.bias")));
-  plan.push_back(InitCall::ones(name("learnable_skip")));
-  for (const std::string projection : {"q_proj", "k_proj", "v_proj"}) {
-    plan.push_back(InitCall::small_init(name(projection + ".weight"), config.embedding_dim));
-    if (config.bias) plan.push_back(InitCall::zeros(name(projection + ".bias")));
-  }
-  detail::append(plan, mlstm_cell_reset_plan(name("mlstm_cell"), config.cell()));
-  return plan;
-}
-
-// What the layer's parameters untouched by reset_parameters get on construction.
-inline std::vector<InitCall> mlstm_layer_construction_plan(const std::string& prefix,
-                                                           const MLSTMLayerConfig& config) {
-  config.validate();
-  const Index fan_in = config.conv1d_kernel_size;  // depthwise: 1 input channel per group
-  const double weight_bound = default_weight_init_bound(fan_in);
-  const double bias_bound = default_bias_init_bound(fan_in);
-  return {InitCall::uniform(detail::child_name(prefix, "conv1d.conv.weight"), -weight_bound,
-                            weight_bound)
-              .at_stage(InitStage::construction),
-          InitCall::uniform(detail::child_name(prefix, "conv1d.conv.bias"), -bias_bound, bias_bound)
-              .at_stage(InitStage::construction)};
-}
-
-inline std::vector<InitCall> mlstm_block_reset_plan(const std::string& prefix,
-                                                    const MLSTMLayerConfig& config) {
-  std::vector<InitCall> plan = mlstm_layer_reset_plan(detail::child_name(prefix, "xlstm"), config);
-  plan.push_back(InitCall::zeros(detail::child_name(prefix, "xlstm_norm.weight")));
-  return plan;
-}
-
-inline std::vector<InitCall> block_stack_reset_plan(const std::string& prefix,
-                                                    const LMModelConfig& config) {
-  config.validate();
-  std::vector<InitCall> plan;
-  for (Index b = 0; b < config.num_blocks; ++b) {
-    detail::append(plan, mlstm_block_reset_plan(
-                             detail::child_name(prefix, "blocks." + std::to_string(b)),
-                             config.layer()));
-  }
-  if (config.add_post_blocks_norm)
-    plan.push_back(InitCall::zeros(detail::child_name(prefix, "post_blocks_norm.weight")));
-  return plan;
-}
-
-// The calls of the reference's xLSTMLMModel.reset_parameters(), in order.
-inline std::vector<InitCall> lm_model_reset_plan(const LMModelConfig& config,
-                                                 const std::string& prefix = "") {
-  std::vector<InitCall> plan =
-      block_stack_reset_plan(detail::child_name(prefix, "xlstm_block_stack"), config);
-  plan.push_back(
-      InitCall::small_init(detail::child_name(prefix, "token_embedding.weight"), config.embedding_dim));
-  if (!config.tie_weights) {
-    plan.push_back(
-        InitCall::small_init(detail::child_name(prefix, "lm_head.weight"), config.embedding_dim));
-  }
-  return plan;
-}
-
-// Every parameter of a new model once: the reset_parameters calls, then the construction
-// values of the convolutions, block by block.
+// Every parameter of a new model once: the reference's reset_parameters calls, then the
+// construction values of the convolutions, block by block.
 inline std::vector<InitCall> lm_model_init_plan(const LMModelConfig& config,
                                                 const std::string& prefix = "") {
-  std::vector<InitCall> plan = lm_model_reset_plan(config, prefix);
-  for (Index b = 0; b < config.num_blocks; ++b) {
-    const std::string block =
-        detail::child_name(prefix, "xlstm_block_stack.blocks." + std::to_string(b));
-    detail::append(plan, mlstm_layer_construction_plan(detail::child_name(block, "xlstm"),
-                                                       config.layer()));
-  }
-  return plan;
+  return lm_model_table(config).init_plan(prefix);
 }
-
-// ---- weight decay ----------------------------------------------------------------------------
 
 // The language model's groups: `rule` for every parameter, except the token embedding (and a
 // head tied to it), which goes to the group config.weight_decay_on_embedding chooses.
 inline WeightDecayOptions lm_weight_decay_options(const LMModelConfig& config,
                                                   WeightDecayRule rule = WeightDecayRule::name) {
-  WeightDecayOptions options;
-  options.rule = rule;
-  options.overrides.emplace_back("token_embedding.weight", config.weight_decay_on_embedding);
-  return options;
+  return weight_decay_options(lm_model_table(config), rule);
 }
 
 }  // namespace mlstm

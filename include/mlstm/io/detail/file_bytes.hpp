@@ -21,9 +21,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#define MLSTM_HAVE_MMAP 1
+#define MLSTM_POSIX_IO 1
 #else
-#define MLSTM_HAVE_MMAP 0
+#define MLSTM_POSIX_IO 0
 #endif
 
 namespace mlstm::detail {
@@ -69,7 +69,7 @@ class FileBytes {
   // The file at `path`, mapped if it is a regular file the system maps, read otherwise. Throws
   // std::system_error if it cannot be opened or read.
   static std::shared_ptr<const FileBytes> open(const std::string& path) {
-#if MLSTM_HAVE_MMAP
+#if MLSTM_POSIX_IO
     const int descriptor = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (descriptor < 0) throw_io_error(errno, "cannot open " + path_text(path));
     struct stat status {};
@@ -108,7 +108,7 @@ class FileBytes {
   FileBytes& operator=(const FileBytes&) = delete;
 
   ~FileBytes() {
-#if MLSTM_HAVE_MMAP
+#if MLSTM_POSIX_IO
     if (mapped_) ::munmap(const_cast<std::uint8_t*>(data_), size_);
 #endif
   }

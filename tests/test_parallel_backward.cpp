@@ -1,6 +1,6 @@
 // The parallel form's backward: against autograd of the PyTorch reference (golden data, ties
 // included), against finite differences of the plain-loop forward (tests/support/naive.hpp) in
-// double; and the errors of every backward pass.
+// double, the cached forward, and its errors (shapes, and options other than the forward's).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -11,13 +11,11 @@
 #include <utility>
 #include <vector>
 
-#include <mlstm/kernels/chunkwise_backward.hpp>
 #include <mlstm/mlstm.hpp>
-#include <mlstm/kernels/parallel_backward.hpp>
-#include <mlstm/kernels/recurrent_backward.hpp>
 
-#include "support/finite_differences.hpp"
+#include "support/errors.hpp"
 #include "support/golden.hpp"
+#include "support/gradients.hpp"
 #include "support/naive.hpp"
 #include "support/parallel_branches.hpp"
 #include "support/random_inputs.hpp"
@@ -29,19 +27,7 @@ using mlstm::Index;
 using mlstm::Tensor;
 using mlstm::test::SequenceCase;
 
-// Budget of a finite-difference comparison: the differences' truncation and rounding error
-// (about 1e-10 of the loss's scale at step 1e-6) with a wide margin.
-constexpr double finite_difference_relative = 1e-7;
-
-double fd_budget(const Tensor<double, 4>& reference) {
-  return finite_difference_relative * std::max(1.0, mlstm::test::magnitude(reference));
-}
-
-struct NamedGradient {
-  const char* name;
-  const Tensor<double, 4>* analytic;
-  Tensor<double, 4>* input;
-};
+using mlstm::test::expect_error;
 
 void check_parallel_against_finite_differences(SequenceCase<double>& c,
                                                const mlstm::ParallelOptions& options) {
@@ -54,16 +40,7 @@ void check_parallel_against_finite_differences(SequenceCase<double>& c,
                                                 options.stabilize_rowwise, options.eps);
     return mlstm::test::dot(h, dh);
   };
-  const NamedGradient all[] = {{"dq", &grads.dq, &c.q},
-                               {"dk", &grads.dk, &c.k},
-                               {"dv", &grads.dv, &c.v},
-                               {"di", &grads.di, &c.igate},
-                               {"df", &grads.df, &c.fgate}};
-  for (const NamedGradient& g : all) {
-    const Tensor<double, 4> numeric = mlstm::test::finite_difference_gradient(*g.input, loss);
-    INFO(g.name);
-    MLSTM_CHECK_CLOSE(*g.analytic, numeric, fd_budget(numeric));
-  }
+  mlstm::test::check_finite_differences(mlstm::test::input_gradients(grads, c), loss);
 }
 
 }  // namespace
@@ -131,11 +108,7 @@ TEST_CASE("the forward with cache is the parallel form, and the backward reuses 
         mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, forward, options);
     const auto uncached =
         mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
-    for (const auto& [a, b] :
-         {std::pair{&cached.dq, &uncached.dq}, std::pair{&cached.dk, &uncached.dk},
-          std::pair{&cached.dv, &uncached.dv}, std::pair{&cached.di, &uncached.di},
-          std::pair{&cached.df, &uncached.df}})
-      CHECK(std::equal(a->data(), a->data() + a->size(), b->data()));
+    mlstm::test::check_gradients_close(cached, uncached, [](const auto&) { return 0.0; });
   }
 }
 
@@ -248,119 +221,81 @@ TEST_CASE("parallel backward matches autograd of the PyTorch reference", "[backw
   }
 }
 
-namespace {
-
-// Runs `call`, expecting an exception of type E whose argument() is `argument`.
-template <typename E, typename Call>
-void expect_error(const Call& call, const std::string& argument) {
-  try {
-    call();
-    FAIL("no exception; expected one naming " << argument);
-  } catch (const E& error) {
-    INFO(error.what());
-    CHECK(error.argument() == argument);
-  }
-}
-
-}  // namespace
-
-TEST_CASE("backward passes reject bad arguments, naming them", "[backward][errors]") {
+TEST_CASE("the parallel backward rejects bad arguments, naming them", "[backward][errors]") {
   const SequenceCase<double> c(1, 2, 6, 3, 4, 81);
   Tensor<double, 4> dh(1, 2, 6, 4), wrong_dh(1, 2, 5, 4);
   dh.setConstant(0.5);
   wrong_dh.setConstant(0.5);
   Tensor<double, 4> nan_dh = dh;
   nan_dh(0, 1, 2, 3) = std::nan("");
+  using mlstm::ShapeError;
+  using mlstm::ValueError;
+  expect_error<ShapeError>(
+      [&] { mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, wrong_dh); },
+      "dh");
+  expect_error<ValueError>(
+      [&] { mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, nan_dh); }, "dh");
+  mlstm::ParallelOptions options;
+  const auto forward =
+      mlstm::parallel_stabilized_forward_with_cache(c.q, c.k, c.v, c.igate, c.fgate, options);
+  mlstm::ParallelOptions other_eps = options;
+  other_eps.eps = 1e-3;
+  expect_error<ValueError>(
+      [&] {
+        mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, forward,
+                                            other_eps);
+      },
+      "options.eps");
+  mlstm::ParallelOptions other_max = options;
+  other_max.stabilize_rowwise = false;
+  expect_error<ValueError>(
+      [&] {
+        mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, forward,
+                                            other_max);
+      },
+      "options.stabilize_rowwise");
 
-  SECTION("parallel") {
-    using mlstm::ShapeError;
-    using mlstm::ValueError;
-    expect_error<ShapeError>(
-        [&] { mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, wrong_dh); },
-        "dh");
-    expect_error<ValueError>(
-        [&] { mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, nan_dh); },
-        "dh");
-    mlstm::ParallelOptions options;
-    const auto forward =
-        mlstm::parallel_stabilized_forward_with_cache(c.q, c.k, c.v, c.igate, c.fgate, options);
-    mlstm::ParallelOptions other_eps = options;
-    other_eps.eps = 1e-3;
-    expect_error<ValueError>(
-        [&] {
-          mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, forward,
-                                              other_eps);
-        },
-        "options.eps");
-    mlstm::ParallelOptions other_max = options;
-    other_max.stabilize_rowwise = false;
-    expect_error<ValueError>(
-        [&] {
-          mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, forward,
-                                              other_max);
-        },
-        "options.stabilize_rowwise");
-    const SequenceCase<double> shorter(1, 2, 5, 3, 4, 82);
-    const auto other_forward = mlstm::parallel_stabilized_forward_with_cache(
-        shorter.q, shorter.k, shorter.v, shorter.igate, shorter.fgate, options);
-    expect_error<ShapeError>(
-        [&] {
-          mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, other_forward,
-                                              options);
-        },
-        "forward.h");
-  }
+  const SequenceCase<double> shorter(1, 2, 5, 3, 4, 82);
+  const auto other_forward = mlstm::parallel_stabilized_forward_with_cache(
+      shorter.q, shorter.k, shorter.v, shorter.igate, shorter.fgate, options);
+  expect_error<ShapeError>(
+      [&] {
+        mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, other_forward,
+                                            options);
+      },
+      "forward.h");
+}
 
-  SECTION("recurrent step") {
-    const SequenceCase<double> step(1, 2, 1, 3, 4, 83);
-    auto state = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
-    auto dstate = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
-    Tensor<double, 4> step_dh(1, 2, 1, 4);
-    step_dh.setConstant(1.0);
-    const auto call = [&] {
-      mlstm::recurrent_step_stabilized_backward(state, step.q, step.k, step.v, step.igate,
-                                                step.fgate, step_dh, dstate);
+TEST_CASE("the parallel backward requires the mask the forward applied", "[backward][errors]") {
+  // The mask the backward applies must be the forward's; a causal one is causal however given.
+  const Index S = 16;
+  const SequenceCase<double> c(1, 2, S, 3, 4, 85);
+  Tensor<double, 4> dh(1, 2, S, 4);
+  dh.setConstant(0.5);
+  const mlstm::ParallelOptions options;
+  const auto forward =
+      mlstm::parallel_stabilized_forward_with_cache(c.q, c.k, c.v, c.igate, c.fgate, options);
+  mlstm::Mask band = mlstm::causal_mask(S);
+  band(S - 1, 0) = false;
+  mlstm::ParallelOptions banded;
+  banded.mask = band;
+  const auto banded_forward =
+      mlstm::parallel_stabilized_forward_with_cache(c.q, c.k, c.v, c.igate, c.fgate, banded);
+  const auto backward_with = [&](const auto& cached, const std::optional<mlstm::Mask>& mask) {
+    mlstm::ParallelOptions with_mask;
+    with_mask.mask = mask;
+    return [&cached, with_mask, &c, &dh] {
+      mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, cached, with_mask);
     };
-    REQUIRE_NOTHROW(call());
-    dstate.c = Tensor<double, 4>(1, 2, 4, 3);
-    expect_error<mlstm::ShapeError>(call, "dc_new");
-    dstate = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
-    dstate.m(0, 1, 0, 0) = std::nan("");
-    expect_error<mlstm::ValueError>(call, "dm_new");
-    dstate = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
-    step_dh = Tensor<double, 4>(1, 2, 2, 4);
-    expect_error<mlstm::ShapeError>(call, "dh");
-    step_dh = Tensor<double, 4>(1, 2, 1, 4);
-    step_dh.setZero();
-    state.n = Tensor<double, 4>(1, 2, 3, 2);
-    expect_error<mlstm::ShapeError>(call, "n");
-  }
-
-  SECTION("chunkwise") {
-    mlstm::ChunkwiseOptions options;
-    const auto zero = mlstm::RecurrentState<double>::zeros(1, 2, 3, 4);
-    auto wrong = zero;
-    wrong.c = Tensor<double, 4>(1, 2, 4, 4);
-    expect_error<mlstm::ShapeError>(
-        [&] {
-          mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options,
-                                               std::nullopt, wrong);
-        },
-        "dfinal_state.c");
-    expect_error<mlstm::ShapeError>(
-        [&] {
-          mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options, wrong,
-                                               zero);
-        },
-        "initial_state.c");
-    expect_error<mlstm::ShapeError>(
-        [&] {
-          mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, wrong_dh, options);
-        },
-        "dh");
-    options.chunk_size = 0;
-    expect_error<mlstm::ValueError>(
-        [&] { mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options); },
-        "options.chunk_size");
-  }
+  };
+  expect_error<mlstm::ValueError>(backward_with(forward, band), "options.mask");
+  expect_error<mlstm::ValueError>(backward_with(banded_forward, std::nullopt), "options.mask");
+  mlstm::Mask other_band = band;
+  other_band(S - 1, 0) = true;
+  other_band(S - 1, 1) = false;
+  expect_error<mlstm::ValueError>(backward_with(banded_forward, other_band), "options.mask");
+  const mlstm::Mask band_copy = band;
+  CHECK_NOTHROW(backward_with(banded_forward, band_copy)());
+  CHECK_NOTHROW(backward_with(forward, mlstm::causal_mask(2 * S))());
+  CHECK_NOTHROW(backward_with(forward, mlstm::causal_mask(S))());
 }

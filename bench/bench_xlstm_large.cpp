@@ -1,0 +1,138 @@
+// Google Benchmark program for xLSTM-Large, the xLSTM 7B architecture: generation (one token per
+// step from the state) and prefill (a prompt in one chunkwise call), in tokens per second, with
+// the process's peak resident memory.
+//
+//   MLSTM_NUM_THREADS=2 ./bench_xlstm_large
+//   MLSTM_BENCH_BLOCKS=32 ./bench_xlstm_large     # the full 7B model: 13.7 GB of bfloat16
+//   MLSTM_BENCH_WEIGHTS=float ./bench_xlstm_large # float32 weights instead of bfloat16
+//
+// The model is a slice of the 7B configuration: embedding 4096, 8 heads (DQK 256, DV 512), FFN
+// 10944, vocab 50304, 2 blocks by default (MLSTM_BENCH_BLOCKS), random weights stored in
+// bfloat16 and summed in float (the layout a bfloat16 checkpoint maps in place). Batch 1.
+//
+//   BM_generate     one step from the state after a 128-token prompt; items = tokens.
+//   BM_prefill/S    a prompt of S tokens from the zero state, logits of the last; items = tokens.
+//
+// Counters: parameters, weight_bytes (what a step reads), peak_rss_bytes (getrusage's maximum
+// resident set of the process so far: the model, its state and the activations).
+#include <benchmark/benchmark.h>
+
+#include <sys/resource.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <type_traits>
+
+#include <mlstm/models/xlstm_large/model.hpp>
+
+namespace {
+
+using mlstm::Index;
+
+mlstm::XLSTMLargeConfig bench_config() {
+  mlstm::XLSTMLargeConfig config;  // the 7B model's sizes
+  const char* blocks = std::getenv("MLSTM_BENCH_BLOCKS");
+  config.num_blocks = blocks != nullptr ? std::atoi(blocks) : 2;
+  return config;
+}
+
+double peak_rss_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) * 1024.0;  // Linux reports kilobytes
+}
+
+// A model with random weights: matrices normal with the small-init scale, norms one, gate biases
+// as the reference initializes them (biases stay zero).
+template <typename W>
+std::unique_ptr<mlstm::XLSTMLarge<float, W>> random_model() {
+  auto model = std::make_unique<mlstm::XLSTMLarge<float, W>>(bench_config());
+  std::mt19937_64 engine(0);
+  const mlstm::ParameterTable table = model->table();
+  for (const mlstm::ParameterRow& row : table.rows()) {
+    if (!mlstm::is_matrix(row)) continue;
+    auto values = model->matrix(row.name);
+    std::normal_distribution<float> normal(0.0f, 0.01f);
+    for (Index i = 0; i < values.size(); ++i) values.data()[i] = W(normal(engine));
+  }
+  return model;
+}
+
+template <typename W>
+const mlstm::XLSTMLarge<float, W>& bench_model() {
+  static const std::unique_ptr<mlstm::XLSTMLarge<float, W>> model = random_model<W>();
+  return *model;
+}
+
+mlstm::Tensor<std::int64_t, 2> prompt_tokens(Index length, Index vocab) {
+  mlstm::Tensor<std::int64_t, 2> tokens(1, length);
+  std::uint64_t x = 0x9e3779b97f4a7c15ull;
+  for (Index t = 0; t < length; ++t) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    tokens(0, t) = static_cast<std::int64_t>(x % static_cast<std::uint64_t>(vocab));
+  }
+  return tokens;
+}
+
+template <typename W>
+void add_counters(benchmark::State& state, const mlstm::XLSTMLarge<float, W>& model) {
+  const double parameters = static_cast<double>(model.table().parameter_count());
+  state.counters["parameters"] = parameters;
+  state.counters["weight_bytes"] = parameters * sizeof(W);
+  state.counters["peak_rss_bytes"] = peak_rss_bytes();
+}
+
+template <typename W>
+void generate(benchmark::State& state) {
+  const auto& model = bench_model<W>();
+  auto model_state = model.initial_state(1);
+  model.prefill(prompt_tokens(128, model.config().vocab_size), model_state, mlstm::Logits::last);
+  mlstm::Tensor<std::int64_t, 1> token(1);
+  token(0) = 1;
+  for (auto _ : state) {
+    auto logits = model.step(token, model_state);
+    benchmark::DoNotOptimize(logits.data());
+    token(0) = (token(0) * 31 + 7) % model.config().vocab_size;  // the next token's id
+  }
+  state.SetItemsProcessed(state.iterations());
+  add_counters(state, model);
+}
+
+template <typename W>
+void prefill(benchmark::State& state) {
+  const auto& model = bench_model<W>();
+  const Index length = state.range(0);
+  const auto tokens = prompt_tokens(length, model.config().vocab_size);
+  for (auto _ : state) {
+    auto model_state = model.initial_state(1);
+    auto logits = model.prefill(tokens, model_state, mlstm::Logits::last);
+    benchmark::DoNotOptimize(logits.data());
+  }
+  state.SetItemsProcessed(state.iterations() * length);
+  add_counters(state, model);
+}
+
+bool float_weights() {
+  const char* weights = std::getenv("MLSTM_BENCH_WEIGHTS");
+  return weights != nullptr && std::string(weights) == "float";
+}
+
+void BM_generate(benchmark::State& state) {
+  float_weights() ? generate<float>(state) : generate<Eigen::bfloat16>(state);
+}
+
+void BM_prefill(benchmark::State& state) {
+  float_weights() ? prefill<float>(state) : prefill<Eigen::bfloat16>(state);
+}
+
+BENCHMARK(BM_generate)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_prefill)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,22 @@
+// The line each example prints first: which instruction sets its code was compiled for, so that
+// a speed seen is read against the right code path. CMake builds the examples with
+// -march=native unless MLSTM_NATIVE_EXAMPLES is OFF (portable binaries), and says which.
+#pragma once
+
+#include <cstdio>
+
+#include <Eigen/Core>
+
+namespace example {
+
+inline void print_build_banner(const char* program) {
+#ifdef MLSTM_EXAMPLES_NATIVE
+  const char* build = "-march=native: this machine";
+#else
+  const char* build = "portable: no -march";
+#endif
+  std::fprintf(stderr, "%s: built for %s (%s)\n", program, Eigen::SimdInstructionSetsInUse(),
+               build);
+}
+
+}  // namespace example

@@ -1,0 +1,87 @@
+// Choosing a kernel (kernels/backend.hpp): kernel_forward runs the kernel KernelOptions names
+// from the zero state, continues a state with a step or the chunkwise form, and rejects invalid
+// options by name.
+#include <catch2/catch.hpp>
+
+#include <mlstm/mlstm.hpp>
+
+#include "support/errors.hpp"
+#include "support/random_inputs.hpp"
+#include "support/tolerance.hpp"
+
+namespace {
+
+using mlstm::Index;
+using mlstm::test::SequenceCase;
+
+}  // namespace
+
+TEST_CASE("kernel_forward runs the chosen kernel from the zero state, at any length", "[backend]") {
+  const SequenceCase<double> c(1, 2, 50, 8, 6, 21);
+  mlstm::KernelOptions options;
+  options.chunk_size = 16;
+  MLSTM_CHECK_CLOSE(mlstm::kernel_forward(c.q, c.k, c.v, c.igate, c.fgate, options),
+                    mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate), 0.0);
+  options.forward_kernel = mlstm::SequenceKernel::chunkwise;
+  mlstm::ChunkwiseOptions chunk16;
+  chunk16.chunk_size = 16;
+  MLSTM_CHECK_CLOSE(mlstm::kernel_forward(c.q, c.k, c.v, c.igate, c.fgate, options),
+                    mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, chunk16).h, 0.0);
+  options.forward_kernel = mlstm::SequenceKernel::recurrent;
+  MLSTM_CHECK_CLOSE(mlstm::kernel_forward(c.q, c.k, c.v, c.igate, c.fgate, options),
+                    mlstm::recurrent_sequence(c.q, c.k, c.v, c.igate, c.fgate).h, 0.0);
+}
+
+TEST_CASE("kernel_forward continues a state: chunkwise for a prompt, a step for S = 1",
+          "[backend]") {
+  const Index B = 1, NH = 2, DQK = 8, DV = 6;
+  const SequenceCase<double> prompt(B, NH, 50, DQK, DV, 21);
+  const auto initial = mlstm::test::random_state<double>(B, NH, DQK, DV, 22);
+  mlstm::KernelOptions options;
+  options.chunk_size = 16;
+  mlstm::ChunkwiseOptions chunk16;
+  chunk16.chunk_size = 16;
+
+  auto state = initial;
+  const auto h_prompt = mlstm::kernel_forward(prompt.q, prompt.k, prompt.v, prompt.igate,
+                                              prompt.fgate, state, options);
+  const auto expected = mlstm::chunkwise_stabilized(prompt.q, prompt.k, prompt.v, prompt.igate,
+                                                    prompt.fgate, chunk16, initial);
+  MLSTM_CHECK_CLOSE(h_prompt, expected.h, 0.0);
+  MLSTM_CHECK_CLOSE(state.c, expected.state.c, 0.0);
+  MLSTM_CHECK_CLOSE(state.m, expected.state.m, 0.0);
+
+  const SequenceCase<double> next(B, NH, 1, DQK, DV, 23);
+  const auto step_expected =
+      mlstm::recurrent_step_stabilized(state, next.q, next.k, next.v, next.igate, next.fgate);
+  const auto h_step =
+      mlstm::kernel_forward(next.q, next.k, next.v, next.igate, next.fgate, state, options);
+  MLSTM_CHECK_CLOSE(h_step, step_expected.h, 0.0);
+  MLSTM_CHECK_CLOSE(state.c, step_expected.state.c, 0.0);
+  MLSTM_CHECK_CLOSE(state.n, step_expected.state.n, 0.0);
+  MLSTM_CHECK_CLOSE(state.m, step_expected.state.m, 0.0);
+}
+
+TEST_CASE("kernel_forward rejects invalid options by name, leaving the state",
+          "[backend][errors]") {
+  const SequenceCase<double> c(1, 1, 5, 4, 4, 3);
+  auto state = mlstm::test::random_state<double>(1, 1, 4, 4, 4);
+  const auto before = state;
+  const auto run = [&](const mlstm::KernelOptions& options) {
+    return [&c, &state, options] {
+      mlstm::kernel_forward(c.q, c.k, c.v, c.igate, c.fgate, state, options);
+    };
+  };
+  mlstm::KernelOptions options;
+  options.chunk_size = 0;
+  mlstm::test::expect_error<mlstm::ValueError>(run(options), "options.chunk_size");
+  options = {};
+  options.num_threads = -3;
+  mlstm::test::expect_error<mlstm::ValueError>(run(options), "options.num_threads");
+  options = {};
+  options.eps = 0;
+  mlstm::test::expect_error<mlstm::ValueError>(run(options), "options.eps");
+  MLSTM_CHECK_CLOSE(state.c, before.c, 0.0);
+  MLSTM_CHECK_CLOSE(state.m, before.m, 0.0);
+  CHECK_NOTHROW(run({})());
+}

@@ -1,0 +1,129 @@
+// The parallel form against the plain loops of tests/support/naive.hpp: the edge sweep
+// (support/sweep.hpp) with both stabilizations and several eps, sequences that cross the
+// kernel's row and column tiles at every offset, and masks (given, causal, longer or shorter
+// than the sequence); float and double.
+//
+// Tile sizes: the parallel form walks tiles of detail::parallel_tile_rows rows and
+// detail::parallel_tile_columns columns, so sequences of 255..520 steps cross row tiles, column
+// tiles and the diagonal at every offset.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <optional>
+
+#include <mlstm/mlstm.hpp>
+
+#include "support/naive.hpp"
+#include "support/plain_expectation.hpp"
+#include "support/random_inputs.hpp"
+#include "support/sweep.hpp"
+#include "support/tolerance.hpp"
+
+namespace {
+
+using mlstm::Index;
+using mlstm::test::SequenceCase;
+
+// parallel_stabilized on case c against the plain loops with the same options; returns h.
+template <typename T>
+mlstm::Tensor<T, 4> check_against_plain_loops(const SequenceCase<T>& c,
+                                              const mlstm::ParallelOptions& options) {
+  const auto h = mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
+  const auto plain = mlstm::test::plain_expectation<T>([&](auto dtype) {
+    using U = typename decltype(dtype)::type;
+    const auto cu = c.template cast<U>();
+    return mlstm::test::naive::parallel<U>(cu.q, cu.k, cu.v, cu.igate, cu.fgate, options.mask,
+                                           options.stabilize_rowwise, static_cast<U>(options.eps));
+  });
+  MLSTM_CHECK_CLOSE(h, plain.expected, plain.budget);
+  return h;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("parallel_stabilized matches the plain loops over the edge sweep",
+                   "[parallel][naive]", float, double) {
+  std::uint64_t seed = 1;
+  for (const mlstm::test::Sizes& z : mlstm::test::sweep_sizes) {
+    for (const mlstm::test::Gates& gates : mlstm::test::sweep_gates) {
+      for (const bool rowwise : {true, false}) {
+        for (const double eps : {1e-6, 1e-2}) {
+          CAPTURE(z.B, z.NH, z.S, z.DQK, z.DV, gates.name, rowwise, eps);
+          SequenceCase<TestType> c(z.B, z.NH, z.S, z.DQK, z.DV, seed++, gates.igate, gates.fgate);
+          mlstm::ParallelOptions options;
+          options.stabilize_rowwise = rowwise;
+          options.eps = eps;
+          check_against_plain_loops(c, options);
+        }
+      }
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("the tiled parallel form matches the plain loops across tile edges",
+                   "[parallel][naive]", float, double) {
+  static_assert(
+      mlstm::detail::parallel_tile_rows == 256 && mlstm::detail::parallel_tile_columns == 128,
+      "the sizes below are chosen around these tiles");
+  const mlstm::test::Sizes sizes[] = {
+      {1, 1, 1, 8, 8},      // one step
+      {1, 2, 255, 7, 5},    // odd head sizes, one row tile, two column tiles
+      {2, 1, 257, 16, 24},  // one step into the second row tile, DQK != DV
+      {1, 1, 520, 8, 4},    // three row tiles, five column tiles
+  };
+  std::uint64_t seed = 10;
+  for (const mlstm::test::Sizes& z : sizes) {
+    for (const mlstm::test::Gates& gates : mlstm::test::extreme_gates) {
+      for (const bool rowwise : {true, false}) {
+        CAPTURE(z.B, z.NH, z.S, z.DQK, z.DV, gates.name, rowwise);
+        SequenceCase<TestType> c(z.B, z.NH, z.S, z.DQK, z.DV, seed++, gates.igate, gates.fgate);
+        mlstm::ParallelOptions options;
+        options.stabilize_rowwise = rowwise;
+        check_against_plain_loops(c, options);
+      }
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("a given mask, causal or not, is applied within and across tiles",
+                   "[parallel][mask]", float, double) {
+  // A sliding window with a few positions ahead of the row (non-causal), and one row that sees
+  // nothing (its h must be 0); in the long sequence also whole tiles that see nothing (skipped).
+  struct Masked {
+    Index B, S, window, ahead_every, ahead_by, empty_row;
+    std::uint64_t seed;
+  };
+  for (const Masked& spec : {Masked{2, 23, 5, 3, 2, 7, 99}, Masked{1, 300, 40, 7, 150, 100, 77}}) {
+    CAPTURE(spec.S);
+    const SequenceCase<TestType> c(spec.B, 2, spec.S, 8, 6, spec.seed);
+    mlstm::Mask mask(spec.S, spec.S);
+    for (Index t = 0; t < spec.S; ++t)
+      for (Index s = 0; s < spec.S; ++s)
+        mask(t, s) = (s <= t && t - s < spec.window) ||
+                     (t % spec.ahead_every == 0 && s == std::min(spec.S - 1, t + spec.ahead_by));
+    for (Index s = 0; s < spec.S; ++s) mask(spec.empty_row, s) = false;
+    for (const bool rowwise : {true, false}) {
+      CAPTURE(rowwise);
+      mlstm::ParallelOptions options;
+      options.stabilize_rowwise = rowwise;
+      options.mask = mask;
+      const auto h = check_against_plain_loops(c, options);
+      for (Index b = 0; b < spec.B; ++b)
+        for (Index head = 0; head < 2; ++head)
+          for (Index j = 0; j < 6; ++j) CHECK(h(b, head, spec.empty_row, j) == TestType(0));
+    }
+  }
+}
+
+TEST_CASE("a mask longer than the sequence, or a causal one shorter, means the causal mask",
+          "[parallel][mask]") {
+  SequenceCase<double> c(1, 2, 20, 8, 8, 5);
+  const auto causal = check_against_plain_loops(c, mlstm::ParallelOptions{});
+  for (const Index L : {Index(32), Index(7)}) {
+    CAPTURE(L);
+    mlstm::ParallelOptions options;
+    options.mask = mlstm::causal_mask(L);
+    const auto h = mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
+    MLSTM_CHECK_CLOSE(h, causal, 0.0);
+  }
+}
