@@ -182,19 +182,13 @@ inline void print_model(const mlstm::LanguageModel<float>& model, const ModelFla
 template <typename W>
 void print_model(const mlstm::XLSTMLarge<float, W>& model, const ModelFlags& flags) {
   const mlstm::XLSTMLargeConfig& c = model.config();
-  long long parameters = 0;
-  for (const mlstm::XLSTMLargeParameter& parameter : model.parameters()) {
-    long long size = 1;
-    for (const mlstm::Index d : parameter.shape) size *= d;
-    parameters += size;
-  }
   std::printf(
       "model: %s (xLSTM-Large, %s matrices); vocab %lld, embedding %lld, %lld blocks, "
       "%lld heads, %lld parameters; %d threads\n",
       flags.folder.c_str(), flags.bfloat16_weights ? "bfloat16" : "float32",
       static_cast<long long>(c.vocab_size), static_cast<long long>(c.embedding_dim),
-      static_cast<long long>(c.num_blocks), static_cast<long long>(c.num_heads), parameters,
-      mlstm::get_num_threads());
+      static_cast<long long>(c.num_blocks), static_cast<long long>(c.num_heads),
+      static_cast<long long>(model.table().parameter_count()), mlstm::get_num_threads());
 }
 
 // The chunk size of the chunkwise kernel that prefill runs.

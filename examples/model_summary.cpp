@@ -58,9 +58,12 @@ Options parse(int argc, char** argv) {
   c.num_blocks = 2;
   c.context_length = 32;
   const std::map<std::string, mlstm::Index*> integers{
-      {"--vocab-size", &c.vocab_size},         {"--embedding-dim", &c.embedding_dim},
-      {"--num-heads", &c.num_heads},           {"--num-blocks", &c.num_blocks},
-      {"--context-length", &c.context_length}, {"--conv1d-kernel-size", &c.conv1d_kernel_size},
+      {"--vocab-size", &c.vocab_size},
+      {"--embedding-dim", &c.embedding_dim},
+      {"--num-heads", &c.num_heads},
+      {"--num-blocks", &c.num_blocks},
+      {"--context-length", &c.context_length},
+      {"--conv1d-kernel-size", &c.conv1d_kernel_size},
       {"--qkv-proj-blocksize", &c.qkv_proj_blocksize}};
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -132,9 +135,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   const bool loaded = !options.checkpoint.empty();
-  mlstm::LanguageModel<float> model = loaded
-                                          ? mlstm::load_language_model<float>(options.checkpoint)
-                                          : mlstm::LanguageModel<float>(options.config);
+  mlstm::LanguageModel<float> model = loaded ? mlstm::load_language_model<float>(options.checkpoint)
+                                             : mlstm::LanguageModel<float>(options.config);
   const mlstm::LMModelConfig& config = model.config();
   mlstm::Registry<float>& registry = model.registry();
 
@@ -178,22 +180,24 @@ int main(int argc, char** argv) {
 
   std::size_t width[6] = {};
   for (const Row& row : rows) {
-    const std::string* cells[] = {&row.name, &row.shape, &row.init, &row.group, &row.count, &row.std};
+    const std::string* cells[] = {&row.name,  &row.shape, &row.init,
+                                  &row.group, &row.count, &row.std};
     for (int c = 0; c < 6; ++c) width[c] = std::max(width[c], cells[c]->size());
   }
-  std::printf("mLSTM language model: vocab %lld, embedding %lld, %lld heads, %lld blocks, inner %lld, "
-              "context %lld, seed %llu, %s rule\n\n",
-              static_cast<long long>(config.vocab_size), static_cast<long long>(config.embedding_dim),
-              static_cast<long long>(config.num_heads), static_cast<long long>(config.num_blocks),
-              static_cast<long long>(config.inner_embedding_dim()),
-              static_cast<long long>(config.context_length),
-              static_cast<unsigned long long>(options.seed),
-              options.rule == mlstm::WeightDecayRule::name ? "name" : "rank");
+  std::printf(
+      "mLSTM language model: vocab %lld, embedding %lld, %lld heads, %lld blocks, inner %lld, "
+      "context %lld, seed %llu, %s rule\n\n",
+      static_cast<long long>(config.vocab_size), static_cast<long long>(config.embedding_dim),
+      static_cast<long long>(config.num_heads), static_cast<long long>(config.num_blocks),
+      static_cast<long long>(config.inner_embedding_dim()),
+      static_cast<long long>(config.context_length), static_cast<unsigned long long>(options.seed),
+      options.rule == mlstm::WeightDecayRule::name ? "name" : "rank");
   for (std::size_t r = 0; r < rows.size(); ++r) {
     const Row& row = rows[r];
-    std::printf("%-*s  %-*s  %-*s  %-*s  %*s  %*s\n", int(width[0]), row.name.c_str(), int(width[1]),
-                row.shape.c_str(), int(width[2]), row.init.c_str(), int(width[3]), row.group.c_str(),
-                int(width[4]), row.count.c_str(), int(width[5]), row.std.c_str());
+    std::printf("%-*s  %-*s  %-*s  %-*s  %*s  %*s\n", int(width[0]), row.name.c_str(),
+                int(width[1]), row.shape.c_str(), int(width[2]), row.init.c_str(), int(width[3]),
+                row.group.c_str(), int(width[4]), row.count.c_str(), int(width[5]),
+                row.std.c_str());
     if (r == 0) {
       std::size_t total = 10;
       for (const std::size_t w : width) total += w;
@@ -201,11 +205,12 @@ int main(int argc, char** argv) {
     }
   }
   const long long total = registry.parameter_count();
-  std::printf("\n%lld parameters (%zu names), %s elements: decay %s (%zu parameters), "
-              "no_decay %s (%zu parameters)\n",
-              static_cast<long long>(registry.size()), registry.state_dict_names().size(),
-              with_thousands(total).c_str(), with_thousands(decay_elements).c_str(), groups.decay.size(),
-              with_thousands(no_decay_elements).c_str(), groups.no_decay.size());
+  std::printf(
+      "\n%lld parameters (%zu names), %s elements: decay %s (%zu parameters), "
+      "no_decay %s (%zu parameters)\n",
+      static_cast<long long>(registry.size()), registry.state_dict_names().size(),
+      with_thousands(total).c_str(), with_thousands(decay_elements).c_str(), groups.decay.size(),
+      with_thousands(no_decay_elements).c_str(), groups.no_decay.size());
   std::printf("memory: %.2f MiB for values (float); training adds as much for gradients\n",
               static_cast<double>(total) * sizeof(float) / (1024.0 * 1024.0));
   return 0;

@@ -31,17 +31,18 @@ void write_xlstm_large(const std::filesystem::path& folder, mlstm::Index vocab_s
   std::mt19937 engine(0);
   std::normal_distribution<float> normal(0.0f, 0.3f);
   mlstm::safetensors::Writer writer;
-  for (const mlstm::XLSTMLargeParameter& parameter : model.parameters()) {
-    const bool matrix = parameter.role == mlstm::XLSTMLargeParameter::Role::matrix;
+  const mlstm::ParameterTable table = model.table();
+  for (const mlstm::ParameterRow& row : table.rows()) {
     mlstm::TensorMap<float, 1> values =
-        matrix ? model.matrix(parameter.name) : model.vector(parameter.name);
-    const float offset = parameter.role == mlstm::XLSTMLargeParameter::Role::norm_weight ? 1 : 0;
-    for (mlstm::Index i = 0; i < values.size(); ++i) values(i) = offset + normal(engine);
-    if (parameter.shape.size() == 2) {
-      writer.add(parameter.name,
-                 mlstm::TensorMap<float, 2>(values.data(), parameter.shape[0], parameter.shape[1]));
+        mlstm::is_matrix(row) ? model.matrix(row.name) : model.vector(row.name);
+    const bool norm_weight = row.init && row.init->scheme == mlstm::InitScheme::ones;
+    for (mlstm::Index i = 0; i < values.size(); ++i)
+      values(i) = (norm_weight ? 1.0f : 0.0f) + normal(engine);
+    const mlstm::Shape shape = row.shape();
+    if (shape.size() == 2) {
+      writer.add(row.name, mlstm::TensorMap<float, 2>(values.data(), shape[0], shape[1]));
     } else {
-      writer.add(parameter.name, values);
+      writer.add(row.name, values);
     }
   }
   writer.save((folder / "model.safetensors").string());

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include <mlstm/mlstm.hpp>
 #include <mlstm/io/safetensors.hpp>
+#include <mlstm/mlstm.hpp>
 
 #include "support/tolerance.hpp"
 
@@ -82,12 +82,9 @@ void rewrite(const std::string& source, const std::string& target, const std::st
   for (const std::string& name : file.names()) {
     if (name == skip) continue;
     const auto& shape = file.info(name).shape;
-    if (shape.size() == 1)
-      writer.add(name, file.read<float, 1>(name));
-    else if (shape.size() == 2)
-      writer.add(name, file.read<float, 2>(name));
-    else
-      writer.add(name, file.read<float, 3>(name));
+    if (shape.size() == 1) writer.add(name, file.read<float, 1>(name));
+    else if (shape.size() == 2) writer.add(name, file.read<float, 2>(name));
+    else writer.add(name, file.read<float, 3>(name));
   }
   edit(writer);
   writer.save(target);
@@ -117,12 +114,9 @@ TEMPLATE_TEST_CASE("load_checkpoint reads the reference's state dict exactly", "
           if (static_cast<double>(parameter.data()[i]) != stored.data()[i]) return false;
         return true;
       };
-      if (info.shape.size() == 1)
-        CHECK(same_values(file.read<double, 1>(name)));
-      else if (info.shape.size() == 2)
-        CHECK(same_values(file.read<double, 2>(name)));
-      else
-        CHECK(same_values(file.read<double, 3>(name)));
+      if (info.shape.size() == 1) CHECK(same_values(file.read<double, 1>(name)));
+      else if (info.shape.size() == 2) CHECK(same_values(file.read<double, 2>(name)));
+      else CHECK(same_values(file.read<double, 3>(name)));
     }
   }
 }
@@ -449,9 +443,9 @@ nlohmann::json stored_config(Index vocab_size, Index embedding_dim) {
 TEST_CASE("a checkpoint's configuration is checked against its tensors before anything is built",
           "[checkpoint][errors]") {
   // 384 bytes whose stored configuration says vocab 2^22, embedding 1024 (16 GiB of parameters).
-  nlohmann::json header{{"__metadata__", stored_config(Index(1) << 22, 1024)},
-                        {"token_embedding.weight",
-                         {{"dtype", "F32"}, {"shape", {2, 4}}, {"data_offsets", {0, 32}}}}};
+  nlohmann::json header{
+      {"__metadata__", stored_config(Index(1) << 22, 1024)},
+      {"token_embedding.weight", {{"dtype", "F32"}, {"shape", {2, 4}}, {"data_offsets", {0, 32}}}}};
   const auto small_file = safetensors_bytes(header, 32, 384 - 8 - 32);
   REQUIRE(small_file.size() == 384);
   CHECK_THAT(rejected_cheaply<mlstm::ValueError>(small_file, "claims_16g.safetensors"),
@@ -459,19 +453,19 @@ TEST_CASE("a checkpoint's configuration is checked against its tensors before an
 
   // Vocab 2^18 x 512 with most tensors missing.
   header["__metadata__"] = stored_config(Index(1) << 18, 512);
-  CHECK_THAT(rejected_cheaply<mlstm::ValueError>(safetensors_bytes(header, 32),
-                                                 "claims_1g.safetensors"),
-             Catch::Contains("describes"));
+  CHECK_THAT(
+      rejected_cheaply<mlstm::ValueError>(safetensors_bytes(header, 32), "claims_1g.safetensors"),
+      Catch::Contains("describes"));
 
   // A stored block count beyond the tensor count is refused before it is described.
-  auto config = mlstm::lm_model_config_from_json(header["__metadata__"]
-                                                     [mlstm::lm_model_config_metadata_key]);
+  auto config =
+      mlstm::lm_model_config_from_json(header["__metadata__"][mlstm::lm_model_config_metadata_key]);
   config.num_blocks = Index(1) << 40;
   header["__metadata__"][mlstm::lm_model_config_metadata_key] =
       mlstm::lm_model_config_to_json(config);
-  CHECK_THAT(rejected_cheaply<mlstm::ValueError>(safetensors_bytes(header, 32),
-                                                 "many_blocks.safetensors"),
-             Catch::Contains("1099511627776 blocks") && Catch::Contains("1 tensors"));
+  CHECK_THAT(
+      rejected_cheaply<mlstm::ValueError>(safetensors_bytes(header, 32), "many_blocks.safetensors"),
+      Catch::Contains("1099511627776 blocks") && Catch::Contains("1 tensors"));
 }
 
 TEST_CASE("an inferred configuration is checked against every tensor before anything is built",

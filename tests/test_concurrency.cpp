@@ -97,7 +97,7 @@ TEST_CASE("kernels called from several threads while the thread count changes eq
       },
   };
 
-  constexpr int users = 3, calls_per_user = 40;
+  constexpr int users = 3, calls_per_user = 100;
   std::atomic<bool> done{false};
   std::atomic<int> mismatches{0}, calls{0}, changes{0};
   std::mutex failure_mutex;

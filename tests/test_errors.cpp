@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <mlstm/detail/assert.hpp>
@@ -201,11 +202,15 @@ TEST_CASE("one clause catches every kind of error through mlstm::Error", "[error
              Contains("short.safetensors"));
   CHECK_THAT(caught([] { MLSTM_ASSERT(1 + 1 == 3, "arithmetic"); }, mlstm::InternalError("")),
              Contains("arithmetic"));
+  const auto load_missing = [] { (void)mlstm::safetensors::File::load("/absent/m.safetensors"); };
+  CHECK_THAT(caught(load_missing, mlstm::IoError(std::make_error_code(std::errc::io_error))),
+             Contains("/absent/m.safetensors"));
 
   // Each is also the standard exception it is a kind of.
   static_assert(std::is_base_of_v<std::invalid_argument, mlstm::ShapeError>);
   static_assert(std::is_base_of_v<std::invalid_argument, mlstm::ValueError>);
   static_assert(std::is_base_of_v<std::runtime_error, mlstm::FormatError>);
+  static_assert(std::is_base_of_v<std::system_error, mlstm::IoError>);
   static_assert(std::is_base_of_v<std::logic_error, mlstm::InternalError>);
   CHECK_THROWS_AS(mlstm::set_num_threads(-1), std::exception);
 }

@@ -21,8 +21,8 @@
 #include <cstdlib>
 #include <string>
 
-#include <mlstm/mlstm.hpp>
 #include <mlstm/io/safetensors.hpp>
+#include <mlstm/mlstm.hpp>
 
 #include "support/tolerance.hpp"
 

@@ -1,7 +1,7 @@
 // AdamW over the weight-decay groups against torch.optim.AdamW (golden, several steps), and its
 // properties and errors.
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -51,7 +51,8 @@ void run_golden_case(const std::string& name, const std::string& tag) {
   for (int k = 0; k < steps; ++k) {
     optimizer.set_lr(lrs.at(static_cast<std::size_t>(k)));
     for (const char* pname : parameter_names) {
-      const auto grad = golden.values<T>(name + "." + tag + "." + pname + ".grad" + std::to_string(k));
+      const auto grad =
+          golden.values<T>(name + "." + tag + "." + pname + ".grad" + std::to_string(k));
       std::copy(grad.begin(), grad.end(), registry.get(pname).grad_data());
     }
     optimizer.step();
@@ -60,7 +61,8 @@ void run_golden_case(const std::string& name, const std::string& tag) {
       const auto expected = golden.values<T>(key);
       const auto& param = registry.get(pname);
       const mlstm::ConstTensorMap<T, 1> actual(param.data(), param.size());
-      const mlstm::ConstTensorMap<T, 1> reference(expected.data(), static_cast<mlstm::Index>(expected.size()));
+      const mlstm::ConstTensorMap<T, 1> reference(expected.data(),
+                                                  static_cast<mlstm::Index>(expected.size()));
       // torch computes in the parameter's dtype as we do, but its vectorized kernels fuse some
       // multiply-adds: the results differ by rounding only.
       const double budget = (std::is_same_v<T, double> ? mlstm::test::double_relative
@@ -75,7 +77,8 @@ void run_golden_case(const std::string& name, const std::string& tag) {
 
 }  // namespace
 
-TEST_CASE("params adamw: matches torch.optim.AdamW on decay / no_decay groups", "[params][adamw][golden]") {
+TEST_CASE("params adamw: matches torch.optim.AdamW on decay / no_decay groups",
+          "[params][adamw][golden]") {
   for (const std::string name : {"default", "amsgrad_schedule", "maximize"}) {
     SECTION(name) {
       run_golden_case<double>(name, "f64");
@@ -103,7 +106,8 @@ TEST_CASE("params adamw: decoupled decay acts on the decay group only", "[params
   CHECK(optimizer.exp_avg_sq(bias)(1) == 0.0);
 }
 
-TEST_CASE("params adamw: first step moves each element by lr against its gradient's sign", "[params][adamw]") {
+TEST_CASE("params adamw: first step moves each element by lr against its gradient's sign",
+          "[params][adamw]") {
   // With bias correction, step 1 gives m_hat = g, v_hat = g^2: p -= lr * g / (|g| + eps).
   Registry<double> registry;
   auto& p = registry.add("p", {3});

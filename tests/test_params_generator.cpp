@@ -28,13 +28,15 @@ const GoldenFile& golden() {
 
 std::vector<std::uint64_t> golden_seeds() {
   std::vector<std::uint64_t> seeds;
-  for (const auto& text : golden().json("seeds")) seeds.push_back(std::stoull(text.get<std::string>()));
+  for (const auto& text : golden().json("seeds"))
+    seeds.push_back(std::stoull(text.get<std::string>()));
   return seeds;
 }
 
 }  // namespace
 
-TEST_CASE("params generator: the integer stream matches the ported algorithm bit for bit", "[params][generator]") {
+TEST_CASE("params generator: the integer stream matches the ported algorithm bit for bit",
+          "[params][generator]") {
   const auto seeds = golden_seeds();
   REQUIRE(seeds.size() == 5);
   for (std::size_t s = 0; s < seeds.size(); ++s) {
@@ -47,7 +49,8 @@ TEST_CASE("params generator: the integer stream matches the ported algorithm bit
   }
 }
 
-TEST_CASE("params generator: xoshiro256** from the state {1, 2, 3, 4} gives the published outputs", "[params][generator]") {
+TEST_CASE("params generator: xoshiro256** from the state {1, 2, 3, 4} gives the published outputs",
+          "[params][generator]") {
   mlstm::GeneratorState state;
   state.words = {1, 2, 3, 4};
   Generator gen(state);
@@ -63,7 +66,8 @@ TEST_CASE("params generator: xoshiro256** from the state {1, 2, 3, 4} gives the 
   }
 }
 
-TEST_CASE("params generator: uniform() matches bit for bit and lies in 0 <= u < 1", "[params][generator]") {
+TEST_CASE("params generator: uniform() matches bit for bit and lies in 0 <= u < 1",
+          "[params][generator]") {
   const auto seeds = golden_seeds();
   for (std::size_t s = 0; s < seeds.size(); ++s) {
     const auto expected = golden().values<double>("seed" + std::to_string(s) + ".uniform");
@@ -78,7 +82,8 @@ TEST_CASE("params generator: uniform() matches bit for bit and lies in 0 <= u < 
   }
 }
 
-TEST_CASE("params generator: normal() matches the port to a few units in the last place", "[params][generator]") {
+TEST_CASE("params generator: normal() matches the port to a few units in the last place",
+          "[params][generator]") {
   // The port uses the same Box-Muller steps with Python's math module; libm functions may differ
   // in the last bit between platforms, so we allow 8 ulp of max(1, |z|).
   const auto seeds = golden_seeds();
@@ -96,7 +101,8 @@ TEST_CASE("params generator: normal() matches the port to a few units in the las
   }
 }
 
-TEST_CASE("params generator: the same seed reproduces the stream, other seeds do not", "[params][generator]") {
+TEST_CASE("params generator: the same seed reproduces the stream, other seeds do not",
+          "[params][generator]") {
   Generator a(123), b(123), c(124);
   std::vector<double> from_a, from_b, from_c;
   for (int i = 0; i < 100; ++i) {
@@ -108,7 +114,8 @@ TEST_CASE("params generator: the same seed reproduces the stream, other seeds do
   CHECK(from_a != from_c);
 }
 
-TEST_CASE("params generator: a saved state continues the stream exactly, cached normal included", "[params][generator]") {
+TEST_CASE("params generator: a saved state continues the stream exactly, cached normal included",
+          "[params][generator]") {
   Generator gen(99);
   gen.normal();  // leaves the sine cached
   const mlstm::GeneratorState saved = gen.state();
@@ -138,7 +145,8 @@ TEST_CASE("params generator: works as a UniformRandomBitGenerator", "[params][ge
   CHECK(sorted != first);  // 50 elements: the identity permutation has probability 1/50!
 }
 
-TEST_CASE("params generator: uniform and normal draws have the right distribution", "[params][generator][statistics]") {
+TEST_CASE("params generator: uniform and normal draws have the right distribution",
+          "[params][generator][statistics]") {
   constexpr long n = 200000;
   Generator gen(2024);
   std::vector<double> u(n), z(n);
@@ -163,9 +171,9 @@ TEST_CASE("params generator: uniform and normal draws have the right distributio
   INFO("normal KS statistic " << d_normal << ", critical " << ks_critical_value(n));
   CHECK(d_normal <= ks_critical_value(n));
   // The KS test sees the middle of the distribution; check a tail too: P(|z| > 3) = 0.0026998.
-  const double tail = static_cast<double>(std::count_if(z.begin(), z.end(), [](double x) {
-                        return std::abs(x) > 3.0;
-                      })) / n;
+  const double tail = static_cast<double>(std::count_if(
+                          z.begin(), z.end(), [](double x) { return std::abs(x) > 3.0; })) /
+                      n;
   const double p = 0.0026997960632601866;
   CHECK(std::abs(tail - p) <= 5.0 * std::sqrt(p * (1 - p) / n));
 }

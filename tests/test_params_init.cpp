@@ -28,8 +28,9 @@ bool same_bits(const T* a, const T* b, Index n) {
 // Largest |actual - expected| in units of the float spacing at `magnitude`.
 template <typename T>
 double spacings_apart(const T* actual, const std::vector<T>& expected, double magnitude) {
-  const double spacing = std::nextafter(static_cast<T>(magnitude), std::numeric_limits<T>::infinity()) -
-                         static_cast<T>(magnitude);
+  const double spacing =
+      std::nextafter(static_cast<T>(magnitude), std::numeric_limits<T>::infinity()) -
+      static_cast<T>(magnitude);
   double worst = 0.0;
   for (std::size_t i = 0; i < expected.size(); ++i)
     worst = std::max(worst, std::abs(double(actual[i]) - double(expected[i])) / spacing);
@@ -98,7 +99,8 @@ TEST_CASE("params init: bias_linspace_init_ on parameters, maps and edge sizes",
   CHECK(buffer == std::vector<double>{-1.0, -0.5, 0.0, 0.5, 1.0});
 }
 
-TEST_CASE("params init: bias_linspace_init_ rejects anything but 1-D, writing nothing", "[params][init][errors]") {
+TEST_CASE("params init: bias_linspace_init_ rejects anything but 1-D, writing nothing",
+          "[params][init][errors]") {
   mlstm::Registry<double> registry;
   auto& weight = registry.add("cell.fgate.weight", {4, 768});
   mlstm::ones_(weight);
@@ -125,7 +127,8 @@ TEST_CASE("params init: bias_linspace_init_ rejects anything but 1-D, writing no
   CHECK_THROWS_AS(mlstm::bias_linspace_init_(bias, 0.0, INFINITY), mlstm::ValueError);
 }
 
-TEST_CASE("params init: values drawn from the generator match the documented computation", "[params][init][golden]") {
+TEST_CASE("params init: values drawn from the generator match the documented computation",
+          "[params][init][golden]") {
   // Golden: the Python port of the generator, drawing in the order listed in the metadata.
   const GoldenFile golden("params_generator.safetensors");
   Generator gen(7);
@@ -153,7 +156,8 @@ TEST_CASE("params init: values drawn from the generator match the documented com
   MLSTM_CHECK_CLOSE(uniform, expected_uniform, 0.0);
 }
 
-TEST_CASE("params init: small_init_init_ and wang_init_ draw from the right normal", "[params][init][statistics]") {
+TEST_CASE("params init: small_init_init_ and wang_init_ draw from the right normal",
+          "[params][init][statistics]") {
   using namespace mlstm::test;
   constexpr Index rows = 512, cols = 512;
   constexpr long n = rows * cols;
@@ -169,8 +173,8 @@ TEST_CASE("params init: small_init_init_ and wang_init_ draw from the right norm
     else mlstm::wang_init_(w, 768, 12, gen);
     const auto m = moments(w.data(), n);
     const double d = ks_statistic(w.data(), n, [&](double x) { return normal_cdf(x, 0, c.sigma); });
-    INFO(c.what << ": mean " << m.mean << ", std " << m.std << " (expected " << c.sigma
-                << "), KS " << d << " (critical " << ks_critical_value(n) << ")");
+    INFO(c.what << ": mean " << m.mean << ", std " << m.std << " (expected " << c.sigma << "), KS "
+                << d << " (critical " << ks_critical_value(n) << ")");
     CHECK(std::abs(m.mean) <= mean_bound(c.sigma, n));
     CHECK(std::abs(m.std - c.sigma) <= normal_std_bound(c.sigma, n));
     CHECK(d <= ks_critical_value(n));
@@ -179,7 +183,8 @@ TEST_CASE("params init: small_init_init_ and wang_init_ draw from the right norm
   CHECK(mlstm::wang_init_std(768, 12) == 2.0 / 12 / std::sqrt(768.0));
 }
 
-TEST_CASE("params init: normal_ and uniform_ draw from their distributions", "[params][init][statistics]") {
+TEST_CASE("params init: normal_ and uniform_ draw from their distributions",
+          "[params][init][statistics]") {
   using namespace mlstm::test;
   constexpr long n = 100000;
   Generator gen(8);
@@ -213,7 +218,8 @@ TEST_CASE("params init: normal_ and uniform_ draw from their distributions", "[p
   for (Index i = 0; i < 5; ++i) CHECK(constant(i) == 0.25f);
 }
 
-TEST_CASE("params init: reproducible for a seed, and the same on a Tensor, a map and a Parameter", "[params][init]") {
+TEST_CASE("params init: reproducible for a seed, and the same on a Tensor, a map and a Parameter",
+          "[params][init]") {
   mlstm::Registry<float> registry;
   auto& param = registry.add("w", {6, 7});
   mlstm::Tensor<float, 2> tensor(6, 7);

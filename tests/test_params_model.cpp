@@ -61,16 +61,29 @@ std::string scheme_name(InitScheme scheme) {
 
 // The call as the golden script records it (numbers compared exactly).
 nlohmann::json as_json(const InitCall& call) {
-  nlohmann::json json{{"name", call.name}, {"stage", mlstm::to_string(call.stage)},
+  nlohmann::json json{{"name", call.name},
+                      {"stage", mlstm::to_string(call.stage)},
                       {"scheme", scheme_name(call.scheme)}};
   switch (call.scheme) {
     case InitScheme::zeros:
     case InitScheme::ones: break;
-    case InitScheme::normal: json["mean"] = call.mean; json["std"] = call.std_dev; break;
-    case InitScheme::uniform: json["low"] = call.low; json["high"] = call.high; break;
-    case InitScheme::bias_linspace: json["start"] = call.start; json["end"] = call.end; break;
+    case InitScheme::normal:
+      json["mean"] = call.mean;
+      json["std"] = call.std_dev;
+      break;
+    case InitScheme::uniform:
+      json["low"] = call.low;
+      json["high"] = call.high;
+      break;
+    case InitScheme::bias_linspace:
+      json["start"] = call.start;
+      json["end"] = call.end;
+      break;
     case InitScheme::small_init: json["dim"] = call.dim; break;
-    case InitScheme::wang: json["dim"] = call.dim; json["num_blocks"] = call.num_blocks; break;
+    case InitScheme::wang:
+      json["dim"] = call.dim;
+      json["num_blocks"] = call.num_blocks;
+      break;
   }
   return json;
 }
@@ -81,7 +94,8 @@ bool contains(const std::string& text, const std::string& part) {
 
 }  // namespace
 
-TEST_CASE("params model: names, shapes and state_dict keys match the reference", "[params][model][golden]") {
+TEST_CASE("params model: names, shapes and state_dict keys match the reference",
+          "[params][model][golden]") {
   for (const char* model_case : model_cases) {
     INFO("case " << model_case);
     const mlstm::test::GoldenFile golden(golden_name(model_case));
@@ -107,14 +121,16 @@ TEST_CASE("params model: names, shapes and state_dict keys match the reference",
   }
 }
 
-TEST_CASE("params model: weight-decay groups match the reference under both rules", "[params][model][golden]") {
+TEST_CASE("params model: weight-decay groups match the reference under both rules",
+          "[params][model][golden]") {
   for (const char* model_case : model_cases) {
     INFO("case " << model_case);
     const mlstm::test::GoldenFile golden(golden_name(model_case));
     const auto config = config_from(golden.json("config"));
     Registry<double> registry;
     mlstm::register_lm_model(registry, config);
-    for (const auto& name : golden.json("frozen")) registry.get(name.get<std::string>()).set_requires_grad(false);
+    for (const auto& name : golden.json("frozen"))
+      registry.get(name.get<std::string>()).set_requires_grad(false);
     for (const auto& [rule, key] : {std::pair{mlstm::WeightDecayRule::name, "groups_name_rule"},
                                     std::pair{mlstm::WeightDecayRule::rank, "groups_rank_rule"}}) {
       INFO(key);
@@ -127,7 +143,9 @@ TEST_CASE("params model: weight-decay groups match the reference under both rule
   }
 }
 
-TEST_CASE("params model: the init plan is the reference's reset_parameters calls, then construction", "[params][model][golden]") {
+TEST_CASE(
+    "params model: the init plan is the reference's reset_parameters calls, then construction",
+    "[params][model][golden]") {
   for (const char* model_case : model_cases) {
     INFO("case " << model_case);
     const mlstm::test::GoldenFile golden(golden_name(model_case));
@@ -198,15 +216,17 @@ TEST_CASE("params model: initialized values follow the plan", "[params][model]")
       }
       case InitScheme::uniform: {
         bool inside = true;
-        for (long i = 0; i < n; ++i) inside = inside && values[i] >= call.low && values[i] <= call.high;
+        for (long i = 0; i < n; ++i)
+          inside = inside && values[i] >= call.low && values[i] <= call.high;
         CHECK(inside);
-        CHECK(ks_statistic(values, n, [&](double x) { return uniform_cdf(x, call.low, call.high); }) <=
-              ks_critical_value(n));
+        CHECK(ks_statistic(values, n, [&](double x) {
+                return uniform_cdf(x, call.low, call.high);
+              }) <= ks_critical_value(n));
         break;
       }
-      case InitScheme::normal:  // igate.bias: 4 values; the statistics are tested in test_params_init
-      case InitScheme::bias_linspace:
-        break;
+      case InitScheme::normal:  // igate.bias: 4 values; the statistics are tested in
+                                // test_params_init
+      case InitScheme::bias_linspace: break;
     }
   }
   // Tied: the head is the embedding, initialized once with small_init (dim = E).
@@ -223,7 +243,8 @@ TEST_CASE("params model: initialized values follow the plan", "[params][model]")
   }
 }
 
-TEST_CASE("params model: a plan with an unknown name or bad arguments writes nothing", "[params][model][errors]") {
+TEST_CASE("params model: a plan with an unknown name or bad arguments writes nothing",
+          "[params][model][errors]") {
   Registry<float> registry;
   auto& a = registry.add("a", {3});
   auto& b = registry.add("b", {2, 2});
@@ -232,9 +253,9 @@ TEST_CASE("params model: a plan with an unknown name or bad arguments writes not
   CHECK_THROWS_AS(mlstm::apply_init_plan({ones_a, {"c", InitRule::ones()}}, registry, gen),
                   mlstm::ValueError);
   CHECK(a.flat()(0) == 0.0f);
-  CHECK_THROWS_AS(mlstm::apply_init_plan({ones_a, {"b", InitRule::bias_linspace(0, 1)}},
-                                         registry, gen),
-                  mlstm::ShapeError);
+  CHECK_THROWS_AS(
+      mlstm::apply_init_plan({ones_a, {"b", InitRule::bias_linspace(0, 1)}}, registry, gen),
+      mlstm::ShapeError);
   CHECK(a.flat()(0) == 0.0f);
   CHECK_THROWS_AS(mlstm::apply_init_plan({ones_a, {"b", InitRule::wang(4, 0)}}, registry, gen),
                   mlstm::ValueError);
@@ -244,7 +265,8 @@ TEST_CASE("params model: a plan with an unknown name or bad arguments writes not
   CHECK(InitRule::normal(0, 0.1).describe() == "normal_(mean=0, std=0.1)");
 }
 
-TEST_CASE("params model: a module's table gives the same names alone and in the model", "[params][model]") {
+TEST_CASE("params model: a module's table gives the same names alone and in the model",
+          "[params][model]") {
   mlstm::LMModelConfig config;
   config.vocab_size = 32;
   config.embedding_dim = 64;
@@ -318,12 +340,18 @@ TEST_CASE("params model: invalid configurations name the field", "[params][model
   expect([](auto& c) { c.context_length = 0; }, "config.context_length", ">= 1");
   expect([](auto& c) { c.proj_factor = -1.0; }, "config.proj_factor", "finite value > 0");
   expect([](auto& c) { c.proj_factor = NAN; }, "config.proj_factor", "finite value > 0");
-  expect([](auto& c) { c.proj_factor = 0.25; c.round_proj_up_dim_up = false; }, "config.proj_factor",
-         "rounds down to 0");
+  expect(
+      [](auto& c) {
+        c.proj_factor = 0.25;
+        c.round_proj_up_dim_up = false;
+      },
+      "config.proj_factor", "rounds down to 0");
   expect([](auto& c) { c.conv1d_kernel_size = 0; }, "config.conv1d_kernel_size", ">= 1");
   expect([](auto& c) { c.qkv_proj_blocksize = 0; }, "config.qkv_proj_blocksize", ">= 1");
-  expect([](auto& c) { c.qkv_proj_blocksize = 512; }, "config.qkv_proj_blocksize", "must not exceed");
+  expect([](auto& c) { c.qkv_proj_blocksize = 512; }, "config.qkv_proj_blocksize",
+         "must not exceed");
   expect([](auto& c) { c.qkv_proj_blocksize = 3; }, "config.qkv_proj_blocksize", "not a multiple");
   expect([](auto& c) { c.num_heads = 3; }, "config.num_heads", "must divide");
-  expect([](auto& c) { c.round_proj_up_to_multiple_of = 0; }, "config.round_proj_up_to_multiple_of", ">= 1");
+  expect([](auto& c) { c.round_proj_up_to_multiple_of = 0; }, "config.round_proj_up_to_multiple_of",
+         ">= 1");
 }

@@ -37,7 +37,8 @@ bool contains(const std::string& text, const std::string& part) {
 
 }  // namespace
 
-TEST_CASE("params registry: parameters have a name, a shape, zeroed aligned storage and a gradient", "[params][registry]") {
+TEST_CASE("params registry: parameters have a name, a shape, zeroed aligned storage and a gradient",
+          "[params][registry]") {
   Registry<float> registry;
   auto& w = registry.add("layer.proj_up.weight", {512, 128});
   CHECK(w.name() == "layer.proj_up.weight");
@@ -47,7 +48,8 @@ TEST_CASE("params registry: parameters have a name, a shape, zeroed aligned stor
   CHECK(w.size() == 512 * 128);
   CHECK(w.requires_grad());
   CHECK_FALSE(w.has_grad());  // allocated when first asked for
-  for (const float* buffer : {static_cast<const float*>(w.data()), static_cast<const float*>(w.grad_data())}) {
+  for (const float* buffer :
+       {static_cast<const float*>(w.data()), static_cast<const float*>(w.grad_data())}) {
     CHECK(reinterpret_cast<std::uintptr_t>(buffer) % 64 == 0);
     bool all_zero = true;
     for (Index i = 0; i < w.size(); ++i) all_zero = all_zero && buffer[i] == 0.0f;
@@ -71,7 +73,8 @@ TEST_CASE("params registry: parameters have a name, a shape, zeroed aligned stor
   CHECK(registry.parameter_count() == 512 * 128 + 3 + 1 + 0);
 }
 
-TEST_CASE("params registry: views of the right rank write through, the wrong rank is a ShapeError", "[params][registry]") {
+TEST_CASE("params registry: views of the right rank write through, the wrong rank is a ShapeError",
+          "[params][registry]") {
   Registry<double> registry;
   auto& w = registry.add("q_proj.weight", {4, 2, 3});
   auto view = w.map<3>();
@@ -114,8 +117,9 @@ TEST_CASE("params registry: scopes register and look up relative names", "[param
   CHECK(&block.get("xlstm.learnable_skip") == &skip);
   CHECK(block.find("xlstm.nothing") == nullptr);
   CHECK(layer.contains("proj_up.weight"));
-  CHECK(names_of(block.named_parameters()) ==
-        std::vector<std::string>{"xlstm_norm.weight", "xlstm.learnable_skip", "xlstm.proj_up.weight"});
+  CHECK(names_of(block.named_parameters()) == std::vector<std::string>{"xlstm_norm.weight",
+                                                                       "xlstm.learnable_skip",
+                                                                       "xlstm.proj_up.weight"});
   CHECK(names_of(registry.named_parameters()) ==
         std::vector<std::string>{"xlstm_block_stack.blocks.0.xlstm_norm.weight",
                                  "xlstm_block_stack.blocks.0.xlstm.learnable_skip",
@@ -141,7 +145,8 @@ TEST_CASE("params registry: iteration and names follow registration order", "[pa
   CHECK(registry.state_dict_names() == order);
 }
 
-TEST_CASE("params registry: a tied parameter is listed once, under its first name", "[params][registry]") {
+TEST_CASE("params registry: a tied parameter is listed once, under its first name",
+          "[params][registry]") {
   Registry<float> registry;
   auto& embedding = registry.add("token_embedding.weight", {64, 16});
   registry.add("post_norm.weight", {16});
@@ -155,7 +160,8 @@ TEST_CASE("params registry: a tied parameter is listed once, under its first nam
   CHECK(registry.state_dict_names() ==
         std::vector<std::string>{"token_embedding.weight", "post_norm.weight", "lm_head.weight"});
   // Seen from the head's module, the tied parameter is its "weight".
-  CHECK(names_of(registry.scope("lm_head").named_parameters()) == std::vector<std::string>{"weight"});
+  CHECK(names_of(registry.scope("lm_head").named_parameters()) ==
+        std::vector<std::string>{"weight"});
   // Tying by name, through a scope.
   auto& again = registry.scope("decoder").tie("weight", registry.get("lm_head.weight"));
   CHECK(&again == &embedding);
@@ -167,7 +173,8 @@ TEST_CASE("params registry: a tied parameter is listed once, under its first nam
   value_error_message([&] { registry.tie("x.weight", stranger); }, "existing");
 }
 
-TEST_CASE("params registry: invalid, duplicate and conflicting names are ValueErrors", "[params][registry][errors]") {
+TEST_CASE("params registry: invalid, duplicate and conflicting names are ValueErrors",
+          "[params][registry][errors]") {
   Registry<float> registry;
   registry.add("blocks.0.proj.weight", {2, 2});
   for (const std::string bad : {"", ".a", "a.", "a..b", "a b", "tab\tname"}) {
@@ -206,7 +213,8 @@ TEST_CASE("params registry: unknown names say what is there", "[params][registry
   CHECK(contains(typo, "'blocks.0.xlstm' holds proj_up.weight, proj_down.weight"));
   const std::string scope = value_error_message([&] { registry.get("blocks.0"); }, "name");
   CHECK(contains(scope, "it is a scope holding xlstm.proj_up.weight"));
-  const std::string elsewhere = value_error_message([&] { registry.get("lm_head.weight"); }, "name");
+  const std::string elsewhere =
+      value_error_message([&] { registry.get("lm_head.weight"); }, "name");
   CHECK(contains(elsewhere, "the registry holds blocks.0.xlstm.proj_up.weight"));
   CHECK(registry.find("lm_head.weight") == nullptr);
   CHECK_FALSE(registry.contains("lm_head.weight"));
@@ -214,7 +222,8 @@ TEST_CASE("params registry: unknown names say what is there", "[params][registry
   CHECK_THROWS_AS(constant.get("nothing"), mlstm::ValueError);
 }
 
-TEST_CASE("params registry: moving the registry keeps parameters where they are", "[params][registry]") {
+TEST_CASE("params registry: moving the registry keeps parameters where they are",
+          "[params][registry]") {
   Registry<float> registry;
   auto& w = registry.add("w", {3});
   w.data()[1] = 2.5f;
@@ -239,7 +248,8 @@ TEST_CASE("params registry: zero_grad clears every gradient", "[params][registry
   CHECK_FALSE(c.has_grad());  // zero without a buffer
 }
 
-TEST_CASE("params registry: a gradient exists once asked for, from any accessor", "[params][registry]") {
+TEST_CASE("params registry: a gradient exists once asked for, from any accessor",
+          "[params][registry]") {
   Registry<float> registry;
   auto& a = registry.add("a", {2, 3});
   const auto& constant = registry.add("b", {4});

@@ -27,8 +27,9 @@ ParameterTable toy_table(Index width) {
   inner.add("b", {2 * width}, InitRule::zeros());
   inner.set_reset_order({"b", "a"});
   ParameterTable table;
-  table.add("embedding", {mlstm::named_extent("vocab", 5), mlstm::named_extent("width", width)},
-            InitRule::small_init(width))
+  table
+      .add("embedding", {mlstm::named_extent("vocab", 5), mlstm::named_extent("width", width)},
+           InitRule::small_init(width))
       .weight_decay = false;
   table.add("conv", {width, 3}, InitRule::uniform(-1, 1).at_stage(mlstm::InitStage::construction));
   table.add_module("inner", inner);
@@ -65,8 +66,7 @@ TEST_CASE("parameter table: rows, modules, ties and the init plan", "[params][ta
   CHECK(table.parameter_count() == 5 * 4 + 4 * 3 + 4 + 8);  // the tied name counts once
   // Reset calls in the reset order (the submodule's own order inside it), then construction.
   const auto plan = table.init_plan("model");
-  CHECK(names_of(plan) ==
-        Names{"model.inner.b", "model.inner.a", "model.embedding", "model.conv"});
+  CHECK(names_of(plan) == Names{"model.inner.b", "model.inner.a", "model.embedding", "model.conv"});
   CHECK(plan[2].describe() == "small_init_init_(dim=4)");
   CHECK(plan[3].stage == mlstm::InitStage::construction);
   CHECK(names_of(table.init_plan("", mlstm::InitStage::construction)) == Names{"conv"});
@@ -93,8 +93,8 @@ TEST_CASE("parameter table: building errors name the row", "[params][table][erro
   CHECK_THROWS_AS(table.add("n", {-1}, InitRule::zeros()), mlstm::ShapeError);
   CHECK_THROWS_AS(table.tie("t", "absent"), mlstm::ValueError);
   table.add("v", {2}, InitRule::ones());
-  CHECK_THROWS_WITH(table.set_reset_order({"w"}), Catch::Contains("'v'") &&
-                                                      Catch::Contains("not covered"));
+  CHECK_THROWS_WITH(table.set_reset_order({"w"}),
+                    Catch::Contains("'v'") && Catch::Contains("not covered"));
   CHECK_THROWS_WITH(table.set_reset_order({"w", "v", "w"}), Catch::Contains("twice"));
   CHECK_THROWS_WITH(table.set_reset_order({"w", "v", "x"}), Catch::Contains("'x'"));
   table.set_reset_order({"v", "w"});
@@ -140,9 +140,9 @@ TEST_CASE("parameter table: named extents come back from declared shapes", "[par
   const auto extents = mlstm::solve_extents(table, lookup);
   CHECK(extents == std::map<std::string, Index>{{"vocab", 7}, {"width", 6}});
   file["inner.a"] = {5};  // disagrees with the embedding's width
-  CHECK_THROWS_WITH(mlstm::solve_extents(table, lookup),
-                    Catch::Contains("inner.a") && Catch::Contains("width = 5") &&
-                        Catch::Contains("gives 6"));
+  CHECK_THROWS_WITH(mlstm::solve_extents(table, lookup), Catch::Contains("inner.a") &&
+                                                             Catch::Contains("width = 5") &&
+                                                             Catch::Contains("gives 6"));
   file["inner.a"] = {6, 1};
   CHECK_THROWS_AS(mlstm::solve_extents(table, lookup), mlstm::ShapeError);
   file.erase("inner.a");
@@ -178,15 +178,15 @@ std::set<const T*> view_data(const mlstm::LMModelWeights<T>& weights) {
   if (weights.post_blocks_norm) data.insert(weights.post_blocks_norm->data());
   for (const auto& block : weights.blocks) {
     const auto& l = block.xlstm;
-    for (const T* p : {block.xlstm_norm_weight.data(), l.proj_up_weight.data(),
-                       l.q_proj_weight.data(), l.k_proj_weight.data(), l.v_proj_weight.data(),
-                       l.conv_weight.data(), l.conv_bias.data(), l.cell.igate_weight.data(),
-                       l.cell.igate_bias.data(), l.cell.fgate_weight.data(),
-                       l.cell.fgate_bias.data(), l.cell.outnorm_weight.data(),
-                       l.learnable_skip.data(), l.proj_down_weight.data()})
+    for (const T* p :
+         {block.xlstm_norm_weight.data(), l.proj_up_weight.data(), l.q_proj_weight.data(),
+          l.k_proj_weight.data(), l.v_proj_weight.data(), l.conv_weight.data(), l.conv_bias.data(),
+          l.cell.igate_weight.data(), l.cell.igate_bias.data(), l.cell.fgate_weight.data(),
+          l.cell.fgate_bias.data(), l.cell.outnorm_weight.data(), l.learnable_skip.data(),
+          l.proj_down_weight.data()})
       data.insert(p);
-    for (const auto* bias : {&l.proj_up_bias, &l.q_proj_bias, &l.k_proj_bias, &l.v_proj_bias,
-                             &l.proj_down_bias})
+    for (const auto* bias :
+         {&l.proj_up_bias, &l.q_proj_bias, &l.k_proj_bias, &l.v_proj_bias, &l.proj_down_bias})
       if (*bias) data.insert((*bias)->data());
   }
   return data;

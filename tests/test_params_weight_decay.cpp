@@ -44,7 +44,8 @@ void register_toy(Registry<float>& registry, const mlstm::test::GoldenFile& gold
 
 }  // namespace
 
-TEST_CASE("params weight decay: both rules match the reference on a module where they disagree", "[params][weight_decay][golden]") {
+TEST_CASE("params weight decay: both rules match the reference on a module where they disagree",
+          "[params][weight_decay][golden]") {
   const mlstm::test::GoldenFile golden("params_toy_groups.safetensors");
   Registry<float> registry;
   register_toy(registry, golden);
@@ -69,7 +70,8 @@ TEST_CASE("params weight decay: both rules match the reference on a module where
   CHECK(golden.json("groups_name_rule") != golden.json("groups_rank_rule"));
 }
 
-TEST_CASE("params weight decay: the rules look at names relative to the module", "[params][weight_decay]") {
+TEST_CASE("params weight decay: the rules look at names relative to the module",
+          "[params][weight_decay]") {
   Registry<float> registry;
   registry.add("post_norm_block.proj.weight", {4, 4});
   registry.add("post_norm_block.proj.bias", {4});
@@ -94,8 +96,9 @@ TEST_CASE("params weight decay: a custom rule, and its errors", "[params][weight
   CHECK(names.no_decay == Names{"encoder.w", "encoder.gain"});
 
   options.decays = nullptr;
-  CHECK(contains(value_error_message([&] { mlstm::get_weight_decay_optim_groups(registry, options); }),
-                 "options.decays"));
+  CHECK(contains(
+      value_error_message([&] { mlstm::get_weight_decay_optim_groups(registry, options); }),
+      "options.decays"));
 
   registry.add("temperature", {});
   mlstm::WeightDecayOptions rank;
@@ -116,7 +119,8 @@ TEST_CASE("params weight decay: frozen parameters are in no group", "[params][we
   CHECK(names.no_decay.empty());
 }
 
-TEST_CASE("params weight decay: overrides act on the parameter, tied names included", "[params][weight_decay]") {
+TEST_CASE("params weight decay: overrides act on the parameter, tied names included",
+          "[params][weight_decay]") {
   Registry<float> registry;
   registry.add("xlstm_block_stack.blocks.0.xlstm.proj_up.weight", {4, 2});
   auto& embedding = registry.add("token_embedding.weight", {8, 2});
@@ -126,8 +130,8 @@ TEST_CASE("params weight decay: overrides act on the parameter, tied names inclu
   config.context_length = 4;
   for (const bool on_embedding : {false, true}) {
     config.weight_decay_on_embedding = on_embedding;
-    const auto names =
-        mlstm::get_weight_decay_optim_group_param_names(registry, mlstm::lm_weight_decay_options(config));
+    const auto names = mlstm::get_weight_decay_optim_group_param_names(
+        registry, mlstm::lm_weight_decay_options(config));
     const Names& with = on_embedding ? names.decay : names.no_decay;
     CHECK(std::count(with.begin(), with.end(), "token_embedding.weight") == 1);
     CHECK(names.decay.size() + names.no_decay.size() == 2);  // the head is the embedding
@@ -142,7 +146,8 @@ TEST_CASE("params weight decay: overrides act on the parameter, tied names inclu
                  "no parameter named 'token_embeding.weight'"));
 }
 
-TEST_CASE("params weight decay: groups of sub-modules combine, and the checks name what is wrong", "[params][weight_decay][errors]") {
+TEST_CASE("params weight decay: groups of sub-modules combine, and the checks name what is wrong",
+          "[params][weight_decay][errors]") {
   Registry<float> registry;
   for (const std::string block : {"blocks.0", "blocks.1"}) {
     registry.add(block + ".norm.weight", {4});
@@ -160,28 +165,37 @@ TEST_CASE("params weight decay: groups of sub-modules combine, and the checks na
   CHECK(combined.no_decay == whole.no_decay);
 
   // A forgotten sub-module.
-  const std::string missing = value_error_message(
-      [&] { mlstm::combine_weight_decay_optim_groups(registry, {block0, head}); });
-  CHECK(contains(missing, "in neither group: [blocks.1.norm.weight, blocks.1.proj.weight, blocks.1.proj.bias]"));
+  const std::string missing = value_error_message([&] {
+    mlstm::combine_weight_decay_optim_groups(registry, {block0, head});
+  });
+  CHECK(contains(
+      missing,
+      "in neither group: [blocks.1.norm.weight, blocks.1.proj.weight, blocks.1.proj.bias]"));
   // Overlapping sub-modules put parameters in a group twice.
   const auto all_blocks = mlstm::get_weight_decay_optim_groups(registry.scope("blocks"));
-  const std::string twice = value_error_message(
-      [&] { mlstm::combine_weight_decay_optim_groups(registry, {all_blocks, block1, head}); });
-  CHECK(contains(twice, "listed twice in one group: [blocks.1.proj.weight, blocks.1.norm.weight, blocks.1.proj.bias]"));
+  const std::string twice = value_error_message([&] {
+    mlstm::combine_weight_decay_optim_groups(registry, {all_blocks, block1, head});
+  });
+  CHECK(contains(twice,
+                 "listed twice in one group: [blocks.1.proj.weight, blocks.1.norm.weight, "
+                 "blocks.1.proj.bias]"));
   // A parameter in both groups.
   auto both = whole;
   both.no_decay.push_back(&registry.get("head.weight"));
-  const std::string in_both = value_error_message(
-      [&] { mlstm::check_weight_decay_optim_groups(mlstm::ParameterScope<float>(registry), both); });
+  const std::string in_both = value_error_message([&] {
+    mlstm::check_weight_decay_optim_groups(mlstm::ParameterScope<float>(registry), both);
+  });
   CHECK(contains(in_both, "in both the decay and the no_decay group: [head.weight]"));
   auto with_null = whole;
   with_null.decay.push_back(nullptr);
   CHECK(contains(value_error_message([&] {
-                   mlstm::check_weight_decay_optim_groups(mlstm::ParameterScope<float>(registry), with_null);
+                   mlstm::check_weight_decay_optim_groups(mlstm::ParameterScope<float>(registry),
+                                                          with_null);
                  }),
                  "groups: holds a null parameter"));
   // Groups from outside the module.
-  const std::string foreign = value_error_message(
-      [&] { mlstm::combine_weight_decay_optim_groups(registry.scope("blocks.0"), {block0, head}); });
+  const std::string foreign = value_error_message([&] {
+    mlstm::combine_weight_decay_optim_groups(registry.scope("blocks.0"), {block0, head});
+  });
   CHECK(contains(foreign, "from outside 'blocks.0' in the groups: [head.weight]"));
 }

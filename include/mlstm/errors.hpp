@@ -8,13 +8,15 @@
 //   try { ... } catch (const mlstm::Error& error) { std::cerr << error.what(); }
 //
 // Each also derives from the standard exception it is a kind of (InvalidArgument from
-// std::invalid_argument, FormatError from std::runtime_error, InternalError from
-// std::logic_error), so code that catches those keeps working. mlstm::Error itself is not a
-// std::exception: a class deriving from two std::exception bases could not be caught as one.
+// std::invalid_argument, FormatError from std::runtime_error, IoError from std::system_error,
+// InternalError from std::logic_error), so code that catches those keeps working. mlstm::Error
+// itself is not a std::exception: a class deriving from two std::exception bases could not be
+// caught as one.
 #pragma once
 
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <utility>
 
 namespace mlstm {
@@ -63,6 +65,13 @@ class FormatError : public std::runtime_error, public Error {
  public:
   using std::runtime_error::runtime_error;
   const char* what() const noexcept override { return std::runtime_error::what(); }
+};
+
+// A file that cannot be opened, read or written; code() is the operating system's error.
+class IoError : public std::system_error, public Error {
+ public:
+  using std::system_error::system_error;
+  const char* what() const noexcept override { return std::system_error::what(); }
 };
 
 // A broken internal invariant: a bug in mlstm, never the caller's fault. Thrown by MLSTM_ASSERT

@@ -1,3 +1,4 @@
+// The version of mlstm, written here only: CMake's project() reads it from these lines.
 #pragma once
 
 #define MLSTM_VERSION_MAJOR 0

@@ -2,6 +2,7 @@
 // to prove one way of bringing the library in.
 #include <cmath>
 #include <cstdio>
+#include <string>
 #include <mlstm/mlstm.hpp>
 
 int main() {
@@ -32,5 +33,16 @@ int main() {
   std::printf("mlstm %d.%d.%d consumer (%s products): h(0, 1, 4, 2) = %.9f, linear %s: %s\n",
               mlstm::version_major, mlstm::version_minor, mlstm::version_patch, gemm, h(0, 1, 4, 2),
               y_ok ? "exact" : "WRONG", ok ? "ok" : "WRONG");
+#ifdef MLSTM_PACKAGE_VERSION
+  // The installed package's version (mlstmConfigVersion.cmake) is the header's.
+  const std::string header_version = std::to_string(mlstm::version_major) + "." +
+                                     std::to_string(mlstm::version_minor) + "." +
+                                     std::to_string(mlstm::version_patch);
+  if (header_version != MLSTM_PACKAGE_VERSION) {
+    std::printf("package version %s, header version %s\n", MLSTM_PACKAGE_VERSION,
+                header_version.c_str());
+    return 1;
+  }
+#endif
   return ok ? 0 : 1;
 }

@@ -39,7 +39,8 @@ class GoldenFile {
         file_.read_into(name, TensorMap<Scalar, 3>(result.data(), dims[0], dims[1], dims[2]));
         break;
       default:
-        file_.read_into(name, TensorMap<Scalar, 4>(result.data(), dims[0], dims[1], dims[2], dims[3]));
+        file_.read_into(name,
+                        TensorMap<Scalar, 4>(result.data(), dims[0], dims[1], dims[2], dims[3]));
     }
     return result;
   }

@@ -57,7 +57,7 @@ class File {
  public:
   // Opens the file at `path`: maps it read-only (reads it whole if mapping fails) and validates
   // its header. Memory used is the header's, the data being paged in as tensors are read. Throws
-  // std::system_error if it cannot be opened or read, FormatError if it is not a valid
+  // IoError if it cannot be opened or read, FormatError if it is not a valid
   // safetensors file.
   static File load(const std::string& path);
 

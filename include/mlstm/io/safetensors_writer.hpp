@@ -77,7 +77,7 @@ class Writer {
   std::vector<std::uint8_t> serialize() const;
 
   // Writes the file to `path` through a temporary file beside it, renamed over `path` only when
-  // complete, so that a failure leaves any previous file as it was. Throws std::system_error.
+  // complete, so that a failure leaves any previous file as it was. Throws IoError.
   void save(const std::string& path) const;
 
  private:

@@ -44,7 +44,7 @@ class Tokenizer {
   // Larger files are refused before they are read (real ones are a few MB).
   static constexpr std::size_t max_file_bytes = std::size_t{1} << 30;
 
-  // Reads `path`. Throws std::system_error if it cannot be read, FormatError if it is not a
+  // Reads `path`. Throws IoError if it cannot be read, FormatError if it is not a
   // byte-level BPE tokenizer this class runs (the message names the file and what is wrong).
   static Tokenizer from_file(const std::string& path) {
     const auto bytes = detail::FileBytes::open(path);  // mapped where possible: not read yet

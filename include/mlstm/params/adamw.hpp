@@ -78,8 +78,8 @@ class AdamW {
     detail::check_adamw_options(options_);
     std::unordered_set<const Parameter<T>*> seen;
     std::vector<std::string> repeated;
-    for (const auto& [members, decays] : {std::pair{&groups.decay, true},
-                                          std::pair{&groups.no_decay, false}}) {
+    for (const auto& [members, decays] :
+         {std::pair{&groups.decay, true}, std::pair{&groups.no_decay, false}}) {
       for (Parameter<T>* param : *members) {
         if (param == nullptr) throw ValueError("groups", "holds a null parameter");
         if (!seen.insert(param).second) repeated.push_back(param->name());
@@ -87,8 +87,8 @@ class AdamW {
       for (Parameter<T>* param : *members) slots_.push_back(Slot(param, decays, options_.amsgrad));
     }
     if (!repeated.empty()) {
-      throw ValueError("groups", "parameters appear more than once: " +
-                                     detail::name_list(repeated));
+      throw ValueError("groups",
+                       "parameters appear more than once: " + detail::name_list(repeated));
     }
   }
 

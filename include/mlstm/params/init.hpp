@@ -9,8 +9,8 @@
 //
 //   bias_linspace_init_(param, start = 3.4, end = 6.0)   1-D only: torch.linspace(start, end, n)
 //   small_init_init_(param, dim, gen)                     normal, mean 0, std sqrt(2 / (5 dim))
-//   wang_init_(param, dim, num_blocks, gen)               normal, mean 0, std 2 / num_blocks / sqrt(dim)
-//   zeros_(param), ones_(param)                           torch.nn.init.zeros_ / ones_
+//   wang_init_(param, dim, num_blocks, gen)               normal, mean 0, std 2 / num_blocks /
+//   sqrt(dim) zeros_(param), ones_(param)                           torch.nn.init.zeros_ / ones_
 //   normal_(param, mean, std, gen)                        torch.nn.init.normal_
 //   uniform_(param, low, high, gen)                       torch.nn.init.uniform_
 //
@@ -82,7 +82,8 @@ struct InitTarget {
 
 template <typename T>
 InitTarget<T> init_target(Parameter<T>& param) {
-  return {param.data(), param.size(), param.rank(), param.name(), mlstm::shape_string(param.shape())};
+  return {param.data(), param.size(), param.rank(), param.name(),
+          mlstm::shape_string(param.shape())};
 }
 
 template <typename X, std::enable_if_t<traits_of<X>::is_tensor, int> = 0>
@@ -139,7 +140,8 @@ inline void check_bias_linspace_arguments(int rank, const std::string& argument,
   if (rank != 1) {
     throw ShapeError(argument,
                      "bias_linspace_init_ expects a 1-dimensional parameter (typically a bias), "
-                     "got rank " + std::to_string(rank) + " with shape " + shape);
+                     "got rank " +
+                         std::to_string(rank) + " with shape " + shape);
   }
   expect_finite_value(start, "start");
   expect_finite_value(end, "end");

@@ -83,9 +83,9 @@ inline Extent named_extent(std::string symbol, Index value) {
 
 // One row of a table: a parameter, or a second name of one (tied_to).
 struct ParameterRow {
-  std::string name;              // dotted, relative to the table
-  std::vector<Extent> extents;   // the shape
-  std::optional<InitRule> init;  // none for a tied name (the parameter is initialized once)
+  std::string name;                  // dotted, relative to the table
+  std::vector<Extent> extents;       // the shape
+  std::optional<InitRule> init;      // none for a tied name (the parameter is initialized once)
   std::optional<bool> weight_decay;  // overrides the group rule: true = decay
   std::string tied_to;               // the row this name is a second name of; "" if none
 
@@ -153,8 +153,9 @@ class ParameterTable {
     }
     for (const std::size_t index : reset_sequence_) {
       if (!taken[index]) {
-        throw ValueError("children", "'" + rows_[index].name + "' has a reset rule but is not "
-                                     "covered by the reset order");
+        throw ValueError("children", "'" + rows_[index].name +
+                                         "' has a reset rule but is not "
+                                         "covered by the reset order");
       }
     }
     reset_sequence_ = std::move(sequence);
@@ -214,8 +215,9 @@ class ParameterTable {
     Index count = 1;
     for (const Extent& extent : r.extents) {
       if (extent.value > 0 && count > std::numeric_limits<Index>::max() / extent.value) {
-        throw ShapeError(r.name, "shape " + shape_text(r.extents) + " has more than 2^63 - 1 "
-                                 "elements");
+        throw ShapeError(r.name, "shape " + shape_text(r.extents) +
+                                     " has more than 2^63 - 1 "
+                                     "elements");
       }
       count *= extent.value;
     }

@@ -134,8 +134,8 @@ class Parameter {
     Index count = 1;
     for (const Index extent : shape) {
       if (extent < 0) {
-        throw ShapeError("shape", "of '" + name + "': dimensions must be >= 0, got " +
-                                      shape_string(shape));
+        throw ShapeError("shape",
+                         "of '" + name + "': dimensions must be >= 0, got " + shape_string(shape));
       }
       if (extent > 0 && count > std::numeric_limits<Index>::max() / Index(sizeof(T)) / extent) {
         throw ShapeError("shape", "of '" + name + "': " + shape_string(shape) +
@@ -187,8 +187,10 @@ inline void check_parameter_name(const std::string& name, const char* argument) 
                name.find("..") == std::string::npos;
   for (const char c : name) valid = valid && static_cast<unsigned char>(c) > ' ' && c != 0x7f;
   if (!valid) {
-    throw ValueError(argument, "expected a dotted name with non-empty components and no "
-                               "whitespace (like 'blocks.0.proj_up.weight'), got '" + name + "'");
+    throw ValueError(argument,
+                     "expected a dotted name with non-empty components and no "
+                     "whitespace (like 'blocks.0.proj_up.weight'), got '" +
+                         name + "'");
   }
 }
 
@@ -236,8 +238,8 @@ class Registry {
   // "a.b" is a parameter); ShapeError for a negative dimension.
   Parameter<T>& add(const std::string& name, Shape shape, bool requires_grad = true) {
     check_new_name(name, "name");
-    Parameter<T>& parameter =
-        parameters_.emplace_back(typename Parameter<T>::Key(), name, std::move(shape), requires_grad);
+    Parameter<T>& parameter = parameters_.emplace_back(typename Parameter<T>::Key(), name,
+                                                       std::move(shape), requires_grad);
     record_name(name, &parameter);
     return parameter;
   }
@@ -245,8 +247,8 @@ class Registry {
   // Registers `existing` (a parameter of this registry) under a second name: tied weights.
   Parameter<T>& tie(const std::string& name, Parameter<T>& existing) {
     if (find(existing.name()) != &existing) {
-      throw ValueError("existing", "parameter '" + existing.name() +
-                                       "' does not belong to this registry");
+      throw ValueError("existing",
+                       "parameter '" + existing.name() + "' does not belong to this registry");
     }
     check_new_name(name, "name");
     existing.names_.push_back(name);
@@ -377,7 +379,7 @@ class Registry {
     return message + "; the registry holds " + names_under("", 8);
   }
 
-  std::deque<Parameter<T>> parameters_;                        // distinct, registration order
+  std::deque<Parameter<T>> parameters_;                         // distinct, registration order
   std::vector<std::pair<std::string, Parameter<T>*>> entries_;  // every name, registration order
   std::unordered_map<std::string, Parameter<T>*> by_name_;
   std::unordered_set<std::string> scopes_;  // every proper prefix of a registered name
@@ -406,9 +408,7 @@ class ParameterScope {
     return registry_->tie(full_name(name), existing);
   }
   Parameter<T>& get(const std::string& name) const { return registry_->get(full_name(name)); }
-  Parameter<T>* find(const std::string& name) const {
-    return registry_->find(full_name(name));
-  }
+  Parameter<T>* find(const std::string& name) const { return registry_->find(full_name(name)); }
   bool contains(const std::string& name) const { return find(name) != nullptr; }
 
   ParameterScope scope(const std::string& name) const {

@@ -76,8 +76,7 @@ inline bool decays_by_rule(const std::string& name, const Shape& shape,
       }
       return shape.size() > 1;
     case WeightDecayRule::custom:
-    default:
-      return options.decays(name, shape);
+    default: return options.decays(name, shape);
   }
 }
 

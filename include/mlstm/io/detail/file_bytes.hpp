@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "mlstm/errors.hpp"
+
 #if defined(__unix__) || defined(__APPLE__)
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -29,7 +31,7 @@
 namespace mlstm::detail {
 
 [[noreturn]] inline void throw_io_error(int error, const std::string& what) {
-  throw std::system_error(error, std::generic_category(), "mlstm: " + what);
+  throw IoError(error, std::generic_category(), "mlstm: " + what);
 }
 
 // A file path for messages, whole.
@@ -67,7 +69,7 @@ inline std::vector<std::uint8_t> read_whole_file(const std::string& path) {
 class FileBytes {
  public:
   // The file at `path`, mapped if it is a regular file the system maps, read otherwise. Throws
-  // std::system_error if it cannot be opened or read.
+  // IoError if it cannot be opened or read.
   static std::shared_ptr<const FileBytes> open(const std::string& path) {
 #if MLSTM_POSIX_IO
     const int descriptor = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

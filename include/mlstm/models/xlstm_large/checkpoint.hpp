@@ -65,8 +65,7 @@ inline void check_xlstm_large_tensors(const XLSTMLargeConfig& config, XLSTMLarge
     const StoredTensor& stored = found->second;
     if (stored.shape != shape)
       throw FormatError("\"" + stored.file + "\": tensor \"" + row.name + "\" has shape " +
-                        shape_string(stored.shape) +
-                        ", the configuration gives " + shape_text);
+                        shape_string(stored.shape) + ", the configuration gives " + shape_text);
     if (!is_float_dtype(stored.dtype))
       throw FormatError("\"" + stored.file + "\": tensor \"" + row.name + "\" has dtype " +
                         safetensors::dtype_name(stored.dtype) +

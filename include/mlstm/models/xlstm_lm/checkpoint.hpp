@@ -134,11 +134,10 @@ inline LMModelConfig lm_model_config_of(const safetensors::File& file, Index con
   const LMModelConfig config = lm_model_config_from_json(stored->second);
   const auto tensors = static_cast<Index>(file.names().size());
   if (config.num_blocks > tensors) {
-    throw ValueError("checkpoint", "checkpoint \"" + file.source_name() +
-                                       "\": its stored configuration has " +
-                                       std::to_string(config.num_blocks) +
-                                       " blocks, but the file holds " + std::to_string(tensors) +
-                                       " tensors");
+    throw ValueError("checkpoint",
+                     "checkpoint \"" + file.source_name() + "\": its stored configuration has " +
+                         std::to_string(config.num_blocks) + " blocks, but the file holds " +
+                         std::to_string(tensors) + " tensors");
   }
   return config;
 }

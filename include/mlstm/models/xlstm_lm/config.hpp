@@ -40,7 +40,8 @@ inline void expect_at_least(Index value, Index minimum, const char* argument) {
 }  // namespace detail
 
 // The reference's UpProjConfigMixin._set_proj_up_dim.
-inline Index proj_up_dim(double proj_factor, Index embedding_dim, bool round_up, Index multiple_of) {
+inline Index proj_up_dim(double proj_factor, Index embedding_dim, bool round_up,
+                         Index multiple_of) {
   const double multiplier =
       proj_factor * static_cast<double>(embedding_dim) / static_cast<double>(multiple_of);
   const double rounded = round_up ? std::ceil(multiplier) : std::floor(multiplier);
@@ -67,9 +68,9 @@ struct MLSTMCellConfig {
     detail::expect_at_least(embedding_dim, 1, "config.embedding_dim");
     detail::expect_at_least(num_heads, 1, "config.num_heads");
     if (embedding_dim % num_heads != 0) {
-      throw ValueError("config.num_heads",
-                       "must divide the cell's embedding dim " + std::to_string(embedding_dim) +
-                           " into heads, got " + std::to_string(num_heads));
+      throw ValueError("config.num_heads", "must divide the cell's embedding dim " +
+                                               std::to_string(embedding_dim) + " into heads, got " +
+                                               std::to_string(num_heads));
     }
   }
 };
@@ -97,10 +98,10 @@ struct MLSTMLayerConfig {
     detail::expect_at_least(conv1d_kernel_size, 1, "config.conv1d_kernel_size");
     detail::expect_at_least(num_blocks, 1, "config.num_blocks");
     if (num_proj_heads() < 1) {
-      throw ValueError("config.qkv_proj_blocksize",
-                       "must not exceed the inner embedding dim " +
-                           std::to_string(inner_embedding_dim) + ", got " +
-                           std::to_string(qkv_proj_blocksize));
+      throw ValueError("config.qkv_proj_blocksize", "must not exceed the inner embedding dim " +
+                                                        std::to_string(inner_embedding_dim) +
+                                                        ", got " +
+                                                        std::to_string(qkv_proj_blocksize));
     }
     if (inner_embedding_dim % num_proj_heads() != 0) {
       throw ValueError("config.qkv_proj_blocksize",
@@ -156,8 +157,7 @@ struct LMModelConfig {
     detail::expect_at_least(num_heads, 1, "config.num_heads");
     detail::expect_at_least(num_blocks, 1, "config.num_blocks");
     detail::expect_at_least(context_length, 1, "config.context_length");
-    detail::expect_at_least(round_proj_up_to_multiple_of, 1,
-                            "config.round_proj_up_to_multiple_of");
+    detail::expect_at_least(round_proj_up_to_multiple_of, 1, "config.round_proj_up_to_multiple_of");
     if (!(std::isfinite(proj_factor) && proj_factor > 0.0)) {
       std::ostringstream text;
       text << "expected a finite value > 0, got " << proj_factor;

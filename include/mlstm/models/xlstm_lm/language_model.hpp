@@ -54,10 +54,10 @@
 #include "mlstm/layers/embedding.hpp"
 #include "mlstm/layers/layer_norm.hpp"
 #include "mlstm/layers/linear.hpp"
+#include "mlstm/models/xlstm_lm/config.hpp"
 #include "mlstm/models/xlstm_lm/gradients.hpp"
 #include "mlstm/models/xlstm_lm/mlstm_block.hpp"
 #include "mlstm/models/xlstm_lm/model_state.hpp"
-#include "mlstm/models/xlstm_lm/config.hpp"
 #include "mlstm/models/xlstm_lm/parameters.hpp"
 #include "mlstm/params/generator.hpp"
 #include "mlstm/params/parameter_table.hpp"
@@ -95,8 +95,7 @@ auto check_token_ids(const Tokens& tokens, const char* layout, Index vocab_size)
   const auto ids = const_view<Rank>(tokens, "tokens", layout);
   for (int axis = 0; axis < Rank; ++axis) {
     if (ids.dimension(axis) < 1) {
-      throw ShapeError("tokens", std::string("expected ") + layout +
-                                     " with every size >= 1, got " +
+      throw ShapeError("tokens", std::string("expected ") + layout + " with every size >= 1, got " +
                                      shape_string(ids.dimensions()));
     }
   }
