@@ -21,6 +21,8 @@
 #include "mlstm/params/parameter_table.hpp"
 #include "mlstm/params/weight_decay.hpp"
 #include "mlstm/params/adamw.hpp"
+#include "mlstm/params/clip.hpp"
+#include "mlstm/params/lr_schedule.hpp"
 #include "mlstm/models/xlstm_lm/config.hpp"
 #include "mlstm/models/xlstm_lm/parameters.hpp"
 #include "mlstm/model.hpp"

@@ -4,6 +4,7 @@
 #include "mlstm/layers/activations.hpp"
 #include "mlstm/layers/causal_conv1d.hpp"
 #include "mlstm/io/checkpoint.hpp"
+#include "mlstm/io/training_checkpoint.hpp"
 #include "mlstm/models/xlstm_lm/config_json.hpp"
 #include "mlstm/models/xlstm_lm/language_model.hpp"
 #include "mlstm/layers/layer_norm.hpp"

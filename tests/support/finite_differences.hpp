@@ -12,26 +12,34 @@ namespace mlstm::test {
 // Relative step of the central differences: truncation ~ step^2, rounding ~ 1e-16 / step.
 inline constexpr double finite_difference_step = 1e-6;
 
-// d loss / d x for every element of x, by central differences; x is restored afterwards.
-// `loss` reads x (by reference) and returns a scalar.
-inline Tensor<double, 4> finite_difference_gradient(Tensor<double, 4>& x,
-                                                    const std::function<double()>& loss) {
-  Tensor<double, 4> gradient(x.dimensions());
-  for (Index flat = 0; flat < x.size(); ++flat) {
-    const double saved = x.data()[flat];
+// d loss / d values[i] for every i < size, by central differences, written to `gradient`;
+// the values are restored afterwards. `loss` reads the values and returns a scalar.
+inline void finite_difference_gradient(double* values, Index size,
+                                       const std::function<double()>& loss, double* gradient) {
+  for (Index flat = 0; flat < size; ++flat) {
+    const double saved = values[flat];
     const double step = finite_difference_step * std::max(1.0, std::abs(saved));
-    x.data()[flat] = saved + step;
+    values[flat] = saved + step;
     const double above = loss();
-    x.data()[flat] = saved - step;
+    values[flat] = saved - step;
     const double below = loss();
-    x.data()[flat] = saved;
-    gradient.data()[flat] = (above - below) / (2 * step);
+    values[flat] = saved;
+    gradient[flat] = (above - below) / (2 * step);
   }
+}
+
+// d loss / d x for every element of x (any rank), by central differences; x is restored.
+template <int Rank>
+Tensor<double, Rank> finite_difference_gradient(Tensor<double, Rank>& x,
+                                                const std::function<double()>& loss) {
+  Tensor<double, Rank> gradient(x.dimensions());
+  finite_difference_gradient(x.data(), x.size(), loss, gradient.data());
   return gradient;
 }
 
 // sum(a * b) over all elements.
-inline double dot(const Tensor<double, 4>& a, const Tensor<double, 4>& b) {
+template <int Rank>
+double dot(const Tensor<double, Rank>& a, const Tensor<double, Rank>& b) {
   double sum = 0;
   for (Index flat = 0; flat < a.size(); ++flat) sum += a.data()[flat] * b.data()[flat];
   return sum;

@@ -2,10 +2,12 @@
 // convolution and to the output-gate branch.
 //
 //   silu(x) = x * sigmoid(x) = x / (1 + exp(-x))
+//   silu'(x) = sigmoid(x) (1 + x (1 - sigmoid(x)))      (the backward keeps the input x)
 #pragma once
 
 #include <cmath>
 
+#include "mlstm/detail/checks.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm {
@@ -17,6 +19,13 @@ inline T silu(T x) {
   return x / (T(1) + std::exp(-x));
 }
 
+// d silu / dx at x; for x -> -inf, sigmoid -> 0 and the product -> 0.
+template <typename T>
+inline T silu_derivative(T x) {
+  const T sigmoid = T(1) / (T(1) + std::exp(-x));
+  return sigmoid * (T(1) + x * (T(1) - sigmoid));
+}
+
 }  // namespace detail
 
 // Elementwise SiLU of x (any rank): returns a tensor of x's shape.
@@ -26,6 +35,24 @@ Tensor<ScalarOf<X>, rank_of<X>> silu_forward(const X& x) {
   Tensor<ScalarOf<X>, rank_of<X>> y(x.dimensions());
   for (Index i = 0; i < x.size(); ++i) y.data()[i] = detail::silu(x.data()[i]);
   return y;
+}
+
+// dx = dy * silu'(x) for the forward's input x and dy of x's shape.
+template <typename X, typename DY>
+Tensor<ScalarOf<X>, detail::traits_of<X>::rank> silu_backward(const X& x, const DY& dy) {
+  detail::require_same_scalar<X, DY>();
+  constexpr int rank = detail::traits_of<X>::rank;
+  static_assert(detail::traits_of<DY>::rank == rank, "silu_backward: dy has x's rank");
+  for (int axis = 0; axis < rank; ++axis) {
+    if (dy.dimension(axis) != x.dimension(axis)) {
+      throw ShapeError("dy", "expected x's shape " + shape_string(x.dimensions()) +
+                                 ", got " + shape_string(dy.dimensions()));
+    }
+  }
+  Tensor<ScalarOf<X>, rank> dx(x.dimensions());
+  for (Index i = 0; i < x.size(); ++i)
+    dx.data()[i] = dy.data()[i] * detail::silu_derivative(x.data()[i]);
+  return dx;
 }
 
 }  // namespace mlstm

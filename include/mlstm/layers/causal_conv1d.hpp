@@ -9,6 +9,12 @@
 // reach the next output (the oldest row drops out before it is used), but the layout is kept so
 // that states move between this library and the reference unchanged. Running the sequence in
 // one call or in pieces, down to one token at a time, gives the same outputs and state.
+//
+// Backward from a zero history (causal_conv1d_backward), given dy (B, S, D):
+//   dx[b, t - (KS-1) + j, d] += weight[d, 0, j] * dy[b, t, d]      (inputs inside the sequence)
+//   dweight[d, 0, j]         += sum_{b,t} dy[b, t, d] * x[b, t - (KS-1) + j, d]
+//   dbias[d]                 += sum_{b,t} dy[b, t, d]
+// What the forward keeps for it: its input x.
 #pragma once
 
 #include <algorithm>
@@ -54,6 +60,26 @@ void causal_conv1d(const T* x, Index batch, Index seq_len, Index dim, const T* w
                 rows + kept * dim);
     }
   }
+}
+
+// Backward of causal_conv1d from a zero history: dx (B, S, D) written; dweight (D, KS) and
+// dbias (D) accumulated.
+template <typename T>
+void causal_conv1d_backward(const T* x, Index batch, Index seq_len, Index dim, const T* weight,
+                            Index kernel, const T* dy, T* dx, T* dweight, T* dbias) {
+  std::fill(dx, dx + batch * seq_len * dim, T(0));
+  for (Index b = 0; b < batch; ++b)
+    for (Index t = 0; t < seq_len; ++t) {
+      const T* gradient = dy + (b * seq_len + t) * dim;
+      for (Index d = 0; d < dim; ++d) dbias[d] += gradient[d];
+      for (Index j = std::max<Index>(0, kernel - 1 - t); j < kernel; ++j) {
+        const Index row = (b * seq_len + t - (kernel - 1) + j) * dim;
+        for (Index d = 0; d < dim; ++d) {
+          dx[row + d] += weight[d * kernel + j] * gradient[d];
+          dweight[d * kernel + j] += gradient[d] * x[row + d];
+        }
+      }
+    }
 }
 
 struct ConvShape {

@@ -14,6 +14,15 @@
 //     the (B * S, NH * DH) layout).
 //
 // Statistics are accumulated in double, also for float inputs.
+//
+// Backward (layer_norm_row_backward, multi_head_layer_norm_backward), per row of D features,
+// with xhat = (x - mean) / sqrt(var + eps) and scale = 1 + weight (or weight):
+//
+//   dxhat = dy * scale
+//   dx    = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / sqrt(var + eps)
+//   dweight += dy * xhat,   dbias += dy
+//
+// The forward keeps only its input x; the statistics are recomputed from it.
 #pragma once
 
 #include <cmath>
@@ -52,6 +61,38 @@ void layer_norm_row(const T* x, Index dim, const T* weight, const T* bias, bool 
   }
 }
 
+// Backward of layer_norm_row for one row: dx written; dweight and dbias (may be null) accumulated.
+template <typename T>
+void layer_norm_row_backward(const T* x, Index dim, const T* weight, bool residual_weight,
+                             double eps, const T* dy, T* dx, T* dweight, T* dbias) {
+  double sum = 0.0;
+  for (Index j = 0; j < dim; ++j) sum += static_cast<double>(x[j]);
+  const double mean = sum / static_cast<double>(dim);
+  double squares = 0.0;
+  for (Index j = 0; j < dim; ++j) {
+    const double centered = static_cast<double>(x[j]) - mean;
+    squares += centered * centered;
+  }
+  const double inverse_std = 1.0 / std::sqrt(squares / static_cast<double>(dim) + eps);
+  const double offset = residual_weight ? 1.0 : 0.0;
+  double dxhat_sum = 0.0, dxhat_xhat_sum = 0.0;
+  for (Index j = 0; j < dim; ++j) {
+    const double xhat = (static_cast<double>(x[j]) - mean) * inverse_std;
+    const double dxhat = static_cast<double>(dy[j]) * (offset + static_cast<double>(weight[j]));
+    dxhat_sum += dxhat;
+    dxhat_xhat_sum += dxhat * xhat;
+    if (dweight != nullptr) dweight[j] += static_cast<T>(static_cast<double>(dy[j]) * xhat);
+    if (dbias != nullptr) dbias[j] += dy[j];
+  }
+  const double dxhat_mean = dxhat_sum / static_cast<double>(dim);
+  const double dxhat_xhat_mean = dxhat_xhat_sum / static_cast<double>(dim);
+  for (Index j = 0; j < dim; ++j) {
+    const double xhat = (static_cast<double>(x[j]) - mean) * inverse_std;
+    const double dxhat = static_cast<double>(dy[j]) * (offset + static_cast<double>(weight[j]));
+    dx[j] = static_cast<T>((dxhat - dxhat_mean - xhat * dxhat_xhat_mean) * inverse_std);
+  }
+}
+
 // Rows of h (B, NH, S, DH) normalized per head; the result is written in the layout
 // (B, S, NH * DH) when `sequence_major`, else (B, NH, S, DH) like h.
 template <typename T>
@@ -67,6 +108,27 @@ void multi_head_layer_norm(const T* h, Index batch, Index heads, Index seq_len, 
         layer_norm_row(h + source, head_dim, weight + head * head_dim,
                        bias != nullptr ? bias + head * head_dim : nullptr, options.residual_weight,
                        options.eps, y + target);
+      }
+}
+
+// Backward of multi_head_layer_norm: dy in the layout the forward wrote (`sequence_major`), dh
+// (B, NH, S, DH) written; dweight (NH * DH) and dbias (may be null) accumulated.
+template <typename T>
+void multi_head_layer_norm_backward(const T* h, Index batch, Index heads, Index seq_len,
+                                    Index head_dim, const T* weight,
+                                    const LayerNormOptions& options, bool sequence_major,
+                                    const T* dy, T* dh, T* dweight, T* dbias) {
+  for (Index b = 0; b < batch; ++b)
+    for (Index head = 0; head < heads; ++head)
+      for (Index t = 0; t < seq_len; ++t) {
+        const Index source = ((b * heads + head) * seq_len + t) * head_dim;
+        const Index target =
+            sequence_major ? ((b * seq_len + t) * heads + head) * head_dim : source;
+        const Index slice = head * head_dim;
+        layer_norm_row_backward(h + source, head_dim, weight + slice, options.residual_weight,
+                                options.eps, dy + target, dh + source,
+                                dweight != nullptr ? dweight + slice : nullptr,
+                                dbias != nullptr ? dbias + slice : nullptr);
       }
 }
 

@@ -2,6 +2,9 @@
 //
 //   y = x W^T + b          x (..., in), weight W (out, in), bias b (out) or none -> y (..., out)
 //
+// Backward, given dy (..., out): dx = dy W, dW = dy^T x, db = sum of dy over the rows. What the
+// forward keeps for it: its input x.
+//
 // The leading axes of x are flattened into rows, so a (B, S, in) activation is one matrix
 // product. Used for the up- and down-projections and the head. Weights may be stored in bfloat16
 // for float activations (see detail/linear_product.hpp). Runs on up to
@@ -26,6 +29,21 @@ template <typename T, typename W>
 void linear_rows(const T* x, Index rows, Index in, const W* weight, Index out, const T* bias, T* y,
                  int threads) {
   linear_product(x, weight, bias, y, LinearShape{rows, 1, in, out}, threads);
+}
+
+// Backward of linear_rows for dy (rows, out): dx (rows, in) = dy W, written when not null;
+// dweight (out, in) += dy^T x and dbias (out) += sum of dy's rows, accumulated when not null (so
+// that micro-batches and tied parameters add up).
+template <typename T>
+void linear_rows_backward(const T* x, Index rows, Index in, const T* weight, Index out, const T* dy,
+                          T* dx, T* dweight, T* dbias) {
+  Eigen::Map<const RowMatrix<T>> inputs(x, rows, in), gradient(dy, rows, out);
+  Eigen::Map<const RowMatrix<T>> weights(weight, out, in);
+  if (dx != nullptr) Eigen::Map<RowMatrix<T>>(dx, rows, in).noalias() = gradient * weights;
+  if (dweight != nullptr)
+    Eigen::Map<RowMatrix<T>>(dweight, out, in).noalias() += gradient.transpose() * inputs;
+  if (dbias != nullptr)
+    Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(dbias, out) += gradient.colwise().sum();
 }
 
 // The dimensions of x with the last one replaced by `last`.
@@ -101,6 +119,39 @@ Tensor<ScalarOf<X>, rank_of<X>> linear_forward(const X& x, const W& weight, cons
   detail::expect_shape<ScalarOf<X>, 1>(bias_view, {weight_view.dimension(0)}, "bias",
                                        "(out) of weight");
   return detail::linear_checked(x, weight_view, bias_view.data());
+}
+
+// The gradients of sum(y * dy) for y = linear_forward(x, weight[, bias]).
+template <typename T, int Rank>
+struct LinearGradients {
+  Tensor<T, Rank> dx;     // x's shape
+  Tensor<T, 2> dweight;   // (out, in)
+  Tensor<T, 1> dbias;     // (out): what a bias would get (the sum of dy's rows)
+};
+
+// x (..., in), weight (out, in), dy (..., out) -> dx, dweight, dbias.
+template <typename X, typename W, typename DY>
+LinearGradients<ScalarOf<X>, detail::traits_of<X>::rank> linear_backward(const X& x,
+                                                                                  const W& weight,
+                                                                                  const DY& dy) {
+  detail::require_same_scalar<X, W, DY>();
+  using T = ScalarOf<X>;
+  constexpr int rank = detail::traits_of<X>::rank;
+  static_assert(rank >= 1 && detail::traits_of<DY>::rank == rank,
+                "linear_backward: x and dy have one rank with a feature axis");
+  const auto weight_view = detail::const_view<2>(weight, "weight", "(out, in)");
+  detail::check_linear_weight(x, weight_view, "weight");
+  const Index in = weight_view.dimension(1), out = weight_view.dimension(0);
+  const auto dy_view = detail::const_view<rank>(dy, "dy", "(..., out)");
+  detail::expect_shape<T, rank>(dy_view, detail::with_last_dimension<rank>(x.dimensions(), out),
+                                "dy", "x's shape with the last axis out");
+  LinearGradients<T, rank> g{Tensor<T, rank>(x.dimensions()), Tensor<T, 2>(out, in),
+                             Tensor<T, 1>(out)};
+  g.dweight.setZero();
+  g.dbias.setZero();
+  detail::linear_rows_backward(x.data(), detail::leading_rows(x), in, weight_view.data(), out,
+                               dy_view.data(), g.dx.data(), g.dweight.data(), g.dbias.data());
+  return g;
 }
 
 }  // namespace mlstm

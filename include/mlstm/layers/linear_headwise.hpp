@@ -7,6 +7,9 @@
 // Each of the NPH projection heads maps its own slice of the features; nothing mixes across
 // slices. NPH is the layer's inner dimension / qkv_proj_blocksize, not the cell's head count.
 // The weight is in x's scalar or, for float x, in bfloat16 (as for linear_forward).
+//
+// Backward, given dy (..., NPH * dout), per head p: dx_p = dy_p weight[p], dweight[p] = dy_p^T x_p,
+// dbias = sum of dy over the rows. What the forward keeps for it: its input x.
 #pragma once
 
 #include <string>
@@ -24,6 +27,37 @@ template <typename T, typename W>
 void linear_headwise_rows(const T* x, Index rows, Index heads, Index in_per_head, const W* weight,
                           Index out_per_head, const T* bias, T* y, int threads) {
   linear_product(x, weight, bias, y, LinearShape{rows, heads, in_per_head, out_per_head}, threads);
+}
+
+// Backward of linear_headwise_rows for dy (rows, NPH * dout): dx (rows, NPH * din) written when
+// not null; dweight (NPH, dout, din) and dbias (NPH * dout) accumulated when not null.
+template <typename T>
+void linear_headwise_rows_backward(const T* x, Index rows, Index heads, Index in_per_head,
+                                   const T* weight, Index out_per_head, const T* dy, T* dx,
+                                   T* dweight, T* dbias) {
+  using Strided = Eigen::OuterStride<>;
+  const Index in = heads * in_per_head, out = heads * out_per_head;
+  for (Index head = 0; head < heads; ++head) {
+    Eigen::Map<const RowMatrix<T>, 0, Strided> inputs(x + head * in_per_head, rows, in_per_head,
+                                                      Strided(in));
+    Eigen::Map<const RowMatrix<T>, 0, Strided> gradient(dy + head * out_per_head, rows,
+                                                        out_per_head, Strided(out));
+    const Index block = head * out_per_head * in_per_head;
+    Eigen::Map<const RowMatrix<T>> weights(weight + block, out_per_head, in_per_head);
+    if (dx != nullptr) {
+      Eigen::Map<RowMatrix<T>, 0, Strided>(dx + head * in_per_head, rows, in_per_head,
+                                           Strided(in))
+          .noalias() = gradient * weights;
+    }
+    if (dweight != nullptr) {
+      Eigen::Map<RowMatrix<T>>(dweight + block, out_per_head, in_per_head).noalias() +=
+          gradient.transpose() * inputs;
+    }
+  }
+  if (dbias != nullptr) {
+    Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(dbias, out) +=
+        Eigen::Map<const RowMatrix<T>>(dy, rows, out).colwise().sum();
+  }
 }
 
 template <typename X, typename W>

@@ -100,8 +100,19 @@ class AdamW {
     options_.lr = lr;
   }
 
-  // Steps taken so far.
+  // Steps taken so far; set when resuming from a checkpoint (ValueError if negative).
   long step_count() const { return steps_; }
+  void set_step_count(long steps) {
+    if (steps < 0) throw ValueError("steps", "expected >= 0, got " + std::to_string(steps));
+    steps_ = steps;
+  }
+
+  // Every parameter of the groups, in the optimizer's order (decay group first).
+  std::vector<const Parameter<T>*> parameters() const {
+    std::vector<const Parameter<T>*> out;
+    for (const Slot& slot : slots_) out.push_back(slot.param);
+    return out;
+  }
 
   // One AdamW update of every parameter from its gradient buffer.
   void step() {
@@ -151,6 +162,24 @@ class AdamW {
     const Slot& slot = slot_of(param);
     return ConstTensorMap<T, 1>(slot.exp_avg_sq.data(), param.size());
   }
+  // amsgrad only (size 0 otherwise).
+  ConstTensorMap<T, 1> max_exp_avg_sq(const Parameter<T>& param) const {
+    const Slot& slot = slot_of(param);
+    return ConstTensorMap<T, 1>(slot.max_exp_avg_sq.data(), slot.max_exp_avg_sq.size());
+  }
+  // Writable views of the same, for restoring a checkpoint.
+  TensorMap<T, 1> exp_avg(const Parameter<T>& param) {
+    Slot& slot = slot_of(param);
+    return TensorMap<T, 1>(slot.exp_avg.data(), param.size());
+  }
+  TensorMap<T, 1> exp_avg_sq(const Parameter<T>& param) {
+    Slot& slot = slot_of(param);
+    return TensorMap<T, 1>(slot.exp_avg_sq.data(), param.size());
+  }
+  TensorMap<T, 1> max_exp_avg_sq(const Parameter<T>& param) {
+    Slot& slot = slot_of(param);
+    return TensorMap<T, 1>(slot.max_exp_avg_sq.data(), slot.max_exp_avg_sq.size());
+  }
 
  private:
   struct Slot {
@@ -171,6 +200,9 @@ class AdamW {
     for (const Slot& slot : slots_)
       if (slot.param == &param) return slot;
     throw ValueError("param", "'" + param.name() + "' is not in this optimizer's groups");
+  }
+  Slot& slot_of(const Parameter<T>& param) {
+    return const_cast<Slot&>(static_cast<const AdamW&>(*this).slot_of(param));
   }
 
   AdamWOptions options_;

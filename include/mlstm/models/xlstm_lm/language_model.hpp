@@ -28,21 +28,34 @@
 // eps * exp(m) (eps = 1e-6): the reference's own step and forward differ by about 5e-8 of the
 // logits' magnitude on the golden models, below float32 rounding (see tests/test_model.cpp).
 //
+// Training. forward_backward(tokens, targets) runs the forward from the zero state keeping every
+// layer's cache (with forward_kernel parallel: the parallel form's backward; otherwise the
+// chunkwise form's, chunk_size), the cross-entropy over the vocabulary (cross_entropy.hpp), and
+// the backward through the head, the post-blocks norm, the blocks in reverse and the embedding,
+// adding loss_scale times the gradient of the mean loss to every parameter's gradient buffer in
+// the registry. Gradients accumulate: zero them before a step (AdamW::zero_grad), and give each
+// of k micro-batches loss_scale = 1/k to train on their mean. loss(tokens, targets) is the same
+// loss without the backward.
+//
 // Errors: tokens, the state's shapes and the options are checked before anything is computed
 // or written (ValueError / ShapeError naming them). A non-finite value arising inside (from
 // non-finite parameters) is rejected by the kernels with a ValueError; the state passed to that
 // call is then partly advanced and should be discarded.
 #pragma once
 
+#include <cmath>
 #include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "mlstm/layers/cross_entropy.hpp"
+#include "mlstm/layers/embedding.hpp"
 #include "mlstm/layers/layer_norm.hpp"
 #include "mlstm/layers/linear.hpp"
 #include "mlstm/models/xlstm_lm/config.hpp"
+#include "mlstm/models/xlstm_lm/gradients.hpp"
 #include "mlstm/models/xlstm_lm/mlstm_block.hpp"
 #include "mlstm/models/xlstm_lm/model_state.hpp"
 #include "mlstm/models/xlstm_lm/parameters.hpp"
@@ -225,7 +238,101 @@ class LanguageModel {
     return Tensor<T, 2>(TensorMap<T, 2>(logits.data(), ids.dimension(0), config_.vocab_size));
   }
 
+  // The mean cross-entropy of the next-token logits for tokens (B, S) against targets (B, S)
+  // (integers in [0, V) or options.ignore_index), with loss_scale times its gradient added to
+  // every parameter's gradient (see "Training" above). Returns the (unscaled) loss.
+  template <typename Tokens, typename Targets>
+  double forward_backward(const Tokens& tokens, const Targets& targets, double loss_scale = 1.0,
+                          const CrossEntropyOptions& options = {}) {
+    if (!std::isfinite(loss_scale)) {
+      throw ValueError("loss_scale", "expected a finite value, got " + std::to_string(loss_scale));
+    }
+    const auto ids = check_tokens<2>(tokens, "(B, S)");
+    const auto labels = check_targets(targets, ids);
+    const Index batch = ids.dimension(0), seq_len = ids.dimension(1), rows = batch * seq_len;
+    const Index E = config_.embedding_dim, V = config_.vocab_size;
+    const Index counted = detail::count_targets(labels.data(), rows, V, options, "targets");
+    const int threads = detail::resolve_num_threads(options_.num_threads, "options.num_threads");
+    LMModelGradients<T> grads = bind_lm_model_gradients(registry_, config_);
+
+    // Forward, keeping each block's input and cache.
+    std::vector<Tensor<T, 3>> inputs(weights_.blocks.size() + 1);
+    std::vector<MLSTMBlockCache<T>> caches(weights_.blocks.size());
+    MLSTMLayerState<T>* const no_state = nullptr;
+    inputs[0] = Tensor<T, 3>(batch, seq_len, E);
+    detail::embedding_forward(ids.data(), rows, weights_.token_embedding.data(), E,
+                              inputs[0].data());
+    for (std::size_t b = 0; b < weights_.blocks.size(); ++b) {
+      inputs[b + 1] = detail::mlstm_block_forward(weights_.blocks[b], inputs[b].data(), batch,
+                                                  seq_len, options_, no_state, &caches[b]);
+    }
+    const Tensor<T, 3>& last = inputs.back();
+    Tensor<T, 3> normed = last;
+    if (weights_.post_blocks_norm) {
+      for (Index r = 0; r < rows; ++r)
+        detail::layer_norm_row(last.data() + r * E, E, weights_.post_blocks_norm->data(),
+                               static_cast<const T*>(nullptr), true, LayerNormOptions{}.eps,
+                               normed.data() + r * E);
+    }
+    Tensor<T, 3> logits(batch, seq_len, V);
+    detail::linear_rows(normed.data(), rows, E, weights_.lm_head.data(), V,
+                        static_cast<const T*>(nullptr), logits.data(), threads);
+    const double loss =
+        detail::cross_entropy_forward(logits.data(), rows, V, labels.data(), counted, options);
+
+    // Backward, in reverse; `dx` is the gradient of the current activation (B, S, E).
+    Tensor<T, 3> dlogits(batch, seq_len, V);
+    detail::cross_entropy_backward(logits.data(), rows, V, labels.data(), counted, options,
+                                   loss_scale, dlogits.data());
+    logits = Tensor<T, 3>();
+    Tensor<T, 3> dx(batch, seq_len, E), dnext(batch, seq_len, E);
+    detail::linear_rows_backward(normed.data(), rows, E, weights_.lm_head.data(), V,
+                                 dlogits.data(), dx.data(), grads.lm_head,
+                                 static_cast<T*>(nullptr));
+    if (weights_.post_blocks_norm) {
+      for (Index r = 0; r < rows; ++r)
+        detail::layer_norm_row_backward(last.data() + r * E, E, weights_.post_blocks_norm->data(),
+                                        true, LayerNormOptions{}.eps, dx.data() + r * E,
+                                        dnext.data() + r * E, grads.post_blocks_norm,
+                                        static_cast<T*>(nullptr));
+      std::swap(dx, dnext);
+    }
+    for (std::size_t b = weights_.blocks.size(); b-- > 0;) {
+      detail::mlstm_block_backward(weights_.blocks[b], grads.blocks[b], inputs[b].data(), batch,
+                                   seq_len, options_, caches[b], dx.data(), dnext.data());
+      std::swap(dx, dnext);
+    }
+    detail::embedding_backward(ids.data(), rows, E, dx.data(), grads.token_embedding);
+    return loss;
+  }
+
+  // The loss forward_backward returns, without the backward.
+  template <typename Tokens, typename Targets>
+  double loss(const Tokens& tokens, const Targets& targets,
+              const CrossEntropyOptions& options = {}) const {
+    const auto ids = check_tokens<2>(tokens, "(B, S)");
+    const auto labels = check_targets(targets, ids);
+    const Index rows = ids.dimension(0) * ids.dimension(1), V = config_.vocab_size;
+    const Index counted = detail::count_targets(labels.data(), rows, V, options, "targets");
+    const Tensor<T, 3> logits =
+        run(ids.data(), ids.dimension(0), ids.dimension(1), nullptr, Logits::all);
+    return detail::cross_entropy_forward(logits.data(), rows, V, labels.data(), counted, options);
+  }
+
  private:
+  // targets (B, S) of integers, the shape of the token ids; values are checked by count_targets.
+  template <typename Targets, typename Ids>
+  auto check_targets(const Targets& targets, const Ids& ids) const {
+    detail::require_argument_type<Targets>();
+    using Id = ScalarOf<Targets>;
+    static_assert(std::is_integral_v<Id> && !std::is_same_v<Id, bool>,
+                  "mlstm::LanguageModel: targets are integers");
+    const auto labels = detail::const_view<2>(targets, "targets", "(B, S)");
+    detail::expect_shape<Id, 2>(labels, {ids.dimension(0), ids.dimension(1)}, "targets",
+                                "(B, S) of tokens");
+    return labels;
+  }
+
   template <int Rank, typename Tokens>
   auto check_tokens(const Tokens& tokens, const char* layout) const {
     return detail::check_token_ids<Rank>(tokens, layout, config_.vocab_size);
@@ -249,10 +356,7 @@ class LanguageModel {
                    Logits logits) const {
     const Index E = config_.embedding_dim, V = config_.vocab_size;
     Tensor<T, 3> x(batch, seq_len, E);
-    for (Index r = 0; r < batch * seq_len; ++r) {
-      const T* row = weights_.token_embedding.data() + static_cast<Index>(ids[r]) * E;
-      std::copy(row, row + E, x.data() + r * E);
-    }
+    detail::embedding_forward(ids, batch * seq_len, weights_.token_embedding.data(), E, x.data());
     for (std::size_t b = 0; b < weights_.blocks.size(); ++b) {
       x = detail::mlstm_block_forward(weights_.blocks[b], x.data(), batch, seq_len, options_,
                                       state != nullptr ? &state->blocks[b] : nullptr);

@@ -3,6 +3,11 @@
 //
 //   x (B, S, E) -> x + mlstm_layer(layer_norm(x))     layer_norm: weight offset from one,
 //                                                      no bias, eps 1e-5
+//
+// Training: the forward from the zero state can keep an MLSTMBlockCache (the norm's output and
+// the layer's cache; the norm's input is the block's input). The backward, given dy:
+//   dx = dy + layer_norm_backward(x, mlstm_layer_backward(dy))
+// with the norm's and the layer's parameter gradients accumulated.
 #pragma once
 
 #include <string>
@@ -27,21 +32,54 @@ struct MLSTMBlockWeights {
   }
 };
 
+template <typename T>
+struct MLSTMBlockCache {
+  Tensor<T, 3> normed;  // (B, S, E): the norm's output, the layer's input
+  MLSTMLayerCache<T> xlstm;
+};
+
+template <typename T>
+struct MLSTMBlockGradients {
+  T* xlstm_norm_weight;
+  MLSTMLayerGradients<T> xlstm;
+};
+
 namespace detail {
 
-// x (B, S, E) -> x + layer(norm(x)); `state` as in mlstm_layer_forward.
+// x (B, S, E) -> x + layer(norm(x)); `state` as in mlstm_layer_forward; `cache`, if not null
+// (only without a state), receives what mlstm_block_backward needs.
 template <typename T>
 Tensor<T, 3> mlstm_block_forward(const MLSTMBlockWeights<T>& w, const T* x, Index batch,
                                  Index seq_len, const KernelOptions& options,
-                                 MLSTMLayerState<T>* state) {
+                                 MLSTMLayerState<T>* state, MLSTMBlockCache<T>* cache = nullptr) {
   const Index E = w.xlstm.embedding_dim();
   Tensor<T, 3> normed(batch, seq_len, E);
   for (Index r = 0; r < batch * seq_len; ++r)
     layer_norm_row(x + r * E, E, w.xlstm_norm_weight.data(), static_cast<const T*>(nullptr), true,
                    LayerNormOptions{}.eps, normed.data() + r * E);
-  Tensor<T, 3> y = mlstm_layer_forward(w.xlstm, normed.data(), batch, seq_len, options, state);
+  Tensor<T, 3> y = mlstm_layer_forward(w.xlstm, normed.data(), batch, seq_len, options, state,
+                                       cache != nullptr ? &cache->xlstm : nullptr);
   for (Index i = 0; i < y.size(); ++i) y.data()[i] += x[i];
+  if (cache != nullptr) cache->normed = std::move(normed);
   return y;
+}
+
+// Backward of the block's training forward on x (B * S, E): dx (B * S, E) written, the
+// parameters' gradients accumulated into `grads`.
+template <typename T>
+void mlstm_block_backward(const MLSTMBlockWeights<T>& w, const MLSTMBlockGradients<T>& grads,
+                          const T* x, Index batch, Index seq_len, const KernelOptions& options,
+                          const MLSTMBlockCache<T>& cache, const T* dy, T* dx) {
+  const Index E = w.xlstm.embedding_dim(), rows = batch * seq_len;
+  Tensor<T, 3> dnormed(batch, seq_len, E);
+  mlstm_layer_backward(w.xlstm, grads.xlstm, cache.normed.data(), batch, seq_len, options,
+                       cache.xlstm, dy, dnormed.data());
+  for (Index r = 0; r < rows; ++r) {
+    layer_norm_row_backward(x + r * E, E, w.xlstm_norm_weight.data(), true,
+                            LayerNormOptions{}.eps, dnormed.data() + r * E, dx + r * E,
+                            grads.xlstm_norm_weight, static_cast<T*>(nullptr));
+    for (Index j = 0; j < E; ++j) dx[r * E + j] += dy[r * E + j];
+  }
 }
 
 }  // namespace detail

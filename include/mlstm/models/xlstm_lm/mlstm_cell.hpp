@@ -12,7 +12,18 @@
 // Whole sequences without a state run the model's forward kernel (the reference: the parallel
 // form). With a state, a single step runs the recurrent step in place on it and a longer
 // sequence runs the chunkwise kernel from it (kernel_forward, kernels/backend.hpp), replacing it
-// by the state after the sequence. Nothing is cached: this is inference code.
+// by the state after the sequence.
+//
+// Training (mlstm_cell_backward): the forward from the zero state can keep an MLSTMCellCache (the
+// inputs split into heads, the gate pre-activations and the kernel's output before the norm, with
+// the parallel kernel's row sums). Given dh (B, S, I), the backward runs, in reverse:
+//
+//   the multi-head norm's backward (layer_norm.hpp)            -> d h_heads, d outnorm.weight
+//   the kernel's backward: parallel_stabilized_backward for the parallel forward kernel, else
+//   chunkwise_stabilized_backward (the recurrent kernel computes the chunkwise form's function)
+//                                                              -> dq, dk, dv, di, df per head
+//   the gates' backward: d[q, k, v] += di W_i + df W_f,  dW_i += di^T [q, k, v],  db_i += sum di
+//                                                              (likewise for f)
 #pragma once
 
 #include <algorithm>
@@ -24,6 +35,9 @@
 #include <Eigen/Core>
 
 #include "mlstm/kernels/backend.hpp"
+#include "mlstm/kernels/chunkwise_backward.hpp"
+#include "mlstm/kernels/parallel_backward.hpp"
+#include "mlstm/detail/assert.hpp"
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/layers/layer_norm.hpp"
 #include "mlstm/layers/linear.hpp"
@@ -67,6 +81,25 @@ struct MLSTMCellWeights {
   }
 };
 
+// What the cell's forward keeps for its backward.
+template <typename T>
+struct MLSTMCellCache {
+  Tensor<T, 4> q_heads, k_heads, v_heads;  // (B, NH, S, DH)
+  Tensor<T, 4> igate_heads, fgate_heads;   // (B, NH, S, 1)
+  ParallelForward<T> kernel;               // h before the norm (B, NH, S, DH); its row sums
+                                           // with the parallel kernel only
+};
+
+// Where the cell's backward accumulates its parameters' gradients (shapes of MLSTMCellWeights).
+template <typename T>
+struct MLSTMCellGradients {
+  T* igate_weight;
+  T* igate_bias;
+  T* fgate_weight;
+  T* fgate_bias;
+  T* outnorm_weight;
+};
+
 namespace detail {
 
 // gates (rows, NH) = q W[:, 0:I]^T + k W[:, I:2I]^T + v W[:, 2I:3I]^T + b, for q, k, v (rows, I):
@@ -86,6 +119,26 @@ void gate_preactivations(const T* q, const T* k, const T* v, Index rows, Index i
   gates.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias.data(), heads);
 }
 
+// Backward of gate_preactivations for dgates (rows, NH): dq, dk, dv (rows, I) accumulated with
+// dgates W's thirds; dweight (NH, 3I) += dgates^T [q, k, v] and dbias (NH) += sum of dgates.
+template <typename T>
+void gate_preactivations_backward(const T* q, const T* k, const T* v, Index rows, Index inner,
+                                  const ConstTensorMap<T, 2>& weight, const RowMatrix<T>& dgates,
+                                  T* dq, T* dk, T* dv, T* dweight, T* dbias) {
+  const Index heads = weight.dimension(0);
+  Eigen::Map<const RowMatrix<T>> w(weight.data(), heads, 3 * inner);
+  Eigen::Map<RowMatrix<T>> dw(dweight, heads, 3 * inner);
+  const T* inputs[] = {q, k, v};
+  T* gradients[] = {dq, dk, dv};
+  for (int part = 0; part < 3; ++part) {
+    Eigen::Map<RowMatrix<T>>(gradients[part], rows, inner).noalias() +=
+        dgates * w.middleCols(part * inner, inner);
+    dw.middleCols(part * inner, inner).noalias() +=
+        dgates.transpose() * Eigen::Map<const RowMatrix<T>>(inputs[part], rows, inner);
+  }
+  Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(dbias, heads) += dgates.colwise().sum();
+}
+
 // (B, S, NH * D) -> (B, NH, S, D): the reference's view(B, S, NH, D).transpose(1, 2).
 template <typename T>
 Tensor<T, 4> split_heads(const T* x, Index batch, Index seq_len, Index heads, Index head_dim) {
@@ -97,6 +150,17 @@ Tensor<T, 4> split_heads(const T* x, Index batch, Index seq_len, Index heads, In
         std::copy(source, source + head_dim, y.data() + ((b * heads + h) * seq_len + t) * head_dim);
       }
   return y;
+}
+
+// (B, NH, S, D) -> (B, S, NH * D), the inverse of split_heads, written to y.
+template <typename T>
+void merge_heads(const T* x, Index batch, Index seq_len, Index heads, Index head_dim, T* y) {
+  for (Index b = 0; b < batch; ++b)
+    for (Index t = 0; t < seq_len; ++t)
+      for (Index h = 0; h < heads; ++h) {
+        const T* source = x + ((b * heads + h) * seq_len + t) * head_dim;
+        std::copy(source, source + head_dim, y + ((b * seq_len + t) * heads + h) * head_dim);
+      }
 }
 
 // The kernel over heads: q, k (B, NH, S, DQK), v (B, NH, S, DV), gates (B, NH, S, 1) -> h
@@ -113,11 +177,13 @@ Tensor<T, 4> mlstm_kernel_forward(const Tensor<T, 4>& q, const Tensor<T, 4>& k,
 }
 
 // q, k, v (B, S, I) -> h (B, S, I); `state` null: the forward kernel from the zero state, else
-// continued from *state, which is replaced by the state after the sequence.
+// continued from *state, which is replaced by the state after the sequence. `cache`, if not null
+// (only without a state), receives what mlstm_cell_backward needs.
 template <typename T>
 Tensor<T, 3> mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const T* k, const T* v,
                                 Index batch, Index seq_len, const KernelOptions& options,
-                                RecurrentState<T>* state) {
+                                RecurrentState<T>* state, MLSTMCellCache<T>* cache = nullptr) {
+  MLSTM_ASSERT(cache == nullptr || state == nullptr, "the cell's training forward has no state");
   const Index inner = w.inner_dim(), heads = w.num_heads(), head_dim = inner / heads;
   const Index rows = batch * seq_len;
   RowMatrix<T> igate, fgate;  // (rows, NH)
@@ -129,13 +195,81 @@ Tensor<T, 3> mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const 
   const Tensor<T, 4> k_heads = split_heads(k, batch, seq_len, heads, head_dim);
   const Tensor<T, 4> v_heads = split_heads(v, batch, seq_len, heads, head_dim);
 
-  const Tensor<T, 4> h_heads =
-      mlstm_kernel_forward(q_heads, k_heads, v_heads, igate_heads, fgate_heads, options, state);
+  Tensor<T, 4> h_heads;
+  if (cache == nullptr) {
+    h_heads =
+        mlstm_kernel_forward(q_heads, k_heads, v_heads, igate_heads, fgate_heads, options, state);
+  } else if (options.forward_kernel == SequenceKernel::parallel) {
+    ParallelOptions parallel;
+    parallel.eps = options.eps;
+    parallel.num_threads = options.num_threads;
+    cache->kernel = parallel_stabilized_forward_with_cache(q_heads, k_heads, v_heads, igate_heads,
+                                                           fgate_heads, parallel);
+    h_heads = cache->kernel.h;
+  } else {
+    KernelOptions chunkwise = options;
+    chunkwise.forward_kernel = SequenceKernel::chunkwise;
+    cache->kernel.h = kernel_forward(q_heads, k_heads, v_heads, igate_heads, fgate_heads, chunkwise);
+    h_heads = cache->kernel.h;
+  }
 
   Tensor<T, 3> h(batch, seq_len, inner);
   multi_head_layer_norm(h_heads.data(), batch, heads, seq_len, head_dim, w.outnorm_weight.data(),
                         static_cast<const T*>(nullptr), LayerNormOptions{}, true, h.data());
+  if (cache != nullptr) {
+    cache->q_heads = std::move(q_heads);
+    cache->k_heads = std::move(k_heads);
+    cache->v_heads = std::move(v_heads);
+    cache->igate_heads = std::move(igate_heads);
+    cache->fgate_heads = std::move(fgate_heads);
+  }
   return h;
+}
+
+// Backward of the cell's training forward (see the file comment): given q, k, v (B, S, I), the
+// forward's cache and dh (B, S, I), writes dq, dk, dv (B, S, I) and accumulates the parameters'
+// gradients into `grads`.
+template <typename T>
+void mlstm_cell_backward(const MLSTMCellWeights<T>& w, const MLSTMCellGradients<T>& grads,
+                         const T* q, const T* k, const T* v, Index batch, Index seq_len,
+                         const KernelOptions& options, const MLSTMCellCache<T>& cache, const T* dh,
+                         T* dq, T* dk, T* dv) {
+  const Index inner = w.inner_dim(), heads = w.num_heads(), head_dim = inner / heads;
+  const Index rows = batch * seq_len;
+  Tensor<T, 4> dh_heads(batch, heads, seq_len, head_dim);
+  multi_head_layer_norm_backward(cache.kernel.h.data(), batch, heads, seq_len, head_dim,
+                                 w.outnorm_weight.data(), LayerNormOptions{}, true, dh,
+                                 dh_heads.data(), grads.outnorm_weight, static_cast<T*>(nullptr));
+  const auto kernel_backward = [&]() {
+    if (options.forward_kernel == SequenceKernel::parallel) {
+      ParallelOptions parallel;
+      parallel.eps = options.eps;
+      parallel.num_threads = options.num_threads;
+      return parallel_stabilized_backward(cache.q_heads, cache.k_heads, cache.v_heads,
+                                          cache.igate_heads, cache.fgate_heads, dh_heads,
+                                          cache.kernel, parallel);
+    }
+    ChunkwiseOptions chunkwise;
+    chunkwise.chunk_size = options.chunk_size;
+    chunkwise.eps = options.eps;
+    chunkwise.num_threads = options.num_threads;
+    auto g = chunkwise_stabilized_backward(cache.q_heads, cache.k_heads, cache.v_heads,
+                                           cache.igate_heads, cache.fgate_heads, dh_heads,
+                                           chunkwise);
+    return ParallelGradients<T>{std::move(g.dq), std::move(g.dk), std::move(g.dv),
+                                std::move(g.di), std::move(g.df)};
+  };
+  const ParallelGradients<T> g = kernel_backward();
+  merge_heads(g.dq.data(), batch, seq_len, heads, head_dim, dq);
+  merge_heads(g.dk.data(), batch, seq_len, heads, head_dim, dk);
+  merge_heads(g.dv.data(), batch, seq_len, heads, head_dim, dv);
+  RowMatrix<T> dgate(rows, heads);
+  merge_heads(g.di.data(), batch, seq_len, heads, Index{1}, dgate.data());
+  gate_preactivations_backward(q, k, v, rows, inner, w.igate_weight, dgate, dq, dk, dv,
+                               grads.igate_weight, grads.igate_bias);
+  merge_heads(g.df.data(), batch, seq_len, heads, Index{1}, dgate.data());
+  gate_preactivations_backward(q, k, v, rows, inner, w.fgate_weight, dgate, dq, dk, dv,
+                               grads.fgate_weight, grads.fgate_bias);
 }
 
 // c (B, NH, DH, DH), n (B, NH, DH, 1), m (B, NH, 1, 1); `prefix` names the state in messages.

@@ -15,6 +15,20 @@
 // convolution always has one. The reference's dropout is the identity at inference and is left
 // out. The layer's state for step-by-step generation is the cell's (c, n, m) and the
 // convolution's last KS inputs.
+//
+// Training: the forward from the zero state can keep an MLSTMLayerCache (the activations below);
+// mlstm_layer_backward, given dy (B, S, E), runs in reverse, with g = silu(z) and
+// a = h + learnable_skip * x_conv:
+//
+//   d h_skip_gated = dy W_down,            dW_down += dy^T (a * g)
+//   dh = d(a g) g,  dz = d(a g) a silu'(z),  dskip += sum over rows of d(a g) g x_conv,
+//   dx_conv = d(a g) g skip
+//   the cell's backward (mlstm_cell.hpp)   -> dq, dk, dv
+//   dx_conv += the q and k maps' backward,  dx_mlstm = the v map's backward
+//   dx_mlstm += the convolution's backward of dx_conv silu'(conv output)
+//   dx = [dx_mlstm, dz] W_up,               dW_up += [dx_mlstm, dz]^T x
+//
+// and every parameter's gradient is accumulated into an MLSTMLayerGradients.
 #pragma once
 
 #include <optional>
@@ -101,6 +115,38 @@ struct MLSTMLayerWeights {
   }
 };
 
+// What the layer's forward keeps for its backward: the activations named in the file comment.
+template <typename T>
+struct MLSTMLayerCache {
+  Tensor<T, 3> x_mlstm, z;       // (B, S, I): the two halves of proj_up's output
+  Tensor<T, 3> conv;             // (B, S, I): the convolution's output before silu
+  Tensor<T, 3> x_conv;           // (B, S, I): silu of it
+  Tensor<T, 3> q, k, v;          // (B, S, I)
+  Tensor<T, 3> h;                // (B, S, I): the cell's output
+  Tensor<T, 3> gated;            // (B, S, I): (h + skip * x_conv) * silu(z), proj_down's input
+  MLSTMCellCache<T> cell;
+};
+
+// Where the layer's backward accumulates its parameters' gradients; a bias the model does not
+// have is null.
+template <typename T>
+struct MLSTMLayerGradients {
+  T* proj_up_weight;
+  T* proj_up_bias;
+  T* q_proj_weight;
+  T* q_proj_bias;
+  T* k_proj_weight;
+  T* k_proj_bias;
+  T* v_proj_weight;
+  T* v_proj_bias;
+  T* conv_weight;
+  T* conv_bias;
+  MLSTMCellGradients<T> cell;
+  T* learnable_skip;
+  T* proj_down_weight;
+  T* proj_down_bias;
+};
+
 namespace detail {
 
 template <typename T>
@@ -109,11 +155,12 @@ const T* data_or_null(const std::optional<ConstTensorMap<T, 1>>& bias) {
 }
 
 // x (rows = B * S, E) -> y (B, S, E); `state` null: from the zero state (no state kept), else
-// continued from it and advanced past x.
+// continued from it and advanced past x. `cache`, if not null (only without a state), receives
+// what mlstm_layer_backward needs.
 template <typename T>
 Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Index batch,
                                  Index seq_len, const KernelOptions& options,
-                                 MLSTMLayerState<T>* state) {
+                                 MLSTMLayerState<T>* state, MLSTMLayerCache<T>* cache = nullptr) {
   const Index E = w.embedding_dim(), I = w.inner_dim(), rows = batch * seq_len;
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
 
@@ -130,6 +177,7 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Inde
   causal_conv1d(x_mlstm.data(), batch, seq_len, I, w.conv_weight.data(), w.kernel_size(),
                 w.conv_bias.data(), state != nullptr ? state->conv_state.data() : nullptr,
                 x_conv.data());
+  if (cache != nullptr) cache->conv = x_conv;
   for (Index i = 0; i < x_conv.size(); ++i) x_conv.data()[i] = silu(x_conv.data()[i]);
 
   const Index blocks = w.q_proj_weight.dimension(0), block_dim = I / blocks;
@@ -142,7 +190,9 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Inde
                        data_or_null(w.v_proj_bias), v.data(), threads);
 
   Tensor<T, 3> h = mlstm_cell_forward(w.cell, q.data(), k.data(), v.data(), batch, seq_len, options,
-                                      state != nullptr ? &state->mlstm_state : nullptr);
+                                      state != nullptr ? &state->mlstm_state : nullptr,
+                                      cache != nullptr ? &cache->cell : nullptr);
+  if (cache != nullptr) cache->h = h;
 
   // h_state = (h + skip * x_conv) * silu(z), in place in h.
   const T* skip = w.learnable_skip.data();
@@ -156,7 +206,75 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Inde
   Tensor<T, 3> y(batch, seq_len, E);
   linear_rows(h.data(), rows, I, w.proj_down_weight.data(), E, data_or_null(w.proj_down_bias),
               y.data(), threads);
+  if (cache != nullptr) {
+    cache->x_mlstm = std::move(x_mlstm);
+    cache->z = std::move(z);
+    cache->x_conv = std::move(x_conv);
+    cache->q = std::move(q);
+    cache->k = std::move(k);
+    cache->v = std::move(v);
+    cache->gated = std::move(h);
+  }
   return y;
+}
+
+// Backward of the layer's training forward on x (B * S, E) with its cache (see the file comment):
+// dx (B * S, E) written, the parameters' gradients accumulated into `grads`.
+template <typename T>
+void mlstm_layer_backward(const MLSTMLayerWeights<T>& w, const MLSTMLayerGradients<T>& grads,
+                          const T* x, Index batch, Index seq_len, const KernelOptions& options,
+                          const MLSTMLayerCache<T>& cache, const T* dy, T* dx) {
+  const Index E = w.embedding_dim(), I = w.inner_dim(), rows = batch * seq_len;
+  RowMatrix<T> dgated(rows, I);
+  linear_rows_backward(cache.gated.data(), rows, I, w.proj_down_weight.data(), E, dy,
+                       dgated.data(), grads.proj_down_weight, grads.proj_down_bias);
+
+  // Through (h + skip * x_conv) * silu(z); dup holds [dx_mlstm, dz] per row.
+  Tensor<T, 3> dh(batch, seq_len, I), dx_conv(batch, seq_len, I), dup(batch, seq_len, 2 * I);
+  const T* skip = w.learnable_skip.data();
+  for (Index r = 0; r < rows; ++r) {
+    const Index row = r * I;
+    for (Index j = 0; j < I; ++j) {
+      const T z = cache.z.data()[row + j], conv = cache.x_conv.data()[row + j];
+      const T gate = silu(z), d = dgated(r, j);
+      const T pre_gate = cache.h.data()[row + j] + skip[j] * conv;
+      dh.data()[row + j] = d * gate;
+      dx_conv.data()[row + j] = d * gate * skip[j];
+      grads.learnable_skip[j] += d * gate * conv;
+      dup.data()[r * 2 * I + I + j] = d * pre_gate * silu_derivative(z);
+    }
+  }
+
+  Tensor<T, 3> dq(batch, seq_len, I), dk(batch, seq_len, I), dv(batch, seq_len, I);
+  mlstm_cell_backward(w.cell, grads.cell, cache.q.data(), cache.k.data(), cache.v.data(), batch,
+                      seq_len, options, cache.cell, dh.data(), dq.data(), dk.data(), dv.data());
+
+  const Index blocks = w.q_proj_weight.dimension(0), block_dim = I / blocks;
+  Tensor<T, 3> dinput(batch, seq_len, I);
+  linear_headwise_rows_backward(cache.x_conv.data(), rows, blocks, block_dim,
+                                w.q_proj_weight.data(), block_dim, dq.data(), dinput.data(),
+                                grads.q_proj_weight, grads.q_proj_bias);
+  for (Index i = 0; i < dinput.size(); ++i) dx_conv.data()[i] += dinput.data()[i];
+  linear_headwise_rows_backward(cache.x_conv.data(), rows, blocks, block_dim,
+                                w.k_proj_weight.data(), block_dim, dk.data(), dinput.data(),
+                                grads.k_proj_weight, grads.k_proj_bias);
+  for (Index i = 0; i < dinput.size(); ++i) dx_conv.data()[i] += dinput.data()[i];
+  Tensor<T, 3> dx_mlstm(batch, seq_len, I);
+  linear_headwise_rows_backward(cache.x_mlstm.data(), rows, blocks, block_dim,
+                                w.v_proj_weight.data(), block_dim, dv.data(), dx_mlstm.data(),
+                                grads.v_proj_weight, grads.v_proj_bias);
+
+  for (Index i = 0; i < dx_conv.size(); ++i)
+    dx_conv.data()[i] *= silu_derivative(cache.conv.data()[i]);
+  causal_conv1d_backward(cache.x_mlstm.data(), batch, seq_len, I, w.conv_weight.data(),
+                         w.kernel_size(), dx_conv.data(), dinput.data(), grads.conv_weight,
+                         grads.conv_bias);
+  for (Index r = 0; r < rows; ++r)
+    for (Index j = 0; j < I; ++j)
+      dup.data()[r * 2 * I + j] = dx_mlstm.data()[r * I + j] + dinput.data()[r * I + j];
+
+  linear_rows_backward(x, rows, E, w.proj_up_weight.data(), 2 * I, dup.data(), dx,
+                       grads.proj_up_weight, grads.proj_up_bias);
 }
 
 template <typename T, typename X>

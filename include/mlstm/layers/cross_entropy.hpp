@@ -1,0 +1,93 @@
+// Cross-entropy of logits over the vocabulary, torch.nn.functional.cross_entropy with
+// reduction "mean" and an ignore index:
+//
+//   logits (rows, V), targets (rows) in [0, V) or ignore_index -> loss (scalar)
+//   loss = (1 / N) sum over rows r not ignored of (logsumexp(logits[r]) - logits[r, targets[r]])
+//   N    = the number of targets not ignored (no target left: loss 0, as no gradient flows; torch
+//          returns NaN there)
+//
+// Backward, given dloss: dlogits[r] = dloss / N (softmax(logits[r]) - onehot(targets[r])), zero on
+// ignored rows. What the forward keeps for it: nothing beyond logits and targets (the softmax is
+// recomputed row by row). Sums are taken in double.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "mlstm/errors.hpp"
+#include "mlstm/tensor.hpp"
+
+namespace mlstm {
+
+struct CrossEntropyOptions {
+  long long ignore_index = -100;  // torch's default
+};
+
+namespace detail {
+
+template <typename T>
+double log_sum_exp(const T* row, Index size) {
+  const double top = static_cast<double>(*std::max_element(row, row + size));
+  double sum = 0.0;
+  for (Index j = 0; j < size; ++j) sum += std::exp(static_cast<double>(row[j]) - top);
+  return top + std::log(sum);
+}
+
+// Throws ValueError naming `name` for a target outside [0, V) that is not the ignore index.
+template <typename Id>
+Index count_targets(const Id* targets, Index rows, Index vocab, const CrossEntropyOptions& options,
+                    const char* name) {
+  Index counted = 0;
+  for (Index r = 0; r < rows; ++r) {
+    const long long target = static_cast<long long>(targets[r]);
+    if (target == options.ignore_index) continue;
+    if (target < 0 || target >= static_cast<long long>(vocab)) {
+      throw ValueError(name, "target " + std::to_string(target) + " at row " + std::to_string(r) +
+                                 " is outside [0, " + std::to_string(vocab) +
+                                 ") and is not the ignore index " +
+                                 std::to_string(options.ignore_index));
+    }
+    ++counted;
+  }
+  return counted;
+}
+
+// The loss of validated targets; `counted` from count_targets.
+template <typename T, typename Id>
+double cross_entropy_forward(const T* logits, Index rows, Index vocab, const Id* targets,
+                             Index counted, const CrossEntropyOptions& options) {
+  double total = 0.0;
+  for (Index r = 0; r < rows; ++r) {
+    const long long target = static_cast<long long>(targets[r]);
+    if (target == options.ignore_index) continue;
+    const T* row = logits + r * vocab;
+    total += log_sum_exp(row, vocab) - static_cast<double>(row[target]);
+  }
+  return counted > 0 ? total / static_cast<double>(counted) : 0.0;
+}
+
+// dlogits (rows, V) written.
+template <typename T, typename Id>
+void cross_entropy_backward(const T* logits, Index rows, Index vocab, const Id* targets,
+                            Index counted, const CrossEntropyOptions& options, double dloss,
+                            T* dlogits) {
+  const double scale = counted > 0 ? dloss / static_cast<double>(counted) : 0.0;
+  for (Index r = 0; r < rows; ++r) {
+    const long long target = static_cast<long long>(targets[r]);
+    T* out = dlogits + r * vocab;
+    if (target == options.ignore_index) {
+      std::fill(out, out + vocab, T(0));
+      continue;
+    }
+    const T* row = logits + r * vocab;
+    const double normalizer = log_sum_exp(row, vocab);
+    for (Index j = 0; j < vocab; ++j) {
+      const double probability = std::exp(static_cast<double>(row[j]) - normalizer);
+      out[j] = static_cast<T>(scale * (j == target ? probability - 1.0 : probability));
+    }
+  }
+}
+
+}  // namespace detail
+}  // namespace mlstm

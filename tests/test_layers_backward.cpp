@@ -1,0 +1,318 @@
+// Every layer's backward against central finite differences in double: the building blocks one
+// by one, then the whole language model's forward_backward (which runs the embedding, the blocks'
+// norms, projections, convolution, gates, cell, multi-head norm, skip and output gate, the
+// post-blocks norm, the head and the cross-entropy) for every parameter.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <mlstm/layers/activations.hpp>
+#include <mlstm/layers/causal_conv1d.hpp>
+#include <mlstm/layers/cross_entropy.hpp>
+#include <mlstm/layers/embedding.hpp>
+#include <mlstm/layers/layer_norm.hpp>
+#include <mlstm/layers/linear.hpp>
+#include <mlstm/layers/linear_headwise.hpp>
+#include <mlstm/model.hpp>
+
+#include "support/finite_differences.hpp"
+#include "support/random_inputs.hpp"
+#include "support/tolerance.hpp"
+
+namespace {
+
+using mlstm::Index;
+using mlstm::Tensor;
+using mlstm::test::Random;
+
+// Budget of a finite-difference comparison: the differences' truncation and rounding error
+// (about 1e-10 of the loss's scale at step 1e-6) with a wide margin.
+constexpr double finite_difference_relative = 1e-7;
+
+template <int Rank>
+double fd_budget(const Tensor<double, Rank>& reference) {
+  return finite_difference_relative * std::max(1.0, mlstm::test::magnitude(reference));
+}
+
+template <int Rank>
+Tensor<double, Rank> random_tensor(const std::array<Index, Rank>& shape, std::uint64_t seed,
+                                   double low = -1, double high = 1) {
+  Tensor<double, Rank> x(shape);
+  Random(seed).fill_uniform(x, low, high);
+  return x;
+}
+
+// Checks `analytic` against the finite differences of `loss` with respect to `input`.
+template <int Rank>
+void check_gradient(const char* name, const Tensor<double, Rank>& analytic,
+                    Tensor<double, Rank>& input, const std::function<double()>& loss) {
+  const Tensor<double, Rank> numeric = mlstm::test::finite_difference_gradient(input, loss);
+  INFO(name);
+  MLSTM_CHECK_CLOSE(analytic, numeric, fd_budget(numeric));
+}
+
+}  // namespace
+
+TEST_CASE("linear backward matches finite differences", "[layers_backward]") {
+  auto x = random_tensor<3>({2, 3, 5}, 1);
+  auto weight = random_tensor<2>({4, 5}, 2);
+  auto bias = random_tensor<1>({4}, 3);
+  const auto dy = random_tensor<3>({2, 3, 4}, 4);
+  const auto g = mlstm::linear_backward(x, weight, dy);
+  const auto loss = [&] { return mlstm::test::dot(mlstm::linear_forward(x, weight, bias), dy); };
+  check_gradient("dx", g.dx, x, loss);
+  check_gradient("dweight", g.dweight, weight, loss);
+  check_gradient("dbias", g.dbias, bias, loss);
+}
+
+TEST_CASE("head-wise linear backward matches finite differences", "[layers_backward]") {
+  const Index rows = 5, heads = 3, din = 2, dout = 4;
+  auto x = random_tensor<2>({rows, heads * din}, 5);
+  auto weight = random_tensor<3>({heads, dout, din}, 6);
+  auto bias = random_tensor<1>({heads * dout}, 7);
+  const auto dy = random_tensor<2>({rows, heads * dout}, 8);
+  Tensor<double, 2> dx(rows, heads * din);
+  Tensor<double, 3> dweight(heads, dout, din);
+  Tensor<double, 1> dbias(heads * dout);
+  dweight.setZero();
+  dbias.setZero();
+  mlstm::detail::linear_headwise_rows_backward(x.data(), rows, heads, din, weight.data(), dout,
+                                               dy.data(), dx.data(), dweight.data(), dbias.data());
+  const auto loss = [&] {
+    return mlstm::test::dot(mlstm::linear_headwise_forward(x, weight, bias), dy);
+  };
+  check_gradient("dx", dx, x, loss);
+  check_gradient("dweight", dweight, weight, loss);
+  check_gradient("dbias", dbias, bias, loss);
+}
+
+TEST_CASE("layer norm backward matches finite differences", "[layers_backward]") {
+  // The reference's form (1 + weight) and the plain one, with a bias.
+  for (const bool residual : {true, false}) {
+    mlstm::LayerNormOptions options;
+    options.residual_weight = residual;
+    const Index rows = 4, dim = 6;
+    auto x = random_tensor<2>({rows, dim}, 9, -2, 2);
+    auto weight = random_tensor<1>({dim}, 10);
+    auto bias = random_tensor<1>({dim}, 11);
+    const auto dy = random_tensor<2>({rows, dim}, 12);
+    Tensor<double, 2> dx(rows, dim);
+    Tensor<double, 1> dweight(dim), dbias(dim);
+    dweight.setZero();
+    dbias.setZero();
+    for (Index r = 0; r < rows; ++r)
+      mlstm::detail::layer_norm_row_backward(x.data() + r * dim, dim, weight.data(), residual,
+                                             options.eps, dy.data() + r * dim, dx.data() + r * dim,
+                                             dweight.data(), dbias.data());
+    const auto loss = [&] {
+      return mlstm::test::dot(mlstm::layer_norm_forward(x, weight, bias, options), dy);
+    };
+    INFO("residual_weight " << residual);
+    check_gradient("dx", dx, x, loss);
+    check_gradient("dweight", dweight, weight, loss);
+    check_gradient("dbias", dbias, bias, loss);
+  }
+}
+
+TEST_CASE("multi-head layer norm backward matches finite differences", "[layers_backward]") {
+  const Index B = 2, NH = 3, S = 4, DH = 5;
+  auto h = random_tensor<4>({B, NH, S, DH}, 13, -2, 2);
+  auto weight = random_tensor<1>({NH * DH}, 14);
+  const auto dy = random_tensor<4>({B, NH, S, DH}, 15);
+  Tensor<double, 4> dh(B, NH, S, DH);
+  Tensor<double, 1> dweight(NH * DH);
+  dweight.setZero();
+  mlstm::detail::multi_head_layer_norm_backward(
+      h.data(), B, NH, S, DH, weight.data(), mlstm::LayerNormOptions{}, false, dy.data(), dh.data(),
+      dweight.data(), static_cast<double*>(nullptr));
+  const auto loss = [&] {
+    return mlstm::test::dot(mlstm::multi_head_layer_norm_forward(h, weight), dy);
+  };
+  check_gradient("dh", dh, h, loss);
+  check_gradient("dweight", dweight, weight, loss);
+}
+
+TEST_CASE("causal conv1d backward matches finite differences", "[layers_backward]") {
+  // A kernel longer than the sequence too: taps before the start see zeros.
+  for (const Index kernel : {Index{3}, Index{6}}) {
+    const Index B = 2, S = 5, D = 3;
+    auto x = random_tensor<3>({B, S, D}, 16);
+    auto weight = random_tensor<3>({D, 1, kernel}, 17);
+    auto bias = random_tensor<1>({D}, 18);
+    const auto dy = random_tensor<3>({B, S, D}, 19);
+    Tensor<double, 3> dx(B, S, D), dweight(D, 1, kernel);
+    Tensor<double, 1> dbias(D);
+    dweight.setZero();
+    dbias.setZero();
+    mlstm::detail::causal_conv1d_backward(x.data(), B, S, D, weight.data(), kernel, dy.data(),
+                                          dx.data(), dweight.data(), dbias.data());
+    const auto loss = [&] {
+      return mlstm::test::dot(mlstm::causal_conv1d_forward(x, weight, bias), dy);
+    };
+    INFO("kernel " << kernel);
+    check_gradient("dx", dx, x, loss);
+    check_gradient("dweight", dweight, weight, loss);
+    check_gradient("dbias", dbias, bias, loss);
+  }
+}
+
+TEST_CASE("silu backward matches finite differences", "[layers_backward]") {
+  auto x = random_tensor<2>({3, 7}, 20, -8, 8);
+  const auto dy = random_tensor<2>({3, 7}, 21);
+  const auto dx = mlstm::silu_backward(x, dy);
+  check_gradient("dx", dx, x, [&] { return mlstm::test::dot(mlstm::silu_forward(x), dy); });
+}
+
+TEST_CASE("embedding backward matches finite differences", "[layers_backward]") {
+  const Index V = 5, E = 3;
+  const std::vector<int> ids = {4, 1, 4, 0};  // a repeated id gets both rows
+  const Index rows = static_cast<Index>(ids.size());
+  auto weight = random_tensor<2>({V, E}, 22);
+  const auto dy = random_tensor<2>({rows, E}, 23);
+  Tensor<double, 2> dweight(V, E);
+  dweight.setZero();
+  mlstm::detail::embedding_backward(ids.data(), rows, E, dy.data(), dweight.data());
+  check_gradient("dweight", dweight, weight, [&] {
+    Tensor<double, 2> y(rows, E);
+    mlstm::detail::embedding_forward(ids.data(), rows, weight.data(), E, y.data());
+    return mlstm::test::dot(y, dy);
+  });
+}
+
+TEST_CASE("cross-entropy backward matches finite differences, ignored rows get none",
+          "[layers_backward]") {
+  const Index rows = 5, V = 7;
+  const std::vector<long long> targets = {3, -100, 0, 6, 3};
+  auto logits = random_tensor<2>({rows, V}, 24, -4, 4);
+  const mlstm::CrossEntropyOptions options;
+  const Index counted = mlstm::detail::count_targets(targets.data(), rows, V, options, "targets");
+  CHECK(counted == 4);
+  const double dloss = 0.7;
+  Tensor<double, 2> dlogits(rows, V);
+  mlstm::detail::cross_entropy_backward(logits.data(), rows, V, targets.data(), counted, options,
+                                        dloss, dlogits.data());
+  check_gradient("dlogits", dlogits, logits, [&] {
+    return dloss * mlstm::detail::cross_entropy_forward(logits.data(), rows, V, targets.data(),
+                                                        counted, options);
+  });
+  for (Index j = 0; j < V; ++j) CHECK(dlogits(1, j) == 0.0);
+
+  const std::vector<long long> bad = {3, 7, 0, 6, 3};
+  CHECK_THROWS_AS(mlstm::detail::count_targets(bad.data(), rows, V, options, "targets"),
+                  mlstm::ValueError);
+}
+
+namespace {
+
+// A small model with every parameter drawn at random (so that gates, norms and skip all matter),
+// and a batch of tokens and targets with one ignored target.
+struct ModelCase {
+  mlstm::LMModelConfig config;
+  Tensor<std::int64_t, 2> tokens, targets;
+};
+
+ModelCase model_case(bool tie_weights, bool bias, bool post_norm) {
+  ModelCase c;
+  c.config.vocab_size = 11;
+  c.config.embedding_dim = 8;
+  c.config.num_heads = 2;
+  c.config.num_blocks = 2;
+  c.config.context_length = 6;
+  c.config.proj_factor = 2.0;
+  c.config.round_proj_up_to_multiple_of = 4;
+  c.config.conv1d_kernel_size = 3;
+  c.config.qkv_proj_blocksize = 4;
+  c.config.bias = bias;
+  c.config.tie_weights = tie_weights;
+  c.config.add_post_blocks_norm = post_norm;
+  const Index B = 2, S = 6;
+  c.tokens = Tensor<std::int64_t, 2>(B, S);
+  c.targets = Tensor<std::int64_t, 2>(B, S);
+  Random random(25);
+  for (Index i = 0; i < c.tokens.size(); ++i) {
+    c.tokens.data()[i] = static_cast<std::int64_t>(random.uniform(0, 11));
+    c.targets.data()[i] = static_cast<std::int64_t>(random.uniform(0, 11));
+  }
+  c.targets(1, 2) = -100;
+  return c;
+}
+
+void randomize(mlstm::Registry<double>& registry, std::uint64_t seed) {
+  Random random(seed);
+  for (auto& parameter : registry) {
+    const bool gate = parameter.name().find("gate.") != std::string::npos;
+    const double scale = gate ? 1.0 : 0.5;
+    for (Index i = 0; i < parameter.size(); ++i)
+      parameter.data()[i] = random.uniform(-scale, scale);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("language model forward_backward matches finite differences for every parameter",
+          "[layers_backward][model]") {
+  struct Variant {
+    bool tie_weights, bias, post_norm;
+    mlstm::SequenceKernel kernel;
+  };
+  for (const Variant& variant : {Variant{false, false, true, mlstm::SequenceKernel::parallel},
+                                 Variant{true, true, false, mlstm::SequenceKernel::chunkwise}}) {
+    ModelCase c = model_case(variant.tie_weights, variant.bias, variant.post_norm);
+    mlstm::KernelOptions options;
+    options.forward_kernel = variant.kernel;
+    options.chunk_size = 4;  // two chunks, the second one short
+    mlstm::LanguageModel<double> model(c.config, options);
+    randomize(model.registry(), 26);
+    for (auto& parameter : model.registry()) parameter.zero_grad();
+    const double scale = 0.5;
+    const double loss = model.forward_backward(c.tokens, c.targets, scale);
+    CHECK(loss == Approx(model.loss(c.tokens, c.targets)).epsilon(1e-12));
+    INFO("tied " << variant.tie_weights << ", bias " << variant.bias << ", post norm "
+                 << variant.post_norm);
+    for (auto& parameter : model.registry()) {
+      Tensor<double, 1> analytic(parameter.size()), numeric(parameter.size());
+      std::copy(parameter.grad_data(), parameter.grad_data() + parameter.size(), analytic.data());
+      mlstm::test::finite_difference_gradient(
+          parameter.data(), parameter.size(),
+          [&] { return scale * model.loss(c.tokens, c.targets); }, numeric.data());
+      INFO(parameter.name());
+      MLSTM_CHECK_CLOSE(analytic, numeric, fd_budget(numeric));
+    }
+  }
+}
+
+TEST_CASE("forward_backward accumulates gradients over calls", "[layers_backward][model]") {
+  ModelCase c = model_case(false, false, true);
+  mlstm::LanguageModel<double> model(c.config);
+  randomize(model.registry(), 27);
+  for (auto& parameter : model.registry()) parameter.zero_grad();
+  model.forward_backward(c.tokens, c.targets, 1.0);
+  std::vector<std::vector<double>> once;
+  for (auto& parameter : model.registry())
+    once.emplace_back(parameter.grad_data(), parameter.grad_data() + parameter.size());
+  model.forward_backward(c.tokens, c.targets, 0.5);
+  std::size_t p = 0;
+  for (auto& parameter : model.registry()) {
+    INFO(parameter.name());
+    for (Index i = 0; i < parameter.size(); ++i)
+      CHECK(parameter.grad_data()[i] == Approx(1.5 * once[p][i]).epsilon(1e-12).margin(1e-300));
+    ++p;
+  }
+}
+
+TEST_CASE("forward_backward validates targets before computing", "[layers_backward][model]") {
+  ModelCase c = model_case(false, false, true);
+  mlstm::LanguageModel<double> model(c.config);
+  Tensor<std::int64_t, 2> short_targets(2, 5);
+  short_targets.setZero();
+  CHECK_THROWS_AS(model.forward_backward(c.tokens, short_targets), mlstm::ShapeError);
+  c.targets(0, 0) = 11;
+  CHECK_THROWS_AS(model.forward_backward(c.tokens, c.targets), mlstm::ValueError);
+  CHECK_THROWS_AS(model.forward_backward(c.tokens, c.tokens, NAN), mlstm::ValueError);
+  for (const auto& parameter : model.registry())
+    for (Index i = 0; i < parameter.size(); ++i) CHECK(parameter.grad_data()[i] == 0.0);
+}

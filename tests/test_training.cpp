@@ -1,0 +1,271 @@
+// Training the language model against PyTorch (tests/reference/make_training_golden.py): the
+// loss and every parameter's gradient at step 0, then ten AdamW steps over the reference's
+// weight-decay groups with clipping, each step's loss; in double and in float.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <mlstm/mlstm.hpp>
+#include <mlstm/params/clip.hpp>
+#include <mlstm/params/lr_schedule.hpp>
+#include <mlstm/io/training_checkpoint.hpp>
+
+#include "support/golden.hpp"
+#include "support/tolerance.hpp"
+
+namespace {
+
+using mlstm::Index;
+using mlstm::Tensor;
+
+struct TrainingGolden {
+  mlstm::safetensors::File file = mlstm::test::golden_file("training_small");
+  mlstm::LMModelConfig config = mlstm::lm_model_config_from_json(file.metadata("config"));
+  nlohmann::json optimizer = nlohmann::json::parse(file.metadata("optimizer"));
+  mlstm::CrossEntropyOptions loss_options{std::stoll(file.metadata("ignore_index"))};
+  Tensor<std::int64_t, 3> tokens = file.read<std::int64_t, 3>("tokens");
+  Tensor<std::int64_t, 3> targets = file.read<std::int64_t, 3>("targets");
+
+  Index steps() const { return tokens.dimension(0); }
+
+  static Tensor<std::int64_t, 2> batch(const Tensor<std::int64_t, 3>& all, Index step) {
+    const Index B = all.dimension(1), S = all.dimension(2);
+    Tensor<std::int64_t, 2> out(B, S);
+    std::copy(all.data() + step * B * S, all.data() + (step + 1) * B * S, out.data());
+    return out;
+  }
+
+  // Tensor `name` of the file, of the parameter's shape, flat, as T.
+  template <typename T, typename P>
+  Tensor<T, 1> flat(const std::string& name, const mlstm::Parameter<P>& like) const {
+    Tensor<T, 1> out(like.size());
+    mlstm::detail::decode_tensor(file, name, out.data(), static_cast<std::size_t>(like.size()));
+    return out;
+  }
+
+  // The model at the reference's start (its float64 values, rounded for float).
+  template <typename T>
+  mlstm::LanguageModel<T> model() const {
+    mlstm::LanguageModel<T> model(config);
+    for (auto& param : model.registry()) {
+      const Tensor<T, 1> start = flat<T>("param." + param.name(), param);
+      std::copy(start.data(), start.data() + param.size(), param.data());
+    }
+    return model;
+  }
+
+  mlstm::AdamWOptions adamw() const {
+    mlstm::AdamWOptions options;
+    options.lr = optimizer["lr"].get<double>();
+    options.beta1 = optimizer["betas"][0].get<double>();
+    options.beta2 = optimizer["betas"][1].get<double>();
+    options.eps = optimizer["eps"].get<double>();
+    options.weight_decay = optimizer["weight_decay"].get<double>();
+    return options;
+  }
+};
+
+template <typename T>
+std::vector<std::string> names_of(const std::vector<mlstm::Parameter<T>*>& group) {
+  std::vector<std::string> names;
+  for (const auto* param : group) names.push_back(param->name());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::vector<std::string> sorted(std::vector<std::string> names) {
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+template <typename T>
+void check_first_gradients(const TrainingGolden& golden) {
+  mlstm::LanguageModel<T> model = golden.model<T>();
+  const double loss =
+      model.forward_backward(TrainingGolden::batch(golden.tokens, 0),
+                             TrainingGolden::batch(golden.targets, 0), 1.0, golden.loss_options);
+  const auto losses = golden.file.read<double, 1>("losses");
+  const auto losses_f32 = golden.file.read<double, 1>("losses_f32");
+  const double reference_loss_error = std::abs(losses_f32(0) - losses(0));
+  const double loss_budget =
+      std::is_same_v<T, double>
+          ? mlstm::test::double_budget(reference_loss_error, std::abs(losses(0)))
+          : mlstm::test::float_budget(reference_loss_error, std::abs(losses(0)));
+  INFO("loss " << loss << " vs " << losses(0) << ", budget " << loss_budget);
+  CHECK(std::abs(loss - losses(0)) <= loss_budget);
+  for (auto& param : model.registry()) {
+    const Tensor<double, 1> expected = golden.flat<double>("grad." + param.name(), param);
+    const Tensor<double, 1> reference_f32 = golden.flat<double>("grad_f32." + param.name(), param);
+    const double scale = mlstm::test::magnitude(expected);
+    const double reference_error = mlstm::test::max_difference(reference_f32, expected).max_abs;
+    const double budget = std::is_same_v<T, double>
+                              ? mlstm::test::double_budget(reference_error, scale)
+                              : mlstm::test::float_budget(reference_error, scale);
+    const mlstm::ConstTensorMap<T, 1> actual(param.grad_data(), param.size());
+    INFO(param.name());
+    MLSTM_CHECK_CLOSE(actual, expected, budget);
+    mlstm::test::report_golden("training gradient " + param.name(), actual, expected, scale,
+                               reference_error);
+  }
+}
+
+template <typename T>
+void check_steps(const TrainingGolden& golden) {
+  mlstm::LanguageModel<T> model = golden.model<T>();
+  const auto groups = mlstm::get_weight_decay_optim_groups(
+      model.registry(), mlstm::lm_weight_decay_options(model.config()));
+  CHECK(names_of(groups.decay) ==
+        sorted(nlohmann::json::parse(golden.file.metadata("decay_names"))));
+  CHECK(names_of(groups.no_decay) ==
+        sorted(nlohmann::json::parse(golden.file.metadata("no_decay_names"))));
+  mlstm::AdamW<T> optimizer(groups, golden.adamw());
+  const double clip = golden.optimizer["clip"].get<double>();
+  const auto losses = golden.file.read<double, 1>("losses");
+  const auto losses_f32 = golden.file.read<double, 1>("losses_f32");
+  const auto norms = golden.file.read<double, 1>("grad_norms");
+  for (Index step = 0; step < golden.steps(); ++step) {
+    optimizer.zero_grad();
+    const double loss = model.forward_backward(TrainingGolden::batch(golden.tokens, step),
+                                               TrainingGolden::batch(golden.targets, step), 1.0,
+                                               golden.loss_options);
+    const double norm = mlstm::clip_grad_norm(model.registry(), clip);
+    optimizer.step();
+    const double reference_error = std::abs(losses_f32(step) - losses(step));
+    // double: within 1e-5 relative (the bar), and in fact to rounding.
+    const double budget = std::is_same_v<T, double>
+                              ? mlstm::test::double_budget(reference_error, std::abs(losses(step)))
+                              : mlstm::test::float_budget(reference_error, std::abs(losses(step)));
+    INFO("step " << step << ": loss " << loss << " vs " << losses(step) << " (relative "
+                 << std::abs(loss - losses(step)) / std::abs(losses(step)) << "), budget " << budget
+                 << "; norm " << norm << " vs " << norms(step));
+    CHECK(std::abs(loss - losses(step)) <= budget);
+    CHECK(std::abs(norm - norms(step)) <= 1e-4 * norms(step));
+    if (std::getenv("MLSTM_GOLDEN_REPORT") != nullptr) {
+      std::printf("training step %ld (%s): loss relative error %.3g (reference float32 %.3g)\n",
+                  static_cast<long>(step), std::is_same_v<T, double> ? "double" : "float",
+                  std::abs(loss - losses(step)) / std::abs(losses(step)),
+                  reference_error / std::abs(losses(step)));
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("step-0 loss and gradients match the reference's autograd", "[training][golden]") {
+  const TrainingGolden golden;
+  SECTION("double") { check_first_gradients<double>(golden); }
+  SECTION("float") { check_first_gradients<float>(golden); }
+}
+
+TEST_CASE("ten AdamW steps with clipping match the reference's losses", "[training][golden]") {
+  const TrainingGolden golden;
+  SECTION("double") { check_steps<double>(golden); }
+  SECTION("float") { check_steps<float>(golden); }
+}
+
+TEST_CASE("clip_grad_norm scales to max_norm, only above it", "[training]") {
+  mlstm::Registry<double> registry;
+  auto& a = registry.add("a", {2});
+  auto& b = registry.add("b", {1});
+  a.grad_data()[0] = 3;
+  a.grad_data()[1] = 0;
+  b.grad_data()[0] = 4;
+  CHECK(mlstm::clip_grad_norm(registry, 10.0) == 5.0);
+  CHECK(b.grad_data()[0] == 4.0);
+  CHECK(mlstm::clip_grad_norm(registry, 1.0) == 5.0);
+  CHECK(mlstm::global_grad_norm(registry) == Approx(1.0 / (1.0 + 2e-7)).epsilon(1e-12));
+  CHECK_THROWS_AS(mlstm::clip_grad_norm(registry, 0.0), mlstm::ValueError);
+}
+
+TEST_CASE("warm-up then cosine learning rate", "[training]") {
+  mlstm::WarmupCosineSchedule schedule;
+  schedule.max_lr = 1.0;
+  schedule.min_lr = 0.1;
+  schedule.warmup = 4;
+  schedule.decay_steps = 14;
+  schedule.validate();
+  CHECK(schedule.lr(0) == 0.25);
+  CHECK(schedule.lr(3) == 1.0);
+  CHECK(schedule.lr(4) == 1.0);
+  CHECK(schedule.lr(9) == Approx(0.55).epsilon(1e-12));
+  CHECK(schedule.lr(14) == Approx(0.1).epsilon(1e-12));
+  CHECK(schedule.lr(100) == Approx(0.1).epsilon(1e-12));
+  schedule.min_lr = 2.0;
+  CHECK_THROWS_AS(schedule.validate(), mlstm::ValueError);
+}
+
+namespace {
+
+// `steps` training steps of the golden case from `first` on, as check_steps runs them.
+void train_steps(const TrainingGolden& golden, mlstm::LanguageModel<float>& model,
+                 mlstm::AdamW<float>& optimizer, Index first, Index steps) {
+  for (Index step = first; step < first + steps; ++step) {
+    optimizer.zero_grad();
+    model.forward_backward(TrainingGolden::batch(golden.tokens, step),
+                           TrainingGolden::batch(golden.targets, step), 1.0, golden.loss_options);
+    mlstm::clip_grad_norm(model.registry(), golden.optimizer["clip"].get<double>());
+    optimizer.step();
+  }
+}
+
+mlstm::AdamW<float> optimizer_of(const TrainingGolden& golden, mlstm::LanguageModel<float>& model) {
+  return mlstm::AdamW<float>(mlstm::get_weight_decay_optim_groups(
+                                 model.registry(), mlstm::lm_weight_decay_options(model.config())),
+                             golden.adamw());
+}
+
+}  // namespace
+
+TEST_CASE("resuming from a training checkpoint continues bit for bit", "[training][checkpoint]") {
+  const TrainingGolden golden;
+  const std::string directory =
+      (std::filesystem::temp_directory_path() / "mlstm_test_training_checkpoint").string();
+  std::filesystem::remove_all(directory);
+
+  mlstm::LanguageModel<float> straight = golden.model<float>();
+  mlstm::AdamW<float> straight_optimizer = optimizer_of(golden, straight);
+  train_steps(golden, straight, straight_optimizer, 0, 6);
+
+  {
+    mlstm::LanguageModel<float> first = golden.model<float>();
+    mlstm::AdamW<float> first_optimizer = optimizer_of(golden, first);
+    train_steps(golden, first, first_optimizer, 0, 3);
+    mlstm::save_training_checkpoint(directory, first.registry(), first_optimizer, {{"step", "3"}});
+  }
+  mlstm::LanguageModel<float> resumed(golden.config);  // zero parameters until loaded
+  mlstm::AdamW<float> resumed_optimizer = optimizer_of(golden, resumed);
+  const auto metadata =
+      mlstm::load_training_checkpoint(directory, resumed.registry(), resumed_optimizer);
+  CHECK(metadata.at("step") == "3");
+  CHECK(resumed_optimizer.step_count() == 3);
+  train_steps(golden, resumed, resumed_optimizer, 3, 3);
+
+  for (const auto& param : straight.registry()) {
+    const auto& other = resumed.registry().get(param.name());
+    INFO(param.name());
+    CHECK(std::equal(param.data(), param.data() + param.size(), other.data()));
+    CHECK(std::equal(straight_optimizer.exp_avg_sq(param).data(),
+                     straight_optimizer.exp_avg_sq(param).data() + param.size(),
+                     resumed_optimizer.exp_avg_sq(other).data()));
+  }
+
+  // An optimizer of another model does not fit: nothing is written.
+  mlstm::LMModelConfig bigger = golden.config;
+  bigger.num_blocks += 1;
+  mlstm::LanguageModel<float> other(bigger);
+  mlstm::AdamW<float> other_optimizer = optimizer_of(golden, other);
+  CHECK_THROWS_AS(mlstm::load_training_checkpoint(directory, other.registry(), other_optimizer),
+                  mlstm::ValueError);
+  CHECK(other_optimizer.step_count() == 0);
+  for (const auto& param : other.registry())
+    CHECK(std::all_of(param.data(), param.data() + param.size(), [](float x) { return x == 0; }));
+  std::filesystem::remove_all(directory);
+}
