@@ -54,14 +54,10 @@ Options parse(int argc, char** argv) {
           options.token_seed = static_cast<std::uint64_t>(example::parse_integer(flag, value));
         } else if (flag == "--kernel") {
           auto& kernel = options.model.kernels.forward_kernel;
-          if (value == "parallel")
-            kernel = mlstm::SequenceKernel::parallel;
-          else if (value == "chunkwise")
-            kernel = mlstm::SequenceKernel::chunkwise;
-          else if (value == "recurrent")
-            kernel = mlstm::SequenceKernel::recurrent;
-          else
-            throw std::invalid_argument("--kernel: expected parallel, chunkwise or recurrent");
+          if (value == "parallel") kernel = mlstm::SequenceKernel::parallel;
+          else if (value == "chunkwise") kernel = mlstm::SequenceKernel::chunkwise;
+          else if (value == "recurrent") kernel = mlstm::SequenceKernel::recurrent;
+          else throw std::invalid_argument("--kernel: expected parallel, chunkwise or recurrent");
         } else {
           return false;
         }

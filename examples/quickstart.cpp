@@ -32,8 +32,8 @@ int main() {
 
   // 2. The prompt in one chunkwise call (chunks of 16 steps), keeping the state it ends in.
   const auto prompt = [&](const mlstm::Tensor<float, 4>& x) {
-    return mlstm::Tensor<float, 4>(x.slice(std::array<Index, 4>{0, 0, 0, 0},
-                                           std::array<Index, 4>{B, NH, prompt_len, x.dimension(3)}));
+    return mlstm::Tensor<float, 4>(x.slice(
+        std::array<Index, 4>{0, 0, 0, 0}, std::array<Index, 4>{B, NH, prompt_len, x.dimension(3)}));
   };
   mlstm::ChunkwiseOptions chunkwise;
   chunkwise.chunk_size = 16;
@@ -53,7 +53,8 @@ int main() {
                                              at_t(fgate), h_step);
     for (Index head = 0; head < NH; ++head)
       for (Index j = 0; j < DV; ++j) {
-        max_difference = std::max(max_difference, std::abs(h_step(0, head, 0, j) - h_parallel(0, head, t, j)));
+        max_difference =
+            std::max(max_difference, std::abs(h_step(0, head, 0, j) - h_parallel(0, head, t, j)));
         max_magnitude = std::max(max_magnitude, std::abs(h_parallel(0, head, t, j)));
       }
   }
@@ -61,9 +62,10 @@ int main() {
   std::printf("mlstm %d.%d.%d quickstart: B=%ld NH=%ld DQK=%ld DV=%ld, prompt %ld + %ld steps\n",
               mlstm::version_major, mlstm::version_minor, mlstm::version_patch, long(B), long(NH),
               long(DQK), long(DV), long(prompt_len), long(extra_steps));
-  std::printf("max |h(step) - h(parallel)| over the %ld continued steps: %.3g (max |h| %.3g, "
-              "relative %.3g)\n",
-              long(extra_steps), max_difference, max_magnitude, max_difference / max_magnitude);
+  std::printf(
+      "max |h(step) - h(parallel)| over the %ld continued steps: %.3g (max |h| %.3g, "
+      "relative %.3g)\n",
+      long(extra_steps), max_difference, max_magnitude, max_difference / max_magnitude);
   const bool agree = max_difference <= 1e-4f * std::max(1.0f, max_magnitude);
   std::printf("%s\n", agree ? "the parallel and step-by-step forms agree"
                             : "MISMATCH between the parallel and step-by-step forms");

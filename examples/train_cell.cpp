@@ -44,8 +44,13 @@ struct Layer {
       for (Index i = 0; i < w.size(); ++i) w.data()[i] = normal(engine);
       return w;
     };
-    return {draw(E, NH * D), draw(E, NH * D), draw(E, NH * D), draw(E, NH), draw(E, NH),
-            Eigen::RowVectorXf::Constant(NH, input_bias), Eigen::RowVectorXf::Constant(NH, 3.0f)};
+    return {draw(E, NH * D),
+            draw(E, NH * D),
+            draw(E, NH * D),
+            draw(E, NH),
+            draw(E, NH),
+            Eigen::RowVectorXf::Constant(NH, input_bias),
+            Eigen::RowVectorXf::Constant(NH, 3.0f)};
   }
 
   // Every weight plus `other`'s times `amount`.
@@ -95,10 +100,9 @@ Tensor4 forward(const Inputs& in, const mlstm::ChunkwiseOptions& options) {
   Tensor4 h(B, NH, S, D);
   std::optional<mlstm::RecurrentState<float>> state;
   for (Index begin = 0; begin < S; begin += segment) {
-    auto out = mlstm::chunkwise_stabilized(steps(in.q, begin, segment), steps(in.k, begin, segment),
-                                           steps(in.v, begin, segment),
-                                           steps(in.igate, begin, segment),
-                                           steps(in.fgate, begin, segment), options, state);
+    auto out = mlstm::chunkwise_stabilized(
+        steps(in.q, begin, segment), steps(in.k, begin, segment), steps(in.v, begin, segment),
+        steps(in.igate, begin, segment), steps(in.fgate, begin, segment), options, state);
     h.slice(std::array<Index, 4>{0, 0, begin, 0}, std::array<Index, 4>{B, NH, segment, D}) = out.h;
     state = std::move(out.state);
   }
@@ -110,11 +114,11 @@ Inputs backward(const Inputs& in, const Tensor4& dh, const mlstm::ChunkwiseOptio
   // The state at the start of every segment (recomputed: the forward kept none).
   std::vector<std::optional<mlstm::RecurrentState<float>>> initial{std::nullopt};
   for (Index begin = 0; begin + segment < S; begin += segment) {
-    initial.push_back(mlstm::chunkwise_stabilized(
-                          steps(in.q, begin, segment), steps(in.k, begin, segment),
-                          steps(in.v, begin, segment), steps(in.igate, begin, segment),
-                          steps(in.fgate, begin, segment), options, initial.back())
-                          .state);
+    initial.push_back(
+        mlstm::chunkwise_stabilized(steps(in.q, begin, segment), steps(in.k, begin, segment),
+                                    steps(in.v, begin, segment), steps(in.igate, begin, segment),
+                                    steps(in.fgate, begin, segment), options, initial.back())
+            .state);
   }
   Inputs grads{Tensor4(B, NH, S, D), Tensor4(B, NH, S, D), Tensor4(B, NH, S, D),
                Tensor4(B, NH, S, 1), Tensor4(B, NH, S, 1)};

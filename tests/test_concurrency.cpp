@@ -27,7 +27,8 @@ namespace {
 template <typename X>
 bool same_bits(const X& a, const X& b) {
   return a.dimensions() == b.dimensions() &&
-         std::memcmp(a.data(), b.data(), sizeof(*a.data()) * static_cast<std::size_t>(a.size())) == 0;
+         std::memcmp(a.data(), b.data(), sizeof(*a.data()) * static_cast<std::size_t>(a.size())) ==
+             0;
 }
 
 // Position `t` of a sequence tensor, as a one-step tensor.
@@ -48,8 +49,10 @@ class SavedThreadCount {
 
 }  // namespace
 
-TEST_CASE("kernels called from several threads while the thread count changes equal one thread's "
-          "results bit for bit", "[threads]") {
+TEST_CASE(
+    "kernels called from several threads while the thread count changes equal one thread's "
+    "results bit for bit",
+    "[threads]") {
   const SavedThreadCount saved;
   // Three batch-heads: 1 and 3 threads take whole heads, 2 threads the chunkwise form's segments.
   const mlstm::test::SequenceCase<float> c(1, 3, 40, 8, 8, 31, {-4, 4}, {-2, 6});
@@ -85,7 +88,8 @@ TEST_CASE("kernels called from several threads while the thread count changes eq
       [&] { return same_bits(parallel(0), parallel_one); },
       [&] {
         const auto result = chunkwise(0);
-        return same_bits(result.h, chunkwise_one.h) && same_bits(result.state.c, chunkwise_one.state.c) &&
+        return same_bits(result.h, chunkwise_one.h) &&
+               same_bits(result.state.c, chunkwise_one.state.c) &&
                same_bits(result.state.n, chunkwise_one.state.n) &&
                same_bits(result.state.m, chunkwise_one.state.m);
       },

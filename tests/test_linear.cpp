@@ -93,10 +93,9 @@ TEST_CASE("linear_headwise_forward with bfloat16 weights sums in float",
     Index rows, heads, dout, din;
   };
   // Small square blocks (2, 4, 8, 16) take plain loops, the others the tiled product.
-  for (const HeadSizes z :
-       {HeadSizes{1, 8, 4, 4}, HeadSizes{2, 3, 5, 40}, HeadSizes{270, 6, 4, 4},
-        HeadSizes{9, 2, 20, 70}, HeadSizes{5, 3, 2, 2}, HeadSizes{70, 2, 8, 8},
-        HeadSizes{3, 2, 16, 16}}) {
+  for (const HeadSizes z : {HeadSizes{1, 8, 4, 4}, HeadSizes{2, 3, 5, 40}, HeadSizes{270, 6, 4, 4},
+                            HeadSizes{9, 2, 20, 70}, HeadSizes{5, 3, 2, 2}, HeadSizes{70, 2, 8, 8},
+                            HeadSizes{3, 2, 16, 16}}) {
     CAPTURE(z.rows, z.heads, z.dout, z.din);
     const auto x = random_tensor<float, 2>(random, z.rows, z.heads * z.din);
     const auto w = random_tensor<bfloat16, 3>(random, z.heads, z.dout, z.din);

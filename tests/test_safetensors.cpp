@@ -61,12 +61,21 @@ template <typename T>
 T sample_value(Index i) {
   if constexpr (std::is_floating_point_v<T>) {
     using limits = std::numeric_limits<T>;
-    const T specials[] = {T(0),           -T(0),         T(1),          T(-2.5),
-                          limits::infinity(), -limits::infinity(), limits::quiet_NaN(),
-                          limits::denorm_min(), limits::max(),   limits::lowest(), limits::min()};
+    const T specials[] = {T(0),
+                          -T(0),
+                          T(1),
+                          T(-2.5),
+                          limits::infinity(),
+                          -limits::infinity(),
+                          limits::quiet_NaN(),
+                          limits::denorm_min(),
+                          limits::max(),
+                          limits::lowest(),
+                          limits::min()};
     constexpr Index count = sizeof(specials) / sizeof(specials[0]);
     if (i < count) return specials[i];
-    return static_cast<T>((static_cast<double>(i) * 0.37 - 3.0) * std::pow(10.0, double(i % 7) - 3.0));
+    return static_cast<T>((static_cast<double>(i) * 0.37 - 3.0) *
+                          std::pow(10.0, double(i % 7) - 3.0));
   } else if constexpr (std::is_same_v<T, bool>) {
     return i % 3 == 0;
   } else {
@@ -178,8 +187,15 @@ TEST_CASE("safetensors: every dtype round-trips at ranks 0 to 4 and with zero-si
 TEST_CASE("safetensors: F16 and BF16 round-trip values they hold exactly, from float and double") {
   // Values with at most 8 significant bits, inside both ranges, plus zeros, infinities and NaN.
   mlstm::Tensor<double, 2> exact(2, 6);
-  const double values[] = {0.0, -0.0, 1.5, -0.09375, 1024.0, 3.0517578125e-05,
-                           std::ldexp(255.0, -20), 65280.0, -7.0,
+  const double values[] = {0.0,
+                           -0.0,
+                           1.5,
+                           -0.09375,
+                           1024.0,
+                           3.0517578125e-05,
+                           std::ldexp(255.0, -20),
+                           65280.0,
+                           -7.0,
                            std::numeric_limits<double>::infinity(),
                            -std::numeric_limits<double>::infinity(),
                            std::numeric_limits<double>::quiet_NaN()};
@@ -188,7 +204,8 @@ TEST_CASE("safetensors: F16 and BF16 round-trip values they hold exactly, from f
   for (st::DType dtype : {st::DType::F16, st::DType::BF16, st::DType::F32, st::DType::F64}) {
     INFO(st::dtype_name(dtype));
     st::Writer writer;
-    writer.add_converted("from_double", exact, dtype).add_converted("from_float", exact_float, dtype);
+    writer.add_converted("from_double", exact, dtype)
+        .add_converted("from_float", exact_float, dtype);
     const st::File file = st::File::parse(writer.serialize(), "converted");
     CHECK(file.info("from_double").dtype == dtype);
     CHECK(file.info("from_double").end - file.info("from_double").begin ==
@@ -224,7 +241,8 @@ TEST_CASE("safetensors: the written layout is the format's") {
         std::vector<std::uint8_t>{0x00, 0x00, 0x80, 0x3f});
 
   const st::File file = st::File::parse(bytes, "layout");
-  CHECK(file.metadata() == std::map<std::string, std::string>{{"format", "pt"}, {"note", "caf\xc3\xa9"}});
+  CHECK(file.metadata() ==
+        std::map<std::string, std::string>{{"format", "pt"}, {"note", "caf\xc3\xa9"}});
   CHECK(file.metadata("format") == "pt");
 
   SECTION("an empty writer writes an empty, valid file") {
@@ -305,7 +323,8 @@ TEST_CASE("safetensors: reading a wrong name, rank, dtype or shape is a typed er
   const st::File file = st::File::parse(writer.serialize(), "model.safetensors");
   std::string argument;
 
-  std::string message = message_of<mlstm::ValueError>([&] { (void)file.read<float, 2>("wieght"); }, &argument);
+  std::string message =
+      message_of<mlstm::ValueError>([&] { (void)file.read<float, 2>("wieght"); }, &argument);
   CHECK(argument == "name");
   CHECK_THAT(message, Catch::Contains("no tensor \"wieght\" in \"model.safetensors\"") &&
                           Catch::Contains("3 tensors: \"weight\", \"steps\", \"flags\""));
@@ -319,12 +338,14 @@ TEST_CASE("safetensors: reading a wrong name, rank, dtype or shape is a typed er
 
   message = message_of<mlstm::ValueError>([&] { (void)file.read<bool, 2>("weight"); }, &argument);
   CHECK(argument == "weight");
-  CHECK_THAT(message, Catch::Contains("has dtype F32, which does not convert to bool (that reads BOOL)"));
+  CHECK_THAT(message,
+             Catch::Contains("has dtype F32, which does not convert to bool (that reads BOOL)"));
   message = message_of<mlstm::ValueError>([&] { (void)file.read<std::int32_t, 1>("steps"); });
   CHECK_THAT(message, Catch::Contains("has dtype I64, which does not convert to int32_t (that "
                                       "reads U8, I8, I16, I32, U16)"));
   message = message_of<mlstm::ValueError>([&] { (void)file.read<double, 1>("flags"); });
-  CHECK_THAT(message, Catch::Contains("does not convert to double (that reads F64, F32, F16, BF16)"));
+  CHECK_THAT(message,
+             Catch::Contains("does not convert to double (that reads F64, F32, F16, BF16)"));
 
   mlstm::Tensor<float, 2> out(3, 2);
   out.setConstant(7.0f);
@@ -355,8 +376,8 @@ TEST_CASE("safetensors: writer arguments are checked") {
              Catch::Contains("reserved"));
   CHECK_THAT(message_of<mlstm::ValueError>([&] { writer.add("bad\xff", x); }),
              Catch::Contains("is not valid UTF-8"));
-  CHECK_THAT(message_of<mlstm::ValueError>(
-                 [&] { writer.add_converted("y", x, st::DType::I32); }, &argument),
+  CHECK_THAT(message_of<mlstm::ValueError>([&] { writer.add_converted("y", x, st::DType::I32); },
+                                           &argument),
              Catch::Contains("expected F64, F32, F16 or BF16, got I32"));
   CHECK(argument == "dtype");
   CHECK_THAT(message_of<mlstm::ValueError>([&] { writer.set_metadata("k", "\xc3"); }, &argument),
@@ -477,7 +498,8 @@ TEST_CASE("safetensors: rounding to F16 and BF16 is to nearest, ties to even") {
   CHECK(small_float_from_double<HalfLayout>(nan) == 0x7e00);
   CHECK(small_float_from_double<HalfLayout>(-nan) == 0xfe00);
   CHECK(small_float_from_double<BFloat16Layout>(nan) == 0x7fc0);
-  CHECK(small_float_from_double<HalfLayout>(double(small_float_to_float<HalfLayout>(0x7c01))) == 0x7e01);
+  CHECK(small_float_from_double<HalfLayout>(double(small_float_to_float<HalfLayout>(0x7c01))) ==
+        0x7e01);
 }
 
 namespace {
@@ -539,7 +561,8 @@ void check_every_rounding_boundary() {
   for (std::uint32_t a = 0; a < largest_finite; ++a) {
     const auto low = static_cast<std::uint16_t>(a), high = static_cast<std::uint16_t>(a + 1);
     const auto midpoint = static_cast<float>(
-        (double(small_float_to_float<Layout>(low)) + double(small_float_to_float<Layout>(high))) / 2);
+        (double(small_float_to_float<Layout>(low)) + double(small_float_to_float<Layout>(high))) /
+        2);
     const std::uint16_t even = (low % 2 == 0) ? low : high;
     const float below = std::nextafter(midpoint, 0.0f);
     const float above = std::nextafter(midpoint, std::numeric_limits<float>::infinity());
@@ -553,7 +576,8 @@ void check_every_rounding_boundary() {
   CHECK(mismatches == 0);
   // Above the largest finite value: the tie with the next power of two goes to infinity.
   const float largest = small_float_to_float<Layout>(largest_finite);
-  const float overflow_tie = largest + (largest - small_float_to_float<Layout>(largest_finite - 1)) / 2;
+  const float overflow_tie =
+      largest + (largest - small_float_to_float<Layout>(largest_finite - 1)) / 2;
   CHECK(small_float_from_double<Layout>(overflow_tie) == Layout::infinity_bits);
   CHECK(small_float_from_double<Layout>(std::nextafter(overflow_tie, 0.0f)) == largest_finite);
 }
@@ -579,15 +603,20 @@ void check_against_eigen_on_random_floats() {
 
 }  // namespace
 
-TEST_CASE("safetensors: all 65536 F16 patterns decode as the textbook formula and Eigen, and round-trip") {
+TEST_CASE(
+    "safetensors: all 65536 F16 patterns decode as the textbook formula and Eigen, and "
+    "round-trip") {
   check_all_patterns<HalfLayout>();
 }
 
-TEST_CASE("safetensors: all 65536 BF16 patterns decode as the textbook formula and Eigen, and round-trip") {
+TEST_CASE(
+    "safetensors: all 65536 BF16 patterns decode as the textbook formula and Eigen, and "
+    "round-trip") {
   check_all_patterns<BFloat16Layout>();
 }
 
-TEST_CASE("safetensors: every F16 and BF16 rounding boundary, and Eigen's rounding as a second opinion") {
+TEST_CASE(
+    "safetensors: every F16 and BF16 rounding boundary, and Eigen's rounding as a second opinion") {
   check_every_rounding_boundary<HalfLayout>();
   check_every_rounding_boundary<BFloat16Layout>();
   check_against_eigen_on_random_floats<HalfLayout>();
@@ -605,7 +634,8 @@ std::vector<std::string> split(const std::string& text, char separator) {
   return parts;
 }
 
-const std::string fixture_path = std::string(MLSTM_REFERENCE_DATA_DIR) + "/safetensors_fixture.safetensors";
+const std::string fixture_path =
+    std::string(MLSTM_REFERENCE_DATA_DIR) + "/safetensors_fixture.safetensors";
 
 }  // namespace
 
@@ -643,7 +673,8 @@ TEST_CASE("safetensors: a file written by torch-side code reads as torch's own c
   const auto flags = file.read<bool, 2>("bool");
   const auto flags_expected = file.read<double, 2>("expected.bool");
   CHECK(flags.size() == 6);
-  for (Index i = 0; i < flags.size(); ++i) CHECK(double(flags.data()[i]) == flags_expected.data()[i]);
+  for (Index i = 0; i < flags.size(); ++i)
+    CHECK(double(flags.data()[i]) == flags_expected.data()[i]);
   const auto i32 = file.read<std::int64_t, 1>("i32");
   const auto i32_expected = file.read<double, 1>("expected.i32");
   for (Index i = 0; i < 3; ++i) CHECK(double(i32(i)) == i32_expected(i));
@@ -675,7 +706,8 @@ TEST_CASE("safetensors: writing F16 and BF16 rounds as torch does") {
        {std::pair{st::DType::F16, "rounding.f16"}, std::pair{st::DType::BF16, "rounding.bf16"}}) {
     INFO(torch_name);
     st::Writer writer;
-    writer.add_converted("from_float", source, dtype).add_converted("from_double", source_double, dtype);
+    writer.add_converted("from_float", source, dtype)
+        .add_converted("from_double", source_double, dtype);
     const st::File ours = st::File::parse(writer.serialize(), "ours");
     const auto expected = file.read<float, 1>(torch_name);
     CHECK(first_difference(ours.read<float, 1>("from_float"), expected) == -1);
@@ -704,7 +736,8 @@ std::string header_of(const std::vector<std::uint8_t>& bytes) {
 }
 
 // `bytes` with its header replaced by `header` (the length field updated, the buffer kept).
-std::vector<std::uint8_t> with_header(const std::vector<std::uint8_t>& bytes, const std::string& header) {
+std::vector<std::uint8_t> with_header(const std::vector<std::uint8_t>& bytes,
+                                      const std::string& header) {
   const std::size_t buffer_start = 8 + header_of(bytes).size();
   std::vector<std::uint8_t> result(8 + header.size() + (bytes.size() - buffer_start));
   mlstm::detail::store_little_endian<std::uint64_t>(header.size(), result.data());
@@ -744,62 +777,76 @@ TEST_CASE("safetensors: each kind of corrupt file is a FormatError saying what i
   const std::vector<std::uint8_t> valid = valid_file();
   REQUIRE(header_of(valid).rfind(R"({"__metadata__":{"k":"v"},"a":{"dtype":"F32","shape":[2],)"
                                  R"("data_offsets":[0,8]},"b":{"dtype":"F64","shape":[1],)"
-                                 R"("data_offsets":[8,16]}})", 0) == 0);
+                                 R"("data_offsets":[8,16]}})",
+                                 0) == 0);
   REQUIRE_NOTHROW(st::File::parse(valid, "valid"));
 
   SECTION("too short for the length field") {
-    check_format_error({1, 2, 3, 4, 5}, "the file is 5 bytes long, shorter than the 8-byte header length");
+    check_format_error({1, 2, 3, 4, 5},
+                       "the file is 5 bytes long, shorter than the 8-byte header length");
     check_format_error({}, "the file is 0 bytes long");
   }
   SECTION("header length past the end of the file, or absurd") {
     std::vector<std::uint8_t> bytes = valid;
     mlstm::detail::store_little_endian<std::uint64_t>(bytes.size() - 7, bytes.data());
-    check_format_error(bytes, "header length " + std::to_string(bytes.size() - 7) + " exceeds the " +
-                                  std::to_string(bytes.size() - 8) + " bytes after the length field");
+    check_format_error(bytes, "header length " + std::to_string(bytes.size() - 7) +
+                                  " exceeds the " + std::to_string(bytes.size() - 8) +
+                                  " bytes after the length field");
     mlstm::detail::store_little_endian<std::uint64_t>(std::uint64_t(1) << 40, bytes.data());
-    check_format_error(bytes, "header length 1099511627776 is absurd (the limit is 100000000 bytes)");
+    check_format_error(bytes,
+                       "header length 1099511627776 is absurd (the limit is 100000000 bytes)");
     mlstm::detail::store_little_endian<std::uint64_t>(~std::uint64_t(0), bytes.data());
     check_format_error(bytes, "is absurd");
   }
   SECTION("header not JSON") {
-    check_format_error(edited(R"("F32")", "F32"), "the header is not valid JSON: [json.exception.parse_error");
-    check_format_error(edited(R"("a":)", "\"\xff\":"), "the header is not valid JSON");  // not UTF-8
+    check_format_error(edited(R"("F32")", "F32"),
+                       "the header is not valid JSON: [json.exception.parse_error");
+    check_format_error(edited(R"("a":)", "\"\xff\":"),
+                       "the header is not valid JSON");  // not UTF-8
     check_format_error(edited(R"([2])", "[1e999]"), "the header is not valid JSON");
     std::vector<std::uint8_t> cut = valid;
     mlstm::detail::store_little_endian<std::uint64_t>(20, cut.data());
     check_format_error(cut, "the header is not valid JSON");
   }
   SECTION("header not an object, entries not objects") {
-    check_format_error(with_header(valid, "[1, 2]  "), "the header must be a JSON object, got an array");
-    check_format_error(with_header(valid, "12345678"), "the header must be a JSON object, got 12345678");
+    check_format_error(with_header(valid, "[1, 2]  "),
+                       "the header must be a JSON object, got an array");
+    check_format_error(with_header(valid, "12345678"),
+                       "the header must be a JSON object, got 12345678");
     check_format_error(edited(R"({"dtype":"F32","shape":[2],"data_offsets":[0,8]})", "5"),
                        "tensor \"a\": entry must be an object, got 5");
   }
   SECTION("fields missing") {
     check_format_error(edited(R"("dtype":"F32",)", ""), "tensor \"a\": missing field \"dtype\"");
     check_format_error(edited(R"("shape":[2],)", ""), "tensor \"a\": missing field \"shape\"");
-    check_format_error(edited(R"(,"data_offsets":[0,8])", ""), "tensor \"a\": missing field \"data_offsets\"");
+    check_format_error(edited(R"(,"data_offsets":[0,8])", ""),
+                       "tensor \"a\": missing field \"data_offsets\"");
   }
   SECTION("fields of the wrong type") {
     check_format_error(edited(R"("F32")", "5"), "field \"dtype\" must be a string, got 5");
     check_format_error(edited(R"([2])", R"("2")"), "field \"shape\" must be an array, got \"2\"");
     check_format_error(edited(R"([2])", "[2.0]"), "shape entries must be integers, got 2.0");
     check_format_error(edited(R"([2])", "[true]"), "shape entries must be integers, got true");
-    check_format_error(edited("[0,8]", "[0]"), "field \"data_offsets\" must be [begin, end] with non-negative integers, got [0]");
+    check_format_error(
+        edited("[0,8]", "[0]"),
+        "field \"data_offsets\" must be [begin, end] with non-negative integers, got [0]");
     check_format_error(edited("[0,8]", R"([0,"8"])"), "got [0,\"8\"]");
     check_format_error(edited("[0,8]", "[-1,8]"), "got [-1,8]");
     check_format_error(edited("[0,8]", "[0,8.0]"), "got [0,8.0]");
     check_format_error(edited("[0,8]", R"({"begin":0})"), "got an object");
   }
   SECTION("unknown dtype") {
-    check_format_error(edited(R"("F32")", R"("F8_E4M3")"), "tensor \"a\": unsupported dtype \"F8_E4M3\"");
+    check_format_error(edited(R"("F32")", R"("F8_E4M3")"),
+                       "tensor \"a\": unsupported dtype \"F8_E4M3\"");
     check_format_error(edited(R"("F32")", R"("f32")"), "unsupported dtype \"f32\"");
   }
   SECTION("negative, huge and overflowing shapes") {
     check_format_error(edited("[2]", "[-2]"), "tensor \"a\": shape has the negative dimension -2");
-    check_format_error(edited("[2]", "[9223372036854775808]"), "shape has the dimension 9223372036854775808, beyond 2^63 - 1");
-    check_format_error(edited("[2]", "[4294967296,4294967296]"),
-                       "shape (4294967296, 4294967296) of F32 overflows: its byte size is beyond 2^63 - 1");
+    check_format_error(edited("[2]", "[9223372036854775808]"),
+                       "shape has the dimension 9223372036854775808, beyond 2^63 - 1");
+    check_format_error(
+        edited("[2]", "[4294967296,4294967296]"),
+        "shape (4294967296, 4294967296) of F32 overflows: its byte size is beyond 2^63 - 1");
     check_format_error(edited("[2]", "[2305843009213693952]"), "overflows");  // 2^61 * 4 bytes
     // A zero dimension makes the tensor empty, but the other dimensions' product must still fit:
     // element counts and strides multiply them.
@@ -808,14 +855,20 @@ TEST_CASE("safetensors: each kind of corrupt file is a FormatError saying what i
                        "nonzero dimensions is beyond 2^63 - 1");
     check_format_error(edited("[2]", "[4611686018427387904,4,0]"), "overflows");  // 2^62 x 4 x 0
     check_format_error(edited("[2]", "[0,4611686018427387904,4]"), "overflows");
-    check_format_error(edited("[2]", "[3,0]"), "data_offsets [0, 8] span 8 bytes, but F32 of shape (3, 0) needs 0");
+    check_format_error(edited("[2]", "[3,0]"),
+                       "data_offsets [0, 8] span 8 bytes, but F32 of shape (3, 0) needs 0");
   }
   SECTION("data_offsets that disagree with the shape or the buffer") {
-    check_format_error(edited("[2]", "[3]"), "tensor \"a\": data_offsets [0, 8] span 8 bytes, but F32 of shape (3) needs 12");
-    check_format_error(edited("[0,8]", "[8,0]"), "tensor \"a\": data_offsets [8, 0] begin after they end");
+    check_format_error(
+        edited("[2]", "[3]"),
+        "tensor \"a\": data_offsets [0, 8] span 8 bytes, but F32 of shape (3) needs 12");
+    check_format_error(edited("[0,8]", "[8,0]"),
+                       "tensor \"a\": data_offsets [8, 0] begin after they end");
     std::vector<std::uint8_t> short_buffer = valid;
     short_buffer.pop_back();
-    check_format_error(short_buffer, "tensor \"b\": data_offsets [8, 16] reach past the end of the 15-byte data buffer");
+    check_format_error(
+        short_buffer,
+        "tensor \"b\": data_offsets [8, 16] reach past the end of the 15-byte data buffer");
     check_format_error(edited("[8,16]", "[18446744073709551608,0]"), "begin after they end");
   }
   SECTION("overlapping tensors") {
@@ -824,24 +877,33 @@ TEST_CASE("safetensors: each kind of corrupt file is a FormatError saying what i
     check_format_error(edited("[8,16]", "[0,8]"), "overlaps");
   }
   SECTION("holes and uncovered bytes") {
-    check_format_error(edited(R"("shape":[2],"data_offsets":[0,8])", R"("shape":[1],"data_offsets":[0,4])"),
-                       "bytes [4, 8) of the data buffer, before tensor \"b\", belong to no tensor; "
-                       "tensors must cover the data buffer contiguously");
+    check_format_error(
+        edited(R"("shape":[2],"data_offsets":[0,8])", R"("shape":[1],"data_offsets":[0,4])"),
+        "bytes [4, 8) of the data buffer, before tensor \"b\", belong to no tensor; "
+        "tensors must cover the data buffer contiguously");
     std::vector<std::uint8_t> trailing = valid;
     trailing.insert(trailing.end(), {0, 0, 0});
-    check_format_error(trailing, "bytes [16, 19) at the end of the data buffer belong to no tensor");
-    check_format_error(with_header(valid, "{}"), "bytes [0, 16) at the end of the data buffer belong to no tensor");
+    check_format_error(trailing,
+                       "bytes [16, 19) at the end of the data buffer belong to no tensor");
+    check_format_error(with_header(valid, "{}"),
+                       "bytes [0, 16) at the end of the data buffer belong to no tensor");
   }
   SECTION("duplicate keys") {
-    check_format_error(edited(R"("b":)", R"("a":)"), "the header has the key \"a\" twice (two tensors of one name)");
-    check_format_error(edited(R"("dtype":"F32")", R"("dtype":"F32","dtype":"F32")"), "the header has the key \"dtype\" twice");
-    check_format_error(edited(R"({"k":"v"})", R"({"k":"v","k":"w"})"), "the header has the key \"k\" twice");
-    check_format_error(edited(R"("a":)", R"("__metadata__":{},"a":)"), "the header has the key \"__metadata__\" twice");
+    check_format_error(edited(R"("b":)", R"("a":)"),
+                       "the header has the key \"a\" twice (two tensors of one name)");
+    check_format_error(edited(R"("dtype":"F32")", R"("dtype":"F32","dtype":"F32")"),
+                       "the header has the key \"dtype\" twice");
+    check_format_error(edited(R"({"k":"v"})", R"({"k":"v","k":"w"})"),
+                       "the header has the key \"k\" twice");
+    check_format_error(edited(R"("a":)", R"("__metadata__":{},"a":)"),
+                       "the header has the key \"__metadata__\" twice");
   }
   SECTION("metadata that is not an object of strings") {
-    check_format_error(edited(R"({"k":"v"})", R"({"k":1})"), "\"__metadata__\" value of \"k\" must be a string, got 1");
+    check_format_error(edited(R"({"k":"v"})", R"({"k":1})"),
+                       "\"__metadata__\" value of \"k\" must be a string, got 1");
     check_format_error(edited(R"({"k":"v"})", R"({"k":null})"), "must be a string, got null");
-    check_format_error(edited(R"({"k":"v"})", R"(["k"])"), "\"__metadata__\" must be an object of strings, got [\"k\"]");
+    check_format_error(edited(R"({"k":"v"})", R"(["k"])"),
+                       "\"__metadata__\" must be an object of strings, got [\"k\"]");
   }
   SECTION("nesting deeper than a header's, however deep") {
     check_format_error(edited(R"("v")", std::string(100000, '[') + std::string(100000, ']')),
@@ -855,31 +917,39 @@ TEST_CASE("safetensors: each kind of corrupt file is a FormatError saying what i
       header += "\"" + std::to_string(i) + R"(":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},)";
     }
     header.back() = '}';
-    check_format_error(with_header({0, 0, 0, 0, 0, 0, 0, 0}, header),
-                       "the header has more than " + std::to_string(st::max_tensor_count) + " tensors, the limit");
+    check_format_error(
+        with_header({0, 0, 0, 0, 0, 0, 0, 0}, header),
+        "the header has more than " + std::to_string(st::max_tensor_count) + " tensors, the limit");
     header.resize(header.rfind(",\"" + std::to_string(st::max_tensor_count) + "\":"));
     header += "}";
-    REQUIRE(st::File::parse(with_header({0, 0, 0, 0, 0, 0, 0, 0}, header), "at the limit").names().size() ==
-            st::max_tensor_count);
+    REQUIRE(st::File::parse(with_header({0, 0, 0, 0, 0, 0, 0, 0}, header), "at the limit")
+                .names()
+                .size() == st::max_tensor_count);
 
     const std::string ones = "[2" + repeated(",1", st::max_tensor_rank - 1);
     REQUIRE(st::File::parse(edited("[2]", ones + "]"), "rank 64").info("a").shape.size() ==
             st::max_tensor_rank);
-    check_format_error(edited("[2]", ones + ",1]"),
-                       "an array in the header has more than " + std::to_string(st::max_tensor_rank) + " entries");
+    check_format_error(
+        edited("[2]", ones + ",1]"),
+        "an array in the header has more than " + std::to_string(st::max_tensor_rank) + " entries");
 
     std::string entries = R"("k":"v")";
-    for (std::size_t i = 1; i < st::max_metadata_entries; ++i) entries += ",\"" + std::to_string(i) + "\":\"\"";
+    for (std::size_t i = 1; i < st::max_metadata_entries; ++i)
+      entries += ",\"" + std::to_string(i) + "\":\"\"";
     REQUIRE(st::File::parse(edited(R"("k":"v")", entries), "many entries").metadata().size() ==
             st::max_metadata_entries);
     check_format_error(edited(R"("k":"v")", entries + R"(,"x":"")"),
-                       "an object in the header has more than " + std::to_string(st::max_metadata_entries) + " keys");
+                       "an object in the header has more than " +
+                           std::to_string(st::max_metadata_entries) + " keys");
   }
   SECTION("long names are cut in messages") {
     const std::string long_name(1000, 'n');
-    const std::string message = message_of<mlstm::FormatError>(
-        [&] { (void)st::File::parse(edited(R"("a":{"dtype":"F32")", "\"" + long_name + R"(":{"dtype":"F99")"), "x"); });
-    CHECK_THAT(message, Catch::Contains("tensor \"nnnnnnnn") && Catch::Contains("...: unsupported dtype"));
+    const std::string message = message_of<mlstm::FormatError>([&] {
+      (void)st::File::parse(
+          edited(R"("a":{"dtype":"F32")", "\"" + long_name + R"(":{"dtype":"F99")"), "x");
+    });
+    CHECK_THAT(message,
+               Catch::Contains("tensor \"nnnnnnnn") && Catch::Contains("...: unsupported dtype"));
     CHECK(message.size() < 300);
   }
 }
@@ -941,7 +1011,8 @@ TEST_CASE("safetensors: any truncation or single-byte change of a file is read s
   }
   CHECK(rejected == static_cast<Index>(valid.size()));
   for (std::size_t at = 0; at < valid.size(); ++at) {
-    for (std::uint8_t value : {0x00, 0x01, 0x02, 0x22, 0x2c, 0x2d, 0x30, 0x39, 0x5b, 0x7b, 0x7d, 0x80, 0xff}) {
+    for (std::uint8_t value :
+         {0x00, 0x01, 0x02, 0x22, 0x2c, 0x2d, 0x30, 0x39, 0x5b, 0x7b, 0x7d, 0x80, 0xff}) {
       std::vector<std::uint8_t> bytes = valid;
       bytes[at] = value;
       attempt(bytes);
@@ -987,14 +1058,16 @@ TEST_CASE("safetensors: a loaded file is mapped, and views show each tensor's by
   SECTION("decode_into decodes a tensor of any shape into flat memory") {
     std::vector<double> flat(12);
     copy.decode_into("w", flat.data(), flat.size());
-    for (std::size_t i = 0; i < flat.size(); ++i) CHECK(same_value(flat[i], double(weights.data()[i])));
+    for (std::size_t i = 0; i < flat.size(); ++i)
+      CHECK(same_value(flat[i], double(weights.data()[i])));
     std::vector<std::int32_t> wrong_type(12);
     CHECK_THROWS_AS(copy.decode_into("w", wrong_type.data(), wrong_type.size()), mlstm::ValueError);
     std::vector<float> short_target(11, -1.0f);
     const std::string message = message_of<mlstm::ShapeError>(
         [&] { copy.decode_into("w", short_target.data(), short_target.size()); });
     CHECK_THAT(message, Catch::Contains("has shape (3, 4) (12 elements), but `count` is 11"));
-    CHECK(std::all_of(short_target.begin(), short_target.end(), [](float x) { return x == -1.0f; }));
+    CHECK(
+        std::all_of(short_target.begin(), short_target.end(), [](float x) { return x == -1.0f; }));
   }
 }
 
@@ -1007,7 +1080,8 @@ TEST_CASE("safetensors: a file that cannot be mapped (a pipe) is read instead") 
   const std::vector<std::uint8_t> bytes = st::Writer().add("v", weights).serialize();
   std::thread feeder([&] {
     std::ofstream out(path, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
   });
   const st::File file = st::File::load(path);
   feeder.join();

@@ -13,10 +13,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <mlstm/io/training_checkpoint.hpp>
 #include <mlstm/mlstm.hpp>
 #include <mlstm/params/clip.hpp>
 #include <mlstm/params/lr_schedule.hpp>
-#include <mlstm/io/training_checkpoint.hpp>
 
 #include "support/golden.hpp"
 #include "support/tolerance.hpp"

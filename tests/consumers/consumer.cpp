@@ -2,8 +2,8 @@
 // to prove one way of bringing the library in.
 #include <cmath>
 #include <cstdio>
-#include <string>
 #include <mlstm/mlstm.hpp>
+#include <string>
 
 int main() {
   mlstm::Tensor<double, 4> q(1, 2, 5, 4), k(1, 2, 5, 4), v(1, 2, 5, 3);

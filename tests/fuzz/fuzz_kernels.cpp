@@ -20,9 +20,10 @@ using mlstm::fuzz::ByteReader;
 template <typename T>
 T value_from(ByteReader& in) {
   const auto byte = in.take<std::uint8_t>();
-  constexpr T specials[] = {std::numeric_limits<T>::quiet_NaN(), std::numeric_limits<T>::infinity(),
-                            -std::numeric_limits<T>::infinity(), std::numeric_limits<T>::max(),
-                            std::numeric_limits<T>::denorm_min(), T(-80)};
+  constexpr T specials[] = {
+      std::numeric_limits<T>::quiet_NaN(),  std::numeric_limits<T>::infinity(),
+      -std::numeric_limits<T>::infinity(),  std::numeric_limits<T>::max(),
+      std::numeric_limits<T>::denorm_min(), T(-80)};
   if (byte >= 250) return specials[byte - 250];
   return (T(byte) - T(125)) / T(16);
 }
@@ -40,8 +41,15 @@ mlstm::Tensor<T, 4> tensor(ByteReader& in, std::array<Index, 4> dims) {
 }
 
 double eps_from(ByteReader& in) {
-  constexpr double choices[] = {1e-6, 1e-6, 1e-6, 0.0, -1.0, std::numeric_limits<double>::quiet_NaN(),
-                                std::numeric_limits<double>::infinity(), 1e-300, 2.0};
+  constexpr double choices[] = {1e-6,
+                                1e-6,
+                                1e-6,
+                                0.0,
+                                -1.0,
+                                std::numeric_limits<double>::quiet_NaN(),
+                                std::numeric_limits<double>::infinity(),
+                                1e-300,
+                                2.0};
   return choices[in.in_range(0, 8)];
 }
 

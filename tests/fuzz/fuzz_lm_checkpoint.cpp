@@ -19,9 +19,9 @@ namespace {
 const std::string& scratch_path() {
   static const std::string* const path = [] {
     const char* directory = std::getenv("TMPDIR");
-    const auto* name = new std::string(std::string(directory ? directory : "/tmp") +
-                                       "/mlstm-fuzz-lm-" + std::to_string(::getpid()) +
-                                       ".safetensors");
+    const auto* name =
+        new std::string(std::string(directory ? directory : "/tmp") + "/mlstm-fuzz-lm-" +
+                        std::to_string(::getpid()) + ".safetensors");
     std::atexit([] { std::remove(scratch_path().c_str()); });
     return name;
   }();
@@ -35,8 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (file == nullptr) __builtin_trap();
   if (size > 0 && std::fwrite(data, 1, size, file) != size) __builtin_trap();
   std::fclose(file);
-  mlstm::fuzz::expect_only_mlstm_errors([] {
-    (void)mlstm::load_language_model<float>(scratch_path(), {}, 16);
-  });
+  mlstm::fuzz::expect_only_mlstm_errors(
+      [] { (void)mlstm::load_language_model<float>(scratch_path(), {}, 16); });
   return 0;
 }

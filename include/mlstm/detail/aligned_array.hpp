@@ -21,8 +21,8 @@ class AlignedArray {
 
   explicit AlignedArray(Index size) : size_(size) {
     if (size_ > 0) {
-      void* memory = ::operator new(static_cast<std::size_t>(size_) * sizeof(T),
-                                    std::align_val_t{alignment});
+      void* memory =
+          ::operator new (static_cast<std::size_t>(size_) * sizeof(T), std::align_val_t{alignment});
       data_.reset(static_cast<T*>(memory));
       std::fill(data_.get(), data_.get() + size_, T(0));
     }
@@ -34,7 +34,7 @@ class AlignedArray {
 
  private:
   struct Release {
-    void operator()(T* memory) const { ::operator delete(memory, std::align_val_t{alignment}); }
+    void operator()(T* memory) const { ::operator delete (memory, std::align_val_t{alignment}); }
   };
 
   std::unique_ptr<T, Release> data_;

@@ -29,8 +29,8 @@ namespace mlstm::detail {
 }  // namespace mlstm::detail
 
 #if defined(MLSTM_ASSERT_THROWS) || defined(MLSTM_ENABLE_ASSERTS) || !defined(NDEBUG)
-#define MLSTM_ASSERT(condition, message)                                                   \
-  ((condition) ? static_cast<void>(0)                                                      \
+#define MLSTM_ASSERT(condition, message) \
+  ((condition) ? static_cast<void>(0)    \
                : ::mlstm::detail::assertion_failed(#condition, (message), __FILE__, __LINE__))
 #else
 #define MLSTM_ASSERT(condition, message) static_cast<void>(0)

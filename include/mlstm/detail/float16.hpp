@@ -54,7 +54,8 @@ float small_float_to_float(std::uint16_t bits) {
         return 1u << (scale_exponent + float_bias - 1 + float_mantissa_bits);
       }
     }();
-    const float magnitude = static_cast<float>(mantissa) * Eigen::numext::bit_cast<float>(scale_bits);
+    const float magnitude =
+        static_cast<float>(mantissa) * Eigen::numext::bit_cast<float>(scale_bits);
     return Eigen::numext::bit_cast<float>(sign | Eigen::numext::bit_cast<std::uint32_t>(magnitude));
   }
   const std::uint32_t float_exponent = exponent - Layout::bias + float_bias;

@@ -177,14 +177,10 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
     parallel_for(items, threads_for_work(threads, items, flops), [&](Index item) {
       const Index begin = item * rows_per_item, end = std::min(rows, begin + rows_per_item);
       switch (in) {
-        case 2:
-          return small_square_blocks<2>(x, weight, bias, y, blocks, begin, end);
-        case 4:
-          return small_square_blocks<4>(x, weight, bias, y, blocks, begin, end);
-        case 8:
-          return small_square_blocks<8>(x, weight, bias, y, blocks, begin, end);
-        default:
-          return small_square_blocks<16>(x, weight, bias, y, blocks, begin, end);
+        case 2: return small_square_blocks<2>(x, weight, bias, y, blocks, begin, end);
+        case 4: return small_square_blocks<4>(x, weight, bias, y, blocks, begin, end);
+        case 8: return small_square_blocks<8>(x, weight, bias, y, blocks, begin, end);
+        default: return small_square_blocks<16>(x, weight, bias, y, blocks, begin, end);
       }
     });
     return;

@@ -109,7 +109,8 @@ std::string element_type_name() {
   if constexpr (std::is_same_v<T, float>) return "float";
   else if constexpr (std::is_same_v<T, double>) return "double";
   else if constexpr (std::is_same_v<T, bool>) return "bool";
-  else return std::string(std::is_signed_v<T> ? "int" : "uint") + std::to_string(8 * sizeof(T)) + "_t";
+  else
+    return std::string(std::is_signed_v<T> ? "int" : "uint") + std::to_string(8 * sizeof(T)) + "_t";
 }
 
 template <typename Unsigned>
@@ -134,7 +135,8 @@ void decode_elements(safetensors::DType dtype, const std::uint8_t* source, std::
                      T* target) {
   using safetensors::DType;
   const auto each = [&](std::size_t width, auto decode_one) {
-    for (std::size_t i = 0; i < count; ++i) target[i] = static_cast<T>(decode_one(source + i * width));
+    for (std::size_t i = 0; i < count; ++i)
+      target[i] = static_cast<T>(decode_one(source + i * width));
   };
   if constexpr (std::is_floating_point_v<T>) {
     switch (dtype) {
@@ -154,8 +156,7 @@ void decode_elements(safetensors::DType dtype, const std::uint8_t* source, std::
         return each(2, [](const std::uint8_t* p) {
           return small_float_to_float<BFloat16Layout>(load_little_endian<std::uint16_t>(p));
         });
-      default:
-        break;
+      default: break;
     }
   } else if constexpr (std::is_same_v<T, bool>) {
     if (dtype == DType::BOOL) return each(1, [](const std::uint8_t* p) { return *p != 0; });
@@ -166,7 +167,8 @@ void decode_elements(safetensors::DType dtype, const std::uint8_t* source, std::
       case DType::U32: return each(4, load_little_endian<std::uint32_t>);
       case DType::U64: return each(8, load_little_endian<std::uint64_t>);
       case DType::I8:
-        return each(1, [](const std::uint8_t* p) { return Eigen::numext::bit_cast<std::int8_t>(*p); });
+        return each(1,
+                    [](const std::uint8_t* p) { return Eigen::numext::bit_cast<std::int8_t>(*p); });
       case DType::I16:
         return each(2, [](const std::uint8_t* p) {
           return Eigen::numext::bit_cast<std::int16_t>(load_little_endian<std::uint16_t>(p));
@@ -179,8 +181,7 @@ void decode_elements(safetensors::DType dtype, const std::uint8_t* source, std::
         return each(8, [](const std::uint8_t* p) {
           return Eigen::numext::bit_cast<std::int64_t>(load_little_endian<std::uint64_t>(p));
         });
-      default:
-        break;
+      default: break;
     }
   }
   MLSTM_ASSERT(false, "decode_elements: dtype does not convert to the element type");
@@ -214,8 +215,7 @@ void encode_elements(const T* source, std::size_t count, safetensors::DType dtyp
         return each([](T x, std::uint8_t* p) {
           store_little_endian(small_float_from_double<BFloat16Layout>(x), p);
         });
-      default:
-        break;
+      default: break;
     }
   } else if constexpr (std::is_same_v<T, bool>) {
     if (dtype == DType::BOOL) return each([](bool x, std::uint8_t* p) { *p = x ? 1 : 0; });

@@ -110,7 +110,8 @@ inline safetensors::TensorInfo parse_tensor_entry(const std::string& name,
   safetensors::TensorInfo info;
   const nlohmann::json& dtype = field("dtype");
   if (!dtype.is_string()) fail("field \"dtype\" must be a string, got " + describe_json(dtype));
-  const std::optional<safetensors::DType> known = safetensors::dtype_from_name(dtype.get<std::string>());
+  const std::optional<safetensors::DType> known =
+      safetensors::dtype_from_name(dtype.get<std::string>());
   if (!known) fail("unsupported dtype " + describe_json(dtype));
   info.dtype = *known;
 
@@ -120,7 +121,8 @@ inline safetensors::TensorInfo parse_tensor_entry(const std::string& name,
     if (dim.is_number_integer() && !dim.is_number_unsigned()) {
       fail("shape has the negative dimension " + dim.dump());
     }
-    if (!dim.is_number_unsigned()) fail("shape entries must be integers, got " + describe_json(dim));
+    if (!dim.is_number_unsigned())
+      fail("shape entries must be integers, got " + describe_json(dim));
     if (dim.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<Index>::max())) {
       fail("shape has the dimension " + dim.dump() + ", beyond 2^63 - 1");
     }
@@ -135,8 +137,8 @@ inline safetensors::TensorInfo parse_tensor_entry(const std::string& name,
     const auto d = static_cast<std::uint64_t>(dim);
     if (d == 0) continue;
     if (nonzero_byte_size > limit / d) {
-      fail("shape " + shape_string(info.shape) + " of " + describe(info.dtype).name + " overflows: " +
-           (empty ? "the byte size of its nonzero dimensions" : "its byte size") +
+      fail("shape " + shape_string(info.shape) + " of " + describe(info.dtype).name +
+           " overflows: " + (empty ? "the byte size of its nonzero dimensions" : "its byte size") +
            " is beyond 2^63 - 1");
     }
     nonzero_byte_size *= d;
@@ -151,8 +153,8 @@ inline safetensors::TensorInfo parse_tensor_entry(const std::string& name,
   }
   info.begin = offsets[0].get<std::uint64_t>();
   info.end = offsets[1].get<std::uint64_t>();
-  const std::string range = "data_offsets [" + std::to_string(info.begin) + ", " +
-                            std::to_string(info.end) + "]";
+  const std::string range =
+      "data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) + "]";
   if (info.begin > info.end) fail(range + " begin after they end");
   if (info.end - info.begin != byte_size) {
     fail(range + " span " + std::to_string(info.end - info.begin) + " bytes, but " +
@@ -160,8 +162,7 @@ inline safetensors::TensorInfo parse_tensor_entry(const std::string& name,
          std::to_string(byte_size));
   }
   if (info.end > buffer_size) {
-    fail(range + " reach past the end of the " + std::to_string(buffer_size) +
-         "-byte data buffer");
+    fail(range + " reach past the end of the " + std::to_string(buffer_size) + "-byte data buffer");
   }
   return info;
 }
@@ -326,11 +327,11 @@ class HeaderReader final : public nlohmann::json::json_sax_t {
   std::uint64_t buffer_size_;
   const HeaderFault& fail_;
   Header& header_;
-  int depth_ = 0;                       // containers open, the header's object included
-  std::string entry_name_;              // the top-level key being read
-  nlohmann::json entry_;                // its value
-  std::vector<nlohmann::json*> open_;   // the containers open within it, outermost first
-  nlohmann::json* slot_ = nullptr;      // where an open object's next value goes
+  int depth_ = 0;                      // containers open, the header's object included
+  std::string entry_name_;             // the top-level key being read
+  nlohmann::json entry_;               // its value
+  std::vector<nlohmann::json*> open_;  // the containers open within it, outermost first
+  nlohmann::json* slot_ = nullptr;     // where an open object's next value goes
   bool seen_metadata_ = false;
 };
 

@@ -77,9 +77,7 @@ class File {
   // Throws ValueError("name") if there is no such tensor.
   const TensorInfo& info(const std::string& name) const;
 
-  const std::map<std::string, std::string>& metadata() const noexcept {
-    return header_.metadata;
-  }
+  const std::map<std::string, std::string>& metadata() const noexcept { return header_.metadata; }
 
   // The "__metadata__" value of `key`; throws ValueError("key") if there is none.
   const std::string& metadata(const std::string& key) const;
@@ -190,8 +188,8 @@ const TensorInfo& File::readable_info(const std::string& name) const {
   const TensorInfo& found = info(name);
   if (found.shape.size() != static_cast<std::size_t>(Rank)) {
     throw ShapeError(name, described(name) + " has rank " + std::to_string(found.shape.size()) +
-                                 " with shape " + shape_string(found.shape) +
-                                 "; expected rank " + std::to_string(Rank));
+                               " with shape " + shape_string(found.shape) + "; expected rank " +
+                               std::to_string(Rank));
   }
   return readable_info<T>(name);
 }
@@ -244,11 +242,11 @@ void File::read_into(const std::string& name, Out&& out) const {
   constexpr int Rank = mlstm::rank_of<X>;
   const TensorInfo& found = readable_info<T, Rank>(name);
   bool same_shape = true;
-  for (int axis = 0; axis < Rank; ++axis) same_shape = same_shape && out.dimension(axis) == found.shape[axis];
+  for (int axis = 0; axis < Rank; ++axis)
+    same_shape = same_shape && out.dimension(axis) == found.shape[axis];
   if (!same_shape) {
     throw ShapeError("out", described(name) + " has shape " + shape_string(found.shape) +
-                                ", but `out` has shape " +
-                                mlstm::shape_string(out.dimensions()));
+                                ", but `out` has shape " + mlstm::shape_string(out.dimensions()));
   }
   detail::decode_elements(found.dtype, data_of(found), static_cast<std::size_t>(found.numel()),
                           out.data());
@@ -259,8 +257,8 @@ void File::decode_into(const std::string& name, T* target, std::size_t count) co
   const TensorInfo& found = readable_info<T>(name);
   const auto numel = static_cast<std::size_t>(found.numel());
   if (count != numel) {
-    throw ShapeError("count", described(name) + " has shape " + shape_string(found.shape) +
-                                  " (" + std::to_string(numel) + " elements), but `count` is " +
+    throw ShapeError("count", described(name) + " has shape " + shape_string(found.shape) + " (" +
+                                  std::to_string(numel) + " elements), but `count` is " +
                                   std::to_string(count));
   }
   detail::decode_elements(found.dtype, data_of(found), numel, target);

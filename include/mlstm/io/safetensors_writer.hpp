@@ -64,8 +64,8 @@ class Writer {
     using T = mlstm::ScalarOf<X>;
     static_assert(std::is_floating_point_v<T>, "add_converted converts float or double tensors");
     if (detail::describe(dtype).kind != detail::DTypeKind::floating) {
-      throw ValueError("dtype", std::string("expected F64, F32, F16 or BF16, got ") +
-                                    dtype_name(dtype));
+      throw ValueError("dtype",
+                       std::string("expected F64, F32, F16 or BF16, got ") + dtype_name(dtype));
     }
     return add_as(name, tensor, dtype);
   }
@@ -146,8 +146,8 @@ inline std::vector<std::uint8_t> Writer::header_bytes() const {
     description["dtype"] = dtype_name(entry.dtype);
     description["shape"] = entry.shape;
     description["data_offsets"] = {offset, offset + entry.data.size()};
-    text += (text.size() > 1 ? "," : "") + nlohmann::json(entry.name).dump() + ":" +
-            description.dump();
+    text +=
+        (text.size() > 1 ? "," : "") + nlohmann::json(entry.name).dump() + ":" + description.dump();
     offset += entry.data.size();
   }
   text += "}";
@@ -160,7 +160,8 @@ inline std::vector<std::uint8_t> Writer::header_bytes() const {
 
 inline std::vector<std::uint8_t> Writer::serialize() const {
   std::vector<std::uint8_t> bytes = header_bytes();
-  for (const Entry& entry : entries_) bytes.insert(bytes.end(), entry.data.begin(), entry.data.end());
+  for (const Entry& entry : entries_)
+    bytes.insert(bytes.end(), entry.data.begin(), entry.data.end());
   return bytes;
 }
 

@@ -45,8 +45,8 @@ Tensor<ScalarOf<X>, detail::traits_of<X>::rank> silu_backward(const X& x, const 
   static_assert(detail::traits_of<DY>::rank == rank, "silu_backward: dy has x's rank");
   for (int axis = 0; axis < rank; ++axis) {
     if (dy.dimension(axis) != x.dimension(axis)) {
-      throw ShapeError("dy", "expected x's shape " + shape_string(x.dimensions()) +
-                                 ", got " + shape_string(dy.dimensions()));
+      throw ShapeError("dy", "expected x's shape " + shape_string(x.dimensions()) + ", got " +
+                                 shape_string(dy.dimensions()));
     }
   }
   Tensor<ScalarOf<X>, rank> dx(x.dimensions());

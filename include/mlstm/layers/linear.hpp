@@ -124,16 +124,16 @@ Tensor<ScalarOf<X>, rank_of<X>> linear_forward(const X& x, const W& weight, cons
 // The gradients of sum(y * dy) for y = linear_forward(x, weight[, bias]).
 template <typename T, int Rank>
 struct LinearGradients {
-  Tensor<T, Rank> dx;     // x's shape
-  Tensor<T, 2> dweight;   // (out, in)
-  Tensor<T, 1> dbias;     // (out): what a bias would get (the sum of dy's rows)
+  Tensor<T, Rank> dx;    // x's shape
+  Tensor<T, 2> dweight;  // (out, in)
+  Tensor<T, 1> dbias;    // (out): what a bias would get (the sum of dy's rows)
 };
 
 // x (..., in), weight (out, in), dy (..., out) -> dx, dweight, dbias.
 template <typename X, typename W, typename DY>
 LinearGradients<ScalarOf<X>, detail::traits_of<X>::rank> linear_backward(const X& x,
-                                                                                  const W& weight,
-                                                                                  const DY& dy) {
+                                                                         const W& weight,
+                                                                         const DY& dy) {
   detail::require_same_scalar<X, W, DY>();
   using T = ScalarOf<X>;
   constexpr int rank = detail::traits_of<X>::rank;

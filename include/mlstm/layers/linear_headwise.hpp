@@ -45,8 +45,7 @@ void linear_headwise_rows_backward(const T* x, Index rows, Index heads, Index in
     const Index block = head * out_per_head * in_per_head;
     Eigen::Map<const RowMatrix<T>> weights(weight + block, out_per_head, in_per_head);
     if (dx != nullptr) {
-      Eigen::Map<RowMatrix<T>, 0, Strided>(dx + head * in_per_head, rows, in_per_head,
-                                           Strided(in))
+      Eigen::Map<RowMatrix<T>, 0, Strided>(dx + head * in_per_head, rows, in_per_head, Strided(in))
           .noalias() = gradient * weights;
     }
     if (dweight != nullptr) {

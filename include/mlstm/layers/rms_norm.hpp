@@ -37,8 +37,8 @@ void rms_norm_row(const T* x, Index dim, const T* weight, const T* bias, double 
 
 template <typename X, typename W>
 Tensor<ScalarOf<X>, traits_of<X>::rank> rms_norm_checked(const X& x, const W& weight,
-                                                          const ScalarOf<X>* bias,
-                                                          const RMSNormOptions& options) {
+                                                         const ScalarOf<X>* bias,
+                                                         const RMSNormOptions& options) {
   constexpr int rank = traits_of<X>::rank;
   expect_valid_eps(options.eps, "options.eps");
   const Index dim = x.dimension(rank - 1);
@@ -57,8 +57,8 @@ Tensor<ScalarOf<X>, traits_of<X>::rank> rms_norm_checked(const X& x, const W& we
 
 // x (..., D), weight (D) -> (..., D), normalized over the last axis.
 template <typename X, typename W>
-Tensor<ScalarOf<X>, rank_of<X>> rms_norm_forward(
-    const X& x, const W& weight, const RMSNormOptions& options = {}) {
+Tensor<ScalarOf<X>, rank_of<X>> rms_norm_forward(const X& x, const W& weight,
+                                                 const RMSNormOptions& options = {}) {
   detail::require_same_scalar<X, W>();
   static_assert(rank_of<X> >= 1, "rms_norm_forward: x needs a feature axis");
   return detail::rms_norm_checked(x, detail::const_view<1>(weight, "weight", "(D)"), nullptr,
@@ -67,14 +67,13 @@ Tensor<ScalarOf<X>, rank_of<X>> rms_norm_forward(
 
 // x (..., D), weight (D), bias (D) -> (..., D).
 template <typename X, typename W, typename Bias>
-Tensor<ScalarOf<X>, rank_of<X>> rms_norm_forward(
-    const X& x, const W& weight, const Bias& bias, const RMSNormOptions& options = {}) {
+Tensor<ScalarOf<X>, rank_of<X>> rms_norm_forward(const X& x, const W& weight, const Bias& bias,
+                                                 const RMSNormOptions& options = {}) {
   detail::require_same_scalar<X, W, Bias>();
   static_assert(rank_of<X> >= 1, "rms_norm_forward: x needs a feature axis");
   constexpr int rank = rank_of<X>;
   const auto bias_view = detail::const_view<1>(bias, "bias", "(D)");
-  detail::expect_shape<ScalarOf<X>, 1>(bias_view, {x.dimension(rank - 1)}, "bias",
-                                                "(D) of x");
+  detail::expect_shape<ScalarOf<X>, 1>(bias_view, {x.dimension(rank - 1)}, "bias", "(D) of x");
   return detail::rms_norm_checked(x, detail::const_view<1>(weight, "weight", "(D)"),
                                   bias_view.data(), options);
 }

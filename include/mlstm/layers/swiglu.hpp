@@ -36,10 +36,8 @@ void swiglu_rows(const T* x, Index rows, Index embedding_dim, Index hidden_dim,
 
 // x (..., E) -> y (..., E) without biases; the weights' shapes as above.
 template <typename X, typename G, typename U, typename D>
-Tensor<ScalarOf<X>, rank_of<X>> swiglu_forward(const X& x,
-                                                                        const G& gate_weight,
-                                                                        const U& up_weight,
-                                                                        const D& down_weight) {
+Tensor<ScalarOf<X>, rank_of<X>> swiglu_forward(const X& x, const G& gate_weight, const U& up_weight,
+                                               const D& down_weight) {
   detail::require_same_scalar<X, G, U, D>();
   constexpr int rank = rank_of<X>;
   static_assert(rank >= 1, "swiglu_forward: x needs a feature axis");

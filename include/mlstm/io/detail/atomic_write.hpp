@@ -52,7 +52,8 @@ inline void write_file_atomically(
   if (std::fclose(file.release()) != 0) give_up(errno, "cannot write " + path_text(temporary));
   std::error_code error;
   std::filesystem::rename(temporary, path, error);
-  if (error) give_up(error.value(), "cannot rename " + path_text(temporary) + " to " + path_text(path));
+  if (error)
+    give_up(error.value(), "cannot rename " + path_text(temporary) + " to " + path_text(path));
 }
 
 }  // namespace mlstm::detail

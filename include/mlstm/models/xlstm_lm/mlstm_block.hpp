@@ -75,9 +75,9 @@ void mlstm_block_backward(const MLSTMBlockWeights<T>& w, const MLSTMBlockGradien
   mlstm_layer_backward(w.xlstm, grads.xlstm, cache.normed.data(), batch, seq_len, options,
                        cache.xlstm, dy, dnormed.data());
   for (Index r = 0; r < rows; ++r) {
-    layer_norm_row_backward(x + r * E, E, w.xlstm_norm_weight.data(), true,
-                            LayerNormOptions{}.eps, dnormed.data() + r * E, dx + r * E,
-                            grads.xlstm_norm_weight, static_cast<T*>(nullptr));
+    layer_norm_row_backward(x + r * E, E, w.xlstm_norm_weight.data(), true, LayerNormOptions{}.eps,
+                            dnormed.data() + r * E, dx + r * E, grads.xlstm_norm_weight,
+                            static_cast<T*>(nullptr));
     for (Index j = 0; j < E; ++j) dx[r * E + j] += dy[r * E + j];
   }
 }

@@ -34,15 +34,15 @@
 
 #include <Eigen/Core>
 
+#include "mlstm/detail/assert.hpp"
+#include "mlstm/detail/checks.hpp"
 #include "mlstm/kernels/backend.hpp"
 #include "mlstm/kernels/chunkwise_backward.hpp"
 #include "mlstm/kernels/parallel_backward.hpp"
-#include "mlstm/detail/assert.hpp"
-#include "mlstm/detail/checks.hpp"
-#include "mlstm/layers/layer_norm.hpp"
-#include "mlstm/layers/linear.hpp"
 #include "mlstm/kernels/recurrent.hpp"
 #include "mlstm/kernels/state.hpp"
+#include "mlstm/layers/layer_norm.hpp"
+#include "mlstm/layers/linear.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"
 
@@ -209,7 +209,8 @@ Tensor<T, 3> mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const 
   } else {
     KernelOptions chunkwise = options;
     chunkwise.forward_kernel = SequenceKernel::chunkwise;
-    cache->kernel.h = kernel_forward(q_heads, k_heads, v_heads, igate_heads, fgate_heads, chunkwise);
+    cache->kernel.h =
+        kernel_forward(q_heads, k_heads, v_heads, igate_heads, fgate_heads, chunkwise);
     h_heads = cache->kernel.h;
   }
 
@@ -253,11 +254,11 @@ void mlstm_cell_backward(const MLSTMCellWeights<T>& w, const MLSTMCellGradients<
     chunkwise.chunk_size = options.chunk_size;
     chunkwise.eps = options.eps;
     chunkwise.num_threads = options.num_threads;
-    auto g = chunkwise_stabilized_backward(cache.q_heads, cache.k_heads, cache.v_heads,
-                                           cache.igate_heads, cache.fgate_heads, dh_heads,
-                                           chunkwise);
-    return ParallelGradients<T>{std::move(g.dq), std::move(g.dk), std::move(g.dv),
-                                std::move(g.di), std::move(g.df)};
+    auto g =
+        chunkwise_stabilized_backward(cache.q_heads, cache.k_heads, cache.v_heads,
+                                      cache.igate_heads, cache.fgate_heads, dh_heads, chunkwise);
+    return ParallelGradients<T>{std::move(g.dq), std::move(g.dk), std::move(g.dv), std::move(g.di),
+                                std::move(g.df)};
   };
   const ParallelGradients<T> g = kernel_backward();
   merge_heads(g.dq.data(), batch, seq_len, heads, head_dim, dq);

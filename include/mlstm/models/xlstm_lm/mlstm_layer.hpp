@@ -118,12 +118,12 @@ struct MLSTMLayerWeights {
 // What the layer's forward keeps for its backward: the activations named in the file comment.
 template <typename T>
 struct MLSTMLayerCache {
-  Tensor<T, 3> x_mlstm, z;       // (B, S, I): the two halves of proj_up's output
-  Tensor<T, 3> conv;             // (B, S, I): the convolution's output before silu
-  Tensor<T, 3> x_conv;           // (B, S, I): silu of it
-  Tensor<T, 3> q, k, v;          // (B, S, I)
-  Tensor<T, 3> h;                // (B, S, I): the cell's output
-  Tensor<T, 3> gated;            // (B, S, I): (h + skip * x_conv) * silu(z), proj_down's input
+  Tensor<T, 3> x_mlstm, z;  // (B, S, I): the two halves of proj_up's output
+  Tensor<T, 3> conv;        // (B, S, I): the convolution's output before silu
+  Tensor<T, 3> x_conv;      // (B, S, I): silu of it
+  Tensor<T, 3> q, k, v;     // (B, S, I)
+  Tensor<T, 3> h;           // (B, S, I): the cell's output
+  Tensor<T, 3> gated;       // (B, S, I): (h + skip * x_conv) * silu(z), proj_down's input
   MLSTMCellCache<T> cell;
 };
 
@@ -226,8 +226,8 @@ void mlstm_layer_backward(const MLSTMLayerWeights<T>& w, const MLSTMLayerGradien
                           const MLSTMLayerCache<T>& cache, const T* dy, T* dx) {
   const Index E = w.embedding_dim(), I = w.inner_dim(), rows = batch * seq_len;
   RowMatrix<T> dgated(rows, I);
-  linear_rows_backward(cache.gated.data(), rows, I, w.proj_down_weight.data(), E, dy,
-                       dgated.data(), grads.proj_down_weight, grads.proj_down_bias);
+  linear_rows_backward(cache.gated.data(), rows, I, w.proj_down_weight.data(), E, dy, dgated.data(),
+                       grads.proj_down_weight, grads.proj_down_bias);
 
   // Through (h + skip * x_conv) * silu(z); dup holds [dx_mlstm, dz] per row.
   Tensor<T, 3> dh(batch, seq_len, I), dx_conv(batch, seq_len, I), dup(batch, seq_len, 2 * I);
