@@ -27,6 +27,8 @@
 
 #include <mlstm/mlstm.hpp>
 
+#include "token_model_loops.hpp"
+
 namespace {
 
 using mlstm::Index;
@@ -59,50 +61,18 @@ const mlstm::LanguageModel<float>& bench_model() {
   return *model;
 }
 
-mlstm::Tensor<std::int64_t, 2> prompt_tokens(Index length, Index vocab) {
-  mlstm::Tensor<std::int64_t, 2> tokens(1, length);
-  std::uint64_t x = 0x9e3779b97f4a7c15ull;
-  for (Index t = 0; t < length; ++t) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    tokens(0, t) = static_cast<std::int64_t>(x % static_cast<std::uint64_t>(vocab));
-  }
-  return tokens;
-}
-
 void add_context(benchmark::State& state, const mlstm::LanguageModel<float>& model) {
   state.counters["parameters"] = static_cast<double>(model.registry().parameter_count());
 }
 
 void BM_Prefill(benchmark::State& state) {
-  const auto& model = bench_model();
-  const Index length = state.range(0);
-  const auto tokens = prompt_tokens(length, model.config().vocab_size);
-  for (auto _ : state) {
-    auto model_state = model.initial_state(1);
-    auto logits = model.prefill(tokens, model_state, mlstm::Logits::last);
-    benchmark::DoNotOptimize(logits.data());
-  }
-  state.SetItemsProcessed(state.iterations() * length);
-  add_context(state, model);
+  mlstm_bench::prefill_loop(state, bench_model());
+  add_context(state, bench_model());
 }
 
 void BM_Generate(benchmark::State& state) {
-  const auto& model = bench_model();
-  const Index length = state.range(0);
-  auto model_state = model.initial_state(1);
-  const auto prompt = prompt_tokens(length, model.config().vocab_size);
-  model.prefill(prompt, model_state, mlstm::Logits::last);
-  mlstm::Tensor<std::int64_t, 1> token(1);
-  token(0) = 1;
-  for (auto _ : state) {
-    auto logits = model.step(token, model_state);
-    benchmark::DoNotOptimize(logits.data());
-    token(0) = (token(0) * 31 + 7) % model.config().vocab_size;  // the next token's id
-  }
-  state.SetItemsProcessed(state.iterations());
-  add_context(state, model);
+  mlstm_bench::generate_loop(state, bench_model(), state.range(0));
+  add_context(state, bench_model());
 }
 
 BENCHMARK(BM_Prefill)->Arg(128)->Arg(512)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();

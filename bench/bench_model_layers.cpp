@@ -1,5 +1,5 @@
 // Where the 120M model's prefill spends its time: each stage of one mLSTM block, and the head,
-// timed alone at the shapes bench_model's BM_prefill runs (batch 1, embedding 768, 4 heads,
+// timed alone at the shapes bench_model's BM_Prefill runs (batch 1, embedding 768, 4 heads,
 // inner dimension 1536, head dimension 384, q/k/v block size 4, conv kernel 4, vocab 50304,
 // chunkwise kernel with chunk 64), calling the same functions the model calls:
 //

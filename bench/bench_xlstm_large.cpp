@@ -10,8 +10,8 @@
 // 10944, vocab 50304, 2 blocks by default (MLSTM_BENCH_BLOCKS), random weights stored in
 // bfloat16 and summed in float (the layout a bfloat16 checkpoint maps in place). Batch 1.
 //
-//   BM_generate     one step from the state after a 128-token prompt; items = tokens.
-//   BM_prefill/S    a prompt of S tokens from the zero state, logits of the last; items = tokens.
+//   BM_Generate     one step from the state after a 128-token prompt; items = tokens.
+//   BM_Prefill/S    a prompt of S tokens from the zero state, logits of the last; items = tokens.
 //
 // Counters: parameters, weight_bytes (what a step reads), peak_rss_bytes (getrusage's maximum
 // resident set of the process so far: the model, its state and the activations).
@@ -27,6 +27,8 @@
 #include <type_traits>
 
 #include <mlstm/models/xlstm_large/model.hpp>
+
+#include "token_model_loops.hpp"
 
 namespace {
 
@@ -67,18 +69,6 @@ const mlstm::XLSTMLarge<float, W>& bench_model() {
   return *model;
 }
 
-mlstm::Tensor<std::int64_t, 2> prompt_tokens(Index length, Index vocab) {
-  mlstm::Tensor<std::int64_t, 2> tokens(1, length);
-  std::uint64_t x = 0x9e3779b97f4a7c15ull;
-  for (Index t = 0; t < length; ++t) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    tokens(0, t) = static_cast<std::int64_t>(x % static_cast<std::uint64_t>(vocab));
-  }
-  return tokens;
-}
-
 template <typename W>
 void add_counters(benchmark::State& state, const mlstm::XLSTMLarge<float, W>& model) {
   const double parameters = static_cast<double>(model.table().parameter_count());
@@ -89,32 +79,14 @@ void add_counters(benchmark::State& state, const mlstm::XLSTMLarge<float, W>& mo
 
 template <typename W>
 void generate(benchmark::State& state) {
-  const auto& model = bench_model<W>();
-  auto model_state = model.initial_state(1);
-  model.prefill(prompt_tokens(128, model.config().vocab_size), model_state, mlstm::Logits::last);
-  mlstm::Tensor<std::int64_t, 1> token(1);
-  token(0) = 1;
-  for (auto _ : state) {
-    auto logits = model.step(token, model_state);
-    benchmark::DoNotOptimize(logits.data());
-    token(0) = (token(0) * 31 + 7) % model.config().vocab_size;  // the next token's id
-  }
-  state.SetItemsProcessed(state.iterations());
-  add_counters(state, model);
+  mlstm_bench::generate_loop(state, bench_model<W>(), 128);
+  add_counters(state, bench_model<W>());
 }
 
 template <typename W>
 void prefill(benchmark::State& state) {
-  const auto& model = bench_model<W>();
-  const Index length = state.range(0);
-  const auto tokens = prompt_tokens(length, model.config().vocab_size);
-  for (auto _ : state) {
-    auto model_state = model.initial_state(1);
-    auto logits = model.prefill(tokens, model_state, mlstm::Logits::last);
-    benchmark::DoNotOptimize(logits.data());
-  }
-  state.SetItemsProcessed(state.iterations() * length);
-  add_counters(state, model);
+  mlstm_bench::prefill_loop(state, bench_model<W>());
+  add_counters(state, bench_model<W>());
 }
 
 bool float_weights() {
@@ -122,16 +94,16 @@ bool float_weights() {
   return weights != nullptr && std::string(weights) == "float";
 }
 
-void BM_generate(benchmark::State& state) {
+void BM_Generate(benchmark::State& state) {
   float_weights() ? generate<float>(state) : generate<Eigen::bfloat16>(state);
 }
 
-void BM_prefill(benchmark::State& state) {
+void BM_Prefill(benchmark::State& state) {
   float_weights() ? prefill<float>(state) : prefill<Eigen::bfloat16>(state);
 }
 
-BENCHMARK(BM_generate)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_prefill)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Generate)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Prefill)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

@@ -42,9 +42,14 @@ struct LayerNormOptions {
 namespace detail {
 
 // One row of `dim` features. bias may be null.
+// The mean and 1 / sqrt(variance + eps) of one row, summed in double.
+struct RowMoments {
+  double mean;
+  double inverse_std;
+};
+
 template <typename T>
-void layer_norm_row(const T* x, Index dim, const T* weight, const T* bias, bool residual_weight,
-                    double eps, T* y) {
+RowMoments row_moments(const T* x, Index dim, double eps) {
   double sum = 0.0;
   for (Index j = 0; j < dim; ++j) sum += static_cast<double>(x[j]);
   const double mean = sum / static_cast<double>(dim);
@@ -53,7 +58,13 @@ void layer_norm_row(const T* x, Index dim, const T* weight, const T* bias, bool 
     const double centered = static_cast<double>(x[j]) - mean;
     squares += centered * centered;
   }
-  const double inverse_std = 1.0 / std::sqrt(squares / static_cast<double>(dim) + eps);
+  return {mean, 1.0 / std::sqrt(squares / static_cast<double>(dim) + eps)};
+}
+
+template <typename T>
+void layer_norm_row(const T* x, Index dim, const T* weight, const T* bias, bool residual_weight,
+                    double eps, T* y) {
+  const auto [mean, inverse_std] = row_moments(x, dim, eps);
   const T offset = residual_weight ? T(1) : T(0);
   for (Index j = 0; j < dim; ++j) {
     const T normalized = static_cast<T>((static_cast<double>(x[j]) - mean) * inverse_std);
@@ -65,15 +76,7 @@ void layer_norm_row(const T* x, Index dim, const T* weight, const T* bias, bool 
 template <typename T>
 void layer_norm_row_backward(const T* x, Index dim, const T* weight, bool residual_weight,
                              double eps, const T* dy, T* dx, T* dweight, T* dbias) {
-  double sum = 0.0;
-  for (Index j = 0; j < dim; ++j) sum += static_cast<double>(x[j]);
-  const double mean = sum / static_cast<double>(dim);
-  double squares = 0.0;
-  for (Index j = 0; j < dim; ++j) {
-    const double centered = static_cast<double>(x[j]) - mean;
-    squares += centered * centered;
-  }
-  const double inverse_std = 1.0 / std::sqrt(squares / static_cast<double>(dim) + eps);
+  const auto [mean, inverse_std] = row_moments(x, dim, eps);
   const double offset = residual_weight ? 1.0 : 0.0;
   double dxhat_sum = 0.0, dxhat_xhat_sum = 0.0;
   for (Index j = 0; j < dim; ++j) {

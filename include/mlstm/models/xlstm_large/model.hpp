@@ -39,10 +39,10 @@
 #include "mlstm/detail/bfloat16.hpp"
 #include "mlstm/errors.hpp"
 #include "mlstm/kernels/state.hpp"
+#include "mlstm/models/token_model.hpp"
 #include "mlstm/models/xlstm_large/block.hpp"
 #include "mlstm/models/xlstm_large/config.hpp"
 #include "mlstm/models/xlstm_large/parameters.hpp"
-#include "mlstm/models/xlstm_lm/language_model.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"
 
@@ -55,7 +55,8 @@ struct XLSTMLargeState {
 };
 
 template <typename T, typename W = T>
-class XLSTMLarge {
+class XLSTMLarge : public TokenModel<XLSTMLarge<T, W>, T, XLSTMLargeState<T>> {
+  friend class TokenModel<XLSTMLarge<T, W>, T, XLSTMLargeState<T>>;
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "mlstm::XLSTMLarge computes in float or double");
   static_assert(std::is_same_v<W, T> || (std::is_same_v<T, float> && detail::is_bfloat16<W>),
@@ -165,31 +166,8 @@ class XLSTMLarge {
     return state;
   }
 
-  // tokens (B, S) -> logits (B, S, V) over the whole sequence from the zero state.
-  template <typename Tokens>
-  Tensor<T, 3> forward(const Tokens& tokens) const {
-    const auto ids = check_tokens<2>(tokens, "(B, S)");
-    return run(ids.data(), ids.dimension(0), ids.dimension(1), nullptr, Logits::all);
-  }
-
-  // tokens (B, S) continuing from `state` (advanced past them) -> logits (B, S, V), or
-  // (B, 1, V) for the last position with Logits::last.
-  template <typename Tokens>
-  Tensor<T, 3> prefill(const Tokens& tokens, XLSTMLargeState<T>& state,
-                       Logits logits = Logits::all) const {
-    const auto ids = check_tokens<2>(tokens, "(B, S)");
-    check_state(state, ids.dimension(0));
-    return run(ids.data(), ids.dimension(0), ids.dimension(1), &state, logits);
-  }
-
-  // One token per sequence, tokens (B), continuing from `state` (advanced) -> logits (B, V).
-  template <typename Tokens>
-  Tensor<T, 2> step(const Tokens& tokens, XLSTMLargeState<T>& state) const {
-    const auto ids = check_tokens<1>(tokens, "(B)");
-    check_state(state, ids.dimension(0));
-    Tensor<T, 3> logits = run(ids.data(), ids.dimension(0), 1, &state, Logits::all);
-    return Tensor<T, 2>(TensorMap<T, 2>(logits.data(), ids.dimension(0), config_.vocab_size));
-  }
+  // forward (tokens (B, S)), prefill (tokens, state, Logits) and step (tokens (B), state):
+  // TokenModel (token_model.hpp).
 
  private:
   struct Slot {
@@ -204,11 +182,6 @@ class XLSTMLarge {
       throw ValueError("name", "parameter \"" + name + "\" is a " +
                                    (matrix ? "vector (bias or norm weight)" : "matrix"));
     return slots_.at(name);
-  }
-
-  template <int Rank, typename Tokens>
-  auto check_tokens(const Tokens& tokens, const char* layout) const {
-    return detail::check_token_ids<Rank>(tokens, layout, config_.vocab_size);
   }
 
   void check_state(const XLSTMLargeState<T>& state, Index batch) const {

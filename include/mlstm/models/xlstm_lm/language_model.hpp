@@ -54,6 +54,7 @@
 #include "mlstm/layers/embedding.hpp"
 #include "mlstm/layers/layer_norm.hpp"
 #include "mlstm/layers/linear.hpp"
+#include "mlstm/models/token_model.hpp"
 #include "mlstm/models/xlstm_lm/config.hpp"
 #include "mlstm/models/xlstm_lm/gradients.hpp"
 #include "mlstm/models/xlstm_lm/mlstm_block.hpp"
@@ -67,10 +68,6 @@
 
 namespace mlstm {
 
-// Which positions prefill computes logits for: every one, or the last only (what generation
-// needs; the head is the largest matrix of a small model).
-enum class Logits { all, last };
-
 // Views of the model's parameters.
 template <typename T>
 struct LMModelWeights {
@@ -83,35 +80,6 @@ struct LMModelWeights {
 };
 
 namespace detail {
-
-// Token ids (an integer tensor of rank `Rank`, every size >= 1, each id in [0, vocab_size)) as
-// a view; ShapeError / ValueError("tokens") naming the first one that is not.
-template <int Rank, typename Tokens>
-auto check_token_ids(const Tokens& tokens, const char* layout, Index vocab_size) {
-  require_argument_type<Tokens>();
-  using Id = ScalarOf<Tokens>;
-  static_assert(std::is_integral_v<Id> && !std::is_same_v<Id, bool>,
-                "mlstm: token ids are integers");
-  const auto ids = const_view<Rank>(tokens, "tokens", layout);
-  for (int axis = 0; axis < Rank; ++axis) {
-    if (ids.dimension(axis) < 1) {
-      throw ShapeError("tokens", std::string("expected ") + layout + " with every size >= 1, got " +
-                                     shape_string(ids.dimensions()));
-    }
-  }
-  for (Index i = 0; i < ids.size(); ++i) {
-    const Id id = ids.data()[i];
-    bool negative = false;
-    if constexpr (std::is_signed_v<Id>) negative = id < 0;
-    if (negative ||
-        static_cast<unsigned long long>(id) >= static_cast<unsigned long long>(vocab_size)) {
-      throw ValueError("tokens", "token id " + std::to_string(id) + " at " +
-                                     shape_string(multi_index<Rank>(ids, i)) + " is outside [0, " +
-                                     std::to_string(vocab_size) + ")");
-    }
-  }
-  return ids;
-}
 
 // The layer's views from the rows of mlstm_layer_table.
 template <typename T>
@@ -162,7 +130,8 @@ LMModelWeights<T> bind_lm_model_weights(const Registry<T>& registry, const LMMod
 }
 
 template <typename T>
-class LanguageModel {
+class LanguageModel : public TokenModel<LanguageModel<T>, T, ModelState<T>> {
+  friend class TokenModel<LanguageModel<T>, T, ModelState<T>>;
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "mlstm::LanguageModel computes in float or double");
 
@@ -212,31 +181,8 @@ class LanguageModel {
     return state;
   }
 
-  // tokens (B, S) -> logits (B, S, V) over the whole sequence from the zero state.
-  template <typename Tokens>
-  Tensor<T, 3> forward(const Tokens& tokens) const {
-    const auto ids = check_tokens<2>(tokens, "(B, S)");
-    return run(ids.data(), ids.dimension(0), ids.dimension(1), nullptr, Logits::all);
-  }
-
-  // tokens (B, S) continuing from `state` (advanced past them) -> logits (B, S, V), or
-  // (B, 1, V) for the last position with Logits::last.
-  template <typename Tokens>
-  Tensor<T, 3> prefill(const Tokens& tokens, ModelState<T>& state,
-                       Logits logits = Logits::all) const {
-    const auto ids = check_tokens<2>(tokens, "(B, S)");
-    check_state(state, ids.dimension(0));
-    return run(ids.data(), ids.dimension(0), ids.dimension(1), &state, logits);
-  }
-
-  // One token per sequence, tokens (B), continuing from `state` (advanced) -> logits (B, V).
-  template <typename Tokens>
-  Tensor<T, 2> step(const Tokens& tokens, ModelState<T>& state) const {
-    const auto ids = check_tokens<1>(tokens, "(B)");
-    check_state(state, ids.dimension(0));
-    Tensor<T, 3> logits = run(ids.data(), ids.dimension(0), 1, &state, Logits::all);
-    return Tensor<T, 2>(TensorMap<T, 2>(logits.data(), ids.dimension(0), config_.vocab_size));
-  }
+  // forward (tokens (B, S)), prefill (tokens, state, Logits) and step (tokens (B), state):
+  // TokenModel (token_model.hpp).
 
   // The mean cross-entropy of the next-token logits for tokens (B, S) against targets (B, S)
   // (integers in [0, V) or options.ignore_index), with loss_scale times its gradient added to
@@ -247,7 +193,7 @@ class LanguageModel {
     if (!std::isfinite(loss_scale)) {
       throw ValueError("loss_scale", "expected a finite value, got " + std::to_string(loss_scale));
     }
-    const auto ids = check_tokens<2>(tokens, "(B, S)");
+    const auto ids = this->template check_tokens<2>(tokens, "(B, S)");
     const auto labels = check_targets(targets, ids);
     const Index batch = ids.dimension(0), seq_len = ids.dimension(1), rows = batch * seq_len;
     const Index E = config_.embedding_dim, V = config_.vocab_size;
@@ -309,7 +255,7 @@ class LanguageModel {
   template <typename Tokens, typename Targets>
   double loss(const Tokens& tokens, const Targets& targets,
               const CrossEntropyOptions& options = {}) const {
-    const auto ids = check_tokens<2>(tokens, "(B, S)");
+    const auto ids = this->template check_tokens<2>(tokens, "(B, S)");
     const auto labels = check_targets(targets, ids);
     const Index rows = ids.dimension(0) * ids.dimension(1), V = config_.vocab_size;
     const Index counted = detail::count_targets(labels.data(), rows, V, options, "targets");
@@ -330,11 +276,6 @@ class LanguageModel {
     detail::expect_shape<Id, 2>(labels, {ids.dimension(0), ids.dimension(1)}, "targets",
                                 "(B, S) of tokens");
     return labels;
-  }
-
-  template <int Rank, typename Tokens>
-  auto check_tokens(const Tokens& tokens, const char* layout) const {
-    return detail::check_token_ids<Rank>(tokens, layout, config_.vocab_size);
   }
 
   void check_state(const ModelState<T>& state, Index batch) const {
