@@ -17,8 +17,6 @@
 // resident set of the process so far: the model, its state and the activations).
 #include <benchmark/benchmark.h>
 
-#include <sys/resource.h>
-
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -28,6 +26,7 @@
 
 #include <mlstm/models/xlstm_large/model.hpp>
 
+#include "peak_rss.hpp"
 #include "token_model_loops.hpp"
 
 namespace {
@@ -39,12 +38,6 @@ mlstm::XLSTMLargeConfig bench_config() {
   const char* blocks = std::getenv("MLSTM_BENCH_BLOCKS");
   config.num_blocks = blocks != nullptr ? std::atoi(blocks) : 2;
   return config;
-}
-
-double peak_rss_bytes() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) * 1024.0;  // Linux reports kilobytes
 }
 
 // A model with random weights: matrices normal with the small-init scale, norms one, gate biases
@@ -74,7 +67,7 @@ void add_counters(benchmark::State& state, const mlstm::XLSTMLarge<float, W>& mo
   const double parameters = static_cast<double>(model.table().parameter_count());
   state.counters["parameters"] = parameters;
   state.counters["weight_bytes"] = parameters * sizeof(W);
-  state.counters["peak_rss_bytes"] = peak_rss_bytes();
+  state.counters["peak_rss_bytes"] = mlstm_bench::peak_rss_bytes();
 }
 
 template <typename W>
