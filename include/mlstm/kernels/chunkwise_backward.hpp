@@ -235,7 +235,7 @@ void chunkwise_backward_head(const ChunkwiseHeadBackward<T>& p, Index seq_len, I
   std::vector<ChunkGates> gates(static_cast<size_t>(chunks));
   Eigen::Matrix<T, Eigen::Dynamic, 1> state_c(chunks * c_stride), state_n(chunks * n_stride);
   std::vector<double> state_m(static_cast<size_t>(chunks));
-  RowMatrix<T> kv(qk_dim, v_dim);
+  RowMatrix<T> kv(qk_dim, v_dim), weighted_keys;
   Eigen::Matrix<T, Eigen::Dynamic, 1> ksum(qk_dim);
 
   state_m[0] = load_initial_state(p.initial_c, p.initial_n, p.initial_m, 0, qk_dim, v_dim,
@@ -246,7 +246,7 @@ void chunkwise_backward_head(const ChunkwiseHeadBackward<T>& p, Index seq_len, I
     g.compute(p.igate + begin, p.fgate + begin, length);
     if (j + 1 == chunks) break;  // the final state is not needed
     chunk_state_contribution(p.k + begin * qk_dim, p.v + begin * v_dim, g, qk_dim, v_dim, kv.data(),
-                             ksum.data());
+                             ksum.data(), weighted_keys);
     advance_chunk_state(state_c.data() + j * c_stride, state_n.data() + j * n_stride,
                         state_m[static_cast<size_t>(j)], kv.data(), ksum.data(), g, qk_dim, v_dim,
                         state_c.data() + (j + 1) * c_stride, state_n.data() + (j + 1) * n_stride,
