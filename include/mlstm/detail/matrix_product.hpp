@@ -48,9 +48,9 @@ void matrix_product(Index rows, Index cols, Index depth, const MatrixOperand<T>&
   }
 #endif
   using Strided = Eigen::OuterStride<>;
-  using Operand = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic,
-                                                 Eigen::RowMajor>,
-                             0, Strided>;
+  using Operand =
+      Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
+                 Strided>;
   Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Strided> out(
       c, rows, cols, Strided(c_stride));
   const Operand a_map(a.data, a.transposed ? depth : rows, a.transposed ? rows : depth,
