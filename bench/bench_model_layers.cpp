@@ -42,7 +42,7 @@ Tensor<T, Rank> filled(Dims... dims) {
 // stage's time is its work).
 struct Block {
   Index S;
-  Tensor<float, 2> x, normed, up, conv, q, k, v, h, out, weight_norm, proj_up, proj_down, head;
+  Tensor<float, 2> x, normed, x_mlstm, z, conv, q, k, v, h, out, weight_norm, proj_up, proj_down, head;
   Tensor<float, 3> qkv_weight, conv_weight;
   Tensor<float, 1> bias_conv, gate_bias, outnorm, skip;
   Tensor<float, 2> gate_weight;
@@ -53,7 +53,8 @@ struct Block {
       : S(S_),
         x(filled<float, 2>(S, E)),
         normed(S, E),
-        up(S, 2 * I),
+        x_mlstm(S, I),
+        z(filled<float, 2>(S, I)),
         conv(S, I),
         q(filled<float, 2>(S, I)),
         k(filled<float, 2>(S, I)),
@@ -89,22 +90,24 @@ const std::vector<std::pair<std::string, Stage>>& stages() {
   namespace d = mlstm::detail;
   static const std::vector<std::pair<std::string, Stage>> all = {
       {"norm",
-       [](Block& b, int) {
-         for (Index r = 0; r < b.S; ++r)
-           d::layer_norm_row(b.x.data() + r * E, E, b.weight_norm.data(),
-                             static_cast<const float*>(nullptr), true, 1e-5,
-                             b.normed.data() + r * E);
+       [](Block& b, int threads) {
+         d::layer_norm_rows(b.x.data(), b.S, E, b.weight_norm.data(),
+                            static_cast<const float*>(nullptr), true, 1e-5, b.normed.data(),
+                            threads);
        }},
       {"proj_up",
        [](Block& b, int threads) {
-         d::linear_rows(b.x.data(), b.S, E, b.proj_up.data(), 2 * I,
-                        static_cast<const float*>(nullptr), b.up.data(), threads);
+         d::linear_rows(b.x.data(), b.S, E, b.proj_up.data(), I,
+                        static_cast<const float*>(nullptr), b.x_mlstm.data(), threads);
+         d::linear_rows(b.x.data(), b.S, E, b.proj_up.data() + I * E, I,
+                        static_cast<const float*>(nullptr), b.z.data(), threads);
        }},
       {"conv",
-       [](Block& b, int) {
+       [](Block& b, int threads) {
          d::causal_conv1d(b.q.data(), 1, b.S, I, b.conv_weight.data(), kernel_size,
-                          b.bias_conv.data(), static_cast<float*>(nullptr), b.conv.data());
-         for (Index i = 0; i < b.conv.size(); ++i) b.conv.data()[i] = d::silu(b.conv.data()[i]);
+                          b.bias_conv.data(), static_cast<float*>(nullptr), b.conv.data(),
+                          threads);
+         d::silu_rows(b.conv.data(), b.S, I, threads);
        }},
       {"qkv",
        [](Block& b, int threads) {
@@ -113,11 +116,13 @@ const std::vector<std::pair<std::string, Stage>>& stages() {
                                    static_cast<const float*>(nullptr), y, threads);
        }},
       {"gates",
-       [](Block& b, int) {
+       [](Block& b, int threads) {
          const mlstm::ConstTensorMap<float, 2> w(b.gate_weight.data(), NH, 3 * I);
          const mlstm::ConstTensorMap<float, 1> bias(b.gate_bias.data(), NH);
-         d::gate_preactivations(b.q.data(), b.k.data(), b.v.data(), b.S, I, w, bias, b.igate);
-         d::gate_preactivations(b.q.data(), b.k.data(), b.v.data(), b.S, I, w, bias, b.fgate);
+         d::gate_preactivations(b.q.data(), b.k.data(), b.v.data(), b.S, I, w, bias, b.igate,
+                                threads);
+         d::gate_preactivations(b.q.data(), b.k.data(), b.v.data(), b.S, I, w, bias, b.fgate,
+                                threads);
        }},
       {"split",
        [](Block& b, int) {
@@ -136,19 +141,15 @@ const std::vector<std::pair<std::string, Stage>>& stages() {
          benchmark::DoNotOptimize(result.h.data());
        }},
       {"outnorm",
-       [](Block& b, int) {
+       [](Block& b, int threads) {
          d::multi_head_layer_norm(b.h_heads.data(), 1, NH, b.S, DH, b.outnorm.data(),
                                   static_cast<const float*>(nullptr), mlstm::LayerNormOptions{},
-                                  true, b.h.data());
+                                  true, b.h.data(), threads);
        }},
       {"output",
-       [](Block& b, int) {
-         const float* z = b.up.data() + I;
-         for (Index r = 0; r < b.S; ++r)
-           for (Index j = 0; j < I; ++j)
-             b.h.data()[r * I + j] =
-                 (b.h.data()[r * I + j] + b.skip.data()[j] * b.conv.data()[r * I + j]) *
-                 d::silu(z[r * 2 * I + j]);
+       [](Block& b, int threads) {
+         d::skip_and_output_gate(b.conv.data(), b.z.data(), b.skip.data(), b.S, I, b.h.data(),
+                                 threads);
        }},
       {"proj_down",
        [](Block& b, int threads) {
