@@ -1,22 +1,26 @@
 // Where the 120M model's prefill spends its time: each stage of one mLSTM block, and the head,
 // timed alone at the shapes bench_model's BM_Prefill runs (batch 1, embedding 768, 4 heads,
 // inner dimension 1536, head dimension 384, q/k/v block size 4, conv kernel 4, vocab 50304,
-// chunkwise kernel with chunk 64), calling the same functions the model calls:
+// chunk 64), calling the same functions the model calls on the library's threads:
 //
 //   MLSTM_NUM_THREADS=2 ./bench_model_layers --benchmark_counters_tabular=true
+//   MLSTM_BENCH_PARALLEL_PREFILL_MAX=0 ./bench_model_layers --benchmark_filter=kernel
+//       # the kernel stage with KernelOptions::parallel_prefill_max = 0 (always chunkwise)
 //
 //   BM_stage/<stage>/S   one block's stage on a prompt of S tokens; the model runs 12 blocks,
 //                        so 12 times the sum over stages, plus the head, is the prefill.
 //
-// Stages, in the block's order: norm (pre-norm), proj_up (768 -> 2 * 1536), conv (causal conv
-// and SiLU), qkv (three head-wise projections), gates (input and forget gate pre-activations),
-// split (q, k, v, gates into heads), kernel (chunkwise mLSTM), outnorm (multi-head norm), output
-// (skip and SiLU(z) gating), proj_down (1536 -> 768); head: the final norm and lm_head at the
-// last position. Times are wall-clock; the CPU time reported is that of all the process's
-// threads, which on a shared machine still tells how much work a stage took. bench/README.md
-// records a run.
+// Stages, in the block's order: norm (pre-norm), proj_up (768 -> 2 * 1536, as two products),
+// conv (causal conv and SiLU), qkv (three head-wise projections), gates (input and forget gate
+// pre-activations), split (q, k, v, gates into heads), kernel (kernel_forward from a zero state:
+// the parallel form and one chunk's state up to parallel_prefill_max steps, else the chunkwise
+// form), outnorm (multi-head norm), output (skip and SiLU(z) gating), proj_down (1536 -> 768);
+// head: the final norm and lm_head at the last position. Times are wall-clock; the CPU time
+// reported is that of all the process's threads, which on a shared machine still tells how much
+// work a stage took. bench/README.md records a run.
 #include <benchmark/benchmark.h>
 
+#include <cstdlib>
 #include <functional>
 #include <mlstm/mlstm.hpp>
 #include <string>
@@ -42,7 +46,8 @@ Tensor<T, Rank> filled(Dims... dims) {
 // stage's time is its work).
 struct Block {
   Index S;
-  Tensor<float, 2> x, normed, x_mlstm, z, conv, q, k, v, h, out, weight_norm, proj_up, proj_down, head;
+  Tensor<float, 2> x, normed, x_mlstm, z, conv, q, k, v, h, out, weight_norm, proj_up, proj_down,
+      head;
   Tensor<float, 3> qkv_weight, conv_weight;
   Tensor<float, 1> bias_conv, gate_bias, outnorm, skip;
   Tensor<float, 2> gate_weight;
@@ -97,16 +102,15 @@ const std::vector<std::pair<std::string, Stage>>& stages() {
        }},
       {"proj_up",
        [](Block& b, int threads) {
-         d::linear_rows(b.x.data(), b.S, E, b.proj_up.data(), I,
-                        static_cast<const float*>(nullptr), b.x_mlstm.data(), threads);
+         d::linear_rows(b.x.data(), b.S, E, b.proj_up.data(), I, static_cast<const float*>(nullptr),
+                        b.x_mlstm.data(), threads);
          d::linear_rows(b.x.data(), b.S, E, b.proj_up.data() + I * E, I,
                         static_cast<const float*>(nullptr), b.z.data(), threads);
        }},
       {"conv",
        [](Block& b, int threads) {
          d::causal_conv1d(b.q.data(), 1, b.S, I, b.conv_weight.data(), kernel_size,
-                          b.bias_conv.data(), static_cast<float*>(nullptr), b.conv.data(),
-                          threads);
+                          b.bias_conv.data(), static_cast<float*>(nullptr), b.conv.data(), threads);
          d::silu_rows(b.conv.data(), b.S, I, threads);
        }},
       {"qkv",
@@ -133,12 +137,15 @@ const std::vector<std::pair<std::string, Stage>>& stages() {
        }},
       {"kernel",
        [](Block& b, int threads) {
-         mlstm::ChunkwiseOptions options;
+         mlstm::KernelOptions options;
          options.chunk_size = chunk;
          options.num_threads = threads;
-         auto result = mlstm::chunkwise_stabilized(b.q_heads, b.k_heads, b.v_heads, b.i_heads,
-                                                   b.f_heads, options);
-         benchmark::DoNotOptimize(result.h.data());
+         if (const char* limit = std::getenv("MLSTM_BENCH_PARALLEL_PREFILL_MAX"))
+           options.parallel_prefill_max = std::atoi(limit);
+         auto state = mlstm::RecurrentState<float>::zeros(1, NH, DH, DH);
+         auto h = mlstm::kernel_forward(b.q_heads, b.k_heads, b.v_heads, b.i_heads, b.f_heads,
+                                        state, options);
+         benchmark::DoNotOptimize(h.data());
        }},
       {"outnorm",
        [](Block& b, int threads) {
@@ -181,6 +188,7 @@ const bool registered = [] {
     benchmark::RegisterBenchmark(("BM_stage/" + name).c_str(), BM_stage, stage)
         ->ArgName("S")
         ->Arg(128)
+        ->Arg(256)
         ->Arg(512)
         ->Arg(2048)
         ->Unit(benchmark::kMillisecond)

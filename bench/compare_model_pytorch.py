@@ -109,12 +109,13 @@ def reference_forms(model, compile_reference):
 
 
 def run_reference(model, forms, min_seconds):
-    """{benchmark: (tokens/s, form)}: the fastest form for each benchmark; a form that fails to
-    compile or run is reported and skipped."""
+    """{benchmark: (tokens/s, form)}: the fastest form for each benchmark, and {form:
+    {benchmark: tokens/s}}; a form that fails to compile or run is reported and skipped."""
     vocab = model.config.vocab_size
-    best = {}
+    best, every = {}, {}
 
     def record(name, rate, form):
+        every.setdefault(form, {})[name] = rate
         if name not in best or rate > best[name][0]:
             best[name] = (rate, form)
 
@@ -139,7 +140,7 @@ def run_reference(model, forms, min_seconds):
             except Exception as error:  # a form torch cannot compile or run here
                 print(f"reference form {form} skipped: {type(error).__name__}: "
                       f"{str(error).splitlines()[0] if str(error) else ''}")
-    return best
+    return best, every
 
 
 def step_bytes(model):
@@ -219,7 +220,7 @@ def main():
     for threads in thread_counts:
         torch.set_num_threads(threads)
         mlstm_results, context = run_mlstm(args.binary, threads, args.small, args.min_seconds)
-        reference_results = run_reference(model, forms, args.min_seconds)
+        reference_results, by_form = run_reference(model, forms, args.min_seconds)
         bandwidth = read_bandwidth(args.bandwidth_binary, threads)
         print(f"\nthreads: mlstm {context.get('mlstm_threads')}, torch {torch.get_num_threads()}; "
               f"mlstm matrix product: {context.get('mlstm_gemm', 'not reported')}; "
@@ -237,6 +238,9 @@ def main():
                            f"{'met' if fraction >= 0.9 else 'NOT met'}")
             print(f"{name:16s} {rate:15.1f} {reference_rate:17.1f} {form:>14s} {ratio:16.2f}  "
                   f"{verdict}")
+        for form, rates in by_form.items():
+            print(f"PyTorch {form}: " +
+                  ", ".join(f"{name} {rate:.1f}" for name, rate in rates.items()) + " tokens/s")
 
 
 if __name__ == "__main__":

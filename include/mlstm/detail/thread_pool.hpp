@@ -200,9 +200,8 @@ template <typename Task>
 void parallel_rows(Index rows, Index block, int threads, double cost_per_row, const Task& task) {
   const Index blocks = (rows + block - 1) / block;
   const double flops = cost_per_row * static_cast<double>(rows);
-  parallel_for(blocks, threads_for_work(threads, blocks, flops), [&](Index item) {
-    task(item * block, std::min(rows, (item + 1) * block));
-  });
+  parallel_for(blocks, threads_for_work(threads, blocks, flops),
+               [&](Index item) { task(item * block, std::min(rows, (item + 1) * block)); });
 }
 
 }  // namespace mlstm::detail

@@ -56,8 +56,7 @@ void causal_conv1d(const T* x, Index batch, Index seq_len, Index dim, const T* w
       }
     }
   };
-  parallel_rows(batch * seq_len, 16, threads, 4.0 * static_cast<double>(kernel * dim),
-                output_rows);
+  parallel_rows(batch * seq_len, 16, threads, 4.0 * static_cast<double>(kernel * dim), output_rows);
   if (state == nullptr) return;
   for (Index b = 0; b < batch; ++b) {
     // The new state: the last KS rows of (old state, x).

@@ -49,16 +49,29 @@ struct RowMoments {
   double inverse_std;
 };
 
+// sum_j term(j) for j in [0, dim), in double, over eight interleaved partial sums (independent,
+// so that the compiler keeps them in vector registers), added in a fixed order.
+template <typename Term>
+double lane_sum(Index dim, const Term& term) {
+  constexpr int lanes = 8;
+  double partial[lanes] = {};
+  Index j = 0;
+  for (; j + lanes <= dim; j += lanes)
+    for (int lane = 0; lane < lanes; ++lane) partial[lane] += term(j + lane);
+  double sum = 0.0;
+  for (; j < dim; ++j) sum += term(j);
+  for (int lane = 0; lane < lanes; ++lane) sum += partial[lane];
+  return sum;
+}
+
 template <typename T>
 RowMoments row_moments(const T* x, Index dim, double eps) {
-  double sum = 0.0;
-  for (Index j = 0; j < dim; ++j) sum += static_cast<double>(x[j]);
-  const double mean = sum / static_cast<double>(dim);
-  double squares = 0.0;
-  for (Index j = 0; j < dim; ++j) {
+  const double mean =
+      lane_sum(dim, [x](Index j) { return static_cast<double>(x[j]); }) / static_cast<double>(dim);
+  const double squares = lane_sum(dim, [x, mean](Index j) {
     const double centered = static_cast<double>(x[j]) - mean;
-    squares += centered * centered;
-  }
+    return centered * centered;
+  });
   return {mean, 1.0 / std::sqrt(squares / static_cast<double>(dim) + eps)};
 }
 

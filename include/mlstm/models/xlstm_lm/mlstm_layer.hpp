@@ -158,8 +158,8 @@ const T* data_or_null(const std::optional<ConstTensorMap<T, 1>>& bias) {
 // h (rows, I) = (h + skip * x_conv) * silu(z) in place, for x_conv, z (rows, I) and skip (I), on
 // up to `threads` threads.
 template <typename T>
-void skip_and_output_gate(const T* x_conv, const T* z, const T* skip, Index rows, Index inner,
-                          T* h, int threads) {
+void skip_and_output_gate(const T* x_conv, const T* z, const T* skip, Index rows, Index inner, T* h,
+                          int threads) {
   parallel_rows(rows, 16, threads, 40.0 * static_cast<double>(inner), [&](Index begin, Index end) {
     std::vector<T> gate(static_cast<size_t>(inner));
     for (Index r = begin; r < end; ++r) {
