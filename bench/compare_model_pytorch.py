@@ -175,7 +175,7 @@ def run_google_benchmark(binary, threads, arguments, small=False):
 
 
 def run_mlstm(binary, threads, small, min_seconds):
-    report = run_google_benchmark(binary, threads, [f"--benchmark_min_time={min_seconds}s"],
+    report = run_google_benchmark(binary, threads, [f"--benchmark_min_time={min_seconds}"],
                                   small)
     results = {}
     for bench in report["benchmarks"]:
@@ -187,7 +187,7 @@ def run_mlstm(binary, threads, small, min_seconds):
 def read_bandwidth(binary, threads):
     """Bytes per second BM_read_bandwidth streams from memory on `threads` threads."""
     report = run_google_benchmark(binary, threads, ["--benchmark_filter=BM_read_bandwidth$",
-                                                    "--benchmark_min_time=1s"])
+                                                    "--benchmark_min_time=1"])
     return report["benchmarks"][0]["bytes_per_second"]
 
 
