@@ -139,6 +139,15 @@ void multiply_transposed(const T* x, Index x_stride, const T* w, T* y, Index y_s
   matrix_product<T>(rows, cols, depth, {x, x_stride}, {w, depth, true}, y, y_stride);
 }
 
+// The tile length that cuts `extent` into as few tiles of at most `max_tile` as possible, of
+// about equal length (a multiple of `multiple`, but no more than the extent): 768 outputs are
+// two tiles of 384 rather than 512 and 256, so that two threads get equal work.
+inline Index balanced_tile(Index extent, Index max_tile, Index multiple) {
+  const Index tiles = (extent + max_tile - 1) / max_tile;
+  const Index length = (extent + tiles - 1) / tiles;
+  return std::min(extent, (length + multiple - 1) / multiple * multiple);
+}
+
 struct LinearShape {
   Index rows = 0, blocks = 1, in = 0, out = 0;  // in and out per block
 };
@@ -182,7 +191,8 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
           std::clamp<Index>(widened_tile_floats / std::max<Index>(in, 1) / 16 * 16, 16, 512);
     }
   }
-  column_tile = std::min(column_tile, out);
+  row_tile = balanced_tile(rows, row_tile, 1);
+  column_tile = balanced_tile(out, column_tile, 16);
   const Index row_tiles = (rows + row_tile - 1) / row_tile;
   const Index column_tiles = (out + column_tile - 1) / column_tile;
   const Index tiles_per_block = row_tiles * column_tiles;
