@@ -29,18 +29,13 @@ The script prints which BLAS library torch loaded.
 """
 
 import argparse
-import json
 import os
 import platform
-import statistics
-import subprocess
 import sys
-import time
 
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from peer_common import blas_library, default_binary, run_benchmark, timed
 
 try:
     from xlstm import mLSTMBlockConfig, mLSTMLayerConfig, xLSTMLMModel, xLSTMLMModelConfig
@@ -73,18 +68,6 @@ def prompt_tokens(length, vocab):
     return torch.randint(0, vocab, (1, length), generator=generator)
 
 
-def timed(function, min_seconds, min_repeats=2):
-    """Median seconds of one call, over at least min_repeats calls and min_seconds in all."""
-    function()  # warm-up
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
-        begin = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - begin)
-    return statistics.median(times), len(times)
-
-
 def reference_prefill(model, tokens):
     x = model.token_embedding(tokens)
     x = model.xlstm_block_stack(x)
@@ -114,28 +97,12 @@ def run_reference(small, min_seconds):
     return results, sum(p.numel() for p in model.parameters())
 
 
-def blas_library():
-    """The BLAS shared library this process loaded (torch's matrix products run on it)."""
-    with open("/proc/self/maps") as maps:
-        paths = {line.split()[-1] for line in maps if "blas" in line.split()[-1].lower()}
-    return ", ".join(sorted(paths)) or "none found"
-
-
 def run_mlstm(binary, threads, small, min_seconds):
-    env = dict(os.environ, MLSTM_NUM_THREADS=str(threads))
-    if small:
-        env["MLSTM_BENCH_MODEL"] = "small"
-    else:
-        env.pop("MLSTM_BENCH_MODEL", None)
-    output = subprocess.run(
-        [binary, "--benchmark_format=json", f"--benchmark_min_time={min_seconds}"],
-        env=env, check=True, capture_output=True, text=True).stdout
-    report = json.loads(output)
-    results = {}
-    for bench in report["benchmarks"]:
-        name = bench["name"].replace("BM_", "").replace("/real_time", "").lower()
-        results[name] = (bench["items_per_second"], bench["iterations"])
-    return results, report["context"]
+    env = {"MLSTM_BENCH_MODEL": "small" if small else None}
+    benchmarks, context = run_benchmark(binary, threads, min_seconds, env)
+    results = {name: (bench["items_per_second"], bench["iterations"])
+               for name, bench in benchmarks.items()}
+    return results, context
 
 
 def main():
@@ -143,7 +110,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--small", action="store_true", help="a small model instead of 125M")
     parser.add_argument("--min-seconds", type=float, default=3.0)
-    parser.add_argument("--binary", default=os.path.join(ROOT, "build-bench", "bench", "bench_model"))
+    parser.add_argument("--binary", default=default_binary("bench_model"))
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
