@@ -175,7 +175,8 @@ def main():
     print(f"read bandwidth (BM_read_bandwidth, bfloat16 run): {bandwidth / 1e9:.1f} GB/s; "
           f"mlstm bfloat16 step reads {generate['step_read_bytes'] / 1e9:.2f} GB "
           f"(every matrix, one embedding row) at {read_rate / 1e9:.1f} GB/s = "
-          f"{read_rate / bandwidth:.0%} of it")
+          f"{read_rate / bandwidth:.0%} of it (all weights x tokens/s, the embedding counted "
+          f"whole: {generate['weight_bytes'] * generate['items_per_second'] / 1e9:.1f} GB/s)")
     for dtype_name in ("float32", "bfloat16"):
         rss = ours[dtype_name]["generate"]["peak_rss_bytes"]
         weight_bytes = ours[dtype_name]["generate"]["weight_bytes"]
