@@ -69,9 +69,8 @@ inline void prefetch(const void* address) {
 // for the compiler's vectorizer: each weight row has `lanes` partial sums (a vector register),
 // independent of each other, so nothing is reordered; the rows share each load of x, copied to a
 // local array first (read through the pointer, GCC 12 assembled it from 16 scalar loads). Each
-// row's weights are prefetched 1 KB ahead: the hardware's prefetchers alone kept up with 8
-// streams 8 KB apart at 70% of the machine's read rate, 1 KB ahead at 95% (measured here, a
-// (10944, 4096) matrix on one thread, AVX-512).
+// row's weights are prefetched 1 KB ahead: the hardware's prefetchers alone fell behind with 8
+// streams 8 KB apart (bench_linear's BM_linear_step against BM_read_bandwidth; bench/README.md).
 template <int Columns>
 void dot_widened(const float* x, const Eigen::bfloat16* w, Index size, float* sums) {
   constexpr int lanes = 16;
