@@ -64,9 +64,9 @@ float counter_uniform(std::uint64_t index) {
 }
 
 // A model with random weights: every matrix uniform with standard deviation 0.01 (the values do
-// not change the work), norms one, gate biases as the reference initializes them, other biases
-// zero. The matrices are written in place in the model's one buffer of W (no float copy); the
-// 6.9 billion values of the 7B model are filled on the library's threads.
+// not change the work), norms one, biases zero (as the model is built). The matrices are written in
+// place in the model's one buffer of W (no float copy); the 6.9 billion values of the 7B model are
+// filled on the library's threads.
 template <typename W>
 std::unique_ptr<mlstm::XLSTMLarge<float, W>> random_model() {
   auto model = std::make_unique<mlstm::XLSTMLarge<float, W>>(bench_config());

@@ -119,8 +119,7 @@ def run_reference(dtype, compile_mode, min_seconds):
 
 def run_mlstm(binary, threads, weights, min_seconds):
     env = {"MLSTM_BENCH_WEIGHTS": weights, "MLSTM_BENCH_BLOCKS": str(SLICE["num_blocks"])}
-    benchmarks, context = run_benchmark(binary, threads, min_seconds, env)
-    return benchmarks, context
+    return run_benchmark(binary, threads, min_seconds, env)
 
 
 def rate_text(rate):
@@ -147,15 +146,14 @@ def main():
     torch.set_num_threads(args.threads)
     ours = {}
     for weights, dtype_name in (("float", "float32"), ("bfloat16", "bfloat16")):
-        benchmarks, context = run_mlstm(args.binary, args.threads, weights, args.min_seconds)
-        ours[dtype_name] = benchmarks
+        ours[dtype_name], _ = run_mlstm(args.binary, args.threads, weights, args.min_seconds)
     theirs = {}
     for dtype in (torch.float32, torch.bfloat16):
         theirs[str(dtype).replace("torch.", "")], parameters = run_reference(
             dtype, args.compile, args.min_seconds)
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"threads: mlstm {context.get('mlstm_threads', args.threads)}, torch "
+          f"threads: mlstm {ours['bfloat16']['read_bandwidth']['threads']:.0f}, torch "
           f"{torch.get_num_threads()} (torch {torch.__version__}, BLAS {blas_library()})")
     print(f"model: xLSTM-Large slice {SLICE}, {parameters / 1e6:.1f}M parameters, batch 1; "
           f"prefill of {PREFILL_LENGTH} tokens")
