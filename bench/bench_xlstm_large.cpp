@@ -17,12 +17,14 @@
 //
 // Counters: parameters, weight_bytes (all of them in W), step_read_bytes (what a step reads: every
 // matrix but one row of the embedding), peak_rss_bytes (getrusage's maximum resident set of the
-// process so far: the model, its state and the activations).
+// process so far: the model, its state and the activations), build_seconds (wall time to build
+// the model and fill it with random values).
 #include <benchmark/benchmark.h>
 
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -88,16 +90,29 @@ std::unique_ptr<mlstm::XLSTMLarge<float, W>> random_model() {
   return model;
 }
 
+// The model of this run, built once, and the wall time its construction and random fill took.
 template <typename W>
-const mlstm::XLSTMLarge<float, W>& bench_model() {
-  static const std::unique_ptr<mlstm::XLSTMLarge<float, W>> model = random_model<W>();
-  return *model;
+struct BenchModel {
+  std::unique_ptr<mlstm::XLSTMLarge<float, W>> model;
+  double build_seconds = 0.0;
+};
+
+template <typename W>
+const BenchModel<W>& bench_model() {
+  static const BenchModel<W> built = [] {
+    const auto start = std::chrono::steady_clock::now();
+    BenchModel<W> result{random_model<W>()};
+    result.build_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return result;
+  }();
+  return built;
 }
 
 template <typename W>
-void add_counters(benchmark::State& state, const mlstm::XLSTMLarge<float, W>& model) {
-  const mlstm::XLSTMLargeConfig& config = model.config();
-  const double parameters = static_cast<double>(model.table().parameter_count());
+void add_counters(benchmark::State& state, const BenchModel<W>& built) {
+  const mlstm::XLSTMLargeConfig& config = built.model->config();
+  const double parameters = static_cast<double>(built.model->table().parameter_count());
   const double embedding = static_cast<double>(config.vocab_size * config.embedding_dim);
   state.counters["parameters"] = parameters;
   state.counters["weight_bytes"] = parameters * sizeof(W);
@@ -105,17 +120,18 @@ void add_counters(benchmark::State& state, const mlstm::XLSTMLarge<float, W>& mo
   state.counters["step_read_bytes"] =
       (parameters - embedding + static_cast<double>(config.embedding_dim)) * sizeof(W);
   state.counters["peak_rss_bytes"] = peak_rss_bytes();
+  state.counters["build_seconds"] = built.build_seconds;
 }
 
 template <typename W>
 void generate(benchmark::State& state) {
-  mlstm_bench::generate_loop(state, bench_model<W>(), 128);
+  mlstm_bench::generate_loop(state, *bench_model<W>().model, 128);
   add_counters(state, bench_model<W>());
 }
 
 template <typename W>
 void prefill(benchmark::State& state) {
-  mlstm_bench::prefill_loop(state, bench_model<W>());
+  mlstm_bench::prefill_loop(state, *bench_model<W>().model);
   add_counters(state, bench_model<W>());
 }
 
