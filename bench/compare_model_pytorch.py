@@ -36,18 +36,13 @@ matrix product the mlstm build uses (MLSTM_GEMM).
 """
 
 import argparse
-import json
 import os
 import platform
-import statistics
-import subprocess
 import sys
-import time
 
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from peer_common import blas_library, default_binary, run_benchmark, timed
 
 try:
     from xlstm import mLSTMBlockConfig, mLSTMLayerConfig, xLSTMLMModel, xLSTMLMModelConfig
@@ -78,18 +73,6 @@ def reference_model(small):
 def prompt_tokens(length, vocab):
     generator = torch.Generator().manual_seed(1)
     return torch.randint(0, vocab, (1, length), generator=generator)
-
-
-def timed(function, min_seconds, min_repeats=2):
-    """Median seconds of one call, over at least min_repeats calls and min_seconds in all."""
-    function()  # warm-up
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
-        begin = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - begin)
-    return statistics.median(times), len(times)
 
 
 def reference_prefill(model, tokens):
@@ -156,39 +139,19 @@ def step_bytes(model):
     return 4 * (parameters + state)
 
 
-def blas_library():
-    """The BLAS shared library this process loaded (torch's matrix products run on it)."""
-    with open("/proc/self/maps") as maps:
-        paths = {line.split()[-1] for line in maps if "blas" in line.split()[-1].lower()}
-    return ", ".join(sorted(paths)) or "none found"
-
-
-def run_google_benchmark(binary, threads, arguments, small=False):
-    env = dict(os.environ, MLSTM_NUM_THREADS=str(threads))
-    if small:
-        env["MLSTM_BENCH_MODEL"] = "small"
-    else:
-        env.pop("MLSTM_BENCH_MODEL", None)
-    output = subprocess.run([binary, "--benchmark_format=json"] + arguments, env=env, check=True,
-                            capture_output=True, text=True).stdout
-    return json.loads(output)
-
-
 def run_mlstm(binary, threads, small, min_seconds):
-    report = run_google_benchmark(binary, threads, [f"--benchmark_min_time={min_seconds}"],
-                                  small)
-    results = {}
-    for bench in report["benchmarks"]:
-        name = bench["name"].replace("BM_", "").replace("/real_time", "").lower()
-        results[name] = (bench["items_per_second"], bench["iterations"])
-    return results, report["context"]
+    env = {"MLSTM_BENCH_MODEL": "small" if small else None}
+    benchmarks, context = run_benchmark(binary, threads, min_seconds, env)
+    results = {name: (bench["items_per_second"], bench["iterations"])
+               for name, bench in benchmarks.items()}
+    return results, context
 
 
 def read_bandwidth(binary, threads):
     """Bytes per second BM_read_bandwidth streams from memory on `threads` threads."""
-    report = run_google_benchmark(binary, threads, ["--benchmark_filter=BM_read_bandwidth$",
-                                                    "--benchmark_min_time=1"])
-    return report["benchmarks"][0]["bytes_per_second"]
+    benchmarks, _ = run_benchmark(binary, threads, 1,
+                                  extra_args=["--benchmark_filter=BM_read_bandwidth$"])
+    return benchmarks["read_bandwidth"]["bytes_per_second"]
 
 
 def main():
@@ -199,9 +162,8 @@ def main():
     parser.add_argument("--min-seconds", type=float, default=3.0)
     parser.add_argument("--no-compile", action="store_true",
                         help="the reference in eager mode only (torch.compile takes minutes)")
-    parser.add_argument("--binary", default=os.path.join(ROOT, "build-bench", "bench", "bench_model"))
-    parser.add_argument("--bandwidth-binary",
-                        default=os.path.join(ROOT, "build-bench", "bench", "bench_linear"),
+    parser.add_argument("--binary", default=default_binary("bench_model"))
+    parser.add_argument("--bandwidth-binary", default=default_binary("bench_linear"),
                         help="the program with BM_read_bandwidth")
     args = parser.parse_args()
     thread_counts = [int(t) for t in args.threads.split(",")]

@@ -52,19 +52,38 @@ inline float widen(Eigen::bfloat16 w) {
 // widened into a buffer tile by tile.
 inline constexpr Index widened_dot_max_rows = 4;
 
+// Asks the cache for the line at `address` ahead of its use (a hint; no effect where the compiler
+// has no such builtin).
+inline void prefetch(const void* address) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(address);
+#else
+  static_cast<void>(address);
+#endif
+}
+
 // sums[c] = sum_k x[k] * w[c * size + k] in float for `Columns` bfloat16 weight rows. Written
 // for the compiler's vectorizer: each weight row has `lanes` partial sums (a vector register),
-// independent of each other, so nothing is reordered; the rows share each load of x. Measured
-// here, 8 rows of 16 lanes read the weights at the memory's speed with AVX2 and with AVX-512.
+// independent of each other, so nothing is reordered; the rows share each load of x, copied to a
+// local array first (read through the pointer, GCC 12 assembled it from 16 scalar loads). Each
+// row's weights are prefetched 1 KB ahead: the hardware's prefetchers alone fell behind with 8
+// streams 8 KB apart (bench_linear's BM_linear_step against BM_read_bandwidth; bench/README.md).
 template <int Columns>
 void dot_widened(const float* x, const Eigen::bfloat16* w, Index size, float* sums) {
   constexpr int lanes = 16;
+  constexpr Index prefetch_ahead = 512;  // weights (1 KB)
+  constexpr Index line = 32;             // weights in a 64-byte cache line
   float partial[Columns][lanes] = {};
   Index k = 0;
-  for (; k + lanes <= size; k += lanes)
+  for (; k + lanes <= size; k += lanes) {
+    float inputs[lanes];
+    std::memcpy(inputs, x + k, sizeof inputs);
+    if (k % line == 0)
+      for (int col = 0; col < Columns; ++col) prefetch(w + col * size + k + prefetch_ahead);
     for (int col = 0; col < Columns; ++col)
       for (int lane = 0; lane < lanes; ++lane)
-        partial[col][lane] += x[k + lane] * widen(w[col * size + k + lane]);
+        partial[col][lane] += inputs[lane] * widen(w[col * size + k + lane]);
+  }
   for (int col = 0; col < Columns; ++col) {
     float sum = 0.0f;
     for (Index rest = k; rest < size; ++rest) sum += x[rest] * widen(w[col * size + rest]);
