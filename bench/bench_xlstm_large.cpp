@@ -21,8 +21,6 @@
 // the model and fill it with random values).
 #include <benchmark/benchmark.h>
 
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -34,6 +32,7 @@
 
 #include <mlstm/models/xlstm_large/model.hpp>
 
+#include "peak_rss.hpp"
 #include "read_bandwidth.hpp"
 #include "token_model_loops.hpp"
 
@@ -46,12 +45,6 @@ mlstm::XLSTMLargeConfig bench_config() {
   const char* blocks = std::getenv("MLSTM_BENCH_BLOCKS");
   config.num_blocks = blocks != nullptr ? std::atoi(blocks) : 2;
   return config;
-}
-
-double peak_rss_bytes() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) * 1024.0;  // Linux reports kilobytes
 }
 
 // A cheap counter-based pseudo-random value in [-1, 1): the splitmix64 finalizer of the element's
@@ -119,7 +112,7 @@ void add_counters(benchmark::State& state, const BenchModel<W>& built) {
   // A step reads every matrix but only one row of the embedding.
   state.counters["step_read_bytes"] =
       (parameters - embedding + static_cast<double>(config.embedding_dim)) * sizeof(W);
-  state.counters["peak_rss_bytes"] = peak_rss_bytes();
+  state.counters["peak_rss_bytes"] = mlstm_bench::peak_rss_bytes();
   state.counters["build_seconds"] = built.build_seconds;
 }
 

@@ -58,6 +58,17 @@ inline T silu_derivative(T x) {
   return sigmoid * (T(1) + x * (T(1) - sigmoid));
 }
 
+// sigmoid(x) of an array of values, evaluated in vector registers (Eigen's exp): what the
+// backward passes need of a block of values, silu(x) = x sigmoid(x) and silu'(x) above. Where
+// exp(-x) saturates (x below about -88 in float) the sigmoid is a tiny positive number rather
+// than 0, which no gradient sees.
+template <typename Derived>
+Eigen::Array<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>
+sigmoid_values(const Eigen::ArrayBase<Derived>& x) {
+  using T = typename Derived::Scalar;
+  return (T(1) + (-x).exp()).inverse();
+}
+
 }  // namespace detail
 
 // Elementwise SiLU of x (any rank): returns a tensor of x's shape.
