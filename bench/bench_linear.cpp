@@ -3,8 +3,8 @@
 //
 //   MLSTM_NUM_THREADS=2 ./bench_linear --benchmark_counters_tabular=true
 //
-//   BM_read_bandwidth          sums a 512 MiB float array on the library's threads: bytes/s is
-//                              the rate at which weights can stream from memory here.
+//   BM_read_bandwidth          read_bandwidth.hpp: the rate at which weights can stream from
+//                              memory here.
 //   BM_linear_step<W>/out/in   one row (a generation step): y (1, out) = x W^T with W (out, in)
 //                              in W = float or bfloat16; bytes/s counts the weights read, to
 //                              compare with BM_read_bandwidth.
@@ -16,8 +16,8 @@
 
 #include <Eigen/Core>
 #include <mlstm/layers/linear.hpp>
-#include <mlstm/threading.hpp>
-#include <vector>
+
+#include "read_bandwidth.hpp"
 
 namespace {
 
@@ -29,24 +29,6 @@ mlstm::Tensor<T, Rank> filled(Dims... dims) {
   for (Index i = 0; i < x.size(); ++i) x.data()[i] = T(static_cast<float>(i % 17) * 0.01f - 0.08f);
   return x;
 }
-
-void BM_read_bandwidth(benchmark::State& state) {
-  const Index size = Index(1) << 27;  // 512 MiB of floats
-  const std::vector<float> data(static_cast<std::size_t>(size), 1.0f);
-  const Index parts = 64;
-  const int threads = mlstm::get_num_threads();
-  std::vector<float> sums(parts);
-  for (auto _ : state) {
-    mlstm::detail::parallel_for(parts, threads, [&](Index part) {
-      const Index begin = part * (size / parts);
-      sums[part] = Eigen::Map<const Eigen::ArrayXf>(data.data() + begin, size / parts).sum();
-    });
-    benchmark::DoNotOptimize(sums.data());
-  }
-  state.SetBytesProcessed(state.iterations() * size * static_cast<Index>(sizeof(float)));
-  state.counters["threads"] = threads;
-}
-BENCHMARK(BM_read_bandwidth)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 template <typename W>
 void BM_linear_step(benchmark::State& state) {

@@ -22,7 +22,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "reference"))
 from golden_io import read_safetensors, write_safetensors  # noqa: E402
 
-MODEL = HERE.parent / "reference" / "data" / "model_small.safetensors"
+DATA = HERE.parent / "reference" / "data"
+MODEL = DATA / "model_small.safetensors"
 CONFIG_KEY = "mlstm.lm_model_config"  # where checkpoints store their configuration
 
 
@@ -104,6 +105,43 @@ def kernels_seeds(out):
         (out / f"random_{index}.bin").write_bytes(bytes(rng.randrange(256) for _ in range(length)))
 
 
+def tokenizer_seeds(out):
+    """tokenizer.json, a zero byte, then text to encode (the corpus of the tokenizer's tests)."""
+    tokenizer = (DATA / "tokenizer.json").read_bytes()
+    corpus = json.loads((DATA / "tokenizer_golden.json").read_text())["corpus"]
+    for index, case in enumerate(corpus[1::5]):
+        (out / f"corpus_{index}.bin").write_bytes(tokenizer + b"\0" + case["text"].encode("utf-8"))
+    (out / "no_text.json").write_bytes(tokenizer)
+
+
+def xlstm_large_seeds(out):
+    """A flag byte (low bit: bfloat16 weights), the length of config.json as 16 bits, config.json,
+    then model.safetensors: the golden models of the xLSTM-Large tests in both spellings."""
+    def seed(name, config, tensors, bfloat16_weights, stored_bfloat16=False):
+        path = out / f"{name}.safetensors"
+        if stored_bfloat16:  # the upper halves of the float32 values, stored as BF16
+            tensors = {key: (value.astype("<f4").view("<u4") >> 16).astype("<u2").view("<f2")
+                       for key, value in tensors.items()}
+        write_safetensors(path, tensors)
+        if stored_bfloat16:
+            edit_header(path, lambda h: {k: dict(v, dtype="BF16") if k != "__metadata__" else v
+                                         for k, v in h.items()})
+        text = config.encode("utf-8")
+        path.write_bytes(bytes([bfloat16_weights]) + struct.pack("<H", len(text)) + text +
+                         path.read_bytes())
+
+    tensors, metadata = read_safetensors(DATA / "xlstm_large_single.safetensors")
+    seed("reference_single", metadata["config"], tensors, False)
+    seed("reference_single_bf16", metadata["config"], tensors, True, stored_bfloat16=True)
+    fused, metadata = read_safetensors(DATA / "xlstm_large_fused_bias.safetensors")
+    seed("reference_fused_bias", metadata["config"], fused, True)
+    folder = DATA / "xlstm_large_hf"
+    shards = {}
+    for shard in sorted(folder.glob("model-*.safetensors")):
+        shards.update(read_safetensors(shard)[0])
+    seed("transformers", (folder / "config.json").read_text(), shards, False)
+
+
 def regressions(out):
     """The inputs of faults found before, by hand or by these fuzz targets."""
     st, lm, config = out / "safetensors", out / "lm_checkpoint", out / "config_json"
@@ -140,7 +178,8 @@ def main():
                         help="also rewrite the regression inputs in tests/fuzz/regressions/")
     args = parser.parse_args()
     for target, make in (("safetensors", safetensors_seeds), ("lm_checkpoint", lm_checkpoint_seeds),
-                         ("config_json", config_json_seeds), ("kernels", kernels_seeds)):
+                         ("config_json", config_json_seeds), ("kernels", kernels_seeds),
+                         ("tokenizer", tokenizer_seeds), ("xlstm_large", xlstm_large_seeds)):
         folder = args.out_dir / target
         folder.mkdir(parents=True, exist_ok=True)
         make(folder)

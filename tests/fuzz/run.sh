@@ -4,14 +4,15 @@
 # corpus (tests/fuzz/make_corpus.py) and the corpus earlier runs left in build-fuzz/corpus/.
 # Fails on any finding; its input is kept in build-fuzz/findings/<target>/.
 #
-#   tests/fuzz/run.sh [SECONDS] [TARGET...]     SECONDS per target (default 45); TARGET: safetensors,
-#                                               lm_checkpoint, config_json, kernels (default all)
+#   tests/fuzz/run.sh [SECONDS] [TARGET...]     SECONDS per target (default 30); TARGET: safetensors,
+#                                               lm_checkpoint, config_json, kernels, tokenizer,
+#                                               xlstm_large (default all)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-seconds=${1:-45}
+seconds=${1:-30}
 shift || true
 targets=("$@")
-if ((${#targets[@]} == 0)); then targets=(safetensors lm_checkpoint config_json kernels); fi
+if ((${#targets[@]} == 0)); then targets=(safetensors lm_checkpoint config_json kernels tokenizer xlstm_large); fi
 
 scripts/install-deps --clang
 build=build-fuzz

@@ -24,12 +24,9 @@
 #include <memory>
 #include <type_traits>
 
+#include "mlstm/detail/matrix_product.hpp"
 #include "mlstm/detail/thread_pool.hpp"
 #include "mlstm/tensor.hpp"
-
-#ifdef MLSTM_USE_ONEDNN
-#include <dnnl.h>
-#endif
 
 namespace mlstm::detail {
 
@@ -55,19 +52,38 @@ inline float widen(Eigen::bfloat16 w) {
 // widened into a buffer tile by tile.
 inline constexpr Index widened_dot_max_rows = 4;
 
+// Asks the cache for the line at `address` ahead of its use (a hint; no effect where the compiler
+// has no such builtin).
+inline void prefetch(const void* address) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(address);
+#else
+  static_cast<void>(address);
+#endif
+}
+
 // sums[c] = sum_k x[k] * w[c * size + k] in float for `Columns` bfloat16 weight rows. Written
 // for the compiler's vectorizer: each weight row has `lanes` partial sums (a vector register),
-// independent of each other, so nothing is reordered; the rows share each load of x. Measured
-// here, 8 rows of 16 lanes read the weights at the memory's speed with AVX2 and with AVX-512.
+// independent of each other, so nothing is reordered; the rows share each load of x, copied to a
+// local array first (read through the pointer, GCC 12 assembled it from 16 scalar loads). Each
+// row's weights are prefetched 1 KB ahead: the hardware's prefetchers alone fell behind with 8
+// streams 8 KB apart (bench_linear's BM_linear_step against BM_read_bandwidth; bench/README.md).
 template <int Columns>
 void dot_widened(const float* x, const Eigen::bfloat16* w, Index size, float* sums) {
   constexpr int lanes = 16;
+  constexpr Index prefetch_ahead = 512;  // weights (1 KB)
+  constexpr Index line = 32;             // weights in a 64-byte cache line
   float partial[Columns][lanes] = {};
   Index k = 0;
-  for (; k + lanes <= size; k += lanes)
+  for (; k + lanes <= size; k += lanes) {
+    float inputs[lanes];
+    std::memcpy(inputs, x + k, sizeof inputs);
+    if (k % line == 0)
+      for (int col = 0; col < Columns; ++col) prefetch(w + col * size + k + prefetch_ahead);
     for (int col = 0; col < Columns; ++col)
       for (int lane = 0; lane < lanes; ++lane)
-        partial[col][lane] += x[k + lane] * widen(w[col * size + k + lane]);
+        partial[col][lane] += inputs[lane] * widen(w[col * size + k + lane]);
+  }
   for (int col = 0; col < Columns; ++col) {
     float sum = 0.0f;
     for (Index rest = k; rest < size; ++rest) sum += x[rest] * widen(w[col * size + rest]);
@@ -133,25 +149,22 @@ void small_square_blocks(const T* x, const W* weight, const T* bias, T* y, Index
   }
 }
 
-// y (rows, cols) = x (rows, depth) w^T for row-major float operands with the given row strides
-// (w (cols, depth) contiguous), on the calling thread. With the CMake option MLSTM_GEMM=oneDNN
-// this is oneDNN's sgemm, which measured 1.3 to 1.5x Eigen's product at the linear layers'
-// shapes (bench/README.md); otherwise Eigen's. A single row (a step) stays with Eigen's
-// matrix-vector product, which reads the weights at the memory's speed.
+// y (rows, cols) = x (rows, depth) w^T for row-major operands with the given row strides
+// (w (cols, depth) contiguous), on the calling thread (matrix_product.hpp: oneDNN's sgemm with
+// MLSTM_GEMM=oneDNN, else Eigen's).
 template <typename T>
 void multiply_transposed(const T* x, Index x_stride, const T* w, T* y, Index y_stride, Index rows,
                          Index depth, Index cols) {
-#ifdef MLSTM_USE_ONEDNN
-  if constexpr (std::is_same_v<T, float>) {
-    if (rows > 1 && dnnl_sgemm('N', 'T', rows, cols, depth, 1.0f, x, x_stride, w, depth, 0.0f, y,
-                               y_stride) == dnnl_success)
-      return;
-  }
-#endif
-  using Strided = Eigen::OuterStride<>;
-  Eigen::Map<RowMatrix<T>, 0, Strided>(y, rows, cols, Strided(y_stride)).noalias() =
-      Eigen::Map<const RowMatrix<T>, 0, Strided>(x, rows, depth, Strided(x_stride)) *
-      Eigen::Map<const RowMatrix<T>>(w, cols, depth).transpose();
+  matrix_product<T>(rows, cols, depth, {x, x_stride}, {w, depth, true}, y, y_stride);
+}
+
+// The tile length that cuts `extent` into as few tiles of at most `max_tile` as possible, of
+// about equal length (a multiple of `multiple`, but no more than the extent): 768 outputs are
+// two tiles of 384 rather than 512 and 256, so that two threads get equal work.
+inline Index balanced_tile(Index extent, Index max_tile, Index multiple) {
+  const Index tiles = (extent + max_tile - 1) / max_tile;
+  const Index length = (extent + tiles - 1) / tiles;
+  return std::min(extent, (length + multiple - 1) / multiple * multiple);
 }
 
 struct LinearShape {
@@ -197,7 +210,8 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
           std::clamp<Index>(widened_tile_floats / std::max<Index>(in, 1) / 16 * 16, 16, 512);
     }
   }
-  column_tile = std::min(column_tile, out);
+  row_tile = balanced_tile(rows, row_tile, 1);
+  column_tile = balanced_tile(out, column_tile, 16);
   const Index row_tiles = (rows + row_tile - 1) / row_tile;
   const Index column_tiles = (out + column_tile - 1) / column_tile;
   const Index tiles_per_block = row_tiles * column_tiles;

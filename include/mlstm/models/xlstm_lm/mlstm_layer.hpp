@@ -33,6 +33,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "mlstm/layers/activations.hpp"
 #include "mlstm/layers/causal_conv1d.hpp"
@@ -154,6 +155,22 @@ const T* data_or_null(const std::optional<ConstTensorMap<T, 1>>& bias) {
   return bias ? bias->data() : nullptr;
 }
 
+// h (rows, I) = (h + skip * x_conv) * silu(z) in place, for x_conv, z (rows, I) and skip (I), on
+// up to `threads` threads.
+template <typename T>
+void skip_and_output_gate(const T* x_conv, const T* z, const T* skip, Index rows, Index inner, T* h,
+                          int threads) {
+  parallel_rows(rows, 16, threads, 40.0 * static_cast<double>(inner), [&](Index begin, Index end) {
+    std::vector<T> gate(static_cast<size_t>(inner));
+    for (Index r = begin; r < end; ++r) {
+      T* h_row = h + r * inner;
+      const T* conv_row = x_conv + r * inner;
+      silu_values(z + r * inner, inner, gate.data());
+      for (Index j = 0; j < inner; ++j) h_row[j] = (h_row[j] + skip[j] * conv_row[j]) * gate[j];
+    }
+  });
+}
+
 // x (rows = B * S, E) -> y (B, S, E); `state` null: from the zero state (no state kept), else
 // continued from it and advanced past x. `cache`, if not null (only without a state), receives
 // what mlstm_layer_backward needs.
@@ -164,21 +181,20 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Inde
   const Index E = w.embedding_dim(), I = w.inner_dim(), rows = batch * seq_len;
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
 
-  Tensor<T, 3> up(batch, seq_len, 2 * I);
-  linear_rows(x, rows, E, w.proj_up_weight.data(), 2 * I, data_or_null(w.proj_up_bias), up.data(),
-              threads);
+  // proj_up's two halves of outputs, each its own product: x_mlstm from weight rows [0, I),
+  // z from rows [I, 2I).
   Tensor<T, 3> x_mlstm(batch, seq_len, I), z(batch, seq_len, I);
-  for (Index r = 0; r < rows; ++r) {
-    std::copy(up.data() + r * 2 * I, up.data() + r * 2 * I + I, x_mlstm.data() + r * I);
-    std::copy(up.data() + r * 2 * I + I, up.data() + (r + 1) * 2 * I, z.data() + r * I);
-  }
+  const T* up_bias = data_or_null(w.proj_up_bias);
+  linear_rows(x, rows, E, w.proj_up_weight.data(), I, up_bias, x_mlstm.data(), threads);
+  linear_rows(x, rows, E, w.proj_up_weight.data() + I * E, I,
+              up_bias != nullptr ? up_bias + I : nullptr, z.data(), threads);
 
   Tensor<T, 3> x_conv(batch, seq_len, I);
   causal_conv1d(x_mlstm.data(), batch, seq_len, I, w.conv_weight.data(), w.kernel_size(),
                 w.conv_bias.data(), state != nullptr ? state->conv_state.data() : nullptr,
-                x_conv.data());
+                x_conv.data(), threads);
   if (cache != nullptr) cache->conv = x_conv;
-  for (Index i = 0; i < x_conv.size(); ++i) x_conv.data()[i] = silu(x_conv.data()[i]);
+  silu_rows(x_conv.data(), rows, I, threads);
 
   const Index blocks = w.q_proj_weight.dimension(0), block_dim = I / blocks;
   Tensor<T, 3> q(batch, seq_len, I), k(batch, seq_len, I), v(batch, seq_len, I);
@@ -194,14 +210,8 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Inde
                                       cache != nullptr ? &cache->cell : nullptr);
   if (cache != nullptr) cache->h = h;
 
-  // h_state = (h + skip * x_conv) * silu(z), in place in h.
-  const T* skip = w.learnable_skip.data();
-  for (Index r = 0; r < rows; ++r) {
-    T* h_row = h.data() + r * I;
-    const T* conv_row = x_conv.data() + r * I;
-    const T* z_row = z.data() + r * I;
-    for (Index j = 0; j < I; ++j) h_row[j] = (h_row[j] + skip[j] * conv_row[j]) * silu(z_row[j]);
-  }
+  skip_and_output_gate(x_conv.data(), z.data(), w.learnable_skip.data(), rows, I, h.data(),
+                       threads);
 
   Tensor<T, 3> y(batch, seq_len, E);
   linear_rows(h.data(), rows, I, w.proj_down_weight.data(), E, data_or_null(w.proj_down_bias),

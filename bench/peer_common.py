@@ -1,0 +1,57 @@
+"""What the scripts that compare mlstm's benchmarks with PyTorch share: running a Google Benchmark
+program for its JSON report, timing a Python call the same way on every side, and naming the BLAS
+library torch loaded."""
+
+import json
+import os
+import statistics
+import subprocess
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def default_binary(name):
+    """Where bench/README.md's build puts the benchmark program `name`."""
+    return os.path.join(ROOT, "build-bench", "bench", name)
+
+
+def run_benchmark(binary, threads, min_seconds, env=None, extra_args=()):
+    """Runs a Google Benchmark program on `threads` library threads with the environment variables
+    `env` added (a value None removes the variable). Returns ({name: the benchmark's JSON entry},
+    the report's context), names lower-cased without "BM_" and "/real_time"."""
+    environment = dict(os.environ, MLSTM_NUM_THREADS=str(threads))
+    for key, value in (env or {}).items():
+        if value is None:
+            environment.pop(key, None)
+        else:
+            environment[key] = value
+    output = subprocess.run(
+        [binary, "--benchmark_format=json", f"--benchmark_min_time={min_seconds}", *extra_args],
+        env=environment, check=True, capture_output=True, text=True).stdout
+    report = json.loads(output)
+    results = {}
+    for bench in report["benchmarks"]:
+        name = bench["name"].replace("BM_", "").replace("/real_time", "").lower()
+        results[name] = bench
+    return results, report["context"]
+
+
+def timed(function, min_seconds, min_repeats=2):
+    """Median seconds of one call, over at least min_repeats calls and min_seconds in all."""
+    function()  # warm-up
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
+        begin = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - begin)
+    return statistics.median(times), len(times)
+
+
+def blas_library():
+    """The BLAS shared library this process loaded (torch's matrix products run on it)."""
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if "blas" in line.split()[-1].lower()}
+    return ", ".join(sorted(paths)) or "none found"
