@@ -4,11 +4,16 @@
 //
 // Each benchmark is named BM_<Form><Pass>/S:<S>/D:<D>/NH:<NH>/threads:<n>; DQK = DV = D. The
 // counter peak_heap_MB is the largest heap growth during one untimed call (inputs excluded),
-// measured by counting every allocation (tests/support/heap_counter.hpp).
+// measured by counting every allocation (tests/support/heap_counter.hpp). The chunkwise
+// benchmark also counts useful_flops (a rate): three times the forward's useful FLOPs of
+// bench_kernels.cpp (chunk size L = 64), i.e. the forward and a backward of twice its products
+// (each forward product has two in the backward); the backward's recomputation of the forward
+// is not counted. bench_kernels' BM_EigenGemm is the ceiling to hold it against.
 // compare_backward_pytorch.py runs these and PyTorch autograd of the reference forms at the same
 // shapes and inputs' distribution and prints the ratios.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 
@@ -68,6 +73,18 @@ void BM_ParallelForwardBackward(benchmark::State& state) {
   });
 }
 
+// Useful FLOPs of the chunkwise forward at chunk size L, per bench_kernels.cpp's count: per
+// chunk of `length` steps 2 (length (length + 1) / 2) (DQK + DV) + 4 length DQK DV.
+double chunkwise_forward_flops(Index heads, Index seq_len, Index dim, Index L) {
+  double flops = 0.0;
+  for (Index begin = 0; begin < seq_len; begin += L) {
+    const double length = static_cast<double>(std::min(L, seq_len - begin));
+    flops += 2.0 * (length * (length + 1) / 2.0) * static_cast<double>(2 * dim) +
+             4.0 * length * static_cast<double>(dim * dim);
+  }
+  return static_cast<double>(heads) * flops;
+}
+
 // The chunkwise forward (chunk 64) and its backward, which recomputes what it needs.
 void BM_ChunkwiseForwardBackward(benchmark::State& state) {
   run_benchmark(state, [](const Problem& p) {
@@ -76,6 +93,10 @@ void BM_ChunkwiseForwardBackward(benchmark::State& state) {
     auto grads = mlstm::chunkwise_stabilized_backward(p.q, p.k, p.v, p.igate, p.fgate, p.dh);
     benchmark::DoNotOptimize(grads.dq.data());
   });
+  const double flops =
+      3.0 * chunkwise_forward_flops(state.range(2), state.range(0), state.range(1), 64);
+  state.counters["useful_flops"] = benchmark::Counter(
+      flops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 void BM_ParallelBackward(benchmark::State& state) {
@@ -103,7 +124,8 @@ void shapes(benchmark::internal::Benchmark* b) {
 // Longer sequences for the chunkwise form, whose memory grows linearly with S.
 void long_shapes(benchmark::internal::Benchmark* b) {
   shapes(b);
-  for (const int seq_len : {4096, 8192}) b->Args({seq_len, 128, 4, 2});
+  for (const int threads : {1, 2})
+    for (const int seq_len : {4096, 8192}) b->Args({seq_len, 128, 4, threads});
 }
 
 }  // namespace

@@ -14,7 +14,8 @@
 // layers multiply activations by weights; on one thread, as the library calls its products
 // inside its own worker threads. Shapes: the tiles of linear_product (256 rows by 512 outputs,
 // K = 768 and 1536 as in the 120M model, 4096 as in the 7B model), whole projections of a
-// 128-token prompt, and the chunkwise kernel's in-chunk products (chunk 64, head dim 384).
+// 128-token prompt, and the chunkwise kernel's in-chunk products (chunk 64, head dims 384,
+// 128).
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
@@ -53,6 +54,8 @@ BENCHMARK(BM_gemm)
     ->Args({64, 384, 64})
     ->Args({64, 64, 384})
     ->Args({384, 64, 384})
+    ->Args({64, 128, 128})
+    ->Args({128, 64, 128})
     ->Unit(benchmark::kMicrosecond);
 
 }  // namespace

@@ -4,7 +4,8 @@
 //   MLSTM_NUM_THREADS=2 ./bench_kernels --benchmark_format=json
 //
 // Shapes: B = 1, NH = 4, DQK = DV = D in {64, 128, 256}, S from 256 to 16384 (the chunkwise and
-// recurrent forms also at 65536 for D = 128), float32. Benchmark arguments are D, S.
+// recurrent forms also at 65536 for D = 128), float32. Benchmark arguments are D, S, and for the
+// chunkwise form the chunk size L (64 everywhere, 128 as well at D = 128).
 // The thread count is the library default (MLSTM_NUM_THREADS, else the hardware's), reported in
 // the context as mlstm_threads. Times are wall-clock; the CPU time reported is that of all the
 // process's threads, which on a shared machine still tells how much work a run took.
@@ -30,7 +31,7 @@ namespace {
 using mlstm::Index;
 using Tensor4 = mlstm::Tensor<float, 4>;
 
-constexpr Index batch = 1, heads = 4, default_chunk_size = 64;
+constexpr Index batch = 1, heads = 4;
 
 struct Inputs {
   Tensor4 q, k, v, igate, fgate;
@@ -91,15 +92,15 @@ void BM_Parallel(benchmark::State& state) {
 }
 
 void BM_Chunkwise(benchmark::State& state) {
-  const Index D = state.range(0), S = state.range(1);
+  const Index D = state.range(0), S = state.range(1), L = state.range(2);
   const Inputs in(S, D);
   mlstm::ChunkwiseOptions options;
-  options.chunk_size = default_chunk_size;
+  options.chunk_size = L;
   for (auto _ : state) {
     auto out = mlstm::chunkwise_stabilized(in.q, in.k, in.v, in.igate, in.fgate, options);
     benchmark::DoNotOptimize(out.h.data());
   }
-  set_counters(state, S, sequence_bytes(S, D), chunkwise_flops(S, D, default_chunk_size));
+  set_counters(state, S, sequence_bytes(S, D), chunkwise_flops(S, D, L));
 }
 
 void BM_RecurrentSequence(benchmark::State& state) {
@@ -161,8 +162,23 @@ void sequence_grid(benchmark::internal::Benchmark* bench, Index longest_d128) {
       ->MeasureProcessCPUTime();
 }
 
+// The chunkwise grid with the chunk size L: 64 throughout, 128 at D = 128 too.
+void chunkwise_grid(benchmark::internal::Benchmark* bench) {
+  for (const Index D : {64, 128, 256}) {
+    for (Index S = 256; S <= 16384; S *= 2) {
+      bench->Args({D, S, 64});
+      if (D == 128) bench->Args({D, S, 128});
+    }
+  }
+  for (Index S = 32768; S <= 65536; S *= 2) bench->Args({128, S, 64});
+  bench->ArgNames({"D", "S", "L"})
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime()
+      ->MeasureProcessCPUTime();
+}
+
 BENCHMARK(BM_Parallel)->Apply([](benchmark::internal::Benchmark* b) { sequence_grid(b, 16384); });
-BENCHMARK(BM_Chunkwise)->Apply([](benchmark::internal::Benchmark* b) { sequence_grid(b, 65536); });
+BENCHMARK(BM_Chunkwise)->Apply(chunkwise_grid);
 BENCHMARK(BM_RecurrentSequence)->Apply([](benchmark::internal::Benchmark* b) {
   sequence_grid(b, 65536);
 });

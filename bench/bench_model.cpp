@@ -16,7 +16,8 @@
 //                    cost does not depend on S; S only fixes the state's content); items = tokens.
 //
 // The thread count is the library default (MLSTM_NUM_THREADS, else the hardware's), reported in
-// the context as mlstm_threads. bench/compare_model_pytorch.py runs this and the reference
+// the context as mlstm_threads; the linear layers' matrix product (the build's MLSTM_GEMM) as
+// mlstm_gemm. bench/compare_model_pytorch.py runs this and the reference
 // PyTorch model side by side.
 #include <benchmark/benchmark.h>
 
@@ -84,6 +85,11 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("mlstm_threads", std::to_string(mlstm::get_num_threads()));
+#ifdef MLSTM_USE_ONEDNN
+  benchmark::AddCustomContext("mlstm_gemm", "oneDNN");
+#else
+  benchmark::AddCustomContext("mlstm_gemm", "Eigen");
+#endif
   benchmark::AddCustomContext("model", std::getenv("MLSTM_BENCH_MODEL") != nullptr
                                            ? std::getenv("MLSTM_BENCH_MODEL")
                                            : "125M");

@@ -1,22 +1,26 @@
 // Where the 120M model's prefill spends its time: each stage of one mLSTM block, and the head,
 // timed alone at the shapes bench_model's BM_Prefill runs (batch 1, embedding 768, 4 heads,
 // inner dimension 1536, head dimension 384, q/k/v block size 4, conv kernel 4, vocab 50304,
-// chunkwise kernel with chunk 64), calling the same functions the model calls:
+// chunk 64), calling the same functions the model calls on the library's threads:
 //
 //   MLSTM_NUM_THREADS=2 ./bench_model_layers --benchmark_counters_tabular=true
+//   MLSTM_BENCH_PARALLEL_PREFILL_MAX=0 ./bench_model_layers --benchmark_filter=kernel
+//       # the kernel stage with KernelOptions::parallel_prefill_max = 0 (always chunkwise)
 //
 //   BM_stage/<stage>/S   one block's stage on a prompt of S tokens; the model runs 12 blocks,
 //                        so 12 times the sum over stages, plus the head, is the prefill.
 //
-// Stages, in the block's order: norm (pre-norm), proj_up (768 -> 2 * 1536), conv (causal conv
-// and SiLU), qkv (three head-wise projections), gates (input and forget gate pre-activations),
-// split (q, k, v, gates into heads), kernel (chunkwise mLSTM), outnorm (multi-head norm), output
-// (skip and SiLU(z) gating), proj_down (1536 -> 768); head: the final norm and lm_head at the
-// last position. Times are wall-clock; the CPU time reported is that of all the process's
-// threads, which on a shared machine still tells how much work a stage took. bench/README.md
-// records a run.
+// Stages, in the block's order: norm (pre-norm), proj_up (768 -> 2 * 1536, as two products),
+// conv (causal conv and SiLU), qkv (three head-wise projections), gates (input and forget gate
+// pre-activations), split (q, k, v, gates into heads), kernel (kernel_forward from a zero state:
+// the parallel form and one chunk's state up to parallel_prefill_max steps, else the chunkwise
+// form), outnorm (multi-head norm), output (skip and SiLU(z) gating), proj_down (1536 -> 768);
+// head: the final norm and lm_head at the last position. Times are wall-clock; the CPU time
+// reported is that of all the process's threads, which on a shared machine still tells how much
+// work a stage took. bench/README.md records a run.
 #include <benchmark/benchmark.h>
 
+#include <cstdlib>
 #include <functional>
 #include <mlstm/mlstm.hpp>
 #include <string>
@@ -42,7 +46,8 @@ Tensor<T, Rank> filled(Dims... dims) {
 // stage's time is its work).
 struct Block {
   Index S;
-  Tensor<float, 2> x, normed, up, conv, q, k, v, h, out, weight_norm, proj_up, proj_down, head;
+  Tensor<float, 2> x, normed, x_mlstm, z, conv, q, k, v, h, out, weight_norm, proj_up, proj_down,
+      head;
   Tensor<float, 3> qkv_weight, conv_weight;
   Tensor<float, 1> bias_conv, gate_bias, outnorm, skip;
   Tensor<float, 2> gate_weight;
@@ -53,7 +58,8 @@ struct Block {
       : S(S_),
         x(filled<float, 2>(S, E)),
         normed(S, E),
-        up(S, 2 * I),
+        x_mlstm(S, I),
+        z(filled<float, 2>(S, I)),
         conv(S, I),
         q(filled<float, 2>(S, I)),
         k(filled<float, 2>(S, I)),
@@ -89,22 +95,23 @@ const std::vector<std::pair<std::string, Stage>>& stages() {
   namespace d = mlstm::detail;
   static const std::vector<std::pair<std::string, Stage>> all = {
       {"norm",
-       [](Block& b, int) {
-         for (Index r = 0; r < b.S; ++r)
-           d::layer_norm_row(b.x.data() + r * E, E, b.weight_norm.data(),
-                             static_cast<const float*>(nullptr), true, 1e-5,
-                             b.normed.data() + r * E);
+       [](Block& b, int threads) {
+         d::layer_norm_rows(b.x.data(), b.S, E, b.weight_norm.data(),
+                            static_cast<const float*>(nullptr), true, 1e-5, b.normed.data(),
+                            threads);
        }},
       {"proj_up",
        [](Block& b, int threads) {
-         d::linear_rows(b.x.data(), b.S, E, b.proj_up.data(), 2 * I,
-                        static_cast<const float*>(nullptr), b.up.data(), threads);
+         d::linear_rows(b.x.data(), b.S, E, b.proj_up.data(), I, static_cast<const float*>(nullptr),
+                        b.x_mlstm.data(), threads);
+         d::linear_rows(b.x.data(), b.S, E, b.proj_up.data() + I * E, I,
+                        static_cast<const float*>(nullptr), b.z.data(), threads);
        }},
       {"conv",
-       [](Block& b, int) {
+       [](Block& b, int threads) {
          d::causal_conv1d(b.q.data(), 1, b.S, I, b.conv_weight.data(), kernel_size,
-                          b.bias_conv.data(), static_cast<float*>(nullptr), b.conv.data());
-         for (Index i = 0; i < b.conv.size(); ++i) b.conv.data()[i] = d::silu(b.conv.data()[i]);
+                          b.bias_conv.data(), static_cast<float*>(nullptr), b.conv.data(), threads);
+         d::silu_rows(b.conv.data(), b.S, I, threads);
        }},
       {"qkv",
        [](Block& b, int threads) {
@@ -113,11 +120,13 @@ const std::vector<std::pair<std::string, Stage>>& stages() {
                                    static_cast<const float*>(nullptr), y, threads);
        }},
       {"gates",
-       [](Block& b, int) {
+       [](Block& b, int threads) {
          const mlstm::ConstTensorMap<float, 2> w(b.gate_weight.data(), NH, 3 * I);
          const mlstm::ConstTensorMap<float, 1> bias(b.gate_bias.data(), NH);
-         d::gate_preactivations(b.q.data(), b.k.data(), b.v.data(), b.S, I, w, bias, b.igate);
-         d::gate_preactivations(b.q.data(), b.k.data(), b.v.data(), b.S, I, w, bias, b.fgate);
+         d::gate_preactivations(b.q.data(), b.k.data(), b.v.data(), b.S, I, w, bias, b.igate,
+                                threads);
+         d::gate_preactivations(b.q.data(), b.k.data(), b.v.data(), b.S, I, w, bias, b.fgate,
+                                threads);
        }},
       {"split",
        [](Block& b, int) {
@@ -128,27 +137,26 @@ const std::vector<std::pair<std::string, Stage>>& stages() {
        }},
       {"kernel",
        [](Block& b, int threads) {
-         mlstm::ChunkwiseOptions options;
+         mlstm::KernelOptions options;
          options.chunk_size = chunk;
          options.num_threads = threads;
-         auto result = mlstm::chunkwise_stabilized(b.q_heads, b.k_heads, b.v_heads, b.i_heads,
-                                                   b.f_heads, options);
-         benchmark::DoNotOptimize(result.h.data());
+         if (const char* limit = std::getenv("MLSTM_BENCH_PARALLEL_PREFILL_MAX"))
+           options.parallel_prefill_max = std::atoi(limit);
+         auto state = mlstm::RecurrentState<float>::zeros(1, NH, DH, DH);
+         auto h = mlstm::kernel_forward(b.q_heads, b.k_heads, b.v_heads, b.i_heads, b.f_heads,
+                                        state, options);
+         benchmark::DoNotOptimize(h.data());
        }},
       {"outnorm",
-       [](Block& b, int) {
+       [](Block& b, int threads) {
          d::multi_head_layer_norm(b.h_heads.data(), 1, NH, b.S, DH, b.outnorm.data(),
                                   static_cast<const float*>(nullptr), mlstm::LayerNormOptions{},
-                                  true, b.h.data());
+                                  true, b.h.data(), threads);
        }},
       {"output",
-       [](Block& b, int) {
-         const float* z = b.up.data() + I;
-         for (Index r = 0; r < b.S; ++r)
-           for (Index j = 0; j < I; ++j)
-             b.h.data()[r * I + j] =
-                 (b.h.data()[r * I + j] + b.skip.data()[j] * b.conv.data()[r * I + j]) *
-                 d::silu(z[r * 2 * I + j]);
+       [](Block& b, int threads) {
+         d::skip_and_output_gate(b.conv.data(), b.z.data(), b.skip.data(), b.S, I, b.h.data(),
+                                 threads);
        }},
       {"proj_down",
        [](Block& b, int threads) {
@@ -180,6 +188,7 @@ const bool registered = [] {
     benchmark::RegisterBenchmark(("BM_stage/" + name).c_str(), BM_stage, stage)
         ->ArgName("S")
         ->Arg(128)
+        ->Arg(256)
         ->Arg(512)
         ->Arg(2048)
         ->Unit(benchmark::kMillisecond)

@@ -21,8 +21,6 @@
 // the model and fill it with random values).
 #include <benchmark/benchmark.h>
 
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -35,6 +33,7 @@
 #include <mlstm/models/xlstm_large/model.hpp>
 #include <mlstm/params/generator.hpp>
 
+#include "peak_rss.hpp"
 #include "read_bandwidth.hpp"
 #include "token_model_loops.hpp"
 
@@ -47,12 +46,6 @@ mlstm::XLSTMLargeConfig bench_config() {
   const char* blocks = std::getenv("MLSTM_BENCH_BLOCKS");
   config.num_blocks = blocks != nullptr ? std::atoi(blocks) : 2;
   return config;
-}
-
-double peak_rss_bytes() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) * 1024.0;  // Linux reports kilobytes
 }
 
 // A model with random weights: every matrix uniform with standard deviation 0.01 (the values do
@@ -117,7 +110,7 @@ void add_counters(benchmark::State& state, const BenchModel<W>& built) {
   // A step reads every matrix but only one row of the embedding.
   state.counters["step_read_bytes"] =
       (parameters - embedding + static_cast<double>(config.embedding_dim)) * sizeof(W);
-  state.counters["peak_rss_bytes"] = peak_rss_bytes();
+  state.counters["peak_rss_bytes"] = mlstm_bench::peak_rss_bytes();
   state.counters["build_seconds"] = built.build_seconds;
 }
 

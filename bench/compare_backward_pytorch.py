@@ -1,17 +1,20 @@
-#!/usr/bin/env -S /usr/bin/python3
+#!/usr/bin/env python3
 """Forward plus backward of the mLSTM cell: this library against PyTorch autograd, same run.
 
-    /usr/bin/python3 bench/compare_backward_pytorch.py --bench build/bench/bench_backward \
-        [--threads 2] [--seq 512 1024 2048] [--repeats 5] [--memory]
+    /tmp/torch-peer/bin/python bench/compare_backward_pytorch.py \
+        --bench build-bench/bench/bench_backward [--threads 1,2] [--seq 512 1024 2048 4096 8192] \
+        [--repeats 5] [--memory]
 
-For each shape (B = 1, NH = 4, DQK = DV = 128 unless told otherwise, float32) it times, on
-the same machine and in the same run:
+For each thread count and shape (B = 1, NH = 4, DQK = DV = 128 unless told otherwise, float32)
+it times, on the same machine and in the same run:
 
-- PyTorch: autograd through the forms in torch: the parallel form of
-  tests/reference/mlstm_reference.py (the project's torch port of the reference), and the
-  chunkwise form written below from the equations of include/mlstm/kernels/chunkwise.hpp (chunks of
-  64, as the reference's chunkwise kernels); i.e. forward, then torch.autograd.grad of
-  sum(h * dh) for q, k, v and both gates;
+- PyTorch: forward, then torch.autograd.grad of sum(h * dh) for q, k, v and both gates, through
+  the fastest of: the parallel form of tests/reference/mlstm_reference.py (the project's torch
+  port of the reference) and, when installed, mlstm_kernels 2.0.6's native parallel kernel;
+  the chunkwise form written below from the equations of include/mlstm/kernels/chunkwise.hpp
+  and mlstm_kernels' native chunkwise kernel, with chunks of 64. The table names the fastest.
+  (mlstm_kernels' custom-backward variants, native_custbw, are left out: run here, their q, k
+  and gate gradients differ from autograd's of the same forward by the gradients' own size);
 - this library: the matching Google Benchmark of bench_backward (run as a subprocess with
   --benchmark_format=json), forward with cache plus backward;
 
@@ -87,8 +90,25 @@ def chunkwise(q, k, v, igate_preact, fgate_preact, chunk_size=64, eps=1e-6):
 
 
 def torch_forms():
-    return {"parallel": lambda q, k, v, i, f: ref.parallel_stabilized(q, k, v, i, f),
-            "chunkwise": chunkwise}
+    """{form: [(label, fn(q, k, v, i, f) -> h), ...]}: the candidates timed for each form."""
+    forms = {"parallel": [("project parallel_stabilized",
+                           lambda q, k, v, i, f: ref.parallel_stabilized(q, k, v, i, f))],
+             "chunkwise": [("project chunkwise", chunkwise)]}
+    try:
+        from mlstm_kernels.torch.chunkwise import mlstm_chunkwise__native_autograd
+        from mlstm_kernels.torch.parallel import mlstm_parallel__native_autograd
+    except Exception:  # missing package or missing optional dependencies
+        return forms
+
+    def native(kernel, **options):
+        # mlstm_kernels takes the gates as (B, NH, S).
+        return lambda q, k, v, i, f: kernel(q, k, v, i[..., 0], f[..., 0], **options)
+
+    forms["parallel"].append(("mlstm_kernels parallel native_autograd",
+                              native(mlstm_parallel__native_autograd)))
+    forms["chunkwise"].append(("mlstm_kernels chunkwise native_autograd",
+                               native(mlstm_chunkwise__native_autograd, chunk_size=64)))
+    return forms
 
 
 def torch_step(form, inputs, dh):
@@ -107,8 +127,9 @@ def time_torch(form, inputs, dh, repeats):
     return statistics.median(times)
 
 
-def torch_peak_memory_mb(form_name, heads, seq_len, dim, threads):
-    """Peak RSS growth of one PyTorch forward plus backward, in a fresh process."""
+def torch_peak_memory_mb(form_name, label, heads, seq_len, dim, threads):
+    """Peak RSS growth of one PyTorch forward plus backward by candidate `label` of `form_name`,
+    in a fresh process."""
     # VmHWM (peak resident set of this process image) rather than ru_maxrss, which Linux
     # carries over from the parent across exec.
     code = f"""
@@ -121,7 +142,7 @@ def peak_kb():
 torch.set_num_threads({threads})
 inputs, dh = c.make_inputs({heads}, {seq_len}, {dim}, torch.float32)
 before = peak_kb()
-c.torch_step(c.torch_forms()[{form_name!r}], inputs, dh)
+c.torch_step(dict(c.torch_forms()[{form_name!r}])[{label!r}], inputs, dh)
 print((peak_kb() - before) / 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
@@ -142,14 +163,16 @@ def run_library(bench, forms, threads, seqs, dim, heads, repeats):
         form = entry["run_name"].split("ForwardBackward")[0].replace("BM_", "").lower()
         seq = int(entry["run_name"].split("/S:")[1].split("/")[0])
         scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[entry["time_unit"]]
-        results[(form, seq)] = (entry["real_time"] * scale, entry.get("peak_heap_MB"))
+        results[(form, seq)] = (entry["real_time"] * scale, entry.get("peak_heap_MB"),
+                                entry.get("useful_flops"))
     return results
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bench", required=True, help="path to the bench_backward binary")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", default="2",
+                        help="thread counts, comma-separated (e.g. 1,2): one table each")
     parser.add_argument("--seq", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--heads", type=int, default=4)
@@ -157,28 +180,33 @@ def main():
     parser.add_argument("--memory", action="store_true")
     args = parser.parse_args()
 
-    torch.set_num_threads(args.threads)
     forms = torch_forms()
-    library = run_library(args.bench, forms, args.threads, args.seq, args.dim, args.heads,
-                          args.repeats)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), float32, B = 1, "
-          f"NH = {args.heads}, DQK = DV = {args.dim}; median of {args.repeats}")
-    print(f"{'form':10s} {'S':>6s} {'torch ms':>10s} {'mlstm ms':>10s} {'ratio':>7s}"
-          + (f" {'torch MB':>9s} {'mlstm MB':>9s}" if args.memory else ""))
-    for name, form in forms.items():
-        for seq in args.seq:
-            if (name, seq) not in library:
-                print(f"{name:10s} {seq:6d}  (no library benchmark)")
-                continue
-            inputs, dh = make_inputs(args.heads, seq, args.dim, torch.float32)
-            theirs = time_torch(form, inputs, dh, args.repeats)
-            ours, heap = library[(name, seq)]
-            line = (f"{name:10s} {seq:6d} {theirs * 1e3:10.1f} {ours * 1e3:10.2f} "
-                    f"{theirs / ours:7.1f}")
-            if args.memory:
-                line += (f" {torch_peak_memory_mb(name, args.heads, seq, args.dim, args.threads):9.1f}"
-                         f" {heap if heap is not None else float('nan'):9.1f}")
-            print(line, flush=True)
+    for threads in (int(t) for t in args.threads.split(",")):
+        torch.set_num_threads(threads)
+        library = run_library(args.bench, forms, threads, args.seq, args.dim, args.heads,
+                              args.repeats)
+        print(f"torch {torch.__version__}, {threads} thread(s), float32, B = 1, "
+              f"NH = {args.heads}, DQK = DV = {args.dim}; median of {args.repeats}; "
+              "mlstm GFLOP/s: useful FLOPs of forward and backward (bench_backward.cpp)")
+        print(f"{'form':10s} {'S':>6s} {'torch ms':>10s} {'mlstm ms':>10s} {'ratio':>7s} "
+              f"{'GFLOP/s':>8s}" + (f" {'torch MB':>9s} {'mlstm MB':>9s}" if args.memory else "")
+              + "  fastest PyTorch")
+        for name, candidates in forms.items():
+            for seq in args.seq:
+                if (name, seq) not in library:
+                    print(f"{name:10s} {seq:6d}  (no library benchmark)")
+                    continue
+                inputs, dh = make_inputs(args.heads, seq, args.dim, torch.float32)
+                theirs, label = min((time_torch(form, inputs, dh, args.repeats), label)
+                                    for label, form in candidates)
+                ours, heap, rate = library[(name, seq)]
+                line = (f"{name:10s} {seq:6d} {theirs * 1e3:10.1f} {ours * 1e3:10.2f} "
+                        f"{theirs / ours:7.1f} {rate / 1e9 if rate else float('nan'):8.1f}")
+                if args.memory:
+                    torch_mb = torch_peak_memory_mb(name, label, args.heads, seq, args.dim,
+                                                    threads)
+                    line += f" {torch_mb:9.1f} {heap if heap is not None else float('nan'):9.1f}"
+                print(line + f"  {label}", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,29 +3,36 @@
 model (the xlstm package's xLSTMLMModel, mLSTM blocks only), in one run on this machine.
 
 Runs bench/bench_model (Google Benchmark, JSON output), then the reference model of the same
-configuration in float32 on the same number of threads, and prints tokens per second of each
-and the ratio mlstm / PyTorch:
+configuration in float32 on the same number of threads, for each thread count asked, and prints
+tokens per second of each and the ratio mlstm / PyTorch against the targets:
 
-    /tmp/torch-peer/bin/python bench/compare_model_pytorch.py --threads=2
-    /tmp/torch-peer/bin/python bench/compare_model_pytorch.py --threads=1 --small   # a quick look
+    /tmp/torch-peer/bin/python bench/compare_model_pytorch.py --threads 1,2
+    /tmp/torch-peer/bin/python bench/compare_model_pytorch.py --threads 1 --small   # a quick look
 
 PyTorch from PyPI (2.x, MKL and oneDNN inside) and the reference packages, in a venv:
     python3 -m venv /tmp/torch-peer
     /tmp/torch-peer/bin/pip install torch xlstm==2.0.6 mlstm_kernels==2.0.6
 (PyPI's torch is the CUDA build; it imports on a machine without a GPU once the CUDA libraries
-it links are present: the machine's CUDA toolkit, or the nvidia-* wheels pip installs with it.)
+it links are present: the machine's CUDA toolkit, or the nvidia-* wheels pip installs with it.
+torch.compile on a CPU needs a C++ compiler on the PATH.)
 
 Both sides do the same work:
   prefill      a prompt of S tokens from no state; the logits of its last position only. The
                reference has one way to take in a whole prompt, its forward (parallel form, S up
                to context_length); it is run as forward is, with the head applied to the last
-               position only. mlstm: LanguageModel::prefill(..., Logits::last), chunkwise kernel.
+               position only (it computes no state for later steps; mlstm's prefill does).
+               mlstm: LanguageModel::prefill(..., Logits::last).
   generation   one token per call of the reference's model.step / LanguageModel::step, from a
                state (batch 1), logits of the token. The reference's step state is reached by
                stepping through a short prompt first.
 The models are initialized from seeds (their values do not change the amount of work).
 
-The script prints which BLAS library torch loaded.
+The reference runs in each form PyTorch offers on a CPU: eager, and torch.compile (inductor) of
+the prefill and of the step where it compiles; each figure is against the fastest form, which is
+named. Targets printed: prefill >= 1.5x PyTorch at every length; generation reads its weights
+and state at >= 90% of the machine's read bandwidth (BM_read_bandwidth of bench/bench_linear,
+run on the same thread count). The script prints which BLAS library torch loaded and which
+matrix product the mlstm build uses (MLSTM_GEMM).
 """
 
 import argparse
@@ -74,27 +81,62 @@ def reference_prefill(model, tokens):
     return model.lm_head(x[:, -1:])
 
 
-def run_reference(small, min_seconds):
-    model = reference_model(small)
+def reference_forms(model, compile_reference):
+    """(name, prefill(tokens), step(token, state)) for each form of the reference that runs."""
+    forms = [("eager", lambda tokens: reference_prefill(model, tokens), model.step)]
+    if compile_reference:
+        forms.append(("torch.compile",
+                      torch.compile(lambda tokens: reference_prefill(model, tokens), dynamic=False),
+                      torch.compile(model.step, dynamic=False)))
+    return forms
+
+
+def run_reference(model, forms, min_seconds):
+    """{benchmark: (tokens/s, form)}: the fastest form for each benchmark, and {form:
+    {benchmark: tokens/s}}; a form that fails to compile or run is reported and skipped."""
     vocab = model.config.vocab_size
-    results = {}
+    best, every = {}, {}
+
+    def record(name, rate, form):
+        every.setdefault(form, {})[name] = rate
+        if name not in best or rate > best[name][0]:
+            best[name] = (rate, form)
+
     with torch.no_grad():
-        for length in PREFILL_LENGTHS:
-            tokens = prompt_tokens(length, vocab)
-            seconds, repeats = timed(lambda: reference_prefill(model, tokens), min_seconds)
-            results[f"prefill/{length}"] = (length / seconds, repeats)
-        state = None
-        for token in prompt_tokens(8, vocab)[0]:
-            _, state = model.step(token.view(1, 1), state)
-        token = torch.tensor([[1]])
+        for form, prefill, step_function in forms:
+            try:
+                for length in PREFILL_LENGTHS:
+                    tokens = prompt_tokens(length, vocab)
+                    seconds, _ = timed(lambda: prefill(tokens), min_seconds)
+                    record(f"prefill/{length}", length / seconds, form)
+                state = None
+                for token in prompt_tokens(8, vocab)[0]:
+                    _, state = step_function(token.view(1, 1), state)
+                token = torch.tensor([[1]])
 
-        def step():
-            nonlocal state
-            _, state = model.step(token, state)
+                def step():
+                    nonlocal state
+                    _, state = step_function(token, state)
 
-        seconds, repeats = timed(step, min_seconds, min_repeats=10)
-        results[f"generate/{GENERATE_PROMPT}"] = (1.0 / seconds, repeats)
-    return results, sum(p.numel() for p in model.parameters())
+                seconds, _ = timed(step, min_seconds, min_repeats=10)
+                record(f"generate/{GENERATE_PROMPT}", 1.0 / seconds, form)
+            except Exception as error:  # a form torch cannot compile or run here
+                print(f"reference form {form} skipped: {type(error).__name__}: "
+                      f"{str(error).splitlines()[0] if str(error) else ''}")
+    return best, every
+
+
+def step_bytes(model):
+    """Bytes one generation step reads: every parameter but the embedding table (one row of it
+    is read), and each block's state (c, n, m) in float32."""
+    parameters = sum(p.numel() for name, p in model.named_parameters()
+                     if not name.startswith("token_embedding"))
+    parameters += model.config.embedding_dim
+    layer = model.config.mlstm_block.mlstm
+    inner = int(layer.proj_factor * model.config.embedding_dim)
+    head = inner // layer.num_heads
+    state = model.config.num_blocks * layer.num_heads * (head * head + head + 1)
+    return 4 * (parameters + state)
 
 
 def run_mlstm(binary, threads, small, min_seconds):
@@ -105,28 +147,62 @@ def run_mlstm(binary, threads, small, min_seconds):
     return results, context
 
 
+def read_bandwidth(binary, threads):
+    """Bytes per second BM_read_bandwidth streams from memory on `threads` threads."""
+    benchmarks, _ = run_benchmark(binary, threads, 1,
+                                  extra_args=["--benchmark_filter=BM_read_bandwidth$"])
+    return benchmarks["read_bandwidth"]["bytes_per_second"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", default="1",
+                        help="thread counts, comma-separated (e.g. 1,2); each is one comparison")
     parser.add_argument("--small", action="store_true", help="a small model instead of 125M")
     parser.add_argument("--min-seconds", type=float, default=3.0)
+    parser.add_argument("--no-compile", action="store_true",
+                        help="the reference in eager mode only (torch.compile takes minutes)")
     parser.add_argument("--binary", default=default_binary("bench_model"))
+    parser.add_argument("--bandwidth-binary", default=default_binary("bench_linear"),
+                        help="the program with BM_read_bandwidth")
     args = parser.parse_args()
+    thread_counts = [int(t) for t in args.threads.split(",")]
 
-    torch.set_num_threads(args.threads)
-    mlstm_results, context = run_mlstm(args.binary, args.threads, args.small, args.min_seconds)
-    reference_results, parameters = run_reference(args.small, args.min_seconds)
-
+    model = reference_model(args.small)
+    forms = reference_forms(model, not args.no_compile)
+    parameters = sum(p.numel() for p in model.parameters())
+    bytes_per_step = step_bytes(model)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"threads: mlstm {context.get('mlstm_threads')}, torch {torch.get_num_threads()} "
-          f"(torch {torch.__version__}, BLAS {blas_library()})")
+          f"torch {torch.__version__}, BLAS {blas_library()}")
     print(f"model: {'small' if args.small else '125M size'}, {parameters / 1e6:.1f}M parameters, "
-          "float32, batch 1")
-    print(f"{'benchmark':16s} {'mlstm tokens/s':>15s} {'PyTorch tokens/s':>17s} "
-          f"{'mlstm / PyTorch':>16s}")
-    for name, (reference_rate, _) in reference_results.items():
-        rate = mlstm_results[name][0]
-        print(f"{name:16s} {rate:15.1f} {reference_rate:17.1f} {rate / reference_rate:16.2f}")
+          f"float32, batch 1; a generation step reads {bytes_per_step / 1e6:.0f} MB "
+          "(weights but the embedding table, and the state)")
+    print("targets: prefill >= 1.5x PyTorch at every length; generation >= 90% of the read "
+          "bandwidth")
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        mlstm_results, context = run_mlstm(args.binary, threads, args.small, args.min_seconds)
+        reference_results, by_form = run_reference(model, forms, args.min_seconds)
+        bandwidth = read_bandwidth(args.bandwidth_binary, threads)
+        print(f"\nthreads: mlstm {context.get('mlstm_threads')}, torch {torch.get_num_threads()}; "
+              f"mlstm matrix product: {context.get('mlstm_gemm', 'not reported')}; "
+              f"read bandwidth {bandwidth / 1e9:.1f} GB/s")
+        print(f"{'benchmark':16s} {'mlstm tokens/s':>15s} {'PyTorch tokens/s':>17s} "
+              f"{'PyTorch form':>14s} {'mlstm / PyTorch':>16s}  target")
+        for name, (reference_rate, form) in reference_results.items():
+            rate = mlstm_results[name][0]
+            ratio = rate / reference_rate
+            if name.startswith("prefill"):
+                verdict = f">= 1.5x: {'met' if ratio >= 1.5 else 'NOT met'}"
+            else:
+                fraction = rate * bytes_per_step / bandwidth
+                verdict = (f"{100 * fraction:.0f}% of bandwidth, >= 90%: "
+                           f"{'met' if fraction >= 0.9 else 'NOT met'}")
+            print(f"{name:16s} {rate:15.1f} {reference_rate:17.1f} {form:>14s} {ratio:16.2f}  "
+                  f"{verdict}")
+        for form, rates in by_form.items():
+            print(f"PyTorch {form}: " +
+                  ", ".join(f"{name} {rate:.1f}" for name, rate in rates.items()) + " tokens/s")
 
 
 if __name__ == "__main__":

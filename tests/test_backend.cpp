@@ -62,6 +62,49 @@ TEST_CASE("kernel_forward continues a state: chunkwise for a prompt, a step for 
   MLSTM_CHECK_CLOSE(state.m, step_expected.state.m, 0.0);
 }
 
+TEMPLATE_TEST_CASE(
+    "kernel_forward prefills a short prompt from the zero state by the parallel "
+    "form, agreeing with the chunkwise form",
+    "[backend]", float, double) {
+  using T = TestType;
+  const Index B = 2, NH = 2, S = 40, DQK = 16, DV = 8;
+  const SequenceCase<T> c(B, NH, S, DQK, DV, 31);
+  mlstm::KernelOptions chunkwise;
+  chunkwise.chunk_size = 16;
+  chunkwise.parallel_prefill_max = 0;
+  mlstm::KernelOptions parallel = chunkwise;
+  parallel.parallel_prefill_max = S;
+  const auto zero = mlstm::RecurrentState<T>::zeros(B, NH, DQK, DV);
+  auto by_chunks = zero, by_parallel = zero;
+  const auto h_chunks =
+      mlstm::kernel_forward(c.q, c.k, c.v, c.igate, c.fgate, by_chunks, chunkwise);
+  const auto h_parallel =
+      mlstm::kernel_forward(c.q, c.k, c.v, c.igate, c.fgate, by_parallel, parallel);
+  // The path taken is the parallel form's.
+  MLSTM_CHECK_CLOSE(h_parallel, mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate), 0.0);
+  // The forms' stabilizers differ where the zero state's term leads (chunkwise.hpp), which moves
+  // h by up to eps relative to its magnitude.
+  MLSTM_CHECK_CLOSE(h_parallel, h_chunks,
+                    mlstm::test::forms_budget(h_chunks) +
+                        chunkwise.eps * std::max(1.0, mlstm::test::magnitude(h_chunks)));
+  MLSTM_CHECK_CLOSE(by_parallel.m, by_chunks.m, mlstm::test::forms_budget(by_chunks.m));
+  MLSTM_CHECK_CLOSE(by_parallel.c, by_chunks.c, mlstm::test::forms_budget(by_chunks.c));
+  MLSTM_CHECK_CLOSE(by_parallel.n, by_chunks.n, mlstm::test::forms_budget(by_chunks.n));
+
+  // Longer than the limit, or from a state that is not zero: the chunkwise form, bit for bit.
+  parallel.parallel_prefill_max = S - 1;
+  auto longer = zero;
+  MLSTM_CHECK_CLOSE(mlstm::kernel_forward(c.q, c.k, c.v, c.igate, c.fgate, longer, parallel),
+                    h_chunks, 0.0);
+  parallel.parallel_prefill_max = S;
+  auto started = zero, started_chunks = zero;
+  started.n(1, 0, 3, 0) = started_chunks.n(1, 0, 3, 0) = T(0.5);
+  MLSTM_CHECK_CLOSE(
+      mlstm::kernel_forward(c.q, c.k, c.v, c.igate, c.fgate, started, parallel),
+      mlstm::kernel_forward(c.q, c.k, c.v, c.igate, c.fgate, started_chunks, chunkwise), 0.0);
+  MLSTM_CHECK_CLOSE(started.c, started_chunks.c, 0.0);
+}
+
 TEST_CASE("kernel_forward rejects invalid options by name, leaving the state",
           "[backend][errors]") {
   const SequenceCase<double> c(1, 1, 5, 4, 4, 3);
@@ -81,6 +124,9 @@ TEST_CASE("kernel_forward rejects invalid options by name, leaving the state",
   options = {};
   options.eps = 0;
   mlstm::test::expect_error<mlstm::ValueError>(run(options), "options.eps");
+  options = {};
+  options.parallel_prefill_max = -1;
+  mlstm::test::expect_error<mlstm::ValueError>(run(options), "options.parallel_prefill_max");
   MLSTM_CHECK_CLOSE(state.c, before.c, 0.0);
   MLSTM_CHECK_CLOSE(state.m, before.m, 0.0);
   CHECK_NOTHROW(run({})());

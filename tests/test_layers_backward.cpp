@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <mlstm/layers/activations.hpp>
@@ -70,24 +71,79 @@ TEST_CASE("linear backward matches finite differences", "[layers_backward]") {
 }
 
 TEST_CASE("head-wise linear backward matches finite differences", "[layers_backward]") {
-  const Index rows = 5, heads = 3, din = 2, dout = 4;
-  auto x = random_tensor<2>({rows, heads * din}, 5);
-  auto weight = random_tensor<3>({heads, dout, din}, 6);
-  auto bias = random_tensor<1>({heads * dout}, 7);
-  const auto dy = random_tensor<2>({rows, heads * dout}, 8);
-  Tensor<double, 2> dx(rows, heads * din);
-  Tensor<double, 3> dweight(heads, dout, din);
-  Tensor<double, 1> dbias(heads * dout);
-  dweight.setZero();
-  dbias.setZero();
-  mlstm::detail::linear_headwise_rows_backward(x.data(), rows, heads, din, weight.data(), dout,
-                                               dy.data(), dx.data(), dweight.data(), dbias.data());
-  const auto loss = [&] {
-    return mlstm::test::dot(mlstm::linear_headwise_forward(x, weight, bias), dy);
-  };
-  check_gradient("dx", dx, x, loss);
-  check_gradient("dweight", dweight, weight, loss);
-  check_gradient("dbias", dbias, bias, loss);
+  // 2 -> 4 takes the matrix products; 4 -> 4 the fixed-size loops of small square blocks. 70 rows
+  // make more than one tile of rows, on two threads.
+  const Index rows = 70, heads = 3;
+  for (const auto& [din, dout] : {std::pair<Index, Index>{2, 4}, {4, 4}}) {
+    INFO("din " << din << ", dout " << dout);
+    auto x = random_tensor<2>({rows, heads * din}, 5);
+    auto weight = random_tensor<3>({heads, dout, din}, 6);
+    auto bias = random_tensor<1>({heads * dout}, 7);
+    const auto dy = random_tensor<2>({rows, heads * dout}, 8);
+    Tensor<double, 2> dx(rows, heads * din);
+    Tensor<double, 3> dweight(heads, dout, din);
+    Tensor<double, 1> dbias(heads * dout);
+    dweight.setZero();
+    dbias.setZero();
+    mlstm::detail::linear_headwise_rows_backward(x.data(), rows, heads, din, weight.data(), dout,
+                                                 dy.data(), dx.data(), dweight.data(), dbias.data(),
+                                                 2);
+    const auto loss = [&] {
+      return mlstm::test::dot(mlstm::linear_headwise_forward(x, weight, bias), dy);
+    };
+    check_gradient("dx", dx, x, loss);
+    check_gradient("dweight", dweight, weight, loss);
+    check_gradient("dbias", dbias, bias, loss);
+  }
+}
+
+TEST_CASE("linear backward is the plain products across tiles, on any thread count",
+          "[layers_backward]") {
+  // More rows, inputs and outputs than one tile of each (256, 256, 64), in one block (dense) and
+  // in two (head-wise).
+  const Index rows = 300, in = 260, out = 70;
+  for (const Index blocks : {Index{1}, Index{2}}) {
+    INFO(blocks << " blocks");
+    const auto x = random_tensor<2>({rows, blocks * in}, 11);
+    const auto weight = random_tensor<3>({blocks, out, in}, 12);
+    const auto dy = random_tensor<2>({rows, blocks * out}, 13);
+    using Matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    const Eigen::Map<const Matrix> x_matrix(x.data(), rows, blocks * in),
+        dy_matrix(dy.data(), rows, blocks * out);
+    const auto run = [&](int threads) {
+      std::pair<Tensor<double, 2>, Tensor<double, 3>> g{Tensor<double, 2>(rows, blocks * in),
+                                                        Tensor<double, 3>(blocks, out, in)};
+      g.second.setConstant(0.5);  // accumulated into
+      mlstm::detail::linear_headwise_rows_backward(x.data(), rows, blocks, in, weight.data(), out,
+                                                   dy.data(), g.first.data(), g.second.data(),
+                                                   static_cast<double*>(nullptr), threads);
+      return g;
+    };
+    const auto one = run(1), three = run(3);
+    Tensor<double, 2> dx(rows, blocks * in);
+    Tensor<double, 3> dweight(blocks, out, in);
+    for (Index b = 0; b < blocks; ++b) {
+      const Eigen::Map<const Matrix> w(weight.data() + b * out * in, out, in);
+      const Matrix block_dx = dy_matrix.middleCols(b * out, out) * w;
+      const Matrix block_dweight =
+          dy_matrix.middleCols(b * out, out).transpose() * x_matrix.middleCols(b * in, in);
+      for (Index r = 0; r < rows; ++r)
+        for (Index j = 0; j < in; ++j) dx(r, b * in + j) = block_dx(r, j);
+      for (Index o = 0; o < out; ++o)
+        for (Index j = 0; j < in; ++j) dweight(b, o, j) = block_dweight(o, j) + 0.5;
+    }
+    // Two summation orders of the same products in double.
+    const auto budget = [](const auto& reference) {
+      return mlstm::test::forms_relative<double> * std::max(1.0, mlstm::test::magnitude(reference));
+    };
+    MLSTM_CHECK_CLOSE(one.first, dx, budget(dx));
+    MLSTM_CHECK_CLOSE(one.second, dweight, budget(dweight));
+    const auto same = [](const auto& a, const auto& b) {  // bit for bit
+      return std::equal(a.data(), a.data() + a.size(), b.data());
+    };
+    CHECK(same(one.first, three.first));
+    CHECK(same(one.second, three.second));
+  }
 }
 
 TEST_CASE("layer norm backward matches finite differences", "[layers_backward]") {

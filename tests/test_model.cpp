@@ -153,6 +153,7 @@ TEST_CASE("model step by step and prefill reproduce the reference's step in doub
       CAPTURE(chunk_size);
       mlstm::KernelOptions options;
       options.chunk_size = chunk_size;
+      options.parallel_prefill_max = 0;  // every prompt chunkwise (the parallel one: "forms")
       const auto model = golden.model<double>(options);
       // All steps; the prompt prefilled (chunkwise) then steps past the context length; the
       // whole sequence prefilled in one call.
@@ -217,13 +218,37 @@ TEST_CASE("model: the parallel form and the step-by-step form differ by the eps 
     MLSTM_CHECK_GOLDEN(golden, "forward (parallel) vs reference step, double", parallel,
                        golden.logits_step, 2.0 * gap + golden.double_budget());
 
-    // With eps far below every normalizer the forms agree to rounding.
+    // A short prompt's prefill from the zero state runs the parallel form too (and builds the
+    // state as one chunk); then steps.
+    const Index prompt_length = golden.context;
+    const auto parallel_prefill = prefill_then_steps(model, golden, prompt_length).first;
+    MLSTM_CHECK_GOLDEN(golden, "prefill (parallel) + steps vs reference step, double",
+                       parallel_prefill, golden.logits_step, 2.0 * gap + golden.double_budget());
+
+    // With eps far below every normalizer the forms agree to rounding: forward against the
+    // chunkwise prefill, and the parallel prefill + steps (logits and final state) against the
+    // chunkwise prefill + steps.
     mlstm::KernelOptions tiny_eps;
     tiny_eps.eps = 1e-30;
+    tiny_eps.parallel_prefill_max = 0;
     const auto exact = golden.model<double>(tiny_eps);
     auto state = exact.initial_state(golden.batch);
     const auto stepped = exact.prefill(golden.tokens, state);
     MLSTM_CHECK_CLOSE(exact.forward(golden.tokens), stepped, golden.double_budget());
+    const auto [chunkwise_logits, chunkwise_state] =
+        prefill_then_steps(exact, golden, prompt_length);
+    tiny_eps.parallel_prefill_max = prompt_length;
+    const auto [parallel_logits, parallel_state] =
+        prefill_then_steps(golden.model<double>(tiny_eps), golden, prompt_length);
+    MLSTM_CHECK_CLOSE(parallel_logits, chunkwise_logits, golden.double_budget());
+    for (std::size_t b = 0; b < chunkwise_state.blocks.size(); ++b) {
+      CAPTURE(b);
+      const auto& expected = chunkwise_state.blocks[b].mlstm_state;
+      const auto& actual = parallel_state.blocks[b].mlstm_state;
+      for (const auto& [mine, theirs] :
+           {std::pair{&actual.c, &expected.c}, {&actual.n, &expected.n}, {&actual.m, &expected.m}})
+        MLSTM_CHECK_CLOSE(*mine, *theirs, mlstm::test::forms_budget(*theirs));
+    }
   }
 }
 

@@ -24,12 +24,9 @@
 #include <memory>
 #include <type_traits>
 
+#include "mlstm/detail/matrix_product.hpp"
 #include "mlstm/detail/thread_pool.hpp"
 #include "mlstm/tensor.hpp"
-
-#ifdef MLSTM_USE_ONEDNN
-#include <dnnl.h>
-#endif
 
 namespace mlstm::detail {
 
@@ -152,25 +149,22 @@ void small_square_blocks(const T* x, const W* weight, const T* bias, T* y, Index
   }
 }
 
-// y (rows, cols) = x (rows, depth) w^T for row-major float operands with the given row strides
-// (w (cols, depth) contiguous), on the calling thread. With the CMake option MLSTM_GEMM=oneDNN
-// this is oneDNN's sgemm, which measured 1.3 to 1.5x Eigen's product at the linear layers'
-// shapes (bench/README.md); otherwise Eigen's. A single row (a step) stays with Eigen's
-// matrix-vector product, which reads the weights at the memory's speed.
+// y (rows, cols) = x (rows, depth) w^T for row-major operands with the given row strides
+// (w (cols, depth) contiguous), on the calling thread (matrix_product.hpp: oneDNN's sgemm with
+// MLSTM_GEMM=oneDNN, else Eigen's).
 template <typename T>
 void multiply_transposed(const T* x, Index x_stride, const T* w, T* y, Index y_stride, Index rows,
                          Index depth, Index cols) {
-#ifdef MLSTM_USE_ONEDNN
-  if constexpr (std::is_same_v<T, float>) {
-    if (rows > 1 && dnnl_sgemm('N', 'T', rows, cols, depth, 1.0f, x, x_stride, w, depth, 0.0f, y,
-                               y_stride) == dnnl_success)
-      return;
-  }
-#endif
-  using Strided = Eigen::OuterStride<>;
-  Eigen::Map<RowMatrix<T>, 0, Strided>(y, rows, cols, Strided(y_stride)).noalias() =
-      Eigen::Map<const RowMatrix<T>, 0, Strided>(x, rows, depth, Strided(x_stride)) *
-      Eigen::Map<const RowMatrix<T>>(w, cols, depth).transpose();
+  matrix_product<T>(rows, cols, depth, {x, x_stride}, {w, depth, true}, y, y_stride);
+}
+
+// The tile length that cuts `extent` into as few tiles of at most `max_tile` as possible, of
+// about equal length (a multiple of `multiple`, but no more than the extent): 768 outputs are
+// two tiles of 384 rather than 512 and 256, so that two threads get equal work.
+inline Index balanced_tile(Index extent, Index max_tile, Index multiple) {
+  const Index tiles = (extent + max_tile - 1) / max_tile;
+  const Index length = (extent + tiles - 1) / tiles;
+  return std::min(extent, (length + multiple - 1) / multiple * multiple);
 }
 
 struct LinearShape {
@@ -216,7 +210,8 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
           std::clamp<Index>(widened_tile_floats / std::max<Index>(in, 1) / 16 * 16, 16, 512);
     }
   }
-  column_tile = std::min(column_tile, out);
+  row_tile = balanced_tile(rows, row_tile, 1);
+  column_tile = balanced_tile(out, column_tile, 16);
   const Index row_tiles = (rows + row_tile - 1) / row_tile;
   const Index column_tiles = (out + column_tile - 1) / column_tile;
   const Index tiles_per_block = row_tiles * column_tiles;

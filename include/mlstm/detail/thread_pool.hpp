@@ -191,4 +191,17 @@ void parallel_for(Index count, int threads, const Task& task) {
   if (error) std::rethrow_exception(error);
 }
 
+// Calls task(begin, end) for consecutive ranges of `rows` rows, `block` rows each (the last may be
+// shorter), on up to `threads` threads, as many as the work is worth. For row-wise work (norms,
+// activations) whose result does not depend on how rows are grouped. `cost_per_row` is in
+// threads_for_work's unit, a matrix product's floating-point operation: elementwise code does
+// several times fewer per second, so count each element's operations a few times over.
+template <typename Task>
+void parallel_rows(Index rows, Index block, int threads, double cost_per_row, const Task& task) {
+  const Index blocks = (rows + block - 1) / block;
+  const double flops = cost_per_row * static_cast<double>(rows);
+  parallel_for(blocks, threads_for_work(threads, blocks, flops),
+               [&](Index item) { task(item * block, std::min(rows, (item + 1) * block)); });
+}
+
 }  // namespace mlstm::detail

@@ -11,12 +11,21 @@
 //
 // From the zero state, options.forward_kernel runs (the reference's layer uses the parallel
 // form). Continuing a state is the reference backend's inference mode: a single step runs the
-// recurrent step in place on the state, a longer sequence the chunkwise form from it.
+// recurrent step in place on the state, a longer sequence the chunkwise form from it. A short
+// sequence (up to options.parallel_prefill_max steps) from a state that is all zeros (a prompt's
+// prefill) runs the parallel form instead, and the state after it is built as one chunk's
+// contribution: the chunkwise form would spend most of its work at that length on the
+// state's term q C, which is zero there. The forms agree as the chunkwise form's comment says.
 //
 // The reference backend builds a causal (context_length, context_length) mask once and fails on
 // longer sequences. The kernels here apply the causal mask implicitly, so nothing is prepared
 // and sequences of any length work.
 #pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <string>
+#include <type_traits>
 
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/errors.hpp"
@@ -40,6 +49,10 @@ struct KernelOptions {
   Index chunk_size = 64;  // of the chunkwise form (forward_kernel, and continuing a state)
   double eps = 1e-6;      // added to the normalizer; finite and > 0
   int num_threads = 0;    // 0: the library default (mlstm::set_num_threads)
+  // From an all-zero state, sequences of up to this many steps run the parallel form (see the
+  // file comment); 0: always the chunkwise form. >= 0. The default is where the two cost about
+  // the same for the 120M model's heads (bench_model_layers' kernel stage).
+  Index parallel_prefill_max = 256;
 };
 
 namespace detail {
@@ -49,10 +62,66 @@ inline void check_kernel_options(const KernelOptions& options) {
   expect_valid_eps(options.eps, "options.eps");
   expect_valid_chunk_size(options.chunk_size, "options.chunk_size");
   resolve_num_threads(options.num_threads, "options.num_threads");
+  if (options.parallel_prefill_max < 0) {
+    throw ValueError("options.parallel_prefill_max",
+                     "expected >= 0, got " + std::to_string(options.parallel_prefill_max));
+  }
 }
 
 inline ChunkwiseOptions chunkwise_options(const KernelOptions& options) {
   return {options.chunk_size, options.eps, options.num_threads};
+}
+
+// Whether every value of x (size values) is zero; a block at a time, each block's test written
+// without an early exit so that it runs in vector registers.
+template <typename T>
+bool all_zero(const T* x, Index size) {
+  constexpr Index block = 1024;
+  for (Index start = 0; start < size; start += block) {
+    const Index end = std::min(size, start + block);
+    bool nonzero = false;
+    for (Index i = start; i < end; ++i) nonzero |= x[i] != T(0);
+    if (nonzero) return false;
+  }
+  return true;
+}
+
+template <typename T>
+bool is_zero_state(const RecurrentState<T>& state) {
+  return all_zero(state.m.data(), state.m.size()) && all_zero(state.n.data(), state.n.size()) &&
+         all_zero(state.c.data(), state.c.size());
+}
+
+// h by the parallel form and the state after the sequence from the zero state (replacing
+// `state`, whose shape is checked) as one chunk: per batch-head, the chunk's contribution
+// (kv, ksum) and advance_chunk_state from c = 0, n = 0, m = 0, the chunkwise form's own steps.
+template <typename T>
+Tensor<T, 4> parallel_prefill(const SequenceInputs<T>& in, RecurrentState<T>& state,
+                              const KernelOptions& options) {
+  const SequenceShape& s = in.shape;
+  ParallelOptions parallel;
+  parallel.eps = options.eps;
+  parallel.num_threads = options.num_threads;
+  Tensor<T, 4> h =
+      parallel_stabilized(in.q, in.k, in.v, in.igate_preact, in.fgate_preact, parallel);
+  const Index heads = s.batch * s.heads, c_size = s.qk_dim * s.v_dim;
+  const double flops = 2.0 * static_cast<double>(heads * s.seq_len * c_size);
+  const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
+  parallel_for(heads, threads_for_work(threads, heads, flops), [&](Index head) {
+    const Index row = head * s.seq_len;
+    ChunkGates gates;
+    gates.compute(in.igate_preact.data() + row, in.fgate_preact.data() + row, s.seq_len);
+    Eigen::Matrix<T, Eigen::Dynamic, 1> kv(c_size), ksum(s.qk_dim);
+    RowMatrix<T> weighted_keys;
+    chunk_state_contribution(in.k.data() + row * s.qk_dim, in.v.data() + row * s.v_dim, gates,
+                             s.qk_dim, s.v_dim, kv.data(), ksum.data(), weighted_keys);
+    T* c = state.c.data() + head * c_size;
+    T* n = state.n.data() + head * s.qk_dim;
+    double m = 0.0;
+    advance_chunk_state(c, n, 0.0, kv.data(), ksum.data(), gates, s.qk_dim, s.v_dim, c, n, m);
+    state.m.data()[head] = static_cast<T>(m);
+  });
+  return h;
 }
 
 }  // namespace detail
@@ -84,7 +153,8 @@ Tensor<ScalarOf<Q>, 4> kernel_forward(const Q& q, const K& k, const V& v, const 
 
 // The same continuing from `state` (c (B, NH, DQK, DV), n (B, NH, DQK, 1), m (B, NH, 1, 1)),
 // which is replaced by the state after the sequence: for S = 1 one recurrent step in place, for
-// S > 1 the chunkwise form (options.chunk_size). On error the state is left as it was.
+// S > 1 the chunkwise form (options.chunk_size), or the parallel form from an all-zero state
+// when S <= options.parallel_prefill_max. On error the state is left as it was.
 template <typename Q, typename K, typename V, typename I, typename F>
 Tensor<ScalarOf<Q>, 4> kernel_forward(const Q& q, const K& k, const V& v, const I& igate_preact,
                                       const F& fgate_preact, RecurrentState<ScalarOf<Q>>& state,
@@ -97,6 +167,13 @@ Tensor<ScalarOf<Q>, 4> kernel_forward(const Q& q, const K& k, const V& v, const 
     recurrent_step_stabilized_inplace(state, q, k, v, igate_preact, fgate_preact, h,
                                       RecurrentOptions{options.eps, options.num_threads});
     return h;
+  }
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    if (v_view.dimension(2) <= options.parallel_prefill_max) {
+      const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
+      detail::check_state_argument(state, in.shape, detail::initial_state_names);
+      if (detail::is_zero_state(state)) return detail::parallel_prefill(in, state, options);
+    }
   }
   auto out = chunkwise_stabilized(q, k, v, igate_preact, fgate_preact,
                                   detail::chunkwise_options(options), state);

@@ -61,6 +61,7 @@
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/gate_decay.hpp"
 #include "mlstm/detail/math.hpp"
+#include "mlstm/detail/matrix_product.hpp"
 #include "mlstm/kernels/recurrent.hpp"
 #include "mlstm/kernels/state.hpp"
 #include "mlstm/tensor.hpp"
@@ -115,19 +116,20 @@ using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMaj
 //   kv   (DQK, DV) = sum_s exp(a_s - max a) (k_s / sqrt(DQK)) v_s^T
 //   ksum (DQK)     = sum_s exp(a_s - max a)  k_s / sqrt(DQK)
 // where a_s - max a = col[s] - col_max.
-// k (L, DQK), v (L, DV) row-major. Needs no state, so chunks can be done in any order.
+// k (L, DQK), v (L, DV) row-major; weighted_keys is scratch. Needs no state, so chunks can be
+// done in any order.
 template <typename T>
 void chunk_state_contribution(const T* k, const T* v, const ChunkGates& gates, Index qk_dim,
-                              Index v_dim, T* kv, T* ksum) {
+                              Index v_dim, T* kv, T* ksum, RowMatrix<T>& weighted_keys) {
   const Index length = gates.length();
   const double scale = 1.0 / std::sqrt(static_cast<double>(qk_dim));
-  Eigen::Map<const RowMatrix<T>> keys(k, length, qk_dim), values(v, length, v_dim);
-  RowMatrix<T> weighted_keys(length, qk_dim);
+  Eigen::Map<const RowMatrix<T>> keys(k, length, qk_dim);
+  weighted_keys.resize(length, qk_dim);
   for (Index s = 0; s < length; ++s)
     weighted_keys.row(s) =
         keys.row(s) * static_cast<T>(std::exp((gates.col[s] - gates.col_max).value()) * scale);
-  Eigen::Map<RowMatrix<T>> kv_map(kv, qk_dim, v_dim);
-  kv_map.noalias() = weighted_keys.transpose() * values;
+  matrix_product<T>(qk_dim, v_dim, length, {weighted_keys.data(), qk_dim, true}, {v, v_dim}, kv,
+                    v_dim);
   Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(ksum, qk_dim) = weighted_keys.colwise().sum();
 }
 
@@ -187,9 +189,11 @@ struct ChunkRows {
 //   weighted_queries (L, DQK) exp(cum[t] + m - m_t) q_t
 //   acc (L, DV)              weights V + weighted_queries C
 //   denominator (L)          row sums of weights + weighted_queries n
+// Reused from chunk to chunk (its buffers keep their size), with scratch for
+// chunk_state_contribution.
 template <typename T>
 struct ChunkForward {
-  RowMatrix<T> decay, weights, weighted_queries, acc;
+  RowMatrix<T> decay, weights, weighted_queries, acc, weighted_keys;
   Eigen::Matrix<T, Eigen::Dynamic, 1> denominator;
 };
 
@@ -202,8 +206,7 @@ void chunk_forward(const T* q, const T* k, const T* v, const ChunkGates& gates,
   using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
   const Index length = gates.length();
   const T scale = T(1) / std::sqrt(static_cast<T>(qk_dim));
-  Eigen::Map<const RowMatrix<T>> queries(q, length, qk_dim), keys(k, length, qk_dim),
-      values(v, length, v_dim), memory(c, qk_dim, v_dim);
+  Eigen::Map<const RowMatrix<T>> queries(q, length, qk_dim);
   Eigen::Map<const Vector> normalizer_state(n, qk_dim);
 
   const DecayParts parts{rows.row.hi.data(), rows.row.lo.data(), gates.col.hi.data(),
@@ -214,26 +217,40 @@ void chunk_forward(const T* q, const T* k, const T* v, const ChunkGates& gates,
     decay_exponents(parts, t, t + 1, decay_row);
     Row(decay_row, t + 1) = Row(decay_row, t + 1).exp() * scale;
   }
-  out.weights.noalias() = queries * keys.transpose();
+  // From L = 128 on, only the causal half is multiplied: rows [0, half) see columns [0, half)
+  // alone, so the block of those rows and columns [half, L) (a quarter of L x L) is skipped and
+  // set to 0. (With halves of fewer than 64 rows the products ran slower than the quarter saved.)
+  const Index half = length >= 128 ? length / 2 : 0;
+  out.weights.resize(length, length);
+  T* weights = out.weights.data();
+  matrix_product<T>(half, half, qk_dim, {q, qk_dim}, {k, qk_dim, true}, weights, length);
+  matrix_product<T>(length - half, length, qk_dim, {q + half * qk_dim, qk_dim}, {k, qk_dim, true},
+                    weights + half * length, length);
+  out.weights.topRightCorner(half, length - half).setZero();
   out.weights.array() *= out.decay.array();
   const Vector state_weight =
       Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, 1>>(rows.state_weight.data(), length)
           .template cast<T>();
   out.weighted_queries.noalias() = state_weight.asDiagonal() * queries;
-  out.acc.noalias() = out.weights * values;
-  out.acc.noalias() += out.weighted_queries * memory;
+  out.acc.resize(length, v_dim);
+  T* acc = out.acc.data();
+  matrix_product<T>(half, v_dim, half, {weights, length}, {v, v_dim}, acc, v_dim);
+  matrix_product<T>(length - half, v_dim, length, {weights + half * length, length}, {v, v_dim},
+                    acc + half * v_dim, v_dim);
+  matrix_product<T>(length, v_dim, qk_dim, {out.weighted_queries.data(), qk_dim}, {c, v_dim},
+                    out.acc.data(), v_dim, Accumulate::yes);
   out.denominator = out.weights.rowwise().sum();
   out.denominator.noalias() += out.weighted_queries * normalizer_state;
 }
 
 // h of one chunk from the state (c, n, m) at its start (see the file comment): q, k (L, DQK),
-// v (L, DV), h (L, DV) row-major.
+// v (L, DV), h (L, DV) row-major; f is scratch.
 template <typename T>
 void chunk_outputs(const T* q, const T* k, const T* v, const ChunkGates& gates, const T* c,
-                   const T* n, double m, Index qk_dim, Index v_dim, T eps, T* h) {
+                   const T* n, double m, Index qk_dim, Index v_dim, T eps, T* h,
+                   ChunkForward<T>& f) {
   const Index length = gates.length();
   const ChunkRows rows(gates, m);
-  ChunkForward<T> f;
   chunk_forward(q, k, v, gates, rows, c, n, qk_dim, v_dim, f);
   Eigen::Map<RowMatrix<T>> hidden(h, length, v_dim);
   for (Index t = 0; t < length; ++t) {
@@ -362,9 +379,10 @@ void chunkwise_forward(const SequenceInputs<T>& in, Index chunk_size, Index segm
       ChunkGates& g = gates[static_cast<size_t>(in_segment(head, j))];
       g.compute(in.igate_preact.data() + row, in.fgate_preact.data() + row,
                 std::min(chunk_size, s.seq_len - j * chunk_size));
+      RowMatrix<T> weighted_keys;
       chunk_state_contribution(in.k.data() + row * s.qk_dim, in.v.data() + row * s.v_dim, g,
                                s.qk_dim, s.v_dim, kv.data() + in_segment(head, j) * c_stride,
-                               ksum.data() + in_segment(head, j) * n_stride);
+                               ksum.data() + in_segment(head, j) * n_stride, weighted_keys);
     });
 
     const double scan_flops = 3.0 * static_cast<double>(items * c_size);
@@ -381,10 +399,11 @@ void chunkwise_forward(const SequenceInputs<T>& in, Index chunk_size, Index segm
 
     parallel_for(items, threads, [&](Index item) {
       const Index head = head_of(item), j = chunk_of(item), row = first_row(item);
+      ChunkForward<T> work;
       chunk_outputs(in.q.data() + row * s.qk_dim, in.k.data() + row * s.qk_dim,
                     in.v.data() + row * s.v_dim, gates[static_cast<size_t>(in_segment(head, j))],
                     state_c_at(head, j), state_n_at(head, j), state_m_at(head, j), s.qk_dim,
-                    s.v_dim, eps, h + row * s.v_dim);
+                    s.v_dim, eps, h + row * s.v_dim, work);
     });
   }
 
@@ -418,6 +437,7 @@ void chunkwise_forward_by_head(const SequenceInputs<T>& in, Index chunk_size, T 
     m[0] = load_initial_state(initial_c, initial_n, initial_m, head, s.qk_dim, s.v_dim, c.data(),
                               n.data());
     ChunkGates gates;
+    ChunkForward<T> work;
     for (Index j = 0; j < chunks; ++j) {
       const Index now = j % 2, next = 1 - now;
       const Index row = head * s.seq_len + j * chunk_size;
@@ -425,9 +445,10 @@ void chunkwise_forward_by_head(const SequenceInputs<T>& in, Index chunk_size, T 
                     std::min(chunk_size, s.seq_len - j * chunk_size));
       chunk_outputs(in.q.data() + row * s.qk_dim, in.k.data() + row * s.qk_dim,
                     in.v.data() + row * s.v_dim, gates, c.data() + now * c_stride,
-                    n.data() + now * n_stride, m[now], s.qk_dim, s.v_dim, eps, h + row * s.v_dim);
+                    n.data() + now * n_stride, m[now], s.qk_dim, s.v_dim, eps, h + row * s.v_dim,
+                    work);
       chunk_state_contribution(in.k.data() + row * s.qk_dim, in.v.data() + row * s.v_dim, gates,
-                               s.qk_dim, s.v_dim, kv.data(), ksum.data());
+                               s.qk_dim, s.v_dim, kv.data(), ksum.data(), work.weighted_keys);
       advance_chunk_state(c.data() + now * c_stride, n.data() + now * n_stride, m[now], kv.data(),
                           ksum.data(), gates, s.qk_dim, s.v_dim, c.data() + next * c_stride,
                           n.data() + next * n_stride, m[next]);

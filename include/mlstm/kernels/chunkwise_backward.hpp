@@ -67,6 +67,7 @@
 
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/math.hpp"
+#include "mlstm/detail/matrix_product.hpp"
 #include "mlstm/detail/subgradients.hpp"
 #include "mlstm/kernels/chunkwise.hpp"
 #include "mlstm/kernels/gradients.hpp"
@@ -145,19 +146,20 @@ void chunk_backward(const T* q, const T* k, const T* v, const T* fgate, const T*
   // Within the chunk: dW = dacc V^T + dden, dlogW = dW W (summed in double: its row sums, to
   // M_t, and column sums, to col, reach df as a difference), d(q.k) = dW decay.
   Matrix d_weights(L, L);
-  d_weights.noalias() = d_acc * values.transpose();
+  matrix_product<T>(L, L, v_dim, {d_acc.data(), v_dim}, {v, v_dim, true}, d_weights.data(), L);
   d_weights.colwise() += d_den;
-  d_values.noalias() = f.weights.transpose() * d_acc;
+  matrix_product<T>(L, v_dim, L, {f.weights.data(), L, true}, {d_acc.data(), v_dim}, dv, v_dim);
   const RowMatrix<double> grad_log = d_weights.cwiseProduct(f.weights).template cast<double>();
   Eigen::Map<Eigen::Matrix<double, 1, Eigen::Dynamic>>(d_g.data(), L) = grad_log.colwise().sum();
   Eigen::Map<Doubles>(d_big_m.data(), L) -= grad_log.rowwise().sum();
   d_weights.array() *= f.decay.array();
-  d_queries.noalias() = d_weights * keys;
-  d_keys.noalias() = d_weights.transpose() * queries;
+  matrix_product<T>(L, qk_dim, L, {d_weights.data(), L}, {k, qk_dim}, dq, qk_dim);
+  matrix_product<T>(L, qk_dim, L, {d_weights.data(), L, true}, {q, qk_dim}, dk, qk_dim);
 
   // The carried state's part: w_t (C^T q_t) and w_t (q_t . n), w_t = exp(m - M_t).
   Matrix c_dacc(L, qk_dim);  // rows: C dacc_t
-  c_dacc.noalias() = d_acc * memory.transpose();
+  matrix_product<T>(L, qk_dim, v_dim, {d_acc.data(), v_dim}, {c, v_dim, true}, c_dacc.data(),
+                    qk_dim);
   const Vector q_dot_n = queries * norm_state;
   double d_m = 0.0;
   for (Index t = 0; t < L; ++t) {
@@ -168,7 +170,9 @@ void chunk_backward(const T* q, const T* k, const T* v, const T* fgate, const T*
   }
   c_dacc.noalias() += d_den * norm_state.transpose();
   d_queries.noalias() += state_weight.asDiagonal() * c_dacc;
-  const Matrix d_c_here = f.weighted_queries.transpose() * d_acc;
+  Matrix d_c_here(qk_dim, v_dim);
+  matrix_product<T>(qk_dim, v_dim, L, {f.weighted_queries.data(), qk_dim, true},
+                    {d_acc.data(), v_dim}, d_c_here.data(), v_dim);
   const Vector d_n_here = f.weighted_queries.transpose() * d_den;
 
   // The state at the chunk's end: C' = gamma C + sum_s beta_s k~_s v_s^T, n' likewise, with
@@ -181,9 +185,11 @@ void chunk_backward(const T* q, const T* k, const T* v, const T* fgate, const T*
   const Matrix d_c_next = grad.c.template cast<T>();
   const Vector d_n_next = grad.n.template cast<T>();
   Matrix keys_dc(L, v_dim);  // rows: k~_s^T dC'
-  keys_dc.noalias() = (keys * scale) * d_c_next;
+  matrix_product<T>(L, v_dim, qk_dim, {k, qk_dim}, {d_c_next.data(), v_dim}, keys_dc.data(), v_dim);
+  keys_dc *= scale;
   Matrix dc_v(L, qk_dim);  // rows: dC' v_s + dn'
-  dc_v.noalias() = values * d_c_next.transpose();
+  matrix_product<T>(L, qk_dim, v_dim, {v, v_dim}, {d_c_next.data(), v_dim, true}, dc_v.data(),
+                    qk_dim);
   dc_v.rowwise() += d_n_next.transpose();
   double d_log_beta_sum = 0.0;
   for (Index s = 0; s < L; ++s) {
@@ -235,7 +241,7 @@ void chunkwise_backward_head(const ChunkwiseHeadBackward<T>& p, Index seq_len, I
   std::vector<ChunkGates> gates(static_cast<size_t>(chunks));
   Eigen::Matrix<T, Eigen::Dynamic, 1> state_c(chunks * c_stride), state_n(chunks * n_stride);
   std::vector<double> state_m(static_cast<size_t>(chunks));
-  RowMatrix<T> kv(qk_dim, v_dim);
+  RowMatrix<T> kv(qk_dim, v_dim), weighted_keys;
   Eigen::Matrix<T, Eigen::Dynamic, 1> ksum(qk_dim);
 
   state_m[0] = load_initial_state(p.initial_c, p.initial_n, p.initial_m, 0, qk_dim, v_dim,
@@ -246,7 +252,7 @@ void chunkwise_backward_head(const ChunkwiseHeadBackward<T>& p, Index seq_len, I
     g.compute(p.igate + begin, p.fgate + begin, length);
     if (j + 1 == chunks) break;  // the final state is not needed
     chunk_state_contribution(p.k + begin * qk_dim, p.v + begin * v_dim, g, qk_dim, v_dim, kv.data(),
-                             ksum.data());
+                             ksum.data(), weighted_keys);
     advance_chunk_state(state_c.data() + j * c_stride, state_n.data() + j * n_stride,
                         state_m[static_cast<size_t>(j)], kv.data(), ksum.data(), g, qk_dim, v_dim,
                         state_c.data() + (j + 1) * c_stride, state_n.data() + (j + 1) * n_stride,

@@ -5,9 +5,13 @@
 //   silu'(x) = sigmoid(x) (1 + x (1 - sigmoid(x)))      (the backward keeps the input x)
 #pragma once
 
+#include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "mlstm/detail/checks.hpp"
+#include "mlstm/detail/thread_pool.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm {
@@ -19,11 +23,50 @@ inline T silu(T x) {
   return x / (T(1) + std::exp(-x));
 }
 
+// y[i] = silu(x[i]) for n values (y may be x), in vector registers (Eigen's exp), a piece at a
+// time. Below -log(largest T), where silu's exp(-x) overflows to inf and the quotient is -0,
+// the result is that -0 too (Eigen's exp saturates at a finite value instead).
+template <typename T>
+void silu_values(const T* x, Index n, T* y) {
+  using Piece = Eigen::Array<T, Eigen::Dynamic, 1>;
+  constexpr Index piece = 256;
+  const T overflow = -std::log(std::numeric_limits<T>::max());
+  alignas(64) T in[piece];
+  for (Index start = 0; start < n; start += piece) {
+    const Index count = std::min(piece, n - start);
+    std::copy(x + start, x + start + count, in);
+    const Eigen::Map<const Piece> values(in, count);
+    T* out = y + start;
+    Eigen::Map<Piece>(out, count) = values / (T(1) + (-values).exp());
+    for (Index i = 0; i < count; ++i)
+      if (in[i] < overflow) out[i] = in[i] * T(0);
+  }
+}
+
+// x (rows, dim) = silu(x) in place, on up to `threads` threads.
+template <typename T>
+void silu_rows(T* x, Index rows, Index dim, int threads) {
+  parallel_rows(rows, 16, threads, 32.0 * static_cast<double>(dim), [&](Index begin, Index end) {
+    silu_values(x + begin * dim, (end - begin) * dim, x + begin * dim);
+  });
+}
+
 // d silu / dx at x; for x -> -inf, sigmoid -> 0 and the product -> 0.
 template <typename T>
 inline T silu_derivative(T x) {
   const T sigmoid = T(1) / (T(1) + std::exp(-x));
   return sigmoid * (T(1) + x * (T(1) - sigmoid));
+}
+
+// sigmoid(x) of an array of values, evaluated in vector registers (Eigen's exp): what the
+// backward passes need of a block of values, silu(x) = x sigmoid(x) and silu'(x) above. Where
+// exp(-x) saturates (x below about -88 in float) the sigmoid is a tiny positive number rather
+// than 0, which no gradient sees.
+template <typename Derived>
+Eigen::Array<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>
+sigmoid_values(const Eigen::ArrayBase<Derived>& x) {
+  using T = typename Derived::Scalar;
+  return (T(1) + (-x).exp()).inverse();
 }
 
 }  // namespace detail
@@ -33,7 +76,7 @@ template <typename X>
 Tensor<ScalarOf<X>, rank_of<X>> silu_forward(const X& x) {
   detail::require_argument_type<X>();
   Tensor<ScalarOf<X>, rank_of<X>> y(x.dimensions());
-  for (Index i = 0; i < x.size(); ++i) y.data()[i] = detail::silu(x.data()[i]);
+  detail::silu_values(x.data(), x.size(), y.data());
   return y;
 }
 

@@ -22,43 +22,50 @@
 #include <vector>
 
 #include "mlstm/detail/checks.hpp"
+#include "mlstm/detail/thread_pool.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm {
 namespace detail {
 
 // y (B, S, D) from x (B, S, D), weight (D, KS), bias (D). `state` (B, KS, D), if not null,
-// holds the previous inputs and is advanced past x after y is written.
+// holds the previous inputs and is advanced past x after y is written. Runs on up to `threads`
+// threads; the result does not depend on the count.
 template <typename T>
 void causal_conv1d(const T* x, Index batch, Index seq_len, Index dim, const T* weight, Index kernel,
-                   const T* bias, T* state, T* y) {
-  std::vector<const T*> taps(static_cast<size_t>(kernel));
-  for (Index b = 0; b < batch; ++b) {
-    const T* inputs = x + b * seq_len * dim;
-    const T* history = state != nullptr ? state + b * kernel * dim : nullptr;
-    for (Index t = 0; t < seq_len; ++t) {
-      // taps[j]: the input row at time t - (KS-1) + j, or null for a zero before the start.
+                   const T* bias, T* state, T* y, int threads = 1) {
+  // The taps as (KS, D), so that the sums over features run along contiguous memory.
+  std::vector<T> taps_by_feature(static_cast<size_t>(kernel * dim));
+  for (Index d = 0; d < dim; ++d)
+    for (Index j = 0; j < kernel; ++j) taps_by_feature[j * dim + d] = weight[d * kernel + j];
+  const auto output_rows = [&](Index begin, Index end) {
+    for (Index row = begin; row < end; ++row) {
+      const Index b = row / seq_len, t = row % seq_len;
+      const T* inputs = x + b * seq_len * dim;
+      const T* history = state != nullptr ? state + b * kernel * dim : nullptr;
+      T* out = y + row * dim;
+      std::copy(bias, bias + dim, out);
       for (Index j = 0; j < kernel; ++j) {
+        // The input row at time t - (KS-1) + j, or none (zero) before the start.
         const Index time = t - (kernel - 1) + j;
-        taps[j] = time >= 0 ? inputs + time * dim
-                            : (history != nullptr ? history + (kernel + time) * dim : nullptr);
-      }
-      T* out = y + (b * seq_len + t) * dim;
-      for (Index d = 0; d < dim; ++d) {
-        T sum = bias[d];
-        for (Index j = 0; j < kernel; ++j)
-          if (taps[j] != nullptr) sum += weight[d * kernel + j] * taps[j][d];
-        out[d] = sum;
+        const T* tap = time >= 0 ? inputs + time * dim
+                                 : (history != nullptr ? history + (kernel + time) * dim : nullptr);
+        if (tap == nullptr) continue;
+        const T* w = taps_by_feature.data() + j * dim;
+        for (Index d = 0; d < dim; ++d) out[d] += w[d] * tap[d];
       }
     }
-    if (state != nullptr) {
-      // The new state: the last KS rows of (old state, x).
-      T* rows = state + b * kernel * dim;
-      const Index kept = std::max<Index>(kernel - seq_len, 0);
-      std::copy(rows + (kernel - kept) * dim, rows + kernel * dim, rows);
-      std::copy(inputs + (seq_len - (kernel - kept)) * dim, inputs + seq_len * dim,
-                rows + kept * dim);
-    }
+  };
+  parallel_rows(batch * seq_len, 16, threads, 4.0 * static_cast<double>(kernel * dim), output_rows);
+  if (state == nullptr) return;
+  for (Index b = 0; b < batch; ++b) {
+    // The new state: the last KS rows of (old state, x).
+    const T* inputs = x + b * seq_len * dim;
+    T* rows = state + b * kernel * dim;
+    const Index kept = std::max<Index>(kernel - seq_len, 0);
+    std::copy(rows + (kernel - kept) * dim, rows + kernel * dim, rows);
+    std::copy(inputs + (seq_len - (kernel - kept)) * dim, inputs + seq_len * dim,
+              rows + kept * dim);
   }
 }
 

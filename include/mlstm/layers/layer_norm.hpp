@@ -29,6 +29,7 @@
 #include <string>
 
 #include "mlstm/detail/checks.hpp"
+#include "mlstm/detail/thread_pool.hpp"
 #include "mlstm/layers/linear.hpp"
 #include "mlstm/tensor.hpp"
 
@@ -48,16 +49,29 @@ struct RowMoments {
   double inverse_std;
 };
 
+// sum_j term(j) for j in [0, dim), in double, over eight interleaved partial sums (independent,
+// so that the compiler keeps them in vector registers), added in a fixed order.
+template <typename Term>
+double lane_sum(Index dim, const Term& term) {
+  constexpr int lanes = 8;
+  double partial[lanes] = {};
+  Index j = 0;
+  for (; j + lanes <= dim; j += lanes)
+    for (int lane = 0; lane < lanes; ++lane) partial[lane] += term(j + lane);
+  double sum = 0.0;
+  for (; j < dim; ++j) sum += term(j);
+  for (int lane = 0; lane < lanes; ++lane) sum += partial[lane];
+  return sum;
+}
+
 template <typename T>
 RowMoments row_moments(const T* x, Index dim, double eps) {
-  double sum = 0.0;
-  for (Index j = 0; j < dim; ++j) sum += static_cast<double>(x[j]);
-  const double mean = sum / static_cast<double>(dim);
-  double squares = 0.0;
-  for (Index j = 0; j < dim; ++j) {
+  const double mean =
+      lane_sum(dim, [x](Index j) { return static_cast<double>(x[j]); }) / static_cast<double>(dim);
+  const double squares = lane_sum(dim, [x, mean](Index j) {
     const double centered = static_cast<double>(x[j]) - mean;
-    squares += centered * centered;
-  }
+    return centered * centered;
+  });
   return {mean, 1.0 / std::sqrt(squares / static_cast<double>(dim) + eps)};
 }
 
@@ -70,6 +84,16 @@ void layer_norm_row(const T* x, Index dim, const T* weight, const T* bias, bool 
     const T normalized = static_cast<T>((static_cast<double>(x[j]) - mean) * inverse_std);
     y[j] = normalized * (offset + weight[j]) + (bias != nullptr ? bias[j] : T(0));
   }
+}
+
+// layer_norm_row for `rows` consecutive rows of x and y, on up to `threads` threads.
+template <typename T>
+void layer_norm_rows(const T* x, Index rows, Index dim, const T* weight, const T* bias,
+                     bool residual_weight, double eps, T* y, int threads) {
+  parallel_rows(rows, 32, threads, 32.0 * static_cast<double>(dim), [&](Index begin, Index end) {
+    for (Index row = begin; row < end; ++row)
+      layer_norm_row(x + row * dim, dim, weight, bias, residual_weight, eps, y + row * dim);
+  });
 }
 
 // Backward of layer_norm_row for one row: dx written; dweight and dbias (may be null) accumulated.
@@ -97,21 +121,24 @@ void layer_norm_row_backward(const T* x, Index dim, const T* weight, bool residu
 }
 
 // Rows of h (B, NH, S, DH) normalized per head; the result is written in the layout
-// (B, S, NH * DH) when `sequence_major`, else (B, NH, S, DH) like h.
+// (B, S, NH * DH) when `sequence_major`, else (B, NH, S, DH) like h. Runs on up to `threads`
+// threads.
 template <typename T>
 void multi_head_layer_norm(const T* h, Index batch, Index heads, Index seq_len, Index head_dim,
                            const T* weight, const T* bias, const LayerNormOptions& options,
-                           bool sequence_major, T* y) {
-  for (Index b = 0; b < batch; ++b)
-    for (Index head = 0; head < heads; ++head)
-      for (Index t = 0; t < seq_len; ++t) {
-        const Index source = ((b * heads + head) * seq_len + t) * head_dim;
-        const Index target =
-            sequence_major ? ((b * seq_len + t) * heads + head) * head_dim : source;
-        layer_norm_row(h + source, head_dim, weight + head * head_dim,
-                       bias != nullptr ? bias + head * head_dim : nullptr, options.residual_weight,
-                       options.eps, y + target);
-      }
+                           bool sequence_major, T* y, int threads = 1) {
+  // Rows in h's order: row = (b * heads + head) * seq_len + t.
+  const auto rows = [&](Index begin, Index end) {
+    for (Index row = begin; row < end; ++row) {
+      const Index t = row % seq_len, head = (row / seq_len) % heads, b = row / seq_len / heads;
+      const Index target =
+          sequence_major ? ((b * seq_len + t) * heads + head) * head_dim : row * head_dim;
+      layer_norm_row(h + row * head_dim, head_dim, weight + head * head_dim,
+                     bias != nullptr ? bias + head * head_dim : nullptr, options.residual_weight,
+                     options.eps, y + target);
+    }
+  };
+  parallel_rows(batch * heads * seq_len, 32, threads, 32.0 * static_cast<double>(head_dim), rows);
 }
 
 // Backward of multi_head_layer_norm: dy in the layout the forward wrote (`sequence_major`), dh
@@ -143,10 +170,8 @@ Tensor<ScalarOf<X>, traits_of<X>::rank> layer_norm_checked(const X& x, const W& 
   using T = ScalarOf<X>;
   const Index dim = x.dimension(rank - 1);
   Tensor<T, rank> y(x.dimensions());
-  const Index rows = leading_rows(x);
-  for (Index row = 0; row < rows; ++row)
-    layer_norm_row(x.data() + row * dim, dim, weight.data(), bias, options.residual_weight,
-                   options.eps, y.data() + row * dim);
+  layer_norm_rows(x.data(), leading_rows(x), dim, weight.data(), bias, options.residual_weight,
+                  options.eps, y.data(), get_num_threads());
   return y;
 }
 

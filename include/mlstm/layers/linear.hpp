@@ -17,6 +17,7 @@
 
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/linear_product.hpp"
+#include "mlstm/detail/linear_product_backward.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"
 
@@ -33,17 +34,13 @@ void linear_rows(const T* x, Index rows, Index in, const W* weight, Index out, c
 
 // Backward of linear_rows for dy (rows, out): dx (rows, in) = dy W, written when not null;
 // dweight (out, in) += dy^T x and dbias (out) += sum of dy's rows, accumulated when not null (so
-// that micro-batches and tied parameters add up).
+// that micro-batches and tied parameters add up). Runs on up to `threads` threads; the result
+// does not depend on the count.
 template <typename T>
 void linear_rows_backward(const T* x, Index rows, Index in, const T* weight, Index out, const T* dy,
-                          T* dx, T* dweight, T* dbias) {
-  Eigen::Map<const RowMatrix<T>> inputs(x, rows, in), gradient(dy, rows, out);
-  Eigen::Map<const RowMatrix<T>> weights(weight, out, in);
-  if (dx != nullptr) Eigen::Map<RowMatrix<T>>(dx, rows, in).noalias() = gradient * weights;
-  if (dweight != nullptr)
-    Eigen::Map<RowMatrix<T>>(dweight, out, in).noalias() += gradient.transpose() * inputs;
-  if (dbias != nullptr)
-    Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(dbias, out) += gradient.colwise().sum();
+                          T* dx, T* dweight, T* dbias, int threads) {
+  linear_product_backward(x, weight, dy, dx, dweight, dbias, LinearShape{rows, 1, in, out},
+                          threads);
 }
 
 // The dimensions of x with the last one replaced by `last`.
@@ -150,7 +147,8 @@ LinearGradients<ScalarOf<X>, detail::traits_of<X>::rank> linear_backward(const X
   g.dweight.setZero();
   g.dbias.setZero();
   detail::linear_rows_backward(x.data(), detail::leading_rows(x), in, weight_view.data(), out,
-                               dy_view.data(), g.dx.data(), g.dweight.data(), g.dbias.data());
+                               dy_view.data(), g.dx.data(), g.dweight.data(), g.dbias.data(),
+                               get_num_threads());
   return g;
 }
 

@@ -30,33 +30,14 @@ void linear_headwise_rows(const T* x, Index rows, Index heads, Index in_per_head
 }
 
 // Backward of linear_headwise_rows for dy (rows, NPH * dout): dx (rows, NPH * din) written when
-// not null; dweight (NPH, dout, din) and dbias (NPH * dout) accumulated when not null.
+// not null; dweight (NPH, dout, din) and dbias (NPH * dout) accumulated when not null. Runs on up
+// to `threads` threads; the result does not depend on the count.
 template <typename T>
 void linear_headwise_rows_backward(const T* x, Index rows, Index heads, Index in_per_head,
                                    const T* weight, Index out_per_head, const T* dy, T* dx,
-                                   T* dweight, T* dbias) {
-  using Strided = Eigen::OuterStride<>;
-  const Index in = heads * in_per_head, out = heads * out_per_head;
-  for (Index head = 0; head < heads; ++head) {
-    Eigen::Map<const RowMatrix<T>, 0, Strided> inputs(x + head * in_per_head, rows, in_per_head,
-                                                      Strided(in));
-    Eigen::Map<const RowMatrix<T>, 0, Strided> gradient(dy + head * out_per_head, rows,
-                                                        out_per_head, Strided(out));
-    const Index block = head * out_per_head * in_per_head;
-    Eigen::Map<const RowMatrix<T>> weights(weight + block, out_per_head, in_per_head);
-    if (dx != nullptr) {
-      Eigen::Map<RowMatrix<T>, 0, Strided>(dx + head * in_per_head, rows, in_per_head, Strided(in))
-          .noalias() = gradient * weights;
-    }
-    if (dweight != nullptr) {
-      Eigen::Map<RowMatrix<T>>(dweight + block, out_per_head, in_per_head).noalias() +=
-          gradient.transpose() * inputs;
-    }
-  }
-  if (dbias != nullptr) {
-    Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(dbias, out) +=
-        Eigen::Map<const RowMatrix<T>>(dy, rows, out).colwise().sum();
-  }
+                                   T* dweight, T* dbias, int threads) {
+  linear_product_backward(x, weight, dy, dx, dweight, dbias,
+                          LinearShape{rows, heads, in_per_head, out_per_head}, threads);
 }
 
 template <typename X, typename W>

@@ -33,9 +33,11 @@
 #include <vector>
 
 #include "mlstm/detail/aligned_array.hpp"
+#include "mlstm/detail/pieces.hpp"
 #include "mlstm/errors.hpp"
 #include "mlstm/params/registry.hpp"
 #include "mlstm/params/weight_decay.hpp"
+#include "mlstm/threading.hpp"
 
 namespace mlstm {
 
@@ -125,18 +127,24 @@ class AdamW {
     const T one_minus_beta1 = static_cast<T>(1.0 - options_.beta1);
     const T one_minus_beta2 = static_cast<T>(1.0 - options_.beta2);
     const T eps = static_cast<T>(options_.eps);
-    for (Slot& slot : slots_) {
-      Parameter<T>& param = *slot.param;
-      if (!param.requires_grad()) continue;
+    const T sign = options_.maximize ? T(-1) : T(1);
+    // Every value is updated on its own, so pieces of the parameters run on the pool.
+    std::vector<detail::Piece> pieces;
+    for (std::size_t s = 0; s < slots_.size(); ++s)
+      if (slots_[s].param->requires_grad())
+        detail::append_pieces(pieces, s, slots_[s].param->size());
+    const auto update = [&](Index item) {
+      const detail::Piece& piece = pieces[static_cast<std::size_t>(item)];
+      Slot& slot = slots_[piece.array];
       const T shrink =
           static_cast<T>(1.0 - options_.lr * (slot.decays ? options_.weight_decay : 0.0));
-      T* values = param.data();
-      const T* grads = param.grad_data();
+      T* values = slot.param->data();
+      const T* grads = slot.param->grad_data();
       T* m = slot.exp_avg.data();
       T* v = slot.exp_avg_sq.data();
       T* v_max = slot.max_exp_avg_sq.data();
-      for (Index i = 0; i < param.size(); ++i) {
-        const T g = options_.maximize ? -grads[i] : grads[i];
+      for (Index i = piece.begin; i < piece.end; ++i) {
+        const T g = sign * grads[i];
         values[i] *= shrink;
         m[i] = m[i] * beta1 + one_minus_beta1 * g;
         v[i] = v[i] * beta2 + one_minus_beta2 * g * g;
@@ -145,7 +153,10 @@ class AdamW {
         const T denominator = std::sqrt(second) / bias_correction2_sqrt + eps;
         values[i] -= step_size * m[i] / denominator;
       }
-    }
+    };
+    const auto count = static_cast<Index>(pieces.size());
+    const double work = 20.0 * detail::piece_values * static_cast<double>(count);
+    detail::parallel_for(count, detail::threads_for_work(get_num_threads(), count, work), update);
   }
 
   // Zeroes the gradient of every parameter in the groups.

@@ -233,7 +233,7 @@ class LanguageModel : public TokenModel<LanguageModel<T>, T, ModelState<T>> {
     logits = Tensor<T, 3>();
     Tensor<T, 3> dx(batch, seq_len, E), dnext(batch, seq_len, E);
     detail::linear_rows_backward(normed.data(), rows, E, weights_.lm_head.data(), V, dlogits.data(),
-                                 dx.data(), grads.lm_head, static_cast<T*>(nullptr));
+                                 dx.data(), grads.lm_head, static_cast<T*>(nullptr), threads);
     if (weights_.post_blocks_norm) {
       for (Index r = 0; r < rows; ++r)
         detail::layer_norm_row_backward(last.data() + r * E, E, weights_.post_blocks_norm->data(),

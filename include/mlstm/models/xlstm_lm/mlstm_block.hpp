@@ -54,9 +54,9 @@ Tensor<T, 3> mlstm_block_forward(const MLSTMBlockWeights<T>& w, const T* x, Inde
                                  MLSTMLayerState<T>* state, MLSTMBlockCache<T>* cache = nullptr) {
   const Index E = w.xlstm.embedding_dim();
   Tensor<T, 3> normed(batch, seq_len, E);
-  for (Index r = 0; r < batch * seq_len; ++r)
-    layer_norm_row(x + r * E, E, w.xlstm_norm_weight.data(), static_cast<const T*>(nullptr), true,
-                   LayerNormOptions{}.eps, normed.data() + r * E);
+  layer_norm_rows(x, batch * seq_len, E, w.xlstm_norm_weight.data(), static_cast<const T*>(nullptr),
+                  true, LayerNormOptions{}.eps, normed.data(),
+                  resolve_num_threads(options.num_threads, "options.num_threads"));
   Tensor<T, 3> y = mlstm_layer_forward(w.xlstm, normed.data(), batch, seq_len, options, state,
                                        cache != nullptr ? &cache->xlstm : nullptr);
   for (Index i = 0; i < y.size(); ++i) y.data()[i] += x[i];

@@ -33,6 +33,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "mlstm/layers/activations.hpp"
 #include "mlstm/layers/causal_conv1d.hpp"
@@ -154,6 +155,22 @@ const T* data_or_null(const std::optional<ConstTensorMap<T, 1>>& bias) {
   return bias ? bias->data() : nullptr;
 }
 
+// h (rows, I) = (h + skip * x_conv) * silu(z) in place, for x_conv, z (rows, I) and skip (I), on
+// up to `threads` threads.
+template <typename T>
+void skip_and_output_gate(const T* x_conv, const T* z, const T* skip, Index rows, Index inner, T* h,
+                          int threads) {
+  parallel_rows(rows, 16, threads, 40.0 * static_cast<double>(inner), [&](Index begin, Index end) {
+    std::vector<T> gate(static_cast<size_t>(inner));
+    for (Index r = begin; r < end; ++r) {
+      T* h_row = h + r * inner;
+      const T* conv_row = x_conv + r * inner;
+      silu_values(z + r * inner, inner, gate.data());
+      for (Index j = 0; j < inner; ++j) h_row[j] = (h_row[j] + skip[j] * conv_row[j]) * gate[j];
+    }
+  });
+}
+
 // x (rows = B * S, E) -> y (B, S, E); `state` null: from the zero state (no state kept), else
 // continued from it and advanced past x. `cache`, if not null (only without a state), receives
 // what mlstm_layer_backward needs.
@@ -164,21 +181,20 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Inde
   const Index E = w.embedding_dim(), I = w.inner_dim(), rows = batch * seq_len;
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
 
-  Tensor<T, 3> up(batch, seq_len, 2 * I);
-  linear_rows(x, rows, E, w.proj_up_weight.data(), 2 * I, data_or_null(w.proj_up_bias), up.data(),
-              threads);
+  // proj_up's two halves of outputs, each its own product: x_mlstm from weight rows [0, I),
+  // z from rows [I, 2I).
   Tensor<T, 3> x_mlstm(batch, seq_len, I), z(batch, seq_len, I);
-  for (Index r = 0; r < rows; ++r) {
-    std::copy(up.data() + r * 2 * I, up.data() + r * 2 * I + I, x_mlstm.data() + r * I);
-    std::copy(up.data() + r * 2 * I + I, up.data() + (r + 1) * 2 * I, z.data() + r * I);
-  }
+  const T* up_bias = data_or_null(w.proj_up_bias);
+  linear_rows(x, rows, E, w.proj_up_weight.data(), I, up_bias, x_mlstm.data(), threads);
+  linear_rows(x, rows, E, w.proj_up_weight.data() + I * E, I,
+              up_bias != nullptr ? up_bias + I : nullptr, z.data(), threads);
 
   Tensor<T, 3> x_conv(batch, seq_len, I);
   causal_conv1d(x_mlstm.data(), batch, seq_len, I, w.conv_weight.data(), w.kernel_size(),
                 w.conv_bias.data(), state != nullptr ? state->conv_state.data() : nullptr,
-                x_conv.data());
+                x_conv.data(), threads);
   if (cache != nullptr) cache->conv = x_conv;
-  for (Index i = 0; i < x_conv.size(); ++i) x_conv.data()[i] = silu(x_conv.data()[i]);
+  silu_rows(x_conv.data(), rows, I, threads);
 
   const Index blocks = w.q_proj_weight.dimension(0), block_dim = I / blocks;
   Tensor<T, 3> q(batch, seq_len, I), k(batch, seq_len, I), v(batch, seq_len, I);
@@ -194,14 +210,8 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Inde
                                       cache != nullptr ? &cache->cell : nullptr);
   if (cache != nullptr) cache->h = h;
 
-  // h_state = (h + skip * x_conv) * silu(z), in place in h.
-  const T* skip = w.learnable_skip.data();
-  for (Index r = 0; r < rows; ++r) {
-    T* h_row = h.data() + r * I;
-    const T* conv_row = x_conv.data() + r * I;
-    const T* z_row = z.data() + r * I;
-    for (Index j = 0; j < I; ++j) h_row[j] = (h_row[j] + skip[j] * conv_row[j]) * silu(z_row[j]);
-  }
+  skip_and_output_gate(x_conv.data(), z.data(), w.learnable_skip.data(), rows, I, h.data(),
+                       threads);
 
   Tensor<T, 3> y(batch, seq_len, E);
   linear_rows(h.data(), rows, I, w.proj_down_weight.data(), E, data_or_null(w.proj_down_bias),
@@ -218,6 +228,34 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Inde
   return y;
 }
 
+template <typename T>
+using RowArray = Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Rows [begin, begin + count) of a row-major (rows, width) array at `data`.
+template <typename T>
+Eigen::Map<RowArray<T>> rows_of(T* data, Index begin, Index count, Index width) {
+  return Eigen::Map<RowArray<T>>(data + begin * width, count, width);
+}
+template <typename T>
+Eigen::Map<const RowArray<T>> rows_of(const T* data, Index begin, Index count, Index width) {
+  return Eigen::Map<const RowArray<T>>(data + begin * width, count, width);
+}
+
+// Rows per block of the backward's elementwise work.
+inline constexpr Index backward_block_rows = 32;
+
+// task(block, begin, count) for the blocks of backward_block_rows rows of `rows` rows of `width`
+// values each, on up to `threads` threads (as many as the work is worth).
+template <typename Task>
+void for_row_blocks(Index rows, int threads, Index width, const Task& task) {
+  const Index blocks = (rows + backward_block_rows - 1) / backward_block_rows;
+  const double work = 40.0 * static_cast<double>(rows * width);  // a few exps per value
+  parallel_for(blocks, threads_for_work(threads, blocks, work), [&](Index block) {
+    const Index begin = block * backward_block_rows;
+    task(block, begin, std::min(backward_block_rows, rows - begin));
+  });
+}
+
 // Backward of the layer's training forward on x (B * S, E) with its cache (see the file comment):
 // dx (B * S, E) written, the parameters' gradients accumulated into `grads`.
 template <typename T>
@@ -225,25 +263,35 @@ void mlstm_layer_backward(const MLSTMLayerWeights<T>& w, const MLSTMLayerGradien
                           const T* x, Index batch, Index seq_len, const KernelOptions& options,
                           const MLSTMLayerCache<T>& cache, const T* dy, T* dx) {
   const Index E = w.embedding_dim(), I = w.inner_dim(), rows = batch * seq_len;
+  const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
   RowMatrix<T> dgated(rows, I);
   linear_rows_backward(cache.gated.data(), rows, I, w.proj_down_weight.data(), E, dy, dgated.data(),
-                       grads.proj_down_weight, grads.proj_down_bias);
+                       grads.proj_down_weight, grads.proj_down_bias, threads);
 
-  // Through (h + skip * x_conv) * silu(z); dup holds [dx_mlstm, dz] per row.
+  // Through (h + skip * x_conv) * silu(z), in blocks of rows on the pool; dup holds
+  // [dx_mlstm, dz] per row. dskip's sums are kept per block and added in block order, so the
+  // result does not depend on the thread count.
   Tensor<T, 3> dh(batch, seq_len, I), dx_conv(batch, seq_len, I), dup(batch, seq_len, 2 * I);
-  const T* skip = w.learnable_skip.data();
-  for (Index r = 0; r < rows; ++r) {
-    const Index row = r * I;
-    for (Index j = 0; j < I; ++j) {
-      const T z = cache.z.data()[row + j], conv = cache.x_conv.data()[row + j];
-      const T gate = silu(z), d = dgated(r, j);
-      const T pre_gate = cache.h.data()[row + j] + skip[j] * conv;
-      dh.data()[row + j] = d * gate;
-      dx_conv.data()[row + j] = d * gate * skip[j];
-      grads.learnable_skip[j] += d * gate * conv;
-      dup.data()[r * 2 * I + I + j] = d * pre_gate * silu_derivative(z);
-    }
-  }
+  const Index row_blocks = (rows + backward_block_rows - 1) / backward_block_rows;
+  RowArray<T> dskip(row_blocks, I);
+  const auto skip =
+      Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>(w.learnable_skip.data(), I);
+  for_row_blocks(rows, threads, I, [&](Index block, Index begin, Index count) {
+    const auto z = rows_of(cache.z.data(), begin, count, I);
+    const auto conv = rows_of(cache.x_conv.data(), begin, count, I);
+    const auto h = rows_of(cache.h.data(), begin, count, I);
+    const auto d = rows_of(dgated.data(), begin, count, I);
+    const RowArray<T> sigmoid = sigmoid_values(z);
+    const RowArray<T> dh_block = d * z * sigmoid;
+    rows_of(dh.data(), begin, count, I) = dh_block;
+    rows_of(dx_conv.data(), begin, count, I) = dh_block.rowwise() * skip;
+    dskip.row(block) = (dh_block * conv).colwise().sum();
+    Eigen::Map<RowArray<T>, 0, Eigen::OuterStride<>>(dup.data() + begin * 2 * I + I, count, I,
+                                                     Eigen::OuterStride<>(2 * I)) =
+        d * (h + conv.rowwise() * skip) * sigmoid * (T(1) + z * (T(1) - sigmoid));
+  });
+  for (Index block = 0; block < row_blocks; ++block)
+    Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>(grads.learnable_skip, I) += dskip.row(block);
 
   Tensor<T, 3> dq(batch, seq_len, I), dk(batch, seq_len, I), dv(batch, seq_len, I);
   mlstm_cell_backward(w.cell, grads.cell, cache.q.data(), cache.k.data(), cache.v.data(), batch,
@@ -253,19 +301,22 @@ void mlstm_layer_backward(const MLSTMLayerWeights<T>& w, const MLSTMLayerGradien
   Tensor<T, 3> dinput(batch, seq_len, I);
   linear_headwise_rows_backward(cache.x_conv.data(), rows, blocks, block_dim,
                                 w.q_proj_weight.data(), block_dim, dq.data(), dinput.data(),
-                                grads.q_proj_weight, grads.q_proj_bias);
+                                grads.q_proj_weight, grads.q_proj_bias, threads);
   for (Index i = 0; i < dinput.size(); ++i) dx_conv.data()[i] += dinput.data()[i];
   linear_headwise_rows_backward(cache.x_conv.data(), rows, blocks, block_dim,
                                 w.k_proj_weight.data(), block_dim, dk.data(), dinput.data(),
-                                grads.k_proj_weight, grads.k_proj_bias);
+                                grads.k_proj_weight, grads.k_proj_bias, threads);
   for (Index i = 0; i < dinput.size(); ++i) dx_conv.data()[i] += dinput.data()[i];
   Tensor<T, 3> dx_mlstm(batch, seq_len, I);
   linear_headwise_rows_backward(cache.x_mlstm.data(), rows, blocks, block_dim,
                                 w.v_proj_weight.data(), block_dim, dv.data(), dx_mlstm.data(),
-                                grads.v_proj_weight, grads.v_proj_bias);
+                                grads.v_proj_weight, grads.v_proj_bias, threads);
 
-  for (Index i = 0; i < dx_conv.size(); ++i)
-    dx_conv.data()[i] *= silu_derivative(cache.conv.data()[i]);
+  for_row_blocks(rows, threads, I, [&](Index, Index begin, Index count) {
+    const auto conv = rows_of(cache.conv.data(), begin, count, I);
+    const RowArray<T> sigmoid = sigmoid_values(conv);
+    rows_of(dx_conv.data(), begin, count, I) *= sigmoid * (T(1) + conv * (T(1) - sigmoid));
+  });
   causal_conv1d_backward(cache.x_mlstm.data(), batch, seq_len, I, w.conv_weight.data(),
                          w.kernel_size(), dx_conv.data(), dinput.data(), grads.conv_weight,
                          grads.conv_bias);
@@ -274,7 +325,7 @@ void mlstm_layer_backward(const MLSTMLayerWeights<T>& w, const MLSTMLayerGradien
       dup.data()[r * 2 * I + j] = dx_mlstm.data()[r * I + j] + dinput.data()[r * I + j];
 
   linear_rows_backward(x, rows, E, w.proj_up_weight.data(), 2 * I, dup.data(), dx,
-                       grads.proj_up_weight, grads.proj_up_bias);
+                       grads.proj_up_weight, grads.proj_up_bias, threads);
 }
 
 template <typename T, typename X>

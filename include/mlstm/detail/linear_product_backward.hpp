@@ -1,0 +1,92 @@
+// The backward of linear_product (linear_product.hpp), behind the linear layers' backwards: for
+// the block-diagonal y = x W^T + b, given dy,
+//
+//   x (rows, blocks * in), weight (blocks, out, in), dy (rows, blocks * out)
+//   dx[:, b]     = dy[:, b] W[b]               (rows, in) per block, written
+//   dweight[b]  += dy[:, b]^T x[:, b]          (out, in) per block, accumulated
+//   dbias       += the sum of dy's rows         (blocks * out), accumulated
+//
+// Threads: dx is cut into tiles of rows and input columns, dweight into tiles of output rows,
+// each computed by one thread with every sum over the full range in a fixed order, so the result
+// does not depend on the thread count. For more than one block (the head-wise maps) dx is the
+// forward with each block transposed: for blocks of a few numbers (the model's 4 x 4 q/k/v maps)
+// that runs the forward's plain loops of fixed length, where a matrix product per block would
+// spend its time packing operands of a few numbers (dweight's products sum over all rows, which
+// pays for the packing).
+#pragma once
+
+#include <algorithm>
+#include <vector>
+
+#include "mlstm/detail/linear_product.hpp"
+#include "mlstm/tensor.hpp"
+#include "mlstm/threading.hpp"
+
+namespace mlstm::detail {
+
+// dx (written when not null), dweight and dbias (accumulated when not null) of linear_product
+// for dy, on up to `threads` threads; the result does not depend on the count.
+template <typename T>
+void linear_product_backward(const T* x, const T* weight, const T* dy, T* dx, T* dweight, T* dbias,
+                             const LinearShape& shape, int threads) {
+  const Index rows = shape.rows, blocks = shape.blocks, in = shape.in, out = shape.out;
+  const Index x_stride = blocks * in, y_stride = blocks * out;
+  if (rows < 1 || out < 1 || in < 1) return;
+  if (dbias != nullptr) {
+    Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(dbias, y_stride) +=
+        Eigen::Map<const RowMatrix<T>>(dy, rows, y_stride).colwise().sum();
+  }
+  if (dx != nullptr && blocks > 1) {
+    // Head-wise: dx is the forward's product with each (small) block transposed, which runs the
+    // forward's fixed-size loops for blocks of a few numbers.
+    std::vector<T> transposed(static_cast<std::size_t>(blocks * out * in));
+    for (Index b = 0; b < blocks; ++b)
+      for (Index o = 0; o < out; ++o)
+        for (Index d = 0; d < in; ++d)
+          transposed[static_cast<std::size_t>((b * in + d) * out + o)] =
+              weight[(b * out + o) * in + d];
+    linear_product(dy, transposed.data(), static_cast<const T*>(nullptr), dx,
+                   LinearShape{rows, blocks, out, in}, threads);
+    dx = nullptr;
+  }
+
+  constexpr Index row_tile = 256, in_tile = 256, out_tile = 64;
+  const Index row_tiles = (rows + row_tile - 1) / row_tile, in_tiles = (in + in_tile - 1) / in_tile;
+  const Index out_tiles = (out + out_tile - 1) / out_tile;
+  const Index dx_items = dx != nullptr ? blocks * row_tiles * in_tiles : 0;
+  const Index dweight_items = dweight != nullptr ? blocks * out_tiles : 0;
+  const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(in) *
+                       static_cast<double>(out) * static_cast<double>(blocks) *
+                       ((dx != nullptr ? 1 : 0) + (dweight != nullptr ? 1 : 0));
+  using Strided = Eigen::OuterStride<>;
+  parallel_for(
+      dx_items + dweight_items, threads_for_work(threads, dx_items + dweight_items, flops),
+      [&](Index item) {
+        if (item < dx_items) {
+          const Index block = item / (row_tiles * in_tiles), tile = item % (row_tiles * in_tiles);
+          const Index row_begin = (tile / in_tiles) * row_tile,
+                      col_begin = (tile % in_tiles) * in_tile;
+          const Index row_count = std::min(row_tile, rows - row_begin),
+                      col_count = std::min(in_tile, in - col_begin);
+          Eigen::Map<RowMatrix<T>, 0, Strided>(dx + row_begin * x_stride + block * in + col_begin,
+                                               row_count, col_count, Strided(x_stride))
+              .noalias() =
+              Eigen::Map<const RowMatrix<T>, 0, Strided>(dy + row_begin * y_stride + block * out,
+                                                         row_count, out, Strided(y_stride)) *
+              Eigen::Map<const RowMatrix<T>, 0, Strided>(weight + block * out * in + col_begin, out,
+                                                         col_count, Strided(in));
+        } else {
+          const Index block = (item - dx_items) / out_tiles,
+                      out_begin = ((item - dx_items) % out_tiles) * out_tile;
+          const Index count = std::min(out_tile, out - out_begin);
+          Eigen::Map<RowMatrix<T>>(dweight + (block * out + out_begin) * in, count, in).noalias() +=
+              Eigen::Map<const RowMatrix<T>, 0, Strided>(dy + block * out + out_begin, rows, count,
+                                                         Strided(y_stride))
+                  .transpose() *
+              Eigen::Map<const RowMatrix<T>, 0, Strided>(x + block * in, rows, in,
+                                                         Strided(x_stride));
+        }
+      });
+}
+
+}  // namespace mlstm::detail

@@ -1,0 +1,78 @@
+// One matrix product on row-major operands, on the calling thread, for the kernels' and the
+// linear layers' products:
+//
+//   C (rows, cols) = op(A) op(B)   or   C += op(A) op(B)
+//   op(A) (rows, depth): A itself, or A^T for A stored (depth, rows); op(B) (depth, cols) likewise
+//
+// Each operand has its own row stride. With the CMake option MLSTM_GEMM=oneDNN, float products
+// of more than one row are oneDNN's sgemm, which measured 1.3 to 1.5x Eigen's product at the
+// linear layers' and the chunkwise kernel's shapes (bench/README.md); everything else is Eigen's.
+// A single row (a step) stays with Eigen's matrix-vector product, which reads the weights at the
+// memory's speed.
+#pragma once
+
+#include <Eigen/Core>
+#include <type_traits>
+
+#include "mlstm/tensor.hpp"
+
+#ifdef MLSTM_USE_ONEDNN
+#include <dnnl.h>
+#endif
+
+namespace mlstm::detail {
+
+// A row-major operand: its first element, its row stride, and whether the product takes its
+// transpose.
+template <typename T>
+struct MatrixOperand {
+  const T* data;
+  Index stride;
+  bool transposed = false;
+};
+
+enum class Accumulate { no, yes };
+
+template <typename T>
+void matrix_product(Index rows, Index cols, Index depth, const MatrixOperand<T>& a,
+                    const MatrixOperand<T>& b, T* c, Index c_stride,
+                    Accumulate accumulate = Accumulate::no) {
+  if (rows < 1 || cols < 1) return;
+#ifdef MLSTM_USE_ONEDNN
+  if constexpr (std::is_same_v<T, float>) {
+    if (rows > 1 && depth > 0 &&
+        dnnl_sgemm(a.transposed ? 'T' : 'N', b.transposed ? 'T' : 'N', rows, cols, depth, 1.0f,
+                   a.data, a.stride, b.data, b.stride, accumulate == Accumulate::yes ? 1.0f : 0.0f,
+                   c, c_stride) == dnnl_success)
+      return;
+  }
+#endif
+  using Strided = Eigen::OuterStride<>;
+  using Operand =
+      Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
+                 Strided>;
+  Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Strided> out(
+      c, rows, cols, Strided(c_stride));
+  const Operand a_map(a.data, a.transposed ? depth : rows, a.transposed ? rows : depth,
+                      Strided(a.stride));
+  const Operand b_map(b.data, b.transposed ? cols : depth, b.transposed ? depth : cols,
+                      Strided(b.stride));
+  auto run = [&](const auto& lhs, const auto& rhs) {
+    if (accumulate == Accumulate::yes) {
+      out.noalias() += lhs * rhs;
+    } else {
+      out.noalias() = lhs * rhs;
+    }
+  };
+  if (!a.transposed && !b.transposed) {
+    run(a_map, b_map);
+  } else if (!a.transposed) {
+    run(a_map, b_map.transpose());
+  } else if (!b.transposed) {
+    run(a_map.transpose(), b_map);
+  } else {
+    run(a_map.transpose(), b_map.transpose());
+  }
+}
+
+}  // namespace mlstm::detail
