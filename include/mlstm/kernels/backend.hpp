@@ -113,8 +113,9 @@ Tensor<T, 4> parallel_prefill(const SequenceInputs<T>& in, RecurrentState<T>& st
     ChunkGates gates;
     gates.compute(in.igate_preact.data() + row, in.fgate_preact.data() + row, s.seq_len);
     Eigen::Matrix<T, Eigen::Dynamic, 1> kv(c_size), ksum(s.qk_dim);
+    RowMatrix<T> weighted_keys;
     chunk_state_contribution(in.k.data() + row * s.qk_dim, in.v.data() + row * s.v_dim, gates,
-                             s.qk_dim, s.v_dim, kv.data(), ksum.data());
+                             s.qk_dim, s.v_dim, kv.data(), ksum.data(), weighted_keys);
     T* c = state.c.data() + head * c_size;
     T* n = state.n.data() + head * s.qk_dim;
     double m = 0.0;
