@@ -25,6 +25,11 @@ fastest is compared (all are printed):
   compiled-fused   torch.compile(model) (inductor, C++ on the CPU) and AdamW(fused=True)
 A way that fails (torch.compile without a working compiler, say) is reported and skipped.
 
+--retain-freed-memory runs both sides with glibc's malloc told to keep freed memory for reuse
+(GLIBC_TUNABLES mmap_threshold and trim_threshold at their largest, the script restarts itself with
+them): a step frees and allocates its activations again, and by default glibc returns the large
+blocks to the system and takes them back page by page, which costs both sides page faults.
+
 Rates are tokens per wall-clock second; on a machine shared with other work the rates per
 CPU-second (all threads of the process) are printed too. Peak memory: mlstm's peak RSS of a
 process that ran the step alone, beside the bytes the step must hold (bench_train's counters);
@@ -62,6 +67,9 @@ VARIANTS = ["eager-foreach", "eager-fused", "compiled-fused"]
 ADAMW = dict(lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
 WEIGHT_DECAY = 0.1
 CLIP = 1.0
+# glibc's malloc keeping freed blocks for reuse (the largest mmap threshold it takes, 32 MiB,
+# and no trimming of the heap's top).
+RETAIN_FREED_MEMORY = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=" + str(2**62)
 
 
 def reference_model(name):
@@ -146,7 +154,12 @@ def main():
                         help="the ways PyTorch is tried, comma-separated: " + ", ".join(VARIANTS))
     parser.add_argument("--min-seconds", type=float, default=5.0)
     parser.add_argument("--binary", default=os.path.join(ROOT, "build-bench", "bench", "bench_train"))
+    parser.add_argument("--retain-freed-memory", action="store_true",
+                        help="both sides with glibc's malloc keeping freed memory (see above)")
     args = parser.parse_args()
+    if args.retain_freed_memory and os.environ.get("GLIBC_TUNABLES") != RETAIN_FREED_MEMORY:
+        os.execve(sys.executable, [sys.executable] + sys.argv,
+                  dict(os.environ, GLIBC_TUNABLES=RETAIN_FREED_MEMORY))
     variants = args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS] + [
         m for m in args.models.split(",") if m not in MODELS]
@@ -155,7 +168,8 @@ def main():
 
     torch.set_num_threads(args.threads)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"threads: {args.threads} (torch {torch.__version__}, BLAS {blas_library()})")
+          f"threads: {args.threads} (torch {torch.__version__}, BLAS {blas_library()}); "
+          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')}")
     for name in args.models.split(","):
         bench, mlstm_cpu_rate, context = run_mlstm(args.binary, name, args.threads,
                                                    args.min_seconds)

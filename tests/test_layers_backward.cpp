@@ -193,9 +193,10 @@ TEST_CASE("multi-head layer norm backward matches finite differences", "[layers_
 }
 
 TEST_CASE("causal conv1d backward matches finite differences", "[layers_backward]") {
-  // A kernel longer than the sequence too: taps before the start see zeros.
-  for (const Index kernel : {Index{3}, Index{6}}) {
-    const Index B = 2, S = 5, D = 3;
+  // A kernel longer than the sequence too: taps before the start see zeros. 2 x 40 rows are two
+  // blocks of the backward's rows (64), the second starting inside the second sequence.
+  for (const auto& [kernel, S] : {std::pair<Index, Index>{3, 40}, {6, 5}}) {
+    const Index B = 2, D = 3;
     auto x = random_tensor<3>({B, S, D}, 16);
     auto weight = random_tensor<3>({D, 1, kernel}, 17);
     auto bias = random_tensor<1>({D}, 18);
@@ -205,7 +206,7 @@ TEST_CASE("causal conv1d backward matches finite differences", "[layers_backward
     dweight.setZero();
     dbias.setZero();
     mlstm::detail::causal_conv1d_backward(x.data(), B, S, D, weight.data(), kernel, dy.data(),
-                                          dx.data(), dweight.data(), dbias.data());
+                                          dx.data(), dweight.data(), dbias.data(), 2);
     const auto loss = [&] {
       return mlstm::test::dot(mlstm::causal_conv1d_forward(x, weight, bias), dy);
     };

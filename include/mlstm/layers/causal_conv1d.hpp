@@ -70,23 +70,55 @@ void causal_conv1d(const T* x, Index batch, Index seq_len, Index dim, const T* w
 }
 
 // Backward of causal_conv1d from a zero history: dx (B, S, D) written; dweight (D, KS) and
-// dbias (D) accumulated.
+// dbias (D) accumulated. Runs on up to `threads` threads over blocks of rows; the weights' sums
+// are kept per block and added in block order, so the result does not depend on the count.
 template <typename T>
 void causal_conv1d_backward(const T* x, Index batch, Index seq_len, Index dim, const T* weight,
-                            Index kernel, const T* dy, T* dx, T* dweight, T* dbias) {
-  std::fill(dx, dx + batch * seq_len * dim, T(0));
-  for (Index b = 0; b < batch; ++b)
-    for (Index t = 0; t < seq_len; ++t) {
-      const T* gradient = dy + (b * seq_len + t) * dim;
-      for (Index d = 0; d < dim; ++d) dbias[d] += gradient[d];
-      for (Index j = std::max<Index>(0, kernel - 1 - t); j < kernel; ++j) {
-        const Index row = (b * seq_len + t - (kernel - 1) + j) * dim;
-        for (Index d = 0; d < dim; ++d) {
-          dx[row + d] += weight[d * kernel + j] * gradient[d];
-          dweight[d * kernel + j] += gradient[d] * x[row + d];
+                            Index kernel, const T* dy, T* dx, T* dweight, T* dbias,
+                            int threads = 1) {
+  // The taps as (KS, D), so that the loops over features run along contiguous memory.
+  std::vector<T> taps(static_cast<size_t>(kernel * dim));
+  for (Index d = 0; d < dim; ++d)
+    for (Index j = 0; j < kernel; ++j)
+      taps[static_cast<size_t>(j * dim + d)] = weight[d * kernel + j];
+  constexpr Index rows_per_block = 64;
+  const Index rows = batch * seq_len, blocks = (rows + rows_per_block - 1) / rows_per_block;
+  const Index sums_per_block = (kernel + 1) * dim;  // dweight as (KS, D), then dbias
+  std::vector<T> sums(static_cast<size_t>(blocks * sums_per_block), T(0));
+  const double work = 8.0 * static_cast<double>(rows * kernel * dim);
+  parallel_for(blocks, threads_for_work(threads, blocks, work), [&](Index block) {
+    T* block_dweight = sums.data() + block * sums_per_block;
+    T* block_dbias = block_dweight + kernel * dim;
+    const Index end = std::min(rows, (block + 1) * rows_per_block);
+    for (Index row = block * rows_per_block; row < end; ++row) {
+      const Index b = row / seq_len, t = row % seq_len;
+      const T* gradient = dy + row * dim;
+      T* out = dx + row * dim;
+      std::fill(out, out + dim, T(0));
+      for (Index d = 0; d < dim; ++d) block_dbias[d] += gradient[d];
+      for (Index j = 0; j < kernel; ++j) {
+        // Through tap j, x at time t feeds y at t + (KS-1) - j, and y at t reads x at
+        // t - (KS-1) + j.
+        const Index later = t + (kernel - 1) - j, earlier = t - (kernel - 1) + j;
+        const T* w = taps.data() + j * dim;
+        if (later < seq_len) {
+          const T* later_gradient = dy + (b * seq_len + later) * dim;
+          for (Index d = 0; d < dim; ++d) out[d] += w[d] * later_gradient[d];
+        }
+        if (earlier >= 0) {
+          const T* input = x + (b * seq_len + earlier) * dim;
+          T* tap_sums = block_dweight + j * dim;
+          for (Index d = 0; d < dim; ++d) tap_sums[d] += gradient[d] * input[d];
         }
       }
     }
+  });
+  for (Index block = 0; block < blocks; ++block) {
+    const T* block_dweight = sums.data() + block * sums_per_block;
+    for (Index j = 0; j < kernel; ++j)
+      for (Index d = 0; d < dim; ++d) dweight[d * kernel + j] += block_dweight[j * dim + d];
+    for (Index d = 0; d < dim; ++d) dbias[d] += block_dweight[kernel * dim + d];
+  }
 }
 
 struct ConvShape {

@@ -23,7 +23,8 @@
 //   chunkwise_stabilized_backward (the recurrent kernel computes the chunkwise form's function)
 //                                                              -> dq, dk, dv, di, df per head
 //   the gates' backward: d[q, k, v] += di W_i + df W_f,  dW_i += di^T [q, k, v],  db_i += sum di
-//                                                              (likewise for f)
+//                                                              (likewise for f; both in one
+//                                                              product, gates_backward)
 #pragma once
 
 #include <algorithm>
@@ -126,24 +127,52 @@ void gate_preactivations(const T* q, const T* k, const T* v, Index rows, Index i
   parallel_rows(rows, 32, threads, 6.0 * static_cast<double>(inner * heads), block);
 }
 
-// Backward of gate_preactivations for dgates (rows, NH): dq, dk, dv (rows, I) accumulated with
-// dgates W's thirds; dweight (NH, 3I) += dgates^T [q, k, v] and dbias (NH) += sum of dgates.
+// Backward of both gates' gate_preactivations for dgates (rows, 2 NH) = [d igate, d fgate]:
+// dq, dk, dv (rows, I) accumulated with dgates [W_i; W_f]'s thirds, dW_i and dW_f (NH, 3I) with
+// their halves of dgates^T [q, k, v], the biases with the sums of dgates' columns. Both gates in
+// one product of depth 2 NH. On up to `threads` threads over blocks of rows (dq, dk, dv) and of
+// columns (the weights), each sum in one thread, so the result does not depend on the count.
 template <typename T>
-void gate_preactivations_backward(const T* q, const T* k, const T* v, Index rows, Index inner,
-                                  const ConstTensorMap<T, 2>& weight, const RowMatrix<T>& dgates,
-                                  T* dq, T* dk, T* dv, T* dweight, T* dbias) {
-  const Index heads = weight.dimension(0);
-  Eigen::Map<const RowMatrix<T>> w(weight.data(), heads, 3 * inner);
-  Eigen::Map<RowMatrix<T>> dw(dweight, heads, 3 * inner);
+void gates_backward(const T* q, const T* k, const T* v, Index rows, Index inner,
+                    const MLSTMCellWeights<T>& w, const RowMatrix<T>& dgates, T* dq, T* dk, T* dv,
+                    const MLSTMCellGradients<T>& grads, int threads) {
+  const Index heads = w.num_heads();
+  RowMatrix<T> weights(2 * heads, 3 * inner);  // [W_i; W_f]
+  weights.topRows(heads) = Eigen::Map<const RowMatrix<T>>(w.igate_weight.data(), heads, 3 * inner);
+  weights.bottomRows(heads) =
+      Eigen::Map<const RowMatrix<T>>(w.fgate_weight.data(), heads, 3 * inner);
   const T* inputs[] = {q, k, v};
   T* gradients[] = {dq, dk, dv};
-  for (int part = 0; part < 3; ++part) {
-    Eigen::Map<RowMatrix<T>>(gradients[part], rows, inner).noalias() +=
-        dgates * w.middleCols(part * inner, inner);
-    dw.middleCols(part * inner, inner).noalias() +=
-        dgates.transpose() * Eigen::Map<const RowMatrix<T>>(inputs[part], rows, inner);
-  }
-  Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(dbias, heads) += dgates.colwise().sum();
+  constexpr Index row_block = 64, column_block = 128;
+  const Index row_items = (rows + row_block - 1) / row_block;
+  const Index column_items_per_part = (inner + column_block - 1) / column_block;
+  const Index items = row_items + 3 * column_items_per_part;
+  const double flops = 2.0 * 2.0 * static_cast<double>(rows * 3 * inner * 2 * heads);
+  using Strided = Eigen::OuterStride<>;
+  parallel_for(items, threads_for_work(threads, items, flops), [&](Index item) {
+    if (item < row_items) {
+      const Index begin = item * row_block, count = std::min(row_block, rows - begin);
+      for (int part = 0; part < 3; ++part) {
+        Eigen::Map<RowMatrix<T>>(gradients[part] + begin * inner, count, inner).noalias() +=
+            dgates.middleRows(begin, count) * weights.middleCols(part * inner, inner);
+      }
+      return;
+    }
+    const Index part = (item - row_items) / column_items_per_part;
+    const Index begin = ((item - row_items) % column_items_per_part) * column_block;
+    const Index count = std::min(column_block, inner - begin), column = part * inner + begin;
+    const RowMatrix<T> dweights =
+        dgates.transpose() * Eigen::Map<const RowMatrix<T>, 0, Strided>(inputs[part] + begin, rows,
+                                                                        count, Strided(inner));
+    Eigen::Map<RowMatrix<T>>(grads.igate_weight, heads, 3 * inner).middleCols(column, count) +=
+        dweights.topRows(heads);
+    Eigen::Map<RowMatrix<T>>(grads.fgate_weight, heads, 3 * inner).middleCols(column, count) +=
+        dweights.bottomRows(heads);
+  });
+  Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(grads.igate_bias, heads) +=
+      dgates.leftCols(heads).colwise().sum();
+  Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(grads.fgate_bias, heads) +=
+      dgates.rightCols(heads).colwise().sum();
 }
 
 // (B, S, NH * D) -> (B, NH, S, D): the reference's view(B, S, NH, D).transpose(1, 2).
@@ -273,13 +302,13 @@ void mlstm_cell_backward(const MLSTMCellWeights<T>& w, const MLSTMCellGradients<
   merge_heads(g.dq.data(), batch, seq_len, heads, head_dim, dq);
   merge_heads(g.dk.data(), batch, seq_len, heads, head_dim, dk);
   merge_heads(g.dv.data(), batch, seq_len, heads, head_dim, dv);
-  RowMatrix<T> dgate(rows, heads);
+  RowMatrix<T> dgate(rows, heads), dgates(rows, 2 * heads);  // dgates: [d igate, d fgate]
   merge_heads(g.di.data(), batch, seq_len, heads, Index{1}, dgate.data());
-  gate_preactivations_backward(q, k, v, rows, inner, w.igate_weight, dgate, dq, dk, dv,
-                               grads.igate_weight, grads.igate_bias);
+  dgates.leftCols(heads) = dgate;
   merge_heads(g.df.data(), batch, seq_len, heads, Index{1}, dgate.data());
-  gate_preactivations_backward(q, k, v, rows, inner, w.fgate_weight, dgate, dq, dk, dv,
-                               grads.fgate_weight, grads.fgate_bias);
+  dgates.rightCols(heads) = dgate;
+  gates_backward(q, k, v, rows, inner, w, dgates, dq, dk, dv, grads,
+                 resolve_num_threads(options.num_threads, "options.num_threads"));
 }
 
 // c (B, NH, DH, DH), n (B, NH, DH, 1), m (B, NH, 1, 1); `prefix` names the state in messages.

@@ -319,7 +319,7 @@ void mlstm_layer_backward(const MLSTMLayerWeights<T>& w, const MLSTMLayerGradien
   });
   causal_conv1d_backward(cache.x_mlstm.data(), batch, seq_len, I, w.conv_weight.data(),
                          w.kernel_size(), dx_conv.data(), dinput.data(), grads.conv_weight,
-                         grads.conv_bias);
+                         grads.conv_bias, threads);
   for (Index r = 0; r < rows; ++r)
     for (Index j = 0; j < I; ++j)
       dup.data()[r * 2 * I + j] = dx_mlstm.data()[r * I + j] + dinput.data()[r * I + j];
