@@ -150,7 +150,7 @@ def run_mlstm(binary, threads, small, min_seconds):
 def read_bandwidth(binary, threads):
     """Bytes per second BM_read_bandwidth streams from memory on `threads` threads."""
     benchmarks, _ = run_benchmark(binary, threads, 1,
-                                  extra_args=["--benchmark_filter=BM_read_bandwidth$"])
+                                  extra_args=["--benchmark_filter=^BM_read_bandwidth"])
     return benchmarks["read_bandwidth"]["bytes_per_second"]
 
 
@@ -181,9 +181,9 @@ def main():
           "bandwidth")
     for threads in thread_counts:
         torch.set_num_threads(threads)
+        bandwidth = read_bandwidth(args.bandwidth_binary, threads)
         mlstm_results, context = run_mlstm(args.binary, threads, args.small, args.min_seconds)
         reference_results, by_form = run_reference(model, forms, args.min_seconds)
-        bandwidth = read_bandwidth(args.bandwidth_binary, threads)
         print(f"\nthreads: mlstm {context.get('mlstm_threads')}, torch {torch.get_num_threads()}; "
               f"mlstm matrix product: {context.get('mlstm_gemm', 'not reported')}; "
               f"read bandwidth {bandwidth / 1e9:.1f} GB/s")

@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 
-FILTER = "BM_(Parallel/D:128/S:(2048|4096)|Chunkwise/D:128/S:(4096|8192)|RecurrentStep/D:128)/"
+FILTER = "BM_(Parallel/D:128/S:(2048|4096)|Chunkwise/D:128/S:(4096|8192)/L:64|RecurrentStep/D:128)/"
 
 
 def run(binary, threads):

@@ -461,9 +461,9 @@ def fmt_time(seconds):
 
 
 def blas_info():
-    """The BLAS library torch has loaded (Debian's torch links the generic libblas.so.3, which
-    is the reference BLAS unless an optimized one is installed or put first on
-    LD_LIBRARY_PATH), and torch's float32 1024^3 matmul rate."""
+    """The matrix-product libraries torch uses on the CPU (PyPI's torch has MKL and oneDNN built
+    in; Debian's links the generic libblas.so.3, the reference BLAS unless an optimized one is
+    installed), and torch's float32 1024^3 matmul rate."""
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
     a @ b
     runs, start = 0, time.perf_counter()
@@ -471,13 +471,16 @@ def blas_info():
         a @ b
         runs += 1
     rate = runs * 2 * 1024**3 / (time.perf_counter() - start)
+    built_in = [name for name, there in (("MKL", torch.backends.mkl.is_available()),
+                                         ("oneDNN", torch.backends.mkldnn.is_available())) if there]
     libraries = set()
     with open("/proc/self/maps") as maps:
         for line in maps:
             path = line.split()[-1]
-            if "blas" in os.path.basename(path).lower():
+            if "libblas" in os.path.basename(path).lower():
                 libraries.add(os.path.realpath(path))
-    return f"{', '.join(sorted(libraries)) or 'none found'}; torch matmul {rate / 1e9:.1f} GFLOP/s"
+    found = ", ".join(built_in + sorted(libraries)) or "none found"
+    return f"{found}; torch matmul {rate / 1e9:.1f} GFLOP/s"
 
 
 def report_targets(ours, ours_cpu, gemm_rate, gemm_cpu_rate):

@@ -4,6 +4,7 @@ library torch loaded."""
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import time
@@ -51,7 +52,13 @@ def timed(function, min_seconds, min_repeats=2):
 
 
 def blas_library():
-    """The BLAS shared library this process loaded (torch's matrix products run on it)."""
-    with open("/proc/self/maps") as maps:
-        paths = {line.split()[-1] for line in maps if "blas" in line.split()[-1].lower()}
-    return ", ".join(sorted(paths)) or "none found"
+    """The BLAS torch's matrix products run on (its build's BLAS_INFO: MKL is linked into
+    libtorch statically, so it is not a separate library in the process) and its CPU capability."""
+    import torch
+
+    config = torch.__config__.show()
+    fields = dict(re.findall(r"\b(BLAS_INFO|USE_MKLDNN)=(\w+)", config))
+    capability = next((line.split(":", 1)[1].strip() for line in config.splitlines()
+                       if "CPU capability usage" in line), "unknown")
+    return (f"{fields.get('BLAS_INFO', 'unknown')} (oneDNN {fields.get('USE_MKLDNN', '?')}), "
+            f"CPU capability {capability}")

@@ -158,11 +158,13 @@ void multiply_transposed(const T* x, Index x_stride, const T* w, T* y, Index y_s
   matrix_product<T>(rows, cols, depth, {x, x_stride}, {w, depth, true}, y, y_stride);
 }
 
-// The tile length that cuts `extent` into as few tiles of at most `max_tile` as possible, of
-// about equal length (a multiple of `multiple`, but no more than the extent): 768 outputs are
-// two tiles of 384 rather than 512 and 256, so that two threads get equal work.
+// The tile length that cuts `extent` into tiles of at most `max_tile` and about equal length (a
+// multiple of `multiple`, but no more than the extent), as few as possible but an even number
+// when more than one: 768 outputs are two tiles of 384 rather than 512 and 256, 1536 four of 384
+// rather than three of 512, so that two threads get equal work.
 inline Index balanced_tile(Index extent, Index max_tile, Index multiple) {
-  const Index tiles = (extent + max_tile - 1) / max_tile;
+  Index tiles = (extent + max_tile - 1) / max_tile;
+  if (tiles > 1 && tiles % 2 == 1) ++tiles;
   const Index length = (extent + tiles - 1) / tiles;
   return std::min(extent, (length + multiple - 1) / multiple * multiple);
 }

@@ -50,8 +50,9 @@ struct KernelOptions {
   double eps = 1e-6;      // added to the normalizer; finite and > 0
   int num_threads = 0;    // 0: the library default (mlstm::set_num_threads)
   // From an all-zero state, sequences of up to this many steps run the parallel form (see the
-  // file comment); 0: always the chunkwise form. >= 0. The default is where the two cost about
-  // the same for the 120M model's heads (bench_model_layers' kernel stage).
+  // file comment); 0: always the chunkwise form. >= 0. For the 120M model's heads (DH = 384,
+  // chunk 64) the parallel path measured 1.3 to 1.4x faster at 128 and 256 steps, level at 512
+  // (bench_model_layers' kernel stage).
   Index parallel_prefill_max = 256;
 };
 
@@ -112,8 +113,9 @@ Tensor<T, 4> parallel_prefill(const SequenceInputs<T>& in, RecurrentState<T>& st
     ChunkGates gates;
     gates.compute(in.igate_preact.data() + row, in.fgate_preact.data() + row, s.seq_len);
     Eigen::Matrix<T, Eigen::Dynamic, 1> kv(c_size), ksum(s.qk_dim);
+    RowMatrix<T> weighted_keys;
     chunk_state_contribution(in.k.data() + row * s.qk_dim, in.v.data() + row * s.v_dim, gates,
-                             s.qk_dim, s.v_dim, kv.data(), ksum.data());
+                             s.qk_dim, s.v_dim, kv.data(), ksum.data(), weighted_keys);
     T* c = state.c.data() + head * c_size;
     T* n = state.n.data() + head * s.qk_dim;
     double m = 0.0;

@@ -92,11 +92,9 @@ class Generator {
   static constexpr result_type max() { return std::numeric_limits<result_type>::max(); }
   result_type operator()() { return next_u64(); }
 
- private:
-  static constexpr double two_pi = 6.283185307179586;  // 2 * (pi rounded to double), exactly
-
-  static constexpr std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
+  // One step of splitmix64 (see above): advances `sequence` and returns its output. Also a
+  // counter-based source: the outputs for sequence = 0, 1, 2, ... (each a fresh copy) look
+  // independent and can be drawn in any order, on any thread.
   static std::uint64_t splitmix64(std::uint64_t& sequence) {
     sequence += 0x9E3779B97F4A7C15ull;
     std::uint64_t z = sequence;
@@ -104,6 +102,11 @@ class Generator {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
   }
+
+ private:
+  static constexpr double two_pi = 6.283185307179586;  // 2 * (pi rounded to double), exactly
+
+  static constexpr std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
   GeneratorState state_;
 };
