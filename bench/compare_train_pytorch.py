@@ -66,7 +66,8 @@ WEIGHT_DECAY = 0.1
 CLIP = 1.0
 # glibc's malloc keeping freed blocks for reuse (the largest mmap threshold it takes, 32 MiB,
 # and no trimming of the heap's top).
-RETAIN_FREED_MEMORY = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=" + str(2**62)
+RETAIN_FREED_MEMORY = ("glibc.malloc.mmap_threshold=33554432:"
+                       f"glibc.malloc.trim_threshold={2**62}")
 
 
 def reference_model(name):
@@ -90,7 +91,8 @@ def training_step(name, variant):
     decay, no_decay = model._create_weight_decay_optim_groups()
     fused = variant.endswith("fused")
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
+        [{"params": decay, "weight_decay": WEIGHT_DECAY},
+         {"params": no_decay, "weight_decay": 0.0}],
         foreach=not fused, fused=fused, **ADAMW)
     forward = torch.compile(model) if variant.startswith("compiled") else model
     vocab = spec["fields"]["vocab_size"]
@@ -169,9 +171,10 @@ def main():
                                                    args.min_seconds)
         reference, parameters = run_reference(name, variants, args.min_seconds)
         spec = MODELS[name]
-        print(f"\n{name}: {parameters / 1e6:.2f}M parameters (mlstm {bench['parameters'] / 1e6:.2f}M), "
-              f"float32, batch {spec['batch']} x {spec['seq_len']}, mlstm threads "
-              f"{context.get('mlstm_threads')}")
+        print(f"\n{name}: {parameters / 1e6:.2f}M parameters "
+              f"(mlstm {bench['parameters'] / 1e6:.2f}M), float32, "
+              f"batch {spec['batch']} x {spec['seq_len']}, "
+              f"mlstm threads {context.get('mlstm_threads')}")
         print(f"{'':22s} {'tokens/s':>10s} {'tokens/CPU-s':>13s} {'repeats':>8s}")
         print(f"{'mlstm':22s} {bench['items_per_second']:10.0f} {mlstm_cpu_rate:13.0f} "
               f"{bench['iterations']:8d}")
@@ -184,8 +187,9 @@ def main():
                       f"{result[2]:8d}")
         if ran:
             best = max(ran, key=lambda v: ran[v][0])
-            print(f"mlstm / PyTorch ({best}, the fastest): {bench['items_per_second'] / ran[best][0]:.2f}x"
-                  f" per wall second, {mlstm_cpu_rate / ran[best][1]:.2f}x per CPU-second")
+            wall_ratio = bench["items_per_second"] / ran[best][0]
+            print(f"mlstm / PyTorch ({best}, the fastest): {wall_ratio:.2f}x per wall second, "
+                  f"{mlstm_cpu_rate / ran[best][1]:.2f}x per CPU-second")
         print("memory: mlstm peak RSS " + megabytes(bench["peak_rss_bytes"]) + "; holds" +
               " weights " + megabytes(bench["weight_bytes"]) +
               ", gradients " + megabytes(bench["gradient_bytes"]) +

@@ -85,12 +85,11 @@ void causal_conv1d_backward(const T* x, Index batch, Index seq_len, Index dim, c
   const Index rows = batch * seq_len, blocks = (rows + rows_per_block - 1) / rows_per_block;
   const Index sums_per_block = (kernel + 1) * dim;  // dweight as (KS, D), then dbias
   std::vector<T> sums(static_cast<size_t>(blocks * sums_per_block), T(0));
-  const double work = 8.0 * static_cast<double>(rows * kernel * dim);
-  parallel_for(blocks, threads_for_work(threads, blocks, work), [&](Index block) {
-    T* block_dweight = sums.data() + block * sums_per_block;
+  const double cost_per_row = 8.0 * static_cast<double>(kernel * dim);
+  parallel_rows(rows, rows_per_block, threads, cost_per_row, [&](Index begin, Index end) {
+    T* block_dweight = sums.data() + begin / rows_per_block * sums_per_block;
     T* block_dbias = block_dweight + kernel * dim;
-    const Index end = std::min(rows, (block + 1) * rows_per_block);
-    for (Index row = block * rows_per_block; row < end; ++row) {
+    for (Index row = begin; row < end; ++row) {
       const Index b = row / seq_len, t = row % seq_len;
       const T* gradient = dy + row * dim;
       T* out = dx + row * dim;

@@ -59,12 +59,8 @@ Index count_targets(const Id* targets, Index rows, Index vocab, const CrossEntro
 // `vocab` exponentials).
 template <typename Task>
 void for_each_row(Index rows, Index vocab, int threads, const Task& task) {
-  constexpr Index rows_per_block = 16;
-  const Index blocks = (rows + rows_per_block - 1) / rows_per_block;
-  const double work = 40.0 * static_cast<double>(rows) * static_cast<double>(vocab);
-  parallel_for(blocks, threads_for_work(threads, blocks, work), [&](Index block) {
-    const Index end = std::min(rows, (block + 1) * rows_per_block);
-    for (Index r = block * rows_per_block; r < end; ++r) task(r);
+  parallel_rows(rows, 16, threads, 40.0 * static_cast<double>(vocab), [&](Index begin, Index end) {
+    for (Index r = begin; r < end; ++r) task(r);
   });
 }
 

@@ -241,20 +241,10 @@ Eigen::Map<const RowArray<T>> rows_of(const T* data, Index begin, Index count, I
   return Eigen::Map<const RowArray<T>>(data + begin * width, count, width);
 }
 
-// Rows per block of the backward's elementwise work.
+// Rows per block of the backward's elementwise work, and its cost per value in parallel_rows'
+// unit (an exponential and a few products).
 inline constexpr Index backward_block_rows = 32;
-
-// task(block, begin, count) for the blocks of backward_block_rows rows of `rows` rows of `width`
-// values each, on up to `threads` threads (as many as the work is worth).
-template <typename Task>
-void for_row_blocks(Index rows, int threads, Index width, const Task& task) {
-  const Index blocks = (rows + backward_block_rows - 1) / backward_block_rows;
-  const double work = 40.0 * static_cast<double>(rows * width);  // a few exps per value
-  parallel_for(blocks, threads_for_work(threads, blocks, work), [&](Index block) {
-    const Index begin = block * backward_block_rows;
-    task(block, begin, std::min(backward_block_rows, rows - begin));
-  });
-}
+inline constexpr double backward_cost_per_value = 40.0;
 
 // Backward of the layer's training forward on x (B * S, E) with its cache (see the file comment):
 // dx (B * S, E) written, the parameters' gradients accumulated into `grads`.
@@ -276,7 +266,9 @@ void mlstm_layer_backward(const MLSTMLayerWeights<T>& w, const MLSTMLayerGradien
   RowArray<T> dskip(row_blocks, I);
   const auto skip =
       Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>(w.learnable_skip.data(), I);
-  for_row_blocks(rows, threads, I, [&](Index block, Index begin, Index count) {
+  const double cost_per_row = backward_cost_per_value * static_cast<double>(I);
+  parallel_rows(rows, backward_block_rows, threads, cost_per_row, [&](Index begin, Index end) {
+    const Index block = begin / backward_block_rows, count = end - begin;
     const auto z = rows_of(cache.z.data(), begin, count, I);
     const auto conv = rows_of(cache.x_conv.data(), begin, count, I);
     const auto h = rows_of(cache.h.data(), begin, count, I);
@@ -312,10 +304,10 @@ void mlstm_layer_backward(const MLSTMLayerWeights<T>& w, const MLSTMLayerGradien
                                 w.v_proj_weight.data(), block_dim, dv.data(), dx_mlstm.data(),
                                 grads.v_proj_weight, grads.v_proj_bias, threads);
 
-  for_row_blocks(rows, threads, I, [&](Index, Index begin, Index count) {
-    const auto conv = rows_of(cache.conv.data(), begin, count, I);
+  parallel_rows(rows, backward_block_rows, threads, cost_per_row, [&](Index begin, Index end) {
+    const auto conv = rows_of(cache.conv.data(), begin, end - begin, I);
     const RowArray<T> sigmoid = sigmoid_values(conv);
-    rows_of(dx_conv.data(), begin, count, I) *= sigmoid * (T(1) + conv * (T(1) - sigmoid));
+    rows_of(dx_conv.data(), begin, end - begin, I) *= sigmoid * (T(1) + conv * (T(1) - sigmoid));
   });
   causal_conv1d_backward(cache.x_mlstm.data(), batch, seq_len, I, w.conv_weight.data(),
                          w.kernel_size(), dx_conv.data(), dinput.data(), grads.conv_weight,
