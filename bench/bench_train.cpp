@@ -392,15 +392,15 @@ const std::vector<std::pair<std::string, Pass>>& layer_passes() {
        }},
       {"cross_entropy_forward",
        [](LB& b) {
-         benchmark::DoNotOptimize(d::cross_entropy_forward(b.logits.data(), b.rows, b.V,
-                                                           b.t.targets.data(), b.rows,
-                                                           mlstm::CrossEntropyOptions{}));
+         benchmark::DoNotOptimize(
+             d::cross_entropy_forward(b.logits.data(), b.rows, b.V, b.t.targets.data(), b.rows,
+                                      mlstm::CrossEntropyOptions{}, b.threads()));
        }},
       {"cross_entropy_backward",
        [](LB& b) {
          Tensor<float, 3> dlogits(b.batch, b.seq_len, b.V);
          d::cross_entropy_backward(b.logits.data(), b.rows, b.V, b.t.targets.data(), b.rows,
-                                   mlstm::CrossEntropyOptions{}, 1.0, dlogits.data());
+                                   mlstm::CrossEntropyOptions{}, 1.0, dlogits.data(), b.threads());
          benchmark::DoNotOptimize(dlogits.data());
        }},
       {"optimizer",

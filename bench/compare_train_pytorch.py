@@ -37,11 +37,9 @@ PyTorch's is the peak RSS of this process so far (its models and every way tried
 """
 
 import argparse
-import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 
@@ -49,10 +47,9 @@ import torch
 import torch.nn.functional as F
 
 sys.dont_write_bytecode = True
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-from compare_model_pytorch import blas_library, prompt_tokens, timed  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_model_pytorch import prompt_tokens  # noqa: E402
+from peer_common import blas_library, default_binary, run_benchmark, timed  # noqa: E402
 
 from xlstm import mLSTMBlockConfig, mLSTMLayerConfig, xLSTMLMModel, xLSTMLMModelConfig  # noqa: E402
 from xlstm.blocks.mlstm.backends import parallel_stabilized_simple  # noqa: E402
@@ -131,15 +128,12 @@ def run_reference(name, variants, min_seconds):
 
 
 def run_mlstm(binary, name, threads, min_seconds):
-    env = dict(os.environ, MLSTM_NUM_THREADS=str(threads))
-    output = subprocess.run(
-        [binary, f"--benchmark_filter=^BM_TrainStep/{name}/", "--benchmark_format=json",
-         f"--benchmark_min_time={min_seconds}"],
-        env=env, check=True, capture_output=True, text=True).stdout
-    report = json.loads(output)
-    bench = report["benchmarks"][0]
+    """bench_train's step of model `name` (its JSON entry), its tokens per CPU-second, context."""
+    results, context = run_benchmark(binary, threads, min_seconds,
+                                     extra_args=[f"--benchmark_filter=^BM_TrainStep/{name}/"])
+    bench = next(iter(results.values()))
     cpu_rate = bench["items_per_second"] * bench["real_time"] / bench["cpu_time"]
-    return bench, cpu_rate, report["context"]
+    return bench, cpu_rate, context
 
 
 def megabytes(value):
@@ -153,7 +147,7 @@ def main():
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="the ways PyTorch is tried, comma-separated: " + ", ".join(VARIANTS))
     parser.add_argument("--min-seconds", type=float, default=5.0)
-    parser.add_argument("--binary", default=os.path.join(ROOT, "build-bench", "bench", "bench_train"))
+    parser.add_argument("--binary", default=default_binary("bench_train"))
     parser.add_argument("--retain-freed-memory", action="store_true",
                         help="both sides with glibc's malloc keeping freed memory (see above)")
     args = parser.parse_args()

@@ -14,7 +14,9 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
+#include "mlstm/detail/thread_pool.hpp"
 #include "mlstm/errors.hpp"
 #include "mlstm/tensor.hpp"
 
@@ -53,32 +55,48 @@ Index count_targets(const Id* targets, Index rows, Index vocab, const CrossEntro
   return counted;
 }
 
-// The loss of validated targets; `counted` from count_targets.
+// task(r) for every row, in blocks of rows on up to `threads` threads (a row's work is about
+// `vocab` exponentials).
+template <typename Task>
+void for_each_row(Index rows, Index vocab, int threads, const Task& task) {
+  constexpr Index rows_per_block = 16;
+  const Index blocks = (rows + rows_per_block - 1) / rows_per_block;
+  const double work = 40.0 * static_cast<double>(rows) * static_cast<double>(vocab);
+  parallel_for(blocks, threads_for_work(threads, blocks, work), [&](Index block) {
+    const Index end = std::min(rows, (block + 1) * rows_per_block);
+    for (Index r = block * rows_per_block; r < end; ++r) task(r);
+  });
+}
+
+// The loss of validated targets; `counted` from count_targets. Rows run on up to `threads`
+// threads and their terms are added in row order, so the result does not depend on the count.
 template <typename T, typename Id>
 double cross_entropy_forward(const T* logits, Index rows, Index vocab, const Id* targets,
-                             Index counted, const CrossEntropyOptions& options) {
-  double total = 0.0;
-  for (Index r = 0; r < rows; ++r) {
+                             Index counted, const CrossEntropyOptions& options, int threads = 1) {
+  std::vector<double> terms(static_cast<std::size_t>(rows), 0.0);  // 0 for an ignored row
+  for_each_row(rows, vocab, threads, [&](Index r) {
     const long long target = static_cast<long long>(targets[r]);
-    if (target == options.ignore_index) continue;
+    if (target == options.ignore_index) return;
     const T* row = logits + r * vocab;
-    total += log_sum_exp(row, vocab) - static_cast<double>(row[target]);
-  }
+    terms[static_cast<std::size_t>(r)] = log_sum_exp(row, vocab) - static_cast<double>(row[target]);
+  });
+  double total = 0.0;
+  for (const double term : terms) total += term;
   return counted > 0 ? total / static_cast<double>(counted) : 0.0;
 }
 
-// dlogits (rows, V) written.
+// dlogits (rows, V) written, on up to `threads` threads.
 template <typename T, typename Id>
 void cross_entropy_backward(const T* logits, Index rows, Index vocab, const Id* targets,
                             Index counted, const CrossEntropyOptions& options, double dloss,
-                            T* dlogits) {
+                            T* dlogits, int threads = 1) {
   const double scale = counted > 0 ? dloss / static_cast<double>(counted) : 0.0;
-  for (Index r = 0; r < rows; ++r) {
+  for_each_row(rows, vocab, threads, [&](Index r) {
     const long long target = static_cast<long long>(targets[r]);
     T* out = dlogits + r * vocab;
     if (target == options.ignore_index) {
       std::fill(out, out + vocab, T(0));
-      continue;
+      return;
     }
     const T* row = logits + r * vocab;
     const double normalizer = log_sum_exp(row, vocab);
@@ -86,7 +104,7 @@ void cross_entropy_backward(const T* logits, Index rows, Index vocab, const Id* 
       const double probability = std::exp(static_cast<double>(row[j]) - normalizer);
       out[j] = static_cast<T>(scale * (j == target ? probability - 1.0 : probability));
     }
-  }
+  });
 }
 
 }  // namespace detail

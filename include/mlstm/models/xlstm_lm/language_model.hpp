@@ -223,13 +223,13 @@ class LanguageModel : public TokenModel<LanguageModel<T>, T, ModelState<T>> {
     Tensor<T, 3> logits(batch, seq_len, V);
     detail::linear_rows(normed.data(), rows, E, weights_.lm_head.data(), V,
                         static_cast<const T*>(nullptr), logits.data(), threads);
-    const double loss =
-        detail::cross_entropy_forward(logits.data(), rows, V, labels.data(), counted, options);
+    const double loss = detail::cross_entropy_forward(logits.data(), rows, V, labels.data(),
+                                                      counted, options, threads);
 
     // Backward, in reverse; `dx` is the gradient of the current activation (B, S, E).
     Tensor<T, 3> dlogits(batch, seq_len, V);
     detail::cross_entropy_backward(logits.data(), rows, V, labels.data(), counted, options,
-                                   loss_scale, dlogits.data());
+                                   loss_scale, dlogits.data(), threads);
     logits = Tensor<T, 3>();
     Tensor<T, 3> dx(batch, seq_len, E), dnext(batch, seq_len, E);
     detail::linear_rows_backward(normed.data(), rows, E, weights_.lm_head.data(), V, dlogits.data(),
@@ -261,7 +261,9 @@ class LanguageModel : public TokenModel<LanguageModel<T>, T, ModelState<T>> {
     const Index counted = detail::count_targets(labels.data(), rows, V, options, "targets");
     const Tensor<T, 3> logits =
         run(ids.data(), ids.dimension(0), ids.dimension(1), nullptr, Logits::all);
-    return detail::cross_entropy_forward(logits.data(), rows, V, labels.data(), counted, options);
+    return detail::cross_entropy_forward(
+        logits.data(), rows, V, labels.data(), counted, options,
+        detail::resolve_num_threads(options_.num_threads, "options.num_threads"));
   }
 
  private:
