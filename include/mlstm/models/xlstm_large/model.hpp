@@ -205,6 +205,9 @@ class XLSTMLarge : public TokenModel<XLSTMLarge<T, W>, T, XLSTMLargeState<T>> {
   KernelOptions kernel_options() const {
     KernelOptions options;
     options.forward_kernel = SequenceKernel::chunkwise;
+    // The reference's inference mode runs the chunkwise form for every prompt; the parallel form
+    // places eps against another stabilizer (differences of order eps, beyond double rounding).
+    options.parallel_prefill_max = 0;
     options.chunk_size = config_.chunk_size;
     options.eps = config_.eps;
     options.num_threads = num_threads_;
