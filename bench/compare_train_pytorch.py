@@ -139,7 +139,7 @@ def run_mlstm(binary, name, threads, min_seconds):
 
 
 def megabytes(value):
-    return f"{value / 2**20:9.0f} MB"
+    return f"{value / 2**20:9.0f} MiB"
 
 
 def main():
