@@ -21,6 +21,7 @@
 #include <mlstm/kernels/parallel_backward.hpp>
 #include <mlstm/mlstm.hpp>
 
+#include "bench_main.hpp"
 #include "support/heap_counter.hpp"
 #include "support/random_inputs.hpp"
 
@@ -134,4 +135,4 @@ BENCHMARK(BM_ParallelForwardBackward)->Apply(shapes);
 BENCHMARK(BM_ChunkwiseForwardBackward)->Apply(long_shapes);
 BENCHMARK(BM_ParallelBackward)->Apply(shapes);
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) { return mlstm_bench::run_benchmarks(argc, argv); }

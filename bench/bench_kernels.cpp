@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_main.hpp"
 #include "support/random_inputs.hpp"
 
 namespace {
@@ -202,12 +203,6 @@ BENCHMARK(BM_EigenGemm)
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::AddCustomContext("mlstm_threads", std::to_string(mlstm::get_num_threads()));
-  benchmark::AddCustomContext("mlstm_dtype", "float32");
-  benchmark::AddCustomContext("mlstm_shape", "B=1 NH=4 DQK=DV=D");
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return mlstm_bench::run_benchmarks(
+      argc, argv, {{"mlstm_dtype", "float32"}, {"mlstm_shape", "B=1 NH=4 DQK=DV=D"}});
 }

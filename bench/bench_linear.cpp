@@ -17,6 +17,7 @@
 #include <Eigen/Core>
 #include <mlstm/layers/linear.hpp>
 
+#include "bench_main.hpp"
 #include "read_bandwidth.hpp"
 
 namespace {
@@ -78,4 +79,4 @@ BENCHMARK_TEMPLATE(BM_linear_prefill, Eigen::bfloat16)
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) { return mlstm_bench::run_benchmarks(argc, argv); }

@@ -28,6 +28,7 @@
 
 #include <mlstm/mlstm.hpp>
 
+#include "bench_main.hpp"
 #include "token_model_loops.hpp"
 
 namespace {
@@ -82,18 +83,6 @@ BENCHMARK(BM_Generate)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::AddCustomContext("mlstm_threads", std::to_string(mlstm::get_num_threads()));
-#ifdef MLSTM_USE_ONEDNN
-  benchmark::AddCustomContext("mlstm_gemm", "oneDNN");
-#else
-  benchmark::AddCustomContext("mlstm_gemm", "Eigen");
-#endif
-  benchmark::AddCustomContext("model", std::getenv("MLSTM_BENCH_MODEL") != nullptr
-                                           ? std::getenv("MLSTM_BENCH_MODEL")
-                                           : "125M");
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  const char* model = std::getenv("MLSTM_BENCH_MODEL");
+  return mlstm_bench::run_benchmarks(argc, argv, {{"model", model != nullptr ? model : "125M"}});
 }

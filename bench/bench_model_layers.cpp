@@ -26,6 +26,8 @@
 #include <string>
 #include <vector>
 
+#include "bench_main.hpp"
+
 namespace {
 
 using mlstm::Index;
@@ -200,11 +202,4 @@ const bool registered = [] {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::AddCustomContext("mlstm_threads", std::to_string(mlstm::get_num_threads()));
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return mlstm_bench::run_benchmarks(argc, argv); }

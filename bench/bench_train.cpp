@@ -51,6 +51,7 @@
 #include <mlstm/kernels/parallel_backward.hpp>
 #include <mlstm/mlstm.hpp>
 
+#include "bench_main.hpp"
 #include "peak_rss.hpp"
 #include "support/heap_counter.hpp"
 #include "token_model_loops.hpp"
@@ -437,11 +438,4 @@ const bool registered = [] {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::AddCustomContext("mlstm_threads", std::to_string(mlstm::get_num_threads()));
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return mlstm_bench::run_benchmarks(argc, argv); }

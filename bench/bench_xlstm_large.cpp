@@ -33,6 +33,7 @@
 #include <mlstm/models/xlstm_large/model.hpp>
 #include <mlstm/params/generator.hpp>
 
+#include "bench_main.hpp"
 #include "peak_rss.hpp"
 #include "read_bandwidth.hpp"
 #include "token_model_loops.hpp"
@@ -144,4 +145,4 @@ BENCHMARK(BM_Prefill)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) { return mlstm_bench::run_benchmarks(argc, argv); }

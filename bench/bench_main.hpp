@@ -1,0 +1,32 @@
+// The main() of the benchmark programs: Google Benchmark's, with the library's thread count and
+// matrix product (and any `context` the program adds) in the report's context, where the
+// comparison scripts read them.
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <initializer_list>
+#include <string>
+#include <utility>
+
+#include <mlstm/threading.hpp>
+
+namespace mlstm_bench {
+
+inline int run_benchmarks(int argc, char** argv,
+                          std::initializer_list<std::pair<std::string, std::string>> context = {}) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("mlstm_threads", std::to_string(mlstm::get_num_threads()));
+#ifdef MLSTM_USE_ONEDNN
+  benchmark::AddCustomContext("mlstm_gemm", "oneDNN");
+#else
+  benchmark::AddCustomContext("mlstm_gemm", "Eigen");
+#endif
+  for (const auto& [key, value] : context) benchmark::AddCustomContext(key, value);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
+
+}  // namespace mlstm_bench
