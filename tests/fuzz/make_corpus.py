@@ -148,8 +148,13 @@ def regressions(out):
     for folder in (st, lm, config):
         folder.mkdir(parents=True, exist_ok=True)
 
-    # A number past double's range threw nlohmann's out_of_range instead of a ValueError.
+    # A number past double's range threw nlohmann's out_of_range instead of a ValueError (the
+    # language model's configuration, then xLSTM-Large's config.json).
     (config / "number_overflow.json").write_text("43E443E4")
+    large = out / "xlstm_large"
+    large.mkdir(parents=True, exist_ok=True)
+    text = b'{"embedding_dim": 1e406}'
+    (large / "config_number_overflow.bin").write_bytes(b"\0" + struct.pack("<H", len(text)) + text)
 
     # A zero-size tensor whose other dimensions overflow any element count: (2^62, 4, 0).
     for folder in (st, lm):

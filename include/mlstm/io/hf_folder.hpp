@@ -98,7 +98,7 @@ class HFFolder {
     nlohmann::json index;
     try {
       index = nlohmann::json::parse(read_text(index_path));
-    } catch (const nlohmann::json::parse_error& error) {
+    } catch (const nlohmann::json::exception& error) {  // parse_error, or out_of_range for 1E400
       throw FormatError("\"" + index_path + "\": malformed JSON: " + error.what());
     }
     if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())

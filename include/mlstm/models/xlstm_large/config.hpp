@@ -121,7 +121,7 @@ inline XLSTMLargeConfig xlstm_large_config_from_json(const std::string& text,
   nlohmann::json json;
   try {
     json = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& error) {
+  } catch (const nlohmann::json::exception& error) {  // parse_error, or out_of_range for 1E400
     throw ValueError("config", source + ": malformed JSON: " + error.what());
   }
   if (!json.is_object()) throw ValueError("config", source + ": expected a JSON object");
