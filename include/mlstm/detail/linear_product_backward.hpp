@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "mlstm/detail/linear_product.hpp"
+#include "mlstm/detail/matrix_product.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"
 
@@ -58,7 +59,6 @@ void linear_product_backward(const T* x, const T* weight, const T* dy, T* dx, T*
   const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(in) *
                        static_cast<double>(out) * static_cast<double>(blocks) *
                        ((dx != nullptr ? 1 : 0) + (dweight != nullptr ? 1 : 0));
-  using Strided = Eigen::OuterStride<>;
   parallel_for(
       dx_items + dweight_items, threads_for_work(threads, dx_items + dweight_items, flops),
       [&](Index item) {
@@ -68,23 +68,17 @@ void linear_product_backward(const T* x, const T* weight, const T* dy, T* dx, T*
                       col_begin = (tile % in_tiles) * in_tile;
           const Index row_count = std::min(row_tile, rows - row_begin),
                       col_count = std::min(in_tile, in - col_begin);
-          Eigen::Map<RowMatrix<T>, 0, Strided>(dx + row_begin * x_stride + block * in + col_begin,
-                                               row_count, col_count, Strided(x_stride))
-              .noalias() =
-              Eigen::Map<const RowMatrix<T>, 0, Strided>(dy + row_begin * y_stride + block * out,
-                                                         row_count, out, Strided(y_stride)) *
-              Eigen::Map<const RowMatrix<T>, 0, Strided>(weight + block * out * in + col_begin, out,
-                                                         col_count, Strided(in));
+          matrix_product<T>(row_count, col_count, out,
+                            {dy + row_begin * y_stride + block * out, y_stride},
+                            {weight + block * out * in + col_begin, in},
+                            dx + row_begin * x_stride + block * in + col_begin, x_stride);
         } else {
           const Index block = (item - dx_items) / out_tiles,
                       out_begin = ((item - dx_items) % out_tiles) * out_tile;
           const Index count = std::min(out_tile, out - out_begin);
-          Eigen::Map<RowMatrix<T>>(dweight + (block * out + out_begin) * in, count, in).noalias() +=
-              Eigen::Map<const RowMatrix<T>, 0, Strided>(dy + block * out + out_begin, rows, count,
-                                                         Strided(y_stride))
-                  .transpose() *
-              Eigen::Map<const RowMatrix<T>, 0, Strided>(x + block * in, rows, in,
-                                                         Strided(x_stride));
+          matrix_product<T>(count, in, rows, {dy + block * out + out_begin, y_stride, true},
+                            {x + block * in, x_stride}, dweight + (block * out + out_begin) * in,
+                            in, Accumulate::yes);
         }
       });
 }
