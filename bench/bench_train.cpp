@@ -149,9 +149,10 @@ double block_cache_bytes(const Trainer& t) {
   const Tensor<float, 3> x(t.config.batch, t.config.seq_len, E);
   mlstm::MLSTMBlockCache<float> cache;
   const auto live_before = mlstm::test::HeapCounter::live_bytes();
-  Tensor<float, 3> y = mlstm::detail::mlstm_block_forward(
+  Tensor<float, 3> y;
+  mlstm::detail::mlstm_block_forward(
       t.model.weights().blocks[0], x.data(), t.config.batch, t.config.seq_len, t.model.options(),
-      static_cast<mlstm::MLSTMLayerState<float>*>(nullptr), &cache);
+      static_cast<mlstm::MLSTMLayerState<float>*>(nullptr), &cache, y);
   return static_cast<double>(mlstm::test::HeapCounter::live_bytes() - live_before) -
          float_bytes(rows * E);
 }
@@ -185,14 +186,16 @@ void BM_TrainStep(benchmark::State& state, const std::string& name) {
 }
 
 // The first block's input and training cache, a gradient of the shapes each layer's backward
-// takes, and output buffers: what the layers' benchmarks run on.
+// takes, and output buffers: what the layers' benchmarks run on. Like a training step, the
+// forwards write into caches and the backwards into buffers kept from one iteration to the next.
 struct LayerBench {
   Trainer& t;
   const mlstm::MLSTMBlockWeights<float>& block;
   mlstm::LMModelGradients<float> grads;
   Index batch, seq_len, rows, E, I, V;
-  Tensor<float, 3> x, y, dy, dx, dinner, normed, logits;
-  mlstm::MLSTMBlockCache<float> cache;
+  Tensor<float, 3> x, y, dy, dx, dinner, normed, logits, out;
+  mlstm::MLSTMBlockCache<float> cache, reused_cache;
+  mlstm::MLSTMBlockBackwardBuffers<float> buffers;
 
   explicit LayerBench(Trainer& trainer)
       : t(trainer),
@@ -216,8 +219,8 @@ struct LayerBench {
     for (Index i = 0; i < dy.size(); ++i) dy.data()[i] = 1e-3f * static_cast<float>(i % 17 - 8);
     for (Index i = 0; i < dinner.size(); ++i) dinner.data()[i] = dy.data()[i];
     mlstm::detail::mlstm_block_forward(block, x.data(), batch, seq_len, t.model.options(),
-                                       static_cast<mlstm::MLSTMLayerState<float>*>(nullptr),
-                                       &cache);
+                                       static_cast<mlstm::MLSTMLayerState<float>*>(nullptr), &cache,
+                                       out);
     for (Index i = 0; i < logits.size(); ++i) logits.data()[i] = 1e-2f * static_cast<float>(i % 13);
   }
   int threads() const { return mlstm::get_num_threads(); }
@@ -311,13 +314,12 @@ const std::vector<std::pair<std::string, Pass>>& layer_passes() {
        }},
       {"cell_forward",
        [](LB& b) {
-         mlstm::MLSTMCellCache<float> cell;
          const auto& l = b.layer();
-         benchmark::DoNotOptimize(
-             d::mlstm_cell_forward(b.block.xlstm.cell, l.q.data(), l.k.data(), l.v.data(), b.batch,
-                                   b.seq_len, b.t.model.options(),
-                                   static_cast<mlstm::RecurrentState<float>*>(nullptr), &cell)
-                 .data());
+         d::mlstm_cell_forward(b.block.xlstm.cell, l.q.data(), l.k.data(), l.v.data(), b.batch,
+                               b.seq_len, b.t.model.options(),
+                               static_cast<mlstm::RecurrentState<float>*>(nullptr),
+                               &b.reused_cache.xlstm.cell, b.out);
+         benchmark::DoNotOptimize(b.out.data());
        }},
       {"cell_backward",
        [](LB& b) {
@@ -325,7 +327,8 @@ const std::vector<std::pair<std::string, Pass>>& layer_passes() {
          float* dq = b.dx.data();
          d::mlstm_cell_backward(b.block.xlstm.cell, b.layer_grads().cell, l.q.data(), l.k.data(),
                                 l.v.data(), b.batch, b.seq_len, b.t.model.options(), l.cell,
-                                b.dinner.data(), dq, dq + b.rows * b.I, b.y.data());
+                                b.dinner.data(), dq, dq + b.rows * b.I, b.y.data(),
+                                b.buffers.xlstm.cell);
        }},
       {"kernel_forward",
        [](LB& b) {
@@ -357,18 +360,16 @@ const std::vector<std::pair<std::string, Pass>>& layer_passes() {
        }},
       {"layer_forward",
        [](LB& b) {
-         mlstm::MLSTMLayerCache<float> layer;
-         benchmark::DoNotOptimize(
-             d::mlstm_layer_forward(b.block.xlstm, b.cache.normed.data(), b.batch, b.seq_len,
-                                    b.t.model.options(),
-                                    static_cast<mlstm::MLSTMLayerState<float>*>(nullptr), &layer)
-                 .data());
+         d::mlstm_layer_forward(
+             b.block.xlstm, b.cache.normed.data(), b.batch, b.seq_len, b.t.model.options(),
+             static_cast<mlstm::MLSTMLayerState<float>*>(nullptr), &b.reused_cache.xlstm, b.out);
+         benchmark::DoNotOptimize(b.out.data());
        }},
       {"layer_backward",
        [](LB& b) {
          d::mlstm_layer_backward(b.block.xlstm, b.layer_grads(), b.cache.normed.data(), b.batch,
                                  b.seq_len, b.t.model.options(), b.layer(), b.dy.data(),
-                                 b.dx.data());
+                                 b.dx.data(), b.buffers.xlstm);
        }},
       {"head_forward",
        [norm](LB& b) {

@@ -6,6 +6,7 @@
 // functions; this program is therefore not built with the sanitizers.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 
@@ -178,4 +179,50 @@ TEST_CASE("loading a model holds its weights and little more", "[allocations][mo
   std::filesystem::remove(path);
   INFO("peak above start " << watch.peak_above_start() << " bytes; weights " << weights);
   CHECK(watch.peak_above_start() < weights + weights / 20);  // no copy of the file's data
+}
+
+// After the first step at a shape, a step keeps its activations and working buffers in the
+// model's workspace. What it still allocates (small per-block temporaries, and the packing
+// buffers of Eigen's matrix products, bounded by the caches) is far below the workspace and
+// does not grow with the batch.
+TEST_CASE("a training step at an unchanged shape reuses its workspace", "[allocations][training]") {
+  start_worker_pool();
+  mlstm::LMModelConfig config;
+  config.vocab_size = 256;
+  config.embedding_dim = 128;
+  config.num_blocks = 2;
+  config.context_length = 64;
+  mlstm::LanguageModel<float> model(config);
+  mlstm::Generator generator(0);
+  model.reset_parameters(generator);
+  const Index seq_len = 64;
+  long long sizing_peak[2] = {0, 0}, step_peak[2] = {0, 0};
+  for (const Index batch : {4, 8}) {
+    CAPTURE(batch);
+    mlstm::Tensor<int, 2> tokens(batch, seq_len), targets(batch, seq_len);
+    for (Index i = 0; i < tokens.size(); ++i) {
+      tokens.data()[i] = static_cast<int>((i * 37) % config.vocab_size);
+      targets.data()[i] = static_cast<int>((i * 37 + 11) % config.vocab_size);
+    }
+    const int run = batch == 4 ? 0 : 1;
+    model.release_training_workspace();
+    {
+      mlstm::test::HeapWatch watch;  // the first step at the shape sizes the workspace
+      model.forward_backward(tokens, targets);
+      sizing_peak[run] = watch.peak_above_start();
+    }
+    for (int step = 0; step < 2; ++step) {
+      mlstm::test::HeapWatch watch;
+      model.forward_backward(tokens, targets);
+      step_peak[run] = std::max(step_peak[run], static_cast<long long>(watch.peak_above_start()));
+    }
+    INFO("peak above start: " << step_peak[run]
+                              << " bytes; sizing the workspace: " << sizing_peak[run]);
+    CHECK(step_peak[run] < sizing_peak[run] / 8);
+  }
+  INFO("a step's peak at batch 4 and 8: " << step_peak[0] << ", " << step_peak[1]
+                                          << " bytes; sizing: " << sizing_peak[0] << ", "
+                                          << sizing_peak[1]);
+  CHECK(sizing_peak[1] > sizing_peak[0] * 3 / 2);
+  CHECK(step_peak[1] < step_peak[0] * 5 / 4);
 }

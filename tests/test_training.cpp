@@ -171,6 +171,51 @@ TEST_CASE("ten AdamW steps with clipping match the reference's losses", "[traini
   SECTION("float") { check_steps<float>(golden); }
 }
 
+TEST_CASE("forward_backward's kept workspace gives a fresh one's results, also across shapes",
+          "[training][workspace]") {
+  mlstm::LMModelConfig config;
+  config.vocab_size = 40;
+  config.embedding_dim = 32;
+  config.num_heads = 2;
+  config.num_blocks = 2;
+  config.context_length = 24;
+  for (const auto kernel : {mlstm::SequenceKernel::parallel, mlstm::SequenceKernel::chunkwise}) {
+    CAPTURE(static_cast<int>(kernel));
+    mlstm::KernelOptions options;
+    options.forward_kernel = kernel;
+    options.chunk_size = 8;
+    // `kept` keeps its workspace from call to call; `fresh` starts each call without one.
+    mlstm::LanguageModel<float> kept(config, options), fresh(config, options);
+    mlstm::Generator generator(3);
+    kept.reset_parameters(generator);
+    for (auto& param : kept.registry()) {
+      const auto* values = param.data();
+      std::copy(values, values + param.size(), fresh.registry().find(param.name())->data());
+    }
+    // Shapes (B, S): repeated, then larger, smaller and with other factors of the same size.
+    const Index shapes[][2] = {{2, 12}, {2, 12}, {3, 7}, {1, 24}, {4, 6}, {2, 12}};
+    for (const auto& shape : shapes) {
+      CAPTURE(shape[0], shape[1]);
+      Tensor<int, 2> tokens(shape[0], shape[1]), targets(shape[0], shape[1]);
+      for (Index i = 0; i < tokens.size(); ++i) {
+        tokens.data()[i] = static_cast<int>((i * 7 + shape[1]) % config.vocab_size);
+        targets.data()[i] = static_cast<int>((i * 11 + 3) % config.vocab_size);
+      }
+      for (auto* model : {&kept, &fresh})
+        for (auto& param : model->registry()) param.zero_grad();
+      fresh.release_training_workspace();
+      const double kept_loss = kept.forward_backward(tokens, targets);
+      const double fresh_loss = fresh.forward_backward(tokens, targets);
+      CHECK(kept_loss == fresh_loss);
+      for (const auto& param : kept.registry()) {
+        INFO(param.name());
+        const float* expected = fresh.registry().find(param.name())->grad_data();
+        CHECK(std::equal(param.grad_data(), param.grad_data() + param.size(), expected));
+      }
+    }
+  }
+}
+
 TEST_CASE("clip_grad_norm scales to max_norm, only above it", "[training]") {
   mlstm::Registry<double> registry;
   auto& a = registry.add("a", {2});

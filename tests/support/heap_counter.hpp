@@ -5,6 +5,7 @@
 //   run();
 //   watch.allocations_made();              // allocations since the watch began
 //   watch.peak_above_start();              // the peak of live bytes above those at the start
+//   watch.largest_allocation();            // the largest single allocation since the watch began
 //
 // Replaces the C allocation functions (which operator new, Eigen's aligned allocator and the
 // thread pool all end in) by counting wrappers around glibc's own. Include it in exactly one
@@ -34,15 +35,23 @@ class HeapCounter {
   static std::int64_t allocations() { return allocations_.load(); }
   static std::int64_t live_bytes() { return live_.load(); }
   static std::int64_t peak_bytes() { return peak_.load(); }
-  static void restart_peak() { peak_.store(live_.load()); }
+  static std::int64_t largest_bytes() { return largest_.load(); }
+  static void restart_peak() {
+    peak_.store(live_.load());
+    largest_.store(0);
+  }
 
   static void allocated(void* pointer) {
     if (pointer == nullptr) return;
     allocations_.fetch_add(1, std::memory_order_relaxed);
     const std::int64_t bytes = size_of(pointer);
     const std::int64_t now = live_.fetch_add(bytes) + bytes;
-    std::int64_t peak = peak_.load();
-    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+    raise_to(peak_, now);
+    raise_to(largest_, bytes);
+  }
+  static void raise_to(std::atomic<std::int64_t>& maximum, std::int64_t value) {
+    std::int64_t current = maximum.load();
+    while (value > current && !maximum.compare_exchange_weak(current, value)) {
     }
   }
   static void released(std::int64_t bytes) { live_.fetch_sub(bytes); }
@@ -54,9 +63,11 @@ class HeapCounter {
   static inline std::atomic<std::int64_t> allocations_{0};
   static inline std::atomic<std::int64_t> live_{0};
   static inline std::atomic<std::int64_t> peak_{0};
+  static inline std::atomic<std::int64_t> largest_{0};
 };
 
-// Counts from construction: allocations made, and the peak of bytes live above the start.
+// Counts from construction: allocations made, the peak of bytes live above the start and the
+// largest allocation.
 // One watch at a time.
 class HeapWatch {
  public:
@@ -66,6 +77,7 @@ class HeapWatch {
   }
   std::int64_t allocations_made() const { return HeapCounter::allocations() - start_allocations_; }
   std::int64_t peak_above_start() const { return HeapCounter::peak_bytes() - start_live_; }
+  std::int64_t largest_allocation() const { return HeapCounter::largest_bytes(); }
 
  private:
   std::int64_t start_allocations_, start_live_;

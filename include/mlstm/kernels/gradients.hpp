@@ -17,14 +17,23 @@ struct SequenceGradients {
 
 namespace detail {
 
+// Resizes `grads` to the given problem's shape, to be written by a backward pass (a no-op for
+// gradients already of that shape, as a training loop passes them again).
+template <typename T>
+void resize_sequence_gradients(const SequenceShape& s, SequenceGradients<T>& grads) {
+  grads.dq.resize(s.batch, s.heads, s.seq_len, s.qk_dim);
+  grads.dk.resize(s.batch, s.heads, s.seq_len, s.qk_dim);
+  grads.dv.resize(s.batch, s.heads, s.seq_len, s.v_dim);
+  grads.di.resize(s.batch, s.heads, s.seq_len, 1);
+  grads.df.resize(s.batch, s.heads, s.seq_len, 1);
+}
+
 // Gradients of the given problem's shape, to be written by a backward pass.
 template <typename T>
 SequenceGradients<T> sequence_gradients(const SequenceShape& s) {
-  return {Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.qk_dim),
-          Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.qk_dim),
-          Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
-          Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1),
-          Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1)};
+  SequenceGradients<T> grads;
+  resize_sequence_gradients(s, grads);
+  return grads;
 }
 
 }  // namespace detail

@@ -252,25 +252,37 @@ void check_parallel_forward(const ParallelForward<T>& forward, const SequenceSha
   }
 }
 
+// The forward with its cache written into `out`, whose tensors are resized (a no-op when their
+// sizes are unchanged: a training loop passes the same one again).
 template <typename T>
-ParallelForward<T> parallel_forward_with_cache(const ParallelCall<T>& call,
-                                               const ParallelOptions& options) {
+void parallel_forward_with_cache(const ParallelCall<T>& call, const ParallelOptions& options,
+                                 ParallelForward<T>& out) {
   const SequenceShape& s = call.in.shape;
-  ParallelForward<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
-                         {Tensor<T, 4>(s.batch, s.heads, s.seq_len, 1), options.stabilize_rowwise,
-                          options.eps, applied_mask(call.mask)}};
+  out.h.resize(s.batch, s.heads, s.seq_len, s.v_dim);
+  out.cache.row_sum.resize(s.batch, s.heads, s.seq_len, 1);
+  out.cache.stabilize_rowwise = options.stabilize_rowwise;
+  out.cache.eps = options.eps;
+  out.cache.mask = applied_mask(call.mask);
   parallel_forward(call.in, call.mask, options.stabilize_rowwise, static_cast<T>(options.eps),
                    call.threads, out.h.data(), out.cache.row_sum.data());
-  return out;
 }
 
 template <typename T>
-ParallelGradients<T> parallel_backward(const ParallelCall<T>& call, const ConstTensorMap<T, 4>& dh,
-                                       const ParallelForward<T>& forward,
-                                       const ParallelOptions& options) {
+ParallelForward<T> parallel_forward_with_cache(const ParallelCall<T>& call,
+                                               const ParallelOptions& options) {
+  ParallelForward<T> out;
+  parallel_forward_with_cache(call, options, out);
+  return out;
+}
+
+// The gradients written into `grads`, resized like parallel_forward_with_cache's `out`.
+template <typename T>
+void parallel_backward(const ParallelCall<T>& call, const ConstTensorMap<T, 4>& dh,
+                       const ParallelForward<T>& forward, const ParallelOptions& options,
+                       ParallelGradients<T>& grads) {
   const SequenceInputs<T>& in = call.in;
   const SequenceShape& s = in.shape;
-  ParallelGradients<T> grads = sequence_gradients<T>(s);
+  resize_sequence_gradients(s, grads);
   const Index heads = s.batch * s.heads;
   parallel_for(heads, parallel_threads(s, heads, call.threads, 5), [&](Index head) {
     const Index row = head * s.seq_len;
@@ -289,7 +301,30 @@ ParallelGradients<T> parallel_backward(const ParallelCall<T>& call, const ConstT
                                     grads.df.data() + row};
     parallel_backward_head(p, s, call.mask, options.stabilize_rowwise, static_cast<T>(options.eps));
   });
+}
+
+template <typename T>
+ParallelGradients<T> parallel_backward(const ParallelCall<T>& call, const ConstTensorMap<T, 4>& dh,
+                                       const ParallelForward<T>& forward,
+                                       const ParallelOptions& options) {
+  ParallelGradients<T> grads;
+  parallel_backward(call, dh, forward, options, grads);
   return grads;
+}
+
+// parallel_stabilized_backward (below) with the cached forward, its gradients written into
+// `grads` (resized like parallel_forward_with_cache's `out`).
+template <typename Q, typename K, typename V, typename I, typename F, typename DH>
+void parallel_stabilized_backward(const Q& q, const K& k, const V& v, const I& igate_preact,
+                                  const F& fgate_preact, const DH& dh,
+                                  const ParallelForward<ScalarOf<Q>>& forward,
+                                  const ParallelOptions& options,
+                                  ParallelGradients<ScalarOf<Q>>& grads) {
+  require_same_scalar<Q, DH>();
+  const auto call = check_parallel_call(q, k, v, igate_preact, fgate_preact, options);
+  const auto dh_view = check_output_gradient(dh, call.in.shape, "dh");
+  check_parallel_forward(forward, call.in.shape, options, call.mask);
+  parallel_backward(call, dh_view, forward, options, grads);
 }
 
 }  // namespace detail
@@ -312,11 +347,10 @@ template <typename Q, typename K, typename V, typename I, typename F, typename D
 ParallelGradients<ScalarOf<Q>> parallel_stabilized_backward(
     const Q& q, const K& k, const V& v, const I& igate_preact, const F& fgate_preact, const DH& dh,
     const ParallelForward<ScalarOf<Q>>& forward, const ParallelOptions& options = {}) {
-  detail::require_same_scalar<Q, DH>();
-  const auto call = detail::check_parallel_call(q, k, v, igate_preact, fgate_preact, options);
-  const auto dh_view = detail::check_output_gradient(dh, call.in.shape, "dh");
-  detail::check_parallel_forward(forward, call.in.shape, options, call.mask);
-  return detail::parallel_backward(call, dh_view, forward, options);
+  ParallelGradients<ScalarOf<Q>> grads;
+  detail::parallel_stabilized_backward(q, k, v, igate_preact, fgate_preact, dh, forward, options,
+                                       grads);
+  return grads;
 }
 
 // The same gradients without a cached forward: runs the forward first.

@@ -81,7 +81,8 @@ double cross_entropy_forward(const T* logits, Index rows, Index vocab, const Id*
   return counted > 0 ? total / static_cast<double>(counted) : 0.0;
 }
 
-// dlogits (rows, V) written, on up to `threads` threads.
+// dlogits (rows, V) written, on up to `threads` threads; dlogits may be logits (each row is read
+// before it is written).
 template <typename T, typename Id>
 void cross_entropy_backward(const T* logits, Index rows, Index vocab, const Id* targets,
                             Index counted, const CrossEntropyOptions& options, double dloss,

@@ -37,6 +37,12 @@
 // of k micro-batches loss_scale = 1/k to train on their mean. loss(tokens, targets) is the same
 // loss without the backward.
 //
+// The model keeps forward_backward's activations and working buffers between calls (an
+// LMTrainingWorkspace, training_workspace.hpp): a training loop's steps at one (batch, seq_len)
+// reuse the memory the first one sized, and a step at another shape resizes it.
+// release_training_workspace() frees it (e.g. once training is done); inference (forward,
+// prefill, step, loss) does not use it.
+//
 // Errors: tokens, the state's shapes and the options are checked before anything is computed
 // or written (ValueError / ShapeError naming them). A non-finite value arising inside (from
 // non-finite parameters) is rejected by the kernels with a ValueError; the state passed to that
@@ -60,6 +66,7 @@
 #include "mlstm/models/xlstm_lm/mlstm_block.hpp"
 #include "mlstm/models/xlstm_lm/model_state.hpp"
 #include "mlstm/models/xlstm_lm/parameters.hpp"
+#include "mlstm/models/xlstm_lm/training_workspace.hpp"
 #include "mlstm/params/generator.hpp"
 #include "mlstm/params/parameter_table.hpp"
 #include "mlstm/params/registry.hpp"
@@ -201,38 +208,44 @@ class LanguageModel : public TokenModel<LanguageModel<T>, T, ModelState<T>> {
     const int threads = detail::resolve_num_threads(options_.num_threads, "options.num_threads");
     LMModelGradients<T> grads = bind_lm_model_gradients(registry_, config_);
 
-    // Forward, keeping each block's input and cache.
-    std::vector<Tensor<T, 3>> inputs(weights_.blocks.size() + 1);
-    std::vector<MLSTMBlockCache<T>> caches(weights_.blocks.size());
+    // Forward, keeping each block's input and cache in the workspace.
+    LMTrainingWorkspace<T>& w = workspace_;
+    w.inputs.resize(weights_.blocks.size() + 1);
+    w.caches.resize(weights_.blocks.size());
     MLSTMLayerState<T>* const no_state = nullptr;
-    inputs[0] = Tensor<T, 3>(batch, seq_len, E);
+    w.inputs[0].resize(batch, seq_len, E);
     detail::embedding_forward(ids.data(), rows, weights_.token_embedding.data(), E,
-                              inputs[0].data());
+                              w.inputs[0].data());
     for (std::size_t b = 0; b < weights_.blocks.size(); ++b) {
-      inputs[b + 1] = detail::mlstm_block_forward(weights_.blocks[b], inputs[b].data(), batch,
-                                                  seq_len, options_, no_state, &caches[b]);
+      detail::mlstm_block_forward(weights_.blocks[b], w.inputs[b].data(), batch, seq_len, options_,
+                                  no_state, &w.caches[b], w.inputs[b + 1]);
     }
-    const Tensor<T, 3>& last = inputs.back();
-    Tensor<T, 3> normed = last;
+    const Tensor<T, 3>& last = w.inputs.back();
+    const T* head_input = last.data();
     if (weights_.post_blocks_norm) {
+      w.normed.resize(batch, seq_len, E);
       for (Index r = 0; r < rows; ++r)
         detail::layer_norm_row(last.data() + r * E, E, weights_.post_blocks_norm->data(),
                                static_cast<const T*>(nullptr), true, LayerNormOptions{}.eps,
-                               normed.data() + r * E);
+                               w.normed.data() + r * E);
+      head_input = w.normed.data();
     }
-    Tensor<T, 3> logits(batch, seq_len, V);
-    detail::linear_rows(normed.data(), rows, E, weights_.lm_head.data(), V,
+    Tensor<T, 3>& logits = w.logits;
+    logits.resize(batch, seq_len, V);
+    detail::linear_rows(head_input, rows, E, weights_.lm_head.data(), V,
                         static_cast<const T*>(nullptr), logits.data(), threads);
     const double loss = detail::cross_entropy_forward(logits.data(), rows, V, labels.data(),
                                                       counted, options, threads);
 
-    // Backward, in reverse; `dx` is the gradient of the current activation (B, S, E).
-    Tensor<T, 3> dlogits(batch, seq_len, V);
+    // Backward, in reverse; `dx` is the gradient of the current activation (B, S, E). The
+    // logits' gradient overwrites them.
+    T* const dlogits = logits.data();
     detail::cross_entropy_backward(logits.data(), rows, V, labels.data(), counted, options,
-                                   loss_scale, dlogits.data(), threads);
-    logits = Tensor<T, 3>();
-    Tensor<T, 3> dx(batch, seq_len, E), dnext(batch, seq_len, E);
-    detail::linear_rows_backward(normed.data(), rows, E, weights_.lm_head.data(), V, dlogits.data(),
+                                   loss_scale, dlogits, threads);
+    Tensor<T, 3>&dx = w.dx, &dnext = w.dnext;
+    dx.resize(batch, seq_len, E);
+    dnext.resize(batch, seq_len, E);
+    detail::linear_rows_backward(head_input, rows, E, weights_.lm_head.data(), V, dlogits,
                                  dx.data(), grads.lm_head, static_cast<T*>(nullptr), threads);
     if (weights_.post_blocks_norm) {
       for (Index r = 0; r < rows; ++r)
@@ -243,13 +256,17 @@ class LanguageModel : public TokenModel<LanguageModel<T>, T, ModelState<T>> {
       std::swap(dx, dnext);
     }
     for (std::size_t b = weights_.blocks.size(); b-- > 0;) {
-      detail::mlstm_block_backward(weights_.blocks[b], grads.blocks[b], inputs[b].data(), batch,
-                                   seq_len, options_, caches[b], dx.data(), dnext.data());
+      detail::mlstm_block_backward(weights_.blocks[b], grads.blocks[b], w.inputs[b].data(), batch,
+                                   seq_len, options_, w.caches[b], dx.data(), dnext.data(),
+                                   w.backward);
       std::swap(dx, dnext);
     }
     detail::embedding_backward(ids.data(), rows, E, dx.data(), grads.token_embedding);
     return loss;
   }
+
+  // Frees the memory forward_backward keeps between calls; the next call sizes it again.
+  void release_training_workspace() { workspace_ = LMTrainingWorkspace<T>(); }
 
   // The loss forward_backward returns, without the backward.
   template <typename Tokens, typename Targets>
@@ -297,11 +314,13 @@ class LanguageModel : public TokenModel<LanguageModel<T>, T, ModelState<T>> {
   Tensor<T, 3> run(const Id* ids, Index batch, Index seq_len, ModelState<T>* state,
                    Logits logits) const {
     const Index E = config_.embedding_dim, V = config_.vocab_size;
-    Tensor<T, 3> x(batch, seq_len, E);
+    Tensor<T, 3> x(batch, seq_len, E), y;
     detail::embedding_forward(ids, batch * seq_len, weights_.token_embedding.data(), E, x.data());
     for (std::size_t b = 0; b < weights_.blocks.size(); ++b) {
-      x = detail::mlstm_block_forward(weights_.blocks[b], x.data(), batch, seq_len, options_,
-                                      state != nullptr ? &state->blocks[b] : nullptr);
+      detail::mlstm_block_forward(weights_.blocks[b], x.data(), batch, seq_len, options_,
+                                  state != nullptr ? &state->blocks[b] : nullptr,
+                                  static_cast<MLSTMBlockCache<T>*>(nullptr), y);
+      std::swap(x, y);
     }
     // The norm and the head act per position: only the positions asked for are computed.
     const Index positions = logits == Logits::last ? 1 : seq_len;
@@ -343,6 +362,7 @@ class LanguageModel : public TokenModel<LanguageModel<T>, T, ModelState<T>> {
   KernelOptions options_;
   Registry<T> registry_;
   LMModelWeights<T> weights_;
+  LMTrainingWorkspace<T> workspace_;
 };
 
 }  // namespace mlstm

@@ -38,6 +38,13 @@ struct MLSTMBlockCache {
   MLSTMLayerCache<T> xlstm;
 };
 
+// The block backward's intermediate gradients (see MLSTMLayerBackwardBuffers).
+template <typename T>
+struct MLSTMBlockBackwardBuffers {
+  Tensor<T, 3> dnormed;  // (B, S, E): the layer's input gradient
+  MLSTMLayerBackwardBuffers<T> xlstm;
+};
+
 template <typename T>
 struct MLSTMBlockGradients {
   T* xlstm_norm_weight;
@@ -46,34 +53,38 @@ struct MLSTMBlockGradients {
 
 namespace detail {
 
-// x (B, S, E) -> x + layer(norm(x)); `state` as in mlstm_layer_forward; `cache`, if not null
-// (only without a state), receives what mlstm_block_backward needs.
+// x (B, S, E) -> y = x + layer(norm(x)), y resized (a no-op when its size is unchanged) and
+// written; `state` as in mlstm_layer_forward; `cache`, if not null (only without a state),
+// receives what mlstm_block_backward needs, in its own tensors (reused when their sizes are
+// unchanged).
 template <typename T>
-Tensor<T, 3> mlstm_block_forward(const MLSTMBlockWeights<T>& w, const T* x, Index batch,
-                                 Index seq_len, const KernelOptions& options,
-                                 MLSTMLayerState<T>* state, MLSTMBlockCache<T>* cache = nullptr) {
+void mlstm_block_forward(const MLSTMBlockWeights<T>& w, const T* x, Index batch, Index seq_len,
+                         const KernelOptions& options, MLSTMLayerState<T>* state,
+                         MLSTMBlockCache<T>* cache, Tensor<T, 3>& y) {
   const Index E = w.xlstm.embedding_dim();
-  Tensor<T, 3> normed(batch, seq_len, E);
+  Tensor<T, 3> unkept;
+  Tensor<T, 3>& normed = cache != nullptr ? cache->normed : unkept;
+  normed.resize(batch, seq_len, E);
   layer_norm_rows(x, batch * seq_len, E, w.xlstm_norm_weight.data(), static_cast<const T*>(nullptr),
                   true, LayerNormOptions{}.eps, normed.data(),
                   resolve_num_threads(options.num_threads, "options.num_threads"));
-  Tensor<T, 3> y = mlstm_layer_forward(w.xlstm, normed.data(), batch, seq_len, options, state,
-                                       cache != nullptr ? &cache->xlstm : nullptr);
+  mlstm_layer_forward(w.xlstm, normed.data(), batch, seq_len, options, state,
+                      cache != nullptr ? &cache->xlstm : nullptr, y);
   for (Index i = 0; i < y.size(); ++i) y.data()[i] += x[i];
-  if (cache != nullptr) cache->normed = std::move(normed);
-  return y;
 }
 
 // Backward of the block's training forward on x (B * S, E): dx (B * S, E) written, the
-// parameters' gradients accumulated into `grads`.
+// parameters' gradients accumulated into `grads`; `buffers` holds the intermediate gradients.
 template <typename T>
 void mlstm_block_backward(const MLSTMBlockWeights<T>& w, const MLSTMBlockGradients<T>& grads,
                           const T* x, Index batch, Index seq_len, const KernelOptions& options,
-                          const MLSTMBlockCache<T>& cache, const T* dy, T* dx) {
+                          const MLSTMBlockCache<T>& cache, const T* dy, T* dx,
+                          MLSTMBlockBackwardBuffers<T>& buffers) {
   const Index E = w.xlstm.embedding_dim(), rows = batch * seq_len;
-  Tensor<T, 3> dnormed(batch, seq_len, E);
+  Tensor<T, 3>& dnormed = buffers.dnormed;
+  dnormed.resize(batch, seq_len, E);
   mlstm_layer_backward(w.xlstm, grads.xlstm, cache.normed.data(), batch, seq_len, options,
-                       cache.xlstm, dy, dnormed.data());
+                       cache.xlstm, dy, dnormed.data(), buffers.xlstm);
   for (Index r = 0; r < rows; ++r) {
     layer_norm_row_backward(x + r * E, E, w.xlstm_norm_weight.data(), true, LayerNormOptions{}.eps,
                             dnormed.data() + r * E, dx + r * E, grads.xlstm_norm_weight,
@@ -91,8 +102,11 @@ Tensor<T, 3> mlstm_block_forward(const MLSTMBlockWeights<T>& weights, const X& x
   weights.validate();
   const auto in = detail::check_layer_input(weights.xlstm, x);
   detail::check_kernel_options(options);
-  return detail::mlstm_block_forward(weights, in.data(), in.dimension(0), in.dimension(1), options,
-                                     static_cast<MLSTMLayerState<T>*>(nullptr));
+  Tensor<T, 3> y;
+  detail::mlstm_block_forward(weights, in.data(), in.dimension(0), in.dimension(1), options,
+                              static_cast<MLSTMLayerState<T>*>(nullptr),
+                              static_cast<MLSTMBlockCache<T>*>(nullptr), y);
+  return y;
 }
 
 // The same continuing from `state`, which is advanced past x.
@@ -103,8 +117,10 @@ Tensor<T, 3> mlstm_block_forward(const MLSTMBlockWeights<T>& weights, const X& x
   const auto in = detail::check_layer_input(weights.xlstm, x);
   detail::check_kernel_options(options);
   detail::check_layer_state(state, weights.xlstm, in.dimension(0), "state");
-  return detail::mlstm_block_forward(weights, in.data(), in.dimension(0), in.dimension(1), options,
-                                     &state);
+  Tensor<T, 3> y;
+  detail::mlstm_block_forward(weights, in.data(), in.dimension(0), in.dimension(1), options, &state,
+                              static_cast<MLSTMBlockCache<T>*>(nullptr), y);
+  return y;
 }
 
 }  // namespace mlstm

@@ -91,6 +91,15 @@ struct MLSTMCellCache {
                                            // with the parallel kernel only
 };
 
+// The cell backward's intermediate gradients. A training loop passes the same buffers to every
+// backward: they are resized to the call's shapes, a no-op when those are unchanged.
+template <typename T>
+struct MLSTMCellBackwardBuffers {
+  Tensor<T, 4> dh_heads;               // (B, NH, S, DH): the norm's input gradient
+  ParallelGradients<T> kernel;         // the kernel's gradients per head
+  detail::RowMatrix<T> dgate, dgates;  // (rows, NH) and (rows, 2 NH): [d igate, d fgate]
+};
+
 // Where the cell's backward accumulates its parameters' gradients (shapes of MLSTMCellWeights).
 template <typename T>
 struct MLSTMCellGradients {
@@ -176,16 +185,24 @@ void gates_backward(const T* q, const T* k, const T* v, Index rows, Index inner,
       dgates.rightCols(heads).colwise().sum();
 }
 
-// (B, S, NH * D) -> (B, NH, S, D): the reference's view(B, S, NH, D).transpose(1, 2).
+// (B, S, NH * D) -> (B, NH, S, D): the reference's view(B, S, NH, D).transpose(1, 2), into y
+// (resized: a no-op when its size is unchanged).
 template <typename T>
-Tensor<T, 4> split_heads(const T* x, Index batch, Index seq_len, Index heads, Index head_dim) {
-  Tensor<T, 4> y(batch, heads, seq_len, head_dim);
+void split_heads(const T* x, Index batch, Index seq_len, Index heads, Index head_dim,
+                 Tensor<T, 4>& y) {
+  y.resize(batch, heads, seq_len, head_dim);
   for (Index b = 0; b < batch; ++b)
     for (Index t = 0; t < seq_len; ++t)
       for (Index h = 0; h < heads; ++h) {
         const T* source = x + ((b * seq_len + t) * heads + h) * head_dim;
         std::copy(source, source + head_dim, y.data() + ((b * heads + h) * seq_len + t) * head_dim);
       }
+}
+
+template <typename T>
+Tensor<T, 4> split_heads(const T* x, Index batch, Index seq_len, Index heads, Index head_dim) {
+  Tensor<T, 4> y;
+  split_heads(x, batch, seq_len, heads, head_dim, y);
   return y;
 }
 
@@ -213,13 +230,15 @@ Tensor<T, 4> mlstm_kernel_forward(const Tensor<T, 4>& q, const Tensor<T, 4>& k,
                           : kernel_forward(q, k, v, igate, fgate, *state, options);
 }
 
-// q, k, v (B, S, I) -> h (B, S, I); `state` null: the forward kernel from the zero state, else
-// continued from *state, which is replaced by the state after the sequence. `cache`, if not null
-// (only without a state), receives what mlstm_cell_backward needs.
+// q, k, v (B, S, I) -> h (B, S, I), resized (a no-op when its size is unchanged) and written;
+// `state` null: the forward kernel from the zero state, else continued from *state, which is
+// replaced by the state after the sequence. `cache`, if not null (only without a state),
+// receives what mlstm_cell_backward needs, in its own tensors (reused when their sizes are
+// unchanged: with the parallel kernel, a training loop's forward then allocates no activation).
 template <typename T>
-Tensor<T, 3> mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const T* k, const T* v,
-                                Index batch, Index seq_len, const KernelOptions& options,
-                                RecurrentState<T>* state, MLSTMCellCache<T>* cache = nullptr) {
+void mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const T* k, const T* v,
+                        Index batch, Index seq_len, const KernelOptions& options,
+                        RecurrentState<T>* state, MLSTMCellCache<T>* cache, Tensor<T, 3>& h) {
   MLSTM_ASSERT(cache == nullptr || state == nullptr, "the cell's training forward has no state");
   const Index inner = w.inner_dim(), heads = w.num_heads(), head_dim = inner / heads;
   const Index rows = batch * seq_len;
@@ -227,83 +246,79 @@ Tensor<T, 3> mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const 
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
   gate_preactivations(q, k, v, rows, inner, w.igate_weight, w.igate_bias, igate, threads);
   gate_preactivations(q, k, v, rows, inner, w.fgate_weight, w.fgate_bias, fgate, threads);
-  Tensor<T, 4> igate_heads = split_heads(igate.data(), batch, seq_len, heads, 1);
-  Tensor<T, 4> fgate_heads = split_heads(fgate.data(), batch, seq_len, heads, 1);
-  const Tensor<T, 4> q_heads = split_heads(q, batch, seq_len, heads, head_dim);
-  const Tensor<T, 4> k_heads = split_heads(k, batch, seq_len, heads, head_dim);
-  const Tensor<T, 4> v_heads = split_heads(v, batch, seq_len, heads, head_dim);
+  // The kernel's inputs and output: in the cache when one is kept, else in this call's own.
+  MLSTMCellCache<T> unkept;
+  MLSTMCellCache<T>& kept = cache != nullptr ? *cache : unkept;
+  split_heads(igate.data(), batch, seq_len, heads, Index{1}, kept.igate_heads);
+  split_heads(fgate.data(), batch, seq_len, heads, Index{1}, kept.fgate_heads);
+  split_heads(q, batch, seq_len, heads, head_dim, kept.q_heads);
+  split_heads(k, batch, seq_len, heads, head_dim, kept.k_heads);
+  split_heads(v, batch, seq_len, heads, head_dim, kept.v_heads);
 
-  Tensor<T, 4> h_heads;
   if (cache == nullptr) {
-    h_heads =
-        mlstm_kernel_forward(q_heads, k_heads, v_heads, igate_heads, fgate_heads, options, state);
+    kept.kernel.h = mlstm_kernel_forward(kept.q_heads, kept.k_heads, kept.v_heads, kept.igate_heads,
+                                         kept.fgate_heads, options, state);
   } else if (options.forward_kernel == SequenceKernel::parallel) {
     ParallelOptions parallel;
     parallel.eps = options.eps;
     parallel.num_threads = options.num_threads;
-    cache->kernel = parallel_stabilized_forward_with_cache(q_heads, k_heads, v_heads, igate_heads,
-                                                           fgate_heads, parallel);
-    h_heads = cache->kernel.h;
+    parallel_forward_with_cache(check_parallel_call(kept.q_heads, kept.k_heads, kept.v_heads,
+                                                    kept.igate_heads, kept.fgate_heads, parallel),
+                                parallel, kept.kernel);
   } else {
     KernelOptions chunkwise = options;
     chunkwise.forward_kernel = SequenceKernel::chunkwise;
-    cache->kernel.h =
-        kernel_forward(q_heads, k_heads, v_heads, igate_heads, fgate_heads, chunkwise);
-    h_heads = cache->kernel.h;
+    kept.kernel.h = kernel_forward(kept.q_heads, kept.k_heads, kept.v_heads, kept.igate_heads,
+                                   kept.fgate_heads, chunkwise);
   }
 
-  Tensor<T, 3> h(batch, seq_len, inner);
-  multi_head_layer_norm(h_heads.data(), batch, heads, seq_len, head_dim, w.outnorm_weight.data(),
-                        static_cast<const T*>(nullptr), LayerNormOptions{}, true, h.data(),
-                        threads);
-  if (cache != nullptr) {
-    cache->q_heads = std::move(q_heads);
-    cache->k_heads = std::move(k_heads);
-    cache->v_heads = std::move(v_heads);
-    cache->igate_heads = std::move(igate_heads);
-    cache->fgate_heads = std::move(fgate_heads);
-  }
-  return h;
+  h.resize(batch, seq_len, inner);
+  multi_head_layer_norm(kept.kernel.h.data(), batch, heads, seq_len, head_dim,
+                        w.outnorm_weight.data(), static_cast<const T*>(nullptr), LayerNormOptions{},
+                        true, h.data(), threads);
 }
 
 // Backward of the cell's training forward (see the file comment): given q, k, v (B, S, I), the
 // forward's cache and dh (B, S, I), writes dq, dk, dv (B, S, I) and accumulates the parameters'
-// gradients into `grads`.
+// gradients into `grads`; `buffers` holds the intermediate gradients.
 template <typename T>
 void mlstm_cell_backward(const MLSTMCellWeights<T>& w, const MLSTMCellGradients<T>& grads,
                          const T* q, const T* k, const T* v, Index batch, Index seq_len,
                          const KernelOptions& options, const MLSTMCellCache<T>& cache, const T* dh,
-                         T* dq, T* dk, T* dv) {
+                         T* dq, T* dk, T* dv, MLSTMCellBackwardBuffers<T>& buffers) {
   const Index inner = w.inner_dim(), heads = w.num_heads(), head_dim = inner / heads;
   const Index rows = batch * seq_len;
-  Tensor<T, 4> dh_heads(batch, heads, seq_len, head_dim);
+  Tensor<T, 4>& dh_heads = buffers.dh_heads;
+  dh_heads.resize(batch, heads, seq_len, head_dim);
   multi_head_layer_norm_backward(cache.kernel.h.data(), batch, heads, seq_len, head_dim,
                                  w.outnorm_weight.data(), LayerNormOptions{}, true, dh,
                                  dh_heads.data(), grads.outnorm_weight, static_cast<T*>(nullptr));
-  const auto kernel_backward = [&]() {
-    if (options.forward_kernel == SequenceKernel::parallel) {
-      ParallelOptions parallel;
-      parallel.eps = options.eps;
-      parallel.num_threads = options.num_threads;
-      return parallel_stabilized_backward(cache.q_heads, cache.k_heads, cache.v_heads,
-                                          cache.igate_heads, cache.fgate_heads, dh_heads,
-                                          cache.kernel, parallel);
-    }
+  ParallelGradients<T>& g = buffers.kernel;
+  if (options.forward_kernel == SequenceKernel::parallel) {
+    ParallelOptions parallel;
+    parallel.eps = options.eps;
+    parallel.num_threads = options.num_threads;
+    parallel_stabilized_backward(cache.q_heads, cache.k_heads, cache.v_heads, cache.igate_heads,
+                                 cache.fgate_heads, dh_heads, cache.kernel, parallel, g);
+  } else {
     ChunkwiseOptions chunkwise;
     chunkwise.chunk_size = options.chunk_size;
     chunkwise.eps = options.eps;
     chunkwise.num_threads = options.num_threads;
-    auto g =
+    auto chunkwise_grads =
         chunkwise_stabilized_backward(cache.q_heads, cache.k_heads, cache.v_heads,
                                       cache.igate_heads, cache.fgate_heads, dh_heads, chunkwise);
-    return ParallelGradients<T>{std::move(g.dq), std::move(g.dk), std::move(g.dv), std::move(g.di),
-                                std::move(g.df)};
-  };
-  const ParallelGradients<T> g = kernel_backward();
+    g = ParallelGradients<T>{std::move(chunkwise_grads.dq), std::move(chunkwise_grads.dk),
+                             std::move(chunkwise_grads.dv), std::move(chunkwise_grads.di),
+                             std::move(chunkwise_grads.df)};
+  }
   merge_heads(g.dq.data(), batch, seq_len, heads, head_dim, dq);
   merge_heads(g.dk.data(), batch, seq_len, heads, head_dim, dk);
   merge_heads(g.dv.data(), batch, seq_len, heads, head_dim, dv);
-  RowMatrix<T> dgate(rows, heads), dgates(rows, 2 * heads);  // dgates: [d igate, d fgate]
+  RowMatrix<T>& dgate = buffers.dgate;
+  RowMatrix<T>& dgates = buffers.dgates;  // [d igate, d fgate]
+  dgate.resize(rows, heads);
+  dgates.resize(rows, 2 * heads);
   merge_heads(g.di.data(), batch, seq_len, heads, Index{1}, dgate.data());
   dgates.leftCols(heads) = dgate;
   merge_heads(g.df.data(), batch, seq_len, heads, Index{1}, dgate.data());
@@ -353,9 +368,11 @@ Tensor<T, 3> mlstm_cell_forward(const MLSTMCellWeights<T>& weights, const Q& q, 
                                 const V& v, const KernelOptions& options = {}) {
   const auto in = detail::check_cell_inputs(weights, q, k, v);
   detail::check_kernel_options(options);
-  return detail::mlstm_cell_forward(weights, in[0].data(), in[1].data(), in[2].data(),
-                                    in[0].dimension(0), in[0].dimension(1), options,
-                                    static_cast<RecurrentState<T>*>(nullptr));
+  Tensor<T, 3> h;
+  detail::mlstm_cell_forward(weights, in[0].data(), in[1].data(), in[2].data(), in[0].dimension(0),
+                             in[0].dimension(1), options, static_cast<RecurrentState<T>*>(nullptr),
+                             static_cast<MLSTMCellCache<T>*>(nullptr), h);
+  return h;
 }
 
 // The same continuing from `state` (c (B, NH, DH, DH), n (B, NH, DH, 1), m (B, NH, 1, 1)), which
@@ -369,8 +386,11 @@ Tensor<T, 3> mlstm_cell_forward(const MLSTMCellWeights<T>& weights, const Q& q, 
   detail::check_kernel_options(options);
   detail::check_cell_state(state, in[0].dimension(0), weights.num_heads(), weights.head_dim(),
                            "state");
-  return detail::mlstm_cell_forward(weights, in[0].data(), in[1].data(), in[2].data(),
-                                    in[0].dimension(0), in[0].dimension(1), options, &state);
+  Tensor<T, 3> h;
+  detail::mlstm_cell_forward(weights, in[0].data(), in[1].data(), in[2].data(), in[0].dimension(0),
+                             in[0].dimension(1), options, &state,
+                             static_cast<MLSTMCellCache<T>*>(nullptr), h);
+  return h;
 }
 
 }  // namespace mlstm

@@ -128,6 +128,18 @@ struct MLSTMLayerCache {
   MLSTMCellCache<T> cell;
 };
 
+// The layer backward's intermediate gradients; like MLSTMCellBackwardBuffers, resized to each
+// call's shapes (a no-op when those are unchanged).
+template <typename T>
+struct MLSTMLayerBackwardBuffers {
+  detail::RowMatrix<T> dgated;  // (B * S, I): proj_down's input gradient
+  Tensor<T, 3> dh, dx_conv;     // (B, S, I)
+  Tensor<T, 3> dup;             // (B, S, 2I): [dx_mlstm, dz], proj_up's output's
+  Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> dskip;  // per row block (I)
+  Tensor<T, 3> dq, dk, dv, dinput, dx_mlstm;                               // (B, S, I)
+  MLSTMCellBackwardBuffers<T> cell;
+};
+
 // Where the layer's backward accumulates its parameters' gradients; a bias the model does not
 // have is null.
 template <typename T>
@@ -171,25 +183,33 @@ void skip_and_output_gate(const T* x_conv, const T* z, const T* skip, Index rows
   });
 }
 
-// x (rows = B * S, E) -> y (B, S, E); `state` null: from the zero state (no state kept), else
-// continued from it and advanced past x. `cache`, if not null (only without a state), receives
-// what mlstm_layer_backward needs.
+// x (rows = B * S, E) -> y (B, S, E), resized (a no-op when its size is unchanged) and written;
+// `state` null: from the zero state (no state kept), else continued from it and advanced past x.
+// `cache`, if not null (only without a state), receives what mlstm_layer_backward needs, in its
+// own tensors (reused when their sizes are unchanged).
 template <typename T>
-Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Index batch,
-                                 Index seq_len, const KernelOptions& options,
-                                 MLSTMLayerState<T>* state, MLSTMLayerCache<T>* cache = nullptr) {
+void mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Index batch, Index seq_len,
+                         const KernelOptions& options, MLSTMLayerState<T>* state,
+                         MLSTMLayerCache<T>* cache, Tensor<T, 3>& y) {
   const Index E = w.embedding_dim(), I = w.inner_dim(), rows = batch * seq_len;
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
+  // The activations: in the cache when one is kept, else in this call's own.
+  MLSTMLayerCache<T> unkept;
+  MLSTMLayerCache<T>& kept = cache != nullptr ? *cache : unkept;
 
   // proj_up's two halves of outputs, each its own product: x_mlstm from weight rows [0, I),
   // z from rows [I, 2I).
-  Tensor<T, 3> x_mlstm(batch, seq_len, I), z(batch, seq_len, I);
+  Tensor<T, 3>& x_mlstm = kept.x_mlstm;
+  Tensor<T, 3>& z = kept.z;
+  x_mlstm.resize(batch, seq_len, I);
+  z.resize(batch, seq_len, I);
   const T* up_bias = data_or_null(w.proj_up_bias);
   linear_rows(x, rows, E, w.proj_up_weight.data(), I, up_bias, x_mlstm.data(), threads);
   linear_rows(x, rows, E, w.proj_up_weight.data() + I * E, I,
               up_bias != nullptr ? up_bias + I : nullptr, z.data(), threads);
 
-  Tensor<T, 3> x_conv(batch, seq_len, I);
+  Tensor<T, 3>& x_conv = kept.x_conv;
+  x_conv.resize(batch, seq_len, I);
   causal_conv1d(x_mlstm.data(), batch, seq_len, I, w.conv_weight.data(), w.kernel_size(),
                 w.conv_bias.data(), state != nullptr ? state->conv_state.data() : nullptr,
                 x_conv.data(), threads);
@@ -197,7 +217,10 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Inde
   silu_rows(x_conv.data(), rows, I, threads);
 
   const Index blocks = w.q_proj_weight.dimension(0), block_dim = I / blocks;
-  Tensor<T, 3> q(batch, seq_len, I), k(batch, seq_len, I), v(batch, seq_len, I);
+  Tensor<T, 3>&q = kept.q, &k = kept.k, &v = kept.v;
+  q.resize(batch, seq_len, I);
+  k.resize(batch, seq_len, I);
+  v.resize(batch, seq_len, I);
   linear_headwise_rows(x_conv.data(), rows, blocks, block_dim, w.q_proj_weight.data(), block_dim,
                        data_or_null(w.q_proj_bias), q.data(), threads);
   linear_headwise_rows(x_conv.data(), rows, blocks, block_dim, w.k_proj_weight.data(), block_dim,
@@ -205,27 +228,19 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Inde
   linear_headwise_rows(x_mlstm.data(), rows, blocks, block_dim, w.v_proj_weight.data(), block_dim,
                        data_or_null(w.v_proj_bias), v.data(), threads);
 
-  Tensor<T, 3> h = mlstm_cell_forward(w.cell, q.data(), k.data(), v.data(), batch, seq_len, options,
-                                      state != nullptr ? &state->mlstm_state : nullptr,
-                                      cache != nullptr ? &cache->cell : nullptr);
-  if (cache != nullptr) cache->h = h;
+  mlstm_cell_forward(w.cell, q.data(), k.data(), v.data(), batch, seq_len, options,
+                     state != nullptr ? &state->mlstm_state : nullptr,
+                     cache != nullptr ? &cache->cell : nullptr, kept.h);
 
-  skip_and_output_gate(x_conv.data(), z.data(), w.learnable_skip.data(), rows, I, h.data(),
+  // The gate in place on h, except when the cache keeps h.
+  Tensor<T, 3>& gated = cache != nullptr ? cache->gated : kept.h;
+  if (cache != nullptr) gated = kept.h;
+  skip_and_output_gate(x_conv.data(), z.data(), w.learnable_skip.data(), rows, I, gated.data(),
                        threads);
 
-  Tensor<T, 3> y(batch, seq_len, E);
-  linear_rows(h.data(), rows, I, w.proj_down_weight.data(), E, data_or_null(w.proj_down_bias),
+  y.resize(batch, seq_len, E);
+  linear_rows(gated.data(), rows, I, w.proj_down_weight.data(), E, data_or_null(w.proj_down_bias),
               y.data(), threads);
-  if (cache != nullptr) {
-    cache->x_mlstm = std::move(x_mlstm);
-    cache->z = std::move(z);
-    cache->x_conv = std::move(x_conv);
-    cache->q = std::move(q);
-    cache->k = std::move(k);
-    cache->v = std::move(v);
-    cache->gated = std::move(h);
-  }
-  return y;
 }
 
 template <typename T>
@@ -247,23 +262,30 @@ inline constexpr Index backward_block_rows = 32;
 inline constexpr double backward_cost_per_value = 40.0;
 
 // Backward of the layer's training forward on x (B * S, E) with its cache (see the file comment):
-// dx (B * S, E) written, the parameters' gradients accumulated into `grads`.
+// dx (B * S, E) written, the parameters' gradients accumulated into `grads`; `buffers` holds the
+// intermediate gradients.
 template <typename T>
 void mlstm_layer_backward(const MLSTMLayerWeights<T>& w, const MLSTMLayerGradients<T>& grads,
                           const T* x, Index batch, Index seq_len, const KernelOptions& options,
-                          const MLSTMLayerCache<T>& cache, const T* dy, T* dx) {
+                          const MLSTMLayerCache<T>& cache, const T* dy, T* dx,
+                          MLSTMLayerBackwardBuffers<T>& buffers) {
   const Index E = w.embedding_dim(), I = w.inner_dim(), rows = batch * seq_len;
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
-  RowMatrix<T> dgated(rows, I);
+  RowMatrix<T>& dgated = buffers.dgated;
+  dgated.resize(rows, I);
   linear_rows_backward(cache.gated.data(), rows, I, w.proj_down_weight.data(), E, dy, dgated.data(),
                        grads.proj_down_weight, grads.proj_down_bias, threads);
 
   // Through (h + skip * x_conv) * silu(z), in blocks of rows on the pool; dup holds
   // [dx_mlstm, dz] per row. dskip's sums are kept per block and added in block order, so the
   // result does not depend on the thread count.
-  Tensor<T, 3> dh(batch, seq_len, I), dx_conv(batch, seq_len, I), dup(batch, seq_len, 2 * I);
+  Tensor<T, 3>&dh = buffers.dh, &dx_conv = buffers.dx_conv, &dup = buffers.dup;
+  dh.resize(batch, seq_len, I);
+  dx_conv.resize(batch, seq_len, I);
+  dup.resize(batch, seq_len, 2 * I);
   const Index row_blocks = (rows + backward_block_rows - 1) / backward_block_rows;
-  RowArray<T> dskip(row_blocks, I);
+  auto& dskip = buffers.dskip;
+  dskip.resize(row_blocks, I);
   const auto skip =
       Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>(w.learnable_skip.data(), I);
   const double cost_per_row = backward_cost_per_value * static_cast<double>(I);
@@ -285,12 +307,17 @@ void mlstm_layer_backward(const MLSTMLayerWeights<T>& w, const MLSTMLayerGradien
   for (Index block = 0; block < row_blocks; ++block)
     Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>(grads.learnable_skip, I) += dskip.row(block);
 
-  Tensor<T, 3> dq(batch, seq_len, I), dk(batch, seq_len, I), dv(batch, seq_len, I);
+  Tensor<T, 3>&dq = buffers.dq, &dk = buffers.dk, &dv = buffers.dv;
+  dq.resize(batch, seq_len, I);
+  dk.resize(batch, seq_len, I);
+  dv.resize(batch, seq_len, I);
   mlstm_cell_backward(w.cell, grads.cell, cache.q.data(), cache.k.data(), cache.v.data(), batch,
-                      seq_len, options, cache.cell, dh.data(), dq.data(), dk.data(), dv.data());
+                      seq_len, options, cache.cell, dh.data(), dq.data(), dk.data(), dv.data(),
+                      buffers.cell);
 
   const Index blocks = w.q_proj_weight.dimension(0), block_dim = I / blocks;
-  Tensor<T, 3> dinput(batch, seq_len, I);
+  Tensor<T, 3>& dinput = buffers.dinput;
+  dinput.resize(batch, seq_len, I);
   linear_headwise_rows_backward(cache.x_conv.data(), rows, blocks, block_dim,
                                 w.q_proj_weight.data(), block_dim, dq.data(), dinput.data(),
                                 grads.q_proj_weight, grads.q_proj_bias, threads);
@@ -299,7 +326,8 @@ void mlstm_layer_backward(const MLSTMLayerWeights<T>& w, const MLSTMLayerGradien
                                 w.k_proj_weight.data(), block_dim, dk.data(), dinput.data(),
                                 grads.k_proj_weight, grads.k_proj_bias, threads);
   for (Index i = 0; i < dinput.size(); ++i) dx_conv.data()[i] += dinput.data()[i];
-  Tensor<T, 3> dx_mlstm(batch, seq_len, I);
+  Tensor<T, 3>& dx_mlstm = buffers.dx_mlstm;
+  dx_mlstm.resize(batch, seq_len, I);
   linear_headwise_rows_backward(cache.x_mlstm.data(), rows, blocks, block_dim,
                                 w.v_proj_weight.data(), block_dim, dv.data(), dx_mlstm.data(),
                                 grads.v_proj_weight, grads.v_proj_bias, threads);
@@ -351,8 +379,11 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& weights, const X& x
                                  const KernelOptions& options = {}) {
   const auto in = detail::check_layer_input(weights, x);
   detail::check_kernel_options(options);
-  return detail::mlstm_layer_forward(weights, in.data(), in.dimension(0), in.dimension(1), options,
-                                     static_cast<MLSTMLayerState<T>*>(nullptr));
+  Tensor<T, 3> y;
+  detail::mlstm_layer_forward(weights, in.data(), in.dimension(0), in.dimension(1), options,
+                              static_cast<MLSTMLayerState<T>*>(nullptr),
+                              static_cast<MLSTMLayerCache<T>*>(nullptr), y);
+  return y;
 }
 
 // The same continuing from `state`, which is advanced past x: one step (S = 1) with the
@@ -363,8 +394,10 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& weights, const X& x
   const auto in = detail::check_layer_input(weights, x);
   detail::check_kernel_options(options);
   detail::check_layer_state(state, weights, in.dimension(0), "state");
-  return detail::mlstm_layer_forward(weights, in.data(), in.dimension(0), in.dimension(1), options,
-                                     &state);
+  Tensor<T, 3> y;
+  detail::mlstm_layer_forward(weights, in.data(), in.dimension(0), in.dimension(1), options, &state,
+                              static_cast<MLSTMLayerCache<T>*>(nullptr), y);
+  return y;
 }
 
 }  // namespace mlstm
