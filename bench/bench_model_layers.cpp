@@ -113,7 +113,7 @@ const std::vector<std::pair<std::string, Stage>>& stages() {
        [](Block& b, int threads) {
          d::causal_conv1d(b.q.data(), 1, b.S, I, b.conv_weight.data(), kernel_size,
                           b.bias_conv.data(), static_cast<float*>(nullptr), b.conv.data(), threads);
-         d::silu_rows(b.conv.data(), b.S, I, threads);
+         d::silu_rows(b.conv.data(), b.S, I, b.conv.data(), threads);
        }},
       {"qkv",
        [](Block& b, int threads) {
@@ -158,7 +158,7 @@ const std::vector<std::pair<std::string, Stage>>& stages() {
       {"output",
        [](Block& b, int threads) {
          d::skip_and_output_gate(b.conv.data(), b.z.data(), b.skip.data(), b.S, I, b.h.data(),
-                                 threads);
+                                 b.h.data(), threads);
        }},
       {"proj_down",
        [](Block& b, int threads) {

@@ -249,18 +249,16 @@ const std::vector<std::pair<std::string, Pass>>& layer_passes() {
        }},
       {"norm_forward",
        [norm](LB& b) {
-         for (Index r = 0; r < b.rows; ++r)
-           d::layer_norm_row(b.x.data() + r * b.E, b.E, b.block.xlstm_norm_weight.data(),
-                             static_cast<const float*>(nullptr), true, norm.eps,
-                             b.y.data() + r * b.E);
+         d::layer_norm_rows(b.x.data(), b.rows, b.E, b.block.xlstm_norm_weight.data(),
+                            static_cast<const float*>(nullptr), true, norm.eps, b.y.data(),
+                            b.threads());
        }},
       {"norm_backward",
        [norm](LB& b) {
-         for (Index r = 0; r < b.rows; ++r)
-           d::layer_norm_row_backward(b.x.data() + r * b.E, b.E, b.block.xlstm_norm_weight.data(),
-                                      true, norm.eps, b.dy.data() + r * b.E, b.dx.data() + r * b.E,
-                                      b.grads.blocks[0].xlstm_norm_weight,
-                                      static_cast<float*>(nullptr));
+         d::layer_norm_rows_backward(b.x.data(), b.rows, b.E, b.block.xlstm_norm_weight.data(),
+                                     true, norm.eps, b.dy.data(), b.dx.data(),
+                                     b.grads.blocks[0].xlstm_norm_weight,
+                                     static_cast<float*>(nullptr), b.threads());
        }},
       {"proj_up_forward",
        [](LB& b) {
@@ -374,10 +372,9 @@ const std::vector<std::pair<std::string, Pass>>& layer_passes() {
       {"head_forward",
        [norm](LB& b) {
          const auto& w = b.t.model.weights();
-         for (Index r = 0; r < b.rows; ++r)
-           d::layer_norm_row(b.x.data() + r * b.E, b.E, w.post_blocks_norm->data(),
-                             static_cast<const float*>(nullptr), true, norm.eps,
-                             b.normed.data() + r * b.E);
+         d::layer_norm_rows(b.x.data(), b.rows, b.E, w.post_blocks_norm->data(),
+                            static_cast<const float*>(nullptr), true, norm.eps, b.normed.data(),
+                            b.threads());
          d::linear_rows(b.normed.data(), b.rows, b.E, w.lm_head.data(), b.V,
                         static_cast<const float*>(nullptr), b.logits.data(), b.threads());
        }},
@@ -387,10 +384,9 @@ const std::vector<std::pair<std::string, Pass>>& layer_passes() {
          d::linear_rows_backward(b.normed.data(), b.rows, b.E, w.lm_head.data(), b.V,
                                  b.logits.data(), b.dy.data(), b.grads.lm_head,
                                  static_cast<float*>(nullptr), b.threads());
-         for (Index r = 0; r < b.rows; ++r)
-           d::layer_norm_row_backward(b.x.data() + r * b.E, b.E, w.post_blocks_norm->data(), true,
-                                      norm.eps, b.dy.data() + r * b.E, b.dx.data() + r * b.E,
-                                      b.grads.post_blocks_norm, static_cast<float*>(nullptr));
+         d::layer_norm_rows_backward(b.x.data(), b.rows, b.E, w.post_blocks_norm->data(), true,
+                                     norm.eps, b.dy.data(), b.dx.data(), b.grads.post_blocks_norm,
+                                     static_cast<float*>(nullptr), b.threads());
        }},
       {"cross_entropy_forward",
        [](LB& b) {

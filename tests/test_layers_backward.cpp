@@ -174,6 +174,37 @@ TEST_CASE("layer norm backward matches finite differences", "[layers_backward]")
   }
 }
 
+// Large enough for the pool to split both the rows and the columns.
+TEST_CASE("layer_norm_rows_backward is the row-by-row loop on any thread count",
+          "[layers_backward][threads]") {
+  const Index rows = 300, dim = 70;
+  const auto x = random_tensor<2>({rows, dim}, 21, -2, 2);
+  const auto weight = random_tensor<1>({dim}, 22);
+  const auto dy = random_tensor<2>({rows, dim}, 23);
+  const double eps = mlstm::LayerNormOptions{}.eps;
+  Tensor<double, 2> dx(rows, dim);
+  Tensor<double, 1> dweight(dim), dbias(dim);
+  dweight.setZero();
+  dbias.setZero();
+  for (Index r = 0; r < rows; ++r)
+    mlstm::detail::layer_norm_row_backward(x.data() + r * dim, dim, weight.data(), true, eps,
+                                           dy.data() + r * dim, dx.data() + r * dim, dweight.data(),
+                                           dbias.data());
+  for (const int threads : {1, 3}) {
+    CAPTURE(threads);
+    Tensor<double, 2> rows_dx(rows, dim);
+    Tensor<double, 1> rows_dweight(dim), rows_dbias(dim);
+    rows_dweight.setZero();
+    rows_dbias.setZero();
+    mlstm::detail::layer_norm_rows_backward(x.data(), rows, dim, weight.data(), true, eps,
+                                            dy.data(), rows_dx.data(), rows_dweight.data(),
+                                            rows_dbias.data(), threads);
+    CHECK(std::equal(dx.data(), dx.data() + dx.size(), rows_dx.data()));
+    CHECK(std::equal(dweight.data(), dweight.data() + dim, rows_dweight.data()));
+    CHECK(std::equal(dbias.data(), dbias.data() + dim, rows_dbias.data()));
+  }
+}
+
 TEST_CASE("multi-head layer norm backward matches finite differences", "[layers_backward]") {
   const Index B = 2, NH = 3, S = 4, DH = 5;
   auto h = random_tensor<4>({B, NH, S, DH}, 13, -2, 2);

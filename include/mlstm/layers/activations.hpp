@@ -43,11 +43,11 @@ void silu_values(const T* x, Index n, T* y) {
   }
 }
 
-// x (rows, dim) = silu(x) in place, on up to `threads` threads.
+// y (rows, dim) = silu(x (rows, dim)), on up to `threads` threads; y may be x.
 template <typename T>
-void silu_rows(T* x, Index rows, Index dim, int threads) {
+void silu_rows(const T* x, Index rows, Index dim, T* y, int threads) {
   parallel_rows(rows, 16, threads, 32.0 * static_cast<double>(dim), [&](Index begin, Index end) {
-    silu_values(x + begin * dim, (end - begin) * dim, x + begin * dim);
+    silu_values(x + begin * dim, (end - begin) * dim, y + begin * dim);
   });
 }
 

@@ -27,6 +27,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/thread_pool.hpp"
@@ -120,6 +121,37 @@ void layer_norm_row_backward(const T* x, Index dim, const T* weight, bool residu
   }
 }
 
+// layer_norm_row_backward for `rows` consecutive rows of x, dy and dx, on up to `threads`
+// threads: dx by blocks of rows, then dweight and dbias (may be null) by blocks of columns, each
+// column's sum taken over the rows in row order as the row-by-row loop takes it, so the result is
+// that loop's whatever the thread count.
+template <typename T>
+void layer_norm_rows_backward(const T* x, Index rows, Index dim, const T* weight,
+                              bool residual_weight, double eps, const T* dy, T* dx, T* dweight,
+                              T* dbias, int threads) {
+  std::vector<RowMoments> moments(static_cast<std::size_t>(rows));
+  parallel_rows(rows, 32, threads, 64.0 * static_cast<double>(dim), [&](Index begin, Index end) {
+    for (Index row = begin; row < end; ++row) {
+      moments[static_cast<std::size_t>(row)] = row_moments(x + row * dim, dim, eps);
+      layer_norm_row_backward(x + row * dim, dim, weight, residual_weight, eps, dy + row * dim,
+                              dx + row * dim, static_cast<T*>(nullptr), static_cast<T*>(nullptr));
+    }
+  });
+  if (dweight == nullptr && dbias == nullptr) return;
+  parallel_rows(dim, 16, threads, 8.0 * static_cast<double>(rows), [&](Index begin, Index end) {
+    for (Index row = 0; row < rows; ++row) {
+      const auto [mean, inverse_std] = moments[static_cast<std::size_t>(row)];
+      const T* x_row = x + row * dim;
+      const T* dy_row = dy + row * dim;
+      for (Index j = begin; j < end; ++j) {
+        const double xhat = (static_cast<double>(x_row[j]) - mean) * inverse_std;
+        if (dweight != nullptr) dweight[j] += static_cast<T>(static_cast<double>(dy_row[j]) * xhat);
+        if (dbias != nullptr) dbias[j] += dy_row[j];
+      }
+    }
+  });
+}
+
 // Rows of h (B, NH, S, DH) normalized per head; the result is written in the layout
 // (B, S, NH * DH) when `sequence_major`, else (B, NH, S, DH) like h. Runs on up to `threads`
 // threads.
@@ -142,14 +174,17 @@ void multi_head_layer_norm(const T* h, Index batch, Index heads, Index seq_len, 
 }
 
 // Backward of multi_head_layer_norm: dy in the layout the forward wrote (`sequence_major`), dh
-// (B, NH, S, DH) written; dweight (NH * DH) and dbias (may be null) accumulated.
+// (B, NH, S, DH) written; dweight (NH * DH) and dbias (may be null) accumulated. Heads run on up
+// to `threads` threads, each head's slice of dweight and dbias summed by one thread in the order
+// (b, t), so the result does not depend on the thread count.
 template <typename T>
 void multi_head_layer_norm_backward(const T* h, Index batch, Index heads, Index seq_len,
                                     Index head_dim, const T* weight,
                                     const LayerNormOptions& options, bool sequence_major,
-                                    const T* dy, T* dh, T* dweight, T* dbias) {
-  for (Index b = 0; b < batch; ++b)
-    for (Index head = 0; head < heads; ++head)
+                                    const T* dy, T* dh, T* dweight, T* dbias, int threads = 1) {
+  const double flops = 64.0 * static_cast<double>(batch * heads * seq_len * head_dim);
+  parallel_for(heads, threads_for_work(threads, heads, flops), [&](Index head) {
+    for (Index b = 0; b < batch; ++b)
       for (Index t = 0; t < seq_len; ++t) {
         const Index source = ((b * heads + head) * seq_len + t) * head_dim;
         const Index target =
@@ -160,6 +195,7 @@ void multi_head_layer_norm_backward(const T* h, Index batch, Index heads, Index 
                                 dweight != nullptr ? dweight + slice : nullptr,
                                 dbias != nullptr ? dbias + slice : nullptr);
       }
+  });
 }
 
 template <typename X, typename W>

@@ -224,10 +224,9 @@ class LanguageModel : public TokenModel<LanguageModel<T>, T, ModelState<T>> {
     const T* head_input = last.data();
     if (weights_.post_blocks_norm) {
       w.normed.resize(batch, seq_len, E);
-      for (Index r = 0; r < rows; ++r)
-        detail::layer_norm_row(last.data() + r * E, E, weights_.post_blocks_norm->data(),
-                               static_cast<const T*>(nullptr), true, LayerNormOptions{}.eps,
-                               w.normed.data() + r * E);
+      detail::layer_norm_rows(last.data(), rows, E, weights_.post_blocks_norm->data(),
+                              static_cast<const T*>(nullptr), true, LayerNormOptions{}.eps,
+                              w.normed.data(), threads);
       head_input = w.normed.data();
     }
     Tensor<T, 3>& logits = w.logits;
@@ -248,11 +247,9 @@ class LanguageModel : public TokenModel<LanguageModel<T>, T, ModelState<T>> {
     detail::linear_rows_backward(head_input, rows, E, weights_.lm_head.data(), V, dlogits,
                                  dx.data(), grads.lm_head, static_cast<T*>(nullptr), threads);
     if (weights_.post_blocks_norm) {
-      for (Index r = 0; r < rows; ++r)
-        detail::layer_norm_row_backward(last.data() + r * E, E, weights_.post_blocks_norm->data(),
-                                        true, LayerNormOptions{}.eps, dx.data() + r * E,
-                                        dnext.data() + r * E, grads.post_blocks_norm,
-                                        static_cast<T*>(nullptr));
+      detail::layer_norm_rows_backward(last.data(), rows, E, weights_.post_blocks_norm->data(),
+                                       true, LayerNormOptions{}.eps, dx.data(), dnext.data(),
+                                       grads.post_blocks_norm, static_cast<T*>(nullptr), threads);
       std::swap(dx, dnext);
     }
     for (std::size_t b = weights_.blocks.size(); b-- > 0;) {

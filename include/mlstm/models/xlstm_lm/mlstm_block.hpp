@@ -12,6 +12,7 @@
 
 #include <string>
 
+#include "mlstm/detail/elementwise.hpp"
 #include "mlstm/layers/layer_norm.hpp"
 #include "mlstm/models/xlstm_lm/mlstm_layer.hpp"
 #include "mlstm/models/xlstm_lm/model_state.hpp"
@@ -62,15 +63,15 @@ void mlstm_block_forward(const MLSTMBlockWeights<T>& w, const T* x, Index batch,
                          const KernelOptions& options, MLSTMLayerState<T>* state,
                          MLSTMBlockCache<T>* cache, Tensor<T, 3>& y) {
   const Index E = w.xlstm.embedding_dim();
+  const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
   Tensor<T, 3> unkept;
   Tensor<T, 3>& normed = cache != nullptr ? cache->normed : unkept;
   normed.resize(batch, seq_len, E);
   layer_norm_rows(x, batch * seq_len, E, w.xlstm_norm_weight.data(), static_cast<const T*>(nullptr),
-                  true, LayerNormOptions{}.eps, normed.data(),
-                  resolve_num_threads(options.num_threads, "options.num_threads"));
+                  true, LayerNormOptions{}.eps, normed.data(), threads);
   mlstm_layer_forward(w.xlstm, normed.data(), batch, seq_len, options, state,
                       cache != nullptr ? &cache->xlstm : nullptr, y);
-  for (Index i = 0; i < y.size(); ++i) y.data()[i] += x[i];
+  add_rows(x, batch * seq_len, E, y.data(), threads);
 }
 
 // Backward of the block's training forward on x (B * S, E): dx (B * S, E) written, the
@@ -85,12 +86,11 @@ void mlstm_block_backward(const MLSTMBlockWeights<T>& w, const MLSTMBlockGradien
   dnormed.resize(batch, seq_len, E);
   mlstm_layer_backward(w.xlstm, grads.xlstm, cache.normed.data(), batch, seq_len, options,
                        cache.xlstm, dy, dnormed.data(), buffers.xlstm);
-  for (Index r = 0; r < rows; ++r) {
-    layer_norm_row_backward(x + r * E, E, w.xlstm_norm_weight.data(), true, LayerNormOptions{}.eps,
-                            dnormed.data() + r * E, dx + r * E, grads.xlstm_norm_weight,
-                            static_cast<T*>(nullptr));
-    for (Index j = 0; j < E; ++j) dx[r * E + j] += dy[r * E + j];
-  }
+  const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
+  layer_norm_rows_backward(x, rows, E, w.xlstm_norm_weight.data(), true, LayerNormOptions{}.eps,
+                           dnormed.data(), dx, grads.xlstm_norm_weight, static_cast<T*>(nullptr),
+                           threads);
+  add_rows(dy, rows, E, dx, threads);
 }
 
 }  // namespace detail

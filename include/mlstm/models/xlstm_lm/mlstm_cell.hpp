@@ -185,18 +185,28 @@ void gates_backward(const T* q, const T* k, const T* v, Index rows, Index inner,
       dgates.rightCols(heads).colwise().sum();
 }
 
+// Copies for split_heads and merge_heads: task(b, t) for every position, in blocks of positions
+// on up to `threads` threads.
+template <typename Task>
+void for_each_position(Index batch, Index seq_len, Index width, int threads, const Task& task) {
+  parallel_rows(batch * seq_len, 32, threads, 2.0 * static_cast<double>(width),
+                [&](Index begin, Index end) {
+                  for (Index row = begin; row < end; ++row) task(row / seq_len, row % seq_len);
+                });
+}
+
 // (B, S, NH * D) -> (B, NH, S, D): the reference's view(B, S, NH, D).transpose(1, 2), into y
-// (resized: a no-op when its size is unchanged).
+// (resized: a no-op when its size is unchanged), on up to `threads` threads.
 template <typename T>
 void split_heads(const T* x, Index batch, Index seq_len, Index heads, Index head_dim,
-                 Tensor<T, 4>& y) {
+                 Tensor<T, 4>& y, int threads = 1) {
   y.resize(batch, heads, seq_len, head_dim);
-  for (Index b = 0; b < batch; ++b)
-    for (Index t = 0; t < seq_len; ++t)
-      for (Index h = 0; h < heads; ++h) {
-        const T* source = x + ((b * seq_len + t) * heads + h) * head_dim;
-        std::copy(source, source + head_dim, y.data() + ((b * heads + h) * seq_len + t) * head_dim);
-      }
+  for_each_position(batch, seq_len, heads * head_dim, threads, [&](Index b, Index t) {
+    for (Index h = 0; h < heads; ++h) {
+      const T* source = x + ((b * seq_len + t) * heads + h) * head_dim;
+      std::copy(source, source + head_dim, y.data() + ((b * heads + h) * seq_len + t) * head_dim);
+    }
+  });
 }
 
 template <typename T>
@@ -206,15 +216,17 @@ Tensor<T, 4> split_heads(const T* x, Index batch, Index seq_len, Index heads, In
   return y;
 }
 
-// (B, NH, S, D) -> (B, S, NH * D), the inverse of split_heads, written to y.
+// (B, NH, S, D) -> (B, S, NH * D), the inverse of split_heads, written to y, on up to `threads`
+// threads.
 template <typename T>
-void merge_heads(const T* x, Index batch, Index seq_len, Index heads, Index head_dim, T* y) {
-  for (Index b = 0; b < batch; ++b)
-    for (Index t = 0; t < seq_len; ++t)
-      for (Index h = 0; h < heads; ++h) {
-        const T* source = x + ((b * heads + h) * seq_len + t) * head_dim;
-        std::copy(source, source + head_dim, y + ((b * seq_len + t) * heads + h) * head_dim);
-      }
+void merge_heads(const T* x, Index batch, Index seq_len, Index heads, Index head_dim, T* y,
+                 int threads = 1) {
+  for_each_position(batch, seq_len, heads * head_dim, threads, [&](Index b, Index t) {
+    for (Index h = 0; h < heads; ++h) {
+      const T* source = x + ((b * heads + h) * seq_len + t) * head_dim;
+      std::copy(source, source + head_dim, y + ((b * seq_len + t) * heads + h) * head_dim);
+    }
+  });
 }
 
 // The kernel over heads: q, k (B, NH, S, DQK), v (B, NH, S, DV), gates (B, NH, S, 1) -> h
@@ -251,9 +263,9 @@ void mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const T* k, co
   MLSTMCellCache<T>& kept = cache != nullptr ? *cache : unkept;
   split_heads(igate.data(), batch, seq_len, heads, Index{1}, kept.igate_heads);
   split_heads(fgate.data(), batch, seq_len, heads, Index{1}, kept.fgate_heads);
-  split_heads(q, batch, seq_len, heads, head_dim, kept.q_heads);
-  split_heads(k, batch, seq_len, heads, head_dim, kept.k_heads);
-  split_heads(v, batch, seq_len, heads, head_dim, kept.v_heads);
+  split_heads(q, batch, seq_len, heads, head_dim, kept.q_heads, threads);
+  split_heads(k, batch, seq_len, heads, head_dim, kept.k_heads, threads);
+  split_heads(v, batch, seq_len, heads, head_dim, kept.v_heads, threads);
 
   if (cache == nullptr) {
     kept.kernel.h = mlstm_kernel_forward(kept.q_heads, kept.k_heads, kept.v_heads, kept.igate_heads,
@@ -288,11 +300,13 @@ void mlstm_cell_backward(const MLSTMCellWeights<T>& w, const MLSTMCellGradients<
                          T* dq, T* dk, T* dv, MLSTMCellBackwardBuffers<T>& buffers) {
   const Index inner = w.inner_dim(), heads = w.num_heads(), head_dim = inner / heads;
   const Index rows = batch * seq_len;
+  const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
   Tensor<T, 4>& dh_heads = buffers.dh_heads;
   dh_heads.resize(batch, heads, seq_len, head_dim);
   multi_head_layer_norm_backward(cache.kernel.h.data(), batch, heads, seq_len, head_dim,
                                  w.outnorm_weight.data(), LayerNormOptions{}, true, dh,
-                                 dh_heads.data(), grads.outnorm_weight, static_cast<T*>(nullptr));
+                                 dh_heads.data(), grads.outnorm_weight, static_cast<T*>(nullptr),
+                                 threads);
   ParallelGradients<T>& g = buffers.kernel;
   if (options.forward_kernel == SequenceKernel::parallel) {
     ParallelOptions parallel;
@@ -312,9 +326,9 @@ void mlstm_cell_backward(const MLSTMCellWeights<T>& w, const MLSTMCellGradients<
                              std::move(chunkwise_grads.dv), std::move(chunkwise_grads.di),
                              std::move(chunkwise_grads.df)};
   }
-  merge_heads(g.dq.data(), batch, seq_len, heads, head_dim, dq);
-  merge_heads(g.dk.data(), batch, seq_len, heads, head_dim, dk);
-  merge_heads(g.dv.data(), batch, seq_len, heads, head_dim, dv);
+  merge_heads(g.dq.data(), batch, seq_len, heads, head_dim, dq, threads);
+  merge_heads(g.dk.data(), batch, seq_len, heads, head_dim, dk, threads);
+  merge_heads(g.dv.data(), batch, seq_len, heads, head_dim, dv, threads);
   RowMatrix<T>& dgate = buffers.dgate;
   RowMatrix<T>& dgates = buffers.dgates;  // [d igate, d fgate]
   dgate.resize(rows, heads);
@@ -323,8 +337,7 @@ void mlstm_cell_backward(const MLSTMCellWeights<T>& w, const MLSTMCellGradients<
   dgates.leftCols(heads) = dgate;
   merge_heads(g.df.data(), batch, seq_len, heads, Index{1}, dgate.data());
   dgates.rightCols(heads) = dgate;
-  gates_backward(q, k, v, rows, inner, w, dgates, dq, dk, dv, grads,
-                 resolve_num_threads(options.num_threads, "options.num_threads"));
+  gates_backward(q, k, v, rows, inner, w, dgates, dq, dk, dv, grads, threads);
 }
 
 // c (B, NH, DH, DH), n (B, NH, DH, 1), m (B, NH, 1, 1); `prefix` names the state in messages.

@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "mlstm/detail/elementwise.hpp"
 #include "mlstm/layers/activations.hpp"
 #include "mlstm/layers/causal_conv1d.hpp"
 #include "mlstm/layers/linear.hpp"
@@ -167,18 +168,19 @@ const T* data_or_null(const std::optional<ConstTensorMap<T, 1>>& bias) {
   return bias ? bias->data() : nullptr;
 }
 
-// h (rows, I) = (h + skip * x_conv) * silu(z) in place, for x_conv, z (rows, I) and skip (I), on
-// up to `threads` threads.
+// gated (rows, I) = (h + skip * x_conv) * silu(z), for h, x_conv, z (rows, I) and skip (I), on up
+// to `threads` threads; gated may be h.
 template <typename T>
-void skip_and_output_gate(const T* x_conv, const T* z, const T* skip, Index rows, Index inner, T* h,
-                          int threads) {
+void skip_and_output_gate(const T* x_conv, const T* z, const T* skip, Index rows, Index inner,
+                          const T* h, T* gated, int threads) {
   parallel_rows(rows, 16, threads, 40.0 * static_cast<double>(inner), [&](Index begin, Index end) {
     std::vector<T> gate(static_cast<size_t>(inner));
     for (Index r = begin; r < end; ++r) {
-      T* h_row = h + r * inner;
+      const T* h_row = h + r * inner;
       const T* conv_row = x_conv + r * inner;
+      T* out = gated + r * inner;
       silu_values(z + r * inner, inner, gate.data());
-      for (Index j = 0; j < inner; ++j) h_row[j] = (h_row[j] + skip[j] * conv_row[j]) * gate[j];
+      for (Index j = 0; j < inner; ++j) out[j] = (h_row[j] + skip[j] * conv_row[j]) * gate[j];
     }
   });
 }
@@ -208,13 +210,15 @@ void mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Index batch,
   linear_rows(x, rows, E, w.proj_up_weight.data() + I * E, I,
               up_bias != nullptr ? up_bias + I : nullptr, z.data(), threads);
 
+  // The convolution's output, kept before the silu when training, else silu'd in place.
   Tensor<T, 3>& x_conv = kept.x_conv;
+  Tensor<T, 3>& conv = cache != nullptr ? cache->conv : x_conv;
   x_conv.resize(batch, seq_len, I);
+  conv.resize(batch, seq_len, I);
   causal_conv1d(x_mlstm.data(), batch, seq_len, I, w.conv_weight.data(), w.kernel_size(),
                 w.conv_bias.data(), state != nullptr ? state->conv_state.data() : nullptr,
-                x_conv.data(), threads);
-  if (cache != nullptr) cache->conv = x_conv;
-  silu_rows(x_conv.data(), rows, I, threads);
+                conv.data(), threads);
+  silu_rows(conv.data(), rows, I, x_conv.data(), threads);
 
   const Index blocks = w.q_proj_weight.dimension(0), block_dim = I / blocks;
   Tensor<T, 3>&q = kept.q, &k = kept.k, &v = kept.v;
@@ -234,9 +238,9 @@ void mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Index batch,
 
   // The gate in place on h, except when the cache keeps h.
   Tensor<T, 3>& gated = cache != nullptr ? cache->gated : kept.h;
-  if (cache != nullptr) gated = kept.h;
-  skip_and_output_gate(x_conv.data(), z.data(), w.learnable_skip.data(), rows, I, gated.data(),
-                       threads);
+  gated.resize(batch, seq_len, I);
+  skip_and_output_gate(x_conv.data(), z.data(), w.learnable_skip.data(), rows, I, kept.h.data(),
+                       gated.data(), threads);
 
   y.resize(batch, seq_len, E);
   linear_rows(gated.data(), rows, I, w.proj_down_weight.data(), E, data_or_null(w.proj_down_bias),
@@ -321,11 +325,11 @@ void mlstm_layer_backward(const MLSTMLayerWeights<T>& w, const MLSTMLayerGradien
   linear_headwise_rows_backward(cache.x_conv.data(), rows, blocks, block_dim,
                                 w.q_proj_weight.data(), block_dim, dq.data(), dinput.data(),
                                 grads.q_proj_weight, grads.q_proj_bias, threads);
-  for (Index i = 0; i < dinput.size(); ++i) dx_conv.data()[i] += dinput.data()[i];
+  add_rows(dinput.data(), rows, I, dx_conv.data(), threads);
   linear_headwise_rows_backward(cache.x_conv.data(), rows, blocks, block_dim,
                                 w.k_proj_weight.data(), block_dim, dk.data(), dinput.data(),
                                 grads.k_proj_weight, grads.k_proj_bias, threads);
-  for (Index i = 0; i < dinput.size(); ++i) dx_conv.data()[i] += dinput.data()[i];
+  add_rows(dinput.data(), rows, I, dx_conv.data(), threads);
   Tensor<T, 3>& dx_mlstm = buffers.dx_mlstm;
   dx_mlstm.resize(batch, seq_len, I);
   linear_headwise_rows_backward(cache.x_mlstm.data(), rows, blocks, block_dim,
@@ -340,9 +344,13 @@ void mlstm_layer_backward(const MLSTMLayerWeights<T>& w, const MLSTMLayerGradien
   causal_conv1d_backward(cache.x_mlstm.data(), batch, seq_len, I, w.conv_weight.data(),
                          w.kernel_size(), dx_conv.data(), dinput.data(), grads.conv_weight,
                          grads.conv_bias, threads);
-  for (Index r = 0; r < rows; ++r)
-    for (Index j = 0; j < I; ++j)
-      dup.data()[r * 2 * I + j] = dx_mlstm.data()[r * I + j] + dinput.data()[r * I + j];
+  parallel_rows(rows, backward_block_rows, threads, 4.0 * static_cast<double>(I),
+                [&](Index begin, Index end) {
+                  for (Index r = begin; r < end; ++r)
+                    for (Index j = 0; j < I; ++j)
+                      dup.data()[r * 2 * I + j] =
+                          dx_mlstm.data()[r * I + j] + dinput.data()[r * I + j];
+                });
 
   linear_rows_backward(x, rows, E, w.proj_up_weight.data(), 2 * I, dup.data(), dx,
                        grads.proj_up_weight, grads.proj_up_bias, threads);
