@@ -114,9 +114,8 @@ TEMPLATE_TEST_CASE(
   auto negative_zero = zero;
   negative_zero.c.setConstant(T(-0.0));
   negative_zero.n.setConstant(T(-0.0));
-  MLSTM_CHECK_CLOSE(
-      mlstm::kernel_forward(c.q, c.k, c.v, c.igate, c.fgate, negative_zero, parallel), h_parallel,
-      0.0);
+  MLSTM_CHECK_CLOSE(mlstm::kernel_forward(c.q, c.k, c.v, c.igate, c.fgate, negative_zero, parallel),
+                    h_parallel, 0.0);
 }
 
 TEST_CASE("kernel_forward rejects invalid options by name, leaving the state",
