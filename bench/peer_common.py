@@ -21,7 +21,7 @@ def default_binary(name):
 def run_benchmark(binary, threads, min_seconds, env=None, extra_args=()):
     """Runs a Google Benchmark program on `threads` library threads with the environment variables
     `env` added (a value None removes the variable). Returns ({name: the benchmark's JSON entry},
-    the report's context), names lower-cased without "BM_" and "/real_time"."""
+    the report's context), names lower-cased without "BM_", "/real_time" and "/manual_time"."""
     environment = dict(os.environ, MLSTM_NUM_THREADS=str(threads))
     for key, value in (env or {}).items():
         if value is None:
@@ -34,7 +34,8 @@ def run_benchmark(binary, threads, min_seconds, env=None, extra_args=()):
     report = json.loads(output)
     results = {}
     for bench in report["benchmarks"]:
-        name = bench["name"].replace("BM_", "").replace("/real_time", "").lower()
+        name = bench["name"].replace("BM_", "").replace("/real_time", "").replace("/manual_time", "")
+        name = name.lower()
         results[name] = bench
     return results, report["context"]
 
