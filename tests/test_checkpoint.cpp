@@ -382,7 +382,13 @@ TEST_CASE("model configuration JSON: round trip and errors", "[checkpoint][error
   CHECK_THROWS_WITH(mlstm::lm_model_config_from_json("{\"vocab_size\": \"ten\"}"),
                     Catch::Contains("config.vocab_size") && Catch::Contains("integer"));
   CHECK_THROWS_WITH(mlstm::lm_model_config_from_json("{\"vocab_size\": 10,"),
-                    Catch::Contains("malformed JSON"));
+                    Catch::Contains("not valid JSON"));
+  CHECK_THROWS_WITH(mlstm::lm_model_config_from_json("{\"vocab_size\": 1e400}"),
+                    Catch::Contains("not valid JSON"));
+  CHECK_THROWS_WITH(mlstm::lm_model_config_from_json(std::string(17, '[') + std::string(17, ']')),
+                    Catch::Contains("nests deeper than 16"));
+  CHECK_THROWS_WITH(mlstm::lm_model_config_from_json(std::string(16, '[') + std::string(16, ']')),
+                    Catch::Contains("expected a JSON object"));  // 16 levels parse
   CHECK_THROWS_WITH(
       mlstm::lm_model_config_from_json(
           "{\"vocab_size\": 10, \"context_length\": 4, \"inner_embedding_dim\": 100}"),

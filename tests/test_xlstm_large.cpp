@@ -304,6 +304,17 @@ TEST_CASE("xLSTM-Large folder errors name the file and what is wrong",
                     "\"lm_head.weight\": \"model-00001-of-00003.safetensors\"");
     check_load_fails<mlstm::FormatError>(folder, "lm_head.weight");
   }
+  SECTION("an index that is not JSON") {
+    FolderCopy folder("index_not_json");
+    replace_in_file(folder.file("model.safetensors.index.json"), "}", "]");
+    check_load_fails<mlstm::FormatError>(folder, "model.safetensors.index.json");
+  }
+  SECTION("a config nested without bound") {
+    FolderCopy folder("deep_config");
+    replace_in_file(folder.file("config.json"), "\"weight_mode\": \"single\"",
+                    "\"weight_mode\": " + std::string(100, '[') + std::string(100, ']'));
+    check_load_fails<mlstm::ValueError>(folder, "nests deeper");
+  }
 }
 
 namespace {

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "mlstm/errors.hpp"
+#include "mlstm/io/detail/json_parse.hpp"
 #include "mlstm/io/safetensors.hpp"
 
 namespace mlstm {
@@ -95,12 +96,10 @@ class HFFolder {
 
   void read_index() {
     const std::string index_path = file_path(hf_index_file);
-    nlohmann::json index;
-    try {
-      index = nlohmann::json::parse(read_text(index_path));
-    } catch (const nlohmann::json::exception& error) {  // parse_error, or out_of_range for 1E400
-      throw FormatError("\"" + index_path + "\": malformed JSON: " + error.what());
-    }
+    const nlohmann::json index =
+        detail::parse_json(read_text(index_path), [&](const std::string& reason) {
+          return FormatError("\"" + index_path + "\": the file " + reason);
+        });
     if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
       throw FormatError("\"" + index_path + "\": expected an object with a \"weight_map\" object");
     std::set<std::string> seen;

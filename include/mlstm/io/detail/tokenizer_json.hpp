@@ -23,6 +23,7 @@
 #include "mlstm/errors.hpp"
 #include "mlstm/io/detail/bpe.hpp"
 #include "mlstm/io/detail/byte_level.hpp"
+#include "mlstm/io/detail/json_parse.hpp"
 #include "mlstm/io/detail/unicode.hpp"
 #include "mlstm/io/detail/utf8.hpp"
 
@@ -32,8 +33,6 @@ namespace mlstm::detail {
 // hundred thousand tokens).
 inline constexpr std::int64_t max_tokenizer_token_id = (std::int64_t{1} << 22) - 1;
 inline constexpr std::size_t max_tokenizer_merges = std::size_t{1} << 22;
-// tokenizer.json nests at most five deep (a post-processor's special tokens); refuse far deeper.
-inline constexpr int max_tokenizer_json_depth = 16;
 
 struct AddedToken {
   // As matched in text, decoded and looked up: the file's content, normalized when `normalized`
@@ -91,23 +90,11 @@ class TokenizerJsonReader {
     return text;
   }
 
+  // tokenizer.json nests at most five deep (a post-processor's special tokens).
   json parse(std::string_view text) const {
-    const auto depth_guard = [&](int depth, json::parse_event_t event, json&) {
-      if ((event == json::parse_event_t::object_start ||
-           event == json::parse_event_t::array_start) &&
-          depth > max_tokenizer_json_depth) {
-        fail("the JSON", "nests deeper than " + std::to_string(max_tokenizer_json_depth) +
-                             " levels, which no tokenizer.json does");
-      }
-      return true;
-    };
-    try {
-      return json::parse(text.begin(), text.end(), depth_guard);
-    } catch (const json::exception& error) {
-      std::string reason = error.what();
-      if (reason.size() > 200) reason = reason.substr(0, 200) + "...";
-      fail("the file", "is not valid JSON: " + reason);
-    }
+    return parse_json(text, [&](const std::string& reason) {
+      return FormatError("tokenizer file " + source_ + ": the file " + reason);
+    });
   }
 
   const json& object(const json& parent, const char* key, const std::string& where) const {

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "mlstm/errors.hpp"
+#include "mlstm/io/detail/json_parse.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm {
@@ -118,12 +119,9 @@ inline const nlohmann::json* json_field(const nlohmann::json& json, const char* 
 // for a missing or invalid field, ValueError("config") for text that is not a JSON object.
 inline XLSTMLargeConfig xlstm_large_config_from_json(const std::string& text,
                                                      const std::string& source = "config") {
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& error) {  // parse_error, or out_of_range for 1E400
-    throw ValueError("config", source + ": malformed JSON: " + error.what());
-  }
+  const nlohmann::json json = detail::parse_json(text, [&](const std::string& reason) {
+    return ValueError("config", source + ": the text " + reason);
+  });
   if (!json.is_object()) throw ValueError("config", source + ": expected a JSON object");
   if (json.contains("model_type") && json["model_type"] != "xlstm")
     throw ValueError("config.model_type",

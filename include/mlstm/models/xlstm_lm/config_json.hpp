@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mlstm/errors.hpp"
+#include "mlstm/io/detail/json_parse.hpp"
 #include "mlstm/models/xlstm_lm/config.hpp"
 
 namespace mlstm {
@@ -43,12 +44,8 @@ inline std::string lm_model_config_to_json(const LMModelConfig& config) {
 }
 
 inline LMModelConfig lm_model_config_from_json(const std::string& text) {
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& error) {  // parse_error, or out_of_range for 1E400
-    throw ValueError("text", std::string("malformed JSON: ") + error.what());
-  }
+  const nlohmann::json json = detail::parse_json(
+      text, [](const std::string& reason) { return ValueError("text", "the text " + reason); });
   if (!json.is_object()) throw ValueError("text", "expected a JSON object, got " + json.dump());
 
   LMModelConfig config;
