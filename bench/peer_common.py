@@ -34,8 +34,8 @@ def run_benchmark(binary, threads, min_seconds, env=None, extra_args=()):
     report = json.loads(output)
     results = {}
     for bench in report["benchmarks"]:
-        name = bench["name"].replace("BM_", "").replace("/real_time", "").replace("/manual_time", "")
-        name = name.lower()
+        name = bench["name"].replace("BM_", "").lower()
+        name = name.replace("/real_time", "").replace("/manual_time", "")
         results[name] = bench
     return results, report["context"]
 

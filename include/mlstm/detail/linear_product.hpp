@@ -125,7 +125,8 @@ inline void dot_widened_rows_portable(const float* x, Index x_stride, Index rows
 __attribute__((target("avx512f"))) inline __m512 widened16(const Eigen::bfloat16* w) {
   constexpr __mmask16 all = 0xffff;
   const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
-  return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, _mm512_maskz_cvtepu16_epi32(all, bits), 16));
+  const __m512i widened = _mm512_maskz_cvtepu16_epi32(all, bits);
+  return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, widened, 16));
 }
 
 // sum_k x[k] * w[k] in float for one row of `size` bfloat16 weights: 4 vectors of 16 partial sums
@@ -153,8 +154,8 @@ __attribute__((target("avx512f"))) inline float dot_widened_avx512(const float* 
 
 // As dot_widened_rows_portable, with AVX-512: weight row by weight row, each dotted with every
 // row of x while it is in the first-level cache. One stream of weights in memory order per thread
-// kept the hardware's prefetchers ahead where 8 streams (the portable kernel's) did not:
-// 1.25x the read rate on one thread (bench/README.md).
+// kept the hardware's prefetchers ahead where 8 streams (the portable kernel's) did not
+// (BM_linear_step in bench_linear; bench/README.md).
 __attribute__((target("avx512f"))) inline void dot_widened_rows_avx512(
     const float* x, Index x_stride, Index rows, const Eigen::bfloat16* w, Index columns,
     Index size, const float* bias, float* y, Index y_stride) {
