@@ -40,6 +40,13 @@ def run_benchmark(binary, threads, min_seconds, env=None, extra_args=()):
     return results, report["context"]
 
 
+def read_bandwidth_ceiling(entry):
+    """Bytes per second of BM_read_bandwidth's JSON entry: its fastest pass of the run
+    (best_bytes_per_second; bench/read_bandwidth.hpp), or the mean rate of a program built before
+    that counter."""
+    return entry.get("best_bytes_per_second", entry["bytes_per_second"])
+
+
 def timed(function, min_seconds, min_repeats=2):
     """Median seconds of one call, over at least min_repeats calls and min_seconds in all."""
     function()  # warm-up
