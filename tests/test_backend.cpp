@@ -2,6 +2,7 @@
 // from the zero state, continues a state with a step or the chunkwise form, and rejects invalid
 // options by name.
 #include <catch2/catch.hpp>
+#include <limits>
 
 #include <mlstm/mlstm.hpp>
 
@@ -103,6 +104,18 @@ TEMPLATE_TEST_CASE(
       mlstm::kernel_forward(c.q, c.k, c.v, c.igate, c.fgate, started, parallel),
       mlstm::kernel_forward(c.q, c.k, c.v, c.igate, c.fgate, started_chunks, chunkwise), 0.0);
   MLSTM_CHECK_CLOSE(started.c, started_chunks.c, 0.0);
+  // One value of c, however small, makes a state that is not zero; -0 is zero.
+  auto tiny = zero, tiny_chunks = zero;
+  tiny.c(1, 1, DQK - 1, DV - 1) = tiny_chunks.c(1, 1, DQK - 1, DV - 1) =
+      std::numeric_limits<T>::denorm_min();
+  MLSTM_CHECK_CLOSE(mlstm::kernel_forward(c.q, c.k, c.v, c.igate, c.fgate, tiny, parallel),
+                    mlstm::kernel_forward(c.q, c.k, c.v, c.igate, c.fgate, tiny_chunks, chunkwise),
+                    0.0);
+  auto negative_zero = zero;
+  negative_zero.c.setConstant(T(-0.0));
+  negative_zero.n.setConstant(T(-0.0));
+  MLSTM_CHECK_CLOSE(mlstm::kernel_forward(c.q, c.k, c.v, c.igate, c.fgate, negative_zero, parallel),
+                    h_parallel, 0.0);
 }
 
 TEST_CASE("kernel_forward rejects invalid options by name, leaving the state",

@@ -72,6 +72,7 @@ TEST_CASE("linear_forward with bfloat16 weights sums in float", "[layers][linear
       const auto expected =
           naive::linear(as_double(x), as_double(w_float), with_bias ? &b_double : nullptr);
       MLSTM_CHECK_CLOSE(as_double(y), expected, float_sum_budget(z.in));
+      MLSTM_CHECK_CLOSE(as_double(y_float), expected, float_sum_budget(z.in));
       MLSTM_CHECK_CLOSE(as_double(y), as_double(y_float), float_sum_budget(z.in));
     }
   }

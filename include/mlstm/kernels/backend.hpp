@@ -24,6 +24,8 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <type_traits>
 
@@ -73,16 +75,25 @@ inline ChunkwiseOptions chunkwise_options(const KernelOptions& options) {
   return {options.chunk_size, options.eps, options.num_threads};
 }
 
-// Whether every value of x (size values) is zero; a block at a time, each block's test written
-// without an early exit so that it runs in vector registers.
+// Whether every value of x (size values) is zero (+0 or -0); a block at a time, each block an OR
+// of the values' bits but the sign, which runs in vector registers at the memory's speed (a
+// comparison per value ran at a quarter of it on a prefill's state).
 template <typename T>
 bool all_zero(const T* x, Index size) {
+  static_assert(std::is_floating_point_v<T>);
+  using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  static_assert(sizeof(Bits) == sizeof(T));
+  constexpr Bits magnitude = ~Bits(0) >> 1;
   constexpr Index block = 1024;
   for (Index start = 0; start < size; start += block) {
     const Index end = std::min(size, start + block);
-    bool nonzero = false;
-    for (Index i = start; i < end; ++i) nonzero |= x[i] != T(0);
-    if (nonzero) return false;
+    Bits any = 0;
+    for (Index i = start; i < end; ++i) {
+      Bits bits;
+      std::memcpy(&bits, x + i, sizeof bits);
+      any |= bits & magnitude;
+    }
+    if (any != 0) return false;
   }
   return true;
 }

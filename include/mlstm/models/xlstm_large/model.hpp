@@ -161,6 +161,8 @@ class XLSTMLarge : public TokenModel<XLSTMLarge<T, W>, T, XLSTMLargeState<T>> {
   XLSTMLargeState<T> initial_state(Index batch) const {
     if (batch < 1) throw ValueError("batch", "expected >= 1, got " + std::to_string(batch));
     XLSTMLargeState<T> state;
+    // Reserved: a growing vector copies its tensors (Eigen's Tensor moves are not noexcept).
+    state.blocks.reserve(static_cast<std::size_t>(config_.num_blocks));
     for (Index b = 0; b < config_.num_blocks; ++b)
       state.blocks.push_back(RecurrentState<T>::zeros(batch, config_.num_heads,
                                                       config_.qk_head_dim(), config_.v_head_dim()));

@@ -173,6 +173,8 @@ class LanguageModel : public TokenModel<LanguageModel<T>, T, ModelState<T>> {
     if (batch < 1) throw ValueError("batch", "expected >= 1, got " + std::to_string(batch));
     const MLSTMLayerConfig layer = config_.layer();
     ModelState<T> state;
+    // Reserved: a growing vector copies its tensors (Eigen's Tensor moves are not noexcept).
+    state.blocks.reserve(static_cast<std::size_t>(config_.num_blocks));
     for (Index b = 0; b < config_.num_blocks; ++b) {
       state.blocks.push_back(
           MLSTMLayerState<T>::zeros(batch, layer.num_heads, layer.cell().head_dim(),
