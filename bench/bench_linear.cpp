@@ -6,8 +6,9 @@
 //   BM_read_bandwidth          read_bandwidth.hpp: the rate at which weights can stream from
 //                              memory here.
 //   BM_linear_step<W>/out/in   one row (a generation step): y (1, out) = x W^T with W (out, in)
-//                              in W = float or bfloat16; bytes/s counts the weights read, to
-//                              compare with BM_read_bandwidth.
+//                              in W = float or bfloat16 (on huge pages, like a model's own
+//                              matrices); bytes/s counts the weights read, to compare with
+//                              BM_read_bandwidth.
 //   BM_linear_prefill<W>/rows/out/in   rows at once (a prefill); GFLOP/s in the counters.
 //
 // The shapes are those of the xLSTM 7B model's FFN (embedding 4096, hidden 10944): larger than
@@ -15,6 +16,8 @@
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
+#include <algorithm>
+#include <mlstm/detail/aligned_array.hpp>
 #include <mlstm/layers/linear.hpp>
 
 #include "bench_main.hpp"
@@ -31,11 +34,16 @@ mlstm::Tensor<T, Rank> filled(Dims... dims) {
   return x;
 }
 
+// The step's weights in the library's AlignedArray (huge pages where the system grants them), as
+// a model holds its own matrices.
 template <typename W>
 void BM_linear_step(benchmark::State& state) {
   const Index out = state.range(0), in = state.range(1);
   const auto x = filled<float, 2>(1, in);
-  const auto weight = filled<W, 2>(out, in);
+  mlstm::detail::AlignedArray<W> storage(out * in, true);
+  const auto values = filled<W, 1>(out * in);
+  std::copy(values.data(), values.data() + out * in, storage.data());
+  const mlstm::ConstTensorMap<W, 2> weight(storage.data(), out, in);
   for (auto _ : state) {
     auto y = mlstm::linear_forward(x, weight);
     benchmark::DoNotOptimize(y.data());

@@ -8,7 +8,9 @@
 //
 // The model is a slice of the 7B configuration: embedding 4096, 8 heads (DQK 256, DV 512), FFN
 // 10944, vocab 50304, 2 blocks by default (MLSTM_BENCH_BLOCKS), random weights stored in
-// bfloat16 and summed in float (the layout a bfloat16 checkpoint maps in place). Batch 1.
+// bfloat16 and summed in float (the layout a bfloat16 checkpoint maps in place). Batch 1. The
+// model holds its matrices itself, on transparent huge pages where the system grants them
+// (detail::AlignedArray); a checkpoint used in place stays on the file's ordinary pages.
 //
 //   BM_Generate     one step from the state after a 128-token prompt; items = tokens.
 //   BM_Prefill/S    a prompt of S tokens from the zero state, logits of the last; items = tokens.

@@ -42,7 +42,8 @@ import sys
 
 import torch
 
-from peer_common import blas_library, default_binary, run_benchmark, timed
+from peer_common import (blas_library, default_binary, read_bandwidth_ceiling, run_benchmark,
+                         timed)
 
 try:
     from xlstm import mLSTMBlockConfig, mLSTMLayerConfig, xLSTMLMModel, xLSTMLMModelConfig
@@ -151,7 +152,7 @@ def read_bandwidth(binary, threads):
     """Bytes per second BM_read_bandwidth streams from memory on `threads` threads."""
     benchmarks, _ = run_benchmark(binary, threads, 1,
                                   extra_args=["--benchmark_filter=^BM_read_bandwidth"])
-    return benchmarks["read_bandwidth"]["bytes_per_second"]
+    return read_bandwidth_ceiling(benchmarks["read_bandwidth"])
 
 
 def main():

@@ -21,7 +21,7 @@ def default_binary(name):
 def run_benchmark(binary, threads, min_seconds, env=None, extra_args=()):
     """Runs a Google Benchmark program on `threads` library threads with the environment variables
     `env` added (a value None removes the variable). Returns ({name: the benchmark's JSON entry},
-    the report's context), names lower-cased without "BM_" and "/real_time"."""
+    the report's context), names lower-cased without "BM_", "/real_time" and "/manual_time"."""
     environment = dict(os.environ, MLSTM_NUM_THREADS=str(threads))
     for key, value in (env or {}).items():
         if value is None:
@@ -34,9 +34,17 @@ def run_benchmark(binary, threads, min_seconds, env=None, extra_args=()):
     report = json.loads(output)
     results = {}
     for bench in report["benchmarks"]:
-        name = bench["name"].replace("BM_", "").replace("/real_time", "").lower()
+        name = bench["name"].replace("BM_", "").lower()
+        name = name.replace("/real_time", "").replace("/manual_time", "")
         results[name] = bench
     return results, report["context"]
+
+
+def read_bandwidth_ceiling(entry):
+    """Bytes per second of BM_read_bandwidth's JSON entry: its fastest pass of the run
+    (best_bytes_per_second; bench/read_bandwidth.hpp), or the mean rate of a program built before
+    that counter."""
+    return entry.get("best_bytes_per_second", entry["bytes_per_second"])
 
 
 def timed(function, min_seconds, min_repeats=2):

@@ -93,6 +93,22 @@ TEST_CASE("non-finite inputs and invalid eps are value errors", "[errors]") {
   }
 }
 
+TEST_CASE("large inputs are scanned for non-finite values on several threads", "[errors]") {
+  // q and k of 2 x 4096 x 128 values: four of the scan's blocks (2^18 values) each.
+  SequenceCase<float> c(1, 2, 4096, 128, 8, 10);
+  mlstm::ChunkwiseOptions options;
+  options.num_threads = 2;
+  for (const Index at : {Index(0), Index(700000), c.k.size() - 1}) {
+    CAPTURE(at);
+    c.k.data()[at] = NAN;
+    const auto text = message_of<mlstm::ValueError>(
+        [&] { mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options); });
+    CHECK_THAT(text, Contains("k:") && Contains("got nan"));
+    c.k.data()[at] = 0.5f;
+  }
+  CHECK_NOTHROW(mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options));
+}
+
 TEST_CASE("masks must be square and cover the sequence unless causal", "[errors][mask]") {
   const SequenceCase<double> c(1, 1, 12, 4, 4, 9);
   mlstm::ParallelOptions options;

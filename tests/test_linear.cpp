@@ -1,10 +1,11 @@
 // The linear layers' shared product (detail/linear_product.hpp) on shapes that cross its tiles,
 // and with bfloat16 weights: against the plain loops of tests/support/naive_layers.hpp (in
 // double, on the widened weights) and against the float path given the same weights widened
-// to float; in the step's few-row path and the prefill's widened-tile path; and independent of
-// the thread count.
+// to float; in the step's few-row path (each of its kernels) and the prefill's widened-tile path;
+// and independent of the thread count.
 #include <Eigen/Core>
 #include <catch2/catch.hpp>
+#include <mlstm/detail/linear_product.hpp>
 #include <mlstm/layers/linear.hpp>
 #include <mlstm/layers/linear_headwise.hpp>
 #include <mlstm/threading.hpp>
@@ -144,4 +145,46 @@ TEST_CASE("linear_forward takes a bfloat16 weight map in place", "[layers][linea
   const auto w = random_tensor<bfloat16, 2>(random, 5, 16);
   const mlstm::ConstTensorMap<bfloat16, 2> view(w.data(), 5, 16);  // as into a mapped file
   MLSTM_CHECK_CLOSE(mlstm::linear_forward(x, view), mlstm::linear_forward(x, w), 0.0);
+}
+
+// The step's kernels called directly, so that each is checked on any processor that runs it
+// (linear_forward takes the AVX-512 one where the processor has it): rows of x and y with gaps
+// between them, sizes that end in each part of the AVX-512 loop (64 at a time, 16 at a time, one
+// by one) and column counts around the portable kernel's groups of 8.
+TEST_CASE("the step's bfloat16 kernels sum like the plain loop", "[layers][linear][bfloat16]") {
+  using Kernel = void (*)(const float*, Index, Index, const bfloat16*, Index, Index, const float*,
+                          float*, Index);
+  std::vector<std::pair<const char*, Kernel>> kernels = {
+      {"portable", mlstm::detail::dot_widened_rows_portable}};
+#if MLSTM_DETAIL_AVX512_STEP
+  if (mlstm::detail::processor_has_avx512())
+    kernels.emplace_back("avx512", mlstm::detail::dot_widened_rows_avx512);
+#endif
+  mlstm::test::Random random(26);
+  for (const auto& [name, kernel] : kernels) {
+    for (const Index rows : {Index(1), Index(3)}) {
+      for (const Index size : {Index(7), Index(64), Index(85), Index(200), Index(4096)}) {
+        for (const Index columns : {Index(1), Index(9), Index(17)}) {
+          CAPTURE(name, rows, size, columns);
+          const auto x = random_tensor<float, 2>(random, rows, size + 3);  // 3 unused per row
+          const auto w = random_tensor<bfloat16, 2>(random, columns, size);
+          const auto b = random_tensor<float, 1>(random, columns);
+          Tensor<float, 2> y(rows, columns + 2);
+          y.setConstant(0.0f);
+          kernel(x.data(), size + 3, rows, w.data(), columns, size, b.data(), y.data(),
+                 columns + 2);
+          const Tensor<double, 2> used_x = as_double(x).slice(
+              Eigen::array<Index, 2>{0, 0}, Eigen::array<Index, 2>{rows, size});
+          const Tensor<double, 1> b_double = as_double(b);
+          const Tensor<double, 2> expected =
+              naive::linear(used_x, as_double(widened(w)), &b_double);
+          const Tensor<double, 2> got = as_double(y).slice(Eigen::array<Index, 2>{0, 0},
+                                                           Eigen::array<Index, 2>{rows, columns});
+          MLSTM_CHECK_CLOSE(got, expected, float_sum_budget(size));
+          for (Index r = 0; r < rows; ++r)  // the gaps in y untouched
+            CHECK((y(r, columns) == 0.0f && y(r, columns + 1) == 0.0f));
+        }
+      }
+    }
+  }
 }

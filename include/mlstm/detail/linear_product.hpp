@@ -8,7 +8,8 @@
 // lie (a memory-mapped checkpoint, say) and widened to float as they are used; every sum is in
 // float:
 // - a few rows (a step): each weight row is read once and dotted with every row of x, so the
-//   weights stream from memory once at the speed of a sum;
+//   weights stream from memory once at the speed of a sum (with AVX-512, where the processor has
+//   it, one weight row after the other: one stream of weights per thread);
 // - more rows (a prefill): each tile of the weights is widened into a float buffer once per tile
 //   of rows and multiplied by Eigen's matrix product.
 //
@@ -23,6 +24,13 @@
 #include <cstring>
 #include <memory>
 #include <type_traits>
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#define MLSTM_DETAIL_AVX512_STEP 1
+#else
+#define MLSTM_DETAIL_AVX512_STEP 0
+#endif
 
 #include "mlstm/detail/matrix_product.hpp"
 #include "mlstm/detail/thread_pool.hpp"
@@ -93,10 +101,11 @@ void dot_widened(const float* x, const Eigen::bfloat16* w, Index size, float* su
 }
 
 // y (rows, columns) = x (rows, size) w^T (+ bias) for bfloat16 weights w (columns, size); rows of
-// x and y are `x_stride` and `y_stride` apart; bias is null or has `columns` values.
-inline void dot_widened_rows(const float* x, Index x_stride, Index rows, const Eigen::bfloat16* w,
-                             Index columns, Index size, const float* bias, float* y,
-                             Index y_stride) {
+// x and y are `x_stride` and `y_stride` apart; bias is null or has `columns` values. Any
+// processor: dot_widened's groups of 8 weight rows.
+inline void dot_widened_rows_portable(const float* x, Index x_stride, Index rows,
+                                      const Eigen::bfloat16* w, Index columns, Index size,
+                                      const float* bias, float* y, Index y_stride) {
   constexpr int group = 8;
   for (Index row = 0; row < rows; ++row) {
     const float* x_row = x + row * x_stride;
@@ -108,6 +117,84 @@ inline void dot_widened_rows(const float* x, Index x_stride, Index rows, const E
     if (bias != nullptr)
       for (col = 0; col < columns; ++col) y_row[col] += bias[col];
   }
+}
+
+#if MLSTM_DETAIL_AVX512_STEP
+// 16 bfloat16 weights widened to floats (a zero extension and a shift). The zero-masked forms
+// with a full mask are the plain instructions; GCC 12 warns inside the unmasked ones' headers.
+__attribute__((target("avx512f"))) inline __m512 widened16(const Eigen::bfloat16* w) {
+  constexpr __mmask16 all = 0xffff;
+  const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+  const __m512i widened = _mm512_maskz_cvtepu16_epi32(all, bits);
+  return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, widened, 16));
+}
+
+// sum_k x[k] * w[k] in float for one row of `size` bfloat16 weights: 4 vectors of 16 partial sums
+// (k / 16 mod 4 picks the vector), then 16 weights at a time into the first, then one by one.
+__attribute__((target("avx512f"))) inline float dot_widened_avx512(const float* x,
+                                                                    const Eigen::bfloat16* w,
+                                                                    Index size) {
+  __m512 sum0 = _mm512_setzero_ps(), sum1 = sum0, sum2 = sum0, sum3 = sum0;
+  Index k = 0;
+  for (; k + 64 <= size; k += 64) {
+    sum0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), widened16(w + k), sum0);
+    sum1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k + 16), widened16(w + k + 16), sum1);
+    sum2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k + 32), widened16(w + k + 32), sum2);
+    sum3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k + 48), widened16(w + k + 48), sum3);
+  }
+  for (; k + 16 <= size; k += 16)
+    sum0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), widened16(w + k), sum0);
+  float lanes[16];
+  _mm512_storeu_ps(lanes, _mm512_add_ps(_mm512_add_ps(sum0, sum1), _mm512_add_ps(sum2, sum3)));
+  float sum = 0.0f;
+  for (; k < size; ++k) sum += x[k] * widen(w[k]);
+  for (const float lane : lanes) sum += lane;
+  return sum;
+}
+
+// As dot_widened_rows_portable, with AVX-512: weight row by weight row, each dotted with every
+// row of x while it is in the first-level cache. One stream of weights in memory order per thread
+// kept the hardware's prefetchers ahead where 8 streams (the portable kernel's) did not
+// (BM_linear_step in bench_linear; bench/README.md).
+__attribute__((target("avx512f"))) inline void dot_widened_rows_avx512(
+    const float* x, Index x_stride, Index rows, const Eigen::bfloat16* w, Index columns,
+    Index size, const float* bias, float* y, Index y_stride) {
+  for (Index col = 0; col < columns; ++col) {
+    for (Index row = 0; row < rows; ++row) {
+      float sum = dot_widened_avx512(x + row * x_stride, w + col * size, size);
+      if (bias != nullptr) sum += bias[col];
+      y[row * y_stride + col] = sum;
+    }
+  }
+}
+
+// Weights per row up to which the AVX-512 kernel reads rows one after the other: a longer row's x
+// (here 4 x 10944 bytes) no longer stays in the first-level cache next to the weights, and the
+// portable kernel, whose 8 rows share each load of x, read faster there.
+inline constexpr Index avx512_row_max_size = 4096;
+
+// Whether the processor (and the operating system) run AVX-512 code.
+inline bool processor_has_avx512() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return has;
+}
+#endif
+
+// dot_widened_rows_portable's product, by the AVX-512 kernel where the processor has it and the
+// rows are short enough.
+inline void dot_widened_rows(const float* x, Index x_stride, Index rows, const Eigen::bfloat16* w,
+                             Index columns, Index size, const float* bias, float* y,
+                             Index y_stride) {
+#if MLSTM_DETAIL_AVX512_STEP
+  if (size <= avx512_row_max_size && processor_has_avx512()) {
+    dot_widened_rows_avx512(x, x_stride, rows, w, columns, size, bias, y, y_stride);
+    return;
+  }
+#endif
+  dot_widened_rows_portable(x, x_stride, rows, w, columns, size, bias, y, y_stride);
 }
 
 // Floats of widened weights one tile holds at most (4 MB, so that a tile fits in a large cache).

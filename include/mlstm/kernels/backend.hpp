@@ -111,14 +111,13 @@ template <typename T>
 Tensor<T, 4> parallel_prefill(const SequenceInputs<T>& in, RecurrentState<T>& state,
                               const KernelOptions& options) {
   const SequenceShape& s = in.shape;
-  ParallelOptions parallel;
-  parallel.eps = options.eps;
-  parallel.num_threads = options.num_threads;
-  Tensor<T, 4> h =
-      parallel_stabilized(in.q, in.k, in.v, in.igate_preact, in.fgate_preact, parallel);
+  const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
+  const ParallelOptions parallel;  // the causal mask, the global stabilizer
+  Tensor<T, 4> h(s.batch, s.heads, s.seq_len, s.v_dim);
+  parallel_forward(in, resolve_mask(parallel.mask, s.seq_len), parallel.stabilize_rowwise,
+                   static_cast<T>(options.eps), threads, h.data());
   const Index heads = s.batch * s.heads, c_size = s.qk_dim * s.v_dim;
   const double flops = 2.0 * static_cast<double>(heads * s.seq_len * c_size);
-  const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
   parallel_for(heads, threads_for_work(threads, heads, flops), [&](Index head) {
     const Index row = head * s.seq_len;
     ChunkGates gates;
@@ -182,7 +181,8 @@ Tensor<ScalarOf<Q>, 4> kernel_forward(const Q& q, const K& k, const V& v, const 
   }
   if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
     if (v_view.dimension(2) <= options.parallel_prefill_max) {
-      const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
+      const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
+      const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact, threads);
       detail::check_state_argument(state, in.shape, detail::initial_state_names);
       if (detail::is_zero_state(state)) return detail::parallel_prefill(in, state, options);
     }

@@ -489,7 +489,8 @@ ChunkwiseResult<ScalarOf<Q>> chunkwise_call(
         to_float<4>(fgate_preact, "fgate_preact", "(B, NH, S, 1)"), options, initial_state);
     return {to_bfloat16<4>(out.h), std::move(out.state)};
   } else {
-    const auto in = check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
+    const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
+    const auto in = check_sequence_inputs(q, k, v, igate_preact, fgate_preact, threads);
     const SequenceShape& s = in.shape;
     const T* initial[3] = {nullptr, nullptr, nullptr};
     if (initial_state != nullptr) {
@@ -500,7 +501,6 @@ ChunkwiseResult<ScalarOf<Q>> chunkwise_call(
     }
     const Index chunk_size = effective_chunk_size(options.chunk_size, s.seq_len);
     expect_valid_eps(static_cast<T>(options.eps), "options.eps");
-    const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
     HiddenAndState<T> out{Tensor<T, 4>(s.batch, s.heads, s.seq_len, s.v_dim),
                           RecurrentState<T>::zeros(s.batch, s.heads, s.qk_dim, s.v_dim)};
     const T eps = static_cast<T>(options.eps);

@@ -321,16 +321,16 @@ ChunkwiseGradients<ScalarOf<Q>> chunkwise_stabilized_backward(
     const std::optional<RecurrentState<ScalarOf<Q>>>& dfinal_state = std::nullopt) {
   using T = ScalarOf<Q>;
   detail::require_same_scalar<Q, DH>();
-  const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact);
+  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
+  const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact, threads);
   const detail::SequenceShape& s = in.shape;
-  const auto dh_view = detail::check_output_gradient(dh, s, "dh");
+  const auto dh_view = detail::check_output_gradient(dh, s, "dh", threads);
   if (initial_state) detail::check_state_argument(*initial_state, s, detail::initial_state_names);
   if (dfinal_state) {
     detail::check_state_argument(*dfinal_state, s, detail::final_state_gradient_names);
   }
   const Index chunk_size = detail::effective_chunk_size(options.chunk_size, s.seq_len);
   detail::expect_valid_eps(static_cast<T>(options.eps), "options.eps");
-  const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
 
   ChunkwiseGradients<T> g{detail::sequence_gradients<T>(s), std::nullopt};
   if (initial_state) {

@@ -322,7 +322,7 @@ void parallel_stabilized_backward(const Q& q, const K& k, const V& v, const I& i
                                   ParallelGradients<ScalarOf<Q>>& grads) {
   require_same_scalar<Q, DH>();
   const auto call = check_parallel_call(q, k, v, igate_preact, fgate_preact, options);
-  const auto dh_view = check_output_gradient(dh, call.in.shape, "dh");
+  const auto dh_view = check_output_gradient(dh, call.in.shape, "dh", call.threads);
   check_parallel_forward(forward, call.in.shape, options, call.mask);
   parallel_backward(call, dh_view, forward, options, grads);
 }
@@ -361,7 +361,7 @@ ParallelGradients<ScalarOf<Q>> parallel_stabilized_backward(const Q& q, const K&
                                                             const ParallelOptions& options = {}) {
   detail::require_same_scalar<Q, DH>();
   const auto call = detail::check_parallel_call(q, k, v, igate_preact, fgate_preact, options);
-  const auto dh_view = detail::check_output_gradient(dh, call.in.shape, "dh");
+  const auto dh_view = detail::check_output_gradient(dh, call.in.shape, "dh", call.threads);
   return detail::parallel_backward(call, dh_view,
                                    detail::parallel_forward_with_cache(call, options), options);
 }

@@ -36,6 +36,7 @@
 #include <utility>
 #include <vector>
 
+#include "mlstm/detail/aligned_array.hpp"
 #include "mlstm/detail/bfloat16.hpp"
 #include "mlstm/errors.hpp"
 #include "mlstm/kernels/state.hpp"
@@ -100,7 +101,7 @@ class XLSTMLarge : public TokenModel<XLSTMLarge<T, W>, T, XLSTMLargeState<T>> {
       }
       slots_.emplace(parameter.name, slot);
     }
-    matrices_.assign(static_cast<std::size_t>(matrices), W(0));
+    matrices_ = detail::AlignedArray<W>(matrices, true);  // zeros, on huge pages where granted
     vectors_.assign(static_cast<std::size_t>(vectors), T(0));
     for (const auto& [name, slot] : slots_) {
       if (slot.parameter.init && slot.parameter.init->scheme == InitScheme::ones)
@@ -261,7 +262,7 @@ class XLSTMLarge : public TokenModel<XLSTMLarge<T, W>, T, XLSTMLargeState<T>> {
   int num_threads_;
   std::shared_ptr<const void> keep_alive_;
   std::map<std::string, Slot> slots_;
-  std::vector<W> matrices_;
+  detail::AlignedArray<W> matrices_{0};
   std::vector<T> vectors_;
   XLSTMLargeWeights<T, W> weights_;
 };
