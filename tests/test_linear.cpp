@@ -173,8 +173,8 @@ TEST_CASE("the step's bfloat16 kernels sum like the plain loop", "[layers][linea
           y.setConstant(0.0f);
           kernel(x.data(), size + 3, rows, w.data(), columns, size, b.data(), y.data(),
                  columns + 2);
-          const Tensor<double, 2> used_x = as_double(x).slice(
-              Eigen::array<Index, 2>{0, 0}, Eigen::array<Index, 2>{rows, size});
+          const Tensor<double, 2> used_x =
+              as_double(x).slice(Eigen::array<Index, 2>{0, 0}, Eigen::array<Index, 2>{rows, size});
           const Tensor<double, 1> b_double = as_double(b);
           const Tensor<double, 2> expected =
               naive::linear(used_x, as_double(widened(w)), &b_double);

@@ -132,8 +132,8 @@ __attribute__((target("avx512f"))) inline __m512 widened16(const Eigen::bfloat16
 // sum_k x[k] * w[k] in float for one row of `size` bfloat16 weights: 4 vectors of 16 partial sums
 // (k / 16 mod 4 picks the vector), then 16 weights at a time into the first, then one by one.
 __attribute__((target("avx512f"))) inline float dot_widened_avx512(const float* x,
-                                                                    const Eigen::bfloat16* w,
-                                                                    Index size) {
+                                                                   const Eigen::bfloat16* w,
+                                                                   Index size) {
   __m512 sum0 = _mm512_setzero_ps(), sum1 = sum0, sum2 = sum0, sum3 = sum0;
   Index k = 0;
   for (; k + 64 <= size; k += 64) {
@@ -157,8 +157,8 @@ __attribute__((target("avx512f"))) inline float dot_widened_avx512(const float* 
 // kept the hardware's prefetchers ahead where 8 streams (the portable kernel's) did not
 // (BM_linear_step in bench_linear; bench/README.md).
 __attribute__((target("avx512f"))) inline void dot_widened_rows_avx512(
-    const float* x, Index x_stride, Index rows, const Eigen::bfloat16* w, Index columns,
-    Index size, const float* bias, float* y, Index y_stride) {
+    const float* x, Index x_stride, Index rows, const Eigen::bfloat16* w, Index columns, Index size,
+    const float* bias, float* y, Index y_stride) {
   for (Index col = 0; col < columns; ++col) {
     for (Index row = 0; row < rows; ++row) {
       float sum = dot_widened_avx512(x + row * x_stride, w + col * size, size);
