@@ -97,11 +97,12 @@ void layer_norm_rows(const T* x, Index rows, Index dim, const T* weight, const T
   });
 }
 
-// Backward of layer_norm_row for one row: dx written; dweight and dbias (may be null) accumulated.
+// Backward of layer_norm_row for one row whose moments (row_moments of x) are given: dx written;
+// dweight and dbias (may be null) accumulated.
 template <typename T>
-void layer_norm_row_backward(const T* x, Index dim, const T* weight, bool residual_weight,
-                             double eps, const T* dy, T* dx, T* dweight, T* dbias) {
-  const auto [mean, inverse_std] = row_moments(x, dim, eps);
+void layer_norm_row_backward(const T* x, Index dim, const RowMoments& moments, const T* weight,
+                             bool residual_weight, const T* dy, T* dx, T* dweight, T* dbias) {
+  const auto [mean, inverse_std] = moments;
   const double offset = residual_weight ? 1.0 : 0.0;
   double dxhat_sum = 0.0, dxhat_xhat_sum = 0.0;
   for (Index j = 0; j < dim; ++j) {
@@ -121,6 +122,14 @@ void layer_norm_row_backward(const T* x, Index dim, const T* weight, bool residu
   }
 }
 
+// Backward of layer_norm_row for one row: dx written; dweight and dbias (may be null) accumulated.
+template <typename T>
+void layer_norm_row_backward(const T* x, Index dim, const T* weight, bool residual_weight,
+                             double eps, const T* dy, T* dx, T* dweight, T* dbias) {
+  layer_norm_row_backward(x, dim, row_moments(x, dim, eps), weight, residual_weight, dy, dx,
+                          dweight, dbias);
+}
+
 // layer_norm_row_backward for `rows` consecutive rows of x, dy and dx, on up to `threads`
 // threads: dx by blocks of rows, then dweight and dbias (may be null) by blocks of columns, each
 // column's sum taken over the rows in row order as the row-by-row loop takes it, so the result is
@@ -132,9 +141,11 @@ void layer_norm_rows_backward(const T* x, Index rows, Index dim, const T* weight
   std::vector<RowMoments> moments(static_cast<std::size_t>(rows));
   parallel_rows(rows, 32, threads, 64.0 * static_cast<double>(dim), [&](Index begin, Index end) {
     for (Index row = begin; row < end; ++row) {
-      moments[static_cast<std::size_t>(row)] = row_moments(x + row * dim, dim, eps);
-      layer_norm_row_backward(x + row * dim, dim, weight, residual_weight, eps, dy + row * dim,
-                              dx + row * dim, static_cast<T*>(nullptr), static_cast<T*>(nullptr));
+      const RowMoments& row_moment = moments[static_cast<std::size_t>(row)] =
+          row_moments(x + row * dim, dim, eps);
+      layer_norm_row_backward(x + row * dim, dim, row_moment, weight, residual_weight,
+                              dy + row * dim, dx + row * dim, static_cast<T*>(nullptr),
+                              static_cast<T*>(nullptr));
     }
   });
   if (dweight == nullptr && dbias == nullptr) return;
