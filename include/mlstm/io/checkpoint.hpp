@@ -168,11 +168,13 @@ inline std::vector<ExpectedParameter> expected_parameters(const ParameterTable& 
 }
 
 // Whether tensors `a` and `b` of `file` hold the same shape and values (compared as double).
+// Tensors of a non-float dtype hold no parameter values: false (matching them names the error).
 inline bool same_tensor_values(const safetensors::File& file, const std::string& a,
                                const std::string& b) {
   const safetensors::TensorInfo& first = file.info(a);
   const safetensors::TensorInfo& second = file.info(b);
-  if (first.shape != second.shape) return false;
+  if (first.shape != second.shape || !is_float_dtype(first.dtype) || !is_float_dtype(second.dtype))
+    return false;
   std::vector<double> x(decode_piece_elements), y(decode_piece_elements);
   const std::size_t count = static_cast<std::size_t>(first.numel());
   for (std::size_t done = 0; done < count; done += decode_piece_elements) {
