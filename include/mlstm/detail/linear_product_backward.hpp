@@ -51,7 +51,8 @@ void linear_product_backward(const T* x, const T* weight, const T* dy, T* dx, T*
     dx = nullptr;
   }
 
-  constexpr Index row_tile = 256, in_tile = 256, out_tile = 64;
+  constexpr Index row_tile = 256, in_tile = 256;
+  const Index out_tile = balanced_tile(out, 256, 16);
   const Index row_tiles = (rows + row_tile - 1) / row_tile, in_tiles = (in + in_tile - 1) / in_tile;
   const Index out_tiles = (out + out_tile - 1) / out_tile;
   const Index dx_items = dx != nullptr ? blocks * row_tiles * in_tiles : 0;
