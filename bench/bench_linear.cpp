@@ -40,7 +40,7 @@ template <typename W>
 void BM_linear_step(benchmark::State& state) {
   const Index out = state.range(0), in = state.range(1);
   const auto x = filled<float, 2>(1, in);
-  mlstm::detail::AlignedArray<W> storage(out * in, true);
+  mlstm::detail::AlignedArray<W> storage(out * in);
   const auto values = filled<W, 1>(out * in);
   std::copy(values.data(), values.data() + out * in, storage.data());
   const mlstm::ConstTensorMap<W, 2> weight(storage.data(), out, in);

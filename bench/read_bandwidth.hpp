@@ -36,7 +36,7 @@ inline void BM_read_bandwidth(benchmark::State& state) {
   constexpr Index size = Index(1) << 27;  // 512 MiB of floats, far beyond the last-level cache
   constexpr Index parts = 32;             // 16 MiB each
   constexpr int passes = 4;
-  mlstm::detail::AlignedArray<float> data(size, true);
+  mlstm::detail::AlignedArray<float> data(size);
   std::fill(data.data(), data.data() + size, 1.0f);
   const int threads = mlstm::get_num_threads();
   std::vector<float> sums(parts);

@@ -1,17 +1,20 @@
 // A fixed-size, zero-initialized array on a 64-byte boundary (a cache line, and the widest SIMD
-// load), the storage of parameters and their gradients and of a model's matrices.
+// load), the storage of parameters, their gradients and optimizer state, and of a model's
+// matrices: arrays streamed through again and again.
 //
-// With `huge_pages`, an array of 2 MiB or more is whole 2 MiB pages on a 2 MiB boundary and, on
-// Linux, asks for transparent huge pages (madvise(MADV_HUGEPAGE), before its first touch), which
-// the system grants where THP is "always" or "madvise": a stream through a model's weights then
-// needs one TLB entry per 2 MiB rather than per 4 KiB (measured with bench_xlstm_large's
-// generation step; bench/README.md). The hint changes no value; where it is refused the pages are
-// ordinary ones. It is for one large array streamed again and again (a model's matrices): each
-// array rounded up to whole huge pages may hold up to 2 MiB more in memory.
+// On Linux the whole 2 MiB pages inside an array ask for transparent huge pages
+// (madvise(MADV_HUGEPAGE), before the first touch), which the system grants where THP is
+// "always" or "madvise": a stream through a model's weights then needs one TLB entry per 2 MiB
+// rather than per 4 KiB (measured with the generation steps of bench_model and
+// bench_xlstm_large; bench/README.md). The hint changes no value and costs no memory: the array
+// is allocated as any other, and the pieces before its first and after its last 2 MiB boundary
+// keep ordinary pages (an array of a few MiB gains less); where it is refused all pages are
+// ordinary ones.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <new>
 #include <type_traits>
@@ -32,18 +35,12 @@ class AlignedArray {
   static constexpr std::size_t alignment = 64;
   static constexpr std::size_t huge_page = std::size_t(2) << 20;
 
-  explicit AlignedArray(Index size, bool huge_pages = false) : size_(size) {
+  explicit AlignedArray(Index size) : size_(size) {
     if (size_ > 0) {
       const std::size_t bytes = static_cast<std::size_t>(size_) * sizeof(T);
-      const bool huge = huge_pages && bytes >= huge_page;
-      // Whole huge pages, so that the last one is not shared with another allocation.
-      const std::size_t allocated = huge ? (bytes + huge_page - 1) / huge_page * huge_page : bytes;
-      Release release{huge ? huge_page : alignment};
-      void* memory = ::operator new (allocated, std::align_val_t{release.alignment});
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-      if (huge) ::madvise(memory, allocated, MADV_HUGEPAGE);
-#endif
-      data_ = std::unique_ptr<T, Release>(static_cast<T*>(memory), release);
+      void* memory = ::operator new (bytes, std::align_val_t{alignment});
+      advise_huge_pages(memory, bytes);
+      data_ = std::unique_ptr<T, Release>(static_cast<T*>(memory));
       std::fill(data_.get(), data_.get() + size_, T(0));
     }
   }
@@ -53,12 +50,24 @@ class AlignedArray {
   Index size() const { return size_; }
 
  private:
+  // Asks for transparent huge pages for the whole 2 MiB pages in [memory, memory + bytes).
+  static void advise_huge_pages(void* memory, std::size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const auto address = reinterpret_cast<std::uintptr_t>(memory);
+    const std::uintptr_t first = (address + huge_page - 1) / huge_page * huge_page;
+    const std::uintptr_t last = (address + bytes) / huge_page * huge_page;
+    if (first < last) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+#else
+    static_cast<void>(memory);
+    static_cast<void>(bytes);
+#endif
+  }
+
   struct Release {
-    std::size_t alignment;
     void operator()(T* memory) const { ::operator delete (memory, std::align_val_t{alignment}); }
   };
 
-  std::unique_ptr<T, Release> data_{nullptr, Release{alignment}};
+  std::unique_ptr<T, Release> data_;
   Index size_ = 0;
 };
 

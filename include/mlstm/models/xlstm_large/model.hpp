@@ -101,7 +101,7 @@ class XLSTMLarge : public TokenModel<XLSTMLarge<T, W>, T, XLSTMLargeState<T>> {
       }
       slots_.emplace(parameter.name, slot);
     }
-    matrices_ = detail::AlignedArray<W>(matrices, true);  // zeros, on huge pages where granted
+    matrices_ = detail::AlignedArray<W>(matrices);  // zeros, on huge pages where granted
     vectors_.assign(static_cast<std::size_t>(vectors), T(0));
     for (const auto& [name, slot] : slots_) {
       if (slot.parameter.init && slot.parameter.init->scheme == InitScheme::ones)
