@@ -236,6 +236,24 @@ void small_square_blocks(const T* x, const W* weight, const T* bias, T* y, Index
   }
 }
 
+// Whether a head-wise map's blocks are small and square (2, 4, 8 or 16 numbers a side), which
+// small_square_blocks and its backward take in loops of fixed length.
+inline bool has_small_square_blocks(Index blocks, Index in, Index out) {
+  return blocks > 1 && in == out && (in == 2 || in == 4 || in == 8 || in == 16);
+}
+
+// Calls function(std::integral_constant<int, size>{}) for a small square block's size, so that
+// the loops inside have their length at compile time.
+template <typename Function>
+void with_small_square_size(Index size, const Function& function) {
+  switch (size) {
+    case 2: return function(std::integral_constant<int, 2>{});
+    case 4: return function(std::integral_constant<int, 4>{});
+    case 8: return function(std::integral_constant<int, 8>{});
+    default: return function(std::integral_constant<int, 16>{});
+  }
+}
+
 // y (rows, cols) = x (rows, depth) w^T for row-major operands with the given row strides
 // (w (cols, depth) contiguous), on the calling thread (matrix_product.hpp: oneDNN's sgemm with
 // MLSTM_GEMM=oneDNN, else Eigen's).
@@ -273,17 +291,14 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
   const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(in) *
                        static_cast<double>(out) * static_cast<double>(blocks);
 
-  if (blocks > 1 && in == out && (in == 2 || in == 4 || in == 8 || in == 16)) {
+  if (has_small_square_blocks(blocks, in, out)) {
     constexpr Index rows_per_item = 64;
     const Index items = (rows + rows_per_item - 1) / rows_per_item;
     parallel_for(items, threads_for_work(threads, items, flops), [&](Index item) {
       const Index begin = item * rows_per_item, end = std::min(rows, begin + rows_per_item);
-      switch (in) {
-        case 2: return small_square_blocks<2>(x, weight, bias, y, blocks, begin, end);
-        case 4: return small_square_blocks<4>(x, weight, bias, y, blocks, begin, end);
-        case 8: return small_square_blocks<8>(x, weight, bias, y, blocks, begin, end);
-        default: return small_square_blocks<16>(x, weight, bias, y, blocks, begin, end);
-      }
+      with_small_square_size(in, [&](auto size) {
+        small_square_blocks<decltype(size)::value>(x, weight, bias, y, blocks, begin, end);
+      });
     });
     return;
   }

@@ -9,10 +9,10 @@
 // Threads: dx is cut into tiles of rows and input columns, dweight into tiles of output rows,
 // each computed by one thread with every sum over the full range in a fixed order, so the result
 // does not depend on the thread count. For more than one block (the head-wise maps) dx is the
-// forward with each block transposed: for blocks of a few numbers (the model's 4 x 4 q/k/v maps)
-// that runs the forward's plain loops of fixed length, where a matrix product per block would
-// spend its time packing operands of a few numbers (dweight's products sum over all rows, which
-// pays for the packing).
+// forward with each block transposed. For small square blocks (the model's 4 x 4 q/k/v maps) dx
+// runs the forward's plain loops of fixed length and dweight loops of its own, since a matrix
+// product per block would spend its time packing operands of a few numbers (measured 7x the
+// forward's time for dweight's products; bench_train's qkv_backward).
 #pragma once
 
 #include <algorithm>
@@ -25,6 +25,31 @@
 
 namespace mlstm::detail {
 
+// dweight[b] += dy[:, b]^T x[:, b] for the blocks [block_begin, block_end) of a head-wise map of
+// Size x Size blocks: each row's outer products summed into local sums, row after row, then added
+// to dweight (the same order on any thread count).
+template <int Size, typename T>
+void small_square_blocks_dweight(const T* x, const T* dy, T* dweight, Index rows, Index blocks,
+                                 Index block_begin, Index block_end) {
+  const Index width = blocks * Size;
+  const Index count = block_end - block_begin;
+  std::vector<T> sums(static_cast<std::size_t>(count * Size * Size), T(0));
+  for (Index row = 0; row < rows; ++row) {
+    const T* x_row = x + row * width + block_begin * Size;
+    const T* dy_row = dy + row * width + block_begin * Size;
+    for (Index block = 0; block < count; ++block) {
+      T* block_sums = sums.data() + block * Size * Size;
+      for (int out = 0; out < Size; ++out) {
+        const T gradient = dy_row[block * Size + out];
+        for (int in = 0; in < Size; ++in)
+          block_sums[out * Size + in] += gradient * x_row[block * Size + in];
+      }
+    }
+  }
+  T* destination = dweight + block_begin * Size * Size;
+  for (std::size_t j = 0; j < sums.size(); ++j) destination[j] += sums[j];
+}
+
 // dx (written when not null), dweight and dbias (accumulated when not null) of linear_product
 // for dy, on up to `threads` threads; the result does not depend on the count.
 template <typename T>
@@ -36,6 +61,19 @@ void linear_product_backward(const T* x, const T* weight, const T* dy, T* dx, T*
   if (dbias != nullptr) {
     Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(dbias, y_stride) +=
         Eigen::Map<const RowMatrix<T>>(dy, rows, y_stride).colwise().sum();
+  }
+  if (dweight != nullptr && has_small_square_blocks(blocks, in, out)) {
+    constexpr Index blocks_per_item = 16;
+    const Index items = (blocks + blocks_per_item - 1) / blocks_per_item;
+    const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(blocks * in * out);
+    parallel_for(items, threads_for_work(threads, items, flops), [&](Index item) {
+      const Index begin = item * blocks_per_item, end = std::min(blocks, begin + blocks_per_item);
+      with_small_square_size(in, [&](auto size) {
+        small_square_blocks_dweight<decltype(size)::value>(x, dy, dweight, rows, blocks, begin,
+                                                           end);
+      });
+    });
+    dweight = nullptr;
   }
   if (dx != nullptr && blocks > 1) {
     // Head-wise: dx is the forward's product with each (small) block transposed, which runs the
