@@ -99,14 +99,14 @@ TEST_CASE("head-wise linear backward matches finite differences", "[layers_backw
 
 TEST_CASE("linear backward is the plain products across tiles, on any thread count",
           "[layers_backward]") {
-  // More rows, inputs and outputs than one tile of each (256, 256, 64), in one block (dense) and
-  // in two (head-wise); and 40 blocks of 4 x 4 (the loops for small square blocks, more than one
-  // item of 16 blocks).
+  // More rows, inputs and outputs than one tile of each (256 rows, 256 inputs, up to 256 outputs
+  // for the weight gradient), in one block (dense) and in two (head-wise); and 40 blocks of 4 x 4
+  // (the loops for small square blocks, more than one item of 16 blocks).
   const Index rows = 300;
   struct Shape {
     Index blocks, in, out;
   };
-  for (const Shape& shape : {Shape{1, 260, 70}, Shape{2, 260, 70}, Shape{40, 4, 4}}) {
+  for (const Shape& shape : {Shape{1, 260, 270}, Shape{2, 260, 270}, Shape{40, 4, 4}}) {
     const Index blocks = shape.blocks, in = shape.in, out = shape.out;
     INFO(blocks << " blocks of " << out << " x " << in);
     const auto x = random_tensor<2>({rows, blocks * in}, 11);
