@@ -11,7 +11,8 @@
 //
 //   BM_Prefill/S     a prompt of S tokens from the zero state: embedding, the 12 blocks
 //                    (chunkwise kernel, chunk 64), the norm and the head at the last position;
-//                    items = prompt tokens.
+//                    items = prompt tokens. One state, set to zero in place for each prompt.
+//   BM_Prefill_fresh_state/S   the same with a new state (initial_state) for each prompt.
 //   BM_Generate/S    one step (one token) from the state after a prompt of S tokens (the step's
 //                    cost does not depend on S; S only fixes the state's content); items = tokens.
 //
@@ -68,7 +69,12 @@ void add_context(benchmark::State& state, const mlstm::LanguageModel<float>& mod
 }
 
 void BM_Prefill(benchmark::State& state) {
-  mlstm_bench::prefill_loop(state, bench_model());
+  mlstm_bench::prefill_loop(state, bench_model(), mlstm_bench::StateMemory::reused);
+  add_context(state, bench_model());
+}
+
+void BM_Prefill_fresh_state(benchmark::State& state) {
+  mlstm_bench::prefill_loop(state, bench_model(), mlstm_bench::StateMemory::fresh);
   add_context(state, bench_model());
 }
 
@@ -78,6 +84,7 @@ void BM_Generate(benchmark::State& state) {
 }
 
 BENCHMARK(BM_Prefill)->Arg(128)->Arg(512)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Prefill_fresh_state)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Generate)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

@@ -152,9 +152,10 @@ double block_cache_bytes(const Trainer& t) {
   mlstm::MLSTMBlockCache<float> cache;
   const auto live_before = mlstm::test::HeapCounter::live_bytes();
   Tensor<float, 3> y;
-  mlstm::detail::mlstm_block_forward(
-      t.model.weights().blocks[0], x.data(), t.config.batch, t.config.seq_len, t.model.options(),
-      static_cast<mlstm::MLSTMLayerState<float>*>(nullptr), &cache, y);
+  mlstm::detail::mlstm_block_forward(t.model.weights().blocks[0], x.data(), t.config.batch,
+                                     t.config.seq_len, t.model.options(),
+                                     static_cast<mlstm::MLSTMLayerState<float>*>(nullptr), cache,
+                                     mlstm::detail::Keep::for_backward, y);
   return static_cast<double>(mlstm::test::HeapCounter::live_bytes() - live_before) -
          float_bytes(rows * E);
 }
@@ -225,8 +226,8 @@ struct LayerBench {
     for (Index i = 0; i < dy.size(); ++i) dy.data()[i] = 1e-3f * static_cast<float>(i % 17 - 8);
     for (Index i = 0; i < dinner.size(); ++i) dinner.data()[i] = dy.data()[i];
     mlstm::detail::mlstm_block_forward(block, x.data(), batch, seq_len, t.model.options(),
-                                       static_cast<mlstm::MLSTMLayerState<float>*>(nullptr), &cache,
-                                       out);
+                                       static_cast<mlstm::MLSTMLayerState<float>*>(nullptr), cache,
+                                       mlstm::detail::Keep::for_backward, out);
     for (Index i = 0; i < logits.size(); ++i) logits.data()[i] = 1e-2f * static_cast<float>(i % 13);
   }
   int threads() const { return mlstm::get_num_threads(); }
@@ -322,7 +323,7 @@ const std::vector<std::pair<std::string, Pass>>& layer_passes() {
          d::mlstm_cell_forward(b.block.xlstm.cell, l.q.data(), l.k.data(), l.v.data(), b.batch,
                                b.seq_len, b.t.model.options(),
                                static_cast<mlstm::RecurrentState<float>*>(nullptr),
-                               &b.reused_cache.xlstm.cell, b.out);
+                               b.reused_cache.xlstm.cell, d::Keep::for_backward, b.out);
          benchmark::DoNotOptimize(b.out.data());
        }},
       {"cell_backward",
@@ -364,9 +365,10 @@ const std::vector<std::pair<std::string, Pass>>& layer_passes() {
        }},
       {"layer_forward",
        [](LB& b) {
-         d::mlstm_layer_forward(
-             b.block.xlstm, b.cache.normed.data(), b.batch, b.seq_len, b.t.model.options(),
-             static_cast<mlstm::MLSTMLayerState<float>*>(nullptr), &b.reused_cache.xlstm, b.out);
+         d::mlstm_layer_forward(b.block.xlstm, b.cache.normed.data(), b.batch, b.seq_len,
+                                b.t.model.options(),
+                                static_cast<mlstm::MLSTMLayerState<float>*>(nullptr),
+                                b.reused_cache.xlstm, d::Keep::for_backward, b.out);
          benchmark::DoNotOptimize(b.out.data());
        }},
       {"layer_backward",

@@ -14,6 +14,7 @@
 //
 //   BM_Generate     one step from the state after a 128-token prompt; items = tokens.
 //   BM_Prefill/S    a prompt of S tokens from the zero state, logits of the last; items = tokens.
+//                   One state, set to zero in place for each prompt.
 //
 //   BM_read_bandwidth  the machine's read bandwidth (read_bandwidth.hpp), in the same run.
 //
@@ -125,7 +126,7 @@ void generate(benchmark::State& state) {
 
 template <typename W>
 void prefill(benchmark::State& state) {
-  mlstm_bench::prefill_loop(state, *bench_model<W>().model);
+  mlstm_bench::prefill_loop(state, *bench_model<W>().model, mlstm_bench::StateMemory::reused);
   add_counters(state, bench_model<W>());
 }
 

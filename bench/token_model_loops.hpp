@@ -2,7 +2,10 @@
 // interface: forward, prefill, step, initial_state, config().vocab_size), batch 1.
 //
 //   prefill_loop    a prompt of state.range(0) tokens from the zero state, logits at the last
-//                   position only; items = prompt tokens.
+//                   position only; items = prompt tokens. The state is one made before the loop
+//                   and set to zero in place for each prompt (StateMemory::reused, the way to
+//                   prefill prompts one after another), or a new one per prompt (fresh).
+//                   The fresh state's memory comes from the system each time, page by page.
 //   generate_loop   one step (one token) after a prompt of `prompt_length` tokens (the step's cost
 //                   does not depend on it; it only fixes the state's content); items = tokens.
 #pragma once
@@ -30,12 +33,19 @@ inline mlstm::Tensor<std::int64_t, 2> prompt_tokens(Index length, Index vocab) {
   return tokens;
 }
 
+enum class StateMemory { reused, fresh };
+
 template <typename Model>
-void prefill_loop(benchmark::State& state, const Model& model) {
+void prefill_loop(benchmark::State& state, const Model& model, StateMemory memory) {
   const Index length = state.range(0);
   const auto tokens = prompt_tokens(length, model.config().vocab_size);
+  auto model_state = model.initial_state(1);
   for (auto _ : state) {
-    auto model_state = model.initial_state(1);
+    if (memory == StateMemory::fresh) {
+      model_state = model.initial_state(1);
+    } else {
+      model_state.set_zero();
+    }
     auto logits = model.prefill(tokens, model_state, mlstm::Logits::last);
     benchmark::DoNotOptimize(logits.data());
   }

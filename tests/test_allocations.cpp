@@ -14,6 +14,7 @@
 
 #include "support/heap_counter.hpp"
 #include "support/random_inputs.hpp"
+#include "support/seeded_model.hpp"
 
 using mlstm::Index;
 using mlstm::test::SequenceCase;
@@ -181,22 +182,53 @@ TEST_CASE("loading a model holds its weights and little more", "[allocations][mo
   CHECK(watch.peak_above_start() < weights + weights / 20);  // no copy of the file's data
 }
 
+// After the first prefill at a shape, the model keeps the activations in its inference buffers:
+// the next prefill at that shape, even after generation steps, allocates a small part of what
+// the first did (its per-block temporaries, the kernel's output, Eigen's packing buffers), and
+// a state set to zero in place allocates nothing.
+TEST_CASE("a prefill at an unchanged shape reuses the inference buffers", "[allocations][model]") {
+  mlstm::KernelOptions options;
+  options.num_threads = 1;
+  const auto model = mlstm::test::seeded_model({4096, 256, 2, 64}, options, 0);
+  const Index prompt_length = 192;
+  mlstm::Tensor<int, 2> prompt(1, prompt_length);
+  for (Index i = 0; i < prompt.size(); ++i) prompt.data()[i] = static_cast<int>((i * 37) % 256);
+  mlstm::Tensor<int, 1> next(1);
+  next.setConstant(3);
+  auto state = model.initial_state(1);
+  long long sizing_peak = 0, prefill_peak = 0, reset_peak = 0;
+  {
+    mlstm::test::HeapWatch watch;
+    model.prefill(prompt, state, mlstm::Logits::last);
+    sizing_peak = watch.peak_above_start();
+  }
+  for (int prompt_number = 0; prompt_number < 2; ++prompt_number) {
+    model.step(next, state);
+    {
+      mlstm::test::HeapWatch watch;
+      state.set_zero();
+      reset_peak = std::max(reset_peak, static_cast<long long>(watch.peak_above_start()));
+    }
+    mlstm::test::HeapWatch watch;
+    model.prefill(prompt, state, mlstm::Logits::last);
+    prefill_peak = std::max(prefill_peak, static_cast<long long>(watch.peak_above_start()));
+  }
+  INFO("peak above start: first prefill " << sizing_peak << " bytes, later prefills "
+                                          << prefill_peak << ", set_zero " << reset_peak);
+  CHECK(reset_peak == 0);
+  CHECK(prefill_peak < sizing_peak / 4);
+}
+
 // After the first step at a shape, a step keeps its activations and working buffers in the
 // model's workspace. What it still allocates (small per-block temporaries, and the packing
 // buffers of Eigen's matrix products, bounded by the caches) is far below the workspace and
 // does not grow with the batch. One thread: on more, each product running at once holds its own
 // packing buffers, and the peak depends on how they overlap in time.
 TEST_CASE("a training step at an unchanged shape reuses its workspace", "[allocations][training]") {
-  mlstm::LMModelConfig config;
-  config.vocab_size = 256;
-  config.embedding_dim = 128;
-  config.num_blocks = 2;
-  config.context_length = 64;
   mlstm::KernelOptions options;
   options.num_threads = 1;
-  mlstm::LanguageModel<float> model(config, options);
-  mlstm::Generator generator(0);
-  model.reset_parameters(generator);
+  auto model = mlstm::test::seeded_model({256, 128, 2, 64}, options, 0);
+  const mlstm::LMModelConfig& config = model.config();
   const Index seq_len = 64;
   long long sizing_peak[2] = {0, 0}, step_peak[2] = {0, 0};
   for (const Index batch : {4, 8}) {

@@ -1,8 +1,8 @@
 // Kernels called from several user threads at once, while another thread changes the library's
 // default thread count: every call must give the single-threaded result bit for bit (the kernels
 // compute each quantity on one thread in a fixed order, whatever the count). Also built alone
-// with ThreadSanitizer (scripts/run-tests --tsan), which checks the thread pool and the default
-// thread count for data races.
+// with ThreadSanitizer (scripts/run-tests --tsan), which checks the thread pool, the default
+// thread count and a model's kept inference buffers for data races.
 #include <catch2/catch.hpp>
 
 #include <array>
@@ -18,6 +18,7 @@
 #include <mlstm/mlstm.hpp>
 
 #include "support/random_inputs.hpp"
+#include "support/seeded_model.hpp"
 
 using mlstm::Index;
 using mlstm::Tensor;
@@ -135,4 +136,52 @@ TEST_CASE(
   CHECK(calls.load() == users * calls_per_user);
   CHECK(mismatches.load() == 0);
   CHECK(changes.load() > 0);
+}
+
+// A model keeps its inference buffers between calls; calls from several threads at once on one
+// model (one holds the kept buffers, the others use their own) give one call's results bit for
+// bit, at alternating prompt lengths so that the kept buffers are resized between calls.
+TEST_CASE("prefills from several threads on one model equal one call's results bit for bit",
+          "[threads][model]") {
+  mlstm::KernelOptions options;
+  options.num_threads = 2;
+  const auto model = mlstm::test::seeded_model({64, 32, 2, 16}, options, 5);
+  const Index lengths[2] = {9, 14};
+  std::vector<Tensor<int, 2>> prompts;
+  std::vector<Tensor<float, 3>> expected;
+  for (const Index length : lengths) {
+    Tensor<int, 2> prompt(2, length);
+    for (Index i = 0; i < prompt.size(); ++i) prompt.data()[i] = static_cast<int>((i * 13) % 64);
+    auto state = model.initial_state(2);
+    expected.push_back(model.prefill(prompt, state));
+    prompts.push_back(prompt);
+  }
+
+  constexpr int users = 3, calls_per_user = 20;
+  std::atomic<int> mismatches{0}, calls{0};
+  std::mutex failure_mutex;
+  std::exception_ptr failure;
+  std::vector<std::thread> callers;
+  for (int user = 0; user < users; ++user) {
+    callers.emplace_back([&, user] {
+      try {
+        auto state = model.initial_state(2);
+        for (int call = 0; call < calls_per_user; ++call) {
+          const std::size_t which = static_cast<std::size_t>((user + call) % 2);
+          state.set_zero();
+          if (!same_bits(model.prefill(prompts[which], state), expected[which]))
+            mismatches.fetch_add(1);
+          calls.fetch_add(1);
+        }
+      } catch (...) {
+        const std::lock_guard<std::mutex> lock(failure_mutex);
+        failure = std::current_exception();
+      }
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+
+  if (failure) std::rethrow_exception(failure);
+  CHECK(calls.load() == users * calls_per_user);
+  CHECK(mismatches.load() == 0);
 }

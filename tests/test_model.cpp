@@ -310,6 +310,66 @@ TEST_CASE("model: Logits::last, batch rows and thread counts", "[model]") {
         0.0);
 }
 
+// Calls that reuse memory: a state set to zero in place, and the inference buffers the model
+// keeps between calls over sequences, resized when the shape changes and left alone by steps.
+// Every result equals that of a state or a model that never ran before, bit for bit.
+TEST_CASE("model: reused states and inference buffers give a fresh run's results", "[model]") {
+  const Golden golden("small");
+  mlstm::KernelOptions options;
+  options.num_threads = 1;
+  auto model = golden.model<float>(options);
+  const auto fresh_prefill = [&](const Tensor<std::int64_t, 2>& tokens) {
+    const auto fresh_model = golden.model<float>(options);
+    auto state = fresh_model.initial_state(tokens.dimension(0));
+    auto logits = fresh_model.prefill(tokens, state);
+    return std::make_pair(logits, state);
+  };
+  const Tensor<std::int64_t, 2> shorter =
+      golden.tokens.slice(std::array<Index, 2>{0, 0}, std::array<Index, 2>{1, golden.steps - 3});
+  const auto [expected_all, expected_state] = fresh_prefill(golden.tokens);
+  const auto [expected_shorter, expected_shorter_state] = fresh_prefill(shorter);
+  const Tensor<float, 3> expected_forward = golden.model<float>(options).forward(golden.tokens);
+
+  auto state = model.initial_state(golden.batch);
+  auto short_state = model.initial_state(1);
+  Tensor<std::int64_t, 1> next(golden.batch);
+  next.setConstant(1);
+  for (int round = 0; round < 2; ++round) {
+    CAPTURE(round);
+    state.set_zero();
+    const auto all = model.prefill(golden.tokens, state);
+    CHECK(mlstm::test::max_difference(all, expected_all).max_abs == 0.0);
+    for (std::size_t b = 0; b < state.blocks.size(); ++b) {
+      const auto& got = state.blocks[b];
+      const auto& want = expected_state.blocks[b];
+      CHECK(mlstm::test::max_difference(got.mlstm_state.c, want.mlstm_state.c).max_abs == 0.0);
+      CHECK(mlstm::test::max_difference(got.mlstm_state.n, want.mlstm_state.n).max_abs == 0.0);
+      CHECK(mlstm::test::max_difference(got.mlstm_state.m, want.mlstm_state.m).max_abs == 0.0);
+      CHECK(mlstm::test::max_difference(got.conv_state, want.conv_state).max_abs == 0.0);
+    }
+    model.step(next, state);  // a step between prompts
+    short_state.set_zero();
+    CHECK(mlstm::test::max_difference(model.prefill(shorter, short_state), expected_shorter)
+              .max_abs == 0.0);
+    CHECK(mlstm::test::max_difference(model.forward(golden.tokens), expected_forward).max_abs ==
+          0.0);
+  }
+  model.release_inference_workspace();
+  state.set_zero();
+  CHECK(mlstm::test::max_difference(model.prefill(golden.tokens, state), expected_all).max_abs ==
+        0.0);
+  // set_zero is the zero state.
+  const auto zero = model.initial_state(golden.batch);
+  CHECK(mlstm::test::magnitude(zero.blocks[0].mlstm_state.c) == 0.0);
+  state.set_zero();
+  for (std::size_t b = 0; b < state.blocks.size(); ++b) {
+    CHECK(mlstm::test::magnitude(state.blocks[b].mlstm_state.c) == 0.0);
+    CHECK(mlstm::test::magnitude(state.blocks[b].mlstm_state.n) == 0.0);
+    CHECK(mlstm::test::magnitude(state.blocks[b].mlstm_state.m) == 0.0);
+    CHECK(mlstm::test::magnitude(state.blocks[b].conv_state) == 0.0);
+  }
+}
+
 TEST_CASE("model: a new model from a seed is reproducible and runs", "[model]") {
   mlstm::LMModelConfig config;
   config.vocab_size = 30;

@@ -190,6 +190,12 @@ TEST_CASE("xLSTM-Large: a prefill in pieces of any length continues exactly",
   check_close("first piece", head, expected(0, first), budget, golden.f32_logits * scale);
   check_close("second piece, last position", last, expected(S - 1, 1), budget,
               golden.f32_logits * scale);
+  // A state set to zero in place starts over: the pieces again give the same logits, bit for bit.
+  state.set_zero();
+  CHECK(mlstm::test::max_difference(model.prefill(piece(0, first), state), head).max_abs == 0.0);
+  CHECK(mlstm::test::max_difference(
+            model.prefill(piece(first, S - first), state, mlstm::Logits::last), last)
+            .max_abs == 0.0);
 }
 
 TEST_CASE("xLSTM-Large's parameter table is the reference's state dict, in both spellings",

@@ -19,10 +19,15 @@ struct RecurrentState {
   static RecurrentState zeros(Index batch, Index heads, Index qk_dim, Index v_dim) {
     RecurrentState state{Tensor<T, 4>(batch, heads, qk_dim, v_dim),
                          Tensor<T, 4>(batch, heads, qk_dim, 1), Tensor<T, 4>(batch, heads, 1, 1)};
-    state.c.setZero();
-    state.n.setZero();
-    state.m.setZero();
+    state.set_zero();
     return state;
+  }
+
+  // Back to the zero state in place, keeping the shapes and the memory.
+  void set_zero() {
+    c.setZero();
+    n.setZero();
+    m.setZero();
   }
 };
 

@@ -20,12 +20,15 @@
 namespace mlstm {
 namespace detail {
 
-// x (rows, E) -> y (rows, E); the weights in T or (for float x) bfloat16, biases may be null.
+// x (rows, E) -> y (rows, E); the weights in T or (for float x) bfloat16, biases may be null;
+// `gate` and `up` hold the two hidden activations (rows, F), resized to them.
 template <typename T, typename W>
 void swiglu_rows(const T* x, Index rows, Index embedding_dim, Index hidden_dim,
                  const W* gate_weight, const T* gate_bias, const W* up_weight, const T* up_bias,
-                 const W* down_weight, const T* down_bias, T* y, int threads) {
-  Tensor<T, 2> gate(rows, hidden_dim), up(rows, hidden_dim);
+                 const W* down_weight, const T* down_bias, T* y, Tensor<T, 2>& gate,
+                 Tensor<T, 2>& up, int threads) {
+  gate.resize(rows, hidden_dim);
+  up.resize(rows, hidden_dim);
   linear_rows(x, rows, embedding_dim, gate_weight, hidden_dim, gate_bias, gate.data(), threads);
   linear_rows(x, rows, embedding_dim, up_weight, hidden_dim, up_bias, up.data(), threads);
   for (Index i = 0; i < gate.size(); ++i) gate.data()[i] = silu(gate.data()[i]) * up.data()[i];
@@ -53,9 +56,11 @@ Tensor<ScalarOf<X>, rank_of<X>> swiglu_forward(const X& x, const G& gate_weight,
   detail::expect_shape<T, 2>(up, {F, E}, "up_weight", "(F, E) of gate_weight");
   detail::expect_shape<T, 2>(down, {E, F}, "down_weight", "(E, F) of gate_weight");
   Tensor<T, rank> y(x.dimensions());
+  Tensor<T, 2> hidden_gate, hidden_up;
   detail::swiglu_rows(x.data(), detail::leading_rows(x), E, F, gate.data(),
                       static_cast<const T*>(nullptr), up.data(), static_cast<const T*>(nullptr),
-                      down.data(), static_cast<const T*>(nullptr), y.data(), get_num_threads());
+                      down.data(), static_cast<const T*>(nullptr), y.data(), hidden_gate, hidden_up,
+                      get_num_threads());
   return y;
 }
 

@@ -37,12 +37,12 @@ void linear_view_rows(const T* x, Index rows, const LinearView<T, W>& map, T* y,
   linear_rows(x, rows, map.in, map.weight, map.out, map.bias, y, threads);
 }
 
+// y (B, S, map.out), resized, = x (B * S, map.in) W^T + b.
 template <typename T, typename W>
-Tensor<T, 3> linear_view_forward(const T* x, Index batch, Index seq_len,
-                                 const LinearView<T, W>& map, int threads) {
-  Tensor<T, 3> y(batch, seq_len, map.out);
+void linear_view_forward(const T* x, Index batch, Index seq_len, const LinearView<T, W>& map,
+                         Tensor<T, 3>& y, int threads) {
+  y.resize(batch, seq_len, map.out);
   linear_view_rows(x, batch * seq_len, map, y.data(), threads);
-  return y;
 }
 
 template <typename T>
@@ -51,65 +51,84 @@ void rms_norm_rows(const T* x, Index rows, Index dim, const NormView<T>& norm, d
     rms_norm_row(x + r * dim, dim, norm.weight, norm.bias, eps, y + r * dim);
 }
 
-// x (B, S, E) -> the mLSTM layer's output (B, S, E) for the normed input `normed`; `state` as in
-// mlstm_kernel_forward.
+}  // namespace detail
+
+// One block's activations, which an inference call's blocks use in turn (resized to each call's
+// shapes, a no-op when unchanged).
+template <typename T>
+struct XLSTMLargeBlockActivations {
+  Tensor<T, 3> normed;        // (B, S, E): either norm's output
+  Tensor<T, 3> q, k, v, o;    // (B, S, qk_dim or v_dim)
+  Tensor<T, 3> igate, fgate;  // (B, S, NH)
+  Tensor<T, 4> q_heads, k_heads, v_heads, igate_heads, fgate_heads;  // (B, NH, S, ...)
+  Tensor<T, 3> h;                 // (B, S, v_dim): the normed heads, gated
+  Tensor<T, 3> residual;          // (B, S, E): the layer's or the feed-forward's output
+  Tensor<T, 2> ffn_gate, ffn_up;  // (B * S, F)
+};
+
+namespace detail {
+
+// x (B, S, E) -> the mLSTM layer's output a.residual (B, S, E) for the normed input a.normed;
+// `state` as in mlstm_kernel_forward.
 template <typename T, typename W>
-Tensor<T, 3> xlstm_large_layer_forward(const XLSTMLargeBlockWeights<T, W>& w,
-                                       const XLSTMLargeConfig& config, const T* normed, Index batch,
-                                       Index seq_len, const KernelOptions& options,
-                                       RecurrentState<T>* state) {
+void xlstm_large_layer_forward(const XLSTMLargeBlockWeights<T, W>& w,
+                               const XLSTMLargeConfig& config, Index batch, Index seq_len,
+                               const KernelOptions& options, RecurrentState<T>* state,
+                               XLSTMLargeBlockActivations<T>& a) {
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
   const Index heads = config.num_heads, rows = batch * seq_len;
   const Index qk_head = config.qk_head_dim(), v_head = config.v_head_dim();
-  const Tensor<T, 3> q = linear_view_forward(normed, batch, seq_len, w.q, threads);
-  const Tensor<T, 3> k = linear_view_forward(normed, batch, seq_len, w.k, threads);
-  const Tensor<T, 3> v = linear_view_forward(normed, batch, seq_len, w.v, threads);
-  Tensor<T, 3> igate = linear_view_forward(normed, batch, seq_len, w.igate, threads);
-  Tensor<T, 3> fgate = linear_view_forward(normed, batch, seq_len, w.fgate, threads);
+  const T* normed = a.normed.data();
+  linear_view_forward(normed, batch, seq_len, w.q, a.q, threads);
+  linear_view_forward(normed, batch, seq_len, w.k, a.k, threads);
+  linear_view_forward(normed, batch, seq_len, w.v, a.v, threads);
+  linear_view_forward(normed, batch, seq_len, w.igate, a.igate, threads);
+  linear_view_forward(normed, batch, seq_len, w.fgate, a.fgate, threads);
   if (config.gate_soft_cap) {
-    soft_cap_inplace(igate.data(), igate.size(), static_cast<T>(*config.gate_soft_cap));
-    soft_cap_inplace(fgate.data(), fgate.size(), static_cast<T>(*config.gate_soft_cap));
+    soft_cap_inplace(a.igate.data(), a.igate.size(), static_cast<T>(*config.gate_soft_cap));
+    soft_cap_inplace(a.fgate.data(), a.fgate.size(), static_cast<T>(*config.gate_soft_cap));
   }
-  const Tensor<T, 4> h_heads =
-      mlstm_kernel_forward(split_heads(q.data(), batch, seq_len, heads, qk_head),
-                           split_heads(k.data(), batch, seq_len, heads, qk_head),
-                           split_heads(v.data(), batch, seq_len, heads, v_head),
-                           split_heads(igate.data(), batch, seq_len, heads, 1),
-                           split_heads(fgate.data(), batch, seq_len, heads, 1), options, state);
+  split_heads(a.q.data(), batch, seq_len, heads, qk_head, a.q_heads, threads);
+  split_heads(a.k.data(), batch, seq_len, heads, qk_head, a.k_heads, threads);
+  split_heads(a.v.data(), batch, seq_len, heads, v_head, a.v_heads, threads);
+  split_heads(a.igate.data(), batch, seq_len, heads, Index{1}, a.igate_heads);
+  split_heads(a.fgate.data(), batch, seq_len, heads, Index{1}, a.fgate_heads);
+  const Tensor<T, 4> h_heads = mlstm_kernel_forward(a.q_heads, a.k_heads, a.v_heads, a.igate_heads,
+                                                    a.fgate_heads, options, state);
 
   LayerNormOptions norm_options;
   norm_options.eps = config.norm_eps;
   norm_options.residual_weight = false;
-  Tensor<T, 3> h(batch, seq_len, config.v_dim());
+  Tensor<T, 3>& h = a.h;
+  h.resize(batch, seq_len, config.v_dim());
   multi_head_layer_norm(h_heads.data(), batch, heads, seq_len, v_head, w.multihead_norm.weight,
                         w.multihead_norm.bias, norm_options, true, h.data());
   // The output gate, sigmoid(o) * h, folded into h.
-  Tensor<T, 3> o = linear_view_forward(normed, batch, seq_len, w.ogate, threads);
-  for (Index i = 0; i < h.size(); ++i) h.data()[i] *= T(1) / (T(1) + std::exp(-o.data()[i]));
-  Tensor<T, 3> y(batch, seq_len, config.embedding_dim);
-  linear_view_rows(h.data(), rows, w.out_proj, y.data(), threads);
-  return y;
+  linear_view_forward(normed, batch, seq_len, w.ogate, a.o, threads);
+  for (Index i = 0; i < h.size(); ++i) h.data()[i] *= T(1) / (T(1) + std::exp(-a.o.data()[i]));
+  a.residual.resize(batch, seq_len, config.embedding_dim);
+  linear_view_rows(h.data(), rows, w.out_proj, a.residual.data(), threads);
 }
 
-// x (B, S, E) advanced in place through the block; `state` as in mlstm_kernel_forward.
+// x (B, S, E) advanced in place through the block; `state` as in mlstm_kernel_forward; the
+// activations in `a`.
 template <typename T, typename W>
 void xlstm_large_block_forward(const XLSTMLargeBlockWeights<T, W>& w,
                                const XLSTMLargeConfig& config, T* x, Index batch, Index seq_len,
-                               const KernelOptions& options, RecurrentState<T>* state) {
+                               const KernelOptions& options, RecurrentState<T>* state,
+                               XLSTMLargeBlockActivations<T>& a) {
   const Index E = config.embedding_dim, rows = batch * seq_len;
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
-  Tensor<T, 3> normed(batch, seq_len, E);
-  rms_norm_rows(x, rows, E, w.norm_mlstm, config.norm_eps, normed.data());
-  const Tensor<T, 3> layer =
-      xlstm_large_layer_forward(w, config, normed.data(), batch, seq_len, options, state);
-  for (Index i = 0; i < layer.size(); ++i) x[i] += layer.data()[i];
+  a.normed.resize(batch, seq_len, E);
+  rms_norm_rows(x, rows, E, w.norm_mlstm, config.norm_eps, a.normed.data());
+  xlstm_large_layer_forward(w, config, batch, seq_len, options, state, a);
+  for (Index i = 0; i < rows * E; ++i) x[i] += a.residual.data()[i];
 
-  rms_norm_rows(x, rows, E, w.norm_ffn, config.norm_eps, normed.data());
-  Tensor<T, 3> ffn(batch, seq_len, E);
-  swiglu_rows(normed.data(), rows, E, w.ffn_gate.out, w.ffn_gate.weight, w.ffn_gate.bias,
-              w.ffn_up.weight, w.ffn_up.bias, w.ffn_down.weight, w.ffn_down.bias, ffn.data(),
-              threads);
-  for (Index i = 0; i < ffn.size(); ++i) x[i] += ffn.data()[i];
+  rms_norm_rows(x, rows, E, w.norm_ffn, config.norm_eps, a.normed.data());
+  swiglu_rows(a.normed.data(), rows, E, w.ffn_gate.out, w.ffn_gate.weight, w.ffn_gate.bias,
+              w.ffn_up.weight, w.ffn_up.bias, w.ffn_down.weight, w.ffn_down.bias, a.residual.data(),
+              a.ffn_gate, a.ffn_up, threads);
+  for (Index i = 0; i < rows * E; ++i) x[i] += a.residual.data()[i];
 }
 
 }  // namespace detail

@@ -38,6 +38,7 @@
 
 #include "mlstm/detail/aligned_array.hpp"
 #include "mlstm/detail/bfloat16.hpp"
+#include "mlstm/detail/reused_workspace.hpp"
 #include "mlstm/errors.hpp"
 #include "mlstm/kernels/state.hpp"
 #include "mlstm/models/token_model.hpp"
@@ -53,6 +54,12 @@ namespace mlstm {
 template <typename T>
 struct XLSTMLargeState {
   std::vector<RecurrentState<T>> blocks;
+
+  // Back to the zero state in place, for the next prompt (a new state's memory, 134 MB for
+  // xLSTM 7B in float32, is faulted in by the system on first use).
+  void set_zero() {
+    for (RecurrentState<T>& block : blocks) block.set_zero();
+  }
 };
 
 template <typename T, typename W = T>
@@ -170,7 +177,10 @@ class XLSTMLarge : public TokenModel<XLSTMLarge<T, W>, T, XLSTMLargeState<T>> {
   }
 
   // forward (tokens (B, S)), prefill (tokens, state, Logits) and step (tokens (B), state):
-  // TokenModel (token_model.hpp).
+  // TokenModel (token_model.hpp). Calls over sequences keep their activations for the next call
+  // (resized when the shape changes; const calls from several threads stay correct, each but one
+  // in buffers of its own); this frees them.
+  void release_inference_workspace() { inference_workspace_.release(); }
 
  private:
   struct Slot {
@@ -178,6 +188,13 @@ class XLSTMLarge : public TokenModel<XLSTMLarge<T, W>, T, XLSTMLargeState<T>> {
     Index size;
     ParameterRow parameter;
     const W* external;  // a matrix used where it lies, else null
+  };
+
+  // What inference over sequences keeps between calls: the residual stream and one block's
+  // activations, which the blocks use in turn.
+  struct Workspace {
+    Tensor<T, 3> x;  // (B, S, E)
+    XLSTMLargeBlockActivations<T> activations;
   };
 
   const Slot& slot_of(const std::string& name, bool matrix) const {
@@ -218,19 +235,34 @@ class XLSTMLarge : public TokenModel<XLSTMLarge<T, W>, T, XLSTMLargeState<T>> {
   }
 
   // The model on validated token ids (B, S); `state` null: from the zero state, none kept.
+  // Sequences run in the kept inference workspace; a step in buffers of its own, so that the
+  // kept ones stay sized for the prompts.
   template <typename Id>
   Tensor<T, 3> run(const Id* ids, Index batch, Index seq_len, XLSTMLargeState<T>* state,
                    Logits logits) const {
+    if (seq_len == 1) {
+      Workspace own;
+      return run_in(own, ids, batch, seq_len, state, logits);
+    }
+    const auto kept = inference_workspace_.lease();
+    return run_in(*kept, ids, batch, seq_len, state, logits);
+  }
+
+  template <typename Id>
+  Tensor<T, 3> run_in(Workspace& w, const Id* ids, Index batch, Index seq_len,
+                      XLSTMLargeState<T>* state, Logits logits) const {
     const Index E = config_.embedding_dim, V = config_.vocab_size;
     const KernelOptions options = kernel_options();
-    Tensor<T, 3> x(batch, seq_len, E);
+    Tensor<T, 3>& x = w.x;
+    x.resize(batch, seq_len, E);
     for (Index r = 0; r < batch * seq_len; ++r) {
       const W* row = weights_.embedding + static_cast<Index>(ids[r]) * E;
       for (Index j = 0; j < E; ++j) x.data()[r * E + j] = static_cast<T>(row[j]);
     }
     for (std::size_t b = 0; b < weights_.blocks.size(); ++b)
       detail::xlstm_large_block_forward(weights_.blocks[b], config_, x.data(), batch, seq_len,
-                                        options, state != nullptr ? &state->blocks[b] : nullptr);
+                                        options, state != nullptr ? &state->blocks[b] : nullptr,
+                                        w.activations);
     // The norm and the head act per position: only the positions asked for are computed.
     const Index positions = logits == Logits::last ? 1 : seq_len;
     Tensor<T, 3> last(batch, positions, E);
@@ -265,6 +297,7 @@ class XLSTMLarge : public TokenModel<XLSTMLarge<T, W>, T, XLSTMLargeState<T>> {
   detail::AlignedArray<W> matrices_{0};
   std::vector<T> vectors_;
   XLSTMLargeWeights<T, W> weights_;
+  detail::ReusedWorkspace<Workspace> inference_workspace_;
 };
 
 }  // namespace mlstm

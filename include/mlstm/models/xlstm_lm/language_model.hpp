@@ -41,7 +41,9 @@
 // LMTrainingWorkspace, training_workspace.hpp): a training loop's steps at one (batch, seq_len)
 // reuse the memory the first one sized, and a step at another shape resizes it.
 // release_training_workspace() frees it (e.g. once training is done); inference (forward,
-// prefill, step, loss) does not use it.
+// prefill, step, loss) does not use it. Inference over sequences keeps its own buffers between
+// calls (inference_workspace.hpp; release_inference_workspace() frees them): const calls from
+// several threads at once stay correct, each but one in buffers of its own.
 //
 // Errors: tokens, the state's shapes and the options are checked before anything is computed
 // or written (ValueError / ShapeError naming them). A non-finite value arising inside (from
@@ -56,6 +58,7 @@
 #include <utility>
 #include <vector>
 
+#include "mlstm/detail/reused_workspace.hpp"
 #include "mlstm/layers/cross_entropy.hpp"
 #include "mlstm/layers/embedding.hpp"
 #include "mlstm/layers/layer_norm.hpp"
@@ -63,6 +66,7 @@
 #include "mlstm/models/token_model.hpp"
 #include "mlstm/models/xlstm_lm/config.hpp"
 #include "mlstm/models/xlstm_lm/gradients.hpp"
+#include "mlstm/models/xlstm_lm/inference_workspace.hpp"
 #include "mlstm/models/xlstm_lm/mlstm_block.hpp"
 #include "mlstm/models/xlstm_lm/model_state.hpp"
 #include "mlstm/models/xlstm_lm/parameters.hpp"
@@ -220,7 +224,8 @@ class LanguageModel : public TokenModel<LanguageModel<T>, T, ModelState<T>> {
                               w.inputs[0].data());
     for (std::size_t b = 0; b < weights_.blocks.size(); ++b) {
       detail::mlstm_block_forward(weights_.blocks[b], w.inputs[b].data(), batch, seq_len, options_,
-                                  no_state, &w.caches[b], w.inputs[b + 1]);
+                                  no_state, w.caches[b], detail::Keep::for_backward,
+                                  w.inputs[b + 1]);
     }
     const Tensor<T, 3>& last = w.inputs.back();
     const T* head_input = last.data();
@@ -267,6 +272,9 @@ class LanguageModel : public TokenModel<LanguageModel<T>, T, ModelState<T>> {
   // Frees the memory forward_backward keeps between calls; the next call sizes it again.
   void release_training_workspace() { workspace_ = LMTrainingWorkspace<T>(); }
 
+  // Frees the memory forward, prefill and loss keep between calls (inference_workspace.hpp).
+  void release_inference_workspace() { inference_workspace_.release(); }
+
   // The loss forward_backward returns, without the backward.
   template <typename Tokens, typename Targets>
   double loss(const Tokens& tokens, const Targets& targets,
@@ -309,16 +317,30 @@ class LanguageModel : public TokenModel<LanguageModel<T>, T, ModelState<T>> {
   }
 
   // The model on validated token ids (B, S); `state` null: from the zero state, none kept.
+  // Sequences run in the kept inference workspace; a step in buffers of its own, so that the
+  // kept ones stay sized for the prompts.
   template <typename Id>
   Tensor<T, 3> run(const Id* ids, Index batch, Index seq_len, ModelState<T>* state,
                    Logits logits) const {
+    if (seq_len == 1) {
+      LMInferenceWorkspace<T> own;
+      return run_in(own, ids, batch, seq_len, state, logits);
+    }
+    const auto kept = inference_workspace_.lease();
+    return run_in(*kept, ids, batch, seq_len, state, logits);
+  }
+
+  template <typename Id>
+  Tensor<T, 3> run_in(LMInferenceWorkspace<T>& w, const Id* ids, Index batch, Index seq_len,
+                      ModelState<T>* state, Logits logits) const {
     const Index E = config_.embedding_dim, V = config_.vocab_size;
-    Tensor<T, 3> x(batch, seq_len, E), y;
+    Tensor<T, 3>&x = w.x, &y = w.y;
+    x.resize(batch, seq_len, E);
     detail::embedding_forward(ids, batch * seq_len, weights_.token_embedding.data(), E, x.data());
     for (std::size_t b = 0; b < weights_.blocks.size(); ++b) {
       detail::mlstm_block_forward(weights_.blocks[b], x.data(), batch, seq_len, options_,
-                                  state != nullptr ? &state->blocks[b] : nullptr,
-                                  static_cast<MLSTMBlockCache<T>*>(nullptr), y);
+                                  state != nullptr ? &state->blocks[b] : nullptr, w.activations,
+                                  detail::Keep::none, y);
       std::swap(x, y);
     }
     // The norm and the head act per position: only the positions asked for are computed.
@@ -362,6 +384,7 @@ class LanguageModel : public TokenModel<LanguageModel<T>, T, ModelState<T>> {
   Registry<T> registry_;
   LMModelWeights<T> weights_;
   LMTrainingWorkspace<T> workspace_;
+  detail::ReusedWorkspace<LMInferenceWorkspace<T>> inference_workspace_;
 };
 
 }  // namespace mlstm

@@ -55,22 +55,21 @@ struct MLSTMBlockGradients {
 namespace detail {
 
 // x (B, S, E) -> y = x + layer(norm(x)), y resized (a no-op when its size is unchanged) and
-// written; `state` as in mlstm_layer_forward; `cache`, if not null (only without a state),
-// receives what mlstm_block_backward needs, in its own tensors (reused when their sizes are
-// unchanged).
+// written; `state` as in mlstm_layer_forward. The activations go to `activations` as in
+// mlstm_cell_forward; with Keep::for_backward (only without a state) they are what
+// mlstm_block_backward needs.
 template <typename T>
 void mlstm_block_forward(const MLSTMBlockWeights<T>& w, const T* x, Index batch, Index seq_len,
                          const KernelOptions& options, MLSTMLayerState<T>* state,
-                         MLSTMBlockCache<T>* cache, Tensor<T, 3>& y) {
+                         MLSTMBlockCache<T>& activations, Keep keep, Tensor<T, 3>& y) {
   const Index E = w.xlstm.embedding_dim();
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
-  Tensor<T, 3> unkept;
-  Tensor<T, 3>& normed = cache != nullptr ? cache->normed : unkept;
+  Tensor<T, 3>& normed = activations.normed;
   normed.resize(batch, seq_len, E);
   layer_norm_rows(x, batch * seq_len, E, w.xlstm_norm_weight.data(), static_cast<const T*>(nullptr),
                   true, LayerNormOptions{}.eps, normed.data(), threads);
-  mlstm_layer_forward(w.xlstm, normed.data(), batch, seq_len, options, state,
-                      cache != nullptr ? &cache->xlstm : nullptr, y);
+  mlstm_layer_forward(w.xlstm, normed.data(), batch, seq_len, options, state, activations.xlstm,
+                      keep, y);
   add_rows(x, batch * seq_len, E, y.data(), threads);
 }
 
@@ -103,9 +102,10 @@ Tensor<T, 3> mlstm_block_forward(const MLSTMBlockWeights<T>& weights, const X& x
   const auto in = detail::check_layer_input(weights.xlstm, x);
   detail::check_kernel_options(options);
   Tensor<T, 3> y;
+  MLSTMBlockCache<T> activations;
   detail::mlstm_block_forward(weights, in.data(), in.dimension(0), in.dimension(1), options,
-                              static_cast<MLSTMLayerState<T>*>(nullptr),
-                              static_cast<MLSTMBlockCache<T>*>(nullptr), y);
+                              static_cast<MLSTMLayerState<T>*>(nullptr), activations,
+                              detail::Keep::none, y);
   return y;
 }
 
@@ -118,8 +118,9 @@ Tensor<T, 3> mlstm_block_forward(const MLSTMBlockWeights<T>& weights, const X& x
   detail::check_kernel_options(options);
   detail::check_layer_state(state, weights.xlstm, in.dimension(0), "state");
   Tensor<T, 3> y;
+  MLSTMBlockCache<T> activations;
   detail::mlstm_block_forward(weights, in.data(), in.dimension(0), in.dimension(1), options, &state,
-                              static_cast<MLSTMBlockCache<T>*>(nullptr), y);
+                              activations, detail::Keep::none, y);
   return y;
 }
 

@@ -82,7 +82,7 @@ struct MLSTMCellWeights {
   }
 };
 
-// What the cell's forward keeps for its backward.
+// What the cell's forward keeps for its backward (Keep::for_backward), or its reused scratch.
 template <typename T>
 struct MLSTMCellCache {
   Tensor<T, 4> q_heads, k_heads, v_heads;  // (B, NH, S, DH)
@@ -242,32 +242,36 @@ Tensor<T, 4> mlstm_kernel_forward(const Tensor<T, 4>& q, const Tensor<T, 4>& k,
                           : kernel_forward(q, k, v, igate, fgate, *state, options);
 }
 
+// What a forward's activations are for: this call only (the buffers are scratch, reused by the
+// next call), or the backward that follows (the training forward, from the zero state).
+enum class Keep { none, for_backward };
+
 // q, k, v (B, S, I) -> h (B, S, I), resized (a no-op when its size is unchanged) and written;
 // `state` null: the forward kernel from the zero state, else continued from *state, which is
-// replaced by the state after the sequence. `cache`, if not null (only without a state),
-// receives what mlstm_cell_backward needs, in its own tensors (reused when their sizes are
-// unchanged: with the parallel kernel, a training loop's forward then allocates no activation).
+// replaced by the state after the sequence. The activations go to `activations`' tensors, resized
+// to the call's shapes (a no-op when unchanged: a loop of calls at one shape then allocates no
+// activation); with Keep::for_backward (only without a state) they are what mlstm_cell_backward
+// needs.
 template <typename T>
 void mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const T* k, const T* v,
                         Index batch, Index seq_len, const KernelOptions& options,
-                        RecurrentState<T>* state, MLSTMCellCache<T>* cache, Tensor<T, 3>& h) {
-  MLSTM_ASSERT(cache == nullptr || state == nullptr, "the cell's training forward has no state");
+                        RecurrentState<T>* state, MLSTMCellCache<T>& activations, Keep keep,
+                        Tensor<T, 3>& h) {
+  MLSTM_ASSERT(keep == Keep::none || state == nullptr, "the cell's training forward has no state");
   const Index inner = w.inner_dim(), heads = w.num_heads(), head_dim = inner / heads;
   const Index rows = batch * seq_len;
   RowMatrix<T> igate, fgate;  // (rows, NH)
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
   gate_preactivations(q, k, v, rows, inner, w.igate_weight, w.igate_bias, igate, threads);
   gate_preactivations(q, k, v, rows, inner, w.fgate_weight, w.fgate_bias, fgate, threads);
-  // The kernel's inputs and output: in the cache when one is kept, else in this call's own.
-  MLSTMCellCache<T> unkept;
-  MLSTMCellCache<T>& kept = cache != nullptr ? *cache : unkept;
+  MLSTMCellCache<T>& kept = activations;
   split_heads(igate.data(), batch, seq_len, heads, Index{1}, kept.igate_heads);
   split_heads(fgate.data(), batch, seq_len, heads, Index{1}, kept.fgate_heads);
   split_heads(q, batch, seq_len, heads, head_dim, kept.q_heads, threads);
   split_heads(k, batch, seq_len, heads, head_dim, kept.k_heads, threads);
   split_heads(v, batch, seq_len, heads, head_dim, kept.v_heads, threads);
 
-  if (cache == nullptr) {
+  if (keep == Keep::none) {
     kept.kernel.h = mlstm_kernel_forward(kept.q_heads, kept.k_heads, kept.v_heads, kept.igate_heads,
                                          kept.fgate_heads, options, state);
   } else if (options.forward_kernel == SequenceKernel::parallel) {
@@ -382,9 +386,10 @@ Tensor<T, 3> mlstm_cell_forward(const MLSTMCellWeights<T>& weights, const Q& q, 
   const auto in = detail::check_cell_inputs(weights, q, k, v);
   detail::check_kernel_options(options);
   Tensor<T, 3> h;
+  MLSTMCellCache<T> activations;
   detail::mlstm_cell_forward(weights, in[0].data(), in[1].data(), in[2].data(), in[0].dimension(0),
                              in[0].dimension(1), options, static_cast<RecurrentState<T>*>(nullptr),
-                             static_cast<MLSTMCellCache<T>*>(nullptr), h);
+                             activations, detail::Keep::none, h);
   return h;
 }
 
@@ -400,9 +405,10 @@ Tensor<T, 3> mlstm_cell_forward(const MLSTMCellWeights<T>& weights, const Q& q, 
   detail::check_cell_state(state, in[0].dimension(0), weights.num_heads(), weights.head_dim(),
                            "state");
   Tensor<T, 3> h;
+  MLSTMCellCache<T> activations;
   detail::mlstm_cell_forward(weights, in[0].data(), in[1].data(), in[2].data(), in[0].dimension(0),
-                             in[0].dimension(1), options, &state,
-                             static_cast<MLSTMCellCache<T>*>(nullptr), h);
+                             in[0].dimension(1), options, &state, activations, detail::Keep::none,
+                             h);
   return h;
 }
 

@@ -117,7 +117,8 @@ struct MLSTMLayerWeights {
   }
 };
 
-// What the layer's forward keeps for its backward: the activations named in the file comment.
+// The layer forward's activations, named in the file comment: what it keeps for its backward
+// (Keep::for_backward), or its reused scratch (Keep::none, where conv is unused and gated is h).
 template <typename T>
 struct MLSTMLayerCache {
   Tensor<T, 3> x_mlstm, z;  // (B, S, I): the two halves of proj_up's output
@@ -187,17 +188,16 @@ void skip_and_output_gate(const T* x_conv, const T* z, const T* skip, Index rows
 
 // x (rows = B * S, E) -> y (B, S, E), resized (a no-op when its size is unchanged) and written;
 // `state` null: from the zero state (no state kept), else continued from it and advanced past x.
-// `cache`, if not null (only without a state), receives what mlstm_layer_backward needs, in its
-// own tensors (reused when their sizes are unchanged).
+// The activations go to `activations` as in mlstm_cell_forward; with Keep::for_backward (only
+// without a state) they are what mlstm_layer_backward needs, else some share a buffer.
 template <typename T>
 void mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Index batch, Index seq_len,
                          const KernelOptions& options, MLSTMLayerState<T>* state,
-                         MLSTMLayerCache<T>* cache, Tensor<T, 3>& y) {
+                         MLSTMLayerCache<T>& activations, Keep keep, Tensor<T, 3>& y) {
   const Index E = w.embedding_dim(), I = w.inner_dim(), rows = batch * seq_len;
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
-  // The activations: in the cache when one is kept, else in this call's own.
-  MLSTMLayerCache<T> unkept;
-  MLSTMLayerCache<T>& kept = cache != nullptr ? *cache : unkept;
+  MLSTMLayerCache<T>& kept = activations;
+  const bool for_backward = keep == Keep::for_backward;
 
   // proj_up's two halves of outputs, each its own product: x_mlstm from weight rows [0, I),
   // z from rows [I, 2I).
@@ -212,7 +212,7 @@ void mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Index batch,
 
   // The convolution's output, kept before the silu when training, else silu'd in place.
   Tensor<T, 3>& x_conv = kept.x_conv;
-  Tensor<T, 3>& conv = cache != nullptr ? cache->conv : x_conv;
+  Tensor<T, 3>& conv = for_backward ? kept.conv : x_conv;
   x_conv.resize(batch, seq_len, I);
   conv.resize(batch, seq_len, I);
   causal_conv1d(x_mlstm.data(), batch, seq_len, I, w.conv_weight.data(), w.kernel_size(),
@@ -233,11 +233,10 @@ void mlstm_layer_forward(const MLSTMLayerWeights<T>& w, const T* x, Index batch,
                        data_or_null(w.v_proj_bias), v.data(), threads);
 
   mlstm_cell_forward(w.cell, q.data(), k.data(), v.data(), batch, seq_len, options,
-                     state != nullptr ? &state->mlstm_state : nullptr,
-                     cache != nullptr ? &cache->cell : nullptr, kept.h);
+                     state != nullptr ? &state->mlstm_state : nullptr, kept.cell, keep, kept.h);
 
-  // The gate in place on h, except when the cache keeps h.
-  Tensor<T, 3>& gated = cache != nullptr ? cache->gated : kept.h;
+  // The gate in place on h, except when the backward needs h.
+  Tensor<T, 3>& gated = for_backward ? kept.gated : kept.h;
   gated.resize(batch, seq_len, I);
   skip_and_output_gate(x_conv.data(), z.data(), w.learnable_skip.data(), rows, I, kept.h.data(),
                        gated.data(), threads);
@@ -388,9 +387,10 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& weights, const X& x
   const auto in = detail::check_layer_input(weights, x);
   detail::check_kernel_options(options);
   Tensor<T, 3> y;
+  MLSTMLayerCache<T> activations;
   detail::mlstm_layer_forward(weights, in.data(), in.dimension(0), in.dimension(1), options,
-                              static_cast<MLSTMLayerState<T>*>(nullptr),
-                              static_cast<MLSTMLayerCache<T>*>(nullptr), y);
+                              static_cast<MLSTMLayerState<T>*>(nullptr), activations,
+                              detail::Keep::none, y);
   return y;
 }
 
@@ -403,8 +403,9 @@ Tensor<T, 3> mlstm_layer_forward(const MLSTMLayerWeights<T>& weights, const X& x
   detail::check_kernel_options(options);
   detail::check_layer_state(state, weights, in.dimension(0), "state");
   Tensor<T, 3> y;
+  MLSTMLayerCache<T> activations;
   detail::mlstm_layer_forward(weights, in.data(), in.dimension(0), in.dimension(1), options, &state,
-                              static_cast<MLSTMLayerCache<T>*>(nullptr), y);
+                              activations, detail::Keep::none, y);
   return y;
 }
 
