@@ -4,6 +4,8 @@
 // states stay in float, as the mlstm_kernels backend keeps its inference state.
 #pragma once
 
+#include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "mlstm/tensor.hpp"
@@ -12,6 +14,14 @@ namespace mlstm::detail {
 
 template <typename T>
 inline constexpr bool is_bfloat16 = std::is_same_v<T, Eigen::bfloat16>;
+
+// bfloat16 is the top half of a float: widening is a shift, exact.
+inline float widen(Eigen::bfloat16 w) {
+  const std::uint32_t bits = static_cast<std::uint32_t>(w.value) << 16;
+  float result;
+  std::memcpy(&result, &bits, sizeof result);
+  return result;
+}
 
 // A float copy of a rank-`Rank` bfloat16 argument (a ShapeError naming it for another rank).
 template <int Rank, typename X>

@@ -10,8 +10,10 @@
 // - a few rows (a step): each weight row is read once and dotted with every row of x, so the
 //   weights stream from memory once at the speed of a sum (with AVX-512, where the processor has
 //   it, one weight row after the other: one stream of weights per thread);
-// - more rows (a prefill): each tile of the weights is widened into a float buffer once per tile
-//   of rows and multiplied by Eigen's matrix product.
+// - more rows (a prefill): the weights are widened block by block into Eigen's packed layout
+//   and multiplied by its matrix-product kernel, with x packed once (widened_product.hpp); with
+//   MLSTM_GEMM=oneDNN, each tile of the weights is widened into a float buffer once per tile of
+//   rows and multiplied by oneDNN's sgemm.
 //
 // Threads: the product is cut into tiles (a block, up to `row_tile` rows, up to a column tile of
 // outputs) whose sizes depend on the shapes only, so the result does not depend on the thread
@@ -32,8 +34,10 @@
 #define MLSTM_DETAIL_AVX512_STEP 0
 #endif
 
+#include "mlstm/detail/bfloat16.hpp"
 #include "mlstm/detail/matrix_product.hpp"
 #include "mlstm/detail/thread_pool.hpp"
+#include "mlstm/detail/widened_product.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm::detail {
@@ -47,14 +51,6 @@ template <typename T, typename W>
 inline constexpr bool is_linear_weight_scalar = std::is_same_v<W, T> ||
                                                 (std::is_same_v<W, Eigen::bfloat16> &&
                                                  std::is_same_v<T, float>);
-
-// bfloat16 is the top half of a float: widening is a shift, exact.
-inline float widen(Eigen::bfloat16 w) {
-  const std::uint32_t bits = static_cast<std::uint32_t>(w.value) << 16;
-  float result;
-  std::memcpy(&result, &bits, sizeof result);
-  return result;
-}
 
 // Rows up to which bfloat16 weights are dotted row by row (the step's path) rather than
 // widened into a buffer tile by tile.
@@ -263,17 +259,6 @@ void multiply_transposed(const T* x, Index x_stride, const T* w, T* y, Index y_s
   matrix_product<T>(rows, cols, depth, {x, x_stride}, {w, depth, true}, y, y_stride);
 }
 
-// The tile length that cuts `extent` into tiles of at most `max_tile` and about equal length (a
-// multiple of `multiple`, but no more than the extent), as few as possible but an even number
-// when more than one: 768 outputs are two tiles of 384 rather than 512 and 256, 1536 four of 384
-// rather than three of 512, so that two threads get equal work.
-inline Index balanced_tile(Index extent, Index max_tile, Index multiple) {
-  Index tiles = (extent + max_tile - 1) / max_tile;
-  if (tiles > 1 && tiles % 2 == 1) ++tiles;
-  const Index length = (extent + tiles - 1) / tiles;
-  return std::min(extent, (length + multiple - 1) / multiple * multiple);
-}
-
 struct LinearShape {
   Index rows = 0, blocks = 1, in = 0, out = 0;  // in and out per block
 };
@@ -302,6 +287,18 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
     });
     return;
   }
+
+#ifndef MLSTM_USE_ONEDNN
+  if constexpr (widened) {
+    if (rows > widened_dot_max_rows) {
+      for (Index block = 0; block < blocks; ++block)
+        widened_product(x + block * in, x_stride, rows, weight + block * out * in, in, out,
+                        bias != nullptr ? bias + block * out : nullptr, y + block * out, y_stride,
+                        threads);
+      return;
+    }
+  }
+#endif
 
   Index row_tile = 256, column_tile = 512;
   if constexpr (widened) {

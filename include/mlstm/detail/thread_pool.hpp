@@ -92,6 +92,17 @@ inline int threads_for_work(int threads, Index items, double flops) {
       1.0, std::min({static_cast<double>(threads), static_cast<double>(items), by_work})));
 }
 
+// The tile length that cuts `extent` into tiles of at most `max_tile` and about equal length (a
+// multiple of `multiple`, but no more than the extent), as few as possible but an even number
+// when more than one: 768 outputs are two tiles of 384 rather than 512 and 256, 1536 four of 384
+// rather than three of 512, so that two threads get equal work.
+inline Index balanced_tile(Index extent, Index max_tile, Index multiple) {
+  Index tiles = (extent + max_tile - 1) / max_tile;
+  if (tiles > 1 && tiles % 2 == 1) ++tiles;
+  const Index length = (extent + tiles - 1) / tiles;
+  return std::min(extent, (length + multiple - 1) / multiple * multiple);
+}
+
 // The shared part of one parallel_for: what the helpers need. It lives on the heap and is freed
 // by whoever lets go of it last, so that a helper woken after all items are done (it then finds
 // none) never touches the caller's stack, and the caller need not wait for it.
