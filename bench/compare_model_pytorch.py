@@ -21,7 +21,10 @@ Both sides do the same work:
                reference has one way to take in a whole prompt, its forward (parallel form, S up
                to context_length); it is run as forward is, with the head applied to the last
                position only (it computes no state for later steps; mlstm's prefill does).
-               mlstm: LanguageModel::prefill(..., Logits::last).
+               mlstm: LanguageModel::prefill(..., Logits::last), into one state set to zero
+               in place for each prompt (BM_Prefill); the row "prefill/128 new state" makes a
+               new state for each prompt instead (BM_Prefill_fresh_state), against the same
+               PyTorch figure.
   generation   one token per call of the reference's model.step / LanguageModel::step, from a
                state (batch 1), logits of the token. The reference's step state is reached by
                stepping through a short prompt first.
@@ -201,6 +204,10 @@ def main():
                            f"{'met' if fraction >= 0.9 else 'NOT met'}")
             print(f"{name:16s} {rate:15.1f} {reference_rate:17.1f} {form:>14s} {ratio:16.2f}  "
                   f"{verdict}")
+            fresh = mlstm_results.get(name.replace("prefill/", "prefill_fresh_state/"))
+            if name.startswith("prefill") and fresh is not None:
+                print(f"{name + ' new state':16s} {fresh[0]:15.1f} {reference_rate:17.1f} "
+                      f"{form:>14s} {fresh[0] / reference_rate:16.2f}")
         for form, rates in by_form.items():
             print(f"PyTorch {form}: " +
                   ", ".join(f"{name} {rate:.1f}" for name, rate in rates.items()) + " tokens/s")
