@@ -32,6 +32,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include <Eigen/Core>
+
 #include "mlstm/detail/aligned_array.hpp"
 #include "mlstm/detail/pieces.hpp"
 #include "mlstm/errors.hpp"
@@ -138,20 +140,28 @@ class AdamW {
       Slot& slot = slots_[piece.array];
       const T shrink =
           static_cast<T>(1.0 - options_.lr * (slot.decays ? options_.weight_decay : 0.0));
-      T* values = slot.param->data();
-      const T* grads = slot.param->grad_data();
-      T* m = slot.exp_avg.data();
-      T* v = slot.exp_avg_sq.data();
-      T* v_max = slot.max_exp_avg_sq.data();
-      for (Index i = piece.begin; i < piece.end; ++i) {
-        const T g = sign * grads[i];
-        values[i] *= shrink;
-        m[i] = m[i] * beta1 + one_minus_beta1 * g;
-        v[i] = v[i] * beta2 + one_minus_beta2 * g * g;
-        T second = v[i];
-        if (options_.amsgrad) second = v_max[i] = std::max(v_max[i], v[i]);
-        const T denominator = std::sqrt(second) / bias_correction2_sqrt + eps;
-        values[i] -= step_size * m[i] / denominator;
+      // Whole-array expressions, so that the compiler's vector units take them (a loop calling
+      // std::sqrt per value stays scalar: the call may set errno); per value, the same
+      // operations in the same order.
+      using Values = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+      const Index begin = piece.begin, count = piece.end - piece.begin;
+      Values values(slot.param->data() + begin, count);
+      Values m(slot.exp_avg.data() + begin, count), v(slot.exp_avg_sq.data() + begin, count);
+      const Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> grads(
+          slot.param->grad_data() + begin, count);
+      const auto g = sign * grads;
+      values *= shrink;
+      m = m * beta1 + one_minus_beta1 * g;
+      v = v * beta2 + one_minus_beta2 * g * g;
+      const auto update_with = [&](const auto& second) {
+        values -= step_size * m / (second.sqrt() / bias_correction2_sqrt + eps);
+      };
+      if (options_.amsgrad) {
+        Values v_max(slot.max_exp_avg_sq.data() + begin, count);
+        v_max = v_max.max(v);
+        update_with(v_max);
+      } else {
+        update_with(v);
       }
     };
     const auto count = static_cast<Index>(pieces.size());
