@@ -24,10 +24,12 @@ class ReusedWorkspace {
   }
   ReusedWorkspace& operator=(const ReusedWorkspace&) { return *this; }
 
-  // The kept workspace while this lease lives, or a call's own when another lease holds it.
+  // The kept workspace while this lease lives, or a call's own when another lease holds it or
+  // the call asks not to reuse it.
   class Lease {
    public:
-    explicit Lease(const ReusedWorkspace& owner) : lock_(owner.mutex_, std::try_to_lock) {
+    Lease(const ReusedWorkspace& owner, bool reuse) {
+      if (reuse) lock_ = std::unique_lock<std::mutex>(owner.mutex_, std::try_to_lock);
       if (lock_.owns_lock()) {
         workspace_ = &owner.kept_;
       } else {
@@ -43,7 +45,9 @@ class ReusedWorkspace {
     Workspace* workspace_;
   };
 
-  Lease lease() const { return Lease(*this); }
+  // reuse = false gives a workspace of the call's own, leaving the kept one as it is (a call of
+  // another kind, such as a model's one-token step, that would otherwise resize it).
+  Lease lease(bool reuse = true) const { return Lease(*this, reuse); }
 
   // Frees the kept buffers (the next call sizes them again).
   void release() {

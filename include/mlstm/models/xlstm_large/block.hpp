@@ -17,6 +17,7 @@
 
 #include <cmath>
 
+#include "mlstm/detail/elementwise.hpp"
 #include "mlstm/kernels/state.hpp"
 #include "mlstm/layers/layer_norm.hpp"
 #include "mlstm/layers/linear.hpp"
@@ -122,13 +123,13 @@ void xlstm_large_block_forward(const XLSTMLargeBlockWeights<T, W>& w,
   a.normed.resize(batch, seq_len, E);
   rms_norm_rows(x, rows, E, w.norm_mlstm, config.norm_eps, a.normed.data());
   xlstm_large_layer_forward(w, config, batch, seq_len, options, state, a);
-  for (Index i = 0; i < rows * E; ++i) x[i] += a.residual.data()[i];
+  add_rows(a.residual.data(), rows, E, x, threads);
 
   rms_norm_rows(x, rows, E, w.norm_ffn, config.norm_eps, a.normed.data());
   swiglu_rows(a.normed.data(), rows, E, w.ffn_gate.out, w.ffn_gate.weight, w.ffn_gate.bias,
               w.ffn_up.weight, w.ffn_up.bias, w.ffn_down.weight, w.ffn_down.bias, a.residual.data(),
               a.ffn_gate, a.ffn_up, threads);
-  for (Index i = 0; i < rows * E; ++i) x[i] += a.residual.data()[i];
+  add_rows(a.residual.data(), rows, E, x, threads);
 }
 
 }  // namespace detail

@@ -240,17 +240,8 @@ class XLSTMLarge : public TokenModel<XLSTMLarge<T, W>, T, XLSTMLargeState<T>> {
   template <typename Id>
   Tensor<T, 3> run(const Id* ids, Index batch, Index seq_len, XLSTMLargeState<T>* state,
                    Logits logits) const {
-    if (seq_len == 1) {
-      Workspace own;
-      return run_in(own, ids, batch, seq_len, state, logits);
-    }
-    const auto kept = inference_workspace_.lease();
-    return run_in(*kept, ids, batch, seq_len, state, logits);
-  }
-
-  template <typename Id>
-  Tensor<T, 3> run_in(Workspace& w, const Id* ids, Index batch, Index seq_len,
-                      XLSTMLargeState<T>* state, Logits logits) const {
+    const auto lease = inference_workspace_.lease(seq_len > 1);
+    Workspace& w = *lease;
     const Index E = config_.embedding_dim, V = config_.vocab_size;
     const KernelOptions options = kernel_options();
     Tensor<T, 3>& x = w.x;

@@ -322,17 +322,8 @@ class LanguageModel : public TokenModel<LanguageModel<T>, T, ModelState<T>> {
   template <typename Id>
   Tensor<T, 3> run(const Id* ids, Index batch, Index seq_len, ModelState<T>* state,
                    Logits logits) const {
-    if (seq_len == 1) {
-      LMInferenceWorkspace<T> own;
-      return run_in(own, ids, batch, seq_len, state, logits);
-    }
-    const auto kept = inference_workspace_.lease();
-    return run_in(*kept, ids, batch, seq_len, state, logits);
-  }
-
-  template <typename Id>
-  Tensor<T, 3> run_in(LMInferenceWorkspace<T>& w, const Id* ids, Index batch, Index seq_len,
-                      ModelState<T>* state, Logits logits) const {
+    const auto lease = inference_workspace_.lease(seq_len > 1);
+    LMInferenceWorkspace<T>& w = *lease;
     const Index E = config_.embedding_dim, V = config_.vocab_size;
     Tensor<T, 3>&x = w.x, &y = w.y;
     x.resize(batch, seq_len, E);
