@@ -36,8 +36,8 @@
 // the logits, which their gradient overwrites), step_heap_bytes (the largest heap growth during
 // one step after the first, counted allocation by allocation: what a step allocates beyond the
 // model's training workspace),
-// held_bytes (weights + gradients + moments + activations) and peak_rss_bytes (getrusage's
-// maximum resident set of the process). Run one model per process (--benchmark_filter) for a
+// held_bytes (weights + gradients + moments + activations) and peak_rss_bytes (the process's
+// peak resident set, peak_rss.hpp). Run one model per process (--benchmark_filter) for a
 // peak RSS of that model alone. bench/compare_train_pytorch.py runs this beside PyTorch.
 #include <benchmark/benchmark.h>
 

@@ -12,16 +12,19 @@
 // model holds its matrices itself, on transparent huge pages where the system grants them
 // (detail::AlignedArray); a checkpoint used in place stays on the file's ordinary pages.
 //
-//   BM_Generate     one step from the state after a 128-token prompt; items = tokens.
+//   BM_Generate     one step from the state after a 128-token prompt; items = tokens. Each step
+//                   is followed by a plain read of as many bytes as it reads (every matrix but
+//                   one row of the embedding, and the state), timed apart: the counters
+//                   step_read_bytes and read_fraction (token_model_loops.hpp).
 //   BM_Prefill/S    a prompt of S tokens from the zero state, logits of the last; items = tokens.
 //                   One state, set to zero in place for each prompt.
 //
 //   BM_read_bandwidth  the machine's read bandwidth (read_bandwidth.hpp), in the same run.
 //
-// Counters: parameters, weight_bytes (all of them in W), step_read_bytes (what a step reads: every
-// matrix but one row of the embedding), peak_rss_bytes (getrusage's maximum resident set of the
-// process so far: the model, its state and the activations), build_seconds (wall time to build
-// the model and fill it with random values).
+// Counters: parameters, weight_bytes (all of them in W), peak_rss_bytes (the process's peak
+// resident set so far, peak_rss.hpp: the model, its state and the activations, and
+// BM_Generate's read array), build_seconds (wall time to build the model and fill it with random
+// values).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -106,21 +109,30 @@ const BenchModel<W>& bench_model() {
 
 template <typename W>
 void add_counters(benchmark::State& state, const BenchModel<W>& built) {
-  const mlstm::XLSTMLargeConfig& config = built.model->config();
   const double parameters = static_cast<double>(built.model->table().parameter_count());
-  const double embedding = static_cast<double>(config.vocab_size * config.embedding_dim);
   state.counters["parameters"] = parameters;
   state.counters["weight_bytes"] = parameters * sizeof(W);
-  // A step reads every matrix but only one row of the embedding.
-  state.counters["step_read_bytes"] =
-      (parameters - embedding + static_cast<double>(config.embedding_dim)) * sizeof(W);
   state.counters["peak_rss_bytes"] = mlstm_bench::peak_rss_bytes();
   state.counters["build_seconds"] = built.build_seconds;
 }
 
+// Bytes a step reads: every matrix but the embedding (one row of it is read), in W, and each
+// block's state (c, n, m) in float32.
+mlstm::Index step_read_bytes(const mlstm::XLSTMLargeConfig& config, mlstm::Index parameters,
+                             mlstm::Index bytes_per_weight) {
+  const Index state = config.num_blocks * config.num_heads *
+                      (config.qk_head_dim() * config.v_head_dim() + config.qk_head_dim() + 1);
+  return bytes_per_weight *
+             (parameters - config.vocab_size * config.embedding_dim + config.embedding_dim) +
+         static_cast<Index>(sizeof(float)) * state;
+}
+
 template <typename W>
 void generate(benchmark::State& state) {
-  mlstm_bench::generate_loop(state, *bench_model<W>().model, 128);
+  const auto& model = *bench_model<W>().model;
+  mlstm_bench::generate_loop(
+      state, model, 128,
+      step_read_bytes(model.config(), model.table().parameter_count(), sizeof(W)));
   add_counters(state, bench_model<W>());
 }
 
@@ -143,7 +155,7 @@ void BM_Prefill(benchmark::State& state) {
   float_weights() ? prefill<float>(state) : prefill<Eigen::bfloat16>(state);
 }
 
-BENCHMARK(BM_Generate)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Generate)->Unit(benchmark::kMillisecond)->UseManualTime();
 BENCHMARK(BM_Prefill)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

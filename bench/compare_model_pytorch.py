@@ -32,9 +32,13 @@ The models are initialized from seeds (their values do not change the amount of 
 
 The reference runs in each form PyTorch offers on a CPU: eager, and torch.compile (inductor) of
 the prefill and of the step where it compiles; each figure is against the fastest form, which is
-named. Targets printed: prefill >= 1.5x PyTorch at every length; generation reads its weights
-and state at >= 90% of the machine's read bandwidth (BM_read_bandwidth of bench/bench_linear,
-run on the same thread count). The script prints which BLAS library torch loaded and which
+named. The host's rates drift over seconds to minutes, so for each thread count the two sides are
+measured in turns, --rounds times (3 by default), and each figure is the best of its rounds. Targets printed: prefill >= 1.5x PyTorch at every length; generation reads its weights
+and state at >= 90% of the machine's read bandwidth. The host's memory rate drifts over seconds,
+so the bandwidth is measured two ways: a plain read of as many bytes as a step reads, after each
+step of BM_Generate (its read_fraction counter, bench/token_model_loops.hpp; the target's
+measure), and the fastest pass of BM_read_bandwidth (bench/bench_linear, on the same thread
+count, run just before). The script prints which BLAS library torch loaded and which
 matrix product the mlstm build uses (MLSTM_GEMM).
 """
 
@@ -146,9 +150,7 @@ def step_bytes(model):
 def run_mlstm(binary, threads, small, min_seconds):
     env = {"MLSTM_BENCH_MODEL": "small" if small else None}
     benchmarks, context = run_benchmark(binary, threads, min_seconds, env)
-    results = {name: (bench["items_per_second"], bench["iterations"])
-               for name, bench in benchmarks.items()}
-    return results, context
+    return benchmarks, context
 
 
 def read_bandwidth(binary, threads):
@@ -164,6 +166,8 @@ def main():
                         help="thread counts, comma-separated (e.g. 1,2); each is one comparison")
     parser.add_argument("--small", action="store_true", help="a small model instead of 125M")
     parser.add_argument("--min-seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="both sides measured in turns this many times; the best of each")
     parser.add_argument("--no-compile", action="store_true",
                         help="the reference in eager mode only (torch.compile takes minutes)")
     parser.add_argument("--binary", default=default_binary("bench_model"))
@@ -186,28 +190,48 @@ def main():
     for threads in thread_counts:
         torch.set_num_threads(threads)
         bandwidth = read_bandwidth(args.bandwidth_binary, threads)
-        mlstm_results, context = run_mlstm(args.binary, threads, args.small, args.min_seconds)
-        reference_results, by_form = run_reference(model, forms, args.min_seconds)
-        print(f"\nthreads: mlstm {context.get('mlstm_threads')}, torch {torch.get_num_threads()}; "
+        # The host's rates drift over seconds to minutes: the two sides are measured in turns,
+        # and each figure is the best of the rounds.
+        mlstm_results, reference_results, by_form = {}, {}, {}
+        for _ in range(args.rounds):
+            results, context = run_mlstm(args.binary, threads, args.small, args.min_seconds)
+            for name, entry in results.items():
+                if name not in mlstm_results or (entry["items_per_second"] >
+                                                 mlstm_results[name]["items_per_second"]):
+                    mlstm_results[name] = entry
+            best, every = run_reference(model, forms, args.min_seconds)
+            for name, (rate, form) in best.items():
+                if name not in reference_results or rate > reference_results[name][0]:
+                    reference_results[name] = (rate, form)
+            for form, rates in every.items():
+                for name, rate in rates.items():
+                    kept = by_form.setdefault(form, {})
+                    kept[name] = max(rate, kept.get(name, 0.0))
+        print(f"\nthreads: mlstm {context.get('mlstm_threads')}, torch {torch.get_num_threads()} "
+              f"(best of {args.rounds} rounds); "
               f"mlstm matrix product: {context.get('mlstm_gemm', 'not reported')}; "
-              f"read bandwidth {bandwidth / 1e9:.1f} GB/s")
+              f"read bandwidth {bandwidth / 1e9:.1f} GB/s (fastest pass)")
         print(f"{'benchmark':16s} {'mlstm tokens/s':>15s} {'PyTorch tokens/s':>17s} "
               f"{'PyTorch form':>14s} {'mlstm / PyTorch':>16s}  target")
         for name, (reference_rate, form) in reference_results.items():
-            rate = mlstm_results[name][0]
+            rate = mlstm_results[name]["items_per_second"]
             ratio = rate / reference_rate
             if name.startswith("prefill"):
                 verdict = f">= 1.5x: {'met' if ratio >= 1.5 else 'NOT met'}"
             else:
-                fraction = rate * bytes_per_step / bandwidth
-                verdict = (f"{100 * fraction:.0f}% of bandwidth, >= 90%: "
-                           f"{'met' if fraction >= 0.9 else 'NOT met'}")
+                fraction = mlstm_results[name]["read_fraction"]
+                of_fastest = rate * bytes_per_step / bandwidth
+                verdict = (f"{100 * fraction:.0f}% of a plain read at the same moments "
+                           f"({mlstm_results[name]['read_bytes_per_second'] / 1e9:.1f} GB/s), "
+                           f">= 90%: {'met' if fraction >= 0.9 else 'NOT met'}; "
+                           f"{100 * of_fastest:.0f}% of the fastest pass")
             print(f"{name:16s} {rate:15.1f} {reference_rate:17.1f} {form:>14s} {ratio:16.2f}  "
                   f"{verdict}")
             fresh = mlstm_results.get(name.replace("prefill/", "prefill_fresh_state/"))
             if name.startswith("prefill") and fresh is not None:
-                print(f"{name + ' new state':16s} {fresh[0]:15.1f} {reference_rate:17.1f} "
-                      f"{form:>14s} {fresh[0] / reference_rate:16.2f}")
+                fresh_rate = fresh["items_per_second"]
+                print(f"{name + ' new state':16s} {fresh_rate:15.1f} {reference_rate:17.1f} "
+                      f"{form:>14s} {fresh_rate / reference_rate:16.2f}")
         for form, rates in by_form.items():
             print(f"PyTorch {form}: " +
                   ", ".join(f"{name} {rate:.1f}" for name, rate in rates.items()) + " tokens/s")
