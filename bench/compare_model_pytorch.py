@@ -49,8 +49,8 @@ import sys
 
 import torch
 
-from peer_common import (blas_library, default_binary, read_bandwidth_ceiling, run_benchmark,
-                         timed)
+from peer_common import (blas_library, default_binary, keep_fastest, read_bandwidth_ceiling,
+                         run_benchmark, timed)
 
 try:
     from xlstm import mLSTMBlockConfig, mLSTMLayerConfig, xLSTMLMModel, xLSTMLMModelConfig
@@ -134,19 +134,6 @@ def run_reference(model, forms, min_seconds):
     return best, every
 
 
-def step_bytes(model):
-    """Bytes one generation step reads: every parameter but the embedding table (one row of it
-    is read), and each block's state (c, n, m) in float32."""
-    parameters = sum(p.numel() for name, p in model.named_parameters()
-                     if not name.startswith("token_embedding"))
-    parameters += model.config.embedding_dim
-    layer = model.config.mlstm_block.mlstm
-    inner = int(layer.proj_factor * model.config.embedding_dim)
-    head = inner // layer.num_heads
-    state = model.config.num_blocks * layer.num_heads * (head * head + head + 1)
-    return 4 * (parameters + state)
-
-
 def run_mlstm(binary, threads, small, min_seconds):
     env = {"MLSTM_BENCH_MODEL": "small" if small else None}
     benchmarks, context = run_benchmark(binary, threads, min_seconds, env)
@@ -179,12 +166,10 @@ def main():
     model = reference_model(args.small)
     forms = reference_forms(model, not args.no_compile)
     parameters = sum(p.numel() for p in model.parameters())
-    bytes_per_step = step_bytes(model)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"torch {torch.__version__}, BLAS {blas_library()}")
     print(f"model: {'small' if args.small else '125M size'}, {parameters / 1e6:.1f}M parameters, "
-          f"float32, batch 1; a generation step reads {bytes_per_step / 1e6:.0f} MB "
-          "(weights but the embedding table, and the state)")
+          "float32, batch 1")
     print("targets: prefill >= 1.5x PyTorch at every length; generation >= 90% of the read "
           "bandwidth")
     for threads in thread_counts:
@@ -195,18 +180,11 @@ def main():
         mlstm_results, reference_results, by_form = {}, {}, {}
         for _ in range(args.rounds):
             results, context = run_mlstm(args.binary, threads, args.small, args.min_seconds)
-            for name, entry in results.items():
-                if name not in mlstm_results or (entry["items_per_second"] >
-                                                 mlstm_results[name]["items_per_second"]):
-                    mlstm_results[name] = entry
+            keep_fastest(mlstm_results, results, lambda entry: entry["items_per_second"])
             best, every = run_reference(model, forms, args.min_seconds)
-            for name, (rate, form) in best.items():
-                if name not in reference_results or rate > reference_results[name][0]:
-                    reference_results[name] = (rate, form)
+            keep_fastest(reference_results, best, lambda rate_and_form: rate_and_form[0])
             for form, rates in every.items():
-                for name, rate in rates.items():
-                    kept = by_form.setdefault(form, {})
-                    kept[name] = max(rate, kept.get(name, 0.0))
+                keep_fastest(by_form.setdefault(form, {}), rates, lambda rate: rate)
         print(f"\nthreads: mlstm {context.get('mlstm_threads')}, torch {torch.get_num_threads()} "
               f"(best of {args.rounds} rounds); "
               f"mlstm matrix product: {context.get('mlstm_gemm', 'not reported')}; "
@@ -219,9 +197,11 @@ def main():
             if name.startswith("prefill"):
                 verdict = f">= 1.5x: {'met' if ratio >= 1.5 else 'NOT met'}"
             else:
-                fraction = mlstm_results[name]["read_fraction"]
-                of_fastest = rate * bytes_per_step / bandwidth
-                verdict = (f"{100 * fraction:.0f}% of a plain read at the same moments "
+                generate = mlstm_results[name]
+                fraction = generate["read_fraction"]
+                of_fastest = rate * generate["step_read_bytes"] / bandwidth
+                verdict = (f"reads {generate['step_read_bytes'] / 1e6:.0f} MB per step, "
+                           f"{100 * fraction:.0f}% of a plain read at the same moments "
                            f"({mlstm_results[name]['read_bytes_per_second'] / 1e9:.1f} GB/s), "
                            f">= 90%: {'met' if fraction >= 0.9 else 'NOT met'}; "
                            f"{100 * of_fastest:.0f}% of the fastest pass")

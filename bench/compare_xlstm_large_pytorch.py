@@ -43,8 +43,8 @@ import sys
 
 import torch
 
-from peer_common import (blas_library, default_binary, read_bandwidth_ceiling, run_benchmark,
-                         timed)
+from peer_common import (blas_library, default_binary, keep_fastest, read_bandwidth_ceiling,
+                         run_benchmark, timed)
 
 try:
     from xlstm.xlstm_large.model import xLSTMLarge, xLSTMLargeConfig
@@ -177,17 +177,12 @@ def main():
         for weights, dtype_name in (("float", "float32"), ("bfloat16", "bfloat16")):
             results, _ = run_mlstm(args.binary, args.threads, weights, args.min_seconds)
             this_round[("mlstm", dtype_name)] = results["generate"]["items_per_second"]
-            best = ours.setdefault(dtype_name, results)
-            for key, entry in results.items():
-                if benchmark_rate(entry) > benchmark_rate(best[key]):
-                    best[key] = entry
+            keep_fastest(ours.setdefault(dtype_name, {}), results, benchmark_rate)
         for dtype_name, reference in references.items():
             results = reference.time(args.min_seconds)
             this_round[("PyTorch", dtype_name)] = results["generate"][0]
-            best = theirs.setdefault(dtype_name, results)
-            for kind, (rate, how) in results.items():
-                if rate is not None and (best[kind][0] is None or rate > best[kind][0]):
-                    best[kind] = (rate, how)
+            keep_fastest(theirs.setdefault(dtype_name, {}), results,
+                         lambda rate_and_how: rate_and_how[0])
         print(f"round {round_index + 1} of {args.rounds}, generation tokens/s: " +
               ", ".join(f"{side} {dtype_name} {rate_text(rate).strip()}"
                         for (side, dtype_name), rate in this_round.items()), flush=True)

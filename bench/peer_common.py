@@ -1,6 +1,6 @@
 """What the scripts that compare mlstm's benchmarks with PyTorch share: running a Google Benchmark
-program for its JSON report, timing a Python call the same way on every side, and naming the BLAS
-library torch loaded."""
+program for its JSON report, timing a Python call the same way on every side, keeping the fastest
+of several rounds, and naming the BLAS library torch loaded."""
 
 import json
 import os
@@ -38,6 +38,14 @@ def run_benchmark(binary, threads, min_seconds, env=None, extra_args=()):
         name = name.replace("/real_time", "").replace("/manual_time", "")
         results[name] = bench
     return results, report["context"]
+
+
+def keep_fastest(kept, results, rate):
+    """Keeps in `kept` each of this round's `results` ({name: value}) that is faster, by
+    rate(value) (None: did not run), than the one kept under its name."""
+    for name, value in results.items():
+        if name not in kept or (rate(value) or 0.0) > (rate(kept[name]) or 0.0):
+            kept[name] = value
 
 
 def read_bandwidth_ceiling(entry):
