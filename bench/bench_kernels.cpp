@@ -1,5 +1,6 @@
 // Google Benchmark programs for the mLSTM kernels: parallel, chunkwise, recurrent (a whole
-// sequence and one step), and the Eigen matrix product that bounds them on this machine.
+// sequence and one step), the Eigen matrix product that bounds them on this machine, and the
+// cores' multiply-add rate above both.
 //
 //   MLSTM_NUM_THREADS=2 ./bench_kernels --benchmark_format=json
 //
@@ -17,11 +18,15 @@
 //               (intra-chunk causal half, inter-chunk readout q^T C, state update K^T V)
 //   recurrent   4 * DQK * DV per head and step (rank-1 update of C and the readout q^T C)
 //   gemm        2 * N^3 per product, one independent N x N product per thread
+//   BM_MultiplyAddPeak's flops: 2 * 16 per fused multiply-add of 16 floats, all threads
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
 #include <mlstm/mlstm.hpp>
 #include <string>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <vector>
 
 #include "bench_main.hpp"
@@ -152,6 +157,47 @@ void BM_EigenGemm(benchmark::State& state) {
       flops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
+// The cores' own ceiling: fused multiply-adds on 16 floats into 24 independent sums that stay in
+// registers (no memory traffic), on the library's threads; AVX-512 where the processor has it,
+// else skipped.
+#if defined(__AVX512F__)
+float multiply_add_loop(long rounds) {
+  __m512 sums[24];
+  for (__m512& sum : sums) sum = _mm512_setzero_ps();
+  __m512 x = _mm512_set1_ps(1.0f), w = _mm512_set1_ps(1e-9f);
+  for (long round = 0; round < rounds; ++round) {
+#pragma GCC unroll 24
+    for (int i = 0; i < 24; ++i) sums[i] = _mm512_fmadd_ps(x, w, sums[i]);
+    asm volatile("" : "+v"(x));  // keeps the loop from being folded
+  }
+  __m512 total = sums[0];
+  for (int i = 1; i < 24; ++i) total = _mm512_add_ps(total, sums[i]);
+  float lanes[16];
+  _mm512_storeu_ps(lanes, total);
+  float result = 0.0f;
+  for (const float lane : lanes) result += lane;
+  return result;
+}
+#endif
+
+void BM_MultiplyAddPeak(benchmark::State& state) {
+#if defined(__AVX512F__)
+  constexpr long rounds = 100000;
+  const int threads = mlstm::get_num_threads();
+  std::vector<float> results(threads);
+  for (auto _ : state) {
+    mlstm::detail::parallel_for(threads, threads,
+                                [&](Index t) { results[t] = multiply_add_loop(rounds); });
+    benchmark::DoNotOptimize(results.data());
+  }
+  const double flops = 2.0 * 16 * 24 * static_cast<double>(rounds) * threads;
+  state.counters["flops"] = benchmark::Counter(flops * static_cast<double>(state.iterations()),
+                                               benchmark::Counter::kIsRate);
+#else
+  state.SkipWithError("built without AVX-512");
+#endif
+}
+
 void sequence_grid(benchmark::internal::Benchmark* bench, Index longest_d128) {
   for (const Index D : {64, 128, 256}) {
     for (Index S = 256; S <= 16384; S *= 2) bench->Args({D, S});
@@ -191,6 +237,7 @@ BENCHMARK(BM_RecurrentStep)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime()
     ->MeasureProcessCPUTime();
+BENCHMARK(BM_MultiplyAddPeak)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_EigenGemm)
     ->ArgName("N")
     ->Arg(256)

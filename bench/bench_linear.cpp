@@ -11,8 +11,9 @@
 //                              BM_read_bandwidth.
 //   BM_linear_prefill<W>/rows/out/in   rows at once (a prefill); GFLOP/s in the counters.
 //
-// The shapes are those of the xLSTM 7B model's FFN (embedding 4096, hidden 10944): larger than
-// the last-level cache, so that a step reads its weights from memory.
+// The step's shapes are those of the xLSTM 7B model's FFN (embedding 4096, hidden 10944): larger
+// than the last-level cache, so that a step reads its weights from memory. The prefill's are the
+// 7B model's and the 125M model's.
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
@@ -74,16 +75,18 @@ void BM_linear_prefill(benchmark::State& state) {
       2.0 * static_cast<double>(rows * out * in) * static_cast<double>(state.iterations()) * 1e-9,
       benchmark::Counter::kIsRate);
 }
-BENCHMARK_TEMPLATE(BM_linear_prefill, float)
-    ->Args({128, 4096, 4096})
-    ->Args({512, 4096, 4096})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK_TEMPLATE(BM_linear_prefill, Eigen::bfloat16)
-    ->Args({128, 4096, 4096})
-    ->Args({512, 4096, 4096})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+// The 7B model's square projections, and the 125M model's up- and down-projections.
+void prefill_shapes(benchmark::internal::Benchmark* benchmark) {
+  benchmark->Args({128, 4096, 4096})
+      ->Args({512, 4096, 4096})
+      ->Args({128, 3072, 768})
+      ->Args({2048, 3072, 768})
+      ->Args({2048, 768, 1536})
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+}
+BENCHMARK_TEMPLATE(BM_linear_prefill, float)->Apply(prefill_shapes);
+BENCHMARK_TEMPLATE(BM_linear_prefill, Eigen::bfloat16)->Apply(prefill_shapes);
 
 }  // namespace
 

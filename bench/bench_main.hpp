@@ -1,6 +1,6 @@
-// The main() of the benchmark programs: Google Benchmark's, with the library's thread count and
-// matrix product (and any `context` the program adds) in the report's context, where the
-// comparison scripts read them.
+// The main() of the benchmark programs: Google Benchmark's, with the library's thread count,
+// matrix product and the linear layers' prefill product (and any `context` the program adds) in
+// the report's context, where the comparison scripts read them.
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include <mlstm/detail/linear_product.hpp>
 #include <mlstm/threading.hpp>
 
 namespace mlstm_bench {
@@ -23,6 +24,11 @@ inline int run_benchmarks(int argc, char** argv,
 #else
   benchmark::AddCustomContext("mlstm_gemm", "Eigen");
 #endif
+  // The float linear layers' product of a prefill's rows, chosen at run time.
+  const bool broadcast =
+      mlstm::detail::uses_broadcast_product<float, float>(mlstm::detail::widened_dot_max_rows + 1);
+  benchmark::AddCustomContext("mlstm_linear_product",
+                              broadcast ? "AVX-512 broadcast kernel" : "mlstm_gemm's");
   for (const auto& [key, value] : context) benchmark::AddCustomContext(key, value);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

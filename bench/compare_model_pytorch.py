@@ -187,7 +187,8 @@ def main():
                 keep_fastest(by_form.setdefault(form, {}), rates, lambda rate: rate)
         print(f"\nthreads: mlstm {context.get('mlstm_threads')}, torch {torch.get_num_threads()} "
               f"(best of {args.rounds} rounds); "
-              f"mlstm matrix product: {context.get('mlstm_gemm', 'not reported')}; "
+              f"mlstm matrix product: {context.get('mlstm_gemm', 'not reported')}, linear layers' "
+              f"prefill: {context.get('mlstm_linear_product', 'not reported')}; "
               f"read bandwidth {bandwidth / 1e9:.1f} GB/s (fastest pass)")
         print(f"{'benchmark':16s} {'mlstm tokens/s':>15s} {'PyTorch tokens/s':>17s} "
               f"{'PyTorch form':>14s} {'mlstm / PyTorch':>16s}  target")

@@ -5,10 +5,14 @@
 // and independent of the thread count.
 #include <Eigen/Core>
 #include <catch2/catch.hpp>
+#include <functional>
 #include <mlstm/detail/linear_product.hpp>
 #include <mlstm/layers/linear.hpp>
 #include <mlstm/layers/linear_headwise.hpp>
 #include <mlstm/threading.hpp>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "support/naive_layers.hpp"
 #include "support/random_inputs.hpp"
@@ -159,7 +163,7 @@ TEST_CASE("the step's bfloat16 kernels sum like the plain loop", "[layers][linea
                           float*, Index);
   std::vector<std::pair<const char*, Kernel>> kernels = {
       {"portable", mlstm::detail::dot_widened_rows_portable}};
-#if MLSTM_DETAIL_AVX512_STEP
+#if MLSTM_DETAIL_AVX512
   if (mlstm::detail::processor_has_avx512())
     kernels.emplace_back("avx512", mlstm::detail::dot_widened_rows_avx512);
 #endif
@@ -186,6 +190,96 @@ TEST_CASE("the step's bfloat16 kernels sum like the plain loop", "[layers][linea
           MLSTM_CHECK_CLOSE(got, expected, float_sum_budget(size));
           for (Index r = 0; r < rows; ++r)  // the gaps in y untouched
             CHECK((y(r, columns) == 0.0f && y(r, columns + 1) == 0.0f));
+        }
+      }
+    }
+  }
+}
+
+// Each of the prefill's products (widened_product for bfloat16 weights on any processor;
+// broadcast_product for float and bfloat16 weights where the processor has AVX-512) against the
+// plain loop, on strided rows: rows around the broadcast kernel's vectors of 16 and blocks of 64,
+// odd input sizes, output counts around its groups of 5; with the default tiles and with small
+// ones that cut the depth, the rows and the outputs into several tiles. The float weights hold
+// the bfloat16 weights' values, so both broadcast products must agree exactly.
+TEST_CASE("the prefill's products sum like the plain loop", "[layers][linear][bfloat16]") {
+  struct Weights {
+    const bfloat16* bfloat16_values;
+    const float* float_values;
+  };
+  using Product = std::function<void(const float*, Index, Index, Weights, Index, Index,
+                                     const float*, float*, Index, bool)>;
+  std::vector<std::pair<const char*, Product>> products = {
+      {"widened", [](const float* x, Index x_stride, Index rows, Weights w, Index in, Index out,
+                     const float* bias, float* y, Index y_stride, bool small_tiles) {
+         mlstm::detail::WidenedProductTiles tiles;
+         if (small_tiles) tiles = {32, 64, 16};
+         mlstm::detail::widened_product(x, x_stride, rows, w.bfloat16_values, in, out, bias, y,
+                                        y_stride, 2, tiles);
+       }}};
+#if MLSTM_DETAIL_AVX512
+  const bool broadcast = mlstm::detail::processor_has_avx512();
+  // The kernel for float weights, or for bfloat16 ones.
+  auto broadcast_with = [](bool bfloat16_weights) {
+    return [bfloat16_weights](const float* x, Index x_stride, Index rows, Weights w, Index in,
+                              Index out, const float* bias, float* y, Index y_stride,
+                              bool small_tiles) {
+      const auto tiles = small_tiles ? mlstm::detail::BroadcastProductTiles{64, 10, 8}
+                                     : mlstm::detail::BroadcastProductTiles{};
+      if (bfloat16_weights) {
+        mlstm::detail::broadcast_product(x, x_stride, rows, w.bfloat16_values, in, out, bias, y,
+                                         y_stride, 2, tiles);
+      } else {
+        mlstm::detail::broadcast_product(x, x_stride, rows, w.float_values, in, out, bias, y,
+                                         y_stride, 2, tiles);
+      }
+    };
+  };
+  if (broadcast) {
+    products.emplace_back("broadcast float", broadcast_with(false));
+    products.emplace_back("broadcast bfloat16", broadcast_with(true));
+  } else {
+    WARN("no AVX-512 here: broadcast_product is not tested");
+  }
+#endif
+  // The float weights' results, case by case, for the bfloat16 weights' (the random draws
+  // repeat: one generator per product).
+  std::vector<Tensor<float, 2>> float_results;
+  for (const auto& [name, product] : products) {
+    mlstm::test::Random random(27);
+    Index case_index = 0;
+    for (const bool small_tiles : {false, true}) {
+      for (const Index rows : {Index(5), Index(16), Index(17), Index(65), Index(130)}) {
+        for (const Index in : {Index(1), Index(7), Index(64), Index(301)}) {
+          for (const Index out : {Index(1), Index(4), Index(11), Index(37)}) {
+            const bool with_bias = (rows + in + out) % 2 == 0;
+            CAPTURE(name, small_tiles, rows, in, out, with_bias);
+            const auto x = random_tensor<float, 2>(random, rows, in + 3);  // 3 unused per row
+            const auto w = random_tensor<bfloat16, 2>(random, out, in);
+            const Tensor<float, 2> w_float = widened(w);
+            const auto b = random_tensor<float, 1>(random, out);
+            Tensor<float, 2> y(rows, out + 2);
+            y.setConstant(0.0f);
+            product(x.data(), in + 3, rows, {w.data(), w_float.data()}, in, out,
+                    with_bias ? b.data() : nullptr, y.data(), out + 2, small_tiles);
+            const Tensor<double, 2> used_x =
+                as_double(x).slice(Eigen::array<Index, 2>{0, 0}, Eigen::array<Index, 2>{rows, in});
+            const Tensor<double, 1> b_double = as_double(b);
+            const Tensor<double, 2> expected =
+                naive::linear(used_x, as_double(w_float), with_bias ? &b_double : nullptr);
+            const Tensor<double, 2> got =
+                as_double(y).slice(Eigen::array<Index, 2>{0, 0}, Eigen::array<Index, 2>{rows, out});
+            MLSTM_CHECK_CLOSE(got, expected, float_sum_budget(in));
+            for (Index r = 0; r < rows; ++r)  // the gaps in y untouched
+              CHECK((y(r, out) == 0.0f && y(r, out + 1) == 0.0f));
+            const std::string product_name = name;
+            if (product_name == "broadcast float") float_results.push_back(y);
+            if (product_name == "broadcast bfloat16") {
+              const Tensor<bool, 0> same = (y == float_results.at(case_index)).all();
+              CHECK(same());
+            }
+            ++case_index;
+          }
         }
       }
     }

@@ -10,10 +10,13 @@
 // - a few rows (a step): each weight row is read once and dotted with every row of x, so the
 //   weights stream from memory once at the speed of a sum (with AVX-512, where the processor has
 //   it, one weight row after the other: one stream of weights per thread);
-// - more rows (a prefill): the weights are widened block by block into Eigen's packed layout
-//   and multiplied by its matrix-product kernel, with x packed once (widened_product.hpp); with
-//   MLSTM_GEMM=oneDNN, each tile of the weights is widened into a float buffer once per tile of
-//   rows and multiplied by oneDNN's sgemm.
+// - more rows (a prefill): where the processor has AVX-512, each weight is broadcast from where
+//   it lies (widened as it is, for bfloat16) and multiplied with 16 rows of x at a time
+//   (broadcast_product.hpp; float weights too, but not in a MLSTM_GEMM=oneDNN build, where they
+//   go to oneDNN's sgemm). Elsewhere bfloat16 weights are widened block by block into Eigen's
+//   packed layout and multiplied by its matrix-product kernel, with x packed once
+//   (widened_product.hpp), or with MLSTM_GEMM=oneDNN each tile of the weights is widened into a
+//   float buffer once per tile of rows and multiplied by oneDNN's sgemm.
 //
 // Threads: the product is cut into tiles (a block, up to `row_tile` rows, up to a column tile of
 // outputs) whose sizes depend on the shapes only, so the result does not depend on the thread
@@ -27,14 +30,9 @@
 #include <memory>
 #include <type_traits>
 
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-#include <immintrin.h>
-#define MLSTM_DETAIL_AVX512_STEP 1
-#else
-#define MLSTM_DETAIL_AVX512_STEP 0
-#endif
-
+#include "mlstm/detail/avx512.hpp"
 #include "mlstm/detail/bfloat16.hpp"
+#include "mlstm/detail/broadcast_product.hpp"
 #include "mlstm/detail/matrix_product.hpp"
 #include "mlstm/detail/thread_pool.hpp"
 #include "mlstm/detail/widened_product.hpp"
@@ -115,7 +113,7 @@ inline void dot_widened_rows_portable(const float* x, Index x_stride, Index rows
   }
 }
 
-#if MLSTM_DETAIL_AVX512_STEP
+#if MLSTM_DETAIL_AVX512
 // 16 bfloat16 weights widened to floats (a zero extension and a shift). The zero-masked forms
 // with a full mask are the plain instructions; GCC 12 warns inside the unmasked ones' headers.
 __attribute__((target("avx512f"))) inline __m512 widened16(const Eigen::bfloat16* w) {
@@ -168,15 +166,6 @@ __attribute__((target("avx512f"))) inline void dot_widened_rows_avx512(
 // (here 4 x 10944 bytes) no longer stays in the first-level cache next to the weights, and the
 // portable kernel, whose 8 rows share each load of x, read faster there.
 inline constexpr Index avx512_row_max_size = 4096;
-
-// Whether the processor (and the operating system) run AVX-512 code.
-inline bool processor_has_avx512() {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") != 0;
-  }();
-  return has;
-}
 #endif
 
 // dot_widened_rows_portable's product, by the AVX-512 kernel where the processor has it and the
@@ -184,13 +173,30 @@ inline bool processor_has_avx512() {
 inline void dot_widened_rows(const float* x, Index x_stride, Index rows, const Eigen::bfloat16* w,
                              Index columns, Index size, const float* bias, float* y,
                              Index y_stride) {
-#if MLSTM_DETAIL_AVX512_STEP
+#if MLSTM_DETAIL_AVX512
   if (size <= avx512_row_max_size && processor_has_avx512()) {
     dot_widened_rows_avx512(x, x_stride, rows, w, columns, size, bias, y, y_stride);
     return;
   }
 #endif
   dot_widened_rows_portable(x, x_stride, rows, w, columns, size, bias, y, y_stride);
+}
+
+// Whether a product of `rows` rows with weights in W goes to broadcast_product: float
+// activations, more than a few rows, and the processor's instructions; float weights in a
+// MLSTM_GEMM=oneDNN build go to oneDNN's sgemm instead.
+template <typename T, typename W>
+bool uses_broadcast_product(Index rows) {
+#if MLSTM_DETAIL_AVX512
+  if constexpr (std::is_same_v<T, float>) {
+#ifdef MLSTM_USE_ONEDNN
+    if constexpr (std::is_same_v<W, float>) return false;
+#endif
+    return rows > widened_dot_max_rows && processor_has_avx512();
+  }
+#endif
+  static_cast<void>(rows);
+  return false;
 }
 
 // Floats of widened weights one tile holds at most (4 MB, so that a tile fits in a large cache).
@@ -288,13 +294,30 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
     return;
   }
 
+  // A product per block of the block-diagonal map, by `product` (x, y and the bias offset).
+  auto per_block = [&](const auto& product) {
+    for (Index block = 0; block < blocks; ++block)
+      product(x + block * in, weight + block * out * in,
+              bias != nullptr ? bias + block * out : nullptr, y + block * out);
+  };
+#if MLSTM_DETAIL_AVX512
+  if constexpr (std::is_same_v<T, float>) {
+    if (uses_broadcast_product<T, W>(rows)) {
+      per_block([&](const float* x_block, const W* w_block, const float* b_block, float* y_block) {
+        broadcast_product<W>(x_block, x_stride, rows, w_block, in, out, b_block, y_block, y_stride,
+                             threads);
+      });
+      return;
+    }
+  }
+#endif
 #ifndef MLSTM_USE_ONEDNN
   if constexpr (widened) {
     if (rows > widened_dot_max_rows) {
-      for (Index block = 0; block < blocks; ++block)
-        widened_product(x + block * in, x_stride, rows, weight + block * out * in, in, out,
-                        bias != nullptr ? bias + block * out : nullptr, y + block * out, y_stride,
+      per_block([&](const float* x_block, const W* w_block, const float* b_block, float* y_block) {
+        widened_product(x_block, x_stride, rows, w_block, in, out, b_block, y_block, y_stride,
                         threads);
+      });
       return;
     }
   }

@@ -42,7 +42,6 @@ inline void widened_product(const float* x, Index x_stride, Index rows, const Ei
   using Buffer = Eigen::Matrix<float, Eigen::Dynamic, 1>;  // aligned as Eigen's kernels load it
   if (rows < 1 || out < 1) return;
 
-  const Index depth_blocks = std::max<Index>(1, (in + tiles.depth_block - 1) / tiles.depth_block);
   const Index row_tile = balanced_tile(rows, tiles.row_tile, 1);
   const Index output_tile = balanced_tile(out, tiles.output_tile, Traits::mr);
   const Index output_tiles = (out + output_tile - 1) / output_tile;
@@ -52,16 +51,12 @@ inline void widened_product(const float* x, Index x_stride, Index rows, const Ei
     const float* x_rows = x + row_begin * x_stride;
     float* y_rows = y + row_begin * y_stride;
     // Depth block k of x's rows, transposed (inputs x rows), starts at k * depth_block * rows.
-    const double pack_work = static_cast<double>(in) * static_cast<double>(row_count);
-    parallel_for(depth_blocks, threads_for_work(threads, depth_blocks, pack_work),
-                 [&](Index block) {
-                   const Index k = block * tiles.depth_block;
-                   const Index depth = std::min(tiles.depth_block, in - k);
-                   ei::gemm_pack_rhs<float, Index, InputMapper, Traits::nr, Eigen::ColMajor> pack;
-                   if (depth > 0)
-                     pack(packed_x.data() + k * row_count, InputMapper(x_rows + k, x_stride), depth,
-                          row_count);
-                 });
+    parallel_rows(in, tiles.depth_block, threads, static_cast<double>(row_count),
+                  [&](Index k, Index end) {
+                    ei::gemm_pack_rhs<float, Index, InputMapper, Traits::nr, Eigen::ColMajor> pack;
+                    pack(packed_x.data() + k * row_count, InputMapper(x_rows + k, x_stride),
+                         end - k, row_count);
+                  });
     const double flops =
         2.0 * static_cast<double>(row_count) * static_cast<double>(in) * static_cast<double>(out);
     parallel_for(output_tiles, threads_for_work(threads, output_tiles, flops), [&](Index tile) {
