@@ -104,7 +104,7 @@ TEST_CASE("linear_headwise_forward with bfloat16 weights sums in float",
   // Small square blocks (2, 4, 8, 16) take plain loops, the others the tiled product.
   for (const HeadSizes z : {HeadSizes{1, 8, 4, 4}, HeadSizes{2, 3, 5, 40}, HeadSizes{270, 6, 4, 4},
                             HeadSizes{9, 2, 20, 70}, HeadSizes{5, 3, 2, 2}, HeadSizes{70, 2, 8, 8},
-                            HeadSizes{3, 2, 16, 16}}) {
+                            HeadSizes{3, 2, 16, 16}, HeadSizes{4, 2, 6, 70}}) {
     CAPTURE(z.rows, z.heads, z.dout, z.din);
     const auto x = random_tensor<float, 2>(random, z.rows, z.heads * z.din);
     const auto w = random_tensor<bfloat16, 3>(random, z.heads, z.dout, z.din);
@@ -155,9 +155,9 @@ TEST_CASE("linear_forward takes a bfloat16 weight map in place", "[layers][linea
 }
 
 // The step's kernels called directly, so that each is checked on any processor that runs it
-// (linear_forward takes the AVX-512 one where the processor has it): rows of x and y with gaps
-// between them, sizes that end in each part of the AVX-512 loop (64 at a time, 16 at a time, one
-// by one) and column counts around the portable kernel's groups of 8.
+// (linear_forward takes the AVX-512 one, on x arranged in pairs, where the processor has it):
+// rows of x and y with gaps between them, sizes that end in each part of the AVX-512 loop (64 at
+// a time, 32 at a time, one by one) and column counts around the portable kernel's groups of 8.
 TEST_CASE("the step's bfloat16 kernels sum like the plain loop", "[layers][linear][bfloat16]") {
   using Kernel = void (*)(const float*, Index, Index, const bfloat16*, Index, Index, const float*,
                           float*, Index);
@@ -165,12 +165,19 @@ TEST_CASE("the step's bfloat16 kernels sum like the plain loop", "[layers][linea
       {"portable", mlstm::detail::dot_widened_rows_portable}};
 #if MLSTM_DETAIL_AVX512
   if (mlstm::detail::processor_has_avx512())
-    kernels.emplace_back("avx512", mlstm::detail::dot_widened_rows_avx512);
+    kernels.emplace_back(
+        "avx512", [](const float* x, Index x_stride, Index rows, const bfloat16* w, Index columns,
+                     Index size, const float* bias, float* y, Index y_stride) {
+          std::vector<float> paired(static_cast<std::size_t>(rows * size));
+          mlstm::detail::arrange_pairs(x, x_stride, rows, size, paired.data(), size);
+          mlstm::detail::dot_pairs_rows_avx512(paired.data(), size, rows, w, columns, size, bias, y,
+                                               y_stride);
+        });
 #endif
   mlstm::test::Random random(26);
   for (const auto& [name, kernel] : kernels) {
     for (const Index rows : {Index(1), Index(3)}) {
-      for (const Index size : {Index(7), Index(64), Index(85), Index(200), Index(4096)}) {
+      for (const Index size : {Index(7), Index(64), Index(85), Index(101), Index(4096)}) {
         for (const Index columns : {Index(1), Index(9), Index(17)}) {
           CAPTURE(name, rows, size, columns);
           const auto x = random_tensor<float, 2>(random, rows, size + 3);  // 3 unused per row

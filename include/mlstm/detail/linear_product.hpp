@@ -9,7 +9,8 @@
 // float:
 // - a few rows (a step): each weight row is read once and dotted with every row of x, so the
 //   weights stream from memory once at the speed of a sum (with AVX-512, where the processor has
-//   it, one weight row after the other: one stream of weights per thread);
+//   it, one weight row after the other, x put in the weights' pair order once: one stream of
+//   weights per thread);
 // - more rows (a prefill): where the processor has AVX-512, each weight is broadcast from where
 //   it lies (widened as it is, for bfloat16) and multiplied with 16 rows of x at a time
 //   (broadcast_product.hpp; float weights too, but not in a MLSTM_GEMM=oneDNN build, where they
@@ -29,6 +30,7 @@
 #include <cstring>
 #include <memory>
 #include <type_traits>
+#include <vector>
 
 #include "mlstm/detail/avx512.hpp"
 #include "mlstm/detail/bfloat16.hpp"
@@ -113,73 +115,101 @@ inline void dot_widened_rows_portable(const float* x, Index x_stride, Index rows
   }
 }
 
-#if MLSTM_DETAIL_AVX512
-// 16 bfloat16 weights widened to floats (a zero extension and a shift). The zero-masked forms
-// with a full mask are the plain instructions; GCC 12 warns inside the unmasked ones' headers.
-__attribute__((target("avx512f"))) inline __m512 widened16(const Eigen::bfloat16* w) {
-  constexpr __mmask16 all = 0xffff;
-  const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
-  const __m512i widened = _mm512_maskz_cvtepu16_epi32(all, bits);
-  return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, widened, 16));
+// The step's AVX-512 kernel reads 32 bfloat16 weights (64 bytes) as 16 pairs in one vector and
+// widens them where they lie in the lanes: the lower weight of each pair by a shift, the upper
+// one by clearing the bits below it. No weight moves across lanes (a zero extension per 16
+// weights did, and read slower). The inputs are put in the same order once per product: in each
+// group of 32, the 16 of even index, then the 16 of odd index; the rest (size % 32) in order.
+inline constexpr Index pair_group = 32;
+
+// x (rows, size), rows `x_stride` apart, into `paired` (rows, size) in the order above.
+inline void arrange_pairs(const float* x, Index x_stride, Index rows, Index size, float* paired,
+                          Index paired_stride) {
+  constexpr Index half = pair_group / 2;
+  for (Index row = 0; row < rows; ++row) {
+    const float* from = x + row * x_stride;
+    float* to = paired + row * paired_stride;
+    Index k = 0;
+    for (; k + pair_group <= size; k += pair_group)
+      for (Index j = 0; j < half; ++j) {
+        to[k + j] = from[k + 2 * j];
+        to[k + half + j] = from[k + 2 * j + 1];
+      }
+    std::copy(from + k, from + size, to + k);
+  }
 }
 
-// sum_k x[k] * w[k] in float for one row of `size` bfloat16 weights: 4 vectors of 16 partial sums
-// (k / 16 mod 4 picks the vector), then 16 weights at a time into the first, then one by one.
-__attribute__((target("avx512f"))) inline float dot_widened_avx512(const float* x,
-                                                                   const Eigen::bfloat16* w,
-                                                                   Index size) {
+#if MLSTM_DETAIL_AVX512
+// The lower and the upper weight of 16 bfloat16 pairs as 16 floats each. (The zero-masked shift
+// with a full mask is the plain one; GCC 12 warns inside the unmasked one's header.)
+__attribute__((target("avx512f"), always_inline)) inline __m512 lower_of_pairs(__m512i pairs) {
+  return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(__mmask16(0xffff), pairs, 16));
+}
+__attribute__((target("avx512f"), always_inline)) inline __m512 upper_of_pairs(__m512i pairs) {
+  return _mm512_castsi512_ps(
+      _mm512_and_si512(pairs, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+}
+
+// sum_k x[k] * w[k] in float for one row of `size` bfloat16 weights and x arranged in pairs: 4
+// vectors of 16 partial sums, then the rest one by one. Each cache line of weights is prefetched
+// 4 KB ahead (across the end of the row into the next one, which the tile reads next): with the
+// hardware's prefetchers alone it read 0.94 of a plain read's rate at rows of 10944 weights,
+// 0.99 to 1.02 with it (bench/README.md).
+__attribute__((target("avx512f"))) inline float dot_pairs_avx512(const float* paired_x,
+                                                                 const Eigen::bfloat16* w,
+                                                                 Index size) {
+  constexpr Index prefetch_ahead = 2048;  // weights (4 KB)
   __m512 sum0 = _mm512_setzero_ps(), sum1 = sum0, sum2 = sum0, sum3 = sum0;
   Index k = 0;
-  for (; k + 64 <= size; k += 64) {
-    sum0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), widened16(w + k), sum0);
-    sum1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k + 16), widened16(w + k + 16), sum1);
-    sum2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k + 32), widened16(w + k + 32), sum2);
-    sum3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k + 48), widened16(w + k + 48), sum3);
+  for (; k + 2 * pair_group <= size; k += 2 * pair_group) {
+    prefetch(w + k + prefetch_ahead);
+    prefetch(w + k + pair_group + prefetch_ahead);
+    const __m512i first = _mm512_loadu_si512(w + k),
+                  second = _mm512_loadu_si512(w + k + pair_group);
+    sum0 = _mm512_fmadd_ps(_mm512_loadu_ps(paired_x + k), lower_of_pairs(first), sum0);
+    sum1 = _mm512_fmadd_ps(_mm512_loadu_ps(paired_x + k + 16), upper_of_pairs(first), sum1);
+    sum2 = _mm512_fmadd_ps(_mm512_loadu_ps(paired_x + k + 32), lower_of_pairs(second), sum2);
+    sum3 = _mm512_fmadd_ps(_mm512_loadu_ps(paired_x + k + 48), upper_of_pairs(second), sum3);
   }
-  for (; k + 16 <= size; k += 16)
-    sum0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), widened16(w + k), sum0);
+  if (k + pair_group <= size) {
+    const __m512i pairs = _mm512_loadu_si512(w + k);
+    sum0 = _mm512_fmadd_ps(_mm512_loadu_ps(paired_x + k), lower_of_pairs(pairs), sum0);
+    sum1 = _mm512_fmadd_ps(_mm512_loadu_ps(paired_x + k + 16), upper_of_pairs(pairs), sum1);
+    k += pair_group;
+  }
   float lanes[16];
   _mm512_storeu_ps(lanes, _mm512_add_ps(_mm512_add_ps(sum0, sum1), _mm512_add_ps(sum2, sum3)));
   float sum = 0.0f;
-  for (; k < size; ++k) sum += x[k] * widen(w[k]);
+  for (; k < size; ++k) sum += paired_x[k] * widen(w[k]);
   for (const float lane : lanes) sum += lane;
   return sum;
 }
 
-// As dot_widened_rows_portable, with AVX-512: weight row by weight row, each dotted with every
-// row of x while it is in the first-level cache. One stream of weights in memory order per thread
-// kept the hardware's prefetchers ahead where 8 streams (the portable kernel's) did not
-// (BM_linear_step in bench_linear; bench/README.md).
-__attribute__((target("avx512f"))) inline void dot_widened_rows_avx512(
-    const float* x, Index x_stride, Index rows, const Eigen::bfloat16* w, Index columns, Index size,
-    const float* bias, float* y, Index y_stride) {
+// As dot_widened_rows_portable, with AVX-512 and x arranged in pairs (arrange_pairs): weight row
+// by weight row, each dotted with every row of x while it is in the first-level cache. One stream
+// of weights in memory order per thread kept the hardware's prefetchers ahead where 8 streams
+// (the portable kernel's) did not (BM_linear_step in bench_linear; bench/README.md).
+__attribute__((target("avx512f"))) inline void dot_pairs_rows_avx512(
+    const float* paired_x, Index x_stride, Index rows, const Eigen::bfloat16* w, Index columns,
+    Index size, const float* bias, float* y, Index y_stride) {
   for (Index col = 0; col < columns; ++col) {
     for (Index row = 0; row < rows; ++row) {
-      float sum = dot_widened_avx512(x + row * x_stride, w + col * size, size);
+      float sum = dot_pairs_avx512(paired_x + row * x_stride, w + col * size, size);
       if (bias != nullptr) sum += bias[col];
       y[row * y_stride + col] = sum;
     }
   }
 }
-
-// Weights per row up to which the AVX-512 kernel reads rows one after the other: a longer row's x
-// (here 4 x 10944 bytes) no longer stays in the first-level cache next to the weights, and the
-// portable kernel, whose 8 rows share each load of x, read faster there.
-inline constexpr Index avx512_row_max_size = 4096;
 #endif
 
-// dot_widened_rows_portable's product, by the AVX-512 kernel where the processor has it and the
-// rows are short enough.
-inline void dot_widened_rows(const float* x, Index x_stride, Index rows, const Eigen::bfloat16* w,
-                             Index columns, Index size, const float* bias, float* y,
-                             Index y_stride) {
+// Whether the step's bfloat16 products run dot_pairs_rows_avx512 (on x arranged in pairs) rather
+// than dot_widened_rows_portable.
+inline bool uses_paired_step_kernel() {
 #if MLSTM_DETAIL_AVX512
-  if (size <= avx512_row_max_size && processor_has_avx512()) {
-    dot_widened_rows_avx512(x, x_stride, rows, w, columns, size, bias, y, y_stride);
-    return;
-  }
+  return processor_has_avx512();
+#else
+  return false;
 #endif
-  dot_widened_rows_portable(x, x_stride, rows, w, columns, size, bias, y, y_stride);
 }
 
 // Whether a product of `rows` rows with weights in W goes to broadcast_product: float
@@ -340,6 +370,16 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
   const Index column_tiles = (out + column_tile - 1) / column_tile;
   const Index tiles_per_block = row_tiles * column_tiles;
   const Index tiles = blocks * tiles_per_block;
+  // The step's AVX-512 kernel takes x arranged in pairs, once per product (each block's inputs
+  // from the block's first).
+  std::vector<float> paired_x;
+  if constexpr (widened) {
+    if (rows <= widened_dot_max_rows && uses_paired_step_kernel()) {
+      paired_x.resize(static_cast<std::size_t>(rows * x_stride));
+      for (Index block = 0; block < blocks; ++block)
+        arrange_pairs(x + block * in, x_stride, rows, in, paired_x.data() + block * in, x_stride);
+    }
+  }
   using Strided = Eigen::OuterStride<>;
   parallel_for(tiles, threads_for_work(threads, tiles, flops), [&](Index item) {
     const Index block = item / tiles_per_block, tile = item % tiles_per_block;
@@ -354,8 +394,15 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
 
     if constexpr (widened) {
       if (rows <= widened_dot_max_rows) {
-        dot_widened_rows(inputs, x_stride, row_count, weights, col_count, in, tile_bias, outputs,
-                         y_stride);
+#if MLSTM_DETAIL_AVX512
+        if (!paired_x.empty()) {
+          dot_pairs_rows_avx512(paired_x.data() + row_begin * x_stride + block * in, x_stride,
+                                row_count, weights, col_count, in, tile_bias, outputs, y_stride);
+          return;
+        }
+#endif
+        dot_widened_rows_portable(inputs, x_stride, row_count, weights, col_count, in, tile_bias,
+                                  outputs, y_stride);
         return;
       }
       RowMatrix<float> widened_weights(col_count, in);
