@@ -6,7 +6,9 @@
 //   bench_gemm_blis      Eigen routed to BLIS (EIGEN_USE_BLAS, Debian libblis-dev)
 //   bench_gemm_dnnl      oneDNN's dnnl_sgemm (Debian libdnnl-dev)
 //
-// and bench/README.md records a run of each:
+// and bench/README.md records a run of each. The plain build also times the library's own
+// AVX-512 kernel (detail/broadcast_product.hpp, the linear layers' prefill product) at the same
+// shapes, BM_broadcast_gemm, where the processor has AVX-512.
 //
 //   OPENBLAS_NUM_THREADS=1 BLIS_NUM_THREADS=1 OMP_NUM_THREADS=1 ./bench_gemm_openblas
 //
@@ -19,14 +21,27 @@
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
+#include <array>
 
 #ifdef MLSTM_BENCH_DNNL
 #include <dnnl.h>
+#endif
+#if !defined(MLSTM_BENCH_DNNL) && !defined(EIGEN_USE_BLAS)
+#include <mlstm/detail/broadcast_product.hpp>
+#define MLSTM_BENCH_BROADCAST MLSTM_DETAIL_AVX512
+#else
+#define MLSTM_BENCH_BROADCAST 0
 #endif
 
 namespace {
 
 using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+void add_rate(benchmark::State& state, Eigen::Index M, Eigen::Index K, Eigen::Index N) {
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * static_cast<double>(M * K * N) * static_cast<double>(state.iterations()) * 1e-9,
+      benchmark::Counter::kIsRate);
+}
 
 void BM_gemm(benchmark::State& state) {
   const Eigen::Index M = state.range(0), K = state.range(1), N = state.range(2);
@@ -40,23 +55,46 @@ void BM_gemm(benchmark::State& state) {
 #endif
     benchmark::DoNotOptimize(c.data());
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      2.0 * static_cast<double>(M * K * N) * static_cast<double>(state.iterations()) * 1e-9,
-      benchmark::Counter::kIsRate);
+  add_rate(state, M, K, N);
 }
-BENCHMARK(BM_gemm)
-    ->ArgNames({"M", "K", "N"})
-    ->Args({256, 768, 512})
-    ->Args({256, 1536, 512})
-    ->Args({256, 4096, 512})
-    ->Args({128, 768, 3072})
-    ->Args({128, 1536, 768})
-    ->Args({64, 384, 64})
-    ->Args({64, 64, 384})
-    ->Args({384, 64, 384})
-    ->Args({64, 128, 128})
-    ->Args({128, 64, 128})
-    ->Unit(benchmark::kMicrosecond);
+
+// The shapes of BM_gemm's header.
+void gemm_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"M", "K", "N"});
+  for (const auto& [m, k, n] : {std::array<long, 3>{256, 768, 512},
+                                {256, 1536, 512},
+                                {256, 4096, 512},
+                                {128, 768, 3072},
+                                {128, 1536, 768},
+                                {64, 384, 64},
+                                {64, 64, 384},
+                                {384, 64, 384},
+                                {64, 128, 128},
+                                {128, 64, 128}})
+    b->Args({m, k, n});
+  b->Unit(benchmark::kMicrosecond);
+}
+BENCHMARK(BM_gemm)->Apply(gemm_shapes);
+
+#if MLSTM_BENCH_BROADCAST
+// The same product by broadcast_product on the calling thread (threads = 1).
+void BM_broadcast_gemm(benchmark::State& state) {
+  if (!mlstm::detail::processor_has_avx512()) {
+    state.SkipWithError("the processor has no AVX-512");
+    return;
+  }
+  const Eigen::Index M = state.range(0), K = state.range(1), N = state.range(2);
+  const Matrix a = Matrix::Random(M, K), b = Matrix::Random(N, K);
+  Matrix c(M, N);
+  for (auto _ : state) {
+    mlstm::detail::broadcast_product<float>(a.data(), K, M, b.data(), K, N, nullptr, c.data(), N,
+                                            1);
+    benchmark::DoNotOptimize(c.data());
+  }
+  add_rate(state, M, K, N);
+}
+BENCHMARK(BM_broadcast_gemm)->Apply(gemm_shapes);
+#endif
 
 }  // namespace
 
