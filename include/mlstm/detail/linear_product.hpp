@@ -30,8 +30,8 @@
 #include <cstring>
 #include <memory>
 #include <type_traits>
-#include <vector>
 
+#include "mlstm/detail/aligned_array.hpp"
 #include "mlstm/detail/avx512.hpp"
 #include "mlstm/detail/bfloat16.hpp"
 #include "mlstm/detail/broadcast_product.hpp"
@@ -371,14 +371,18 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
   const Index tiles_per_block = row_tiles * column_tiles;
   const Index tiles = blocks * tiles_per_block;
   // The step's AVX-512 kernel takes x arranged in pairs, once per product (each block's inputs
-  // from the block's first).
-  std::vector<float> paired_x;
+  // from the block's first), its rows on 64-byte boundaries: every load of x is then one cache
+  // line (on malloc's 16-byte boundary most loads spanned two, and the step read slower when the
+  // memory was fast; bench/README.md).
+  const bool paired_step = widened && rows <= widened_dot_max_rows && uses_paired_step_kernel();
+  constexpr Index line_floats = static_cast<Index>(AlignedArray<float>::alignment / sizeof(float));
+  const Index paired_stride = (x_stride + line_floats - 1) / line_floats * line_floats;
+  AlignedArray<float> paired_x(paired_step ? rows * paired_stride : 0);
   if constexpr (widened) {
-    if (rows <= widened_dot_max_rows && uses_paired_step_kernel()) {
-      paired_x.resize(static_cast<std::size_t>(rows * x_stride));
+    if (paired_step)
       for (Index block = 0; block < blocks; ++block)
-        arrange_pairs(x + block * in, x_stride, rows, in, paired_x.data() + block * in, x_stride);
-    }
+        arrange_pairs(x + block * in, x_stride, rows, in, paired_x.data() + block * in,
+                      paired_stride);
   }
   using Strided = Eigen::OuterStride<>;
   parallel_for(tiles, threads_for_work(threads, tiles, flops), [&](Index item) {
@@ -395,9 +399,10 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
     if constexpr (widened) {
       if (rows <= widened_dot_max_rows) {
 #if MLSTM_DETAIL_AVX512
-        if (!paired_x.empty()) {
-          dot_pairs_rows_avx512(paired_x.data() + row_begin * x_stride + block * in, x_stride,
-                                row_count, weights, col_count, in, tile_bias, outputs, y_stride);
+        if (paired_step) {
+          dot_pairs_rows_avx512(paired_x.data() + row_begin * paired_stride + block * in,
+                                paired_stride, row_count, weights, col_count, in, tile_bias,
+                                outputs, y_stride);
           return;
         }
 #endif
