@@ -56,13 +56,19 @@ inline constexpr bool is_linear_weight_scalar = std::is_same_v<W, T> ||
 // widened into a buffer tile by tile.
 inline constexpr Index widened_dot_max_rows = 4;
 
-// Asks the cache for the line at `address` ahead of its use (a hint; no effect where the compiler
-// has no such builtin).
-inline void prefetch(const void* address) {
+// Asks the cache for the line `ahead` elements past `at`, ahead of its use (a hint; no effect
+// where the compiler has no such builtin). The address is computed as an integer: near the end of
+// an array it lies past the end, which the hint may (it never faults) and pointer arithmetic may
+// not.
+template <typename T>
+void prefetch(const T* at, Index ahead) {
 #if defined(__GNUC__) || defined(__clang__)
-  __builtin_prefetch(address);
+  const std::uintptr_t address =
+      reinterpret_cast<std::uintptr_t>(at) + static_cast<std::uintptr_t>(ahead) * sizeof(T);
+  __builtin_prefetch(reinterpret_cast<const void*>(address));
 #else
-  static_cast<void>(address);
+  static_cast<void>(at);
+  static_cast<void>(ahead);
 #endif
 }
 
@@ -83,7 +89,7 @@ void dot_widened(const float* x, const Eigen::bfloat16* w, Index size, float* su
     float inputs[lanes];
     std::memcpy(inputs, x + k, sizeof inputs);
     if (k % line == 0)
-      for (int col = 0; col < Columns; ++col) prefetch(w + col * size + k + prefetch_ahead);
+      for (int col = 0; col < Columns; ++col) prefetch(w + col * size + k, prefetch_ahead);
     for (int col = 0; col < Columns; ++col)
       for (int lane = 0; lane < lanes; ++lane)
         partial[col][lane] += inputs[lane] * widen(w[col * size + k + lane]);
@@ -162,8 +168,8 @@ __attribute__((target("avx512f"))) inline float dot_pairs_avx512(const float* pa
   __m512 sum0 = _mm512_setzero_ps(), sum1 = sum0, sum2 = sum0, sum3 = sum0;
   Index k = 0;
   for (; k + 2 * pair_group <= size; k += 2 * pair_group) {
-    prefetch(w + k + prefetch_ahead);
-    prefetch(w + k + pair_group + prefetch_ahead);
+    prefetch(w + k, prefetch_ahead);
+    prefetch(w + k + pair_group, prefetch_ahead);
     const __m512i first = _mm512_loadu_si512(w + k),
                   second = _mm512_loadu_si512(w + k + pair_group);
     sum0 = _mm512_fmadd_ps(_mm512_loadu_ps(paired_x + k), lower_of_pairs(first), sum0);
