@@ -7,8 +7,9 @@
 //   bench_gemm_dnnl      oneDNN's dnnl_sgemm (Debian libdnnl-dev)
 //
 // and bench/README.md records a run of each. The plain build also times the library's own
-// AVX-512 kernel (detail/broadcast_product.hpp, the linear layers' prefill product) at the same
-// shapes, BM_broadcast_gemm, where the processor has AVX-512.
+// kernels at the same shapes: BM_broadcast_gemm (detail/broadcast_product.hpp) where the
+// processor has AVX-512, and BM_packed_gemm (detail/packed_product.hpp, what matrix_product runs
+// on a processor with AVX2 and FMA in a build without AVX-512).
 //
 //   OPENBLAS_NUM_THREADS=1 BLIS_NUM_THREADS=1 OMP_NUM_THREADS=1 ./bench_gemm_openblas
 //
@@ -16,8 +17,9 @@
 // layers multiply activations by weights; on one thread, as the library calls its products
 // inside its own worker threads. Shapes: the tiles of linear_product (256 rows by 512 outputs,
 // K = 768 and 1536 as in the 120M model, 4096 as in the 7B model), whole projections of a
-// 128-token prompt, and the chunkwise kernel's in-chunk products (chunk 64, head dims 384,
-// 128).
+// 128-token prompt (the last one xLSTM-Large's q), the chunkwise kernel's in-chunk products
+// (chunk 64, head dims 384, 128), and the small training model's proj_up over a batch of
+// 8 x 256 tokens.
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
@@ -28,9 +30,10 @@
 #endif
 #if !defined(MLSTM_BENCH_DNNL) && !defined(EIGEN_USE_BLAS)
 #include <mlstm/detail/broadcast_product.hpp>
-#define MLSTM_BENCH_BROADCAST MLSTM_DETAIL_AVX512
+#include <mlstm/detail/packed_product.hpp>
+#define MLSTM_BENCH_OWN_KERNELS MLSTM_DETAIL_AVX512
 #else
-#define MLSTM_BENCH_BROADCAST 0
+#define MLSTM_BENCH_OWN_KERNELS 0
 #endif
 
 namespace {
@@ -70,13 +73,15 @@ void gemm_shapes(benchmark::internal::Benchmark* b) {
                                 {64, 64, 384},
                                 {384, 64, 384},
                                 {64, 128, 128},
-                                {128, 64, 128}})
+                                {128, 64, 128},
+                                {128, 4096, 4096},
+                                {2048, 256, 1024}})
     b->Args({m, k, n});
   b->Unit(benchmark::kMicrosecond);
 }
 BENCHMARK(BM_gemm)->Apply(gemm_shapes);
 
-#if MLSTM_BENCH_BROADCAST
+#if MLSTM_BENCH_OWN_KERNELS
 // The same product by broadcast_product on the calling thread (threads = 1).
 void BM_broadcast_gemm(benchmark::State& state) {
   if (!mlstm::detail::processor_has_avx512()) {
@@ -94,6 +99,24 @@ void BM_broadcast_gemm(benchmark::State& state) {
   add_rate(state, M, K, N);
 }
 BENCHMARK(BM_broadcast_gemm)->Apply(gemm_shapes);
+
+// The same product by packed_product.
+void BM_packed_gemm(benchmark::State& state) {
+  if (!mlstm::detail::uses_packed_product()) {
+    state.SkipWithError("not used here: no AVX2 and FMA, or Eigen built for AVX-512");
+    return;
+  }
+  const Eigen::Index M = state.range(0), K = state.range(1), N = state.range(2);
+  const Matrix a = Matrix::Random(M, K), b = Matrix::Random(N, K);
+  Matrix c(M, N);
+  for (auto _ : state) {
+    mlstm::detail::packed_product(M, N, K, {a.data(), K}, {b.data(), K, true}, c.data(), N,
+                                  mlstm::detail::Accumulate::no);
+    benchmark::DoNotOptimize(c.data());
+  }
+  add_rate(state, M, K, N);
+}
+BENCHMARK(BM_packed_gemm)->Apply(gemm_shapes);
 #endif
 
 }  // namespace

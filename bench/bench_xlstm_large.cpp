@@ -31,6 +31,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -142,9 +143,14 @@ void prefill(benchmark::State& state) {
   add_counters(state, bench_model<W>());
 }
 
+// MLSTM_BENCH_WEIGHTS: "float", or "bfloat16" (the default); anything else stops the program
+// rather than quietly timing bfloat16 weights.
 bool float_weights() {
   const char* weights = std::getenv("MLSTM_BENCH_WEIGHTS");
-  return weights != nullptr && std::string(weights) == "float";
+  if (weights == nullptr || std::string(weights) == "bfloat16") return false;
+  if (std::string(weights) == "float") return true;
+  std::fprintf(stderr, "MLSTM_BENCH_WEIGHTS must be float or bfloat16, got '%s'\n", weights);
+  std::exit(2);
 }
 
 void BM_Generate(benchmark::State& state) {

@@ -220,10 +220,13 @@ TEST_CASE("a prefill at an unchanged shape reuses the inference buffers", "[allo
 }
 
 // After the first step at a shape, a step keeps its activations and working buffers in the
-// model's workspace. What it still allocates (small per-block temporaries, and the packing
-// buffers of Eigen's matrix products, bounded by the caches) is far below the workspace and
-// does not grow with the batch. One thread: on more, each product running at once holds its own
-// packing buffers, and the peak depends on how they overlap in time.
+// model's workspace. What it still allocates is far below the workspace: small per-block
+// temporaries, the packing buffers of Eigen's matrix products (bounded by the caches; the packed
+// product's are kept by each thread), and the parallel kernel's gate arrays, a few values per
+// time step of each (batch, head). Only those grow with the batch: measured 60 KB from batch 4 to
+// 8 (110704 to 171120 bytes on a processor with AVX2), where the workspace grows by 10 MB. One
+// thread: on more, each product running at once holds its own packing buffers, and the peak
+// depends on how they overlap in time.
 TEST_CASE("a training step at an unchanged shape reuses its workspace", "[allocations][training]") {
   mlstm::KernelOptions options;
   options.num_threads = 1;
@@ -258,5 +261,5 @@ TEST_CASE("a training step at an unchanged shape reuses its workspace", "[alloca
                                           << " bytes; sizing: " << sizing_peak[0] << ", "
                                           << sizing_peak[1]);
   CHECK(sizing_peak[1] > sizing_peak[0] * 3 / 2);
-  CHECK(step_peak[1] < step_peak[0] * 5 / 4);
+  CHECK(step_peak[1] - step_peak[0] < (sizing_peak[1] - sizing_peak[0]) / 32);
 }

@@ -4,16 +4,19 @@
 //   C (rows, cols) = op(A) op(B)   or   C += op(A) op(B)
 //   op(A) (rows, depth): A itself, or A^T for A stored (depth, rows); op(B) (depth, cols) likewise
 //
-// Each operand has its own row stride. With the CMake option MLSTM_GEMM=oneDNN, float products
-// of more than one row are oneDNN's sgemm, which measured 1.3 to 1.5x Eigen's product at the
-// linear layers' and the chunkwise kernel's shapes (bench/README.md); everything else is Eigen's.
-// A single row (a step) stays with Eigen's matrix-vector product, which reads the weights at the
-// memory's speed.
+// Each operand has its own row stride. Float products of more than one row are, with the CMake
+// option MLSTM_GEMM=oneDNN, oneDNN's sgemm, which measured 1.3 to 1.5x Eigen's product at the
+// linear layers' and the chunkwise kernel's shapes (bench/README.md); else, on a processor with
+// AVX2 and FMA where Eigen is not built for AVX-512, our packed product (packed_product.hpp);
+// everything else is Eigen's. A single row (a step) stays with Eigen's matrix-vector product,
+// which reads the weights at the memory's speed.
 #pragma once
 
 #include <Eigen/Core>
 #include <type_traits>
 
+#include "mlstm/detail/matrix_operand.hpp"
+#include "mlstm/detail/packed_product.hpp"
 #include "mlstm/tensor.hpp"
 
 #ifdef MLSTM_USE_ONEDNN
@@ -21,17 +24,6 @@
 #endif
 
 namespace mlstm::detail {
-
-// A row-major operand: its first element, its row stride, and whether the product takes its
-// transpose.
-template <typename T>
-struct MatrixOperand {
-  const T* data;
-  Index stride;
-  bool transposed = false;
-};
-
-enum class Accumulate { no, yes };
 
 template <typename T>
 void matrix_product(Index rows, Index cols, Index depth, const MatrixOperand<T>& a,
@@ -45,6 +37,14 @@ void matrix_product(Index rows, Index cols, Index depth, const MatrixOperand<T>&
                    a.data, a.stride, b.data, b.stride, accumulate == Accumulate::yes ? 1.0f : 0.0f,
                    c, c_stride) == dnnl_success)
       return;
+  }
+#endif
+#if MLSTM_DETAIL_AVX512
+  if constexpr (std::is_same_v<T, float>) {
+    if (rows > 1 && uses_packed_product()) {
+      packed_product(rows, cols, depth, a, b, c, c_stride, accumulate);
+      return;
+    }
   }
 #endif
   using Strided = Eigen::OuterStride<>;

@@ -1,25 +1,27 @@
 // y (rows, out) = x (rows, in) W^T (+ bias) for float x and bfloat16 weights W (out, in), with
-// Eigen's matrix-product kernel (gebp) on operands packed here:
+// a float matrix-product kernel on operands packed here:
 //
 //   for each tile of up to `row_tile` rows of x:
-//     x's rows, transposed, packed once per depth block of `depth_block` inputs (in parallel),
-//     shared by every tile of outputs;
+//     x's rows packed once per depth block of `depth_block` inputs (in parallel), shared by
+//     every tile of outputs;
 //     per tile of `output_tile` outputs (in parallel): y's tile set to the bias (or zero), then
-//     per depth block: the weights widened to float, packed, and gebp adds their product.
+//     per depth block: the weights widened to float, packed, and the kernel adds their product.
 //
-// Eigen's own product (linear_product's float path) packs its right-hand operand again for each
-// tile of outputs; with the tiles small enough that the widened weights stay in a core's cache,
-// that repacking of x took a sixth of xLSTM-Large's prefill (bench/README.md). Each output is
-// summed by one thread in a fixed order of depth blocks, so the result does not depend on the
-// thread count. The packing and kernel classes are Eigen 3.4's internals (the ones its
-// general_matrix_matrix_product uses); tests/test_linear.cpp checks this product against the
-// plain loops.
+// The kernel is matrix_product's: packed_product's tiles where it runs (AVX2 and FMA, Eigen not
+// built for AVX-512), else Eigen's gebp, on Eigen 3.4's internal packing (the classes its
+// general_matrix_matrix_product uses). Eigen's own product (linear_product's float path) packs
+// its right-hand operand again for each tile of outputs; with the tiles small enough that the
+// widened weights stay in a core's cache, that repacking of x took a sixth of xLSTM-Large's
+// prefill (bench/README.md). Each output is summed by one thread in a fixed order of depth
+// blocks, so the result does not depend on the thread count; tests/test_linear.cpp checks this
+// product against the plain loops.
 #pragma once
 
 #include <Eigen/Core>
 #include <algorithm>
 
 #include "mlstm/detail/bfloat16.hpp"
+#include "mlstm/detail/packed_product.hpp"
 #include "mlstm/detail/thread_pool.hpp"
 #include "mlstm/tensor.hpp"
 
@@ -31,31 +33,74 @@ struct WidenedProductTiles {
   Index output_tile = 96;   // outputs per task: 96 x 256 widened weights are 96 KB
 };
 
-inline void widened_product(const float* x, Index x_stride, Index rows, const Eigen::bfloat16* w,
-                            Index in, Index out, const float* bias, float* y, Index y_stride,
-                            int threads, const WidenedProductTiles& tiles = {}) {
-  namespace ei = Eigen::internal;
-  using Traits = ei::gebp_traits<float, float>;
-  using WeightMapper = ei::const_blas_data_mapper<float, Index, Eigen::RowMajor>;
-  using InputMapper = ei::const_blas_data_mapper<float, Index, Eigen::ColMajor>;
-  using OutputMapper = ei::blas_data_mapper<float, Index, Eigen::ColMajor, Eigen::Unaligned, 1>;
+// The product's kernel: Eigen's gebp on Eigen's packing, the default.
+struct GebpWidenedKernel {
+  using Traits = Eigen::internal::gebp_traits<float, float>;
+  using WeightMapper = Eigen::internal::const_blas_data_mapper<float, Index, Eigen::RowMajor>;
+  using InputMapper = Eigen::internal::const_blas_data_mapper<float, Index, Eigen::ColMajor>;
+  using OutputMapper =
+      Eigen::internal::blas_data_mapper<float, Index, Eigen::ColMajor, Eigen::Unaligned, 1>;
   using Buffer = Eigen::Matrix<float, Eigen::Dynamic, 1>;  // aligned as Eigen's kernels load it
-  if (rows < 1 || out < 1) return;
+  static constexpr Index output_multiple = Traits::mr;
 
+  // Floats of packed x per input of a tile of `rows` rows.
+  static Index packed_rows(Index rows) { return rows; }
+  // Inputs [k, k + depth) of x's rows (rows, row stride x_stride), transposed.
+  static void pack_x(const float* x_rows, Index x_stride, Index rows, Index k, Index depth,
+                     float* packed) {
+    Eigen::internal::gemm_pack_rhs<float, Index, InputMapper, Traits::nr, Eigen::ColMajor> pack;
+    pack(packed, InputMapper(x_rows + k, x_stride), depth, rows);
+  }
+  // y (rows, count) += x's packed block times the widened weights (count, depth)^T.
+  static void add_product(const float* widened, Index count, Index depth, const float* packed_x,
+                          Index rows, float* y, Index y_stride, Buffer& packed_weights) {
+    Eigen::internal::gemm_pack_lhs<float, Index, WeightMapper, Traits::mr, Traits::LhsProgress,
+                                   typename Traits::LhsPacket4Packing, Eigen::RowMajor>
+        pack;
+    Eigen::internal::gebp_kernel<float, float, Index, OutputMapper, Traits::mr, Traits::nr> kernel;
+    pack(packed_weights.data(), WeightMapper(widened, depth), depth, count);
+    kernel(OutputMapper(y, y_stride), packed_weights.data(), packed_x, count, depth, rows, 1.0f);
+  }
+};
+
+#if MLSTM_DETAIL_AVX512
+// The product's kernel where matrix_product's is packed_product: its panels and tiles.
+struct PackedWidenedKernel {
+  using Buffer = Eigen::Matrix<float, Eigen::Dynamic, 1>;
+  static constexpr Index output_multiple = packed_tile_cols;
+
+  static Index packed_rows(Index rows) { return round_up_to(rows, packed_tile_rows); }
+  static void pack_x(const float* x_rows, Index x_stride, Index rows, Index k, Index depth,
+                     float* packed) {
+    pack_row_panels({x_rows, x_stride}, 0, rows, k, depth, packed);
+  }
+  static void add_product(const float* widened, Index count, Index depth, const float* packed_x,
+                          Index rows, float* y, Index y_stride, Buffer& packed_weights) {
+    pack_col_panels({widened, depth, true}, 0, depth, 0, count, packed_weights.data());
+    packed_panels_product(packed_x, rows, packed_weights.data(), count, depth, y, y_stride, true);
+  }
+};
+#endif
+
+template <typename Kernel>
+void widened_product_with(const float* x, Index x_stride, Index rows, const Eigen::bfloat16* w,
+                          Index in, Index out, const float* bias, float* y, Index y_stride,
+                          int threads, const WidenedProductTiles& tiles) {
+  using Buffer = typename Kernel::Buffer;
   const Index row_tile = balanced_tile(rows, tiles.row_tile, 1);
-  const Index output_tile = balanced_tile(out, tiles.output_tile, Traits::mr);
+  const Index output_tile = balanced_tile(out, tiles.output_tile, Kernel::output_multiple);
   const Index output_tiles = (out + output_tile - 1) / output_tile;
-  Buffer packed_x(std::max<Index>(1, in * row_tile));
+  Buffer packed_x(std::max<Index>(1, in * Kernel::packed_rows(row_tile)));
   for (Index row_begin = 0; row_begin < rows; row_begin += row_tile) {
     const Index row_count = std::min(row_tile, rows - row_begin);
+    const Index packed_rows = Kernel::packed_rows(row_count);
     const float* x_rows = x + row_begin * x_stride;
     float* y_rows = y + row_begin * y_stride;
-    // Depth block k of x's rows, transposed (inputs x rows), starts at k * depth_block * rows.
+    // Depth block k of x's rows starts at k * packed_rows.
     parallel_rows(in, tiles.depth_block, threads, static_cast<double>(row_count),
                   [&](Index k, Index end) {
-                    ei::gemm_pack_rhs<float, Index, InputMapper, Traits::nr, Eigen::ColMajor> pack;
-                    pack(packed_x.data() + k * row_count, InputMapper(x_rows + k, x_stride),
-                         end - k, row_count);
+                    Kernel::pack_x(x_rows, x_stride, row_count, k, end - k,
+                                   packed_x.data() + k * packed_rows);
                   });
     const double flops =
         2.0 * static_cast<double>(row_count) * static_cast<double>(in) * static_cast<double>(out);
@@ -69,11 +114,8 @@ inline void widened_product(const float* x, Index x_stride, Index rows, const Ei
           std::fill(y_row, y_row + count, 0.0f);
         }
       }
-      Buffer widened(count * tiles.depth_block), packed_weights(count * tiles.depth_block);
-      ei::gemm_pack_lhs<float, Index, WeightMapper, Traits::mr, Traits::LhsProgress,
-                        typename Traits::LhsPacket4Packing, Eigen::RowMajor>
-          pack;
-      ei::gebp_kernel<float, float, Index, OutputMapper, Traits::mr, Traits::nr> kernel;
+      const Index padded = round_up_to(count, Kernel::output_multiple);
+      Buffer widened(count * tiles.depth_block), packed_weights(padded * tiles.depth_block);
       for (Index k = 0; k < in; k += tiles.depth_block) {
         const Index depth = std::min(tiles.depth_block, in - k);
         for (Index j = 0; j < count; ++j) {
@@ -81,12 +123,26 @@ inline void widened_product(const float* x, Index x_stride, Index rows, const Ei
           std::transform(source, source + depth, widened.data() + j * depth,
                          [](Eigen::bfloat16 value) { return widen(value); });
         }
-        pack(packed_weights.data(), WeightMapper(widened.data(), depth), depth, count);
-        kernel(OutputMapper(y_rows + o, y_stride), packed_weights.data(),
-               packed_x.data() + k * row_count, count, depth, row_count, 1.0f);
+        Kernel::add_product(widened.data(), count, depth, packed_x.data() + k * packed_rows,
+                            row_count, y_rows + o, y_stride, packed_weights);
       }
     });
   }
+}
+
+inline void widened_product(const float* x, Index x_stride, Index rows, const Eigen::bfloat16* w,
+                            Index in, Index out, const float* bias, float* y, Index y_stride,
+                            int threads, const WidenedProductTiles& tiles = {}) {
+  if (rows < 1 || out < 1) return;
+#if MLSTM_DETAIL_AVX512
+  if (uses_packed_product()) {
+    widened_product_with<PackedWidenedKernel>(x, x_stride, rows, w, in, out, bias, y, y_stride,
+                                              threads, tiles);
+    return;
+  }
+#endif
+  widened_product_with<GebpWidenedKernel>(x, x_stride, rows, w, in, out, bias, y, y_stride, threads,
+                                          tiles);
 }
 
 }  // namespace mlstm::detail

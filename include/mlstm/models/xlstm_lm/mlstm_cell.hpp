@@ -37,6 +37,7 @@
 
 #include "mlstm/detail/assert.hpp"
 #include "mlstm/detail/checks.hpp"
+#include "mlstm/detail/matrix_product.hpp"
 #include "mlstm/kernels/backend.hpp"
 #include "mlstm/kernels/chunkwise_backward.hpp"
 #include "mlstm/kernels/parallel_backward.hpp"
@@ -158,22 +159,22 @@ void gates_backward(const T* q, const T* k, const T* v, Index rows, Index inner,
   const Index column_items_per_part = (inner + column_block - 1) / column_block;
   const Index items = row_items + 3 * column_items_per_part;
   const double flops = 2.0 * 2.0 * static_cast<double>(rows * 3 * inner * 2 * heads);
-  using Strided = Eigen::OuterStride<>;
   parallel_for(items, threads_for_work(threads, items, flops), [&](Index item) {
     if (item < row_items) {
       const Index begin = item * row_block, count = std::min(row_block, rows - begin);
       for (int part = 0; part < 3; ++part) {
-        Eigen::Map<RowMatrix<T>>(gradients[part] + begin * inner, count, inner).noalias() +=
-            dgates.middleRows(begin, count) * weights.middleCols(part * inner, inner);
+        matrix_product<T>(count, inner, 2 * heads, {dgates.data() + begin * 2 * heads, 2 * heads},
+                          {weights.data() + part * inner, 3 * inner},
+                          gradients[part] + begin * inner, inner, Accumulate::yes);
       }
       return;
     }
     const Index part = (item - row_items) / column_items_per_part;
     const Index begin = ((item - row_items) % column_items_per_part) * column_block;
     const Index count = std::min(column_block, inner - begin), column = part * inner + begin;
-    const RowMatrix<T> dweights =
-        dgates.transpose() * Eigen::Map<const RowMatrix<T>, 0, Strided>(inputs[part] + begin, rows,
-                                                                        count, Strided(inner));
+    RowMatrix<T> dweights(2 * heads, count);
+    matrix_product<T>(2 * heads, count, rows, {dgates.data(), 2 * heads, true},
+                      {inputs[part] + begin, inner}, dweights.data(), count);
     Eigen::Map<RowMatrix<T>>(grads.igate_weight, heads, 3 * inner).middleCols(column, count) +=
         dweights.topRows(heads);
     Eigen::Map<RowMatrix<T>>(grads.fgate_weight, heads, 3 * inner).middleCols(column, count) +=
