@@ -14,7 +14,7 @@ shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then targets=(safetensors lm_checkpoint config_json kernels tokenizer xlstm_large); fi
 
-scripts/install-deps --clang
+scripts/install-deps --fuzz
 build=build-fuzz
 cmake -S . -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug -DMLSTM_FUZZ=ON \
   -DMLSTM_BUILD_TESTS=OFF -DMLSTM_BUILD_BENCHMARKS=OFF -DMLSTM_BUILD_EXAMPLES=OFF \
