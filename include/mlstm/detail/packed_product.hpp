@@ -39,51 +39,37 @@ inline Index round_up_to(Index n, Index multiple) {
   return (n + multiple - 1) / multiple * multiple;
 }
 
-// Rows [row0, row0 + count) and depths [k0, k0 + depth) of op(A) into panels of 6 rows: panel p
-// holds, depth by depth, rows 6p .. 6p + 5 (zeros past count).
-inline void pack_row_panels(const MatrixOperand<float>& a, Index row0, Index count, Index k0,
-                            Index depth, float* packed) {
-  for (Index panel = 0; panel < count; panel += packed_tile_rows) {
-    const Index height = std::min(packed_tile_rows, count - panel);
+// Rows [row0, row0 + count) and depths [k0, k0 + depth) of op(M) into panels `Height` rows
+// high: panel p holds, depth by depth, rows Height p .. Height p + Height - 1 (zeros past count).
+// op(A) goes in panels of 6 rows; op(B) in panels of 16 columns, which are the same panels of
+// op(B)^T's rows (transpose_operand).
+template <Index Height>
+void pack_panels(const MatrixOperand<float>& m, Index row0, Index count, Index k0, Index depth,
+                 float* packed) {
+  for (Index panel = 0; panel < count; panel += Height) {
+    const Index height = std::min(Height, count - panel);
     float* out = packed + panel * depth;
-    if (height < packed_tile_rows) std::fill(out, out + packed_tile_rows * depth, 0.0f);
-    if (a.transposed) {
-      // op(A)[i][k] = A[k][i]: the panel's rows are a contiguous run at each depth.
+    if (height < Height) std::fill(out, out + Height * depth, 0.0f);
+    if (m.transposed) {
+      // op(M)[i][k] = M[k][i]: the panel's rows are a contiguous run at each depth.
       for (Index k = 0; k < depth; ++k) {
-        const float* source = a.data + (k0 + k) * a.stride + row0 + panel;
-        std::copy(source, source + height, out + k * packed_tile_rows);
+        const float* source = m.data + (k0 + k) * m.stride + row0 + panel;
+        std::copy(source, source + height, out + k * Height);
       }
     } else {
-      const float* rows[packed_tile_rows];
-      for (Index r = 0; r < height; ++r) rows[r] = a.data + (row0 + panel + r) * a.stride + k0;
+      // Each row is a contiguous run over the depth: read side by side so that the writes are
+      // in order.
+      const float* rows[Height];
+      for (Index r = 0; r < height; ++r) rows[r] = m.data + (row0 + panel + r) * m.stride + k0;
       for (Index k = 0; k < depth; ++k)
-        for (Index r = 0; r < height; ++r) out[k * packed_tile_rows + r] = rows[r][k];
+        for (Index r = 0; r < height; ++r) out[k * Height + r] = rows[r][k];
     }
   }
 }
 
-// Depths [k0, k0 + depth) and columns [col0, col0 + count) of op(B) into panels of 16 columns:
-// panel p holds, depth by depth, columns 16p .. 16p + 15 (zeros past count).
-inline void pack_col_panels(const MatrixOperand<float>& b, Index k0, Index depth, Index col0,
-                            Index count, float* packed) {
-  for (Index panel = 0; panel < count; panel += packed_tile_cols) {
-    const Index width = std::min(packed_tile_cols, count - panel);
-    float* out = packed + panel * depth;
-    if (width < packed_tile_cols) std::fill(out, out + packed_tile_cols * depth, 0.0f);
-    if (b.transposed) {
-      // op(B)[k][j] = B[j][k]: each column is a contiguous run over the depth, read side by side
-      // so that the writes are in order.
-      const float* columns[packed_tile_cols];
-      for (Index c = 0; c < width; ++c) columns[c] = b.data + (col0 + panel + c) * b.stride + k0;
-      for (Index k = 0; k < depth; ++k)
-        for (Index c = 0; c < width; ++c) out[k * packed_tile_cols + c] = columns[c][k];
-    } else {
-      for (Index k = 0; k < depth; ++k) {
-        const float* source = b.data + (k0 + k) * b.stride + col0 + panel;
-        std::copy(source, source + width, out + k * packed_tile_cols);
-      }
-    }
-  }
+// op(M)^T as an operand: the same storage, the other way round.
+inline MatrixOperand<float> transpose_operand(const MatrixOperand<float>& m) {
+  return {m.data, m.stride, !m.transposed};
 }
 
 #if MLSTM_DETAIL_AVX512
@@ -157,7 +143,7 @@ __attribute__((target("avx2,fma"))) inline void packed_tile_kernel(const float* 
 }
 
 // C (rows, cols, row stride c_stride) = (add ? C : 0) + the product of packed operands over
-// `depth`: row panels of 6 (pack_row_panels) by column panels of 16 (pack_col_panels).
+// `depth`: panels of op(A)'s rows, 6 high, by panels of op(B)'s columns, 16 wide (pack_panels).
 inline void packed_panels_product(const float* a_packed, Index rows, const float* b_packed,
                                   Index cols, Index depth, float* c, Index c_stride, bool add) {
   float edge[packed_tile_rows * packed_tile_cols];
@@ -205,10 +191,11 @@ inline void packed_product(Index rows, Index cols, Index depth, const MatrixOper
     const Index col_count = std::min(packed_col_block, cols - col0);
     for (Index k0 = 0; k0 < depth; k0 += packed_depth_block) {
       const Index k_count = std::min(packed_depth_block, depth - k0);
-      pack_col_panels(b, k0, k_count, col0, col_count, b_packed.data());
+      pack_panels<packed_tile_cols>(transpose_operand(b), col0, col_count, k0, k_count,
+                                    b_packed.data());
       for (Index row0 = 0; row0 < rows; row0 += packed_row_block) {
         const Index row_count = std::min(packed_row_block, rows - row0);
-        pack_row_panels(a, row0, row_count, k0, k_count, a_packed.data());
+        pack_panels<packed_tile_rows>(a, row0, row_count, k0, k_count, a_packed.data());
         packed_panels_product(a_packed.data(), row_count, b_packed.data(), col_count, k_count,
                               c + row0 * c_stride + col0, c_stride, add || k0 > 0);
       }

@@ -72,11 +72,12 @@ struct PackedWidenedKernel {
   static Index packed_rows(Index rows) { return round_up_to(rows, packed_tile_rows); }
   static void pack_x(const float* x_rows, Index x_stride, Index rows, Index k, Index depth,
                      float* packed) {
-    pack_row_panels({x_rows, x_stride}, 0, rows, k, depth, packed);
+    pack_panels<packed_tile_rows>({x_rows, x_stride}, 0, rows, k, depth, packed);
   }
   static void add_product(const float* widened, Index count, Index depth, const float* packed_x,
                           Index rows, float* y, Index y_stride, Buffer& packed_weights) {
-    pack_col_panels({widened, depth, true}, 0, depth, 0, count, packed_weights.data());
+    // The widened weights (count, depth) are op(B)^T's rows.
+    pack_panels<packed_tile_cols>({widened, depth}, 0, count, 0, depth, packed_weights.data());
     packed_panels_product(packed_x, rows, packed_weights.data(), count, depth, y, y_stride, true);
   }
 };
