@@ -31,7 +31,7 @@
 #if !defined(MLSTM_BENCH_DNNL) && !defined(EIGEN_USE_BLAS)
 #include <mlstm/detail/broadcast_product.hpp>
 #include <mlstm/detail/packed_product.hpp>
-#define MLSTM_BENCH_OWN_KERNELS MLSTM_DETAIL_AVX512
+#define MLSTM_BENCH_OWN_KERNELS MLSTM_DETAIL_X86_KERNELS
 #else
 #define MLSTM_BENCH_OWN_KERNELS 0
 #endif

@@ -155,24 +155,28 @@ TEST_CASE("linear_forward takes a bfloat16 weight map in place", "[layers][linea
 }
 
 // The step's kernels called directly, so that each is checked on any processor that runs it
-// (linear_forward takes the AVX-512 one, on x arranged in pairs, where the processor has it):
-// rows of x and y with gaps between them, sizes that end in each part of the AVX-512 loop (64 at
-// a time, 32 at a time, one by one) and column counts around the portable kernel's groups of 8.
+// (linear_forward takes one paired kernel, on x arranged in pairs, where the processor has one):
+// rows of x and y with gaps between them, sizes that end in each part of the paired loops (64 and
+// 32 at a time, one by one) and column counts around the portable kernel's groups of 8.
 TEST_CASE("the step's bfloat16 kernels sum like the plain loop", "[layers][linear][bfloat16]") {
-  using Kernel = void (*)(const float*, Index, Index, const bfloat16*, Index, Index, const float*,
-                          float*, Index);
+  using Kernel = std::function<void(const float*, Index, Index, const bfloat16*, Index, Index,
+                                    const float*, float*, Index)>;
   std::vector<std::pair<const char*, Kernel>> kernels = {
       {"portable", mlstm::detail::dot_widened_rows_portable}};
-#if MLSTM_DETAIL_AVX512
+  const auto paired = [](mlstm::detail::PairedDot dot) {
+    return [dot](const float* x, Index x_stride, Index rows, const bfloat16* w, Index columns,
+                 Index size, const float* bias, float* y, Index y_stride) {
+      std::vector<float> arranged(static_cast<std::size_t>(rows * size));
+      mlstm::detail::arrange_pairs(x, x_stride, rows, size, arranged.data(), size);
+      mlstm::detail::dot_pairs_rows(dot, arranged.data(), size, rows, w, columns, size, bias, y,
+                                    y_stride);
+    };
+  };
+#if MLSTM_DETAIL_X86_KERNELS
   if (mlstm::detail::processor_has_avx512())
-    kernels.emplace_back(
-        "avx512", [](const float* x, Index x_stride, Index rows, const bfloat16* w, Index columns,
-                     Index size, const float* bias, float* y, Index y_stride) {
-          std::vector<float> paired(static_cast<std::size_t>(rows * size));
-          mlstm::detail::arrange_pairs(x, x_stride, rows, size, paired.data(), size);
-          mlstm::detail::dot_pairs_rows_avx512(paired.data(), size, rows, w, columns, size, bias, y,
-                                               y_stride);
-        });
+    kernels.emplace_back("avx512", paired(mlstm::detail::dot_pairs_avx512));
+  if (mlstm::detail::processor_has_avx2_fma())
+    kernels.emplace_back("avx2", paired(mlstm::detail::dot_pairs_avx2));
 #endif
   mlstm::test::Random random(26);
   for (const auto& [name, kernel] : kernels) {
@@ -224,7 +228,7 @@ TEST_CASE("the prefill's products sum like the plain loop", "[layers][linear][bf
          mlstm::detail::widened_product(x, x_stride, rows, w.bfloat16_values, in, out, bias, y,
                                         y_stride, 2, tiles);
        }}};
-#if MLSTM_DETAIL_AVX512
+#if MLSTM_DETAIL_X86_KERNELS
   const bool broadcast = mlstm::detail::processor_has_avx512();
   // The kernel for float weights, or for bfloat16 ones.
   auto broadcast_with = [](bool bfloat16_weights) {

@@ -24,13 +24,13 @@
 #include <utility>
 #include <vector>
 
-#include "mlstm/detail/avx512.hpp"
 #include "mlstm/detail/thread_pool.hpp"
+#include "mlstm/detail/x86_kernels.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm::detail {
 
-#if MLSTM_DETAIL_AVX512
+#if MLSTM_DETAIL_X86_KERNELS
 
 struct BroadcastProductTiles {
   Index row_tile = 256;     // rows of x packed at once

@@ -8,9 +8,7 @@
 // lie (a memory-mapped checkpoint, say) and widened to float as they are used; every sum is in
 // float:
 // - a few rows (a step): each weight row is read once and dotted with every row of x, so the
-//   weights stream from memory once at the speed of a sum (with AVX-512, where the processor has
-//   it, one weight row after the other, x put in the weights' pair order once: one stream of
-//   weights per thread);
+//   weights stream from memory once at the speed of a sum (widened_dot.hpp);
 // - more rows (a prefill): where the processor has AVX-512, each weight is broadcast from where
 //   it lies (widened as it is, for bfloat16) and multiplied with 16 rows of x at a time
 //   (broadcast_product.hpp; float weights too, but not in a MLSTM_GEMM=oneDNN build, where they
@@ -26,18 +24,17 @@
 
 #include <Eigen/Core>
 #include <algorithm>
-#include <cstdint>
-#include <cstring>
 #include <memory>
 #include <type_traits>
 
 #include "mlstm/detail/aligned_array.hpp"
-#include "mlstm/detail/avx512.hpp"
 #include "mlstm/detail/bfloat16.hpp"
 #include "mlstm/detail/broadcast_product.hpp"
 #include "mlstm/detail/matrix_product.hpp"
 #include "mlstm/detail/thread_pool.hpp"
+#include "mlstm/detail/widened_dot.hpp"
 #include "mlstm/detail/widened_product.hpp"
+#include "mlstm/detail/x86_kernels.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm::detail {
@@ -56,174 +53,12 @@ inline constexpr bool is_linear_weight_scalar = std::is_same_v<W, T> ||
 // widened into a buffer tile by tile.
 inline constexpr Index widened_dot_max_rows = 4;
 
-// Asks the cache for the line `ahead` elements past `at`, ahead of its use (a hint; no effect
-// where the compiler has no such builtin). The address is computed as an integer: near the end of
-// an array it lies past the end, which the hint may (it never faults) and pointer arithmetic may
-// not.
-template <typename T>
-void prefetch(const T* at, Index ahead) {
-#if defined(__GNUC__) || defined(__clang__)
-  const std::uintptr_t address =
-      reinterpret_cast<std::uintptr_t>(at) + static_cast<std::uintptr_t>(ahead) * sizeof(T);
-  __builtin_prefetch(reinterpret_cast<const void*>(address));
-#else
-  static_cast<void>(at);
-  static_cast<void>(ahead);
-#endif
-}
-
-// sums[c] = sum_k x[k] * w[c * size + k] in float for `Columns` bfloat16 weight rows. Written
-// for the compiler's vectorizer: each weight row has `lanes` partial sums (a vector register),
-// independent of each other, so nothing is reordered; the rows share each load of x, copied to a
-// local array first (read through the pointer, GCC 12 assembled it from 16 scalar loads). Each
-// row's weights are prefetched 1 KB ahead: the hardware's prefetchers alone fell behind with 8
-// streams 8 KB apart (bench_linear's BM_linear_step against BM_read_bandwidth; bench/README.md).
-template <int Columns>
-void dot_widened(const float* x, const Eigen::bfloat16* w, Index size, float* sums) {
-  constexpr int lanes = 16;
-  constexpr Index prefetch_ahead = 512;  // weights (1 KB)
-  constexpr Index line = 32;             // weights in a 64-byte cache line
-  float partial[Columns][lanes] = {};
-  Index k = 0;
-  for (; k + lanes <= size; k += lanes) {
-    float inputs[lanes];
-    std::memcpy(inputs, x + k, sizeof inputs);
-    if (k % line == 0)
-      for (int col = 0; col < Columns; ++col) prefetch(w + col * size + k, prefetch_ahead);
-    for (int col = 0; col < Columns; ++col)
-      for (int lane = 0; lane < lanes; ++lane)
-        partial[col][lane] += inputs[lane] * widen(w[col * size + k + lane]);
-  }
-  for (int col = 0; col < Columns; ++col) {
-    float sum = 0.0f;
-    for (Index rest = k; rest < size; ++rest) sum += x[rest] * widen(w[col * size + rest]);
-    for (int lane = 0; lane < lanes; ++lane) sum += partial[col][lane];
-    sums[col] = sum;
-  }
-}
-
-// y (rows, columns) = x (rows, size) w^T (+ bias) for bfloat16 weights w (columns, size); rows of
-// x and y are `x_stride` and `y_stride` apart; bias is null or has `columns` values. Any
-// processor: dot_widened's groups of 8 weight rows.
-inline void dot_widened_rows_portable(const float* x, Index x_stride, Index rows,
-                                      const Eigen::bfloat16* w, Index columns, Index size,
-                                      const float* bias, float* y, Index y_stride) {
-  constexpr int group = 8;
-  for (Index row = 0; row < rows; ++row) {
-    const float* x_row = x + row * x_stride;
-    float* y_row = y + row * y_stride;
-    Index col = 0;
-    for (; col + group <= columns; col += group)
-      dot_widened<group>(x_row, w + col * size, size, y_row + col);
-    for (; col < columns; ++col) dot_widened<1>(x_row, w + col * size, size, y_row + col);
-    if (bias != nullptr)
-      for (col = 0; col < columns; ++col) y_row[col] += bias[col];
-  }
-}
-
-// The step's AVX-512 kernel reads 32 bfloat16 weights (64 bytes) as 16 pairs in one vector and
-// widens them where they lie in the lanes: the lower weight of each pair by a shift, the upper
-// one by clearing the bits below it. No weight moves across lanes (a zero extension per 16
-// weights did, and read slower). The inputs are put in the same order once per product: in each
-// group of 32, the 16 of even index, then the 16 of odd index; the rest (size % 32) in order.
-inline constexpr Index pair_group = 32;
-
-// x (rows, size), rows `x_stride` apart, into `paired` (rows, size) in the order above.
-inline void arrange_pairs(const float* x, Index x_stride, Index rows, Index size, float* paired,
-                          Index paired_stride) {
-  constexpr Index half = pair_group / 2;
-  for (Index row = 0; row < rows; ++row) {
-    const float* from = x + row * x_stride;
-    float* to = paired + row * paired_stride;
-    Index k = 0;
-    for (; k + pair_group <= size; k += pair_group)
-      for (Index j = 0; j < half; ++j) {
-        to[k + j] = from[k + 2 * j];
-        to[k + half + j] = from[k + 2 * j + 1];
-      }
-    std::copy(from + k, from + size, to + k);
-  }
-}
-
-#if MLSTM_DETAIL_AVX512
-// The lower and the upper weight of 16 bfloat16 pairs as 16 floats each. (The zero-masked shift
-// with a full mask is the plain one; GCC 12 warns inside the unmasked one's header.)
-__attribute__((target("avx512f"), always_inline)) inline __m512 lower_of_pairs(__m512i pairs) {
-  return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(__mmask16(0xffff), pairs, 16));
-}
-__attribute__((target("avx512f"), always_inline)) inline __m512 upper_of_pairs(__m512i pairs) {
-  return _mm512_castsi512_ps(
-      _mm512_and_si512(pairs, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
-}
-
-// sum_k x[k] * w[k] in float for one row of `size` bfloat16 weights and x arranged in pairs: 4
-// vectors of 16 partial sums, then the rest one by one. Each cache line of weights is prefetched
-// 4 KB ahead (across the end of the row into the next one, which the tile reads next): with the
-// hardware's prefetchers alone it read 0.94 of a plain read's rate at rows of 10944 weights,
-// 0.99 to 1.02 with it (bench/README.md).
-__attribute__((target("avx512f"))) inline float dot_pairs_avx512(const float* paired_x,
-                                                                 const Eigen::bfloat16* w,
-                                                                 Index size) {
-  constexpr Index prefetch_ahead = 2048;  // weights (4 KB)
-  __m512 sum0 = _mm512_setzero_ps(), sum1 = sum0, sum2 = sum0, sum3 = sum0;
-  Index k = 0;
-  for (; k + 2 * pair_group <= size; k += 2 * pair_group) {
-    prefetch(w + k, prefetch_ahead);
-    prefetch(w + k + pair_group, prefetch_ahead);
-    const __m512i first = _mm512_loadu_si512(w + k),
-                  second = _mm512_loadu_si512(w + k + pair_group);
-    sum0 = _mm512_fmadd_ps(_mm512_loadu_ps(paired_x + k), lower_of_pairs(first), sum0);
-    sum1 = _mm512_fmadd_ps(_mm512_loadu_ps(paired_x + k + 16), upper_of_pairs(first), sum1);
-    sum2 = _mm512_fmadd_ps(_mm512_loadu_ps(paired_x + k + 32), lower_of_pairs(second), sum2);
-    sum3 = _mm512_fmadd_ps(_mm512_loadu_ps(paired_x + k + 48), upper_of_pairs(second), sum3);
-  }
-  if (k + pair_group <= size) {
-    const __m512i pairs = _mm512_loadu_si512(w + k);
-    sum0 = _mm512_fmadd_ps(_mm512_loadu_ps(paired_x + k), lower_of_pairs(pairs), sum0);
-    sum1 = _mm512_fmadd_ps(_mm512_loadu_ps(paired_x + k + 16), upper_of_pairs(pairs), sum1);
-    k += pair_group;
-  }
-  float lanes[16];
-  _mm512_storeu_ps(lanes, _mm512_add_ps(_mm512_add_ps(sum0, sum1), _mm512_add_ps(sum2, sum3)));
-  float sum = 0.0f;
-  for (; k < size; ++k) sum += paired_x[k] * widen(w[k]);
-  for (const float lane : lanes) sum += lane;
-  return sum;
-}
-
-// As dot_widened_rows_portable, with AVX-512 and x arranged in pairs (arrange_pairs): weight row
-// by weight row, each dotted with every row of x while it is in the first-level cache. One stream
-// of weights in memory order per thread kept the hardware's prefetchers ahead where 8 streams
-// (the portable kernel's) did not (BM_linear_step in bench_linear; bench/README.md).
-__attribute__((target("avx512f"))) inline void dot_pairs_rows_avx512(
-    const float* paired_x, Index x_stride, Index rows, const Eigen::bfloat16* w, Index columns,
-    Index size, const float* bias, float* y, Index y_stride) {
-  for (Index col = 0; col < columns; ++col) {
-    for (Index row = 0; row < rows; ++row) {
-      float sum = dot_pairs_avx512(paired_x + row * x_stride, w + col * size, size);
-      if (bias != nullptr) sum += bias[col];
-      y[row * y_stride + col] = sum;
-    }
-  }
-}
-#endif
-
-// Whether the step's bfloat16 products run dot_pairs_rows_avx512 (on x arranged in pairs) rather
-// than dot_widened_rows_portable.
-inline bool uses_paired_step_kernel() {
-#if MLSTM_DETAIL_AVX512
-  return processor_has_avx512();
-#else
-  return false;
-#endif
-}
-
 // Whether a product of `rows` rows with weights in W goes to broadcast_product: float
 // activations, more than a few rows, and the processor's instructions; float weights in a
 // MLSTM_GEMM=oneDNN build go to oneDNN's sgemm instead.
 template <typename T, typename W>
 bool uses_broadcast_product(Index rows) {
-#if MLSTM_DETAIL_AVX512
+#if MLSTM_DETAIL_X86_KERNELS
   if constexpr (std::is_same_v<T, float>) {
 #ifdef MLSTM_USE_ONEDNN
     if constexpr (std::is_same_v<W, float>) return false;
@@ -336,7 +171,7 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
       product(x + block * in, weight + block * out * in,
               bias != nullptr ? bias + block * out : nullptr, y + block * out);
   };
-#if MLSTM_DETAIL_AVX512
+#if MLSTM_DETAIL_X86_KERNELS
   if constexpr (std::is_same_v<T, float>) {
     if (uses_broadcast_product<T, W>(rows)) {
       per_block([&](const float* x_block, const W* w_block, const float* b_block, float* y_block) {
@@ -376,11 +211,13 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
   const Index column_tiles = (out + column_tile - 1) / column_tile;
   const Index tiles_per_block = row_tiles * column_tiles;
   const Index tiles = blocks * tiles_per_block;
-  // The step's AVX-512 kernel takes x arranged in pairs, once per product (each block's inputs
-  // from the block's first), its rows on 64-byte boundaries: every load of x is then one cache
-  // line (on malloc's 16-byte boundary most loads spanned two, and the step read slower when the
-  // memory was fast; bench/README.md).
-  const bool paired_step = widened && rows <= widened_dot_max_rows && uses_paired_step_kernel();
+  // The step's paired kernels take x arranged in pairs, once per product (each block's inputs
+  // from the block's first), its rows on 64-byte boundaries: every load of x is then whole
+  // cache lines (on malloc's 16-byte boundary most loads spanned two, and the step read slower
+  // when the memory was fast; bench/README.md).
+  const PairedDot paired_dot =
+      widened && rows <= widened_dot_max_rows ? paired_dot_kernel() : nullptr;
+  const bool paired_step = paired_dot != nullptr;
   constexpr Index line_floats = static_cast<Index>(AlignedArray<float>::alignment / sizeof(float));
   const Index paired_stride = (x_stride + line_floats - 1) / line_floats * line_floats;
   AlignedArray<float> paired_x(paired_step ? rows * paired_stride : 0);
@@ -404,14 +241,12 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
 
     if constexpr (widened) {
       if (rows <= widened_dot_max_rows) {
-#if MLSTM_DETAIL_AVX512
         if (paired_step) {
-          dot_pairs_rows_avx512(paired_x.data() + row_begin * paired_stride + block * in,
-                                paired_stride, row_count, weights, col_count, in, tile_bias,
-                                outputs, y_stride);
+          dot_pairs_rows(paired_dot, paired_x.data() + row_begin * paired_stride + block * in,
+                         paired_stride, row_count, weights, col_count, in, tile_bias, outputs,
+                         y_stride);
           return;
         }
-#endif
         dot_widened_rows_portable(inputs, x_stride, row_count, weights, col_count, in, tile_bias,
                                   outputs, y_stride);
         return;

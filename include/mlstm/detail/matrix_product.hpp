@@ -39,7 +39,7 @@ void matrix_product(Index rows, Index cols, Index depth, const MatrixOperand<T>&
       return;
   }
 #endif
-#if MLSTM_DETAIL_AVX512
+#if MLSTM_DETAIL_X86_KERNELS
   if constexpr (std::is_same_v<T, float>) {
     if (rows > 1 && uses_packed_product()) {
       packed_product(rows, cols, depth, a, b, c, c_stride, accumulate);

@@ -21,8 +21,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "mlstm/detail/avx512.hpp"
 #include "mlstm/detail/matrix_operand.hpp"
+#include "mlstm/detail/x86_kernels.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm::detail {
@@ -72,24 +72,20 @@ inline MatrixOperand<float> transpose_operand(const MatrixOperand<float>& m) {
   return {m.data, m.stride, !m.transposed};
 }
 
-#if MLSTM_DETAIL_AVX512
+#if MLSTM_DETAIL_X86_KERNELS
 // Whether the processor runs AVX2 with FMA and the build's Eigen does not already use AVX-512.
 inline bool uses_packed_product() {
 #ifdef __AVX512F__
   return false;
 #else
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("fma") != 0;
-  }();
-  return has;
+  return processor_has_avx2_fma();
 #endif
 }
 #else
 inline bool uses_packed_product() { return false; }
 #endif
 
-#if MLSTM_DETAIL_AVX512
+#if MLSTM_DETAIL_X86_KERNELS
 
 // One row of the tile at one depth: both accumulators += a * the panel's 16 values.
 __attribute__((target("avx2,fma"), always_inline)) inline void update_tile_row(const float& a,

@@ -63,7 +63,7 @@ struct GebpWidenedKernel {
   }
 };
 
-#if MLSTM_DETAIL_AVX512
+#if MLSTM_DETAIL_X86_KERNELS
 // The product's kernel where matrix_product's is packed_product: its panels and tiles.
 struct PackedWidenedKernel {
   using Buffer = Eigen::Matrix<float, Eigen::Dynamic, 1>;
@@ -135,7 +135,7 @@ inline void widened_product(const float* x, Index x_stride, Index rows, const Ei
                             Index in, Index out, const float* bias, float* y, Index y_stride,
                             int threads, const WidenedProductTiles& tiles = {}) {
   if (rows < 1 || out < 1) return;
-#if MLSTM_DETAIL_AVX512
+#if MLSTM_DETAIL_X86_KERNELS
   if (uses_packed_product()) {
     widened_product_with<PackedWidenedKernel>(x, x_stride, rows, w, in, out, bias, y, y_stride,
                                               threads, tiles);
