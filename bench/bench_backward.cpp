@@ -8,7 +8,8 @@
 // benchmark also counts useful_flops (a rate): three times the forward's useful FLOPs of
 // bench_kernels.cpp (chunk size L = 64), i.e. the forward and a backward of twice its products
 // (each forward product has two in the backward); the backward's recomputation of the forward
-// is not counted. bench_kernels' BM_EigenGemm is the ceiling to hold it against.
+// is not counted. bench_kernels' BM_EigenGemm and BM_LibraryGemm (the faster)
+// are the ceiling to hold it against.
 // compare_backward_pytorch.py runs these and PyTorch autograd of the reference forms at the same
 // shapes and inputs' distribution and prints the ratios.
 #include <benchmark/benchmark.h>

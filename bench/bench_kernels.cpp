@@ -134,8 +134,12 @@ void BM_RecurrentStep(benchmark::State& state) {
   set_counters(state, 1, bytes, recurrent_flops(1, D));
 }
 
-// The ceiling: one independent N x N x N Eigen product per thread, on the library's threads.
-void BM_EigenGemm(benchmark::State& state) {
+// The ceiling: one independent N x N x N product per thread, on the library's threads, by
+// `product` (a, b, c): Eigen's own (BM_EigenGemm) and the library's (BM_LibraryGemm:
+// detail::matrix_product, which is the packed product on an AVX2 processor and oneDNN's sgemm in
+// a MLSTM_GEMM=oneDNN build). The comparison scripts take the faster as the machine's ceiling.
+template <typename Product>
+void square_products(benchmark::State& state, const Product& product) {
   using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   const Index N = state.range(0);
   const int threads = mlstm::get_num_threads();
@@ -146,13 +150,24 @@ void BM_EigenGemm(benchmark::State& state) {
     c.push_back(Matrix::Zero(N, N));
   }
   for (auto _ : state) {
-    mlstm::detail::parallel_for(threads, threads, [&](Index t) { c[t].noalias() = a[t] * b[t]; });
+    mlstm::detail::parallel_for(threads, threads, [&](Index t) { product(a[t], b[t], c[t]); });
     benchmark::DoNotOptimize(c.front().data());
   }
   const double flops =
       2.0 * static_cast<double>(N) * static_cast<double>(N) * static_cast<double>(N) * threads;
   state.counters["useful_flops"] = benchmark::Counter(
       flops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+void BM_EigenGemm(benchmark::State& state) {
+  square_products(state, [](const auto& a, const auto& b, auto& c) { c.noalias() = a * b; });
+}
+
+void BM_LibraryGemm(benchmark::State& state) {
+  square_products(state, [](const auto& a, const auto& b, auto& c) {
+    const Index n = a.rows();
+    mlstm::detail::matrix_product<float>(n, n, n, {a.data(), n}, {b.data(), n}, c.data(), n);
+  });
 }
 
 // The cores' own ceiling: fused multiply-adds on whole vectors into independent sums that stay
@@ -243,14 +258,18 @@ BENCHMARK(BM_RecurrentStep)
     ->UseRealTime()
     ->MeasureProcessCPUTime();
 BENCHMARK(BM_MultiplyAddPeak)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_EigenGemm)
-    ->ArgName("N")
-    ->Arg(256)
-    ->Arg(512)
-    ->Arg(1024)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime()
-    ->MeasureProcessCPUTime();
+// The square products' sizes and timing, for both ceilings.
+void square_product_runs(benchmark::internal::Benchmark* b) {
+  b->ArgName("N")
+      ->Arg(256)
+      ->Arg(512)
+      ->Arg(1024)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime()
+      ->MeasureProcessCPUTime();
+}
+BENCHMARK(BM_EigenGemm)->Apply(square_product_runs);
+BENCHMARK(BM_LibraryGemm)->Apply(square_product_runs);
 
 }  // namespace
 
