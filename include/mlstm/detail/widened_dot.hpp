@@ -97,7 +97,7 @@ inline constexpr Index pair_group = 32;
 
 // How far ahead of its use the paired kernels prefetch each cache line of weights, across the
 // end of a row into the next one, which they read next: 4 KB. (AVX-512: 0.94 of a plain read's
-// rate at rows of 10944 weights without it, 0.99 to 1.02 with it; AVX2: 1, 2, 4 and 8 KB read
+// rate at rows of 10944 weights without it, 0.99 to 1.02 with it; AVX2: 2, 4 and 8 KB read
 // alike, bench/README.md.)
 inline constexpr Index paired_prefetch_ahead = 2048;  // weights
 
