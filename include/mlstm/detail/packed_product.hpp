@@ -9,7 +9,9 @@
 // blocks of row_block x depth_block packed into panels 6 rows high (the block stays in the
 // second-level cache), and a 6 x 16 register tile (12 accumulators of 8 floats) updated by 12 FMAs
 // per step of the depth. Partial panels are padded with zeros, and partial tiles go through a local
-// tile, so every shape and stride takes the one kernel.
+// tile, so every shape and stride takes the one kernel. An operand whose panel rows run along the
+// depth (a linear layer's weights, op(A) = x) is transposed eight by eight in vector registers
+// while packed: packed one value at a time, it took a sixth of a 128-row linear layer.
 //
 // Every element of C is summed over the depth in increasing order with fused multiply-adds, in
 // blocks of depth_block, whatever the thread count or the other operands' shapes; its rounding
@@ -39,10 +41,69 @@ inline Index round_up_to(Index n, Index multiple) {
   return (n + multiple - 1) / multiple * multiple;
 }
 
+#if MLSTM_DETAIL_X86_KERNELS
+// Eight depths of eight rows, transposed: depth d of rows[0..7] goes to out + d * out_stride.
+// Stores are whole vectors, so with out_stride < 8 each depth's last lanes spill into the next
+// depth's, which its own store then overwrites.
+__attribute__((target("avx2"), always_inline)) inline void transpose_8x8(const float* const* rows,
+                                                                         Index k, float* out,
+                                                                         Index out_stride) {
+  const __m256 r0 = _mm256_loadu_ps(rows[0] + k), r1 = _mm256_loadu_ps(rows[1] + k);
+  const __m256 r2 = _mm256_loadu_ps(rows[2] + k), r3 = _mm256_loadu_ps(rows[3] + k);
+  const __m256 r4 = _mm256_loadu_ps(rows[4] + k), r5 = _mm256_loadu_ps(rows[5] + k);
+  const __m256 r6 = _mm256_loadu_ps(rows[6] + k), r7 = _mm256_loadu_ps(rows[7] + k);
+  // Pairs of rows interleaved: (r0 r1) at depths 0 1 | 4 5, and 2 3 | 6 7; likewise the others.
+  const __m256 p01_low = _mm256_unpacklo_ps(r0, r1), p01_high = _mm256_unpackhi_ps(r0, r1);
+  const __m256 p23_low = _mm256_unpacklo_ps(r2, r3), p23_high = _mm256_unpackhi_ps(r2, r3);
+  const __m256 p45_low = _mm256_unpacklo_ps(r4, r5), p45_high = _mm256_unpackhi_ps(r4, r5);
+  const __m256 p67_low = _mm256_unpacklo_ps(r6, r7), p67_high = _mm256_unpackhi_ps(r6, r7);
+  // Rows 0-3 (and 4-7) of one depth in each 128-bit half: depths d | d + 4.
+  constexpr int even = _MM_SHUFFLE(1, 0, 1, 0), odd = _MM_SHUFFLE(3, 2, 3, 2);
+  const __m256 q0_d0 = _mm256_shuffle_ps(p01_low, p23_low, even);
+  const __m256 q0_d1 = _mm256_shuffle_ps(p01_low, p23_low, odd);
+  const __m256 q0_d2 = _mm256_shuffle_ps(p01_high, p23_high, even);
+  const __m256 q0_d3 = _mm256_shuffle_ps(p01_high, p23_high, odd);
+  const __m256 q4_d0 = _mm256_shuffle_ps(p45_low, p67_low, even);
+  const __m256 q4_d1 = _mm256_shuffle_ps(p45_low, p67_low, odd);
+  const __m256 q4_d2 = _mm256_shuffle_ps(p45_high, p67_high, even);
+  const __m256 q4_d3 = _mm256_shuffle_ps(p45_high, p67_high, odd);
+  _mm256_storeu_ps(out, _mm256_permute2f128_ps(q0_d0, q4_d0, 0x20));
+  _mm256_storeu_ps(out + out_stride, _mm256_permute2f128_ps(q0_d1, q4_d1, 0x20));
+  _mm256_storeu_ps(out + 2 * out_stride, _mm256_permute2f128_ps(q0_d2, q4_d2, 0x20));
+  _mm256_storeu_ps(out + 3 * out_stride, _mm256_permute2f128_ps(q0_d3, q4_d3, 0x20));
+  _mm256_storeu_ps(out + 4 * out_stride, _mm256_permute2f128_ps(q0_d0, q4_d0, 0x31));
+  _mm256_storeu_ps(out + 5 * out_stride, _mm256_permute2f128_ps(q0_d1, q4_d1, 0x31));
+  _mm256_storeu_ps(out + 6 * out_stride, _mm256_permute2f128_ps(q0_d2, q4_d2, 0x31));
+  _mm256_storeu_ps(out + 7 * out_stride, _mm256_permute2f128_ps(q0_d3, q4_d3, 0x31));
+}
+
+// A full panel of 6 or 16 rows, each a contiguous run over the depth, into the panel's layout
+// (depth by depth, Height values each), eight depths at a time; returns the depths done. A panel
+// of 6 transposes rows 0-5 with row 5 again in lanes 6 and 7, whose spill the next depth's store
+// overwrites: so it stops while a depth is left for the caller.
+template <Index Height>
+__attribute__((target("avx2"))) Index pack_full_panel_avx2(const float* const* rows, Index depth,
+                                                           float* out) {
+  static_assert(Height == 6 || Height == 16, "panels of the packed product");
+  Index k = 0;
+  if constexpr (Height == 16) {
+    for (; k + 8 <= depth; k += 8) {
+      transpose_8x8(rows, k, out + k * Height, Height);
+      transpose_8x8(rows + 8, k, out + k * Height + 8, Height);
+    }
+  } else {
+    const float* const eight[8] = {rows[0], rows[1], rows[2], rows[3],
+                                   rows[4], rows[5], rows[5], rows[5]};
+    for (; k + 8 < depth; k += 8) transpose_8x8(eight, k, out + k * Height, Height);
+  }
+  return k;
+}
+#endif
+
 // Rows [row0, row0 + count) and depths [k0, k0 + depth) of op(M) into panels `Height` rows
 // high: panel p holds, depth by depth, rows Height p .. Height p + Height - 1 (zeros past count).
 // op(A) goes in panels of 6 rows; op(B) in panels of 16 columns, which are the same panels of
-// op(B)^T's rows (transpose_operand).
+// op(B)^T's rows (transpose_operand). Called where the packed product runs (AVX2).
 template <Index Height>
 void pack_panels(const MatrixOperand<float>& m, Index row0, Index count, Index k0, Index depth,
                  float* packed) {
@@ -57,11 +118,15 @@ void pack_panels(const MatrixOperand<float>& m, Index row0, Index count, Index k
         std::copy(source, source + height, out + k * Height);
       }
     } else {
-      // Each row is a contiguous run over the depth: read side by side so that the writes are
-      // in order.
+      // Each row is a contiguous run over the depth: transposed eight by eight where the panel
+      // is full, the rest read side by side so that the writes are in order.
       const float* rows[Height];
       for (Index r = 0; r < height; ++r) rows[r] = m.data + (row0 + panel + r) * m.stride + k0;
-      for (Index k = 0; k < depth; ++k)
+      Index k = 0;
+#if MLSTM_DETAIL_X86_KERNELS
+      if (height == Height) k = pack_full_panel_avx2<Height>(rows, depth, out);
+#endif
+      for (; k < depth; ++k)
         for (Index r = 0; r < height; ++r) out[k * Height + r] = rows[r][k];
     }
   }

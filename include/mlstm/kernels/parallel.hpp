@@ -20,7 +20,7 @@
 // m_t for every row (O(S) per head for the causal mask, from the prefix maximum of
 // i_s - prefix_s; a pass over the mask for a given one), so every exponent is taken once,
 // relative to its row's final stabilizer, and nothing is rescaled later. Then each tile of rows
-// [t0, t1) walks tiles of columns: scores = Q_rows K_cols^T (one Eigen matrix product), weights
+// [t0, t1) walks tiles of columns: scores = Q_rows K_cols^T (one matrix product), weights
 // = scores * exp(logD - m) elementwise, acc += weights V_cols (one matrix product), row sums
 // alongside. Column tiles right of the diagonal are skipped, and so are the rows of a diagonal
 // tile above it (with a given mask: the tiles it hides entirely).
@@ -39,6 +39,7 @@
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/gate_decay.hpp"
 #include "mlstm/detail/math.hpp"
+#include "mlstm/detail/matrix_product.hpp"
 #include "mlstm/kernels/mask.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"
@@ -157,7 +158,6 @@ void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates
   const std::vector<double>& m = gates.stabilizer;
   const T scale = T(1) / std::sqrt(static_cast<T>(s.qk_dim));
 
-  Eigen::Map<const Matrix> queries(head.q + t0 * s.qk_dim, rows, s.qk_dim);
   Matrix weights(rows, parallel_tile_columns);  // row stride parallel_tile_columns
   Matrix acc = Matrix::Zero(rows, s.v_dim);
   Vector rowsum = Vector::Zero(rows), exponent(parallel_tile_columns);
@@ -171,9 +171,9 @@ void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates
     const Index first = mask.causal() ? std::max<Index>(0, c0 - t0) : 0;
     const Index active = rows - first;
     auto tile = weights.block(first, 0, active, cols);
-    Eigen::Map<const Matrix> keys(head.k + c0 * s.qk_dim, cols, s.qk_dim);
-    Eigen::Map<const Matrix> values(head.v + c0 * s.v_dim, cols, s.v_dim);
-    tile.noalias() = queries.bottomRows(active) * keys.transpose();
+    // tile = Q[t0 + first, ...] K[c0, ...]^T
+    matrix_product<T>(active, cols, s.qk_dim, {head.q + (t0 + first) * s.qk_dim, s.qk_dim},
+                      {head.k + c0 * s.qk_dim, s.qk_dim, true}, tile.data(), weights.outerStride());
     if (mask.causal()) {
       const Index t = t0 + first;
       const DecayParts parts{gates.row.hi.data() + t, gates.row.lo.data() + t,
@@ -187,7 +187,10 @@ void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates
                          mask.visible + t0 * s.seq_len + c0, s.seq_len, scale, exponent.data(),
                          rowsum.data());
     }
-    acc.bottomRows(active).noalias() += tile * values;
+    // acc[first, ...] += tile V[c0, ...]
+    matrix_product<T>(active, s.v_dim, cols, {tile.data(), weights.outerStride()},
+                      {head.v + c0 * s.v_dim, s.v_dim}, acc.data() + first * s.v_dim, s.v_dim,
+                      Accumulate::yes);
   }
 
   Eigen::Map<Matrix> hidden(head.h + t0 * s.v_dim, rows, s.v_dim);

@@ -63,6 +63,7 @@
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/gate_decay.hpp"
 #include "mlstm/detail/math.hpp"
+#include "mlstm/detail/matrix_product.hpp"
 #include "mlstm/detail/subgradients.hpp"
 #include "mlstm/kernels/gradients.hpp"
 #include "mlstm/kernels/mask.hpp"
@@ -110,8 +111,7 @@ void parallel_backward_head(const ParallelHeadBackward<T>& p, const SequenceShap
   using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
   const Index S = s.seq_len;
   const T scale = T(1) / std::sqrt(static_cast<T>(s.qk_dim));
-  Eigen::Map<const Matrix> queries(p.q, S, s.qk_dim), keys(p.k, S, s.qk_dim),
-      values(p.v, S, s.v_dim), hidden(p.h, S, s.v_dim), d_hidden(p.dh, S, s.v_dim);
+  Eigen::Map<const Matrix> hidden(p.h, S, s.v_dim), d_hidden(p.dh, S, s.v_dim);
   Eigen::Map<Matrix> d_queries(p.dq, S, s.qk_dim), d_keys(p.dk, S, s.qk_dim),
       d_values(p.dv, S, s.v_dim);
   d_queries.setZero();
@@ -148,8 +148,13 @@ void parallel_backward_head(const ParallelHeadBackward<T>& p, const SequenceShap
     auto score = scores.topLeftCorner(rows, cols);         // S, then Ct / den
     auto d_score = d_scores.topLeftCorner(rows, cols);     // dh . v, then dS / sqrt(DQK)
     auto grad = grad_log_decay.topLeftCorner(rows, cols);  // G
-    score.noalias() = queries.middleRows(r0, rows) * keys.middleRows(c0, cols).transpose();
-    d_score.noalias() = d_hidden.middleRows(r0, rows) * values.middleRows(c0, cols).transpose();
+    const T* q_rows = p.q + r0 * s.qk_dim;
+    const T* dh_rows = p.dh + r0 * s.v_dim;
+    const T* k_cols = p.k + c0 * s.qk_dim;
+    matrix_product<T>(rows, cols, s.qk_dim, {q_rows, s.qk_dim}, {k_cols, s.qk_dim, true},
+                      score.data(), width);  // Q_rows K_cols^T
+    matrix_product<T>(rows, cols, s.v_dim, {dh_rows, s.v_dim}, {p.v + c0 * s.v_dim, s.v_dim, true},
+                      d_score.data(), width);  // dH_rows V_cols^T
     const DecayParts parts{gates.row.hi.data() + r0, gates.row.lo.data() + r0,
                            gates.col.hi.data() + c0, gates.col.lo.data() + c0};
     for (Index r = 0; r < rows; ++r) {
@@ -182,9 +187,12 @@ void parallel_backward_head(const ParallelHeadBackward<T>& p, const SequenceShap
         grad_double.rowwise().sum();
     Eigen::Map<Eigen::Matrix<double, 1, Eigen::Dynamic>>(grad_col_sum.data() + c0, cols) =
         grad_double.colwise().sum();
-    d_values.middleRows(c0, cols).noalias() = score.transpose() * d_hidden.middleRows(r0, rows);
-    d_keys.middleRows(c0, cols).noalias() = d_score.transpose() * queries.middleRows(r0, rows);
-    d_queries.middleRows(r0, rows).noalias() += d_score * keys.middleRows(c0, cols);
+    matrix_product<T>(cols, s.v_dim, rows, {score.data(), width, true}, {dh_rows, s.v_dim},
+                      p.dv + c0 * s.v_dim, s.v_dim);  // dV_cols = score^T dH_rows
+    matrix_product<T>(cols, s.qk_dim, rows, {d_score.data(), width, true}, {q_rows, s.qk_dim},
+                      p.dk + c0 * s.qk_dim, s.qk_dim);  // dK_cols = dscore^T Q_rows
+    matrix_product<T>(rows, s.qk_dim, cols, {d_score.data(), width}, {k_cols, s.qk_dim},
+                      p.dq + r0 * s.qk_dim, s.qk_dim, Accumulate::yes);  // dQ_rows += dscore K_cols
   }
 
   // m_t = logD[source_t]: its gradient joins G at that entry. Then logD[t, s] = prefix_t -
