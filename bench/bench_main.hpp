@@ -22,7 +22,8 @@ inline int run_benchmarks(int argc, char** argv,
 #ifdef MLSTM_USE_ONEDNN
   benchmark::AddCustomContext("mlstm_gemm", "oneDNN");
 #else
-  benchmark::AddCustomContext("mlstm_gemm", "Eigen");
+  benchmark::AddCustomContext(
+      "mlstm_gemm", mlstm::detail::uses_packed_product() ? "packed product (AVX2)" : "Eigen");
 #endif
   // The float linear layers' product of a prefill's rows, chosen at run time.
   const bool broadcast =
