@@ -109,6 +109,55 @@ void small_square_blocks(const T* x, const W* weight, const T* bias, T* y, Index
   }
 }
 
+#if MLSTM_DETAIL_X86_KERNELS
+// [w_high | w_low]: two rows of four weights, one in each 128-bit half.
+__attribute__((target("avx2"), always_inline)) inline __m256 two_weight_rows(const float* w_low,
+                                                                             const float* w_high) {
+  return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(w_low)), _mm_loadu_ps(w_high), 1);
+}
+
+// small_square_blocks<4> in float for an even number of blocks, with AVX2: a vector holds two
+// blocks' four values, one block in each 128-bit half, so that input i broadcast within each half
+// (a permute) times both blocks' weight columns i adds its term to their eight outputs. The
+// columns are transposed from the weights' rows once per pair of blocks, for every row of the
+// range; each output is summed over its inputs in order, then the bias added, as the plain loop.
+__attribute__((target("avx2,fma"))) inline void square_blocks4_avx2(const float* x,
+                                                                    const float* weight,
+                                                                    const float* bias, float* y,
+                                                                    Index blocks, Index row_begin,
+                                                                    Index row_end) {
+  const Index width = blocks * 4;
+  for (Index pair = 0; pair < blocks; pair += 2) {
+    const float* first = weight + pair * 16;  // block `pair`'s (4, 4) weights, then the next's
+    const float* second = first + 16;
+    const __m256 row0 = two_weight_rows(first, second),
+                 row1 = two_weight_rows(first + 4, second + 4);
+    const __m256 row2 = two_weight_rows(first + 8, second + 8);
+    const __m256 row3 = two_weight_rows(first + 12, second + 12);
+    // Columns, per half: unpacking pairs rows 0 and 1 (2 and 3) at inputs 0 1 and 2 3.
+    const __m256 rows01_low = _mm256_unpacklo_ps(row0, row1);
+    const __m256 rows01_high = _mm256_unpackhi_ps(row0, row1);
+    const __m256 rows23_low = _mm256_unpacklo_ps(row2, row3);
+    const __m256 rows23_high = _mm256_unpackhi_ps(row2, row3);
+    constexpr int even = _MM_SHUFFLE(1, 0, 1, 0), odd = _MM_SHUFFLE(3, 2, 3, 2);
+    const __m256 column0 = _mm256_shuffle_ps(rows01_low, rows23_low, even);
+    const __m256 column1 = _mm256_shuffle_ps(rows01_low, rows23_low, odd);
+    const __m256 column2 = _mm256_shuffle_ps(rows01_high, rows23_high, even);
+    const __m256 column3 = _mm256_shuffle_ps(rows01_high, rows23_high, odd);
+    const __m256 pair_bias = bias != nullptr ? _mm256_loadu_ps(bias + pair * 4) : __m256{};
+    for (Index row = row_begin; row < row_end; ++row) {
+      const __m256 inputs = _mm256_loadu_ps(x + row * width + pair * 4);
+      __m256 sum = _mm256_mul_ps(_mm256_permute_ps(inputs, 0x00), column0);
+      sum = _mm256_fmadd_ps(_mm256_permute_ps(inputs, 0x55), column1, sum);
+      sum = _mm256_fmadd_ps(_mm256_permute_ps(inputs, 0xAA), column2, sum);
+      sum = _mm256_fmadd_ps(_mm256_permute_ps(inputs, 0xFF), column3, sum);
+      if (bias != nullptr) sum = _mm256_add_ps(sum, pair_bias);
+      _mm256_storeu_ps(y + row * width + pair * 4, sum);
+    }
+  }
+}
+#endif
+
 // Whether a head-wise map's blocks are small and square (2, 4, 8 or 16 numbers a side), which
 // small_square_blocks and its backward take in loops of fixed length.
 inline bool has_small_square_blocks(Index blocks, Index in, Index out) {
@@ -158,6 +207,14 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
     const Index items = (rows + rows_per_item - 1) / rows_per_item;
     parallel_for(items, threads_for_work(threads, items, flops), [&](Index item) {
       const Index begin = item * rows_per_item, end = std::min(rows, begin + rows_per_item);
+#if MLSTM_DETAIL_X86_KERNELS
+      if constexpr (std::is_same_v<T, float> && std::is_same_v<W, float>) {
+        if (in == 4 && blocks % 2 == 0 && processor_has_avx2_fma()) {
+          square_blocks4_avx2(x, weight, bias, y, blocks, begin, end);
+          return;
+        }
+      }
+#endif
       with_small_square_size(in, [&](auto size) {
         small_square_blocks<decltype(size)::value>(x, weight, bias, y, blocks, begin, end);
       });
