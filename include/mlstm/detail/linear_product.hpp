@@ -120,12 +120,13 @@ __attribute__((target("avx2"), always_inline)) inline __m256 two_weight_rows(con
 // blocks' four values, one block in each 128-bit half, so that input i broadcast within each half
 // (a permute) times both blocks' weight columns i adds its term to their eight outputs. The
 // columns are transposed from the weights' rows once per pair of blocks, for every row of the
-// range; each output is summed over its inputs in order, then the bias added, as the plain loop.
-__attribute__((target("avx2,fma"))) inline void square_blocks4_avx2(const float* x,
-                                                                    const float* weight,
-                                                                    const float* bias, float* y,
-                                                                    Index blocks, Index row_begin,
-                                                                    Index row_end) {
+// range. Each output is summed over its inputs in order, each product rounded (no fused
+// multiply-add), then the bias added: the plain loop's bits in a build without FMA, whose
+// rounding the training tests' ten AdamW steps are held to.
+__attribute__((target("avx2"))) inline void square_blocks4_avx2(const float* x, const float* weight,
+                                                                const float* bias, float* y,
+                                                                Index blocks, Index row_begin,
+                                                                Index row_end) {
   const Index width = blocks * 4;
   for (Index pair = 0; pair < blocks; pair += 2) {
     const float* first = weight + pair * 16;  // block `pair`'s (4, 4) weights, then the next's
@@ -148,9 +149,9 @@ __attribute__((target("avx2,fma"))) inline void square_blocks4_avx2(const float*
     for (Index row = row_begin; row < row_end; ++row) {
       const __m256 inputs = _mm256_loadu_ps(x + row * width + pair * 4);
       __m256 sum = _mm256_mul_ps(_mm256_permute_ps(inputs, 0x00), column0);
-      sum = _mm256_fmadd_ps(_mm256_permute_ps(inputs, 0x55), column1, sum);
-      sum = _mm256_fmadd_ps(_mm256_permute_ps(inputs, 0xAA), column2, sum);
-      sum = _mm256_fmadd_ps(_mm256_permute_ps(inputs, 0xFF), column3, sum);
+      sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_permute_ps(inputs, 0x55), column1));
+      sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_permute_ps(inputs, 0xAA), column2));
+      sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_permute_ps(inputs, 0xFF), column3));
       if (bias != nullptr) sum = _mm256_add_ps(sum, pair_bias);
       _mm256_storeu_ps(y + row * width + pair * 4, sum);
     }
