@@ -62,9 +62,7 @@ struct Golden {
 template <typename T>
 double budget(double reference_f32_relative, double magnitude) {
   const double loss = reference_f32_relative * magnitude;
-  return std::is_same_v<T, double>
-             ? mlstm::test::double_budget(loss, magnitude)
-             : mlstm::test::float_budget(loss, magnitude, mlstm::test::float_model_loss_factor);
+  return mlstm::test::golden_budget<T>(loss, magnitude, mlstm::test::float_model_loss_factor);
 }
 
 template <typename A, typename E>

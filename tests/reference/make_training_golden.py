@@ -9,8 +9,9 @@ package installed works, for example
     /tmp/torch-peer/bin/python tests/reference/make_training_golden.py
 
 (a venv with torch and `pip install xlstm==2.0.6 mlstm_kernels==2.0.6`), or Debian's torch as in
-make_model_golden.py. The file is rewritten byte for byte the same on every run on one torch
-build (fixed seeds, one thread).
+make_model_golden.py. The file is rewritten byte for byte the same on every run on one machine
+and torch build (fixed seeds, one thread); on another processor the sums' order in torch's
+kernels moves the last bits (the committed file is from an AVX2 processor).
 
 data/training_small.safetensors:
   param.<name>        F64   every parameter (named_parameters(): a tied weight once), the start
@@ -21,6 +22,7 @@ data/training_small.safetensors:
   losses              F64 (STEPS)   the loss before each AdamW step, float64 run
   losses_f32          F64 (STEPS)   the same, float32 run
   grad_norms          F64 (STEPS)   the global gradient norm before clipping, float64 run
+  grad_norms_f32      F64 (STEPS)   the same, float32 run
 Metadata: `config` (JSON, the C++ configuration's fields), `optimizer` (JSON: lr, betas, eps,
 weight_decay, clip), `ignore_index`, `decay_names` / `no_decay_names` (JSON lists: the
 reference's weight-decay groups), and the measured float32 losses: `f32_loss_rel_error` (max
@@ -109,12 +111,13 @@ def main():
     tokens, targets = batches(config.vocab_size, config.context_length)
 
     losses, norms, grads, decay, no_decay = train(model64, tokens, targets)
-    losses32, _, grads32, _, _ = train(model32, tokens, targets)
+    losses32, norms32, grads32, _, _ = train(model32, tokens, targets)
 
     outputs = {"tokens": tokens, "targets": targets,
                "losses": torch.tensor(losses, dtype=torch.float64),
                "losses_f32": torch.tensor(losses32, dtype=torch.float64),
-               "grad_norms": torch.tensor(norms, dtype=torch.float64)}
+               "grad_norms": torch.tensor(norms, dtype=torch.float64),
+               "grad_norms_f32": torch.tensor(norms32, dtype=torch.float64)}
     for name, value in start.items():
         outputs[f"param.{name}"] = value
         outputs[f"grad.{name}"] = grads[name]

@@ -59,5 +59,6 @@ def main():
                   f"orders lose {ratios[0]:.2f} to {ratios[-1]:.2f} times that (median "
                   f"{median:.2f}, 90th percentile {tenth_largest:.2f})")
 
+
 if __name__ == "__main__":
     main()

@@ -152,6 +152,17 @@ inline double double_budget(double reference_float_loss, double reference_magnit
                   double_relative * reference_magnitude);
 }
 
+// Budget for a result in T against a float64 reference whose float32 run lost
+// `reference_float_loss`: double_budget for double, float_budget (with `float_loss_factor`) for
+// float.
+template <typename T>
+double golden_budget(double reference_float_loss, double reference_magnitude,
+                     double float_loss_factor = float_reference_loss_factor) {
+  return std::is_same_v<T, double>
+             ? double_budget(reference_float_loss, reference_magnitude)
+             : float_budget(reference_float_loss, reference_magnitude, float_loss_factor);
+}
+
 // Budget for a result of dtype T against the plain loops of tests/support/naive.hpp run in T:
 // forms_relative of the magnitude, or, where the case's conditioning makes more of rounding
 // (a normalizer near zero magnifies it a hundredfold; strong gates make the log decay a

@@ -131,27 +131,18 @@ __attribute__((target("avx2"))) inline void square_blocks4_avx2(const float* x, 
   for (Index pair = 0; pair < blocks; pair += 2) {
     const float* first = weight + pair * 16;  // block `pair`'s (4, 4) weights, then the next's
     const float* second = first + 16;
-    const __m256 row0 = two_weight_rows(first, second),
-                 row1 = two_weight_rows(first + 4, second + 4);
-    const __m256 row2 = two_weight_rows(first + 8, second + 8);
-    const __m256 row3 = two_weight_rows(first + 12, second + 12);
-    // Columns, per half: unpacking pairs rows 0 and 1 (2 and 3) at inputs 0 1 and 2 3.
-    const __m256 rows01_low = _mm256_unpacklo_ps(row0, row1);
-    const __m256 rows01_high = _mm256_unpackhi_ps(row0, row1);
-    const __m256 rows23_low = _mm256_unpacklo_ps(row2, row3);
-    const __m256 rows23_high = _mm256_unpackhi_ps(row2, row3);
-    constexpr int even = _MM_SHUFFLE(1, 0, 1, 0), odd = _MM_SHUFFLE(3, 2, 3, 2);
-    const __m256 column0 = _mm256_shuffle_ps(rows01_low, rows23_low, even);
-    const __m256 column1 = _mm256_shuffle_ps(rows01_low, rows23_low, odd);
-    const __m256 column2 = _mm256_shuffle_ps(rows01_high, rows23_high, even);
-    const __m256 column3 = _mm256_shuffle_ps(rows01_high, rows23_high, odd);
+    const __m256 rows[4] = {two_weight_rows(first, second), two_weight_rows(first + 4, second + 4),
+                            two_weight_rows(first + 8, second + 8),
+                            two_weight_rows(first + 12, second + 12)};
+    __m256 columns[4];
+    transpose_4x4_halves(rows, columns);
     const __m256 pair_bias = bias != nullptr ? _mm256_loadu_ps(bias + pair * 4) : __m256{};
     for (Index row = row_begin; row < row_end; ++row) {
       const __m256 inputs = _mm256_loadu_ps(x + row * width + pair * 4);
-      __m256 sum = _mm256_mul_ps(_mm256_permute_ps(inputs, 0x00), column0);
-      sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_permute_ps(inputs, 0x55), column1));
-      sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_permute_ps(inputs, 0xAA), column2));
-      sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_permute_ps(inputs, 0xFF), column3));
+      __m256 sum = _mm256_mul_ps(_mm256_permute_ps(inputs, 0x00), columns[0]);
+      sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_permute_ps(inputs, 0x55), columns[1]));
+      sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_permute_ps(inputs, 0xAA), columns[2]));
+      sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_permute_ps(inputs, 0xFF), columns[3]));
       if (bias != nullptr) sum = _mm256_add_ps(sum, pair_bias);
       _mm256_storeu_ps(y + row * width + pair * 4, sum);
     }

@@ -48,33 +48,19 @@ inline Index round_up_to(Index n, Index multiple) {
 __attribute__((target("avx2"), always_inline)) inline void transpose_8x8(const float* const* rows,
                                                                          Index k, float* out,
                                                                          Index out_stride) {
-  const __m256 r0 = _mm256_loadu_ps(rows[0] + k), r1 = _mm256_loadu_ps(rows[1] + k);
-  const __m256 r2 = _mm256_loadu_ps(rows[2] + k), r3 = _mm256_loadu_ps(rows[3] + k);
-  const __m256 r4 = _mm256_loadu_ps(rows[4] + k), r5 = _mm256_loadu_ps(rows[5] + k);
-  const __m256 r6 = _mm256_loadu_ps(rows[6] + k), r7 = _mm256_loadu_ps(rows[7] + k);
-  // Pairs of rows interleaved: (r0 r1) at depths 0 1 | 4 5, and 2 3 | 6 7; likewise the others.
-  const __m256 p01_low = _mm256_unpacklo_ps(r0, r1), p01_high = _mm256_unpackhi_ps(r0, r1);
-  const __m256 p23_low = _mm256_unpacklo_ps(r2, r3), p23_high = _mm256_unpackhi_ps(r2, r3);
-  const __m256 p45_low = _mm256_unpacklo_ps(r4, r5), p45_high = _mm256_unpackhi_ps(r4, r5);
-  const __m256 p67_low = _mm256_unpacklo_ps(r6, r7), p67_high = _mm256_unpackhi_ps(r6, r7);
+  const __m256 first[4] = {_mm256_loadu_ps(rows[0] + k), _mm256_loadu_ps(rows[1] + k),
+                           _mm256_loadu_ps(rows[2] + k), _mm256_loadu_ps(rows[3] + k)};
+  const __m256 second[4] = {_mm256_loadu_ps(rows[4] + k), _mm256_loadu_ps(rows[5] + k),
+                            _mm256_loadu_ps(rows[6] + k), _mm256_loadu_ps(rows[7] + k)};
   // Rows 0-3 (and 4-7) of one depth in each 128-bit half: depths d | d + 4.
-  constexpr int even = _MM_SHUFFLE(1, 0, 1, 0), odd = _MM_SHUFFLE(3, 2, 3, 2);
-  const __m256 q0_d0 = _mm256_shuffle_ps(p01_low, p23_low, even);
-  const __m256 q0_d1 = _mm256_shuffle_ps(p01_low, p23_low, odd);
-  const __m256 q0_d2 = _mm256_shuffle_ps(p01_high, p23_high, even);
-  const __m256 q0_d3 = _mm256_shuffle_ps(p01_high, p23_high, odd);
-  const __m256 q4_d0 = _mm256_shuffle_ps(p45_low, p67_low, even);
-  const __m256 q4_d1 = _mm256_shuffle_ps(p45_low, p67_low, odd);
-  const __m256 q4_d2 = _mm256_shuffle_ps(p45_high, p67_high, even);
-  const __m256 q4_d3 = _mm256_shuffle_ps(p45_high, p67_high, odd);
-  _mm256_storeu_ps(out, _mm256_permute2f128_ps(q0_d0, q4_d0, 0x20));
-  _mm256_storeu_ps(out + out_stride, _mm256_permute2f128_ps(q0_d1, q4_d1, 0x20));
-  _mm256_storeu_ps(out + 2 * out_stride, _mm256_permute2f128_ps(q0_d2, q4_d2, 0x20));
-  _mm256_storeu_ps(out + 3 * out_stride, _mm256_permute2f128_ps(q0_d3, q4_d3, 0x20));
-  _mm256_storeu_ps(out + 4 * out_stride, _mm256_permute2f128_ps(q0_d0, q4_d0, 0x31));
-  _mm256_storeu_ps(out + 5 * out_stride, _mm256_permute2f128_ps(q0_d1, q4_d1, 0x31));
-  _mm256_storeu_ps(out + 6 * out_stride, _mm256_permute2f128_ps(q0_d2, q4_d2, 0x31));
-  _mm256_storeu_ps(out + 7 * out_stride, _mm256_permute2f128_ps(q0_d3, q4_d3, 0x31));
+  __m256 low[4], high[4];
+  transpose_4x4_halves(first, low);
+  transpose_4x4_halves(second, high);
+  // In depth order: a store's spill must come before the next depth's store.
+  for (int d = 0; d < 4; ++d)
+    _mm256_storeu_ps(out + d * out_stride, _mm256_permute2f128_ps(low[d], high[d], 0x20));
+  for (int d = 0; d < 4; ++d)
+    _mm256_storeu_ps(out + (d + 4) * out_stride, _mm256_permute2f128_ps(low[d], high[d], 0x31));
 }
 
 // A full panel of 6 or 16 rows, each a contiguous run over the depth, into the panel's layout
