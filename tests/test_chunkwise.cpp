@@ -112,6 +112,13 @@ TEMPLATE_TEST_CASE("chunkwise agrees with the parallel form when their stabilize
     const auto out = mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
     MLSTM_CHECK_CLOSE(out.h, parallel, forms_budget(parallel));
   }
+  SECTION("S = 2063: the parallel form's column panels of 128") {
+    SequenceCase<TestType> wide(1, 1, 2063, 5, 3, 32, {0, 5}, {-2, 6});
+    const auto wide_parallel =
+        mlstm::parallel_stabilized(wide.q, wide.k, wide.v, wide.igate, wide.fgate);
+    const auto out = mlstm::chunkwise_stabilized(wide.q, wide.k, wide.v, wide.igate, wide.fgate);
+    MLSTM_CHECK_CLOSE(out.h, wide_parallel, forms_budget(wide_parallel));
+  }
 }
 
 TEMPLATE_TEST_CASE("a prompt in one chunkwise call, then recurrent steps, is one sequence",

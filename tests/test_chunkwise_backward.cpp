@@ -222,6 +222,25 @@ TEST_CASE("chunkwise backward equals the parallel backward", "[backward][chunkwi
   }
 }
 
+TEST_CASE("chunkwise backward equals the parallel backward on its wide panels",
+          "[backward][chunkwise][parallel]") {
+  // From S = 2048 the parallel backward walks column panels of 128 (parallel.hpp).
+  SequenceCase<double> c(1, 1, 2049, 4, 3, 63, {-5, 3}, {-1, 5});
+  Tensor<double, 4> dh(c.v.dimensions());
+  mlstm::test::Random(64).fill_uniform(dh, -1, 1);
+  mlstm::ParallelOptions parallel_options;
+  parallel_options.eps = 1e-14;
+  const auto parallel =
+      mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, parallel_options);
+  mlstm::ChunkwiseOptions options;
+  options.eps = 1e-14;
+  const auto chunkwise =
+      mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
+  mlstm::test::check_gradients_close<double>(chunkwise, parallel, [](const Tensor<double, 4>& x) {
+    return 1e-10 * std::max(1.0, mlstm::test::magnitude(x));
+  });
+}
+
 TEST_CASE("backward results do not depend on the thread count", "[backward][threads]") {
   // Big enough that every kernel uses every thread it is given.
   const SequenceCase<float> c = SequenceCase<double>(2, 3, 130, 16, 12, 71).cast<float>();

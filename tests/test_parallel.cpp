@@ -4,8 +4,10 @@
 // than the sequence); float and double.
 //
 // Tile sizes: the parallel form walks tiles of detail::parallel_tile_rows rows and
-// detail::parallel_tile_columns columns, so sequences of 255..520 steps cross row tiles, column
-// tiles and the diagonal at every offset.
+// detail::parallel_panel_columns(S) columns (64, or 128 from S = 2048), so sequences of 255..520
+// steps cross row tiles, column tiles and the diagonal at every offset. The panels of 128 are
+// checked against the chunkwise form (test_chunkwise.cpp, test_chunkwise_backward.cpp): the plain
+// loops take minutes at S = 2048.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -62,14 +64,16 @@ TEMPLATE_TEST_CASE("parallel_stabilized matches the plain loops over the edge sw
 
 TEMPLATE_TEST_CASE("the tiled parallel form matches the plain loops across tile edges",
                    "[parallel][naive]", float, double) {
-  static_assert(
-      mlstm::detail::parallel_tile_rows == 256 && mlstm::detail::parallel_tile_columns == 128,
-      "the sizes below are chosen around these tiles");
+  static_assert(mlstm::detail::parallel_tile_rows == 256 &&
+                    mlstm::detail::parallel_wide_panel_min_length == 2048,
+                "the sizes below are chosen around these tiles");
+  CHECK(mlstm::detail::parallel_panel_columns(2047) == 64);
+  CHECK(mlstm::detail::parallel_panel_columns(2048) == 128);
   const mlstm::test::Sizes sizes[] = {
       {1, 1, 1, 8, 8},      // one step
-      {1, 2, 255, 7, 5},    // odd head sizes, one row tile, two column tiles
+      {1, 2, 255, 7, 5},    // odd head sizes, one row tile, four column tiles
       {2, 1, 257, 16, 24},  // one step into the second row tile, DQK != DV
-      {1, 1, 520, 8, 4},    // three row tiles, five column tiles
+      {1, 1, 520, 8, 4},    // three row tiles, nine column tiles
   };
   std::uint64_t seed = 10;
   for (const mlstm::test::Sizes& z : sizes) {

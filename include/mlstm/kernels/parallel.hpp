@@ -55,9 +55,16 @@ struct ParallelOptions {
 
 namespace detail {
 
-// Tile sizes of the parallel kernel (rows x columns of the weight tile).
+// Tile sizes of the parallel kernel: rows x columns of the weight tile, also the column panels of
+// the backward. Under the causal mask the panel that meets the diagonal computes a square of
+// which only the lower half is used: panel / S of the work is wasted. Panels of 64 columns keep
+// that small for short sequences (S = 256: 25% instead of 50%); from S = 2048 on, where 128
+// columns waste at most 1/16, the wider products run faster (bench/README.md).
 inline constexpr Index parallel_tile_rows = 256;
-inline constexpr Index parallel_tile_columns = 128;
+inline constexpr Index parallel_wide_panel_min_length = 2048;
+inline Index parallel_panel_columns(Index seq_len) {
+  return seq_len >= parallel_wide_panel_min_length ? 128 : 64;
+}
 
 // The gate quantities of one head (see gate_decay.hpp), with prefix[t] = sum_{r<=t} lf_r:
 //   col[s]        = i_s - prefix[s]
@@ -158,13 +165,14 @@ void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates
   const std::vector<double>& m = gates.stabilizer;
   const T scale = T(1) / std::sqrt(static_cast<T>(s.qk_dim));
 
-  Matrix weights(rows, parallel_tile_columns);  // row stride parallel_tile_columns
+  const Index panel = parallel_panel_columns(s.seq_len);
+  Matrix weights(rows, panel);  // row stride panel
   Matrix acc = Matrix::Zero(rows, s.v_dim);
-  Vector rowsum = Vector::Zero(rows), exponent(parallel_tile_columns);
+  Vector rowsum = Vector::Zero(rows), exponent(panel);
 
   const Index column_end = mask.causal() ? t1 : s.seq_len;
-  for (Index c0 = 0; c0 < column_end; c0 += parallel_tile_columns) {
-    const Index c1 = std::min(c0 + parallel_tile_columns, column_end);
+  for (Index c0 = 0; c0 < column_end; c0 += panel) {
+    const Index c1 = std::min(c0 + panel, column_end);
     const Index cols = c1 - c0;
     if (!mask.causal() && !mask.any_visible(t0, t1, c0, c1)) continue;
     // Under the causal mask, rows above c0 see nothing of this tile: leave them out.

@@ -46,8 +46,8 @@
 // mask when it is not the causal one), which the backward checks against its own. The backward
 // recomputes the gate pass of the forward (parallel.hpp: m_t, the entry it is taken from, and
 // the decay exponents, O(S) per head under the causal mask), then S, D and Ct by column panels
-// of parallel_tile_columns columns over the rows that see them: memory beyond inputs and outputs
-// is O(S * parallel_tile_columns) per head being processed, never (S, S). Heads are processed in
+// of parallel_panel_columns(S) columns over the rows that see them: memory beyond inputs and
+// outputs is O(S * 128) per head being processed, never (S, S). Heads are processed in
 // parallel, each by one thread in a fixed order, so results do not depend on the thread count.
 #pragma once
 
@@ -133,11 +133,12 @@ void parallel_backward_head(const ParallelHeadBackward<T>& p, const SequenceShap
     d_stabilizer[t] = static_cast<double>(g.d_stabilizer);
   }
 
-  const Index width = std::min(parallel_tile_columns, S);
+  const Index panel = parallel_panel_columns(S);
+  const Index width = std::min(panel, S);
   Matrix scores(S, width), d_scores(S, width), grad_log_decay(S, width);
   Eigen::Matrix<T, 1, Eigen::Dynamic> decay(width);
-  for (Index c0 = 0; c0 < S; c0 += parallel_tile_columns) {
-    const Index cols = std::min(parallel_tile_columns, S - c0);
+  for (Index c0 = 0; c0 < S; c0 += panel) {
+    const Index cols = std::min(panel, S - c0);
     if (!mask.causal() && !mask.any_visible(0, S, c0, c0 + cols)) {  // no row sees these columns
       d_values.middleRows(c0, cols).setZero();
       d_keys.middleRows(c0, cols).setZero();
