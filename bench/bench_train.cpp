@@ -41,6 +41,8 @@
 // peak RSS of that model alone. bench/compare_train_pytorch.py runs this beside PyTorch.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -283,13 +285,14 @@ const std::vector<std::pair<std::string, Pass>>& layer_passes() {
        [](LB& b) {
          d::causal_conv1d(b.layer().x_mlstm.data(), b.batch, b.seq_len, b.I,
                           b.block.xlstm.conv_weight.data(), b.block.xlstm.kernel_size(),
-                          b.block.xlstm.conv_bias.data(), static_cast<float*>(nullptr), b.y.data());
-         for (Index i = 0; i < b.rows * b.I; ++i) b.y.data()[i] = d::silu(b.y.data()[i]);
+                          b.block.xlstm.conv_bias.data(), static_cast<float*>(nullptr), b.y.data(),
+                          b.threads());
+         d::silu_rows(b.y.data(), b.rows, b.I, b.y.data(), b.threads());
        }},
       {"conv_backward",
        [](LB& b) {
-         for (Index i = 0; i < b.rows * b.I; ++i)
-           b.y.data()[i] = b.dinner.data()[i] * d::silu_derivative(b.layer().conv.data()[i]);
+         std::copy_n(b.dinner.data(), b.rows * b.I, b.y.data());
+         d::silu_backward_rows(b.layer().conv.data(), b.rows, b.I, b.y.data(), b.threads());
          d::causal_conv1d_backward(b.layer().x_mlstm.data(), b.batch, b.seq_len, b.I,
                                    b.block.xlstm.conv_weight.data(), b.block.xlstm.kernel_size(),
                                    b.y.data(), b.dx.data(), b.layer_grads().conv_weight,

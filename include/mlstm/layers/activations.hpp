@@ -69,6 +69,19 @@ sigmoid_values(const Eigen::ArrayBase<Derived>& x) {
   return (T(1) + (-x).exp()).inverse();
 }
 
+// dy (rows, dim) *= silu'(x (rows, dim)) in place, on up to `threads` threads, in blocks of 32
+// rows (an exponential and a few products a value).
+template <typename T>
+void silu_backward_rows(const T* x, Index rows, Index dim, T* dy, int threads) {
+  using Rows = Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  parallel_rows(rows, 32, threads, 40.0 * static_cast<double>(dim), [&](Index begin, Index end) {
+    const Eigen::Map<const Rows> input(x + begin * dim, end - begin, dim);
+    const Rows sigmoid = sigmoid_values(input);
+    Eigen::Map<Rows>(dy + begin * dim, end - begin, dim) *=
+        sigmoid * (T(1) + input * (T(1) - sigmoid));
+  });
+}
+
 }  // namespace detail
 
 // Elementwise SiLU of x (any rank): returns a tensor of x's shape.

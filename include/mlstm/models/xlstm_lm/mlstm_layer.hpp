@@ -335,11 +335,7 @@ void mlstm_layer_backward(const MLSTMLayerWeights<T>& w, const MLSTMLayerGradien
                                 w.v_proj_weight.data(), block_dim, dv.data(), dx_mlstm.data(),
                                 grads.v_proj_weight, grads.v_proj_bias, threads);
 
-  parallel_rows(rows, backward_block_rows, threads, cost_per_row, [&](Index begin, Index end) {
-    const auto conv = rows_of(cache.conv.data(), begin, end - begin, I);
-    const RowArray<T> sigmoid = sigmoid_values(conv);
-    rows_of(dx_conv.data(), begin, end - begin, I) *= sigmoid * (T(1) + conv * (T(1) - sigmoid));
-  });
+  silu_backward_rows(cache.conv.data(), rows, I, dx_conv.data(), threads);
   causal_conv1d_backward(cache.x_mlstm.data(), batch, seq_len, I, w.conv_weight.data(),
                          w.kernel_size(), dx_conv.data(), dinput.data(), grads.conv_weight,
                          grads.conv_bias, threads);
