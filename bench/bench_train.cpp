@@ -42,7 +42,6 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
-
 #include <cstdint>
 #include <functional>
 #include <map>
