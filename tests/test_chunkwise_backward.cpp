@@ -201,25 +201,36 @@ TEST_CASE("a sequence trained in segments gets the gradients of the whole sequen
   SECTION("float, split inside a chunk") { check_segments_equal_whole<float>(21, 8); }
 }
 
+namespace {
+
+// From the zero state the forms compute the same function up to how eps enters (see
+// test_recurrent_backward.cpp): with a tiny eps (1e-14, the parallel gradients' too) the
+// chunkwise backward in chunks of `chunk` gives the parallel backward's gradients.
+void check_chunkwise_equals_parallel(const SequenceCase<double>& c, const Tensor<double, 4>& dh,
+                                     const mlstm::ParallelGradients<double>& parallel,
+                                     Index chunk) {
+  mlstm::ChunkwiseOptions options;
+  options.chunk_size = chunk;
+  options.eps = 1e-14;
+  const auto chunkwise =
+      mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
+  INFO("chunk " << chunk);
+  mlstm::test::check_gradients_close<double>(chunkwise, parallel, [](const Tensor<double, 4>& x) {
+    return 1e-10 * std::max(1.0, mlstm::test::magnitude(x));
+  });
+}
+
+}  // namespace
+
 TEST_CASE("chunkwise backward equals the parallel backward", "[backward][chunkwise][parallel]") {
-  // From the zero state the forms compute the same function up to how eps enters (see
-  // test_recurrent_backward.cpp): with a tiny eps their gradients agree on both branches.
-  // Chunk 128 (and a short last chunk): the forward's products over the causal half only.
+  // Both branches of the normalizer. Chunk 128 (and a short last chunk): the forward's products
+  // over the causal half only.
   SequenceCase<double> c(2, 2, 150, 8, 6, 61, {-5, 3}, {-1, 5});
   Tensor<double, 4> dh(c.v.dimensions());
   mlstm::test::Random(62).fill_uniform(dh, -1, 1);
   const auto parallel = mlstm::test::parallel_gradients_on_both_branches(c, dh);
-  for (const Index chunk : {Index(4), Index(16), Index(64), Index(128)}) {
-    mlstm::ChunkwiseOptions options;
-    options.chunk_size = chunk;
-    options.eps = 1e-14;
-    const auto chunkwise =
-        mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
-    INFO("chunk " << chunk);
-    mlstm::test::check_gradients_close<double>(chunkwise, parallel, [](const Tensor<double, 4>& x) {
-      return 1e-10 * std::max(1.0, mlstm::test::magnitude(x));
-    });
-  }
+  for (const Index chunk : {Index(4), Index(16), Index(64), Index(128)})
+    check_chunkwise_equals_parallel(c, dh, parallel, chunk);
 }
 
 TEST_CASE("chunkwise backward equals the parallel backward on its wide panels",
@@ -228,17 +239,12 @@ TEST_CASE("chunkwise backward equals the parallel backward on its wide panels",
   SequenceCase<double> c(1, 1, 2049, 4, 3, 63, {-5, 3}, {-1, 5});
   Tensor<double, 4> dh(c.v.dimensions());
   mlstm::test::Random(64).fill_uniform(dh, -1, 1);
+  // (parallel_gradients_on_both_branches would run the plain loops: minutes at this length.)
   mlstm::ParallelOptions parallel_options;
   parallel_options.eps = 1e-14;
   const auto parallel =
       mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, parallel_options);
-  mlstm::ChunkwiseOptions options;
-  options.eps = 1e-14;
-  const auto chunkwise =
-      mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
-  mlstm::test::check_gradients_close<double>(chunkwise, parallel, [](const Tensor<double, 4>& x) {
-    return 1e-10 * std::max(1.0, mlstm::test::magnitude(x));
-  });
+  check_chunkwise_equals_parallel(c, dh, parallel, 64);
 }
 
 TEST_CASE("backward results do not depend on the thread count", "[backward][threads]") {

@@ -47,7 +47,7 @@
 // recomputes the gate pass of the forward (parallel.hpp: m_t, the entry it is taken from, and
 // the decay exponents, O(S) per head under the causal mask), then S, D and Ct by column panels
 // of parallel_panel_columns(S) columns over the rows that see them: memory beyond inputs and
-// outputs is O(S * 128) per head being processed, never (S, S). Heads are processed in
+// outputs is O(S * panel) per head being processed, never (S, S). Heads are processed in
 // parallel, each by one thread in a fixed order, so results do not depend on the thread count.
 #pragma once
 
