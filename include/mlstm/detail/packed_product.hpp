@@ -84,6 +84,25 @@ __attribute__((target("avx2"))) Index pack_full_panel_avx2(const float* const* r
   }
   return k;
 }
+
+// A full panel of 6 or 16 rows that lie side by side at each depth (`stride` apart from depth to
+// depth) into the panel's layout, in vector moves: std::copy of 6 or 16 values per depth had
+// compiled to a call of memmove each, a tenth of the chunkwise form's time.
+template <Index Height>
+__attribute__((target("avx2"))) void copy_full_panel_avx2(const float* source, Index stride,
+                                                          Index depth, float* out) {
+  static_assert(Height == 6 || Height == 16, "panels of the packed product");
+  for (Index k = 0; k < depth; ++k, source += stride, out += Height) {
+    if constexpr (Height == 16) {
+      _mm256_storeu_ps(out, _mm256_loadu_ps(source));
+      _mm256_storeu_ps(out + 8, _mm256_loadu_ps(source + 8));
+    } else {
+      _mm_storeu_ps(out, _mm_loadu_ps(source));
+      _mm_storel_pi(reinterpret_cast<__m64*>(out + 4),
+                    _mm_loadl_pi(_mm_setzero_ps(), reinterpret_cast<const __m64*>(source + 4)));
+    }
+  }
+}
 #endif
 
 // Rows [row0, row0 + count) and depths [k0, k0 + depth) of op(M) into panels `Height` rows
@@ -99,10 +118,15 @@ void pack_panels(const MatrixOperand<float>& m, Index row0, Index count, Index k
     if (height < Height) std::fill(out, out + Height * depth, 0.0f);
     if (m.transposed) {
       // op(M)[i][k] = M[k][i]: the panel's rows are a contiguous run at each depth.
-      for (Index k = 0; k < depth; ++k) {
-        const float* source = m.data + (k0 + k) * m.stride + row0 + panel;
-        std::copy(source, source + height, out + k * Height);
+      const float* source = m.data + k0 * m.stride + row0 + panel;
+#if MLSTM_DETAIL_X86_KERNELS
+      if (height == Height) {
+        copy_full_panel_avx2<Height>(source, m.stride, depth, out);
+        continue;
       }
+#endif
+      for (Index k = 0; k < depth; ++k, source += m.stride)
+        std::copy(source, source + height, out + k * Height);
     } else {
       // Each row is a contiguous run over the depth: transposed eight by eight where the panel
       // is full, the rest read side by side so that the writes are in order.
