@@ -151,6 +151,44 @@ TEST_CASE("linear backward is the plain products across tiles, on any thread cou
   }
 }
 
+TEST_CASE("head-wise 4 x 4 weight gradients in float are the plain sums, on any thread count",
+          "[layers_backward]") {
+  // The float path of the small square blocks' weight gradient (four blocks at a time in vector
+  // registers where the processor has AVX2, the rest one by one): 40 blocks (items of 16, 16 and
+  // 8 blocks) and 42 (the last item's 10 blocks leave 2 for the plain loop), against the sums in
+  // double of the same float inputs.
+  const Index rows = 300, size = 4;
+  for (const Index blocks : {Index(40), Index(42)}) {
+    INFO(blocks << " blocks");
+    const Tensor<float, 2> x = random_tensor<2>({rows, blocks * size}, 21).cast<float>();
+    const Tensor<float, 3> weight = random_tensor<3>({blocks, size, size}, 22).cast<float>();
+    const Tensor<float, 2> dy = random_tensor<2>({rows, blocks * size}, 23).cast<float>();
+    const auto run = [&](int threads) {
+      Tensor<float, 3> dweight(blocks, size, size);
+      dweight.setConstant(0.5f);  // accumulated into
+      mlstm::detail::linear_headwise_rows_backward(
+          x.data(), rows, blocks, size, weight.data(), size, dy.data(),
+          static_cast<float*>(nullptr), dweight.data(), static_cast<float*>(nullptr), threads);
+      return dweight;
+    };
+    Tensor<double, 3> expected(blocks, size, size);
+    for (Index b = 0; b < blocks; ++b)
+      for (Index o = 0; o < size; ++o)
+        for (Index i = 0; i < size; ++i) {
+          double sum = 0.0;
+          for (Index r = 0; r < rows; ++r)
+            sum += double(dy(r, b * size + o)) * double(x(r, b * size + i));
+          expected(b, o, i) = sum + 0.5;
+        }
+    const Tensor<float, 3> one = run(1), three = run(3);
+    const Tensor<double, 3> one_double = one.cast<double>();
+    MLSTM_CHECK_CLOSE(
+        one_double, expected,
+        mlstm::test::forms_relative<float> * std::max(1.0, mlstm::test::magnitude(expected)));
+    CHECK(std::equal(one.data(), one.data() + one.size(), three.data()));
+  }
+}
+
 TEST_CASE("layer norm backward matches finite differences", "[layers_backward]") {
   // The reference's form (1 + weight) and the plain one, with a bias.
   for (const bool residual : {true, false}) {

@@ -16,14 +16,53 @@
 #pragma once
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "mlstm/detail/linear_product.hpp"
 #include "mlstm/detail/matrix_product.hpp"
+#include "mlstm/detail/x86_kernels.hpp"
 #include "mlstm/tensor.hpp"
 #include "mlstm/threading.hpp"
 
 namespace mlstm::detail {
+
+#if MLSTM_DETAIL_X86_KERNELS
+// Row o of two 4 x 4 blocks' dweight (one block in each 128-bit half of accumulator o) += dy's
+// output o of each block, broadcast within its half (a permute), times the block's inputs.
+__attribute__((target("avx2"), always_inline)) inline void add_outer_products4(__m256 dy, __m256 x,
+                                                                               __m256 (&sums)[4]) {
+  sums[0] = _mm256_add_ps(sums[0], _mm256_mul_ps(_mm256_permute_ps(dy, 0x00), x));
+  sums[1] = _mm256_add_ps(sums[1], _mm256_mul_ps(_mm256_permute_ps(dy, 0x55), x));
+  sums[2] = _mm256_add_ps(sums[2], _mm256_mul_ps(_mm256_permute_ps(dy, 0xAA), x));
+  sums[3] = _mm256_add_ps(sums[3], _mm256_mul_ps(_mm256_permute_ps(dy, 0xFF), x));
+}
+
+// small_square_blocks_dweight<4> in float for four blocks side by side (16 values of x and of dy
+// per row, `width` apart), with AVX2, the sums in registers: lane 4 b + i of sums[o] is block
+// b's (o, i). Each sum runs over the rows in order, each product rounded (no fused multiply-add),
+// then is added to dweight: the plain loop's bits in a build without FMA. The plain loop, scalar,
+// took 2% of a training step.
+__attribute__((target("avx2"))) inline void square_blocks4_dweight_avx2(const float* x,
+                                                                        const float* dy, Index rows,
+                                                                        Index width,
+                                                                        float* dweight) {
+  __m256 first_pair[4] = {}, second_pair[4] = {};
+  for (Index row = 0; row < rows; ++row, x += width, dy += width) {
+    add_outer_products4(_mm256_loadu_ps(dy), _mm256_loadu_ps(x), first_pair);
+    add_outer_products4(_mm256_loadu_ps(dy + 8), _mm256_loadu_ps(x + 8), second_pair);
+  }
+  const auto add_to = [](float* target, __m128 sums) {
+    _mm_storeu_ps(target, _mm_add_ps(_mm_loadu_ps(target), sums));
+  };
+  for (int o = 0; o < 4; ++o) {
+    add_to(dweight + o * 4, _mm256_castps256_ps128(first_pair[o]));
+    add_to(dweight + 16 + o * 4, _mm256_extractf128_ps(first_pair[o], 1));
+    add_to(dweight + 32 + o * 4, _mm256_castps256_ps128(second_pair[o]));
+    add_to(dweight + 48 + o * 4, _mm256_extractf128_ps(second_pair[o], 1));
+  }
+}
+#endif
 
 // dweight[b] += dy[:, b]^T x[:, b] for the blocks [block_begin, block_end) of a head-wise map of
 // Size x Size blocks: each row's outer products summed into local sums, row after row, then added
@@ -32,7 +71,17 @@ template <int Size, typename T>
 void small_square_blocks_dweight(const T* x, const T* dy, T* dweight, Index rows, Index blocks,
                                  Index block_begin, Index block_end) {
   const Index width = blocks * Size;
+#if MLSTM_DETAIL_X86_KERNELS
+  if constexpr (Size == 4 && std::is_same_v<T, float>) {
+    if (processor_has_avx2_fma()) {
+      for (; block_begin + 4 <= block_end; block_begin += 4)
+        square_blocks4_dweight_avx2(x + block_begin * 4, dy + block_begin * 4, rows, width,
+                                    dweight + block_begin * 16);
+    }
+  }
+#endif
   const Index count = block_end - block_begin;
+  if (count < 1) return;
   std::vector<T> sums(static_cast<std::size_t>(count * Size * Size), T(0));
   for (Index row = 0; row < rows; ++row) {
     const T* x_row = x + row * width + block_begin * Size;
