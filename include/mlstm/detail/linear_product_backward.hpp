@@ -147,28 +147,32 @@ void linear_product_backward(const T* x, const T* weight, const T* dy, T* dx, T*
   const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(in) *
                        static_cast<double>(out) * static_cast<double>(blocks) *
                        ((dx != nullptr ? 1 : 0) + (dweight != nullptr ? 1 : 0));
-  parallel_for(
-      dx_items + dweight_items, threads_for_work(threads, dx_items + dweight_items, flops),
-      [&](Index item) {
-        if (item < dx_items) {
-          const Index block = item / (row_tiles * in_tiles), tile = item % (row_tiles * in_tiles);
-          const Index row_begin = (tile / in_tiles) * row_tile,
-                      col_begin = (tile % in_tiles) * in_tile;
-          const Index row_count = std::min(row_tile, rows - row_begin),
-                      col_count = std::min(in_tile, in - col_begin);
-          matrix_product<T>(row_count, col_count, out,
-                            {dy + row_begin * y_stride + block * out, y_stride},
-                            {weight + block * out * in + col_begin, in},
-                            dx + row_begin * x_stride + block * in + col_begin, x_stride);
-        } else {
-          const Index block = (item - dx_items) / out_tiles,
-                      out_begin = ((item - dx_items) % out_tiles) * out_tile;
-          const Index count = std::min(out_tile, out - out_begin);
-          matrix_product<T>(count, in, rows, {dy + block * out + out_begin, y_stride, true},
-                            {x + block * in, x_stride}, dweight + (block * out + out_begin) * in,
-                            in, Accumulate::yes);
-        }
-      });
+  // dweight's items (sums over every row) are handed out first: each is larger than a tile of
+  // dx, and taken last one of them had left the other threads waiting (proj_down's backward
+  // ran 1.33x faster on 2 threads than on 1; the head's 1.41x).
+  parallel_for(dx_items + dweight_items, threads_for_work(threads, dx_items + dweight_items, flops),
+               [&](Index item) {
+                 if (item < dweight_items) {
+                   const Index block = item / out_tiles, out_begin = (item % out_tiles) * out_tile;
+                   const Index count = std::min(out_tile, out - out_begin);
+                   matrix_product<T>(count, in, rows,
+                                     {dy + block * out + out_begin, y_stride, true},
+                                     {x + block * in, x_stride},
+                                     dweight + (block * out + out_begin) * in, in, Accumulate::yes);
+                 } else {
+                   const Index tile = item - dweight_items;
+                   const Index block = tile / (row_tiles * in_tiles),
+                               position = tile % (row_tiles * in_tiles);
+                   const Index row_begin = (position / in_tiles) * row_tile,
+                               col_begin = (position % in_tiles) * in_tile;
+                   const Index row_count = std::min(row_tile, rows - row_begin),
+                               col_count = std::min(in_tile, in - col_begin);
+                   matrix_product<T>(row_count, col_count, out,
+                                     {dy + row_begin * y_stride + block * out, y_stride},
+                                     {weight + block * out * in + col_begin, in},
+                                     dx + row_begin * x_stride + block * in + col_begin, x_stride);
+                 }
+               });
 }
 
 }  // namespace mlstm::detail
