@@ -25,6 +25,17 @@
 
 namespace mlstm::detail {
 
+// Whether matrix_product<T> runs products of more than one row on the packed product (for
+// callers whose blocking was measured on it): float, no oneDNN, and a processor it runs on.
+template <typename T>
+bool products_are_packed() {
+#ifdef MLSTM_USE_ONEDNN
+  return false;
+#else
+  return std::is_same_v<T, float> && uses_packed_product();
+#endif
+}
+
 template <typename T>
 void matrix_product(Index rows, Index cols, Index depth, const MatrixOperand<T>& a,
                     const MatrixOperand<T>& b, T* c, Index c_stride,

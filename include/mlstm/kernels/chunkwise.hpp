@@ -55,7 +55,6 @@
 #include <cmath>
 #include <optional>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "mlstm/detail/bfloat16.hpp"
@@ -219,11 +218,11 @@ void chunk_forward(const T* q, const T* k, const T* v, const ChunkGates& gates,
     Row(decay_row, t + 1) = Row(decay_row, t + 1).exp() * scale;
   }
   // From L = 64 on with the packed product (1 to 4% faster at L = 64) and from L = 128 on with
-  // Eigen's (whose halves of fewer than 64 rows ran slower than the quarter saved), only the
-  // causal half is multiplied: rows [0, half) see columns [0, half) alone, so the block of those
-  // rows and columns [half, L) (a quarter of L x L) is skipped and set to 0.
-  const bool packed = std::is_same_v<T, float> && uses_packed_product();
-  const Index half = length >= (packed ? 64 : 128) ? length / 2 : 0;
+  // the others (Eigen's halves of fewer than 64 rows ran slower than the quarter saved; oneDNN's
+  // were not measured at 64), only the causal half is multiplied: rows [0, half) see columns [0,
+  // half) alone, so the block of those rows and columns [half, L) (a quarter of L x L) is skipped
+  // and set to 0.
+  const Index half = length >= (products_are_packed<T>() ? 64 : 128) ? length / 2 : 0;
   out.weights.resize(length, length);
   T* weights = out.weights.data();
   matrix_product<T>(half, half, qk_dim, {q, qk_dim}, {k, qk_dim, true}, weights, length);
