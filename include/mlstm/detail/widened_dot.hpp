@@ -95,11 +95,12 @@ inline void dot_widened_rows_portable(const float* x, Index x_stride, Index rows
 // consecutive odd inputs: a half of each half of the group.
 inline constexpr Index pair_group = 32;
 
-// How far ahead of its use the paired kernels prefetch each cache line of weights, across the
-// end of a row into the next one, which they read next: 4 KB. (AVX-512: 0.94 of a plain read's
-// rate at rows of 10944 weights without it, 0.99 to 1.02 with it; AVX2: 2, 4 and 8 KB read
-// alike, bench/README.md.)
-inline constexpr Index paired_prefetch_ahead = 2048;  // weights
+// How far ahead of its use each paired kernel prefetches each cache line of weights, across the
+// end of a row into the next one, which it reads next (bench/README.md). AVX-512: 4 KB (0.94 of a
+// plain read's rate at rows of 10944 weights without it, 0.99 to 1.02 with it). AVX2, on the
+// AVX2 EPYC: 1 KB (0.85 to 0.97 of a plain read; 4 KB 0.78 to 0.90, none 0.79 to 0.89).
+inline constexpr Index paired_prefetch_ahead_avx512 = 2048;  // weights
+inline constexpr Index paired_prefetch_ahead_avx2 = 512;
 
 // x (rows, size), rows `x_stride` apart, into `paired` (rows, size) in the order above.
 inline void arrange_pairs(const float* x, Index x_stride, Index rows, Index size, float* paired,
@@ -137,8 +138,8 @@ __attribute__((target("avx512f"))) inline float dot_pairs_avx512(const float* pa
   __m512 sum0 = _mm512_setzero_ps(), sum1 = sum0, sum2 = sum0, sum3 = sum0;
   Index k = 0;
   for (; k + 2 * pair_group <= size; k += 2 * pair_group) {
-    prefetch(w + k, paired_prefetch_ahead);
-    prefetch(w + k + pair_group, paired_prefetch_ahead);
+    prefetch(w + k, paired_prefetch_ahead_avx512);
+    prefetch(w + k + pair_group, paired_prefetch_ahead_avx512);
     const __m512i first = _mm512_loadu_si512(w + k),
                   second = _mm512_loadu_si512(w + k + pair_group);
     sum0 = _mm512_fmadd_ps(_mm512_loadu_ps(paired_x + k), lower_of_pairs(first), sum0);
@@ -191,8 +192,8 @@ __attribute__((target("avx2,fma"))) inline float dot_pairs_avx2(const float* pai
   __m256 sum4 = sum0, sum5 = sum0, sum6 = sum0, sum7 = sum0;
   Index k = 0;
   for (; k + 2 * pair_group <= size; k += 2 * pair_group) {
-    prefetch(w + k, paired_prefetch_ahead);
-    prefetch(w + k + pair_group, paired_prefetch_ahead);
+    prefetch(w + k, paired_prefetch_ahead_avx2);
+    prefetch(w + k + pair_group, paired_prefetch_ahead_avx2);
     add_pair_group(paired_x + k, w + k, sum0, sum1, sum2, sum3);
     add_pair_group(paired_x + k + pair_group, w + k + pair_group, sum4, sum5, sum6, sum7);
   }
