@@ -20,9 +20,13 @@
 //   gemm        2 * N^3 per product, one independent N x N product per thread
 //   BM_MultiplyAddPeak's flops: 2 per lane of each fused multiply-add (16 lanes with AVX-512,
 //               8 with AVX2), all threads
+//   BM_HandoutAfterSerialWork/gap_us: handout_overhead_us, what a parallel_for costs beyond its
+//               items' own time after the caller worked alone for gap_us (waking the workers)
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
+#include <algorithm>
+#include <chrono>
 #include <mlstm/mlstm.hpp>
 #include <string>
 #include <vector>
@@ -218,6 +222,37 @@ void BM_MultiplyAddPeak(benchmark::State& state) {
 #endif
 }
 
+// Busy on the calling thread for `microseconds` (a spin: the thread stays on its core).
+void spin_for(double microseconds) {
+  const auto end =
+      std::chrono::steady_clock::now() + std::chrono::duration<double, std::micro>(microseconds);
+  while (std::chrono::steady_clock::now() < end) {
+  }
+}
+
+// What handing work to the pool's workers costs after the caller has worked alone for a while
+// (a model's serial steps between its products): per iteration the caller spins `gap` us, then
+// one parallel_for of one 50 us item per thread is timed (manual time). On an idle pool it would
+// take 50 us; the counter handout_overhead_us is the median iteration's excess over that.
+void BM_HandoutAfterSerialWork(benchmark::State& state) {
+  constexpr double item_microseconds = 50.0;
+  const double gap = static_cast<double>(state.range(0));
+  const int threads = mlstm::get_num_threads();
+  std::vector<double> seconds;
+  for (auto _ : state) {
+    spin_for(gap);
+    const auto start = std::chrono::steady_clock::now();
+    mlstm::detail::parallel_for(threads, threads, [](Index) { spin_for(item_microseconds); });
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    state.SetIterationTime(elapsed);
+    seconds.push_back(elapsed);
+  }
+  std::nth_element(seconds.begin(), seconds.begin() + seconds.size() / 2, seconds.end());
+  state.counters["handout_overhead_us"] = seconds[seconds.size() / 2] * 1e6 - item_microseconds;
+  state.counters["threads"] = threads;
+}
+
 void sequence_grid(benchmark::internal::Benchmark* bench, Index longest_d128) {
   for (const Index D : {64, 128, 256}) {
     for (Index S = 256; S <= 16384; S *= 2) bench->Args({D, S});
@@ -258,6 +293,15 @@ BENCHMARK(BM_RecurrentStep)
     ->UseRealTime()
     ->MeasureProcessCPUTime();
 BENCHMARK(BM_MultiplyAddPeak)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_HandoutAfterSerialWork)
+    ->ArgName("gap_us")
+    ->Arg(0)
+    ->Arg(20)
+    ->Arg(100)
+    ->Arg(250)
+    ->Arg(1000)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseManualTime();
 // The square products' sizes and timing, for both ceilings.
 void square_product_runs(benchmark::internal::Benchmark* b) {
   b->ArgName("N")

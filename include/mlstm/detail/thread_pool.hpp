@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdlib>
 #include <exception>
 #include <memory>
@@ -158,6 +160,31 @@ struct ParallelForState {
   }
 };
 
+// Counts the parallel_for calls that have handed items to the pool's workers.
+inline std::atomic<std::uint64_t>& pool_handouts() {
+  static std::atomic<std::uint64_t> count{0};
+  return count;
+}
+
+// How long a worker that has finished its items stays awake for the next parallel_for: a worker
+// asleep in Eigen's pool took 30 to 70 us to wake on a 2-vCPU KVM guest, as long as a typical item
+// of a generation step's products, so that the caller did the helper's share itself
+// (bench/README.md, "Workers that stay awake between products"). The work of one call is usually
+// followed within microseconds by the next one's (a model's layers one after the other).
+inline constexpr std::chrono::microseconds worker_linger{300};
+
+// Returns once a parallel_for after the `seen`-th has handed out items (its helpers are queued
+// right after: the worker, back in the pool and still awake, takes one), or after worker_linger.
+inline void linger_for_next_handout(std::uint64_t seen) {
+  const auto deadline = std::chrono::steady_clock::now() + worker_linger;
+  while (pool_handouts().load(std::memory_order_acquire) == seen &&
+         std::chrono::steady_clock::now() < deadline) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_ia32_pause();  // spin politely: the other hardware thread of the core runs on
+#endif
+  }
+}
+
 // Calls task(item) once for every item in [0, count), on up to `threads` threads: the calling
 // thread and threads - 1 pool workers, which take items in turn from a shared counter. Which
 // thread runs an item varies; what an item computes must not depend on it. The first exception
@@ -181,13 +208,17 @@ void parallel_for(Index count, int threads, const Task& task) {
   auto* state = new ParallelForState(helpers + 1, count, &task, [](const void* erased, Index item) {
     (*static_cast<const Task*>(erased))(item);
   });
+  const std::uint64_t handout = pool_handouts().fetch_add(1, std::memory_order_acq_rel) + 1;
   for (int helper = 0; helper < helpers; ++helper) {
-    pool->Schedule([state] {
-      const SingleThreadedProducts single_threaded;
-      inside_parallel_for() = true;
-      state->work();
-      inside_parallel_for() = false;
+    pool->Schedule([state, handout] {
+      {
+        const SingleThreadedProducts single_threaded;
+        inside_parallel_for() = true;
+        state->work();
+        inside_parallel_for() = false;
+      }
       state->release();
+      linger_for_next_handout(handout);
     });
   }
   {
