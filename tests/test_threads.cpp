@@ -125,6 +125,35 @@ TEST_CASE("parallel_for runs every item once and passes on the first exception",
   CHECK(inner == 40);
 }
 
+// After its items a worker stays awake until the next call hands out items (or a while passes):
+// it must then take part in that call, and calls from several threads at once must each still
+// run every item once.
+TEST_CASE("back-to-back parallel_for calls keep their workers and their items", "[threads]") {
+  // Each call's two items wait for each other, so each call needs a worker besides the caller:
+  // a worker that kept waiting for a handout it had missed would hang the second call.
+  for (int call = 0; call < 50; ++call) {
+    std::atomic<int> arrived{0};
+    mlstm::detail::parallel_for(2, 2, [&](Index) {
+      ++arrived;
+      while (arrived < 2) std::this_thread::yield();
+    });
+    REQUIRE(arrived == 2);
+  }
+  constexpr int callers = 4, calls = 200, items = 8;
+  std::vector<std::atomic<int>> runs(callers * calls * items);
+  std::vector<std::thread> threads;
+  for (int caller = 0; caller < callers; ++caller) {
+    threads.emplace_back([&runs, caller] {
+      for (int call = 0; call < calls; ++call) {
+        const Index first = (Index(caller) * calls + call) * items;
+        mlstm::detail::parallel_for(items, 3, [&](Index item) { ++runs[first + item]; });
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  CHECK(std::all_of(runs.begin(), runs.end(), [](const std::atomic<int>& r) { return r == 1; }));
+}
+
 TEST_CASE("thread counts are validated", "[threads][errors]") {
   CHECK_THROWS_AS(mlstm::set_num_threads(0), mlstm::ValueError);
   mlstm::test::expect_error<mlstm::ValueError>([] { mlstm::set_num_threads(-2); }, "num_threads");
