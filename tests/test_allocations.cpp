@@ -120,10 +120,11 @@ TEST_CASE("the segmented chunkwise workspace is the segment's, whatever S",
     mlstm::Tensor<float, 4> h(1, 3, S, D);
     auto state = mlstm::RecurrentState<float>::zeros(1, 3, D, D);
     mlstm::test::HeapWatch watch;
-    mlstm::detail::chunkwise_forward<float>(in, chunk_size, segment, 1e-6f, 1, nullptr, nullptr,
-                                            nullptr, h.data(), state.c.data(), state.n.data(),
-                                            state.m.data());
+    const bool finite = mlstm::detail::chunkwise_forward<float>(
+        in, chunk_size, segment, 1e-6f, 1, nullptr, nullptr, nullptr, h.data(), state.c.data(),
+        state.n.data(), state.m.data());
     workspace[which] = watch.peak_above_start();
+    REQUIRE(finite);
     // The segment's buffers per head: segment + 1 state slots and segment contributions (C and
     // n each) and the segment's chunk gates (four doubles a step), plus one chunk's work in
     // chunk_outputs (L x L and L x D matrices, a few of each).

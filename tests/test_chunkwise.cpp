@@ -175,9 +175,9 @@ TEST_CASE("chunkwise results do not depend on how chunks are grouped or walked",
   auto run = [&](Index segment, int threads) {
     auto out = mlstm::RecurrentState<double>::zeros(1, 2, 7, 5);
     Tensor<double, 4> h(1, 2, 203, 5);
-    mlstm::detail::chunkwise_forward<double>(in, chunk_size, segment, 1e-6, threads,
-                                             initial.c.data(), initial.n.data(), initial.m.data(),
-                                             h.data(), out.c.data(), out.n.data(), out.m.data());
+    REQUIRE(mlstm::detail::chunkwise_forward<double>(
+        in, chunk_size, segment, 1e-6, threads, initial.c.data(), initial.n.data(),
+        initial.m.data(), h.data(), out.c.data(), out.n.data(), out.m.data()));
     return std::make_pair(h, out);
   };
   const auto reference = run(chunks, 1);
@@ -185,9 +185,9 @@ TEST_CASE("chunkwise results do not depend on how chunks are grouped or walked",
   for (const int threads : {1, 2}) {
     auto out = mlstm::RecurrentState<double>::zeros(1, 2, 7, 5);
     Tensor<double, 4> h(1, 2, 203, 5);
-    mlstm::detail::chunkwise_forward_by_head<double>(
+    REQUIRE(mlstm::detail::chunkwise_forward_by_head<double>(
         in, chunk_size, 1e-6, threads, initial.c.data(), initial.n.data(), initial.m.data(),
-        h.data(), out.c.data(), out.n.data(), out.m.data());
+        h.data(), out.c.data(), out.n.data(), out.m.data()));
     CAPTURE(threads);
     MLSTM_CHECK_CLOSE(h, reference.first, 0.0);
     MLSTM_CHECK_CLOSE(out.c, reference.second.c, 0.0);

@@ -78,6 +78,19 @@ TEST_CASE("non-finite inputs and invalid eps are value errors", "[errors]") {
       CHECK_THAT(text, Contains(which + ":") && Contains("(0, 1, 3, 0)"));
       CHECK_THROWS_AS(mlstm::recurrent_sequence(c.q, c.k, c.v, c.igate, c.fgate),
                       mlstm::ValueError);
+      // The chunkwise form scans each chunk as it starts on it (the bad value is in the second
+      // chunk of head 1), walking heads one per thread or chunks of segments (2 heads on 3
+      // threads), and names the value as the others do.
+      REQUIRE_FALSE(mlstm::detail::chunkwise_by_head(2, 3));
+      for (const int threads : {1, 2, 3}) {
+        CAPTURE(threads);
+        mlstm::ChunkwiseOptions options;
+        options.chunk_size = 2;
+        options.num_threads = threads;
+        const auto chunkwise_text = message_of<mlstm::ValueError>(
+            [&] { mlstm::chunkwise_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options); });
+        CHECK_THAT(chunkwise_text, Contains(which + ":") && Contains("(0, 1, 3, 0)"));
+      }
     }
   }
   const SequenceCase<double> c(1, 1, 4, 4, 4, 8);
@@ -94,7 +107,8 @@ TEST_CASE("non-finite inputs and invalid eps are value errors", "[errors]") {
 }
 
 TEST_CASE("large inputs are scanned for non-finite values on several threads", "[errors]") {
-  // q and k of 2 x 4096 x 128 values: four of the scan's blocks (2^18 values) each.
+  // q and k of 2 x 4096 x 128 values: four of the scan's blocks (2^18 values) each. The chunkwise
+  // form finds the value in its chunk, then scans the whole inputs on its threads to name it.
   SequenceCase<float> c(1, 2, 4096, 128, 8, 10);
   mlstm::ChunkwiseOptions options;
   options.num_threads = 2;

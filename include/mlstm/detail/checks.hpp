@@ -97,7 +97,9 @@ inline void expect_valid_chunk_size(Index chunk_size, const char* name) {
 }
 
 // The five inputs of a sequence kernel, validated: q, k (B, NH, S, DQK), v (B, NH, S, DV),
-// igate_preact, fgate_preact (B, NH, S, 1), all finite (scanned on up to `threads` threads).
+// igate_preact, fgate_preact (B, NH, S, 1); check_sequence_inputs also has them all finite
+// (scanned on up to `threads` threads), check_sequence_shapes leaves that to the kernel
+// (chunkwise.hpp scans each chunk as it reads it).
 template <typename T>
 struct SequenceInputs {
   ConstTensorMap<T, 4> q, k, v, igate_preact, fgate_preact;
@@ -105,9 +107,8 @@ struct SequenceInputs {
 };
 
 template <typename Q, typename K, typename V, typename I, typename F>
-SequenceInputs<ScalarOf<Q>> check_sequence_inputs(const Q& q, const K& k, const V& v,
-                                                  const I& igate_preact, const F& fgate_preact,
-                                                  int threads = 1) {
+SequenceInputs<ScalarOf<Q>> check_sequence_shapes(const Q& q, const K& k, const V& v,
+                                                  const I& igate_preact, const F& fgate_preact) {
   require_same_scalar<Q, K, V, I, F>();
   using T = ScalarOf<Q>;
   require_kernel_scalar<T>();
@@ -130,13 +131,27 @@ SequenceInputs<ScalarOf<Q>> check_sequence_inputs(const Q& q, const K& k, const 
                      "(B, NH, S, 1) of q");
   expect_shape<T, 4>(in.fgate_preact, {s.batch, s.heads, s.seq_len, 1}, "fgate_preact",
                      "(B, NH, S, 1) of q");
-  // Non-finite inputs are rejected rather than propagated: which outputs a NaN would reach
-  // depends on the kernel's blocking (0 * NaN inside a tile), so no useful promise could be made.
+  return in;
+}
+
+// Non-finite inputs are rejected rather than propagated: which outputs a NaN would reach depends
+// on the kernel's blocking (0 * NaN inside a tile), so no useful promise could be made. Throws
+// ValueError naming the first input with a non-finite value, and where.
+template <typename T>
+void expect_sequence_inputs_finite(const SequenceInputs<T>& in, int threads = 1) {
   expect_finite<T, 4>(in.q, "q", threads);
   expect_finite<T, 4>(in.k, "k", threads);
   expect_finite<T, 4>(in.v, "v", threads);
   expect_finite<T, 4>(in.igate_preact, "igate_preact", threads);
   expect_finite<T, 4>(in.fgate_preact, "fgate_preact", threads);
+}
+
+template <typename Q, typename K, typename V, typename I, typename F>
+SequenceInputs<ScalarOf<Q>> check_sequence_inputs(const Q& q, const K& k, const V& v,
+                                                  const I& igate_preact, const F& fgate_preact,
+                                                  int threads = 1) {
+  auto in = check_sequence_shapes(q, k, v, igate_preact, fgate_preact);
+  expect_sequence_inputs_finite(in, threads);
   return in;
 }
 
