@@ -201,7 +201,7 @@ struct LayerBench {
   const mlstm::MLSTMBlockWeights<float>& block;
   mlstm::LMModelGradients<float> grads;
   Index batch, seq_len, rows, E, I, V;
-  Tensor<float, 3> x, y, dy, dx, dinner, normed, logits, out;
+  Tensor<float, 3> x, y, dy, dx, dinner, normed, logits, dlogits, out;
   mlstm::MLSTMBlockCache<float> cache, reused_cache;
   mlstm::MLSTMBlockBackwardBuffers<float> buffers;
 
@@ -221,7 +221,8 @@ struct LayerBench {
         dx(batch, seq_len, 2 * I),
         dinner(batch, seq_len, I),
         normed(batch, seq_len, E),
-        logits(batch, seq_len, V) {
+        logits(batch, seq_len, V),
+        dlogits(batch, seq_len, V) {
     mlstm::detail::embedding_forward(t.tokens.data(), rows,
                                      t.model.weights().token_embedding.data(), E, x.data());
     for (Index i = 0; i < dy.size(); ++i) dy.data()[i] = 1e-3f * static_cast<float>(i % 17 - 8);
@@ -406,10 +407,10 @@ const std::vector<std::pair<std::string, Pass>>& layer_passes() {
        }},
       {"cross_entropy_backward",
        [](LB& b) {
-         Tensor<float, 3> dlogits(b.batch, b.seq_len, b.V);
          d::cross_entropy_backward(b.logits.data(), b.rows, b.V, b.t.targets.data(), b.rows,
-                                   mlstm::CrossEntropyOptions{}, 1.0, dlogits.data(), b.threads());
-         benchmark::DoNotOptimize(dlogits.data());
+                                   mlstm::CrossEntropyOptions{}, 1.0, b.dlogits.data(),
+                                   b.threads());
+         benchmark::DoNotOptimize(b.dlogits.data());
        }},
       {"optimizer",
        [](LB& b) {

@@ -30,15 +30,6 @@ using mlstm::Index;
 using mlstm::Tensor;
 using mlstm::test::Random;
 
-// Budget of a finite-difference comparison: the differences' truncation and rounding error
-// (about 1e-10 of the loss's scale at step 1e-6) with a wide margin.
-constexpr double finite_difference_relative = 1e-7;
-
-template <int Rank>
-double fd_budget(const Tensor<double, Rank>& reference) {
-  return finite_difference_relative * std::max(1.0, mlstm::test::magnitude(reference));
-}
-
 template <int Rank>
 Tensor<double, Rank> random_tensor(const std::array<Index, Rank>& shape, std::uint64_t seed,
                                    double low = -1, double high = 1) {
@@ -53,7 +44,7 @@ void check_gradient(const char* name, const Tensor<double, Rank>& analytic,
                     Tensor<double, Rank>& input, const std::function<double()>& loss) {
   const Tensor<double, Rank> numeric = mlstm::test::finite_difference_gradient(input, loss);
   INFO(name);
-  MLSTM_CHECK_CLOSE(analytic, numeric, fd_budget(numeric));
+  MLSTM_CHECK_CLOSE(analytic, numeric, mlstm::test::finite_difference_budget(numeric));
 }
 
 }  // namespace
@@ -339,6 +330,83 @@ TEST_CASE("cross-entropy backward matches finite differences, ignored rows get n
 
 namespace {
 
+// Cross-entropy's loss and dlogits by plain loops in long double: the plain version the library's
+// vectorized one is held to.
+struct PlainCrossEntropy {
+  double loss = 0.0;
+  Tensor<double, 2> dlogits;
+};
+
+template <typename T>
+PlainCrossEntropy plain_cross_entropy(const Tensor<T, 2>& logits,
+                                      const std::vector<long long>& targets, long long ignore,
+                                      double dloss) {
+  const Index rows = logits.dimension(0), V = logits.dimension(1);
+  PlainCrossEntropy out{0.0, Tensor<double, 2>(rows, V)};
+  out.dlogits.setZero();
+  long double total = 0.0L;
+  Index counted = 0;
+  for (Index r = 0; r < rows; ++r) counted += targets[static_cast<std::size_t>(r)] != ignore;
+  for (Index r = 0; r < rows; ++r) {
+    const long long target = targets[static_cast<std::size_t>(r)];
+    if (target == ignore) continue;
+    long double top = logits(r, 0);
+    for (Index j = 1; j < V; ++j) top = std::max<long double>(top, logits(r, j));
+    long double sum = 0.0L;
+    for (Index j = 0; j < V; ++j) sum += std::exp(static_cast<long double>(logits(r, j)) - top);
+    total += top + std::log(sum) - static_cast<long double>(logits(r, target));
+    for (Index j = 0; j < V; ++j) {
+      const long double p = std::exp(static_cast<long double>(logits(r, j)) - top) / sum;
+      out.dlogits(r, j) = static_cast<double>(dloss / counted * (p - (j == target ? 1.0L : 0.0L)));
+    }
+  }
+  out.loss = static_cast<double>(total / counted);
+  return out;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE(
+    "cross-entropy agrees with plain loops, vocabularies past the exponentials' "
+    "block, extreme logits",
+    "[layers_backward]", float, double) {
+  using T = TestType;
+  const long long ignore = -100;
+  const double dloss = 1.3;
+  for (const Index V : {Index(7), Index(256), Index(700)}) {
+    CAPTURE(V);
+    const Index rows = 6;
+    Tensor<T, 2> logits(rows, V);
+    Random(40 + static_cast<std::uint64_t>(V)).fill_uniform(logits, -30.0, 30.0);
+    // Row 2: its target far ahead of the rest (a probability next to 1, whose gradient is a
+    // difference with 1); row 4: a value far below the others (an exponential of 0).
+    logits(2, 1) = T(80);
+    logits(4, 0) = T(-1e4);
+    const std::vector<long long> targets = {0, V - 1, 1, ignore, 0, V / 2};
+    const auto plain = plain_cross_entropy(logits, targets, ignore, dloss);
+    const mlstm::CrossEntropyOptions options{ignore};
+    const Index counted = mlstm::detail::count_targets(targets.data(), rows, V, options, "t");
+    const double loss = mlstm::detail::cross_entropy_forward(logits.data(), rows, V, targets.data(),
+                                                             counted, options, 2);
+    INFO("loss " << loss << " against " << plain.loss);
+    CHECK(std::abs(loss - plain.loss) <=
+          mlstm::test::forms_relative<T> * std::max(1.0, std::abs(plain.loss)));
+    Tensor<T, 2> dlogits(rows, V);
+    mlstm::detail::cross_entropy_backward(logits.data(), rows, V, targets.data(), counted, options,
+                                          dloss, dlogits.data(), 2);
+    MLSTM_CHECK_CLOSE(
+        dlogits, plain.dlogits,
+        mlstm::test::forms_relative<T> * std::max(1.0, mlstm::test::magnitude(plain.dlogits)));
+    // In place, as the language model calls it.
+    Tensor<T, 2> in_place = logits;
+    mlstm::detail::cross_entropy_backward(in_place.data(), rows, V, targets.data(), counted,
+                                          options, dloss, in_place.data());
+    MLSTM_CHECK_CLOSE(in_place, dlogits, 0.0);
+  }
+}
+
+namespace {
+
 // A small model with every parameter drawn at random (so that gates, norms and skip all matter),
 // and a batch of tokens and targets with one ignored target.
 struct ModelCase {
@@ -411,7 +479,7 @@ TEST_CASE("language model forward_backward matches finite differences for every 
           parameter.data(), parameter.size(),
           [&] { return scale * model.loss(c.tokens, c.targets); }, numeric.data());
       INFO(parameter.name());
-      MLSTM_CHECK_CLOSE(analytic, numeric, fd_budget(numeric));
+      MLSTM_CHECK_CLOSE(analytic, numeric, mlstm::test::finite_difference_budget(numeric));
     }
   }
 }

@@ -18,6 +18,11 @@
 //   and on parallel_s256 the reference's own float32 form with q k^T summed in 200 other orders
 //   lost 0.68 to 6.16 times its committed loss, in h and in every gradient
 //   (tests/reference/measure_float_spread.py).
+// - a training run in float against the float64 reference, step by step: as above, with the
+//   reference's float32 loss the largest over the steps so far (`TrajectoryLoss`). The weights
+//   carry every earlier step's rounding, and AdamW magnifies it: the reference's own float32
+//   gradient norm lost 3.6e-5 of its value at step 7, 6.2e-7 at step 8 and 4.9e-5 at step 9 of
+//   the golden run, so one step's loss alone is a draw, not the noise level.
 // - two forms of the library computed in the same dtype (different summation orders):
 //   `forms_relative<T>` of the magnitude (`forms_budget`).
 // - an analytic gradient in double against central finite differences: the differences'
@@ -124,7 +129,8 @@ double forms_budget(const Tensor<T, 4>& reference) {
 }
 
 // Budget of an analytic gradient in double against central finite differences.
-inline double finite_difference_budget(const Tensor<double, 4>& reference) {
+template <int Rank>
+double finite_difference_budget(const Tensor<double, Rank>& reference) {
   return finite_difference_relative * std::max(1.0, magnitude(reference));
 }
 
@@ -151,6 +157,15 @@ inline double double_budget(double reference_float_loss, double reference_magnit
   return std::max(float_reference_loss_factor * reference_float_loss * 0x1.0p-29,
                   double_relative * reference_magnitude);
 }
+
+// The largest of the reference's float32 losses over the steps of a run so far.
+class TrajectoryLoss {
+ public:
+  double add(double step_loss) { return largest_ = std::max(largest_, step_loss); }
+
+ private:
+  double largest_ = 0.0;
+};
 
 // Budget for a result in T against a float64 reference whose float32 run lost
 // `reference_float_loss`: double_budget for double, float_budget (with `float_loss_factor`) for
