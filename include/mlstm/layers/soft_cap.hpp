@@ -4,6 +4,7 @@
 //   soft_cap(x) = cap * tanh(x / cap)          elementwise, cap > 0
 #pragma once
 
+#include <Eigen/Core>
 #include <cmath>
 #include <string>
 
@@ -13,14 +14,15 @@
 namespace mlstm {
 namespace detail {
 
-template <typename T>
-inline T soft_cap(T x, T cap) {
-  return cap * std::tanh(x / cap);
-}
-
+// x[i] = soft_cap(x[i]) for `count` values. In float, in vector registers (Eigen's tanh, within a
+// few units in the last place of std::tanh): a generation step caps all 50304 logits of
+// xLSTM-Large, for which std::tanh, value by value, took about 0.8% of the step (perf record of
+// bench_xlstm_large's BM_Generate, 1 thread). In double, std::tanh (Eigen's tanh is not
+// vectorized for double).
 template <typename T>
 void soft_cap_inplace(T* x, Index count, T cap) {
-  for (Index i = 0; i < count; ++i) x[i] = soft_cap(x[i], cap);
+  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> values(x, count);
+  values = cap * (values / cap).tanh();
 }
 
 }  // namespace detail
@@ -32,8 +34,8 @@ Tensor<ScalarOf<X>, rank_of<X>> soft_cap_forward(const X& x, double cap) {
   using T = ScalarOf<X>;
   if (!(std::isfinite(cap) && cap > 0))
     throw ValueError("cap", "expected a finite number > 0, got " + std::to_string(cap));
-  Tensor<T, rank_of<X>> y(x.dimensions());
-  for (Index i = 0; i < x.size(); ++i) y.data()[i] = detail::soft_cap(x.data()[i], T(cap));
+  Tensor<T, rank_of<X>> y = x;
+  detail::soft_cap_inplace(y.data(), y.size(), T(cap));
   return y;
 }
 

@@ -15,7 +15,7 @@
 // q, k, v, o, out and FFN maps and of the norms exist with use_bias.
 #pragma once
 
-#include <cmath>
+#include <Eigen/Core>
 
 #include "mlstm/detail/elementwise.hpp"
 #include "mlstm/kernels/state.hpp"
@@ -104,9 +104,10 @@ void xlstm_large_layer_forward(const XLSTMLargeBlockWeights<T, W>& w,
   h.resize(batch, seq_len, config.v_dim());
   multi_head_layer_norm(h_heads.data(), batch, heads, seq_len, v_head, w.multihead_norm.weight,
                         w.multihead_norm.bias, norm_options, true, h.data());
-  // The output gate, sigmoid(o) * h, folded into h.
+  // The output gate, sigmoid(o) * h, folded into h (in vector registers, Eigen's exp).
   linear_view_forward(normed, batch, seq_len, w.ogate, a.o, threads);
-  for (Index i = 0; i < h.size(); ++i) h.data()[i] *= T(1) / (T(1) + std::exp(-a.o.data()[i]));
+  using Values = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+  Values(h.data(), h.size()) *= (T(1) + (-Values(a.o.data(), a.o.size())).exp()).inverse();
   a.residual.resize(batch, seq_len, config.embedding_dim);
   linear_view_rows(h.data(), rows, w.out_proj, a.residual.data(), threads);
 }
