@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -34,6 +35,24 @@ class DefaultThreads {
  private:
   int saved_;
 };
+
+// Runs a parallel_for of two items on 2 threads in which each item waits until both have started,
+// so the call completes only if a worker takes the second item; returns how many distinct threads
+// ran the items.
+std::size_t rendezvous_of_two_items() {
+  std::mutex mutex;
+  std::set<std::thread::id> seen;
+  std::atomic<int> arrived{0};
+  mlstm::detail::parallel_for(2, 2, [&](Index) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      seen.insert(std::this_thread::get_id());
+    }
+    ++arrived;
+    while (arrived < 2) std::this_thread::yield();
+  });
+  return seen.size();
+}
 
 }  // namespace
 
@@ -105,19 +124,8 @@ TEST_CASE("parallel_for runs every item once and passes on the first exception",
                                                 }),
                     std::runtime_error);
   }
-  // Several threads do take part when asked (items wait until a second thread has arrived).
-  std::mutex mutex;
-  std::set<std::thread::id> seen;
-  std::atomic<int> arrived{0};
-  mlstm::detail::parallel_for(2, 2, [&](Index) {
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      seen.insert(std::this_thread::get_id());
-    }
-    ++arrived;
-    while (arrived < 2) std::this_thread::yield();
-  });
-  CHECK(seen.size() == 2);
+  // Several threads do take part when asked.
+  CHECK(rendezvous_of_two_items() == 2);
   // A parallel_for inside a task runs on that task's thread.
   std::atomic<int> inner{0};
   mlstm::detail::parallel_for(
@@ -129,16 +137,9 @@ TEST_CASE("parallel_for runs every item once and passes on the first exception",
 // it must then take part in that call, and calls from several threads at once must each still
 // run every item once.
 TEST_CASE("back-to-back parallel_for calls keep their workers and their items", "[threads]") {
-  // Each call's two items wait for each other, so each call needs a worker besides the caller:
-  // a worker that kept waiting for a handout it had missed would hang the second call.
-  for (int call = 0; call < 50; ++call) {
-    std::atomic<int> arrived{0};
-    mlstm::detail::parallel_for(2, 2, [&](Index) {
-      ++arrived;
-      while (arrived < 2) std::this_thread::yield();
-    });
-    REQUIRE(arrived == 2);
-  }
+  // Each call needs a worker besides the caller: a worker that kept waiting for a handout it had
+  // missed would hang the second call.
+  for (int call = 0; call < 50; ++call) REQUIRE(rendezvous_of_two_items() == 2);
   constexpr int callers = 4, calls = 200, items = 8;
   std::vector<std::atomic<int>> runs(callers * calls * items);
   std::vector<std::thread> threads;

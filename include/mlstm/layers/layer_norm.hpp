@@ -56,11 +56,11 @@ template <typename Term>
 double lane_sum(Index dim, const Term& term) {
   constexpr int lanes = 8;
   double partial[lanes] = {};
-  Index j = 0;
-  for (; j + lanes <= dim; j += lanes)
+  const Index whole = dim - dim % lanes;
+  for (Index j = 0; j < whole; j += lanes)
     for (int lane = 0; lane < lanes; ++lane) partial[lane] += term(j + lane);
   double sum = 0.0;
-  for (; j < dim; ++j) sum += term(j);
+  for (Index j = whole; j < dim; ++j) sum += term(j);
   for (int lane = 0; lane < lanes; ++lane) sum += partial[lane];
   return sum;
 }
