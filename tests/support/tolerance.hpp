@@ -32,6 +32,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -189,11 +190,14 @@ double plain_budget(double plain_loss, double reference_magnitude) {
                   float_reference_loss_factor * plain_loss);
 }
 
-// Budget for one element of a float32 matrix product over `depth` terms against the exact sum:
-// the classic bound for a sum of products rounded one by one, depth * 2^-24 times the sum of the
-// terms' absolute values (`absolute_sum`), whatever the order of the sums.
-inline double float_product_budget(Index depth, double absolute_sum) {
-  return static_cast<double>(std::max<Index>(depth, 1)) * 0x1.0p-24 * absolute_sum;
+// Budget for one element of a matrix product in T over `depth` terms against the exact sum: the
+// classic bound for a sum of products rounded one by one, depth * u times the sum of the terms'
+// absolute values (`absolute_sum`), u the unit roundoff of T (2^-24 for float), whatever the
+// order of the sums.
+template <typename T = float>
+double product_budget(Index depth, double absolute_sum) {
+  return static_cast<double>(std::max<Index>(depth, 1)) * std::numeric_limits<T>::epsilon() / 2 *
+         absolute_sum;
 }
 
 }  // namespace mlstm::test

@@ -213,10 +213,20 @@ __attribute__((target("avx2,fma"))) inline void packed_tile_kernel(const float* 
   store_tile_row(tile + 5 * stride, c50, c51, add);
 }
 
+// Where a block of a product lies in the whole product (its first row, column and depth), for
+// the triangles (Triangle) that are stated in the whole product's indices.
+struct BlockOrigin {
+  Index row = 0, col = 0, depth = 0;
+};
+
 // C (rows, cols, row stride c_stride) = (add ? C : 0) + the product of packed operands over
 // `depth`: panels of op(A)'s rows, 6 high, by panels of op(B)'s columns, 16 wide (pack_panels).
+// With a triangle, the block's place in the whole product decides per tile: lower_result skips
+// the tiles wholly above the diagonal and keeps a straddling tile's upper entries at (add ? C : 0);
+// lower_a stops each tile at the depth past its last row, upper_a starts it at its first row.
 inline void packed_panels_product(const float* a_packed, Index rows, const float* b_packed,
-                                  Index cols, Index depth, float* c, Index c_stride, bool add) {
+                                  Index cols, Index depth, float* c, Index c_stride, bool add,
+                                  Triangle triangle = Triangle::none, BlockOrigin origin = {}) {
   float edge[packed_tile_rows * packed_tile_cols];
   for (Index j = 0; j < cols; j += packed_tile_cols) {
     const float* b_panel = b_packed + j * depth;
@@ -225,23 +235,46 @@ inline void packed_panels_product(const float* a_packed, Index rows, const float
       const float* a_panel = a_packed + i * depth;
       const Index height = std::min(packed_tile_rows, rows - i);
       float* target = c + i * c_stride + j;
-      if (height == packed_tile_rows && width == packed_tile_cols) {
-        packed_tile_kernel(a_panel, b_panel, depth, target, c_stride, add);
+      // The tile's first row and column in the whole product; how many of its columns lie on or
+      // below the diagonal in each row (all of them unless lower_result); its depths [begin, end).
+      const Index row = origin.row + i, col = origin.col + j;
+      const auto kept_width = [&](Index r) {
+        return triangle == Triangle::lower_result ? std::clamp(row + r - col + 1, Index(0), width)
+                                                  : width;
+      };
+      const Index begin =
+          triangle == Triangle::upper_a ? std::clamp(row - origin.depth, Index(0), depth) : 0;
+      const Index end = triangle == Triangle::lower_a
+                            ? std::clamp(row + packed_tile_rows - origin.depth, Index(0), depth)
+                            : depth;
+      if (kept_width(height - 1) == 0 || begin >= end) {
+        if (!add)
+          for (Index r = 0; r < height; ++r) std::fill_n(target + r * c_stride, width, 0.0f);
         continue;
       }
-      packed_tile_kernel(a_panel, b_panel, depth, edge, packed_tile_cols, false);
-      for (Index r = 0; r < height; ++r)
-        for (Index s = 0; s < width; ++s)
-          target[r * c_stride + s] =
-              (add ? target[r * c_stride + s] : 0.0f) + edge[r * packed_tile_cols + s];
+      const float* a_from = a_panel + begin * packed_tile_rows;
+      const float* b_from = b_panel + begin * packed_tile_cols;
+      if (height == packed_tile_rows && width == packed_tile_cols && kept_width(0) == width) {
+        packed_tile_kernel(a_from, b_from, end - begin, target, c_stride, add);
+        continue;
+      }
+      packed_tile_kernel(a_from, b_from, end - begin, edge, packed_tile_cols, false);
+      for (Index r = 0; r < height; ++r) {
+        const Index kept = kept_width(r);
+        float* out = target + r * c_stride;
+        for (Index s = 0; s < kept; ++s)
+          out[s] = (add ? out[s] : 0.0f) + edge[r * packed_tile_cols + s];
+        if (!add) std::fill(out + kept, out + width, 0.0f);
+      }
     }
   }
 }
 
-// C (rows, cols, row stride c_stride) = op(A) op(B), or C += op(A) op(B), over `depth`.
+// C (rows, cols, row stride c_stride) = op(A) op(B), or C += op(A) op(B), over `depth`, with
+// what `triangle` lets it skip (matrix_operand.hpp).
 inline void packed_product(Index rows, Index cols, Index depth, const MatrixOperand<float>& a,
                            const MatrixOperand<float>& b, float* c, Index c_stride,
-                           Accumulate accumulate) {
+                           Accumulate accumulate, Triangle triangle = Triangle::none) {
   const bool add = accumulate == Accumulate::yes;
   if (depth < 1) {
     if (!add)
@@ -268,7 +301,8 @@ inline void packed_product(Index rows, Index cols, Index depth, const MatrixOper
         const Index row_count = std::min(packed_row_block, rows - row0);
         pack_panels<packed_tile_rows>(a, row0, row_count, k0, k_count, a_packed.data());
         packed_panels_product(a_packed.data(), row_count, b_packed.data(), col_count, k_count,
-                              c + row0 * c_stride + col0, c_stride, add || k0 > 0);
+                              c + row0 * c_stride + col0, c_stride, add || k0 > 0, triangle,
+                              {row0, col0, k0});
       }
     }
   }

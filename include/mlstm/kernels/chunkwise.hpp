@@ -218,28 +218,20 @@ void chunk_forward(const T* q, const T* k, const T* v, const ChunkGates& gates,
     decay_exponents(parts, t, t + 1, decay_row);
     Row(decay_row, t + 1) = Row(decay_row, t + 1).exp() * scale;
   }
-  // From L = 64 on with the packed product (1 to 4% faster at L = 64) and from L = 128 on with
-  // the others (Eigen's halves of fewer than 64 rows ran slower than the quarter saved; oneDNN's
-  // were not measured at 64), only the causal half is multiplied: rows [0, half) see columns [0,
-  // half) alone, so the block of those rows and columns [half, L) (a quarter of L x L) is skipped
-  // and set to 0.
-  const Index half = length >= (products_are_packed<T>() ? 64 : 128) ? length / 2 : 0;
+  // Only the causal triangle is multiplied (matrix_product.hpp): weights = tril(Q K^T), and
+  // W V sums row t over steps s <= t alone.
   out.weights.resize(length, length);
   T* weights = out.weights.data();
-  matrix_product<T>(half, half, qk_dim, {q, qk_dim}, {k, qk_dim, true}, weights, length);
-  matrix_product<T>(length - half, length, qk_dim, {q + half * qk_dim, qk_dim}, {k, qk_dim, true},
-                    weights + half * length, length);
-  out.weights.topRightCorner(half, length - half).setZero();
+  matrix_product<T>(length, length, qk_dim, {q, qk_dim}, {k, qk_dim, true}, weights, length,
+                    Accumulate::no, Triangle::lower_result);
   out.weights.array() *= out.decay.array();
   const Vector state_weight =
       Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, 1>>(rows.state_weight.data(), length)
           .template cast<T>();
   out.weighted_queries.noalias() = state_weight.asDiagonal() * queries;
   out.acc.resize(length, v_dim);
-  T* acc = out.acc.data();
-  matrix_product<T>(half, v_dim, half, {weights, length}, {v, v_dim}, acc, v_dim);
-  matrix_product<T>(length - half, v_dim, length, {weights + half * length, length}, {v, v_dim},
-                    acc + half * v_dim, v_dim);
+  matrix_product<T>(length, v_dim, length, {weights, length}, {v, v_dim}, out.acc.data(), v_dim,
+                    Accumulate::no, Triangle::lower_a);
   matrix_product<T>(length, v_dim, qk_dim, {out.weighted_queries.data(), qk_dim}, {c, v_dim},
                     out.acc.data(), v_dim, Accumulate::yes);
   out.denominator = out.weights.rowwise().sum();

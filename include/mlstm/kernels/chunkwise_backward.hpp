@@ -156,19 +156,25 @@ void chunk_backward(const T* q, const T* k, const T* v, const T* fgate, const T*
   }
 
   // Within the chunk: dW = dacc V^T + dden, dlogW = dW W (summed in double: its row sums, to
-  // M_t, and column sums, to col, reach df as a difference), d(q.k) = dW decay.
+  // M_t, and column sums, to col, reach df as a difference), d(q.k) = dW decay. W and decay are
+  // lower triangular, so only dW's lower triangle matters, and the products by W, dW decay and
+  // their transposes skip the zero triangles (matrix_product.hpp).
   Matrix& d_weights = work.d_weights;
   d_weights.resize(L, L);
-  matrix_product<T>(L, L, v_dim, {d_acc.data(), v_dim}, {v, v_dim, true}, d_weights.data(), L);
+  matrix_product<T>(L, L, v_dim, {d_acc.data(), v_dim}, {v, v_dim, true}, d_weights.data(), L,
+                    Accumulate::no, Triangle::lower_result);
   d_weights.colwise() += d_den;
-  matrix_product<T>(L, v_dim, L, {f.weights.data(), L, true}, {d_acc.data(), v_dim}, dv, v_dim);
+  matrix_product<T>(L, v_dim, L, {f.weights.data(), L, true}, {d_acc.data(), v_dim}, dv, v_dim,
+                    Accumulate::no, Triangle::upper_a);
   RowMatrix<double>& grad_log = work.grad_log;
   grad_log = d_weights.cwiseProduct(f.weights).template cast<double>();
   Eigen::Map<Eigen::Matrix<double, 1, Eigen::Dynamic>>(d_g.data(), L) = grad_log.colwise().sum();
   Eigen::Map<Doubles>(d_big_m.data(), L) -= grad_log.rowwise().sum();
   d_weights.array() *= f.decay.array();
-  matrix_product<T>(L, qk_dim, L, {d_weights.data(), L}, {k, qk_dim}, dq, qk_dim);
-  matrix_product<T>(L, qk_dim, L, {d_weights.data(), L, true}, {q, qk_dim}, dk, qk_dim);
+  matrix_product<T>(L, qk_dim, L, {d_weights.data(), L}, {k, qk_dim}, dq, qk_dim, Accumulate::no,
+                    Triangle::lower_a);
+  matrix_product<T>(L, qk_dim, L, {d_weights.data(), L, true}, {q, qk_dim}, dk, qk_dim,
+                    Accumulate::no, Triangle::upper_a);
 
   // The carried state's part: w_t (C^T q_t) and w_t (q_t . n), w_t = exp(m - M_t).
   Matrix& c_dacc = work.c_dacc;  // rows: C dacc_t

@@ -56,10 +56,11 @@ struct ParallelOptions {
 namespace detail {
 
 // Tile sizes of the parallel kernel: rows x columns of the weight tile, also the column panels of
-// the backward. Under the causal mask the panel that meets the diagonal computes a square of
-// which only the lower half is used: panel / S of the work is wasted. Panels of 64 columns keep
-// that small for short sequences (S = 256: 25% instead of 50%); from S = 2048 on, where 128
-// columns waste at most 1/16, the wider products run faster (bench/README.md).
+// the backward. Under the causal mask the panel that meets the diagonal holds a square of which
+// only the lower half is used; the packed product skips the upper half tile by tile, the others
+// compute it: panel / S of the work is wasted. Panels of 64 columns keep that small for short
+// sequences (S = 256: 25% instead of 50%); from S = 2048 on, where 128 columns waste at most
+// 1/16, the wider products run faster (bench/README.md).
 inline constexpr Index parallel_tile_rows = 256;
 inline constexpr Index parallel_wide_panel_min_length = 2048;
 inline Index parallel_panel_columns(Index seq_len) {
@@ -179,9 +180,13 @@ void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates
     const Index first = mask.causal() ? std::max<Index>(0, c0 - t0) : 0;
     const Index active = rows - first;
     auto tile = weights.block(first, 0, active, cols);
+    // A causal tile from c0 >= t0 on starts on the diagonal (its row `first` is step c0): only
+    // its lower triangle is seen, so both products skip the rest (matrix_product.hpp).
+    const Triangle triangle = mask.causal() && c0 >= t0 ? Triangle::lower_result : Triangle::none;
     // tile = Q[t0 + first, ...] K[c0, ...]^T
     matrix_product<T>(active, cols, s.qk_dim, {head.q + (t0 + first) * s.qk_dim, s.qk_dim},
-                      {head.k + c0 * s.qk_dim, s.qk_dim, true}, tile.data(), weights.outerStride());
+                      {head.k + c0 * s.qk_dim, s.qk_dim, true}, tile.data(), weights.outerStride(),
+                      Accumulate::no, triangle);
     if (mask.causal()) {
       const Index t = t0 + first;
       const DecayParts parts{gates.row.hi.data() + t, gates.row.lo.data() + t,
@@ -198,7 +203,8 @@ void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates
     // acc[first, ...] += tile V[c0, ...]
     matrix_product<T>(active, s.v_dim, cols, {tile.data(), weights.outerStride()},
                       {head.v + c0 * s.v_dim, s.v_dim}, acc.data() + first * s.v_dim, s.v_dim,
-                      Accumulate::yes);
+                      Accumulate::yes,
+                      triangle == Triangle::lower_result ? Triangle::lower_a : Triangle::none);
   }
 
   Eigen::Map<Matrix> hidden(head.h + t0 * s.v_dim, rows, s.v_dim);

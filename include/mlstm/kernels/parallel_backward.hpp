@@ -152,10 +152,17 @@ void parallel_backward_head(const ParallelHeadBackward<T>& p, const SequenceShap
     const T* q_rows = p.q + r0 * s.qk_dim;
     const T* dh_rows = p.dh + r0 * s.v_dim;
     const T* k_cols = p.k + c0 * s.qk_dim;
+    // Under the causal mask the panel's first row is step c0: score and d_score are lower
+    // triangular, and the products by them and their transposes skip the rest
+    // (matrix_product.hpp).
+    const bool causal = mask.causal();
+    const Triangle lower = causal ? Triangle::lower_a : Triangle::none;
+    const Triangle upper = causal ? Triangle::upper_a : Triangle::none;
+    const Triangle seen = causal ? Triangle::lower_result : Triangle::none;
     matrix_product<T>(rows, cols, s.qk_dim, {q_rows, s.qk_dim}, {k_cols, s.qk_dim, true},
-                      score.data(), width);  // Q_rows K_cols^T
+                      score.data(), width, Accumulate::no, seen);  // Q_rows K_cols^T
     matrix_product<T>(rows, cols, s.v_dim, {dh_rows, s.v_dim}, {p.v + c0 * s.v_dim, s.v_dim, true},
-                      d_score.data(), width);  // dH_rows V_cols^T
+                      d_score.data(), width, Accumulate::no, seen);  // dH_rows V_cols^T
     const DecayParts parts{gates.row.hi.data() + r0, gates.row.lo.data() + r0,
                            gates.col.hi.data() + c0, gates.col.lo.data() + c0};
     for (Index r = 0; r < rows; ++r) {
@@ -189,11 +196,14 @@ void parallel_backward_head(const ParallelHeadBackward<T>& p, const SequenceShap
     Eigen::Map<Eigen::Matrix<double, 1, Eigen::Dynamic>>(grad_col_sum.data() + c0, cols) =
         grad_double.colwise().sum();
     matrix_product<T>(cols, s.v_dim, rows, {score.data(), width, true}, {dh_rows, s.v_dim},
-                      p.dv + c0 * s.v_dim, s.v_dim);  // dV_cols = score^T dH_rows
+                      p.dv + c0 * s.v_dim, s.v_dim, Accumulate::no,
+                      upper);  // dV_cols = score^T dH_rows
     matrix_product<T>(cols, s.qk_dim, rows, {d_score.data(), width, true}, {q_rows, s.qk_dim},
-                      p.dk + c0 * s.qk_dim, s.qk_dim);  // dK_cols = dscore^T Q_rows
+                      p.dk + c0 * s.qk_dim, s.qk_dim, Accumulate::no,
+                      upper);  // dK_cols = dscore^T Q_rows
     matrix_product<T>(rows, s.qk_dim, cols, {d_score.data(), width}, {k_cols, s.qk_dim},
-                      p.dq + r0 * s.qk_dim, s.qk_dim, Accumulate::yes);  // dQ_rows += dscore K_cols
+                      p.dq + r0 * s.qk_dim, s.qk_dim, Accumulate::yes,
+                      lower);  // dQ_rows += dscore K_cols
   }
 
   // m_t = logD[source_t]: its gradient joins G at that entry. Then logD[t, s] = prefix_t -
