@@ -43,6 +43,8 @@ bool products_are_packed() {
 #endif
 }
 
+// C (rows, cols) = op(A) op(B), or C += op(A) op(B), whole: oneDNN's, the packed or Eigen's
+// product as the file comment says.
 template <typename T>
 void general_product(Index rows, Index cols, Index depth, const MatrixOperand<T>& a,
                      const MatrixOperand<T>& b, T* c, Index c_stride, Accumulate accumulate) {
