@@ -57,10 +57,11 @@ namespace detail {
 
 // Tile sizes of the parallel kernel: rows x columns of the weight tile, also the column panels of
 // the backward. Under the causal mask the panel that meets the diagonal holds a square of which
-// only the lower half is used; the packed product skips the upper half tile by tile, the others
-// compute it: panel / S of the work is wasted. Panels of 64 columns keep that small for short
-// sequences (S = 256: 25% instead of 50%); from S = 2048 on, where 128 columns waste at most
-// 1/16, the wider products run faster (bench/README.md).
+// only the lower half is used. The packed product skips the upper half tile by tile
+// (matrix_product.hpp); Eigen's and oneDNN's compute most of it: panel / S of the work is wasted.
+// Panels of 64 columns keep that small for short sequences (S = 256: 25% instead of 50%); from
+// S = 2048 on, where 128 columns waste at most 1/16, the wider products run faster
+// (bench/README.md).
 inline constexpr Index parallel_tile_rows = 256;
 inline constexpr Index parallel_wide_panel_min_length = 2048;
 inline Index parallel_panel_columns(Index seq_len) {
