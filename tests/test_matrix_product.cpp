@@ -120,11 +120,13 @@ TEMPLATE_TEST_CASE("matrix_product's triangles match the plain loop", "[matrix_p
                    double) {
   INFO("packed product in use: " << mlstm::detail::products_are_packed<TestType>());
   // Square chunks of the chunkwise form (1 to 300 steps: one tile, partial tiles, more than a
-  // row block of 72, 128 and more rows for the halves, more than a depth block of 256), and
-  // shapes wider, narrower and deeper than square.
-  const Shape shapes[] = {{1, 1, 4},     {5, 5, 3},    {6, 6, 6},     {17, 17, 17},
-                          {64, 64, 128}, {73, 73, 73}, {130, 130, 5}, {300, 300, 300},
-                          {20, 50, 9},   {50, 20, 70}, {129, 40, 200}};
+  // row block of 72, 128 and more rows for the halves, more than a depth block of 256), shapes
+  // wider, narrower and deeper than square, more than a column block of 1024, and rows past the
+  // depth in a second depth block (whole upper_a tiles skipped there).
+  const Shape shapes[] = {{1, 1, 4},     {5, 5, 3},    {6, 6, 6},      {17, 17, 17},
+                          {64, 64, 128}, {73, 73, 73}, {130, 130, 5},  {300, 300, 300},
+                          {20, 50, 9},   {50, 20, 70}, {129, 40, 200}, {1030, 1030, 2},
+                          {300, 20, 270}};
   mlstm::test::Random random(20261201);
   for (const Shape& shape : shapes) {
     for (int layout = 0; layout < 4; ++layout) {

@@ -104,7 +104,10 @@ void triangular_product_by_halves(Index rows, Index cols, Index depth, const Mat
   const Index half = rows >= 128 ? rows / 2 : 0;
   const Index top_cols = triangle == Triangle::lower_result ? std::min(half, cols) : cols;
   const Index top_depth = triangle == Triangle::lower_a ? std::min(half, depth) : depth;
-  const Index bottom_skip = triangle == Triangle::upper_a ? std::min(half, depth) : 0;
+  // At most depth - 1, so that the bottom operands start inside their storage (with depth <=
+  // half the bottom rows of an upper_a A are zero, and one more zero term changes nothing).
+  const Index bottom_skip =
+      triangle == Triangle::upper_a ? std::clamp<Index>(depth - 1, 0, half) : 0;
   general_product(half, top_cols, top_depth, a, b, c, c_stride, accumulate);
   general_product(rows - half, cols, depth - bottom_skip, operand_from(a, half, bottom_skip),
                   operand_from(b, bottom_skip, Index(0)), c + half * c_stride, c_stride,
