@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include <mlstm/build_info.hpp>
 #include <mlstm/detail/linear_product.hpp>
 #include <mlstm/threading.hpp>
 
@@ -19,12 +20,7 @@ inline int run_benchmarks(int argc, char** argv,
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("mlstm_threads", std::to_string(mlstm::get_num_threads()));
-#ifdef MLSTM_USE_ONEDNN
-  benchmark::AddCustomContext("mlstm_gemm", "oneDNN");
-#else
-  benchmark::AddCustomContext(
-      "mlstm_gemm", mlstm::detail::uses_packed_product() ? "packed product (AVX2)" : "Eigen");
-#endif
+  benchmark::AddCustomContext("mlstm_gemm", mlstm::float_product_name());
   // The float linear layers' product of a prefill's rows, chosen at run time.
   const bool broadcast =
       mlstm::detail::uses_broadcast_product<float, float>(mlstm::detail::widened_dot_max_rows + 1);

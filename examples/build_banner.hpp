@@ -5,7 +5,7 @@
 
 #include <cstdio>
 
-#include <Eigen/Core>
+#include <mlstm/build_info.hpp>
 
 namespace example {
 
@@ -15,8 +15,8 @@ inline void print_build_banner(const char* program) {
 #else
   const char* build = "portable: no -march";
 #endif
-  std::fprintf(stderr, "%s: built for %s (%s)\n", program, Eigen::SimdInstructionSetsInUse(),
-               build);
+  std::fprintf(stderr, "%s: built for %s (%s); float products: %s\n", program,
+               mlstm::compiled_instruction_sets(), build, mlstm::float_product_name());
 }
 
 }  // namespace example

@@ -1,6 +1,7 @@
 // mlstm: the mLSTM cell of xLSTM over Eigen tensors. Include this header for everything.
 #pragma once
 
+#include "mlstm/build_info.hpp"
 #include "mlstm/errors.hpp"
 #include "mlstm/kernels/backend.hpp"
 #include "mlstm/kernels/chunkwise.hpp"
