@@ -131,11 +131,13 @@ const std::vector<std::pair<std::string, Stage>>& stages() {
                                 threads);
        }},
       {"split",
-       [](Block& b, int) {
-         for (const float* x : {b.q.data(), b.k.data(), b.v.data()})
-           benchmark::DoNotOptimize(d::split_heads(x, 1, b.S, NH, DH).data());
-         for (const float* x : {b.igate.data(), b.fgate.data()})
-           benchmark::DoNotOptimize(d::split_heads(x, 1, b.S, NH, 1).data());
+       [](Block& b, int threads) {  // as the model's cell: into kept tensors, q, k, v threaded
+         d::split_heads(b.igate.data(), 1, b.S, NH, 1, b.i_heads);
+         d::split_heads(b.fgate.data(), 1, b.S, NH, 1, b.f_heads);
+         d::split_heads(b.q.data(), 1, b.S, NH, DH, b.q_heads, threads);
+         d::split_heads(b.k.data(), 1, b.S, NH, DH, b.k_heads, threads);
+         d::split_heads(b.v.data(), 1, b.S, NH, DH, b.v_heads, threads);
+         benchmark::ClobberMemory();
        }},
       {"kernel",
        [](Block& b, int threads) {

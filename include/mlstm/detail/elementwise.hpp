@@ -10,9 +10,10 @@ namespace mlstm::detail {
 // one addition, so the result does not depend on the thread count.
 template <typename T>
 void add_rows(const T* x, Index rows, Index dim, T* y, int threads) {
-  parallel_rows(rows, 64, threads, 4.0 * static_cast<double>(dim), [&](Index begin, Index end) {
-    for (Index i = begin * dim; i < end * dim; ++i) y[i] += x[i];
-  });
+  parallel_rows(rows, 64, threads, memory_pass_cost_per_value * static_cast<double>(dim),
+                [&](Index begin, Index end) {
+                  for (Index i = begin * dim; i < end * dim; ++i) y[i] += x[i];
+                });
 }
 
 }  // namespace mlstm::detail

@@ -190,7 +190,8 @@ void gates_backward(const T* q, const T* k, const T* v, Index rows, Index inner,
 // on up to `threads` threads.
 template <typename Task>
 void for_each_position(Index batch, Index seq_len, Index width, int threads, const Task& task) {
-  parallel_rows(batch * seq_len, 32, threads, 2.0 * static_cast<double>(width),
+  parallel_rows(batch * seq_len, 32, threads,
+                memory_pass_cost_per_value * static_cast<double>(width),
                 [&](Index begin, Index end) {
                   for (Index row = begin; row < end; ++row) task(row / seq_len, row % seq_len);
                 });
