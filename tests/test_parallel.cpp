@@ -11,7 +11,11 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <optional>
+#include <type_traits>
+#include <vector>
 
 #include <mlstm/mlstm.hpp>
 
@@ -129,5 +133,28 @@ TEST_CASE("a mask longer than the sequence, or a causal one shorter, means the c
     options.mask = mlstm::causal_mask(L);
     const auto h = mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate, options);
     MLSTM_CHECK_CLOSE(h, causal, 0.0);
+  }
+}
+
+TEMPLATE_TEST_CASE("log decays below the negligible cut give weights of exactly 0",
+                   "[parallel][decay]", float, double) {
+  using T = TestType;
+  const double cut = mlstm::detail::negligible_log_decay<T>();
+  // ln(smallest normal / epsilon): 2^-103 for float, 2^-970 for double.
+  const double expected_cut =
+      std::is_same_v<T, float> ? -103 * std::log(2.0) : -970 * std::log(2.0);
+  CHECK(cut == Approx(expected_cut).epsilon(1e-12));
+  // Columns whose exponent col - row straddles the cut, the row at 0.
+  const std::vector<double> col_hi = {0.0,       -1.0, cut + 0.5, cut + 1e-9 * std::abs(cut),
+                                      cut - 0.5, -1e4};
+  const std::vector<double> col_lo(col_hi.size(), 0.0), row_hi = {0.0}, row_lo = {0.0};
+  const mlstm::detail::DecayParts parts{row_hi.data(), row_lo.data(), col_hi.data(), col_lo.data()};
+  std::vector<T> exponent(col_hi.size());
+  mlstm::detail::decay_exponents(parts, 0, static_cast<Index>(col_hi.size()), exponent.data());
+  for (std::size_t c = 0; c < col_hi.size(); ++c) {
+    CAPTURE(c, col_hi[c], cut, exponent[c]);
+    if (static_cast<T>(col_hi[c]) < static_cast<T>(cut))
+      CHECK(exponent[c] == -std::numeric_limits<T>::infinity());
+    else CHECK(exponent[c] == static_cast<T>(col_hi[c]));
   }
 }
