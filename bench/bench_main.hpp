@@ -10,7 +10,6 @@
 #include <utility>
 
 #include <mlstm/build_info.hpp>
-#include <mlstm/detail/linear_product.hpp>
 #include <mlstm/threading.hpp>
 
 namespace mlstm_bench {
@@ -21,11 +20,7 @@ inline int run_benchmarks(int argc, char** argv,
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("mlstm_threads", std::to_string(mlstm::get_num_threads()));
   benchmark::AddCustomContext("mlstm_gemm", mlstm::float_product_name());
-  // The float linear layers' product of a prefill's rows, chosen at run time.
-  const bool broadcast =
-      mlstm::detail::uses_broadcast_product<float, float>(mlstm::detail::widened_dot_max_rows + 1);
-  benchmark::AddCustomContext("mlstm_linear_product",
-                              broadcast ? "AVX-512 broadcast kernel" : "mlstm_gemm's");
+  benchmark::AddCustomContext("mlstm_linear_product", mlstm::linear_product_name());
   for (const auto& [key, value] : context) benchmark::AddCustomContext(key, value);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -136,25 +136,43 @@ TEST_CASE("a mask longer than the sequence, or a causal one shorter, means the c
   }
 }
 
-TEMPLATE_TEST_CASE("log decays below the negligible cut give weights of exactly 0",
+TEMPLATE_TEST_CASE("decays below the negligible cut give weights of exactly 0, never subnormal",
                    "[parallel][decay]", float, double) {
   using T = TestType;
-  const double cut = mlstm::detail::negligible_log_decay<T>();
-  // ln(smallest normal / epsilon): 2^-103 for float, 2^-970 for double.
-  const double expected_cut =
-      std::is_same_v<T, float> ? -103 * std::log(2.0) : -970 * std::log(2.0);
-  CHECK(cut == Approx(expected_cut).epsilon(1e-12));
-  // Columns whose exponent col - row straddles the cut, the row at 0.
-  const std::vector<double> col_hi = {0.0,       -1.0, cut + 0.5, cut + 1e-9 * std::abs(cut),
-                                      cut - 0.5, -1e4};
+  const T negligible = mlstm::detail::negligible_decay<T>();
+  // T's smallest normal number over its epsilon: 2^-103 for float, 2^-970 for double.
+  CHECK(negligible == std::ldexp(T(1), std::is_same_v<T, float> ? -103 : -970));
+  const double cut = std::log(static_cast<double>(negligible));
+  // Exponents col - row (the row at 0) on both sides of the cut, down through the range where
+  // exp is subnormal (about -87 to -103 for float, -708 to -745 for double) and beyond.
+  const double subnormal_exp = std::is_same_v<T, float> ? -95.0 : -720.0;
+  const std::vector<double> col_hi = {0.0,
+                                      -1.0,
+                                      cut + 0.5,
+                                      cut - 0.5,
+                                      subnormal_exp,
+                                      -1e4,
+                                      -std::numeric_limits<double>::infinity()};
   const std::vector<double> col_lo(col_hi.size(), 0.0), row_hi = {0.0}, row_lo = {0.0};
   const mlstm::detail::DecayParts parts{row_hi.data(), row_lo.data(), col_hi.data(), col_lo.data()};
-  std::vector<T> exponent(col_hi.size());
-  mlstm::detail::decay_exponents(parts, 0, static_cast<Index>(col_hi.size()), exponent.data());
+  const T scale = T(0.125);
+  std::vector<T> weight(col_hi.size());
+  mlstm::detail::decay_weights(parts, 0, static_cast<Index>(col_hi.size()), scale, weight.data());
   for (std::size_t c = 0; c < col_hi.size(); ++c) {
-    CAPTURE(c, col_hi[c], cut, exponent[c]);
-    if (static_cast<T>(col_hi[c]) < static_cast<T>(cut))
-      CHECK(exponent[c] == -std::numeric_limits<T>::infinity());
-    else CHECK(exponent[c] == static_cast<T>(col_hi[c]));
+    CAPTURE(c, col_hi[c], cut, weight[c]);
+    if (col_hi[c] > cut) {
+      const double expected =
+          static_cast<double>(scale) * std::exp(static_cast<double>(static_cast<T>(col_hi[c])));
+      CHECK(static_cast<double>(weight[c]) ==
+            Approx(expected).epsilon(8 * std::numeric_limits<T>::epsilon()));
+    } else {
+      CHECK(weight[c] == T(0));
+    }
+    CHECK((weight[c] == T(0) || weight[c] >= std::numeric_limits<T>::min()));
   }
+  // A row with no weight near the cut (its first two columns) takes the one-pass path.
+  std::vector<T> near_row(2);
+  mlstm::detail::decay_weights(parts, 0, 2, scale, near_row.data());
+  for (std::size_t c = 0; c < near_row.size(); ++c)
+    CHECK(near_row[c] == Approx(weight[c]).epsilon(8 * std::numeric_limits<T>::epsilon()));
 }

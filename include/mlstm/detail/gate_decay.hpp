@@ -60,32 +60,44 @@ struct DecayParts {
   const double* col_lo;
 };
 
-// The log decay below which a weight is taken as exactly 0: ln(T's smallest normal number / its
-// epsilon), about -71.4 for float and -672 for double. A weight there lies that many e-folds
-// below its row's stabilizer, far below the rounding of any sum it joins. Left in, the weights
-// of the 10 or so e-folds above T's underflow were subnormal numbers, or made the products that
-// read them produce some, and every vector operation on one took the processor's slow path (on
-// an Intel Xeon the parallel form at S = 4096 and 8192 ran 3x slower than its work). From this
-// cut on, exp(exponent) times a scale and a score, or a weight times a value, stays normal
-// unless the score or the value is below epsilon.
+// The decay below which a weight is exactly 0: T's smallest normal number over its epsilon,
+// 2^-103 for float and 2^-970 for double. Such a weight lies 71 (float) or 672 (double) e-folds
+// below its row's stabilizer: against the normalizer's eps (1e-6 by default) or the row's own
+// largest weight it is far below rounding. Left in, the weights of the few e-folds above T's
+// underflow were subnormal numbers, or made the products that read them produce some, and each
+// vector instruction on one took the processor's slow path (on an Intel Xeon the parallel form at
+// S = 4096 and 8192 ran 3x slower than its work: bench/README.md). Above it, a weight times a
+// score or a value stays normal unless the score or the value is itself below epsilon.
 template <typename T>
-double negligible_log_decay() {
-  static const double cut = std::log(static_cast<double>(std::numeric_limits<T>::min()) /
-                                     static_cast<double>(std::numeric_limits<T>::epsilon()));
-  return cut;
+constexpr T negligible_decay() {
+  return std::numeric_limits<T>::min() / std::numeric_limits<T>::epsilon();
 }
 
-// exponent[c] = col(c) - row(r) for the columns c in [0, count) of row r of a tile, each rounded
-// to T once; -inf (a weight of 0) below negligible_log_decay<T>().
+// weight[c] = scale * exp(col(c) - row(r)) for the columns c in [0, count) of row r of a tile,
+// each exponent rounded to T once; exactly 0 where exp(col(c) - row(r)) < negligible_decay<T>().
 template <typename T>
-void decay_exponents(const DecayParts& parts, Index r, Index count, T* exponent) {
+void decay_weights(const DecayParts& parts, Index r, Index count, T scale, T* weight) {
+  using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
+  constexpr double ln2 = 0.6931471805599453;
+  constexpr int cut_log2 =
+      std::numeric_limits<T>::min_exponent + std::numeric_limits<T>::digits - 2;
   const double row_hi = parts.row_hi[r], row_lo = parts.row_lo[r];
   for (Index c = 0; c < count; ++c)
-    exponent[c] = static_cast<T>((parts.col_hi[c] - row_hi) + (parts.col_lo[c] - row_lo));
-  // A second pass in T: both loops vectorize, where one with the comparison in double did not.
-  const T cut = static_cast<T>(negligible_log_decay<T>());
-  for (Index c = 0; c < count; ++c)
-    exponent[c] = exponent[c] < cut ? minus_infinity<T> : exponent[c];
+    weight[c] = static_cast<T>((parts.col_hi[c] - row_hi) + (parts.col_lo[c] - row_lo));
+  Row weights(weight, count);
+  // Most rows have no weight within two binades of the cut: one pass, as without it.
+  if (weights.minCoeff() >= static_cast<T>((cut_log2 + 2) * ln2)) {
+    weights = weights.exp() * scale;
+    return;
+  }
+  // Exponents are raised to ln(negligible_decay / 2) first, so that exp never works where its
+  // result is subnormal (Eigen's vectorized exp returns a subnormal number, not 0, even for
+  // -inf on some instruction sets); the weights below the cut are then set to 0.
+  const T floor = static_cast<T>((cut_log2 - 1) * ln2);
+  for (Index c = 0; c < count; ++c) weight[c] = std::max(weight[c], floor);
+  weights = weights.exp();
+  constexpr T cut = negligible_decay<T>();
+  for (Index c = 0; c < count; ++c) weight[c] = weight[c] < cut ? T(0) : weight[c] * scale;
 }
 
 // In place on a row-major tile `scores` (rows x cols, row stride `stride`) holding q_t . k_s:
@@ -96,17 +108,17 @@ void decay_exponents(const DecayParts& parts, Index r, Index count, T* exponent)
 //
 // Row r sees columns c <= r + diagonal (causal; a diagonal >= cols - 1 means all columns). Only
 // visible entries are exponentiated, so an invisible entry's large exponent never matters.
-// `exponent` is scratch of cols values.
+// `decay` is scratch of cols values.
 template <typename T>
 void apply_causal_decay(T* scores, Index rows, Index cols, Index stride, const DecayParts& parts,
-                        Index diagonal, T scale, T* exponent, T* rowsum) {
+                        Index diagonal, T scale, T* decay, T* rowsum) {
   using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
   for (Index r = 0; r < rows; ++r) {
     const Index visible = std::clamp<Index>(r + diagonal + 1, 0, cols);
     Row row(scores + r * stride, cols);
     if (visible > 0) {
-      decay_exponents(parts, r, visible, exponent);
-      row.head(visible) *= Row(exponent, visible).exp() * scale;
+      decay_weights(parts, r, visible, scale, decay);
+      row.head(visible) *= Row(decay, visible);
       rowsum[r] += row.head(visible).sum();
     }
     row.tail(cols - visible).setZero();
@@ -114,18 +126,17 @@ void apply_causal_decay(T* scores, Index rows, Index cols, Index stride, const D
 }
 
 // As apply_causal_decay, with visibility given by a row-major boolean mask: row r sees column c
-// where visible[r * visible_stride + c]. Invisible entries are set to 0 (Eigen's vectorized exp
-// gives a tiny positive number, not 0, for an exponent of -inf).
+// where visible[r * visible_stride + c]. Invisible entries are set to 0 afterwards: the exponent
+// of one means nothing, and its weight may be any value, inf included.
 template <typename T>
 void apply_masked_decay(T* scores, Index rows, Index cols, Index stride, const DecayParts& parts,
-                        const bool* visible, Index visible_stride, T scale, T* exponent,
-                        T* rowsum) {
+                        const bool* visible, Index visible_stride, T scale, T* decay, T* rowsum) {
   using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
   for (Index r = 0; r < rows; ++r) {
     Row row(scores + r * stride, cols);
     const bool* sees = visible + r * visible_stride;
-    decay_exponents(parts, r, cols, exponent);
-    row *= Row(exponent, cols).exp() * scale;
+    decay_weights(parts, r, cols, scale, decay);
+    row *= Row(decay, cols);
     for (Index c = 0; c < cols; ++c)
       if (!sees[c]) row[c] = T(0);
     rowsum[r] += row.sum();

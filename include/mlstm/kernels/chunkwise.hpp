@@ -204,7 +204,6 @@ void chunk_forward(const T* q, const T* k, const T* v, const ChunkGates& gates,
                    const ChunkRows& rows, const T* c, const T* n, Index qk_dim, Index v_dim,
                    ChunkForward<T>& out) {
   using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
-  using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
   const Index length = gates.length();
   const T scale = T(1) / std::sqrt(static_cast<T>(qk_dim));
   Eigen::Map<const RowMatrix<T>> queries(q, length, qk_dim);
@@ -213,11 +212,8 @@ void chunk_forward(const T* q, const T* k, const T* v, const ChunkGates& gates,
   const DecayParts parts{rows.row.hi.data(), rows.row.lo.data(), gates.col.hi.data(),
                          gates.col.lo.data()};
   out.decay.setZero(length, length);
-  for (Index t = 0; t < length; ++t) {
-    T* decay_row = out.decay.data() + t * length;
-    decay_exponents(parts, t, t + 1, decay_row);
-    Row(decay_row, t + 1) = Row(decay_row, t + 1).exp() * scale;
-  }
+  for (Index t = 0; t < length; ++t)
+    decay_weights(parts, t, t + 1, scale, out.decay.data() + t * length);
   // Only the causal triangle is multiplied (matrix_product.hpp): weights = tril(Q K^T), and
   // W V sums row t over steps s <= t alone.
   out.weights.resize(length, length);

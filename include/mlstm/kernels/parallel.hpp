@@ -170,7 +170,7 @@ void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates
   const Index panel = parallel_panel_columns(s.seq_len);
   Matrix weights(rows, panel);  // row stride panel
   Matrix acc = Matrix::Zero(rows, s.v_dim);
-  Vector rowsum = Vector::Zero(rows), exponent(panel);
+  Vector rowsum = Vector::Zero(rows), decay(panel);
 
   const Index column_end = mask.causal() ? t1 : s.seq_len;
   for (Index c0 = 0; c0 < column_end; c0 += panel) {
@@ -193,12 +193,12 @@ void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates
       const DecayParts parts{gates.row.hi.data() + t, gates.row.lo.data() + t,
                              gates.col.hi.data() + c0, gates.col.lo.data() + c0};
       apply_causal_decay(tile.data(), active, cols, weights.outerStride(), parts, t - c0, scale,
-                         exponent.data(), rowsum.data() + first);
+                         decay.data(), rowsum.data() + first);
     } else {
       const DecayParts parts{gates.row.hi.data() + t0, gates.row.lo.data() + t0,
                              gates.col.hi.data() + c0, gates.col.lo.data() + c0};
       apply_masked_decay(tile.data(), rows, cols, weights.outerStride(), parts,
-                         mask.visible + t0 * s.seq_len + c0, s.seq_len, scale, exponent.data(),
+                         mask.visible + t0 * s.seq_len + c0, s.seq_len, scale, decay.data(),
                          rowsum.data());
     }
     // acc[first, ...] += tile V[c0, ...]

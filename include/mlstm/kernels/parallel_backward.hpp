@@ -175,8 +175,7 @@ void parallel_backward_head(const ParallelHeadBackward<T>& p, const SequenceShap
       }
       // scale * D[t, c0 + j], 0 where (t, c0 + j) is hidden.
       const Index visible = mask.causal() ? std::min(cols, t - c0 + 1) : cols;
-      decay_exponents(parts, r, visible, decay.data());
-      Row(decay.data(), visible) = Row(decay.data(), visible).exp() * scale;
+      decay_weights(parts, r, visible, scale, decay.data());
       Row(decay.data() + visible, cols - visible).setZero();
       if (!mask.causal())
         for (Index j = 0; j < cols; ++j)

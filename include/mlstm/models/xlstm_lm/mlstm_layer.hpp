@@ -339,8 +339,8 @@ void mlstm_layer_backward(const MLSTMLayerWeights<T>& w, const MLSTMLayerGradien
   causal_conv1d_backward(cache.x_mlstm.data(), batch, seq_len, I, w.conv_weight.data(),
                          w.kernel_size(), dx_conv.data(), dinput.data(), grads.conv_weight,
                          grads.conv_bias, threads);
-  parallel_rows(rows, backward_block_rows, threads, 4.0 * static_cast<double>(I),
-                [&](Index begin, Index end) {
+  parallel_rows(rows, backward_block_rows, threads,
+                memory_pass_cost_per_value * static_cast<double>(I), [&](Index begin, Index end) {
                   for (Index r = begin; r < end; ++r)
                     for (Index j = 0; j < I; ++j)
                       dup.data()[r * 2 * I + j] =
