@@ -144,35 +144,46 @@ TEMPLATE_TEST_CASE("decays below the negligible cut give weights of exactly 0, n
   CHECK(negligible == std::ldexp(T(1), std::is_same_v<T, float> ? -103 : -970));
   const double cut = std::log(static_cast<double>(negligible));
   // Exponents col - row (the row at 0) on both sides of the cut, down through the range where
-  // exp is subnormal (about -87 to -103 for float, -708 to -745 for double) and beyond.
+  // exp is subnormal (about -87 to -103 for float, -708 to -745 for double) and beyond, repeated
+  // along rows long enough for every lane of Eigen's vectorized exp, from several first columns.
   const double subnormal_exp = std::is_same_v<T, float> ? -95.0 : -720.0;
-  const std::vector<double> col_hi = {0.0,
-                                      -1.0,
-                                      cut + 0.5,
-                                      cut - 0.5,
-                                      subnormal_exp,
-                                      -1e4,
-                                      -std::numeric_limits<double>::infinity()};
-  const std::vector<double> col_lo(col_hi.size(), 0.0), row_hi = {0.0}, row_lo = {0.0};
-  const mlstm::detail::DecayParts parts{row_hi.data(), row_lo.data(), col_hi.data(), col_lo.data()};
-  const T scale = T(0.125);
-  std::vector<T> weight(col_hi.size());
-  mlstm::detail::decay_weights(parts, 0, static_cast<Index>(col_hi.size()), scale, weight.data());
-  for (std::size_t c = 0; c < col_hi.size(); ++c) {
-    CAPTURE(c, col_hi[c], cut, weight[c]);
-    if (col_hi[c] > cut) {
-      const double expected =
-          static_cast<double>(scale) * std::exp(static_cast<double>(static_cast<T>(col_hi[c])));
-      CHECK(static_cast<double>(weight[c]) ==
-            Approx(expected).epsilon(8 * std::numeric_limits<T>::epsilon()));
-    } else {
-      CHECK(weight[c] == T(0));
-    }
-    CHECK((weight[c] == T(0) || weight[c] >= std::numeric_limits<T>::min()));
+  const double exponents[] = {0.0,
+                              -1.0,
+                              cut + 0.5,
+                              cut - 0.5,
+                              subnormal_exp,
+                              -1e4,
+                              -std::numeric_limits<double>::infinity()};
+  const Index length = 67;
+  std::vector<double> col_hi(length), col_lo(length, 0.0), near(length);
+  for (Index c = 0; c < length; ++c) {
+    col_hi[c] = exponents[c % 7];
+    near[c] = exponents[c % 2];  // a row with no weight near the cut
   }
-  // A row with no weight near the cut (its first two columns) takes the one-pass path.
-  std::vector<T> near_row(2);
-  mlstm::detail::decay_weights(parts, 0, 2, scale, near_row.data());
-  for (std::size_t c = 0; c < near_row.size(); ++c)
-    CHECK(near_row[c] == Approx(weight[c]).epsilon(8 * std::numeric_limits<T>::epsilon()));
+  const std::vector<double> row_hi = {0.0}, row_lo = {0.0};
+  const T scale = T(0.125);
+  auto check_row = [&](const std::vector<double>& columns, Index first) {
+    const mlstm::detail::DecayParts parts{row_hi.data(), row_lo.data(), columns.data() + first,
+                                          col_lo.data() + first};
+    const Index count = length - first;
+    std::vector<T> weight(static_cast<std::size_t>(count));
+    mlstm::detail::decay_weights(parts, 0, count, scale, weight.data());
+    for (Index c = 0; c < count; ++c) {
+      const double exponent = columns[first + c];
+      CAPTURE(first, c, exponent, cut, weight[c]);
+      if (exponent > cut) {
+        const double expected =
+            static_cast<double>(scale) * std::exp(static_cast<double>(static_cast<T>(exponent)));
+        CHECK(static_cast<double>(weight[c]) ==
+              Approx(expected).epsilon(8 * std::numeric_limits<T>::epsilon()));
+      } else {
+        CHECK(weight[c] == T(0));
+      }
+      CHECK((weight[c] == T(0) || weight[c] >= std::numeric_limits<T>::min()));
+    }
+  };
+  for (const Index first : {Index(0), Index(1), Index(3), Index(5)}) {
+    check_row(col_hi, first);
+    check_row(near, first);
+  }
 }

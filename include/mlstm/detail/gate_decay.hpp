@@ -81,12 +81,14 @@ void decay_weights(const DecayParts& parts, Index r, Index count, T scale, T* we
   constexpr double ln2 = 0.6931471805599453;
   constexpr int cut_log2 =
       std::numeric_limits<T>::min_exponent + std::numeric_limits<T>::digits - 2;
+  if (count < 1) return;
   const double row_hi = parts.row_hi[r], row_lo = parts.row_lo[r];
   for (Index c = 0; c < count; ++c)
     weight[c] = static_cast<T>((parts.col_hi[c] - row_hi) + (parts.col_lo[c] - row_lo));
   Row weights(weight, count);
-  // Most rows have no weight within two binades of the cut: one pass, as without it.
-  if (weights.minCoeff() >= static_cast<T>((cut_log2 + 2) * ln2)) {
+  // Most rows have no weight within two binades of the cut: one pass, as without it. (A NaN
+  // sends the row the other way, where it stays NaN.)
+  if (weights.template minCoeff<Eigen::PropagateNaN>() >= static_cast<T>((cut_log2 + 2) * ln2)) {
     weights = weights.exp() * scale;
     return;
   }
