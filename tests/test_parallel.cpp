@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <optional>
 #include <type_traits>
@@ -157,8 +158,8 @@ TEMPLATE_TEST_CASE("decays below the negligible cut give weights of exactly 0, n
   const Index length = 67;
   std::vector<double> col_hi(length), col_lo(length, 0.0), near(length);
   for (Index c = 0; c < length; ++c) {
-    col_hi[c] = exponents[c % 7];
-    near[c] = exponents[c % 2];  // a row with no weight near the cut
+    col_hi[c] = exponents[c % std::size(exponents)];
+    near[c] = exponents[c % 2];  // its first two: a row with no weight near the cut
   }
   const std::vector<double> row_hi = {0.0}, row_lo = {0.0};
   const T scale = T(0.125);

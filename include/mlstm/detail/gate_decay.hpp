@@ -13,7 +13,6 @@
 
 #include <Eigen/Core>
 #include <algorithm>
-#include <cmath>
 #include <limits>
 #include <vector>
 
