@@ -10,6 +10,9 @@
 //                              matrices); bytes/s counts the weights read, to compare with
 //                              BM_read_bandwidth.
 //   BM_linear_prefill<W>/rows/out/in   rows at once (a prefill); GFLOP/s in the counters.
+//   BM_linear_prefill_rounded_inputs/rows/out/in   the same with bfloat16 weights and
+//                              InputRounding::bfloat16 (AMX-BF16 tiles where the processor has
+//                              them; the context's mlstm_bfloat16_inputs_product says).
 //
 // The step's shapes are those of the xLSTM 7B model's FFN (embedding 4096, hidden 10944): larger
 // than the last-level cache, so that a step reads its weights from memory. The prefill's are the
@@ -62,6 +65,13 @@ BENCHMARK_TEMPLATE(BM_linear_step, Eigen::bfloat16)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
+// GFLOP/s of a product of (rows, in) by (in, out) per iteration.
+void count_product_rate(benchmark::State& state, Index rows, Index out, Index in) {
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * static_cast<double>(rows * out * in) * static_cast<double>(state.iterations()) * 1e-9,
+      benchmark::Counter::kIsRate);
+}
+
 template <typename W>
 void BM_linear_prefill(benchmark::State& state) {
   const Index rows = state.range(0), out = state.range(1), in = state.range(2);
@@ -71,9 +81,7 @@ void BM_linear_prefill(benchmark::State& state) {
     auto y = mlstm::linear_forward(x, weight);
     benchmark::DoNotOptimize(y.data());
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      2.0 * static_cast<double>(rows * out * in) * static_cast<double>(state.iterations()) * 1e-9,
-      benchmark::Counter::kIsRate);
+  count_product_rate(state, rows, out, in);
 }
 // The 7B model's square projections, and the 125M model's up- and down-projections.
 void prefill_shapes(benchmark::internal::Benchmark* benchmark) {
@@ -87,6 +95,21 @@ void prefill_shapes(benchmark::internal::Benchmark* benchmark) {
 }
 BENCHMARK_TEMPLATE(BM_linear_prefill, float)->Apply(prefill_shapes);
 BENCHMARK_TEMPLATE(BM_linear_prefill, Eigen::bfloat16)->Apply(prefill_shapes);
+
+void BM_linear_prefill_rounded_inputs(benchmark::State& state) {
+  const Index rows = state.range(0), out = state.range(1), in = state.range(2);
+  const auto x = filled<float, 2>(rows, in);
+  const auto weight = filled<Eigen::bfloat16, 2>(out, in);
+  mlstm::Tensor<float, 2> y(rows, out);
+  for (auto _ : state) {
+    mlstm::detail::linear_rows(x.data(), rows, in, weight.data(), out,
+                               static_cast<const float*>(nullptr), y.data(),
+                               mlstm::get_num_threads(), mlstm::InputRounding::bfloat16);
+    benchmark::DoNotOptimize(y.data());
+  }
+  count_product_rate(state, rows, out, in);
+}
+BENCHMARK(BM_linear_prefill_rounded_inputs)->Apply(prefill_shapes);
 
 }  // namespace
 

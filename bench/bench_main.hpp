@@ -21,6 +21,8 @@ inline int run_benchmarks(int argc, char** argv,
   benchmark::AddCustomContext("mlstm_threads", std::to_string(mlstm::get_num_threads()));
   benchmark::AddCustomContext("mlstm_gemm", mlstm::float_product_name());
   benchmark::AddCustomContext("mlstm_linear_product", mlstm::linear_product_name());
+  benchmark::AddCustomContext("mlstm_bfloat16_inputs_product",
+                              mlstm::bfloat16_inputs_product_name());
   for (const auto& [key, value] : context) benchmark::AddCustomContext(key, value);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -18,6 +18,9 @@
 //                   step_read_bytes and read_fraction (token_model_loops.hpp).
 //   BM_Prefill/S    a prompt of S tokens from the zero state, logits of the last; items = tokens.
 //                   One state, set to zero in place for each prompt.
+//   BM_PrefillRoundedInputs/S  BM_Prefill with InputRounding::bfloat16: the activations rounded
+//                   to bfloat16 before each product, which run on the AMX-BF16 tile unit where
+//                   the processor has one (bfloat16 weights only).
 //
 //   BM_read_bandwidth  the machine's read bandwidth (read_bandwidth.hpp), in the same run.
 //
@@ -161,8 +164,20 @@ void BM_Prefill(benchmark::State& state) {
   float_weights() ? prefill<float>(state) : prefill<Eigen::bfloat16>(state);
 }
 
+void BM_PrefillRoundedInputs(benchmark::State& state) {
+  if (float_weights()) {
+    state.SkipWithError("bfloat16 inputs need bfloat16 weights");
+    return;
+  }
+  mlstm::XLSTMLarge<float, Eigen::bfloat16>& model = *bench_model<Eigen::bfloat16>().model;
+  model.set_input_rounding(mlstm::InputRounding::bfloat16);
+  prefill<Eigen::bfloat16>(state);
+  model.set_input_rounding(mlstm::InputRounding::none);
+}
+
 BENCHMARK(BM_Generate)->Unit(benchmark::kMillisecond)->UseManualTime();
 BENCHMARK(BM_Prefill)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_PrefillRoundedInputs)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

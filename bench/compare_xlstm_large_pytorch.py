@@ -22,6 +22,10 @@ Both sides do the same work:
               mlstm: XLSTMLarge::prefill(..., Logits::last).
   generation  one token per call of the reference's forward on (1, 1) tokens with a state, which
               runs its step kernel / XLSTMLarge::step; the logits of the token.
+mlstm's bfloat16 prefill is also timed with InputRounding::bfloat16 (BM_PrefillRoundedInputs: the
+activations rounded to bfloat16 before each product, as PyTorch's bfloat16 model rounds them; on
+AMX-BF16 tiles where the processor has them) and set against PyTorch's float32 prefill, since the
+reference's bfloat16 prefill fails.
 On a CPU the reference needs its native kernels: chunkwise--native_autograd,
 native_sequence__native and native. Its bfloat16 prefill fails in that chunkwise kernel (a dtype
 mismatch); the script reports the failure. The models' weights are random (values do not change
@@ -171,11 +175,12 @@ def main():
     parameters = references["float32"].parameters
     # The host's memory rate (and so both sides' steps) drifts over seconds to minutes: the two
     # sides are measured in turns, and each figure is the best of the rounds.
-    ours, theirs = {}, {}
+    ours, theirs, rounded_inputs_product = {}, {}, None
     for round_index in range(args.rounds):
         this_round = {}
         for weights, dtype_name in (("float", "float32"), ("bfloat16", "bfloat16")):
-            results, _ = run_mlstm(args.binary, args.threads, weights, args.min_seconds)
+            results, context = run_mlstm(args.binary, args.threads, weights, args.min_seconds)
+            rounded_inputs_product = context.get("mlstm_bfloat16_inputs_product")
             this_round[("mlstm", dtype_name)] = results["generate"]["items_per_second"]
             keep_fastest(ours.setdefault(dtype_name, {}), results, benchmark_rate)
         for dtype_name, reference in references.items():
@@ -202,6 +207,13 @@ def main():
             rows[(kind, dtype_name)] = (rate, reference_rate)
             print(f"{kind + ' ' + dtype_name:22s} {rate:11.2f} {rate_text(reference_rate):>13s} "
                   f"{ratio_text(rate, reference_rate)}  {how}")
+
+    rounded_key = f"prefillroundedinputs/{PREFILL_LENGTH}"
+    rounded_rate = ours["bfloat16"].get(rounded_key, {}).get("items_per_second")
+    f32_reference = rows[("prefill", "float32")][1]
+    print(f"{'prefill bf16, bf16 in':22s} {rate_text(rounded_rate):>11s} "
+          f"{rate_text(f32_reference):>13s} {ratio_text(rounded_rate, f32_reference)}  "
+          f"against PyTorch's float32 prefill; mlstm's products: {rounded_inputs_product}")
 
     generate = ours["bfloat16"]["generate"]
     bandwidth = read_bandwidth_ceiling(ours["bfloat16"]["read_bandwidth"])
@@ -234,6 +246,9 @@ def main():
             ours_prefill = rows[("prefill", dtype_name)][0]
             print(f"  prefill {dtype_name} >= 2x PyTorch float32 prefill: "
                   f"{ours_prefill / f32_prefill:.2f}x {verdict(ours_prefill >= 2 * f32_prefill)}")
+        if rounded_rate:
+            print(f"  prefill bfloat16 with bfloat16 inputs >= 2x PyTorch float32 prefill: "
+                  f"{rounded_rate / f32_prefill:.2f}x {verdict(rounded_rate >= 2 * f32_prefill)}")
 
 
 if __name__ == "__main__":

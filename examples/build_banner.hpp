@@ -15,9 +15,11 @@ inline void print_build_banner(const char* program) {
 #else
   const char* build = "portable: no -march";
 #endif
-  std::fprintf(stderr, "%s: built for %s (%s); float products: %s, linear layers: %s\n", program,
-               mlstm::compiled_instruction_sets, build, mlstm::float_product_name(),
-               mlstm::linear_product_name());
+  std::fprintf(stderr,
+               "%s: built for %s (%s); float products: %s, linear layers: %s, with bfloat16 "
+               "inputs: %s\n",
+               program, mlstm::compiled_instruction_sets, build, mlstm::float_product_name(),
+               mlstm::linear_product_name(), mlstm::bfloat16_inputs_product_name());
 }
 
 }  // namespace example

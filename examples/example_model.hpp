@@ -7,6 +7,9 @@
 //                          model.safetensors (as --checkpoint); and, for the examples that read
 //                          text, tokenizer.json
 //   --weights=bfloat16|float32   how an xLSTM-Large model stores its matrices (computing in float)
+//   --inputs=float32|bfloat16    how its products with bfloat16 matrices take their activations:
+//                          as they are, or rounded to bfloat16 (on AMX-BF16 tiles where the
+//                          processor has them: a faster prefill)
 //   --checkpoint=PATH      a safetensors state dict (from save_language_model, or from PyTorch:
 //                          the configuration is then inferred from the tensors)
 //   without a checkpoint:  --vocab-size --embedding-dim --num-heads --num-blocks
@@ -34,6 +37,7 @@ struct ModelFlags {
   std::string folder;
   std::string checkpoint;
   bool bfloat16_weights = true;  // of an xLSTM-Large model
+  bool bfloat16_inputs = false;  // of its products with bfloat16 weights
   mlstm::LMModelConfig config;
   std::uint64_t seed = 0;
   mlstm::KernelOptions kernels;
@@ -51,6 +55,8 @@ inline const char* const model_usage =
     "  --model=DIR           a model folder: Hugging Face xLSTM-Large (config.json + shards) or\n"
     "                        model.safetensors; and tokenizer.json where text is read\n"
     "  --weights=bfloat16|float32   an xLSTM-Large model's matrices (default bfloat16)\n"
+    "  --inputs=float32|bfloat16    its products' activations: as they are (default) or\n"
+    "                        rounded to bfloat16 (AMX-BF16 tiles where the processor has them)\n"
     "  --checkpoint=PATH     load a safetensors checkpoint (else: a new model from --seed)\n"
     "  --vocab-size=N --embedding-dim=N --num-heads=N --num-blocks=N --context-length=N\n"
     "                        the new model's configuration (default 256, 128, 4, 2, 256)\n"
@@ -137,6 +143,10 @@ inline bool parse_model_flag(const std::string& flag, const std::string& value, 
     if (value != "bfloat16" && value != "float32")
       throw std::invalid_argument("--weights: expected bfloat16 or float32, got " + value);
     flags.bfloat16_weights = value == "bfloat16";
+  } else if (flag == "--inputs") {
+    if (value != "bfloat16" && value != "float32")
+      throw std::invalid_argument("--inputs: expected float32 or bfloat16, got " + value);
+    flags.bfloat16_inputs = value == "bfloat16";
   } else if (flag == "--seed") {
     flags.seed = static_cast<std::uint64_t>(parse_integer(flag, value));
   } else if (flag == "--threads") {
@@ -183,9 +193,10 @@ template <typename W>
 void print_model(const mlstm::XLSTMLarge<float, W>& model, const ModelFlags& flags) {
   const mlstm::XLSTMLargeConfig& c = model.config();
   std::printf(
-      "model: %s (xLSTM-Large, %s matrices); vocab %lld, embedding %lld, %lld blocks, "
-      "%lld heads, %lld parameters; %d threads\n",
+      "model: %s (xLSTM-Large, %s matrices, %s inputs); vocab %lld, embedding %lld, "
+      "%lld blocks, %lld heads, %lld parameters; %d threads\n",
       flags.folder.c_str(), flags.bfloat16_weights ? "bfloat16" : "float32",
+      model.input_rounding() == mlstm::InputRounding::bfloat16 ? "bfloat16" : "float32",
       static_cast<long long>(c.vocab_size), static_cast<long long>(c.embedding_dim),
       static_cast<long long>(c.num_blocks), static_cast<long long>(c.num_heads),
       static_cast<long long>(model.table().parameter_count()), mlstm::get_num_threads());
@@ -206,8 +217,13 @@ template <typename Run>
 void with_model(const ModelFlags& flags, Run run) {
   const bool hugging_face_folder =
       !flags.folder.empty() && std::filesystem::exists(flags.folder + "/config.json");
+  if (flags.bfloat16_inputs && !(hugging_face_folder && flags.bfloat16_weights))
+    throw std::invalid_argument(
+        "--inputs=bfloat16: needs an xLSTM-Large --model folder with "
+        "--weights=bfloat16");
   if (hugging_face_folder && flags.bfloat16_weights) {
-    const auto model = mlstm::load_xlstm_large<float, Eigen::bfloat16>(flags.folder);
+    auto model = mlstm::load_xlstm_large<float, Eigen::bfloat16>(flags.folder);
+    if (flags.bfloat16_inputs) model.set_input_rounding(mlstm::InputRounding::bfloat16);
     print_model(model, flags);
     run(model);
   } else if (hugging_face_folder) {

@@ -5,7 +5,9 @@
 // and independent of the thread count.
 #include <Eigen/Core>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <mlstm/detail/linear_product.hpp>
 #include <mlstm/layers/linear.hpp>
 #include <mlstm/layers/linear_headwise.hpp>
@@ -294,5 +296,121 @@ TEST_CASE("the prefill's products sum like the plain loop", "[layers][linear][bf
         }
       }
     }
+  }
+}
+
+// Products with InputRounding::bfloat16 against the plain loop on x rounded to bfloat16 (to
+// nearest even), in double: linear_product with the rounding on any processor (the step's few
+// rows, and a rounded copy of x where there is no AMX-BF16), dense and head-wise, on one thread
+// and three with the same bits; and amx_product itself where the processor has AMX-BF16, on
+// strided rows: rows around its tiles of 16, its pairs of row blocks and its row tile of 128,
+// inputs around its blocks of 32 (a last block of 16), outputs around its tiles of 16 and its
+// tasks of 32.
+TEST_CASE("products with inputs rounded to bfloat16 sum like the plain loop on rounded inputs",
+          "[layers][linear][bfloat16]") {
+#if MLSTM_DETAIL_AMX_KERNELS
+  const bool amx = mlstm::detail::processor_has_amx_bf16();
+#else
+  const bool amx = false;
+#endif
+  if (!amx) WARN("no AMX-BF16 here: amx_product is not tested, only the rounded copy of x");
+  mlstm::test::Random random(31);
+  for (const Index rows :
+       {Index(1), Index(4), Index(5), Index(16), Index(17), Index(33), Index(130), Index(300)}) {
+    for (const Index in :
+         {Index(1), Index(4), Index(16), Index(31), Index(32), Index(48), Index(64), Index(301)}) {
+      for (const Index out :
+           {Index(1), Index(4), Index(15), Index(16), Index(17), Index(37), Index(64)}) {
+        for (const Index blocks : {Index(1), Index(2)}) {
+          // A few head-wise shapes, among them blocks of 4 x 4 (small_square_blocks).
+          if (blocks > 1 && (rows > 33 || out > 17)) continue;
+          const bool with_bias = (rows + in + out) % 2 == 1;
+          CAPTURE(rows, in, out, blocks, with_bias);
+          const auto x = random_tensor<float, 2>(random, rows, blocks * in + 3);  // 3 unused
+          const auto w = random_tensor<bfloat16, 3>(random, blocks, out, in);
+          const auto b = random_tensor<float, 1>(random, blocks * out);
+          Tensor<double, 2> rounded_x(rows, blocks * in);
+          for (Index r = 0; r < rows; ++r)
+            for (Index j = 0; j < blocks * in; ++j)
+              rounded_x(r, j) = static_cast<double>(static_cast<float>(bfloat16(x(r, j))));
+          const Tensor<double, 1> b_double = as_double(b);
+          const Tensor<double, 2> expected = naive::linear_headwise(
+              rounded_x, as_double(widened(w)), with_bias ? &b_double : nullptr);
+          const float* bias = with_bias ? b.data() : nullptr;
+
+          // linear_product reads x with the row stride of its blocks: the used columns first.
+          const Tensor<float, 2> x_used =
+              x.slice(Eigen::array<Index, 2>{0, 0}, Eigen::array<Index, 2>{rows, blocks * in});
+          Tensor<float, 2> one_thread(rows, blocks * out), three_threads(rows, blocks * out);
+          const mlstm::detail::LinearShape shape{rows, blocks, in, out};
+          mlstm::detail::linear_product(x_used.data(), w.data(), bias, one_thread.data(), shape, 1,
+                                        mlstm::InputRounding::bfloat16);
+          mlstm::detail::linear_product(x_used.data(), w.data(), bias, three_threads.data(), shape,
+                                        3, mlstm::InputRounding::bfloat16);
+          MLSTM_CHECK_CLOSE(as_double(one_thread), expected, float_sum_budget(in));
+          const Tensor<bool, 0> same = (one_thread == three_threads).all();
+          CHECK(same());
+
+#if MLSTM_DETAIL_AMX_KERNELS
+          if (amx && blocks == 1) {
+            Tensor<float, 2> y(rows, out + 2);
+            y.setConstant(0.0f);
+            mlstm::detail::amx_product(x.data(), in + 3, rows, w.data(), in, out, bias, y.data(),
+                                       out + 2, 2);
+            const Tensor<double, 2> got =
+                as_double(y).slice(Eigen::array<Index, 2>{0, 0}, Eigen::array<Index, 2>{rows, out});
+            MLSTM_CHECK_CLOSE(got, expected, float_sum_budget(in));
+            for (Index r = 0; r < rows; ++r)  // the gaps in y untouched
+              CHECK((y(r, out) == 0.0f && y(r, out + 1) == 0.0f));
+          }
+#endif
+        }
+      }
+    }
+  }
+}
+
+// A NaN poisons exactly what it takes part in: a NaN input the outputs of its row, a NaN weight
+// its output in every row; the columns of x past the inputs, and the weights past a row, are
+// never read (x's three unused columns hold NaN). With the first weight of a row NaN, a product
+// that read a partial block of inputs past the end of the row before it would poison that
+// output too. Inputs and outputs leave partial blocks of the AMX kernel's tiles.
+TEST_CASE("products with inputs rounded to bfloat16 read only their operands",
+          "[layers][linear][bfloat16]") {
+  const Index rows = 21, out = 19, nan_row = 18, nan_outputs[] = {3, 17};
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  mlstm::test::Random random(32);
+  for (const Index in : {Index(31), Index(37)}) {
+    CAPTURE(in);
+    const Index x_stride = in + 3;
+    auto x = random_tensor<float, 2>(random, rows, x_stride);
+    auto w = random_tensor<bfloat16, 2>(random, out, in);
+    for (Index r = 0; r < rows; ++r)
+      for (Index j = in; j < x_stride; ++j) x(r, j) = nan;
+    x(nan_row, in - 4) = nan;
+    w(nan_outputs[0], 0) = bfloat16(nan);
+    w(nan_outputs[1], in - 1) = bfloat16(nan);
+    auto check_pattern = [&](const float* y) {
+      for (Index r = 0; r < rows; ++r)
+        for (Index o = 0; o < out; ++o) {
+          CAPTURE(r, o);
+          const bool poisoned = r == nan_row || o == nan_outputs[0] || o == nan_outputs[1];
+          CHECK(std::isnan(y[r * out + o]) == poisoned);
+        }
+    };
+    Tensor<float, 2> y(rows, out);
+    const Tensor<float, 2> x_used =
+        x.slice(Eigen::array<Index, 2>{0, 0}, Eigen::array<Index, 2>{rows, in});
+    mlstm::detail::linear_product(x_used.data(), w.data(), static_cast<const float*>(nullptr),
+                                  y.data(), mlstm::detail::LinearShape{rows, 1, in, out}, 2,
+                                  mlstm::InputRounding::bfloat16);
+    check_pattern(y.data());
+#if MLSTM_DETAIL_AMX_KERNELS
+    if (mlstm::detail::processor_has_amx_bf16()) {
+      mlstm::detail::amx_product(x.data(), x_stride, rows, w.data(), in, out, nullptr, y.data(),
+                                 out, 2);
+      check_pattern(y.data());
+    }
+#endif
   }
 }

@@ -370,6 +370,41 @@ TEST_CASE("xLSTM-Large runs bfloat16 weights in place, as float weights of the s
                              golden.f32_logits * mlstm::test::magnitude(golden.logits));
 }
 
+// InputRounding::bfloat16 rounds each product's inputs to bfloat16: against the same model with
+// float inputs, the logits move by about what bfloat16 rounding moves them (measured with
+// MLSTM_GOLDEN_REPORT=1: bfloat16_inputs_relative in support/tolerance.hpp), and not by nothing;
+// prefill and steps agree with the forward within bfloat16_inputs_forms_relative. A float model
+// refuses it.
+TEST_CASE("xLSTM-Large rounds its products' inputs to bfloat16 when asked",
+          "[xlstm_large][hf_folder][bfloat16]") {
+  const BFloat16Folder folder;
+  auto model = mlstm::load_xlstm_large<float, Eigen::bfloat16>(folder.path.string());
+  const Golden golden("xlstm_large_hf_outputs");
+  const Tensor<float, 3> exact = model.forward(golden.tokens);
+  const double scale = mlstm::test::magnitude(exact);
+  const double budget = mlstm::test::bfloat16_inputs_relative * scale;
+  CHECK(model.input_rounding() == mlstm::InputRounding::none);
+  model.set_input_rounding(mlstm::InputRounding::bfloat16);
+  CHECK(model.input_rounding() == mlstm::InputRounding::bfloat16);
+  const Tensor<float, 3> rounded = model.forward(golden.tokens);
+  check_close("bfloat16 inputs vs float inputs, forward", rounded, exact, budget, 0);
+  mlstm::test::report_golden("bfloat16 weights and inputs vs the float64 reference", rounded,
+                             golden.logits, mlstm::test::magnitude(golden.logits),
+                             golden.f32_logits * mlstm::test::magnitude(golden.logits));
+  CHECK(mlstm::test::max_difference(rounded, exact).max_abs > 0.0);
+  auto state = model.initial_state(golden.tokens.dimension(0));
+  check_close("bfloat16 inputs, prefill + steps vs forward",
+              prefill_then_steps(model, golden.tokens, golden.prefill, state), rounded,
+              mlstm::test::bfloat16_inputs_forms_relative * scale, 0);
+  model.set_input_rounding(mlstm::InputRounding::none);
+  const Tensor<bool, 0> restored = (model.forward(golden.tokens) == exact).all();
+  CHECK(restored());
+
+  mlstm::XLSTMLarge<float> float_model(model.config());
+  CHECK_THROWS_AS(float_model.set_input_rounding(mlstm::InputRounding::bfloat16),
+                  mlstm::ValueError);
+}
+
 // The layers xLSTM-Large adds, against plain loops over their equations.
 TEST_CASE("rms_norm_forward, soft_cap_forward and swiglu_forward match plain loops",
           "[xlstm_large][layers]") {

@@ -3,6 +3,7 @@
 //
 //   std::printf("%s; products: %s, linear layers: %s\n", mlstm::compiled_instruction_sets,
 //               mlstm::float_product_name(), mlstm::linear_product_name());
+//   mlstm::bfloat16_inputs_product_name()   // bfloat16 weights with InputRounding::bfloat16
 //
 // Eigen's SimdInstructionSetsInUse() names AVX for a build with AVX2 and FMA, which is why the
 // library says it itself.
@@ -52,6 +53,16 @@ inline const char* linear_product_name() {
   const bool broadcast =
       detail::uses_broadcast_product<float, float>(detail::widened_dot_max_rows + 1);
   return broadcast ? "AVX-512 broadcast kernel" : float_product_name();
+}
+
+// Which product runs a prefill's products with bfloat16 weights and InputRounding::bfloat16:
+// the processor's AMX-BF16 tile unit where it has one (and the system lets the process use it),
+// else a copy of the rounded inputs through the products of bfloat16 weights.
+inline const char* bfloat16_inputs_product_name() {
+#if MLSTM_DETAIL_AMX_KERNELS
+  if (detail::processor_has_amx_bf16()) return "AMX-BF16 tiles";
+#endif
+  return "a rounded copy of the inputs";
 }
 
 }  // namespace mlstm

@@ -54,6 +54,17 @@ inline constexpr double float_model_loss_factor = 8.0;
 
 inline constexpr double finite_difference_relative = 1e-7;
 
+// A bfloat16 model whose products round their inputs to bfloat16 (InputRounding::bfloat16)
+// against the same model with float inputs: each input moves by up to 2^-9 of itself, and the
+// tiny random golden model magnifies that. Measured on the golden folder's model: 2.2e-2 of the
+// logits' magnitude (rounding its weights to bfloat16, a move of the same relative size, moved
+// them by 3.7e-2); budget 2^-4.
+inline constexpr double bfloat16_inputs_relative = 0x1.0p-4;
+// Two forms of such a model (prefill and steps against the forward): their float differences can
+// move an input across a bfloat16 rounding boundary, by 2^-8 of itself; one such step of the
+// magnitude. Measured 4.3e-8 on the golden folder's model.
+inline constexpr double bfloat16_inputs_forms_relative = 0x1.0p-8;
+
 template <typename T>
 inline constexpr double forms_relative = std::is_same_v<T, double> ? 1e-12 : 2e-5;
 

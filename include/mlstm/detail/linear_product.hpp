@@ -17,6 +17,11 @@
 //   (widened_product.hpp), or with MLSTM_GEMM=oneDNN each tile of the weights is widened into a
 //   float buffer once per tile of rows and multiplied by oneDNN's sgemm.
 //
+// With InputRounding::bfloat16 (bfloat16 weights only), x is rounded to bfloat16 first, as a
+// bfloat16 model in PyTorch rounds its activations: where the processor has AMX-BF16, a product
+// of more than a few rows runs on its tile unit (amx_product.hpp), many times the rate of the
+// float kernels; elsewhere a rounded copy of x takes the paths above.
+//
 // Threads: the product is cut into tiles (a block, up to `row_tile` rows, up to a column tile of
 // outputs) whose sizes depend on the shapes only, so the result does not depend on the thread
 // count; no sum is split across tiles.
@@ -26,8 +31,10 @@
 #include <algorithm>
 #include <memory>
 #include <type_traits>
+#include <vector>
 
 #include "mlstm/detail/aligned_array.hpp"
+#include "mlstm/detail/amx_product.hpp"
 #include "mlstm/detail/bfloat16.hpp"
 #include "mlstm/detail/broadcast_product.hpp"
 #include "mlstm/detail/matrix_product.hpp"
@@ -35,6 +42,7 @@
 #include "mlstm/detail/widened_dot.hpp"
 #include "mlstm/detail/widened_product.hpp"
 #include "mlstm/detail/x86_kernels.hpp"
+#include "mlstm/layers/input_rounding.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm::detail {
@@ -184,7 +192,7 @@ struct LinearShape {
 // y = x W^T + b block by block, as the header describes, on up to `threads` threads.
 template <typename T, typename W>
 void linear_product(const T* x, const W* weight, const T* bias, T* y, const LinearShape& shape,
-                    int threads) {
+                    int threads, InputRounding rounding = InputRounding::none) {
   static_assert(is_linear_weight_scalar<T, W>,
                 "mlstm: linear weights are in the activations' scalar, or bfloat16 for float");
   constexpr bool widened = !std::is_same_v<W, T>;
@@ -193,6 +201,33 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
   if (rows < 1 || out < 1) return;
   const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(in) *
                        static_cast<double>(out) * static_cast<double>(blocks);
+
+  // A product per block of the block-diagonal map, by `product` (x, y and the bias offset).
+  auto per_block = [&](const auto& product) {
+    for (Index block = 0; block < blocks; ++block)
+      product(x + block * in, weight + block * out * in,
+              bias != nullptr ? bias + block * out : nullptr, y + block * out);
+  };
+  if constexpr (widened) {
+    if (rounding == InputRounding::bfloat16) {
+#if MLSTM_DETAIL_AMX_KERNELS
+      if (rows > widened_dot_max_rows && !has_small_square_blocks(blocks, in, out) &&
+          processor_has_amx_bf16()) {
+        per_block(
+            [&](const float* x_block, const W* w_block, const float* b_block, float* y_block) {
+              amx_product(x_block, x_stride, rows, w_block, in, out, b_block, y_block, y_stride,
+                          threads);
+            });
+        return;
+      }
+#endif
+      std::vector<float> rounded(static_cast<std::size_t>(rows * x_stride));
+      std::transform(x, x + rows * x_stride, rounded.begin(),
+                     [](float value) { return widen(Eigen::bfloat16(value)); });
+      linear_product(rounded.data(), weight, bias, y, shape, threads, InputRounding::none);
+      return;
+    }
+  }
 
   if (has_small_square_blocks(blocks, in, out)) {
     constexpr Index rows_per_item = 64;
@@ -214,12 +249,6 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
     return;
   }
 
-  // A product per block of the block-diagonal map, by `product` (x, y and the bias offset).
-  auto per_block = [&](const auto& product) {
-    for (Index block = 0; block < blocks; ++block)
-      product(x + block * in, weight + block * out * in,
-              bias != nullptr ? bias + block * out : nullptr, y + block * out);
-  };
 #if MLSTM_DETAIL_X86_KERNELS
   if constexpr (std::is_same_v<T, float>) {
     if (uses_broadcast_product<T, W>(rows)) {

@@ -25,11 +25,12 @@ namespace mlstm {
 namespace detail {
 
 // y (rows, out) = x (rows, in) W^T + b, W (out, in) row-major in T or bfloat16; bias may be
-// null. Runs on up to `threads` threads; the result does not depend on the count.
+// null; `rounding` as in detail/linear_product.hpp. Runs on up to `threads` threads; the result
+// does not depend on the count.
 template <typename T, typename W>
 void linear_rows(const T* x, Index rows, Index in, const W* weight, Index out, const T* bias, T* y,
-                 int threads) {
-  linear_product(x, weight, bias, y, LinearShape{rows, 1, in, out}, threads);
+                 int threads, InputRounding rounding = InputRounding::none) {
+  linear_product(x, weight, bias, y, LinearShape{rows, 1, in, out}, threads, rounding);
 }
 
 // Backward of linear_rows for dy (rows, out): dx (rows, in) = dy W, written when not null;

@@ -21,18 +21,21 @@ namespace mlstm {
 namespace detail {
 
 // x (rows, E) -> y (rows, E); the weights in T or (for float x) bfloat16, biases may be null;
-// `gate` and `up` hold the two hidden activations (rows, F), resized to them.
+// `gate` and `up` hold the two hidden activations (rows, F), resized to them; `rounding` as in
+// detail/linear_product.hpp, for each of the three products.
 template <typename T, typename W>
 void swiglu_rows(const T* x, Index rows, Index embedding_dim, Index hidden_dim,
                  const W* gate_weight, const T* gate_bias, const W* up_weight, const T* up_bias,
                  const W* down_weight, const T* down_bias, T* y, Tensor<T, 2>& gate,
-                 Tensor<T, 2>& up, int threads) {
+                 Tensor<T, 2>& up, int threads, InputRounding rounding = InputRounding::none) {
   gate.resize(rows, hidden_dim);
   up.resize(rows, hidden_dim);
-  linear_rows(x, rows, embedding_dim, gate_weight, hidden_dim, gate_bias, gate.data(), threads);
-  linear_rows(x, rows, embedding_dim, up_weight, hidden_dim, up_bias, up.data(), threads);
+  linear_rows(x, rows, embedding_dim, gate_weight, hidden_dim, gate_bias, gate.data(), threads,
+              rounding);
+  linear_rows(x, rows, embedding_dim, up_weight, hidden_dim, up_bias, up.data(), threads, rounding);
   for (Index i = 0; i < gate.size(); ++i) gate.data()[i] = silu(gate.data()[i]) * up.data()[i];
-  linear_rows(gate.data(), rows, hidden_dim, down_weight, embedding_dim, down_bias, y, threads);
+  linear_rows(gate.data(), rows, hidden_dim, down_weight, embedding_dim, down_bias, y, threads,
+              rounding);
 }
 
 }  // namespace detail

@@ -32,18 +32,20 @@
 namespace mlstm {
 namespace detail {
 
-// y (rows, out) = x (rows, in) W^T + b for a bound linear map.
+// y (rows, out) = x (rows, in) W^T + b for a bound linear map; `rounding` as in
+// detail/linear_product.hpp.
 template <typename T, typename W>
-void linear_view_rows(const T* x, Index rows, const LinearView<T, W>& map, T* y, int threads) {
-  linear_rows(x, rows, map.in, map.weight, map.out, map.bias, y, threads);
+void linear_view_rows(const T* x, Index rows, const LinearView<T, W>& map, T* y, int threads,
+                      InputRounding rounding) {
+  linear_rows(x, rows, map.in, map.weight, map.out, map.bias, y, threads, rounding);
 }
 
 // y (B, S, map.out), resized, = x (B * S, map.in) W^T + b.
 template <typename T, typename W>
 void linear_view_forward(const T* x, Index batch, Index seq_len, const LinearView<T, W>& map,
-                         Tensor<T, 3>& y, int threads) {
+                         Tensor<T, 3>& y, int threads, InputRounding rounding) {
   y.resize(batch, seq_len, map.out);
-  linear_view_rows(x, batch * seq_len, map, y.data(), threads);
+  linear_view_rows(x, batch * seq_len, map, y.data(), threads, rounding);
 }
 
 template <typename T>
@@ -70,21 +72,21 @@ struct XLSTMLargeBlockActivations {
 namespace detail {
 
 // x (B, S, E) -> the mLSTM layer's output a.residual (B, S, E) for the normed input a.normed;
-// `state` as in mlstm_kernel_forward.
+// `state` as in mlstm_kernel_forward; `rounding` for every linear map.
 template <typename T, typename W>
 void xlstm_large_layer_forward(const XLSTMLargeBlockWeights<T, W>& w,
                                const XLSTMLargeConfig& config, Index batch, Index seq_len,
-                               const KernelOptions& options, RecurrentState<T>* state,
-                               XLSTMLargeBlockActivations<T>& a) {
+                               const KernelOptions& options, InputRounding rounding,
+                               RecurrentState<T>* state, XLSTMLargeBlockActivations<T>& a) {
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
   const Index heads = config.num_heads, rows = batch * seq_len;
   const Index qk_head = config.qk_head_dim(), v_head = config.v_head_dim();
   const T* normed = a.normed.data();
-  linear_view_forward(normed, batch, seq_len, w.q, a.q, threads);
-  linear_view_forward(normed, batch, seq_len, w.k, a.k, threads);
-  linear_view_forward(normed, batch, seq_len, w.v, a.v, threads);
-  linear_view_forward(normed, batch, seq_len, w.igate, a.igate, threads);
-  linear_view_forward(normed, batch, seq_len, w.fgate, a.fgate, threads);
+  linear_view_forward(normed, batch, seq_len, w.q, a.q, threads, rounding);
+  linear_view_forward(normed, batch, seq_len, w.k, a.k, threads, rounding);
+  linear_view_forward(normed, batch, seq_len, w.v, a.v, threads, rounding);
+  linear_view_forward(normed, batch, seq_len, w.igate, a.igate, threads, rounding);
+  linear_view_forward(normed, batch, seq_len, w.fgate, a.fgate, threads, rounding);
   if (config.gate_soft_cap) {
     soft_cap_inplace(a.igate.data(), a.igate.size(), static_cast<T>(*config.gate_soft_cap));
     soft_cap_inplace(a.fgate.data(), a.fgate.size(), static_cast<T>(*config.gate_soft_cap));
@@ -105,31 +107,31 @@ void xlstm_large_layer_forward(const XLSTMLargeBlockWeights<T, W>& w,
   multi_head_layer_norm(h_heads.data(), batch, heads, seq_len, v_head, w.multihead_norm.weight,
                         w.multihead_norm.bias, norm_options, true, h.data());
   // The output gate, sigmoid(o) * h, folded into h (in vector registers, Eigen's exp).
-  linear_view_forward(normed, batch, seq_len, w.ogate, a.o, threads);
+  linear_view_forward(normed, batch, seq_len, w.ogate, a.o, threads, rounding);
   using Values = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
   Values(h.data(), h.size()) *= (T(1) + (-Values(a.o.data(), a.o.size())).exp()).inverse();
   a.residual.resize(batch, seq_len, config.embedding_dim);
-  linear_view_rows(h.data(), rows, w.out_proj, a.residual.data(), threads);
+  linear_view_rows(h.data(), rows, w.out_proj, a.residual.data(), threads, rounding);
 }
 
-// x (B, S, E) advanced in place through the block; `state` as in mlstm_kernel_forward; the
-// activations in `a`.
+// x (B, S, E) advanced in place through the block; `state` as in mlstm_kernel_forward;
+// `rounding` for every linear map; the activations in `a`.
 template <typename T, typename W>
 void xlstm_large_block_forward(const XLSTMLargeBlockWeights<T, W>& w,
                                const XLSTMLargeConfig& config, T* x, Index batch, Index seq_len,
-                               const KernelOptions& options, RecurrentState<T>* state,
-                               XLSTMLargeBlockActivations<T>& a) {
+                               const KernelOptions& options, InputRounding rounding,
+                               RecurrentState<T>* state, XLSTMLargeBlockActivations<T>& a) {
   const Index E = config.embedding_dim, rows = batch * seq_len;
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
   a.normed.resize(batch, seq_len, E);
   rms_norm_rows(x, rows, E, w.norm_mlstm, config.norm_eps, a.normed.data());
-  xlstm_large_layer_forward(w, config, batch, seq_len, options, state, a);
+  xlstm_large_layer_forward(w, config, batch, seq_len, options, rounding, state, a);
   add_rows(a.residual.data(), rows, E, x, threads);
 
   rms_norm_rows(x, rows, E, w.norm_ffn, config.norm_eps, a.normed.data());
   swiglu_rows(a.normed.data(), rows, E, w.ffn_gate.out, w.ffn_gate.weight, w.ffn_gate.bias,
               w.ffn_up.weight, w.ffn_up.bias, w.ffn_down.weight, w.ffn_down.bias, a.residual.data(),
-              a.ffn_gate, a.ffn_up, threads);
+              a.ffn_gate, a.ffn_up, threads, rounding);
   add_rows(a.residual.data(), rows, E, x, threads);
 }
 

@@ -161,6 +161,21 @@ class XLSTMLarge : public TokenModel<XLSTMLarge<T, W>, T, XLSTMLargeState<T>> {
     return TensorMap<T, 1>(vectors_.data() + slot.offset, slot.size);
   }
 
+  // How the linear maps take their inputs (layers/input_rounding.hpp): InputRounding::none (the
+  // default: exact products of the stored weights) or, for bfloat16 weights only,
+  // InputRounding::bfloat16: activations rounded to bfloat16 before each product, as PyTorch's
+  // bfloat16 model computes, which a processor with AMX-BF16 multiplies on its tile unit (the
+  // prefill several times faster). ValueError("rounding") for bfloat16 with float weights. Not
+  // to be called while another thread runs the model.
+  void set_input_rounding(InputRounding rounding) {
+    if (rounding == InputRounding::bfloat16 && !detail::is_bfloat16<W>)
+      throw ValueError("rounding",
+                       "expected InputRounding::none for a model with weights in its "
+                       "compute scalar; bfloat16 inputs need bfloat16 weights");
+    input_rounding_ = rounding;
+  }
+  InputRounding input_rounding() const { return input_rounding_; }
+
   // Whether matrix `name` is used in place in a loaded file rather than held by the model.
   bool in_place(const std::string& name) const { return slot_of(name, true).external != nullptr; }
 
@@ -251,9 +266,9 @@ class XLSTMLarge : public TokenModel<XLSTMLarge<T, W>, T, XLSTMLargeState<T>> {
       for (Index j = 0; j < E; ++j) x.data()[r * E + j] = static_cast<T>(row[j]);
     }
     for (std::size_t b = 0; b < weights_.blocks.size(); ++b)
-      detail::xlstm_large_block_forward(weights_.blocks[b], config_, x.data(), batch, seq_len,
-                                        options, state != nullptr ? &state->blocks[b] : nullptr,
-                                        w.activations);
+      detail::xlstm_large_block_forward(
+          weights_.blocks[b], config_, x.data(), batch, seq_len, options, input_rounding_,
+          state != nullptr ? &state->blocks[b] : nullptr, w.activations);
     // The norm and the head act per position: only the positions asked for are computed.
     const Index positions = logits == Logits::last ? 1 : seq_len;
     Tensor<T, 3> last(batch, positions, E);
@@ -268,7 +283,8 @@ class XLSTMLarge : public TokenModel<XLSTMLarge<T, W>, T, XLSTMLargeState<T>> {
     }
     Tensor<T, 3> out(batch, positions, V);
     detail::linear_view_rows(last.data(), batch * positions, weights_.lm_head, out.data(),
-                             detail::resolve_num_threads(num_threads_, "num_threads"));
+                             detail::resolve_num_threads(num_threads_, "num_threads"),
+                             input_rounding_);
     if (config_.output_logit_soft_cap)
       detail::soft_cap_inplace(out.data(), out.size(),
                                static_cast<T>(*config_.output_logit_soft_cap));
@@ -283,6 +299,7 @@ class XLSTMLarge : public TokenModel<XLSTMLarge<T, W>, T, XLSTMLargeState<T>> {
   XLSTMLargeConfig config_;
   XLSTMLargeNames names_;
   int num_threads_;
+  InputRounding input_rounding_ = InputRounding::none;
   std::shared_ptr<const void> keep_alive_;
   std::map<std::string, Slot> slots_;
   detail::AlignedArray<W> matrices_{0};
