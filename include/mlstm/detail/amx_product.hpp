@@ -19,10 +19,12 @@
 // zero-padded copies, made per call (64 bytes per output, and 16 rows of inputs). The rounding
 // instruction (VCVTNE2PS2BF16) and the tile unit treat subnormal inputs as zero, and the unit
 // flushes subnormal results (their documented behaviour), where the rounded copy of x that
-// linear_product takes elsewhere keeps them: the two differ only for values below 2^-126. Each output is summed by one thread in a fixed
-// order, so the result does not depend on the thread count. linear_product.hpp chooses this
-// kernel for bfloat16 weights when the caller asks for bfloat16 inputs and the processor has
-// the unit; tests/test_linear.cpp checks it against a plain loop on rounded inputs.
+// linear_product takes elsewhere keeps them: the two differ only for values below 2^-126.
+//
+// Each output is summed by one thread in a fixed order, so the result does not depend on the
+// thread count. linear_product.hpp chooses this kernel for bfloat16 weights when the caller asks
+// for bfloat16 inputs and the processor has the unit; tests/test_linear.cpp checks it against a
+// plain loop on rounded inputs.
 #pragma once
 
 #include <Eigen/Core>
@@ -38,7 +40,7 @@
 // GCC 11 and Clang 12 have the AMX intrinsics, for x86-64 only; Linux grants the tiles on request.
 // MLSTM_NO_AMX leaves the kernel out.
 #if MLSTM_DETAIL_X86_KERNELS && defined(__x86_64__) && defined(__linux__) && \
-    !defined(MLSTM_NO_AMX) &&                                                 \
+    !defined(MLSTM_NO_AMX) &&                                                \
     ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11))
 #include <cpuid.h>
 #include <sys/syscall.h>
@@ -69,10 +71,10 @@ inline bool processor_has_amx_bf16() {
   return has;
 }
 
-inline constexpr Index amx_tile_rows = 16;    // rows of every tile; outputs or rows of x
-inline constexpr Index amx_tile_depth = 32;   // bfloat16 inputs in a row of a weight tile
-inline constexpr Index amx_row_tile = 128;    // rows of x packed at once (1 MB at 4096 inputs)
-inline constexpr Index amx_task_outputs = 32; // two weight tiles
+inline constexpr Index amx_tile_rows = 16;     // rows of every tile; outputs or rows of x
+inline constexpr Index amx_tile_depth = 32;    // bfloat16 inputs in a row of a weight tile
+inline constexpr Index amx_row_tile = 128;     // rows of x packed at once (1 MB at 4096 inputs)
+inline constexpr Index amx_task_outputs = 32;  // two weight tiles
 
 // The tile configuration (palette 1): tiles 0-3 the float sums, 4-5 weights, 6-7 x; each 16
 // rows of 64 bytes.
@@ -92,8 +94,10 @@ struct alignas(64) AmxTileConfig {
 
 // Rounds rows [0, rows) and inputs [0, in) of x to bfloat16 and packs them as the header lays
 // them out: block (m, kb) at (m * depth_blocks + kb) * 256 words.
-__attribute__((target("avx512f,avx512bf16"))) inline void pack_amx_rows(
-    const float* x, Index x_stride, Index rows, Index in, std::uint32_t* packed) {
+__attribute__((target("avx512f,avx512bf16"))) inline void pack_amx_rows(const float* x,
+                                                                        Index x_stride, Index rows,
+                                                                        Index in,
+                                                                        std::uint32_t* packed) {
   const Index depth_blocks = (in + amx_tile_depth - 1) / amx_tile_depth;
   const Index row_blocks = (rows + amx_tile_rows - 1) / amx_tile_rows;
   alignas(64) std::uint32_t words[16][16];
@@ -101,8 +105,9 @@ __attribute__((target("avx512f,avx512bf16"))) inline void pack_amx_rows(
     for (Index kb = 0; kb < depth_blocks; ++kb) {
       const Index k = kb * amx_tile_depth, width = std::min(amx_tile_depth, in - k);
       const __mmask16 low = static_cast<__mmask16>(width >= 16 ? 0xFFFF : (1u << width) - 1u);
-      const __mmask16 high =
-          static_cast<__mmask16>(width >= 32 ? 0xFFFF : width <= 16 ? 0 : (1u << (width - 16)) - 1u);
+      const __mmask16 high = static_cast<__mmask16>(width >= 32   ? 0xFFFF
+                                                    : width <= 16 ? 0
+                                                                  : (1u << (width - 16)) - 1u);
       for (Index j = 0; j < amx_tile_rows; ++j) {
         const Index row = m * amx_tile_rows + j;
         __m512i pairs = _mm512_setzero_si512();
@@ -147,9 +152,11 @@ struct AmxWeightTiles {
 // and XTiles (1 or 2) row blocks from m into float tiles, then writes them, transposed and plus
 // the bias, into y. The tile configuration is loaded.
 template <int WeightTiles, int XTiles>
-__attribute__((target("amx-tile,amx-bf16"))) void amx_output_block(
-    const AmxWeightTiles& weights, const std::uint32_t* packed, Index n, Index m, Index out,
-    Index rows, const float* bias, float* y, Index y_stride) {
+__attribute__((target("amx-tile,amx-bf16"))) void amx_output_block(const AmxWeightTiles& weights,
+                                                                   const std::uint32_t* packed,
+                                                                   Index n, Index m, Index out,
+                                                                   Index rows, const float* bias,
+                                                                   float* y, Index y_stride) {
   // GCC's tile loads are asm without a memory operand: the packed x and the padded copies must be
   // in memory before them.
   asm volatile("" ::: "memory");
@@ -197,8 +204,8 @@ __attribute__((target("amx-tile,amx-bf16"))) void amx_output_block(
 }
 
 template <int WeightTiles>
-void amx_output_task(const AmxWeightTiles& weights, const std::uint32_t* packed, Index n,
-                     Index out, Index rows, const float* bias, float* y, Index y_stride) {
+void amx_output_task(const AmxWeightTiles& weights, const std::uint32_t* packed, Index n, Index out,
+                     Index rows, const float* bias, float* y, Index y_stride) {
   const Index row_blocks = (rows + amx_tile_rows - 1) / amx_tile_rows;
   Index m = 0;
   for (; m + 1 < row_blocks; m += 2)
@@ -234,8 +241,8 @@ inline void amx_product(const float* x, Index x_stride, Index rows, const Eigen:
                                            Eigen::bfloat16(0.0f));
   for (Index n = full_outputs; n < out; ++n)
     std::copy(w + n * in, w + (n + 1) * in, output_tail.begin() + (n - full_outputs) * padded_in);
-  const AmxWeightTiles weights{w, in, full_outputs, full_depth_blocks, depth_blocks,
-                               depth_tail.data(), output_tail.data()};
+  const AmxWeightTiles weights{
+      w, in, full_outputs, full_depth_blocks, depth_blocks, depth_tail.data(), output_tail.data()};
 
   const Index row_tile = balanced_tile(rows, amx_row_tile, amx_tile_rows);
   const Index max_blocks = (row_tile + amx_tile_rows - 1) / amx_tile_rows;
