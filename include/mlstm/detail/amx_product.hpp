@@ -75,6 +75,8 @@ inline constexpr Index amx_tile_rows = 16;     // rows of every tile; outputs or
 inline constexpr Index amx_tile_depth = 32;    // bfloat16 inputs in a row of a weight tile
 inline constexpr Index amx_row_tile = 128;     // rows of x packed at once (1 MB at 4096 inputs)
 inline constexpr Index amx_task_outputs = 32;  // two weight tiles
+// How many blocks of inputs ahead the first pass over a task's weights asks for them.
+inline constexpr Index amx_prefetch_blocks = 8;
 
 // The tile configuration (palette 1): tiles 0-3 the float sums, 4-5 weights, 6-7 x; each 16
 // rows of 64 bytes.
@@ -152,11 +154,9 @@ struct AmxWeightTiles {
 // and XTiles (1 or 2) row blocks from m into float tiles, then writes them, transposed and plus
 // the bias, into y. The tile configuration is loaded.
 template <int WeightTiles, int XTiles>
-__attribute__((target("amx-tile,amx-bf16"))) void amx_output_block(const AmxWeightTiles& weights,
-                                                                   const std::uint32_t* packed,
-                                                                   Index n, Index m, Index out,
-                                                                   Index rows, const float* bias,
-                                                                   float* y, Index y_stride) {
+__attribute__((target("amx-tile,amx-bf16"))) void amx_output_block(
+    const AmxWeightTiles& weights, const std::uint32_t* packed, Index n, Index m, Index out,
+    Index rows, const float* bias, float* y, Index y_stride, bool prefetch) {
   // GCC's tile loads are asm without a memory operand: the packed x and the padded copies must be
   // in memory before them.
   asm volatile("" ::: "memory");
@@ -170,6 +170,15 @@ __attribute__((target("amx-tile,amx-bf16"))) void amx_output_block(const AmxWeig
   for (Index kb = 0; kb < depth_blocks; ++kb) {
     Index stride0 = 0, stride1 = 0;
     const Eigen::bfloat16* weights0 = weights.tile(n, kb, stride0);  // sets the stride first
+    if (prefetch && kb + amx_prefetch_blocks < depth_blocks) {
+      Index ahead_stride = 0;
+      for (int wt = 0; wt < WeightTiles; ++wt) {
+        const char* ahead = reinterpret_cast<const char*>(
+            weights.tile(n + wt * amx_tile_rows, kb + amx_prefetch_blocks, ahead_stride));
+        for (Index r = 0; r < amx_tile_rows; ++r)
+          _mm_prefetch(ahead + r * ahead_stride, _MM_HINT_T0);
+      }
+    }
     _tile_loadd(4, weights0, stride0);
     _tile_loadd(6, x0 + kb * 256, 64);
     _tile_dpbf16ps(0, 4, 6);
@@ -209,9 +218,9 @@ void amx_output_task(const AmxWeightTiles& weights, const std::uint32_t* packed,
   const Index row_blocks = (rows + amx_tile_rows - 1) / amx_tile_rows;
   Index m = 0;
   for (; m + 1 < row_blocks; m += 2)
-    amx_output_block<WeightTiles, 2>(weights, packed, n, m, out, rows, bias, y, y_stride);
+    amx_output_block<WeightTiles, 2>(weights, packed, n, m, out, rows, bias, y, y_stride, m == 0);
   if (m < row_blocks)
-    amx_output_block<WeightTiles, 1>(weights, packed, n, m, out, rows, bias, y, y_stride);
+    amx_output_block<WeightTiles, 1>(weights, packed, n, m, out, rows, bias, y, y_stride, m == 0);
 }
 
 __attribute__((target("amx-tile"))) inline void load_amx_config() {
