@@ -323,9 +323,10 @@ TEST_CASE("xLSTM-Large folder errors name the file and what is wrong",
 
 namespace {
 
-// The golden folder with its weights rounded to bfloat16 (what a bfloat16 checkpoint holds).
+// The golden folder with its weights rounded to bfloat16 (what a bfloat16 checkpoint holds), in a
+// folder named by `tag`: each test case its own, as CTest runs them in parallel.
 struct BFloat16Folder : FolderCopy {
-  BFloat16Folder() : FolderCopy("bf16") {
+  explicit BFloat16Folder(const std::string& tag) : FolderCopy(tag) {
     const mlstm::HFFolder golden = mlstm::HFFolder::open(hf_folder);
     for (const std::string& shard : golden.shards()) {
       const auto source = mlstm::safetensors::File::load(data_path("xlstm_large_hf/" + shard));
@@ -346,7 +347,7 @@ struct BFloat16Folder : FolderCopy {
 
 TEST_CASE("xLSTM-Large runs bfloat16 weights in place, as float weights of the same values",
           "[xlstm_large][hf_folder][bfloat16]") {
-  const BFloat16Folder folder;
+  const BFloat16Folder folder("bf16");
   const auto in_place = mlstm::load_xlstm_large<float, Eigen::bfloat16>(folder.path.string());
   const auto widened = mlstm::load_xlstm_large<float>(folder.path.string());
   const mlstm::ParameterTable table = in_place.table();
@@ -377,7 +378,7 @@ TEST_CASE("xLSTM-Large runs bfloat16 weights in place, as float weights of the s
 // refuses it.
 TEST_CASE("xLSTM-Large rounds its products' inputs to bfloat16 when asked",
           "[xlstm_large][hf_folder][bfloat16]") {
-  const BFloat16Folder folder;
+  const BFloat16Folder folder("bf16_rounded_inputs");
   auto model = mlstm::load_xlstm_large<float, Eigen::bfloat16>(folder.path.string());
   const Golden golden("xlstm_large_hf_outputs");
   const Tensor<float, 3> exact = model.forward(golden.tokens);
