@@ -1,13 +1,17 @@
 // detail::matrix_product, the one product under the linear layers and the kernels, against a
 // plain loop in double: every combination of transposed operands, with and without
 // accumulation, row strides wider than the rows, and shapes that end inside each of its blocks
-// (the packed product's 6 x 16 tiles, its 72 rows, 256 depths and 1024 columns per block). On a
-// processor with AVX2 and FMA, in a build without AVX-512, float products are the packed product
-// (detail/packed_product.hpp); double products and other processors take Eigen's. The triangular
-// products (the chunkwise form's causal blocks) are checked on both: tile by tile on the packed
-// product, by halves on Eigen's.
+// (the packed product's 6 x 16 and 8 x 32 tiles, its 72 rows, 256 depths and 1024 columns per
+// block). On a processor with AVX2 and FMA, float products are the packed product
+// (detail/packed_product.hpp), on its AVX-512 tile where the processor has AVX-512; double
+// products and other processors take Eigen's. The triangular products (the chunkwise form's
+// causal blocks) are checked on both: tile by tile on the packed product, by halves on Eigen's.
+// Each tile the processor runs is checked on its own, and the two tiles, and the AVX-512 tile's
+// operands packed or read where they lie, must give the same bits.
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <mlstm/detail/matrix_product.hpp>
+#include <string>
 #include <vector>
 
 #include "support/random_inputs.hpp"
@@ -40,12 +44,23 @@ struct Strided {
   T& at(Index i, Index j) { return values[static_cast<size_t>(i * stride + j)]; }
 };
 
+// matrix_product<T> itself, as check_product's default product.
+template <typename T>
+struct LibraryProduct {
+  void operator()(Index rows, Index cols, Index depth, const MatrixOperand<T>& a,
+                  const MatrixOperand<T>& b, T* c, Index c_stride, Accumulate accumulate,
+                  Triangle triangle) const {
+    mlstm::detail::matrix_product<T>(rows, cols, depth, a, b, c, c_stride, accumulate, triangle);
+  }
+};
+
 // Runs one product of `shape` and holds every element to the plain loop in double within the
 // rounding bound of T; with Triangle::lower_a (upper_a), op(A)'s upper (lower) triangle is zeroed
 // first, and with Triangle::lower_result, C's upper triangle must be exactly 0.
-template <typename T>
+template <typename T, typename Product = LibraryProduct<T>>
 void check_product(mlstm::test::Random& random, const Shape& shape, bool a_transposed,
-                   bool b_transposed, Accumulate accumulate, Triangle triangle) {
+                   bool b_transposed, Accumulate accumulate, Triangle triangle,
+                   Product product = {}) {
   const Index M = shape.rows, N = shape.cols, K = shape.depth;
   Strided<T> a = a_transposed ? Strided<T>(random, K, M) : Strided<T>(random, M, K);
   const Strided<T> b = b_transposed ? Strided<T>(random, N, K) : Strided<T>(random, K, N);
@@ -58,10 +73,9 @@ void check_product(mlstm::test::Random& random, const Shape& shape, bool a_trans
   }
   Strided<T> c(random, M, N);
   const Strided<T> c_before = c;
-  mlstm::detail::matrix_product<T>(M, N, K,
-                                   MatrixOperand<T>{a.values.data(), a.stride, a_transposed},
-                                   MatrixOperand<T>{b.values.data(), b.stride, b_transposed},
-                                   c.values.data(), c.stride, accumulate, triangle);
+  product(M, N, K, MatrixOperand<T>{a.values.data(), a.stride, a_transposed},
+          MatrixOperand<T>{b.values.data(), b.stride, b_transposed}, c.values.data(), c.stride,
+          accumulate, triangle);
   double worst_ratio = 0.0;
   Index worst_i = 0, worst_j = 0, nonzero_above = 0;
   for (Index i = 0; i < M; ++i) {
@@ -139,3 +153,137 @@ TEMPLATE_TEST_CASE("matrix_product's triangles match the plain loop", "[matrix_p
     }
   }
 }
+
+#if MLSTM_DETAIL_X86_KERNELS
+namespace {
+
+// packed_product_with<Tile> as check_product's product.
+template <typename Tile>
+struct TileProduct {
+  void operator()(Index rows, Index cols, Index depth, const MatrixOperand<float>& a,
+                  const MatrixOperand<float>& b, float* c, Index c_stride, Accumulate accumulate,
+                  Triangle triangle) const {
+    mlstm::detail::packed_product_with<Tile>(rows, cols, depth, a, b, c, c_stride, accumulate,
+                                             triangle);
+  }
+};
+
+// Shapes for one tile: the tiles' edges (6 x 16 and 8 x 32, whole and one past), a chunk of the
+// chunkwise form with operands read in place (columns a multiple of 32), more than a depth block
+// read in place, and operands too large to be read in place (more than 64K floats, or rows
+// 1024 floats apart).
+const Shape tile_shapes[] = {{6, 16, 256},   {8, 32, 256},  {9, 33, 257},   {7, 17, 3},
+                             {5, 64, 40},    {64, 64, 128}, {64, 128, 128}, {70, 128, 300},
+                             {144, 96, 600}, {13, 1030, 9}, {75, 32, 1100}};
+
+template <typename Tile>
+void check_tile(mlstm::test::Random& random) {
+  for (const Shape& shape : tile_shapes) {
+    for (int layout = 0; layout < 4; ++layout) {
+      const bool a_transposed = (layout & 1) != 0, b_transposed = (layout & 2) != 0;
+      for (const Accumulate accumulate : {Accumulate::no, Accumulate::yes})
+        for (const Triangle triangle : {Triangle::none, Triangle::lower_a, Triangle::upper_a})
+          check_product<float>(random, shape, a_transposed, b_transposed, accumulate, triangle,
+                               TileProduct<Tile>{});
+      check_product<float>(random, shape, a_transposed, b_transposed, Accumulate::no,
+                           Triangle::lower_result, TileProduct<Tile>{});
+    }
+  }
+}
+
+// C of `shape` by packed_product_with<Tile> on the operands' values held at row strides a_stride
+// and b_stride (the values are the same whatever the strides), op(A) triangular as `triangle`
+// says.
+template <typename Tile>
+std::vector<float> tile_result(const Shape& shape, bool a_transposed, bool b_transposed,
+                               Triangle triangle, Index a_stride, Index b_stride) {
+  const Index M = shape.rows, N = shape.cols, K = shape.depth;
+  const Index a_rows = a_transposed ? K : M, a_width = a_transposed ? M : K;
+  const Index b_rows = b_transposed ? N : K, b_width = b_transposed ? K : N;
+  mlstm::test::Random random(7);
+  std::vector<float> a(static_cast<size_t>(a_rows * a_stride)),
+      b(static_cast<size_t>(b_rows * b_stride)), c(static_cast<size_t>(M * N), 1.0f);
+  for (Index i = 0; i < a_rows; ++i) {
+    for (Index j = 0; j < a_width; ++j) {
+      // op(A)(row, depth), zero where the triangle says so (the tiles skip different zeros).
+      const Index row = a_transposed ? j : i, depth = a_transposed ? i : j;
+      const bool zero = (triangle == Triangle::lower_a && depth > row) ||
+                        (triangle == Triangle::upper_a && depth < row);
+      a[static_cast<size_t>(i * a_stride + j)] =
+          zero ? 0.0f : static_cast<float>(random.uniform(-1.0, 1.0));
+    }
+  }
+  for (Index i = 0; i < b_rows; ++i)
+    for (Index j = 0; j < b_width; ++j)
+      b[static_cast<size_t>(i * b_stride + j)] = static_cast<float>(random.uniform(-1.0, 1.0));
+  const Accumulate accumulate =
+      triangle == Triangle::lower_result ? Accumulate::no : Accumulate::yes;
+  mlstm::detail::packed_product_with<Tile>(M, N, K, {a.data(), a_stride, a_transposed},
+                                           {b.data(), b_stride, b_transposed}, c.data(), N,
+                                           accumulate, triangle);
+  return c;
+}
+
+// How many elements of two results differ in their bits, and the first.
+std::string bit_differences(const std::vector<float>& x, const std::vector<float>& y) {
+  Index count = 0, first = -1;
+  for (size_t e = 0; e < x.size(); ++e) {
+    if (std::memcmp(&x[e], &y[e], sizeof(float)) != 0) {
+      if (count++ == 0) first = static_cast<Index>(e);
+    }
+  }
+  if (count == 0) return "";
+  return std::to_string(count) + " elements differ, the first at " + std::to_string(first) + ": " +
+         std::to_string(x[static_cast<size_t>(first)]) + " against " +
+         std::to_string(y[static_cast<size_t>(first)]);
+}
+
+}  // namespace
+
+TEST_CASE("each tile of the packed product matches the plain loop", "[matrix_product]") {
+  mlstm::test::Random random(20261202);
+  if (mlstm::detail::processor_has_avx2_fma()) {
+    check_tile<mlstm::detail::Avx2Tile>(random);
+  } else {
+    WARN("no AVX2 and FMA here: the packed product is not tested");
+  }
+  if (mlstm::detail::processor_has_avx512()) {
+    check_tile<mlstm::detail::Avx512Tile>(random);
+  } else {
+    WARN("no AVX-512 here: the packed product's 8 x 32 tile is not tested");
+  }
+}
+
+TEST_CASE("the packed product's bits do not depend on the tile or on packing", "[matrix_product]") {
+  using mlstm::detail::Avx2Tile;
+  using mlstm::detail::Avx512Tile;
+  if (!mlstm::detail::processor_has_avx512()) {
+    WARN("no AVX-512 here: the tiles are not compared");
+    return;
+  }
+  // Narrow strides let the AVX-512 tile read both operands in place (where op(B)'s columns run
+  // along B's rows); strides of 1024 floats make it pack them; the AVX2 tile always packs.
+  const Shape shapes[] = {{64, 128, 128}, {64, 64, 128}, {13, 96, 70}, {130, 64, 300}};
+  for (const Shape& shape : shapes) {
+    for (int layout = 0; layout < 4; ++layout) {
+      const bool a_transposed = (layout & 1) != 0, b_transposed = (layout & 2) != 0;
+      const Index a_narrow = (a_transposed ? shape.rows : shape.depth) + 1;
+      const Index b_narrow = (b_transposed ? shape.depth : shape.cols) + 1;
+      for (const Triangle triangle :
+           {Triangle::none, Triangle::lower_result, Triangle::lower_a, Triangle::upper_a}) {
+        const auto in_place = tile_result<Avx512Tile>(shape, a_transposed, b_transposed, triangle,
+                                                      a_narrow, b_narrow);
+        const auto packed =
+            tile_result<Avx512Tile>(shape, a_transposed, b_transposed, triangle, 1024, 1024);
+        const auto avx2 =
+            tile_result<Avx2Tile>(shape, a_transposed, b_transposed, triangle, a_narrow, b_narrow);
+        INFO("shape " << shape.rows << " x " << shape.cols << " x " << shape.depth << ", A"
+                      << (a_transposed ? "^T" : "") << " B" << (b_transposed ? "^T" : "")
+                      << ", triangle " << static_cast<int>(triangle));
+        CHECK(bit_differences(in_place, packed) == "");
+        CHECK(bit_differences(in_place, avx2) == "");
+      }
+    }
+  }
+}
+#endif

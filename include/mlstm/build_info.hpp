@@ -9,6 +9,8 @@
 // library says it itself.
 #pragma once
 
+#include <type_traits>
+
 #include "mlstm/detail/linear_product.hpp"
 #include "mlstm/detail/matrix_product.hpp"
 
@@ -37,13 +39,22 @@ constexpr const char* compiled_instruction_sets = "no vector instructions";
 
 // Which product runs the library's float matrix products of more than one row in the kernels
 // and the backward passes (detail/matrix_product.hpp): oneDNN's in a MLSTM_GEMM=oneDNN build,
-// else the packed product, which carries its own AVX2 code and is chosen when the processor has
-// AVX2 and FMA and the build is not for AVX-512, else Eigen's.
+// else the packed product, which carries its own AVX2 and AVX-512 code and is chosen when the
+// processor has AVX2 and FMA (with its AVX-512 tile where the processor has AVX-512), else Eigen's.
 inline const char* float_product_name() {
 #ifdef MLSTM_USE_ONEDNN
   return "oneDNN";
 #else
-  return detail::products_are_packed<float>() ? "packed product (AVX2, FMA)" : "Eigen";
+#if MLSTM_DETAIL_X86_KERNELS
+  if (detail::products_are_packed<float>()) {
+    return detail::with_packed_tile([](auto tile) {
+      return std::is_same_v<decltype(tile), detail::Avx512Tile>
+                 ? "packed product (AVX-512, 8 x 32 tiles)"
+                 : "packed product (AVX2, 6 x 16 tiles)";
+    });
+  }
+#endif
+  return "Eigen";
 #endif
 }
 

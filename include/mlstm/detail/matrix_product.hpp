@@ -7,9 +7,9 @@
 // Each operand has its own row stride. Float products of more than one row are, with the CMake
 // option MLSTM_GEMM=oneDNN, oneDNN's sgemm, which measured 1.3 to 1.5x Eigen's product at the
 // linear layers' and the chunkwise kernel's shapes (bench/README.md); else, on a processor with
-// AVX2 and FMA where Eigen is not built for AVX-512, our packed product (packed_product.hpp);
-// everything else is Eigen's. A single row (a step) stays with Eigen's matrix-vector product,
-// which reads the weights at the memory's speed.
+// AVX2 and FMA, our packed product (packed_product.hpp: AVX2's tile, or AVX-512's where the
+// processor has it, whatever the build's flags); everything else is Eigen's. A single row (a step)
+// stays with Eigen's matrix-vector product, which reads the weights at the memory's speed.
 //
 // A Triangle (matrix_operand.hpp) lets the product skip the causal blocks' needless work: the
 // packed product skips it tile by tile; the others split a product of 128 rows or more into

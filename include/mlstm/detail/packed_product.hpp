@@ -5,19 +5,26 @@
 // Eigen's product, built for AVX2, ran at about half of such a core's multiply-add rate at the
 // linear layers' and the chunkwise kernel's shapes, well behind oneDNN's sgemm (bench/README.md,
 // "A packed product for AVX2"). This one blocks as BLIS does: op(B) in blocks of depth_block x
-// col_block packed into panels 16 columns wide (one panel stays in the first-level cache), op(A) in
-// blocks of row_block x depth_block packed into panels 6 rows high (the block stays in the
-// second-level cache), and a 6 x 16 register tile (12 accumulators of 8 floats) updated by 12 FMAs
-// per step of the depth. Partial panels are padded with zeros, and partial tiles go through a local
+// col_block packed into panels a tile wide (one panel stays in the first-level cache), op(A) in
+// blocks of row_block x depth_block packed into panels a tile high (the block stays in the
+// second-level cache), and a register tile updated by one FMA per accumulator per step of the
+// depth: 6 x 16 with AVX2 (12 accumulators of 8 floats), 8 x 32 where the processor has AVX-512
+// (16 of 16 floats). Partial panels are padded with zeros, and partial tiles go through a local
 // tile, so every shape and stride takes the one kernel. An operand whose panel rows run along the
 // depth (a linear layer's weights, op(A) = x) is transposed eight by eight in vector registers
 // while packed: packed one value at a time, it took a sixth of a 128-row linear layer.
 //
+// The AVX-512 tile also reads operands where they lie, unpacked, when they are small (the
+// chunkwise form's chunks, the parallel form's panels: fits_in_place): packing them took a fifth
+// to a third of those products, which then ran no faster than Eigen's AVX-512 product (Eigen's
+// packs too); read in place they run at about 1.25x its rate (bench/README.md, "The AVX-512 tile,
+// reading small operands in place").
+//
 // Every element of C is summed over the depth in increasing order with fused multiply-adds, in
-// blocks of depth_block, whatever the thread count or the other operands' shapes; its rounding
-// differs from Eigen's (tests/test_matrix_product.cpp holds each element to the classic float32
-// bound of a sum of products). A processor without AVX2 and FMA, or a build whose Eigen already
-// vectorizes with AVX-512, keeps Eigen's product (uses_packed_product()).
+// blocks of depth_block, whatever the thread count, the tile, or whether an operand was packed;
+// its rounding differs from Eigen's (tests/test_matrix_product.cpp holds each element to the
+// classic float32 bound of a sum of products and the two tiles to the same bits). A processor
+// without AVX2 and FMA keeps Eigen's product (uses_packed_product()).
 #pragma once
 
 #include <algorithm>
@@ -29,12 +36,25 @@
 
 namespace mlstm::detail {
 
-inline constexpr Index packed_tile_rows = 6;
-inline constexpr Index packed_tile_cols = 16;
 inline constexpr Index packed_depth_block = 256;
 inline constexpr Index packed_row_block = 72;
 inline constexpr Index packed_col_block = 1024;
-static_assert(packed_row_block % packed_tile_rows == 0 && packed_col_block % packed_tile_cols == 0,
+
+// The register tiles: AVX2's 6 x 16 (twelve accumulators of 8 floats) and AVX-512's 8 x 32
+// (sixteen of 16), each a Rows x Cols block of C summed in registers over the depth.
+// reads_in_place: whether the tile's kernel takes operands where they lie (OperandPanels with
+// the operand's own strides), not only packed.
+struct Avx2Tile {
+  static constexpr Index rows = 6, cols = 16;
+  static constexpr bool reads_in_place = false;
+};
+struct Avx512Tile {
+  static constexpr Index rows = 8, cols = 32;
+  static constexpr bool reads_in_place = true;
+};
+static_assert(packed_row_block % Avx2Tile::rows == 0 && packed_row_block % Avx512Tile::rows == 0 &&
+                  packed_col_block % Avx2Tile::cols == 0 &&
+                  packed_col_block % Avx512Tile::cols == 0,
               "blocks hold whole panels");
 
 inline Index round_up_to(Index n, Index multiple) {
@@ -63,20 +83,19 @@ __attribute__((target("avx2"), always_inline)) inline void transpose_8x8(const f
     _mm256_storeu_ps(out + (d + 4) * out_stride, _mm256_permute2f128_ps(low[d], high[d], 0x31));
 }
 
-// A full panel of 6 or 16 rows, each a contiguous run over the depth, into the panel's layout
-// (depth by depth, Height values each), eight depths at a time; returns the depths done. A panel
-// of 6 transposes rows 0-5 with row 5 again in lanes 6 and 7, whose spill the next depth's store
-// overwrites: so it stops while a depth is left for the caller.
+// A full panel of 6 rows or a multiple of 8, each a contiguous run over the depth, into the
+// panel's layout (depth by depth, Height values each), eight depths at a time; returns the depths
+// done. A panel of 6 transposes rows 0-5 with row 5 again in lanes 6 and 7, whose spill the next
+// depth's store overwrites: so it stops while a depth is left for the caller.
 template <Index Height>
 __attribute__((target("avx2"))) Index pack_full_panel_avx2(const float* const* rows, Index depth,
                                                            float* out) {
-  static_assert(Height == 6 || Height == 16, "panels of the packed product");
+  static_assert(Height == 6 || Height % 8 == 0, "panels of the packed product");
   Index k = 0;
-  if constexpr (Height == 16) {
-    for (; k + 8 <= depth; k += 8) {
-      transpose_8x8(rows, k, out + k * Height, Height);
-      transpose_8x8(rows + 8, k, out + k * Height + 8, Height);
-    }
+  if constexpr (Height % 8 == 0) {
+    for (; k + 8 <= depth; k += 8)
+      for (Index group = 0; group < Height; group += 8)
+        transpose_8x8(rows + group, k, out + k * Height + group, Height);
   } else {
     const float* const eight[8] = {rows[0], rows[1], rows[2], rows[3],
                                    rows[4], rows[5], rows[5], rows[5]};
@@ -85,17 +104,17 @@ __attribute__((target("avx2"))) Index pack_full_panel_avx2(const float* const* r
   return k;
 }
 
-// A full panel of 6 or 16 rows that lie side by side at each depth (`stride` apart from depth to
-// depth) into the panel's layout, in vector moves: std::copy of 6 or 16 values per depth had
-// compiled to a call of memmove each, a tenth of the chunkwise form's time.
+// A full panel of 6 rows or a multiple of 8 that lie side by side at each depth (`stride` apart
+// from depth to depth) into the panel's layout, in vector moves: std::copy of 6 or 16 values per
+// depth had compiled to a call of memmove each, a tenth of the chunkwise form's time.
 template <Index Height>
 __attribute__((target("avx2"))) void copy_full_panel_avx2(const float* source, Index stride,
                                                           Index depth, float* out) {
-  static_assert(Height == 6 || Height == 16, "panels of the packed product");
+  static_assert(Height == 6 || Height % 8 == 0, "panels of the packed product");
   for (Index k = 0; k < depth; ++k, source += stride, out += Height) {
-    if constexpr (Height == 16) {
-      _mm256_storeu_ps(out, _mm256_loadu_ps(source));
-      _mm256_storeu_ps(out + 8, _mm256_loadu_ps(source + 8));
+    if constexpr (Height % 8 == 0) {
+      for (Index group = 0; group < Height; group += 8)
+        _mm256_storeu_ps(out + group, _mm256_loadu_ps(source + group));
     } else {
       _mm_storeu_ps(out, _mm_loadu_ps(source));
       _mm_storel_pi(reinterpret_cast<__m64*>(out + 4),
@@ -107,8 +126,8 @@ __attribute__((target("avx2"))) void copy_full_panel_avx2(const float* source, I
 
 // Rows [row0, row0 + count) and depths [k0, k0 + depth) of op(M) into panels `Height` rows
 // high: panel p holds, depth by depth, rows Height p .. Height p + Height - 1 (zeros past count).
-// op(A) goes in panels of 6 rows; op(B) in panels of 16 columns, which are the same panels of
-// op(B)^T's rows (transpose_operand). Called where the packed product runs (AVX2).
+// op(A) goes in panels of a tile's rows; op(B) in panels of its columns, which are the same panels
+// of op(B)^T's rows (transpose_operand). Called where the packed product runs (AVX2).
 template <Index Height>
 void pack_panels(const MatrixOperand<float>& m, Index row0, Index count, Index k0, Index depth,
                  float* packed) {
@@ -148,17 +167,34 @@ inline MatrixOperand<float> transpose_operand(const MatrixOperand<float>& m) {
 }
 
 #if MLSTM_DETAIL_X86_KERNELS
-// Whether the processor runs AVX2 with FMA and the build's Eigen does not already use AVX-512.
-inline bool uses_packed_product() {
-#ifdef __AVX512F__
-  return false;
-#else
-  return processor_has_avx2_fma();
-#endif
-}
+// Whether the processor runs AVX2 with FMA (and so at least the 6 x 16 tile).
+inline bool uses_packed_product() { return processor_has_avx2_fma(); }
 #else
 inline bool uses_packed_product() { return false; }
 #endif
+
+// Where a block's panels lie: the panel of op(A)'s rows from i (or of op(B)'s columns from j) at
+// depth k starts at origin + i * index_step + k * depth_step, and its row (column) r is row_step
+// further on. Packed panels (pack_panels) have index_step = the block's depth, row_step = 1 and
+// depth_step = the panel's height; an operand read where it lies has its own strides.
+struct OperandPanels {
+  const float* origin;
+  Index index_step, row_step, depth_step;
+
+  const float* at(Index i, Index k) const { return origin + i * index_step + k * depth_step; }
+};
+
+// Packed panels of a block of `depth` depths, `height` high.
+inline OperandPanels packed_panels(const float* packed, Index depth, Index height) {
+  return {packed, depth, 1, height};
+}
+
+// Where an operand's block is read in place: op(M)'s rows [row0, ...) and depths [k0, ...).
+inline OperandPanels panels_in_place(const MatrixOperand<float>& m, Index row0, Index k0) {
+  const float* origin = m.data + (m.transposed ? k0 * m.stride + row0 : row0 * m.stride + k0);
+  return m.transposed ? OperandPanels{origin, 1, 1, m.stride}
+                      : OperandPanels{origin, m.stride, m.stride, 1};
+}
 
 #if MLSTM_DETAIL_X86_KERNELS
 
@@ -186,7 +222,8 @@ __attribute__((target("avx2,fma"), always_inline)) inline void store_tile_row(fl
 }
 
 // The 6 x 16 tile: tile (6, 16, row stride `stride`) = (add ? tile : 0) + a_panel b_panel over
-// `depth`. The twelve accumulators are named, not an array, so that they stay in registers.
+// `depth`, both packed. The twelve accumulators are named, not an array, so that they stay in
+// registers.
 __attribute__((target("avx2,fma"))) inline void packed_tile_kernel(const float* a_panel,
                                                                    const float* b_panel,
                                                                    Index depth, float* tile,
@@ -202,8 +239,8 @@ __attribute__((target("avx2,fma"))) inline void packed_tile_kernel(const float* 
     update_tile_row(a_panel[3], b0, b1, c30, c31);
     update_tile_row(a_panel[4], b0, b1, c40, c41);
     update_tile_row(a_panel[5], b0, b1, c50, c51);
-    a_panel += packed_tile_rows;
-    b_panel += packed_tile_cols;
+    a_panel += Avx2Tile::rows;
+    b_panel += Avx2Tile::cols;
   }
   store_tile_row(tile, c00, c01, add);
   store_tile_row(tile + stride, c10, c11, add);
@@ -213,27 +250,80 @@ __attribute__((target("avx2,fma"))) inline void packed_tile_kernel(const float* 
   store_tile_row(tile + 5 * stride, c50, c51, add);
 }
 
+// The 8 x 32 tile, as the 6 x 16 one in 16-lane registers: two accumulators per row, each lane
+// summing its element over the depth in order with fused multiply-adds. op(A)'s row r at depth k
+// is a[r * a_row_step + k * a_depth_step] (rows past `height` read row height - 1 again, so that
+// a partial panel read in place stays inside its operand), op(B)'s 32 columns at depth k start at
+// b + k * b_depth_step. The loops over the rows are unrolled whole, so the sixteen accumulators
+// stay in registers.
+__attribute__((target("avx512f"))) inline void strided_tile_kernel(
+    const float* a, Index a_row_step, Index a_depth_step, Index height, const float* b,
+    Index b_depth_step, Index depth, float* tile, Index stride, bool add) {
+  constexpr int rows = static_cast<int>(Avx512Tile::rows);
+  const float* row_of_a[rows];
+  __m512 low[rows], high[rows];
+#pragma GCC unroll 8
+  for (int r = 0; r < rows; ++r) {
+    row_of_a[r] = a + std::min<Index>(r, height - 1) * a_row_step;
+    low[r] = high[r] = _mm512_setzero_ps();
+  }
+  Index a_offset = 0;
+  for (Index k = 0; k < depth; ++k, a_offset += a_depth_step, b += b_depth_step) {
+    const __m512 b0 = _mm512_loadu_ps(b);
+    const __m512 b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < rows; ++r) {
+      const __m512 value = _mm512_set1_ps(row_of_a[r][a_offset]);
+      low[r] = _mm512_fmadd_ps(value, b0, low[r]);
+      high[r] = _mm512_fmadd_ps(value, b1, high[r]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < rows; ++r) {
+    float* row = tile + r * stride;
+    if (add) {
+      low[r] = _mm512_add_ps(low[r], _mm512_loadu_ps(row));
+      high[r] = _mm512_add_ps(high[r], _mm512_loadu_ps(row + 16));
+    }
+    _mm512_storeu_ps(row, low[r]);
+    _mm512_storeu_ps(row + 16, high[r]);
+  }
+}
+
+// One tile of `depth` depths from the panels' depth `begin`: the tile's panels of op(A) from row
+// i (`height` of them real) and of op(B) from column j.
+inline void tile_product(Avx2Tile, const OperandPanels& a, const OperandPanels& b, Index i, Index j,
+                         Index begin, Index depth, Index, float* tile, Index stride, bool add) {
+  packed_tile_kernel(a.at(i, begin), b.at(j, begin), depth, tile, stride, add);
+}
+inline void tile_product(Avx512Tile, const OperandPanels& a, const OperandPanels& b, Index i,
+                         Index j, Index begin, Index depth, Index height, float* tile, Index stride,
+                         bool add) {
+  strided_tile_kernel(a.at(i, begin), a.row_step, a.depth_step, height, b.at(j, begin),
+                      b.depth_step, depth, tile, stride, add);
+}
+
 // Where a block of a product lies in the whole product (its first row, column and depth), for
 // the triangles (Triangle) that are stated in the whole product's indices.
 struct BlockOrigin {
   Index row = 0, col = 0, depth = 0;
 };
 
-// C (rows, cols, row stride c_stride) = (add ? C : 0) + the product of packed operands over
-// `depth`: panels of op(A)'s rows, 6 high, by panels of op(B)'s columns, 16 wide (pack_panels).
-// With a triangle, the block's place in the whole product decides per tile: lower_result skips
-// the tiles wholly above the diagonal and keeps a straddling tile's upper entries at (add ? C : 0);
-// lower_a stops each tile at the depth past its last row, upper_a starts it at its first row.
-inline void packed_panels_product(const float* a_packed, Index rows, const float* b_packed,
-                                  Index cols, Index depth, float* c, Index c_stride, bool add,
-                                  Triangle triangle = Triangle::none, BlockOrigin origin = {}) {
-  float edge[packed_tile_rows * packed_tile_cols];
-  for (Index j = 0; j < cols; j += packed_tile_cols) {
-    const float* b_panel = b_packed + j * depth;
-    const Index width = std::min(packed_tile_cols, cols - j);
-    for (Index i = 0; i < rows; i += packed_tile_rows) {
-      const float* a_panel = a_packed + i * depth;
-      const Index height = std::min(packed_tile_rows, rows - i);
+// C (rows, cols, row stride c_stride) = (add ? C : 0) + the product of a block's panels over
+// `depth`: panels of op(A)'s rows, Tile::rows high, by panels of op(B)'s columns, Tile::cols wide
+// (packed by pack_panels, or where they lie for a tile that reads in place). With a triangle, the
+// block's place in the whole product decides per tile: lower_result skips the tiles wholly above
+// the diagonal and keeps a straddling tile's upper entries at (add ? C : 0); lower_a stops each
+// tile at the depth past its last row, upper_a starts it at its first row.
+template <typename Tile>
+void panels_product(const OperandPanels& a, Index rows, const OperandPanels& b, Index cols,
+                    Index depth, float* c, Index c_stride, bool add,
+                    Triangle triangle = Triangle::none, BlockOrigin origin = {}) {
+  float edge[Tile::rows * Tile::cols];
+  for (Index j = 0; j < cols; j += Tile::cols) {
+    const Index width = std::min(Tile::cols, cols - j);
+    for (Index i = 0; i < rows; i += Tile::rows) {
+      const Index height = std::min(Tile::rows, rows - i);
       float* target = c + i * c_stride + j;
       // The tile's first row and column in the whole product; how many of its columns lie on or
       // below the diagonal in each row (all of them unless lower_result); its depths [begin, end).
@@ -245,36 +335,44 @@ inline void packed_panels_product(const float* a_packed, Index rows, const float
       const Index begin =
           triangle == Triangle::upper_a ? std::clamp(row - origin.depth, Index(0), depth) : 0;
       const Index end = triangle == Triangle::lower_a
-                            ? std::clamp(row + packed_tile_rows - origin.depth, Index(0), depth)
+                            ? std::clamp(row + Tile::rows - origin.depth, Index(0), depth)
                             : depth;
       if (kept_width(height - 1) == 0 || begin >= end) {
         if (!add)
           for (Index r = 0; r < height; ++r) std::fill_n(target + r * c_stride, width, 0.0f);
         continue;
       }
-      const float* a_from = a_panel + begin * packed_tile_rows;
-      const float* b_from = b_panel + begin * packed_tile_cols;
-      if (height == packed_tile_rows && width == packed_tile_cols && kept_width(0) == width) {
-        packed_tile_kernel(a_from, b_from, end - begin, target, c_stride, add);
+      if (height == Tile::rows && width == Tile::cols && kept_width(0) == width) {
+        tile_product(Tile{}, a, b, i, j, begin, end - begin, height, target, c_stride, add);
         continue;
       }
-      packed_tile_kernel(a_from, b_from, end - begin, edge, packed_tile_cols, false);
+      tile_product(Tile{}, a, b, i, j, begin, end - begin, height, edge, Tile::cols, false);
       for (Index r = 0; r < height; ++r) {
         const Index kept = kept_width(r);
         float* out = target + r * c_stride;
-        for (Index s = 0; s < kept; ++s)
-          out[s] = (add ? out[s] : 0.0f) + edge[r * packed_tile_cols + s];
+        for (Index s = 0; s < kept; ++s) out[s] = (add ? out[s] : 0.0f) + edge[r * Tile::cols + s];
         if (!add) std::fill(out + kept, out + width, 0.0f);
       }
     }
   }
 }
 
+// Whether an operand of `stored_rows` rows (its storage's) is read where it lies rather than
+// packed: when it is small enough to stay in the second-level cache and its rows are less than a
+// page apart (rows a page apart share the first-level cache's sets). Packing such operands took
+// a fifth to a third of the chunkwise and parallel forms' products (64 to 256 rows, depth 64 to
+// 256), which then ran at Eigen's rate.
+inline bool fits_in_place(const MatrixOperand<float>& m, Index stored_rows) {
+  constexpr Index max_floats = Index(1) << 16, max_stride = 1024;
+  return m.stride < max_stride && stored_rows * m.stride <= max_floats;
+}
+
 // C (rows, cols, row stride c_stride) = op(A) op(B), or C += op(A) op(B), over `depth`, with
-// what `triangle` lets it skip (matrix_operand.hpp).
-inline void packed_product(Index rows, Index cols, Index depth, const MatrixOperand<float>& a,
-                           const MatrixOperand<float>& b, float* c, Index c_stride,
-                           Accumulate accumulate, Triangle triangle = Triangle::none) {
+// what `triangle` lets it skip (matrix_operand.hpp), on Tile's registers.
+template <typename Tile>
+void packed_product_with(Index rows, Index cols, Index depth, const MatrixOperand<float>& a,
+                         const MatrixOperand<float>& b, float* c, Index c_stride,
+                         Accumulate accumulate, Triangle triangle = Triangle::none) {
   const bool add = accumulate == Accumulate::yes;
   if (depth < 1) {
     if (!add)
@@ -289,23 +387,51 @@ inline void packed_product(Index rows, Index cols, Index depth, const MatrixOper
     if (buffer.size() < static_cast<std::size_t>(size))
       buffer.resize(static_cast<std::size_t>(size));
   };
-  grow(a_packed, round_up_to(std::min(rows, packed_row_block), packed_tile_rows) * depth_block);
-  grow(b_packed, round_up_to(std::min(cols, packed_col_block), packed_tile_cols) * depth_block);
+  grow(a_packed, round_up_to(std::min(rows, packed_row_block), Tile::rows) * depth_block);
+  grow(b_packed, round_up_to(std::min(cols, packed_col_block), Tile::cols) * depth_block);
+  const bool a_in_place = Tile::reads_in_place && fits_in_place(a, a.transposed ? depth : rows);
+  // op(B)'s columns are read as whole vectors: in place only when they run along its rows and
+  // every panel is full.
+  const bool b_in_place =
+      Tile::reads_in_place && !b.transposed && cols % Tile::cols == 0 && fits_in_place(b, depth);
   for (Index col0 = 0; col0 < cols; col0 += packed_col_block) {
     const Index col_count = std::min(packed_col_block, cols - col0);
     for (Index k0 = 0; k0 < depth; k0 += packed_depth_block) {
       const Index k_count = std::min(packed_depth_block, depth - k0);
-      pack_panels<packed_tile_cols>(transpose_operand(b), col0, col_count, k0, k_count,
-                                    b_packed.data());
+      if (!b_in_place)
+        pack_panels<Tile::cols>(transpose_operand(b), col0, col_count, k0, k_count,
+                                b_packed.data());
+      const OperandPanels b_panels = b_in_place
+                                         ? panels_in_place(transpose_operand(b), col0, k0)
+                                         : packed_panels(b_packed.data(), k_count, Tile::cols);
       for (Index row0 = 0; row0 < rows; row0 += packed_row_block) {
         const Index row_count = std::min(packed_row_block, rows - row0);
-        pack_panels<packed_tile_rows>(a, row0, row_count, k0, k_count, a_packed.data());
-        packed_panels_product(a_packed.data(), row_count, b_packed.data(), col_count, k_count,
-                              c + row0 * c_stride + col0, c_stride, add || k0 > 0, triangle,
-                              {row0, col0, k0});
+        if (!a_in_place) pack_panels<Tile::rows>(a, row0, row_count, k0, k_count, a_packed.data());
+        const OperandPanels a_panels = a_in_place
+                                           ? panels_in_place(a, row0, k0)
+                                           : packed_panels(a_packed.data(), k_count, Tile::rows);
+        panels_product<Tile>(a_panels, row_count, b_panels, col_count, k_count,
+                             c + row0 * c_stride + col0, c_stride, add || k0 > 0, triangle,
+                             {row0, col0, k0});
       }
     }
   }
+}
+
+// Calls f(Tile{}) with the widest tile the processor runs (where uses_packed_product()).
+template <typename F>
+decltype(auto) with_packed_tile(F&& f) {
+  if (processor_has_avx512()) return f(Avx512Tile{});
+  return f(Avx2Tile{});
+}
+
+// packed_product_with on the widest tile the processor runs.
+inline void packed_product(Index rows, Index cols, Index depth, const MatrixOperand<float>& a,
+                           const MatrixOperand<float>& b, float* c, Index c_stride,
+                           Accumulate accumulate, Triangle triangle = Triangle::none) {
+  with_packed_tile([&](auto tile) {
+    packed_product_with<decltype(tile)>(rows, cols, depth, a, b, c, c_stride, accumulate, triangle);
+  });
 }
 #endif
 

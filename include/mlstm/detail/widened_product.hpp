@@ -7,8 +7,8 @@
 //     per tile of `output_tile` outputs (in parallel): y's tile set to the bias (or zero), then
 //     per depth block: the weights widened to float, packed, and the kernel adds their product.
 //
-// The kernel is matrix_product's: packed_product's tiles where it runs (AVX2 and FMA, Eigen not
-// built for AVX-512), else Eigen's gebp, on Eigen 3.4's internal packing (the classes its
+// The kernel is matrix_product's: packed_product's tiles where it runs (AVX2 and FMA; its 8 x 32
+// tile with AVX-512), else Eigen's gebp, on Eigen 3.4's internal packing (the classes its
 // general_matrix_matrix_product uses). Eigen's own product (linear_product's float path) packs
 // its right-hand operand again for each tile of outputs; with the tiles small enough that the
 // widened weights stay in a core's cache, that repacking of x took a sixth of xLSTM-Large's
@@ -64,21 +64,24 @@ struct GebpWidenedKernel {
 };
 
 #if MLSTM_DETAIL_X86_KERNELS
-// The product's kernel where matrix_product's is packed_product: its panels and tiles.
+// The product's kernel where matrix_product's is packed_product: its panels and Tile's tiles.
+template <typename Tile>
 struct PackedWidenedKernel {
   using Buffer = Eigen::Matrix<float, Eigen::Dynamic, 1>;
-  static constexpr Index output_multiple = packed_tile_cols;
+  static constexpr Index output_multiple = Tile::cols;
 
-  static Index packed_rows(Index rows) { return round_up_to(rows, packed_tile_rows); }
+  static Index packed_rows(Index rows) { return round_up_to(rows, Tile::rows); }
   static void pack_x(const float* x_rows, Index x_stride, Index rows, Index k, Index depth,
                      float* packed) {
-    pack_panels<packed_tile_rows>({x_rows, x_stride}, 0, rows, k, depth, packed);
+    pack_panels<Tile::rows>({x_rows, x_stride}, 0, rows, k, depth, packed);
   }
   static void add_product(const float* widened, Index count, Index depth, const float* packed_x,
                           Index rows, float* y, Index y_stride, Buffer& packed_weights) {
     // The widened weights (count, depth) are op(B)^T's rows.
-    pack_panels<packed_tile_cols>({widened, depth}, 0, count, 0, depth, packed_weights.data());
-    packed_panels_product(packed_x, rows, packed_weights.data(), count, depth, y, y_stride, true);
+    pack_panels<Tile::cols>({widened, depth}, 0, count, 0, depth, packed_weights.data());
+    panels_product<Tile>(packed_panels(packed_x, depth, Tile::rows), rows,
+                         packed_panels(packed_weights.data(), depth, Tile::cols), count, depth, y,
+                         y_stride, true);
   }
 };
 #endif
@@ -137,8 +140,10 @@ inline void widened_product(const float* x, Index x_stride, Index rows, const Ei
   if (rows < 1 || out < 1) return;
 #if MLSTM_DETAIL_X86_KERNELS
   if (uses_packed_product()) {
-    widened_product_with<PackedWidenedKernel>(x, x_stride, rows, w, in, out, bias, y, y_stride,
-                                              threads, tiles);
+    with_packed_tile([&](auto tile) {
+      widened_product_with<PackedWidenedKernel<decltype(tile)>>(x, x_stride, rows, w, in, out, bias,
+                                                                y, y_stride, threads, tiles);
+    });
     return;
   }
 #endif
