@@ -97,6 +97,34 @@ TEST_CASE("linear_forward crosses tiles like the plain loop", "[layers][linear]"
                     mlstm::test::forms_relative<double> * in);
 }
 
+// Float weights of few inputs go to the broadcast kernel (where the processor has AVX-512) below
+// packed_float_weights_min_rows rows and to matrix_product's tiles from there on: both sides of
+// that line, dense and head-wise, against the plain loop, on 1 and 3 threads to the same bits.
+TEST_CASE("linear_forward in float sums like the plain loop on either side of the packed rows",
+          "[layers][linear]") {
+  mlstm::test::Random random(28);
+  const int saved = mlstm::get_num_threads();
+  const Index min_rows = mlstm::detail::packed_float_weights_min_rows;
+  for (const Index rows : {min_rows - 1, min_rows, min_rows + 90}) {
+    for (const Index heads : {Index(1), Index(2)}) {
+      const Index in = 70, out = heads == 1 ? 530 : 40;  // dense: two column tiles
+      CAPTURE(rows, heads, in, out);
+      const auto x = random_tensor<float, 2>(random, rows, heads * in);
+      const auto w = random_tensor<float, 3>(random, heads, out, in);
+      const auto b = random_tensor<float, 1>(random, heads * out);
+      const Tensor<double, 1> b_double = as_double(b);
+      mlstm::set_num_threads(1);
+      const Tensor<float, 2> one = mlstm::linear_headwise_forward(x, w, b);
+      MLSTM_CHECK_CLOSE(as_double(one),
+                        naive::linear_headwise(as_double(x), as_double(w), &b_double),
+                        float_sum_budget(in));
+      mlstm::set_num_threads(3);
+      MLSTM_CHECK_CLOSE(one, mlstm::linear_headwise_forward(x, w, b), 0.0);
+    }
+  }
+  mlstm::set_num_threads(saved);
+}
+
 TEST_CASE("linear_headwise_forward with bfloat16 weights sums in float",
           "[layers][linear][bfloat16]") {
   mlstm::test::Random random(23);

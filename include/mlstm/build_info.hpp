@@ -59,10 +59,11 @@ inline const char* float_product_name() {
 }
 
 // Which product runs the float32 linear layers on a prefill's rows (detail/linear_product.hpp):
-// the library's AVX-512 kernel where the processor has it, else float_product_name()'s.
+// the library's AVX-512 kernel where the processor has it, else float_product_name()'s, which
+// also takes a training step's many rows by few inputs (detail::uses_broadcast_product).
 inline const char* linear_product_name() {
-  const bool broadcast =
-      detail::uses_broadcast_product<float, float>(detail::widened_dot_max_rows + 1);
+  const bool broadcast = detail::uses_broadcast_product<float, float>(
+      detail::widened_dot_max_rows + 1, detail::packed_float_weights_max_inputs + 1);
   return broadcast ? "AVX-512 broadcast kernel" : float_product_name();
 }
 

@@ -11,9 +11,10 @@
 //   weights stream from memory once at the speed of a sum (widened_dot.hpp);
 // - more rows (a prefill): where the processor has AVX-512, each weight is broadcast from where
 //   it lies (widened as it is, for bfloat16) and multiplied with 16 rows of x at a time
-//   (broadcast_product.hpp; float weights too, but not in a MLSTM_GEMM=oneDNN build, where they
-//   go to oneDNN's sgemm). Elsewhere bfloat16 weights are widened block by block into Eigen's
-//   packed layout and multiplied by its matrix-product kernel, with x packed once
+//   (broadcast_product.hpp; float weights too, except the many rows by few inputs of a training
+//   step, where matrix_product's packed product is faster, and not in a MLSTM_GEMM=oneDNN build,
+//   where they go to oneDNN's sgemm). Elsewhere bfloat16 weights are widened block by block into
+//   Eigen's packed layout and multiplied by its matrix-product kernel, with x packed once
 //   (widened_product.hpp), or with MLSTM_GEMM=oneDNN each tile of the weights is widened into a
 //   float buffer once per tile of rows and multiplied by oneDNN's sgemm.
 //
@@ -61,20 +62,34 @@ inline constexpr bool is_linear_weight_scalar = std::is_same_v<W, T> ||
 // widened into a buffer tile by tile.
 inline constexpr Index widened_dot_max_rows = 4;
 
-// Whether a product of `rows` rows with weights in W goes to broadcast_product: float
-// activations, more than a few rows, and the processor's instructions; float weights in a
-// MLSTM_GEMM=oneDNN build go to oneDNN's sgemm instead.
+// Float weights of at most packed_float_weights_max_inputs inputs go to the packed product
+// (matrix_product) rather than the broadcast kernel from packed_float_weights_min_rows rows on:
+// the small training model's maps (2048 rows, 256 and 512 inputs) ran 1.1 to 1.5x faster there,
+// while wider inputs (the 120M model's 768, the 7B model's 4096) ran as fast or faster broadcast
+// (bench/README.md, "The AVX-512 tile, reading small operands in place").
+inline constexpr Index packed_float_weights_min_rows = 512;
+inline constexpr Index packed_float_weights_max_inputs = 512;
+
+// Whether a product of `rows` rows by weights in W of `inputs` inputs goes to broadcast_product:
+// float activations, more than a few rows, the processor's instructions, and for float weights
+// not a product the packed product takes (above); float weights in a MLSTM_GEMM=oneDNN build go
+// to oneDNN's sgemm instead.
 template <typename T, typename W>
-bool uses_broadcast_product(Index rows) {
+bool uses_broadcast_product(Index rows, Index inputs) {
 #if MLSTM_DETAIL_X86_KERNELS
   if constexpr (std::is_same_v<T, float>) {
+    if constexpr (std::is_same_v<W, float>) {
 #ifdef MLSTM_USE_ONEDNN
-    if constexpr (std::is_same_v<W, float>) return false;
+      return false;
 #endif
+      if (rows >= packed_float_weights_min_rows && inputs <= packed_float_weights_max_inputs)
+        return false;
+    }
     return rows > widened_dot_max_rows && processor_has_avx512();
   }
 #endif
   static_cast<void>(rows);
+  static_cast<void>(inputs);
   return false;
 }
 
@@ -178,7 +193,7 @@ void with_small_square_size(Index size, const Function& function) {
 
 // y (rows, cols) = x (rows, depth) w^T for row-major operands with the given row strides
 // (w (cols, depth) contiguous), on the calling thread (matrix_product.hpp: oneDNN's sgemm with
-// MLSTM_GEMM=oneDNN, else Eigen's).
+// MLSTM_GEMM=oneDNN, else the packed product where the processor has AVX2 and FMA, else Eigen's).
 template <typename T>
 void multiply_transposed(const T* x, Index x_stride, const T* w, T* y, Index y_stride, Index rows,
                          Index depth, Index cols) {
@@ -251,7 +266,7 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
 
 #if MLSTM_DETAIL_X86_KERNELS
   if constexpr (std::is_same_v<T, float>) {
-    if (uses_broadcast_product<T, W>(rows)) {
+    if (uses_broadcast_product<T, W>(rows, in)) {
       per_block([&](const float* x_block, const W* w_block, const float* b_block, float* y_block) {
         broadcast_product<W>(x_block, x_stride, rows, w_block, in, out, b_block, y_block, y_stride,
                              threads);
