@@ -105,6 +105,16 @@ TEST_CASE("linear_forward in float sums like the plain loop on either side of th
   mlstm::test::Random random(28);
   const int saved = mlstm::get_num_threads();
   const Index min_rows = mlstm::detail::packed_float_weights_min_rows;
+  const Index max_inputs = mlstm::detail::packed_float_weights_max_inputs;
+#if MLSTM_DETAIL_X86_KERNELS && !defined(MLSTM_USE_ONEDNN)
+  // Which side of the line each product is on.
+  using mlstm::detail::uses_broadcast_product;
+  const bool broadcast = mlstm::detail::processor_has_avx512();
+  CHECK(uses_broadcast_product<float, float>(min_rows - 1, max_inputs) == broadcast);
+  CHECK_FALSE(uses_broadcast_product<float, float>(min_rows, max_inputs));
+  CHECK(uses_broadcast_product<float, float>(min_rows, max_inputs + 1) == broadcast);
+  CHECK(uses_broadcast_product<float, bfloat16>(min_rows, max_inputs) == broadcast);
+#endif
   for (const Index rows : {min_rows - 1, min_rows, min_rows + 90}) {
     for (const Index heads : {Index(1), Index(2)}) {
       const Index in = 70, out = heads == 1 ? 530 : 40;  // dense: two column tiles

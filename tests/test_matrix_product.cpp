@@ -28,16 +28,25 @@ struct Shape {
   Index rows, cols, depth;
 };
 
-// A row-major matrix of `rows` x `width` held with row stride width + 3, values in [-1, 1].
+// Floats a row-major matrix of `rows` rows of `width` at row stride `stride` spans: its last row
+// ends the storage, so that a read past an operand is a read past its allocation (AddressSanitizer
+// sees it).
+inline Index spanned(Index rows, Index width, Index stride) {
+  return rows > 0 ? (rows - 1) * stride + width : 0;
+}
+
+// A row-major matrix of `rows` x `width` held with row stride width + 3, values in [-1, 1]; the
+// storage ends with the last row's values (an operand) or with its 3 padding values too (a
+// result, whose padding must stay untouched).
 template <typename T>
 struct Strided {
   Index rows, width, stride;
   std::vector<T> values;
-  Strided(mlstm::test::Random& random, Index rows_, Index width_)
+  Strided(mlstm::test::Random& random, Index rows_, Index width_, bool padded_end = false)
       : rows(rows_),
         width(width_),
         stride(width_ + 3),
-        values(static_cast<size_t>(rows_ * stride)) {
+        values(static_cast<size_t>(padded_end ? rows_ * stride : spanned(rows_, width_, stride))) {
     for (T& value : values) value = static_cast<T>(random.uniform(-1.0, 1.0));
   }
   T at(Index i, Index j) const { return values[static_cast<size_t>(i * stride + j)]; }
@@ -71,7 +80,7 @@ void check_product(mlstm::test::Random& random, const Shape& shape, bool a_trans
         op_a(i, k) = T(0);
     }
   }
-  Strided<T> c(random, M, N);
+  Strided<T> c(random, M, N, true);
   const Strided<T> c_before = c;
   product(M, N, K, MatrixOperand<T>{a.values.data(), a.stride, a_transposed},
           MatrixOperand<T>{b.values.data(), b.stride, b_transposed}, c.values.data(), c.stride,
@@ -201,8 +210,9 @@ std::vector<float> tile_result(const Shape& shape, bool a_transposed, bool b_tra
   const Index a_rows = a_transposed ? K : M, a_width = a_transposed ? M : K;
   const Index b_rows = b_transposed ? N : K, b_width = b_transposed ? K : N;
   mlstm::test::Random random(7);
-  std::vector<float> a(static_cast<size_t>(a_rows * a_stride)),
-      b(static_cast<size_t>(b_rows * b_stride)), c(static_cast<size_t>(M * N), 1.0f);
+  std::vector<float> a(static_cast<size_t>(spanned(a_rows, a_width, a_stride))),
+      b(static_cast<size_t>(spanned(b_rows, b_width, b_stride))),
+      c(static_cast<size_t>(M * N), 1.0f);
   for (Index i = 0; i < a_rows; ++i) {
     for (Index j = 0; j < a_width; ++j) {
       // op(A)(row, depth), zero where the triangle says so (the tiles skip different zeros).

@@ -23,8 +23,10 @@
 // Every element of C is summed over the depth in increasing order with fused multiply-adds, in
 // blocks of depth_block, whatever the thread count, the tile, or whether an operand was packed;
 // its rounding differs from Eigen's (tests/test_matrix_product.cpp holds each element to the
-// classic float32 bound of a sum of products and the two tiles to the same bits). A processor
-// without AVX2 and FMA keeps Eigen's product (uses_packed_product()).
+// classic float32 bound of a sum of products and the two tiles to the same bits). One exception:
+// a triangular op(A)'s zeros (Triangle::lower_a, upper_a) are skipped tile by tile, so which of
+// them a sum meets depends on the tile's height; with finite op(B) that changes nothing, but
+// 0 * inf is NaN. A processor without AVX2 and FMA keeps Eigen's product (uses_packed_product()).
 #pragma once
 
 #include <algorithm>
