@@ -63,6 +63,12 @@ struct LibraryProduct {
   }
 };
 
+// Whether op(A)(row, depth) lies in the part of a triangular op(A) that `triangle` says is zero.
+bool outside_triangle(Triangle triangle, Index row, Index depth) {
+  return (triangle == Triangle::lower_a && depth > row) ||
+         (triangle == Triangle::upper_a && depth < row);
+}
+
 // Runs one product of `shape` and holds every element to the plain loop in double within the
 // rounding bound of T; with Triangle::lower_a (upper_a), op(A)'s upper (lower) triangle is zeroed
 // first, and with Triangle::lower_result, C's upper triangle must be exactly 0.
@@ -76,8 +82,7 @@ void check_product(mlstm::test::Random& random, const Shape& shape, bool a_trans
   const auto op_a = [&](Index i, Index k) -> T& { return a_transposed ? a.at(k, i) : a.at(i, k); };
   for (Index i = 0; i < M; ++i) {
     for (Index k = 0; k < K; ++k) {
-      if ((triangle == Triangle::lower_a && k > i) || (triangle == Triangle::upper_a && k < i))
-        op_a(i, k) = T(0);
+      if (outside_triangle(triangle, i, k)) op_a(i, k) = T(0);
     }
   }
   Strided<T> c(random, M, N, true);
@@ -217,10 +222,9 @@ std::vector<float> tile_result(const Shape& shape, bool a_transposed, bool b_tra
     for (Index j = 0; j < a_width; ++j) {
       // op(A)(row, depth), zero where the triangle says so (the tiles skip different zeros).
       const Index row = a_transposed ? j : i, depth = a_transposed ? i : j;
-      const bool zero = (triangle == Triangle::lower_a && depth > row) ||
-                        (triangle == Triangle::upper_a && depth < row);
       a[static_cast<size_t>(i * a_stride + j)] =
-          zero ? 0.0f : static_cast<float>(random.uniform(-1.0, 1.0));
+          outside_triangle(triangle, row, depth) ? 0.0f
+                                                 : static_cast<float>(random.uniform(-1.0, 1.0));
     }
   }
   for (Index i = 0; i < b_rows; ++i)
