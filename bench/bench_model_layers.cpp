@@ -125,9 +125,9 @@ const std::vector<std::pair<std::string, Stage>>& stages() {
        [](Block& b, int threads) {
          const mlstm::ConstTensorMap<float, 2> w(b.gate_weight.data(), NH, 3 * I);
          const mlstm::ConstTensorMap<float, 1> bias(b.gate_bias.data(), NH);
-         d::gate_preactivations(b.q.data(), b.k.data(), b.v.data(), b.S, I, w, bias, b.igate,
-                                threads);
-         d::gate_preactivations(b.q.data(), b.k.data(), b.v.data(), b.S, I, w, bias, b.fgate,
+         const mlstm::MLSTMCellWeights<float> cell{
+             w, bias, w, bias, mlstm::ConstTensorMap<float, 1>(b.outnorm.data(), I)};
+         d::gate_preactivations(b.q.data(), b.k.data(), b.v.data(), b.S, I, cell, b.igate, b.fgate,
                                 threads);
        }},
       {"split",

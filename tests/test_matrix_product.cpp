@@ -8,6 +8,7 @@
 // causal blocks) are checked on both: tile by tile on the packed product, by halves on Eigen's.
 // Each tile the processor runs is checked on its own, and the two tiles, and the AVX-512 tile's
 // operands packed or read where they lie, must give the same bits.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <mlstm/detail/matrix_product.hpp>
@@ -184,11 +185,11 @@ struct TileProduct {
 
 // Shapes for one tile: the tiles' edges (6 x 16 and 8 x 32, whole and one past), a chunk of the
 // chunkwise form with operands read in place (columns a multiple of 32), more than a depth block
-// read in place, and operands too large to be read in place (more than 64K floats, or rows
-// 1024 floats apart).
+// read in place, operands too large to be read in place (more than 64K floats, or rows 1024
+// floats apart), and large operands read once, in place (op(A) one tile high over a long depth).
 const Shape tile_shapes[] = {{6, 16, 256},   {8, 32, 256},  {9, 33, 257},   {7, 17, 3},
                              {5, 64, 40},    {64, 64, 128}, {64, 128, 128}, {70, 128, 300},
-                             {144, 96, 600}, {13, 1030, 9}, {75, 32, 1100}};
+                             {144, 96, 600}, {13, 1030, 9}, {75, 32, 1100}, {8, 64, 2100}};
 
 template <typename Tile>
 void check_tile(mlstm::test::Random& random) {
@@ -276,8 +277,11 @@ TEST_CASE("the packed product's bits do not depend on the tile or on packing", "
     return;
   }
   // Narrow strides let the AVX-512 tile read both operands in place (where op(B)'s columns run
-  // along B's rows); strides of 1024 floats make it pack them; the AVX2 tile always packs.
-  const Shape shapes[] = {{64, 128, 128}, {64, 64, 128}, {13, 96, 70}, {130, 64, 300}};
+  // along B's rows); strides of 1024 floats or more make it pack them; the AVX2 tile always packs.
+  // The last two shapes have an operand too large to stay in the cache that is read only once
+  // (op(A) one tile high, op(B) one tile wide), in place too.
+  const Shape shapes[] = {{64, 128, 128}, {64, 64, 128}, {13, 96, 70},
+                          {130, 64, 300}, {8, 64, 2100}, {600, 32, 130}};
   for (const Shape& shape : shapes) {
     for (int layout = 0; layout < 4; ++layout) {
       const bool a_transposed = (layout & 1) != 0, b_transposed = (layout & 2) != 0;
@@ -287,8 +291,9 @@ TEST_CASE("the packed product's bits do not depend on the tile or on packing", "
            {Triangle::none, Triangle::lower_result, Triangle::lower_a, Triangle::upper_a}) {
         const auto in_place = tile_result<Avx512Tile>(shape, a_transposed, b_transposed, triangle,
                                                       a_narrow, b_narrow);
-        const auto packed =
-            tile_result<Avx512Tile>(shape, a_transposed, b_transposed, triangle, 1024, 1024);
+        const auto packed = tile_result<Avx512Tile>(shape, a_transposed, b_transposed, triangle,
+                                                    std::max<Index>(1024, a_narrow),
+                                                    std::max<Index>(1024, b_narrow));
         const auto avx2 =
             tile_result<Avx2Tile>(shape, a_transposed, b_transposed, triangle, a_narrow, b_narrow);
         INFO("shape " << shape.rows << " x " << shape.cols << " x " << shape.depth << ", A"

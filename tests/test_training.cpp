@@ -233,6 +233,39 @@ TEST_CASE("clip_grad_norm scales to max_norm, only above it", "[training]") {
   CHECK_THROWS_AS(mlstm::clip_grad_norm(registry, 0.0), mlstm::ValueError);
 }
 
+TEST_CASE("the global gradient norm sums every value, the same on any thread count", "[training]") {
+  // Sizes off the eight running sums and across pieces of 2^15 values; the clipped values
+  // against the scale applied one by one.
+  mlstm::Registry<float> registry;
+  const Index sizes[] = {1, 7, 9, 40001, 100003};
+  long double sum = 0;
+  for (const Index size : sizes) {
+    auto& param = registry.add("p" + std::to_string(size), {size});
+    for (Index i = 0; i < size; ++i) {
+      param.grad_data()[i] = static_cast<float>(std::sin(0.37 * static_cast<double>(i + size)));
+      sum += static_cast<long double>(param.grad_data()[i]) * param.grad_data()[i];
+    }
+  }
+  const double expected = static_cast<double>(std::sqrt(sum));
+  const int saved_threads = mlstm::get_num_threads();
+  mlstm::set_num_threads(1);
+  const double one = mlstm::global_grad_norm(registry);
+  mlstm::set_num_threads(3);
+  const double three = mlstm::global_grad_norm(registry);
+  std::vector<float> before(registry.find("p100003")->grad_data(),
+                            registry.find("p100003")->grad_data() + 100003);
+  CHECK(mlstm::clip_grad_norm(registry, 1.0) == three);
+  mlstm::set_num_threads(saved_threads);
+  CHECK(one == three);
+  CHECK(std::abs(one - expected) <= 1e-13 * expected);
+  const float scale = static_cast<float>(1.0 / (three + 1e-6));
+  const float* clipped = registry.find("p100003")->grad_data();
+  Index differing = 0;
+  for (Index i = 0; i < 100003; ++i)
+    differing += clipped[i] != before[static_cast<size_t>(i)] * scale;
+  CHECK(differing == 0);
+}
+
 TEST_CASE("warm-up then cosine learning rate", "[training]") {
   mlstm::WarmupCosineSchedule schedule;
   schedule.max_lr = 1.0;

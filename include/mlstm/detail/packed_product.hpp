@@ -360,13 +360,14 @@ void panels_product(const OperandPanels& a, Index rows, const OperandPanels& b, 
 }
 
 // Whether an operand of `stored_rows` rows (its storage's) is read where it lies rather than
-// packed: when it is small enough to stay in the second-level cache and its rows are less than a
-// page apart (rows a page apart share the first-level cache's sets). Packing such operands took
-// a fifth to a third of the chunkwise and parallel forms' products (64 to 256 rows, depth 64 to
-// 256), which then ran at Eigen's rate.
-inline bool fits_in_place(const MatrixOperand<float>& m, Index stored_rows) {
+// packed: when its rows are less than a page apart (rows a page apart share the first-level
+// cache's sets) and it is small enough to stay in the second-level cache, or is read only once
+// (`read_once`: each of its panels meets a single panel of the other operand), where packing
+// would only copy it. Packing such operands took a fifth to a third of the chunkwise and parallel
+// forms' products (64 to 256 rows, depth 64 to 256), which then ran at Eigen's rate.
+inline bool fits_in_place(const MatrixOperand<float>& m, Index stored_rows, bool read_once) {
   constexpr Index max_floats = Index(1) << 16, max_stride = 1024;
-  return m.stride < max_stride && stored_rows * m.stride <= max_floats;
+  return m.stride < max_stride && (read_once || stored_rows * m.stride <= max_floats);
 }
 
 // C (rows, cols, row stride c_stride) = op(A) op(B), or C += op(A) op(B), over `depth`, with
@@ -391,11 +392,14 @@ void packed_product_with(Index rows, Index cols, Index depth, const MatrixOperan
   };
   grow(a_packed, round_up_to(std::min(rows, packed_row_block), Tile::rows) * depth_block);
   grow(b_packed, round_up_to(std::min(cols, packed_col_block), Tile::cols) * depth_block);
-  const bool a_in_place = Tile::reads_in_place && fits_in_place(a, a.transposed ? depth : rows);
+  // op(A)'s panels are read once when op(B) is one panel wide, and op(B)'s when op(A) is one
+  // panel high (the gates' weight gradients, 8 rows over a batch's positions).
+  const bool a_in_place =
+      Tile::reads_in_place && fits_in_place(a, a.transposed ? depth : rows, cols <= Tile::cols);
   // op(B)'s columns are read as whole vectors: in place only when they run along its rows and
   // every panel is full.
-  const bool b_in_place =
-      Tile::reads_in_place && !b.transposed && cols % Tile::cols == 0 && fits_in_place(b, depth);
+  const bool b_in_place = Tile::reads_in_place && !b.transposed && cols % Tile::cols == 0 &&
+                          fits_in_place(b, depth, rows <= Tile::rows);
   for (Index col0 = 0; col0 < cols; col0 += packed_col_block) {
     const Index col_count = std::min(packed_col_block, cols - col0);
     for (Index k0 = 0; k0 < depth; k0 += packed_depth_block) {

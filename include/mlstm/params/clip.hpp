@@ -5,8 +5,9 @@
 //   coef  = max_norm / (total + 1e-6);  every gradient is scaled by coef when coef < 1
 //
 // Returns total (before clipping). The sum of squares is taken in double, over fixed pieces of
-// the parameters in the registry's order on the thread pool, and the pieces' sums are added in
-// that order, so the result does not depend on the thread count. A tied parameter counts once (the
+// the parameters in the registry's order on the thread pool (each piece in eight running sums,
+// sum_of_squares), and the pieces' sums are added in that order, so the result does not depend
+// on the thread count. A tied parameter counts once (the
 // registry holds it once under several names).
 #pragma once
 
@@ -21,30 +22,65 @@
 
 namespace mlstm {
 
+namespace detail {
+
+// The parameters of a registry that require a gradient (Param: Parameter<T>, const for reading),
+// cut into pieces (pieces.hpp) for the thread pool.
+template <typename Param>
+struct GradientPieces {
+  std::vector<Param*> params;
+  std::vector<Piece> pieces;
+
+  template <typename Parameters>
+  explicit GradientPieces(Parameters& registry) {
+    for (Param& param : registry) {
+      if (!param.requires_grad()) continue;
+      append_pieces(pieces, params.size(), param.size());
+      params.push_back(&param);
+    }
+  }
+  Index count() const { return static_cast<Index>(pieces.size()); }
+  auto* grad(const Piece& piece) const { return params[piece.array]->grad_data() + piece.begin; }
+};
+
+// The sum of squares of values [0, count) in double, in eight running sums (value i in sum
+// i % 8) added in order at the end: one running sum was a chain of dependent additions, which
+// took as long as the optimizer's update of the same values; eight run side by side in vector
+// registers.
+template <typename T>
+double sum_of_squares(const T* values, Index count) {
+  constexpr int lanes = 8;
+  double sums[lanes] = {};
+  Index i = 0;
+  for (; i + lanes <= count; i += lanes)
+    for (int lane = 0; lane < lanes; ++lane) {
+      const double value = static_cast<double>(values[i + lane]);
+      sums[lane] += value * value;
+    }
+  for (int lane = 0; i < count; ++i, ++lane) {
+    const double value = static_cast<double>(values[i]);
+    sums[lane] += value * value;
+  }
+  double total = 0.0;
+  for (const double sum : sums) total += sum;
+  return total;
+}
+
+}  // namespace detail
+
 template <typename T>
 double global_grad_norm(const Registry<T>& registry) {
   // Sums of squares piece by piece on the pool, added in order.
-  std::vector<const Parameter<T>*> params;
-  std::vector<detail::Piece> pieces;
-  for (const Parameter<T>& param : registry) {
-    if (!param.requires_grad()) continue;
-    detail::append_pieces(pieces, params.size(), param.size());
-    params.push_back(&param);
-  }
-  std::vector<double> squares(pieces.size());
-  const auto count = static_cast<Index>(pieces.size());
+  const detail::GradientPieces<const Parameter<T>> gradients(registry);
+  std::vector<double> squares(gradients.pieces.size());
+  const Index count = gradients.count();
   const double work = 4.0 * detail::piece_values * static_cast<double>(count);
-  detail::parallel_for(count, detail::threads_for_work(get_num_threads(), count, work),
-                       [&](Index item) {
-                         const detail::Piece& piece = pieces[static_cast<std::size_t>(item)];
-                         const T* grad = params[piece.array]->grad_data();
-                         double sum = 0.0;
-                         for (Index i = piece.begin; i < piece.end; ++i) {
-                           const double g = static_cast<double>(grad[i]);
-                           sum += g * g;
-                         }
-                         squares[static_cast<std::size_t>(item)] = sum;
-                       });
+  detail::parallel_for(
+      count, detail::threads_for_work(get_num_threads(), count, work), [&](Index item) {
+        const detail::Piece& piece = gradients.pieces[static_cast<std::size_t>(item)];
+        squares[static_cast<std::size_t>(item)] =
+            detail::sum_of_squares(gradients.grad(piece), piece.end - piece.begin);
+      });
   double total = 0.0;
   for (const double sum : squares) total += sum;
   return std::sqrt(total);
@@ -64,11 +100,16 @@ double clip_grad_norm(Registry<T>& registry, double max_norm) {
   const double coef = max_norm / (total + 1e-6);
   if (std::isfinite(total) && coef < 1.0) {
     const T scale = static_cast<T>(coef);
-    for (Parameter<T>& param : registry) {
-      if (!param.requires_grad()) continue;
-      T* grad = param.grad_data();
-      for (Index i = 0; i < param.size(); ++i) grad[i] *= scale;
-    }
+    const detail::GradientPieces<Parameter<T>> gradients(registry);
+    const Index count = gradients.count();
+    const double work =
+        detail::memory_pass_cost_per_value * detail::piece_values * static_cast<double>(count);
+    detail::parallel_for(
+        count, detail::threads_for_work(get_num_threads(), count, work), [&](Index item) {
+          const detail::Piece& piece = gradients.pieces[static_cast<std::size_t>(item)];
+          T* grad = gradients.grad(piece);
+          for (Index i = 0; i < piece.end - piece.begin; ++i) grad[i] *= scale;
+        });
   }
   return total;
 }

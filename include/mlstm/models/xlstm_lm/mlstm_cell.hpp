@@ -113,46 +113,79 @@ struct MLSTMCellGradients {
 
 namespace detail {
 
-// gates (rows, NH) = q W[:, 0:I]^T + k W[:, I:2I]^T + v W[:, 2I:3I]^T + b, for q, k, v (rows, I):
-// the gate of the concatenation [q, k, v] without building it. With NH outputs a matrix product
-// would spend its time packing q, k and v; each gate is three dot products of length I instead.
-// Runs on up to `threads` threads over blocks of rows (the result does not depend on the count).
+// igate, fgate (rows, NH) = [q, k, v] W^T + b with the input and the forget gate's W and b, for
+// q, k, v (rows, I): the gates of the concatenation [q, k, v] without building it. With NH
+// outputs a matrix product would spend its time packing q, k and v; each gate is three dot
+// products of length I instead (q W[:, 0:I]^T + k W[:, I:2I]^T + v W[:, 2I:3I]^T + b, in that
+// order), both gates in one pass over q, k and v. Runs on up to `threads` threads over blocks of
+// rows (the result does not depend on the count).
 template <typename T>
 void gate_preactivations(const T* q, const T* k, const T* v, Index rows, Index inner,
-                         const ConstTensorMap<T, 2>& weight, const ConstTensorMap<T, 1>& bias,
-                         RowMatrix<T>& gates, int threads = 1) {
+                         const MLSTMCellWeights<T>& w, RowMatrix<T>& igate, RowMatrix<T>& fgate,
+                         int threads = 1) {
   using Vector = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>;
-  const Index heads = weight.dimension(0);
-  gates.resize(rows, heads);
+  const Index heads = w.num_heads();
+  igate.resize(rows, heads);
+  fgate.resize(rows, heads);
   const T* inputs[] = {q, k, v};
+  const std::pair<const T*, const T*> weights[] = {{w.igate_weight.data(), w.igate_bias.data()},
+                                                   {w.fgate_weight.data(), w.fgate_bias.data()}};
+  RowMatrix<T>* gates[] = {&igate, &fgate};
   const auto block = [&](Index begin, Index end) {
     for (Index row = begin; row < end; ++row)
-      for (Index head = 0; head < heads; ++head) {
-        T sum = bias.data()[head];
-        for (int part = 0; part < 3; ++part)
-          sum += Vector(inputs[part] + row * inner, inner)
-                     .dot(Vector(weight.data() + (head * 3 + part) * inner, inner));
-        gates(row, head) = sum;
-      }
+      for (int gate = 0; gate < 2; ++gate)
+        for (Index head = 0; head < heads; ++head) {
+          const auto& [weight, bias] = weights[gate];
+          T sum = bias[head];
+          for (int part = 0; part < 3; ++part)
+            sum += Vector(inputs[part] + row * inner, inner)
+                       .dot(Vector(weight + (head * 3 + part) * inner, inner));
+          (*gates[gate])(row, head) = sum;
+        }
   };
-  parallel_rows(rows, 32, threads, 6.0 * static_cast<double>(inner * heads), block);
+  parallel_rows(rows, 32, threads, 12.0 * static_cast<double>(inner * heads), block);
 }
 
-// Backward of both gates' gate_preactivations for dgates (rows, 2 NH) = [d igate, d fgate]:
-// dq, dk, dv (rows, I) accumulated with dgates [W_i; W_f]'s thirds, dW_i and dW_f (NH, 3I) with
-// their halves of dgates^T [q, k, v], the biases with the sums of dgates' columns. Both gates in
-// one product of depth 2 NH. On up to `threads` threads over blocks of rows (dq, dk, dv) and of
-// columns (the weights), each sum in one thread, so the result does not depend on the count.
+// Rows [begin, end) of merge_heads' y (B * S, NH * D): row b * S + t from row t of each of x's
+// heads (B, NH, S, D).
 template <typename T>
-void gates_backward(const T* q, const T* k, const T* v, Index rows, Index inner,
-                    const MLSTMCellWeights<T>& w, const RowMatrix<T>& dgates, T* dq, T* dk, T* dv,
+void merge_head_rows(const T* x, Index seq_len, Index heads, Index head_dim, T* y, Index begin,
+                     Index end) {
+  for (Index row = begin; row < end; ++row) {
+    const Index b = row / seq_len, t = row % seq_len;
+    for (Index h = 0; h < heads; ++h) {
+      const T* source = x + ((b * heads + h) * seq_len + t) * head_dim;
+      std::copy(source, source + head_dim, y + (row * heads + h) * head_dim);
+    }
+  }
+}
+
+// Backward of both gates' gate_preactivations for dgates (rows = B * S, 2 NH) = [d igate,
+// d fgate], where q, k and v also have the kernel's gradients per head, `per_head` (B, NH, S, DH):
+// dq, dk, dv (rows, I) written as those merged back into rows (merge_heads) plus dgates
+// [W_i; W_f]'s thirds, block of rows by block (the merged block is still in cache when the gates'
+// term is added: merged whole first, the three took a second pass through memory); dW_i and dW_f
+// (NH, 3I) accumulated with their halves of dgates^T [q, k, v], the biases with the sums of
+// dgates' columns. Both gates in one product of depth 2 NH. On up to `threads` threads over
+// blocks of rows (dq, dk, dv) and of columns (the weights), each sum in one thread, so the result
+// does not depend on the count.
+template <typename T>
+void gates_backward(const T* q, const T* k, const T* v, Index seq_len, Index rows, Index inner,
+                    const MLSTMCellWeights<T>& w, const RowMatrix<T>& dgates,
+                    const ParallelGradients<T>& per_head, T* dq, T* dk, T* dv,
                     const MLSTMCellGradients<T>& grads, int threads) {
-  const Index heads = w.num_heads();
-  RowMatrix<T> weights(2 * heads, 3 * inner);  // [W_i; W_f]
-  weights.topRows(heads) = Eigen::Map<const RowMatrix<T>>(w.igate_weight.data(), heads, 3 * inner);
-  weights.bottomRows(heads) =
-      Eigen::Map<const RowMatrix<T>>(w.fgate_weight.data(), heads, 3 * inner);
+  const Index heads = w.num_heads(), head_dim = inner / heads;
+  // [W_i; W_f]'s thirds (for q, k and v), each (2 NH, I) and contiguous: the products read them
+  // where they lie (with rows 3I apart they were packed again for every block of rows).
+  RowMatrix<T> weights(3 * 2 * heads, inner);
+  const Eigen::Map<const RowMatrix<T>> igate(w.igate_weight.data(), heads, 3 * inner),
+      fgate(w.fgate_weight.data(), heads, 3 * inner);
+  for (Index part = 0; part < 3; ++part) {
+    weights.middleRows(part * 2 * heads, heads) = igate.middleCols(part * inner, inner);
+    weights.middleRows(part * 2 * heads + heads, heads) = fgate.middleCols(part * inner, inner);
+  }
   const T* inputs[] = {q, k, v};
+  const T* merged[] = {per_head.dq.data(), per_head.dk.data(), per_head.dv.data()};
   T* gradients[] = {dq, dk, dv};
   constexpr Index row_block = 64, column_block = 128;
   const Index row_items = (rows + row_block - 1) / row_block;
@@ -163,8 +196,10 @@ void gates_backward(const T* q, const T* k, const T* v, Index rows, Index inner,
     if (item < row_items) {
       const Index begin = item * row_block, count = std::min(row_block, rows - begin);
       for (int part = 0; part < 3; ++part) {
+        merge_head_rows(merged[part], seq_len, heads, head_dim, gradients[part], begin,
+                        begin + count);
         matrix_product<T>(count, inner, 2 * heads, {dgates.data() + begin * 2 * heads, 2 * heads},
-                          {weights.data() + part * inner, 3 * inner},
+                          {weights.data() + part * 2 * heads * inner, inner},
                           gradients[part] + begin * inner, inner, Accumulate::yes);
       }
       return;
@@ -186,7 +221,7 @@ void gates_backward(const T* q, const T* k, const T* v, Index rows, Index inner,
       dgates.rightCols(heads).colwise().sum();
 }
 
-// Copies for split_heads and merge_heads: task(b, t) for every position, in blocks of positions
+// The copies of split_heads: task(b, t) for every position, in blocks of positions
 // on up to `threads` threads.
 template <typename Task>
 void for_each_position(Index batch, Index seq_len, Index width, int threads, const Task& task) {
@@ -223,12 +258,10 @@ Tensor<T, 4> split_heads(const T* x, Index batch, Index seq_len, Index heads, In
 template <typename T>
 void merge_heads(const T* x, Index batch, Index seq_len, Index heads, Index head_dim, T* y,
                  int threads = 1) {
-  for_each_position(batch, seq_len, heads * head_dim, threads, [&](Index b, Index t) {
-    for (Index h = 0; h < heads; ++h) {
-      const T* source = x + ((b * heads + h) * seq_len + t) * head_dim;
-      std::copy(source, source + head_dim, y + ((b * seq_len + t) * heads + h) * head_dim);
-    }
-  });
+  parallel_rows(
+      batch * seq_len, 32, threads,
+      memory_pass_cost_per_value * static_cast<double>(heads * head_dim),
+      [&](Index begin, Index end) { merge_head_rows(x, seq_len, heads, head_dim, y, begin, end); });
 }
 
 // The kernel over heads: q, k (B, NH, S, DQK), v (B, NH, S, DV), gates (B, NH, S, 1) -> h
@@ -264,8 +297,7 @@ void mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const T* k, co
   const Index rows = batch * seq_len;
   RowMatrix<T> igate, fgate;  // (rows, NH)
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
-  gate_preactivations(q, k, v, rows, inner, w.igate_weight, w.igate_bias, igate, threads);
-  gate_preactivations(q, k, v, rows, inner, w.fgate_weight, w.fgate_bias, fgate, threads);
+  gate_preactivations(q, k, v, rows, inner, w, igate, fgate, threads);
   MLSTMCellCache<T>& kept = activations;
   split_heads(igate.data(), batch, seq_len, heads, Index{1}, kept.igate_heads);
   split_heads(fgate.data(), batch, seq_len, heads, Index{1}, kept.fgate_heads);
@@ -332,9 +364,6 @@ void mlstm_cell_backward(const MLSTMCellWeights<T>& w, const MLSTMCellGradients<
                              std::move(chunkwise_grads.dv), std::move(chunkwise_grads.di),
                              std::move(chunkwise_grads.df)};
   }
-  merge_heads(g.dq.data(), batch, seq_len, heads, head_dim, dq, threads);
-  merge_heads(g.dk.data(), batch, seq_len, heads, head_dim, dk, threads);
-  merge_heads(g.dv.data(), batch, seq_len, heads, head_dim, dv, threads);
   RowMatrix<T>& dgate = buffers.dgate;
   RowMatrix<T>& dgates = buffers.dgates;  // [d igate, d fgate]
   dgate.resize(rows, heads);
@@ -343,7 +372,7 @@ void mlstm_cell_backward(const MLSTMCellWeights<T>& w, const MLSTMCellGradients<
   dgates.leftCols(heads) = dgate;
   merge_heads(g.df.data(), batch, seq_len, heads, Index{1}, dgate.data());
   dgates.rightCols(heads) = dgate;
-  gates_backward(q, k, v, rows, inner, w, dgates, dq, dk, dv, grads, threads);
+  gates_backward(q, k, v, seq_len, rows, inner, w, dgates, g, dq, dk, dv, grads, threads);
 }
 
 // c (B, NH, DH, DH), n (B, NH, DH, 1), m (B, NH, 1, 1); `prefix` names the state in messages.
