@@ -17,7 +17,8 @@
 //           bench_model's prefill is measured.
 //
 //   BM_TrainStep/<model>   zero_grad, forward_backward over the batch (mean cross-entropy of the
-//                          next tokens), clip_grad_norm (max norm 1), AdamW (lr 1e-3, betas 0.9,
+//                          next tokens), clipping by the global norm (max norm 1, within
+//                          AdamW's update: clip_coefficient), AdamW (lr 1e-3, betas 0.9,
 //                          0.95, weight decay 0.1 on the reference's decay group); items = tokens.
 //   BM_TrainLayer/<model>/<layer>_<pass>   one layer's forward or backward alone, at the step's
 //                          shapes, with the model's weights and a cache from its first block
@@ -114,8 +115,7 @@ struct Trainer {
   double step() {
     optimizer.zero_grad();
     const double loss = model.forward_backward(tokens, targets);
-    mlstm::clip_grad_norm(model.registry(), 1.0);
-    optimizer.step();
+    optimizer.step(mlstm::clip_coefficient(mlstm::global_grad_norm(model.registry()), 1.0));
     return loss;
   }
 
@@ -414,8 +414,8 @@ const std::vector<std::pair<std::string, Pass>>& layer_passes() {
        }},
       {"optimizer",
        [](LB& b) {
-         mlstm::clip_grad_norm(b.t.model.registry(), 1.0);
-         b.t.optimizer.step();
+         b.t.optimizer.step(
+             mlstm::clip_coefficient(mlstm::global_grad_norm(b.t.model.registry()), 1.0));
        }},
   };
   return all;

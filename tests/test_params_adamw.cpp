@@ -178,3 +178,74 @@ TEST_CASE("params adamw: invalid options and groups are ValueErrors", "[params][
   auto& other = registry.add("other", {1});
   CHECK_THROWS_AS(optimizer.exp_avg(other), mlstm::ValueError);
 }
+
+TEST_CASE("params adamw: clipping within the step gives clip_grad_norm then step, bit for bit",
+          "[params][adamw]") {
+  // Two registries with the same values and gradients (a norm of about 16, clipped to 1), over
+  // three steps, with amsgrad and maximize off and on; one clips its buffers first, the other
+  // passes the factor to step and keeps its gradients.
+  for (const bool variant : {false, true}) {
+    Registry<float> clipped, fused;
+    for (Registry<float>* registry : {&clipped, &fused}) {
+      auto& w = registry->add("w.weight", {5, 7});
+      auto& b = registry->add("b", {3});
+      for (mlstm::Index i = 0; i < w.size(); ++i)
+        w.data()[i] = std::sin(0.3f * static_cast<float>(i));
+      for (mlstm::Index i = 0; i < b.size(); ++i) b.data()[i] = 0.1f * static_cast<float>(i);
+    }
+    AdamWOptions options;
+    options.weight_decay = 0.1;
+    options.amsgrad = variant;
+    options.maximize = variant;
+    const auto optimizer_of = [&](Registry<float>& registry) {
+      mlstm::WeightDecayGroups<float> groups;
+      groups.decay.push_back(&registry.get("w.weight"));
+      groups.no_decay.push_back(&registry.get("b"));
+      return AdamW<float>(groups, options);
+    };
+    AdamW<float> clipping = optimizer_of(clipped), fusing = optimizer_of(fused);
+    for (int step = 0; step < 3; ++step) {
+      for (Registry<float>* registry : {&clipped, &fused})
+        for (mlstm::Parameter<float>& param : *registry)
+          for (mlstm::Index i = 0; i < param.size(); ++i)
+            param.grad_data()[i] = 3.0f * std::cos(static_cast<float>(i + step));
+      const double norm = mlstm::clip_grad_norm(clipped, 1.0);
+      clipping.step();
+      const double factor = mlstm::clip_coefficient(mlstm::global_grad_norm(fused), 1.0);
+      CHECK(factor < 1.0);
+      fusing.step(factor);
+      CHECK(mlstm::global_grad_norm(fused) == norm);  // the buffers as they were
+      for (const char* name : {"w.weight", "b"}) {
+        const auto& a = clipped.get(name);
+        const auto& c = fused.get(name);
+        INFO(name << ", step " << step << ", amsgrad and maximize " << variant);
+        CHECK(std::equal(a.data(), a.data() + a.size(), c.data()));
+        const auto m = clipping.exp_avg(a), n = fusing.exp_avg(c);
+        CHECK(std::equal(m.data(), m.data() + m.size(), n.data()));
+      }
+    }
+  }
+}
+
+TEST_CASE("params adamw: an invalid gradient scale is a ValueError, nothing updated",
+          "[params][adamw][errors]") {
+  Registry<float> registry;
+  auto& p = registry.add("p", {2});
+  p.grad_flat().setConstant(1.0f);
+  mlstm::WeightDecayGroups<float> groups;
+  groups.no_decay.push_back(&p);
+  AdamW<float> optimizer(groups);
+  for (const double scale : {0.0, -1.0, double(NAN), double(INFINITY)}) {
+    try {
+      optimizer.step(scale);
+      FAIL("expected a ValueError for " << scale);
+    } catch (const mlstm::ValueError& error) {
+      CHECK(error.argument() == "gradient_scale");
+    }
+  }
+  CHECK(optimizer.step_count() == 0);
+  CHECK(p.flat()(0) == 0.0f);
+  CHECK(mlstm::clip_coefficient(5.0, 10.0) == 1.0);
+  CHECK(mlstm::clip_coefficient(double(NAN), 1.0) == 1.0);
+  CHECK_THROWS_AS(mlstm::clip_coefficient(1.0, 0.0), mlstm::ValueError);
+}

@@ -9,10 +9,12 @@
 //   for (...) {
 //     optimizer.zero_grad();
 //     ... write the gradients into each parameter's grad() ...
-//     optimizer.step();
+//     optimizer.step();  // or, clipped by the global norm (clip.hpp):
+//     // optimizer.step(mlstm::clip_coefficient(mlstm::global_grad_norm(registry), max_norm));
 //   }
 //
-// One step, per parameter p with gradient g (negated when maximize), step count t (1, 2, ...):
+// One step, per parameter p with gradient g (times step's gradient scale, then negated when
+// maximize), step count t (1, 2, ...):
 //
 //   p  <- p * (1 - lr * weight_decay)            weight_decay = 0 in the no_decay group
 //   m  <- beta1 m + (1 - beta1) g
@@ -118,8 +120,17 @@ class AdamW {
     return out;
   }
 
-  // One AdamW update of every parameter from its gradient buffer.
-  void step() {
+  // One AdamW update of every parameter from its gradient buffer, each gradient multiplied by
+  // gradient_scale (finite, > 0) as it is read: clip_coefficient's factor clips by the global
+  // norm within the update, to the bits of clip_grad_norm then step(), the buffers left as they
+  // are. ValueError for an invalid scale, before anything is updated.
+  void step(double gradient_scale = 1.0) {
+    if (!(std::isfinite(gradient_scale) && gradient_scale > 0.0)) {
+      std::ostringstream text;
+      text << "expected a finite value > 0, got " << gradient_scale;
+      throw ValueError("gradient_scale", text.str());
+    }
+    const T scale = static_cast<T>(gradient_scale);
     ++steps_;
     const double bias_correction1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
     const double bias_correction2 = 1.0 - std::pow(options_.beta2, static_cast<double>(steps_));
@@ -149,7 +160,7 @@ class AdamW {
       Values m(slot.exp_avg.data() + begin, count), v(slot.exp_avg_sq.data() + begin, count);
       const Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> grads(
           slot.param->grad_data() + begin, count);
-      const auto g = sign * grads;
+      const auto g = sign * (grads * scale);
       values *= shrink;
       m = m * beta1 + one_minus_beta1 * g;
       v = v * beta2 + one_minus_beta2 * g * g;

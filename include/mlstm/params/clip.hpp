@@ -66,6 +66,14 @@ double sum_of_squares(const T* values, Index count) {
   return total;
 }
 
+inline void check_max_norm(double max_norm) {
+  if (!(std::isfinite(max_norm) && max_norm > 0.0)) {
+    std::ostringstream text;
+    text << "expected a finite value > 0, got " << max_norm;
+    throw ValueError("max_norm", text.str());
+  }
+}
+
 }  // namespace detail
 
 template <typename T>
@@ -86,19 +94,26 @@ double global_grad_norm(const Registry<T>& registry) {
   return std::sqrt(total);
 }
 
+// The factor clip_grad_norm scales the gradients by when their global norm is `total`:
+// max_norm / (total + 1e-6) where that is below 1, else 1 (also for a non-finite total, which
+// leaves the gradients as they are: torch scales them by NaN; the caller decides, the norm says
+// it). ValueError unless max_norm is finite and > 0. AdamW::step takes it as its gradient scale:
+// clipping fused into the update, which reads each gradient once instead of scaling it in place
+// first (the same bits: each gradient is multiplied by the same factor, rounded to T).
+inline double clip_coefficient(double total, double max_norm) {
+  detail::check_max_norm(max_norm);
+  const double coef = max_norm / (total + 1e-6);
+  return std::isfinite(total) && coef < 1.0 ? coef : 1.0;
+}
+
 // Scales the gradients so that their global norm is at most max_norm (> 0); returns the norm
-// before. A non-finite norm leaves the gradients as they are (torch scales them by NaN; the
-// caller decides: the returned norm says it).
+// before (see clip_coefficient).
 template <typename T>
 double clip_grad_norm(Registry<T>& registry, double max_norm) {
-  if (!(std::isfinite(max_norm) && max_norm > 0.0)) {
-    std::ostringstream text;
-    text << "expected a finite value > 0, got " << max_norm;
-    throw ValueError("max_norm", text.str());
-  }
+  detail::check_max_norm(max_norm);
   const double total = global_grad_norm(registry);
-  const double coef = max_norm / (total + 1e-6);
-  if (std::isfinite(total) && coef < 1.0) {
+  const double coef = clip_coefficient(total, max_norm);
+  if (coef < 1.0) {
     const T scale = static_cast<T>(coef);
     const detail::GradientPieces<Parameter<T>> gradients(registry);
     const Index count = gradients.count();
