@@ -311,7 +311,7 @@ int run(const Options& o, const Ranks& ranks) {
     mlstm::all_reduce_gradients(model.registry(), MPI_COMM_WORLD);
     loss = mlstm::all_reduce_mean(loss, MPI_COMM_WORLD);
 #endif
-    // Clipping within the update: the gradients are read once (clip_coefficient).
+    // Clipping within the update (clip_coefficient): no pass that rescales the gradients.
     const double norm = mlstm::global_grad_norm(model.registry());
     optimizer.step(o.clip > 0 ? mlstm::clip_coefficient(norm, o.clip) : 1.0);
     const double seconds = example::seconds_since(start);

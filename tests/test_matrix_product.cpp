@@ -186,7 +186,8 @@ struct TileProduct {
 // Shapes for one tile: the tiles' edges (6 x 16 and 8 x 32, whole and one past), a chunk of the
 // chunkwise form with operands read in place (columns a multiple of 32), more than a depth block
 // read in place, operands too large to be read in place (more than 64K floats, or rows 1024
-// floats apart), and large operands read once, in place (op(A) one tile high over a long depth).
+// floats apart; 75 x 32 x 1100's op(A) is read once, and so in place when transposed), and a
+// large op(B) read once, in place (op(A) one tile high over a long depth).
 const Shape tile_shapes[] = {{6, 16, 256},   {8, 32, 256},  {9, 33, 257},   {7, 17, 3},
                              {5, 64, 40},    {64, 64, 128}, {64, 128, 128}, {70, 128, 300},
                              {144, 96, 600}, {13, 1030, 9}, {75, 32, 1100}, {8, 64, 2100}};
@@ -278,10 +279,11 @@ TEST_CASE("the packed product's bits do not depend on the tile or on packing", "
   }
   // Narrow strides let the AVX-512 tile read both operands in place (where op(B)'s columns run
   // along B's rows); strides of 1024 floats or more make it pack them; the AVX2 tile always packs.
-  // The last two shapes have an operand too large to stay in the cache that is read only once
-  // (op(A) one tile high, op(B) one tile wide), in place too.
+  // The last two shapes have an operand too large to stay in the cache that is read only once,
+  // in place too: op(B) where op(A) is one tile high, op(A) (with a partial last panel) where
+  // op(B) is one tile wide.
   const Shape shapes[] = {{64, 128, 128}, {64, 64, 128}, {13, 96, 70},
-                          {130, 64, 300}, {8, 64, 2100}, {600, 32, 130}};
+                          {130, 64, 300}, {8, 64, 2100}, {603, 32, 130}};
   for (const Shape& shape : shapes) {
     for (int layout = 0; layout < 4; ++layout) {
       const bool a_transposed = (layout & 1) != 0, b_transposed = (layout & 2) != 0;

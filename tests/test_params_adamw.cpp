@@ -181,10 +181,11 @@ TEST_CASE("params adamw: invalid options and groups are ValueErrors", "[params][
 
 TEST_CASE("params adamw: clipping within the step gives clip_grad_norm then step, bit for bit",
           "[params][adamw]") {
-  // Two registries with the same values and gradients (a norm of about 16, clipped to 1), over
-  // three steps, with amsgrad and maximize off and on; one clips its buffers first, the other
-  // passes the factor to step and keeps its gradients.
-  for (const bool variant : {false, true}) {
+  // Two registries with the same values and gradients (a norm of about 13, clipped to 1), over
+  // three steps, for each of amsgrad and maximize on and off; one clips its buffers first, the
+  // other passes the factor to step and keeps its gradients. The moments are compared as well as
+  // the parameters, which depend little on the gradients' scale.
+  for (int variant = 0; variant < 4; ++variant) {
     Registry<float> clipped, fused;
     for (Registry<float>* registry : {&clipped, &fused}) {
       auto& w = registry->add("w.weight", {5, 7});
@@ -195,8 +196,8 @@ TEST_CASE("params adamw: clipping within the step gives clip_grad_norm then step
     }
     AdamWOptions options;
     options.weight_decay = 0.1;
-    options.amsgrad = variant;
-    options.maximize = variant;
+    options.amsgrad = (variant & 1) != 0;
+    options.maximize = (variant & 2) != 0;
     const auto optimizer_of = [&](Registry<float>& registry) {
       mlstm::WeightDecayGroups<float> groups;
       groups.decay.push_back(&registry.get("w.weight"));
@@ -204,6 +205,9 @@ TEST_CASE("params adamw: clipping within the step gives clip_grad_norm then step
       return AdamW<float>(groups, options);
     };
     AdamW<float> clipping = optimizer_of(clipped), fusing = optimizer_of(fused);
+    const auto same = [](const auto& x, const auto& y) {
+      return x.size() == y.size() && std::equal(x.data(), x.data() + x.size(), y.data());
+    };
     for (int step = 0; step < 3; ++step) {
       for (Registry<float>* registry : {&clipped, &fused})
         for (mlstm::Parameter<float>& param : *registry)
@@ -218,10 +222,12 @@ TEST_CASE("params adamw: clipping within the step gives clip_grad_norm then step
       for (const char* name : {"w.weight", "b"}) {
         const auto& a = clipped.get(name);
         const auto& c = fused.get(name);
-        INFO(name << ", step " << step << ", amsgrad and maximize " << variant);
+        INFO(name << ", step " << step << ", amsgrad " << options.amsgrad << ", maximize "
+                  << options.maximize);
         CHECK(std::equal(a.data(), a.data() + a.size(), c.data()));
-        const auto m = clipping.exp_avg(a), n = fusing.exp_avg(c);
-        CHECK(std::equal(m.data(), m.data() + m.size(), n.data()));
+        CHECK(same(clipping.exp_avg(a), fusing.exp_avg(c)));
+        CHECK(same(clipping.exp_avg_sq(a), fusing.exp_avg_sq(c)));
+        CHECK(same(clipping.max_exp_avg_sq(a), fusing.max_exp_avg_sq(c)));
       }
     }
   }
@@ -235,7 +241,7 @@ TEST_CASE("params adamw: an invalid gradient scale is a ValueError, nothing upda
   mlstm::WeightDecayGroups<float> groups;
   groups.no_decay.push_back(&p);
   AdamW<float> optimizer(groups);
-  for (const double scale : {0.0, -1.0, double(NAN), double(INFINITY)}) {
+  for (const double scale : {-1.0, double(NAN), double(INFINITY), 1e300}) {
     try {
       optimizer.step(scale);
       FAIL("expected a ValueError for " << scale);
@@ -245,6 +251,9 @@ TEST_CASE("params adamw: an invalid gradient scale is a ValueError, nothing upda
   }
   CHECK(optimizer.step_count() == 0);
   CHECK(p.flat()(0) == 0.0f);
+  // A scale of 0 (clip_coefficient's factor can underflow to it) is a step without gradients.
+  optimizer.step(0.0);
+  CHECK(optimizer.step_count() == 1);
   CHECK(mlstm::clip_coefficient(5.0, 10.0) == 1.0);
   CHECK(mlstm::clip_coefficient(double(NAN), 1.0) == 1.0);
   CHECK_THROWS_AS(mlstm::clip_coefficient(1.0, 0.0), mlstm::ValueError);

@@ -234,8 +234,9 @@ TEST_CASE("clip_grad_norm scales to max_norm, only above it", "[training]") {
 }
 
 TEST_CASE("the global gradient norm sums every value, the same on any thread count", "[training]") {
-  // Sizes off the eight running sums and across pieces of 2^15 values; the clipped values
-  // against the scale applied one by one.
+  // Sizes off the eight running sums and across pieces of 2^15 values, on one thread and on
+  // several (3 asked for: the pool may give so few pieces fewer); the clipped values against the
+  // scale applied one by one.
   mlstm::Registry<float> registry;
   const Index sizes[] = {1, 7, 9, 40001, 100003};
   long double sum = 0;

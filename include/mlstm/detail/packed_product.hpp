@@ -15,10 +15,10 @@
 // while packed: packed one value at a time, it took a sixth of a 128-row linear layer.
 //
 // The AVX-512 tile also reads operands where they lie, unpacked, when they are small (the
-// chunkwise form's chunks, the parallel form's panels: fits_in_place): packing them took a fifth
-// to a third of those products, which then ran no faster than Eigen's AVX-512 product (Eigen's
-// packs too); read in place they run at about 1.25x its rate (bench/README.md, "The AVX-512 tile,
-// reading small operands in place").
+// chunkwise form's chunks, the parallel form's panels) or read only once (fits_in_place):
+// packing the small ones took a fifth to a third of those products, which then ran no faster
+// than Eigen's AVX-512 product (Eigen's packs too); read in place they run at about 1.25x its
+// rate (bench/README.md, "The AVX-512 tile, reading small operands in place").
 //
 // Every element of C is summed over the depth in increasing order with fused multiply-adds, in
 // blocks of depth_block, whatever the thread count, the tile, or whether an operand was packed;

@@ -29,6 +29,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <unordered_set>
@@ -121,13 +122,16 @@ class AdamW {
   }
 
   // One AdamW update of every parameter from its gradient buffer, each gradient multiplied by
-  // gradient_scale (finite, > 0) as it is read: clip_coefficient's factor clips by the global
-  // norm within the update, to the bits of clip_grad_norm then step(), the buffers left as they
-  // are. ValueError for an invalid scale, before anything is updated.
+  // gradient_scale (in [0, T's largest]) as it is read: clip_coefficient's factor clips by the
+  // global norm within the update, to the bits of clip_grad_norm then step(), the buffers left as
+  // they are. ValueError for a scale outside that range (NaN included), before anything is
+  // updated.
   void step(double gradient_scale = 1.0) {
-    if (!(std::isfinite(gradient_scale) && gradient_scale > 0.0)) {
+    if (!(gradient_scale >= 0.0 &&
+          gradient_scale <= static_cast<double>(std::numeric_limits<T>::max()))) {
       std::ostringstream text;
-      text << "expected a finite value > 0, got " << gradient_scale;
+      text << "expected a value in [0, " << std::numeric_limits<T>::max() << "], got "
+           << gradient_scale;
       throw ValueError("gradient_scale", text.str());
     }
     const T scale = static_cast<T>(gradient_scale);

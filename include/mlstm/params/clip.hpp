@@ -7,8 +7,9 @@
 // Returns total (before clipping). The sum of squares is taken in double, over fixed pieces of
 // the parameters in the registry's order on the thread pool (each piece in eight running sums,
 // sum_of_squares), and the pieces' sums are added in that order, so the result does not depend
-// on the thread count. A tied parameter counts once (the
-// registry holds it once under several names).
+// on the thread count; the scaling runs on the pool too. A tied parameter counts once (the
+// registry holds it once under several names). clip_coefficient gives coef for AdamW::step,
+// which then clips within its update instead.
 #pragma once
 
 #include <cmath>
@@ -110,7 +111,7 @@ inline double clip_coefficient(double total, double max_norm) {
 // before (see clip_coefficient).
 template <typename T>
 double clip_grad_norm(Registry<T>& registry, double max_norm) {
-  detail::check_max_norm(max_norm);
+  detail::check_max_norm(max_norm);  // before the norm's pass, not only in clip_coefficient
   const double total = global_grad_norm(registry);
   const double coef = clip_coefficient(total, max_norm);
   if (coef < 1.0) {

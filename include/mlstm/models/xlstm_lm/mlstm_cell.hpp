@@ -175,8 +175,9 @@ void gates_backward(const T* q, const T* k, const T* v, Index seq_len, Index row
                     const ParallelGradients<T>& per_head, T* dq, T* dk, T* dv,
                     const MLSTMCellGradients<T>& grads, int threads) {
   const Index heads = w.num_heads(), head_dim = inner / heads;
-  // [W_i; W_f]'s thirds (for q, k and v), each (2 NH, I) and contiguous: the products read them
-  // where they lie (with rows 3I apart they were packed again for every block of rows).
+  // [W_i; W_f]'s thirds (for q, k and v), each (2 NH, I) and contiguous: where I is a multiple
+  // of 32 below 1024 (the small model's 512) the packed product reads them where they lie; with
+  // rows 3I apart (1536 floats there) it packed them again for every block of rows.
   RowMatrix<T> weights(3 * 2 * heads, inner);
   const Eigen::Map<const RowMatrix<T>> igate(w.igate_weight.data(), heads, 3 * inner),
       fgate(w.fgate_weight.data(), heads, 3 * inner);
@@ -253,15 +254,11 @@ Tensor<T, 4> split_heads(const T* x, Index batch, Index seq_len, Index heads, In
   return y;
 }
 
-// (B, NH, S, D) -> (B, S, NH * D), the inverse of split_heads, written to y, on up to `threads`
-// threads.
+// (B, NH, S, D) -> (B, S, NH * D), the inverse of split_heads, written to y (the gates' merges;
+// q, k and v's are gates_backward's, block by block).
 template <typename T>
-void merge_heads(const T* x, Index batch, Index seq_len, Index heads, Index head_dim, T* y,
-                 int threads = 1) {
-  parallel_rows(
-      batch * seq_len, 32, threads,
-      memory_pass_cost_per_value * static_cast<double>(heads * head_dim),
-      [&](Index begin, Index end) { merge_head_rows(x, seq_len, heads, head_dim, y, begin, end); });
+void merge_heads(const T* x, Index batch, Index seq_len, Index heads, Index head_dim, T* y) {
+  merge_head_rows(x, seq_len, heads, head_dim, y, Index{0}, batch * seq_len);
 }
 
 // The kernel over heads: q, k (B, NH, S, DQK), v (B, NH, S, DV), gates (B, NH, S, 1) -> h
