@@ -15,7 +15,8 @@ same step, and prints tokens per second of each and the ratio mlstm / PyTorch:
 
 One step on both sides: zero the gradients; the logits of the batch; the mean cross-entropy
 against the next tokens; its backward; clipping by the global gradient norm (max norm 1,
-torch.nn.utils.clip_grad_norm_); AdamW (lr 1e-3, betas 0.9, 0.95, eps 1e-8) with weight decay
+torch.nn.utils.clip_grad_norm_; mlstm clips within AdamW's update, clip_coefficient, to the same
+values); AdamW (lr 1e-3, betas 0.9, 0.95, eps 1e-8) with weight decay
 0.1 on the reference's decay group and 0 on the rest (_create_weight_decay_optim_groups). The
 reference's cell runs its CPU kernel, parallel_stabilized_simple (set explicitly below), as
 mlstm's training forward runs the parallel form. PyTorch is tried in each of these ways and the
