@@ -75,32 +75,36 @@ inline void check_max_norm(double max_norm) {
   }
 }
 
+// The global norm of the pieces' gradients: sums of squares piece by piece on the pool, added
+// in order.
+template <typename Param>
+double global_norm(const GradientPieces<Param>& gradients) {
+  std::vector<double> squares(gradients.pieces.size());
+  const Index count = gradients.count();
+  const double work = 4.0 * piece_values * static_cast<double>(count);
+  parallel_for(count, threads_for_work(get_num_threads(), count, work), [&](Index item) {
+    const Piece& piece = gradients.pieces[static_cast<std::size_t>(item)];
+    squares[static_cast<std::size_t>(item)] =
+        sum_of_squares(gradients.grad(piece), piece.end - piece.begin);
+  });
+  double total = 0.0;
+  for (const double sum : squares) total += sum;
+  return std::sqrt(total);
+}
+
 }  // namespace detail
 
 template <typename T>
 double global_grad_norm(const Registry<T>& registry) {
-  // Sums of squares piece by piece on the pool, added in order.
-  const detail::GradientPieces<const Parameter<T>> gradients(registry);
-  std::vector<double> squares(gradients.pieces.size());
-  const Index count = gradients.count();
-  const double work = 4.0 * detail::piece_values * static_cast<double>(count);
-  detail::parallel_for(
-      count, detail::threads_for_work(get_num_threads(), count, work), [&](Index item) {
-        const detail::Piece& piece = gradients.pieces[static_cast<std::size_t>(item)];
-        squares[static_cast<std::size_t>(item)] =
-            detail::sum_of_squares(gradients.grad(piece), piece.end - piece.begin);
-      });
-  double total = 0.0;
-  for (const double sum : squares) total += sum;
-  return std::sqrt(total);
+  return detail::global_norm(detail::GradientPieces<const Parameter<T>>(registry));
 }
 
 // The factor clip_grad_norm scales the gradients by when their global norm is `total`:
 // max_norm / (total + 1e-6) where that is below 1, else 1 (also for a non-finite total, which
 // leaves the gradients as they are: torch scales them by NaN; the caller decides, the norm says
 // it). ValueError unless max_norm is finite and > 0. AdamW::step takes it as its gradient scale:
-// clipping fused into the update, which reads each gradient once instead of scaling it in place
-// first (the same bits: each gradient is multiplied by the same factor, rounded to T).
+// clipping fused into the update, without the pass that scales the gradients in place first (the
+// same bits: each gradient is multiplied by the same factor, rounded to T).
 inline double clip_coefficient(double total, double max_norm) {
   detail::check_max_norm(max_norm);
   const double coef = max_norm / (total + 1e-6);
@@ -112,11 +116,11 @@ inline double clip_coefficient(double total, double max_norm) {
 template <typename T>
 double clip_grad_norm(Registry<T>& registry, double max_norm) {
   detail::check_max_norm(max_norm);  // before the norm's pass, not only in clip_coefficient
-  const double total = global_grad_norm(registry);
+  const detail::GradientPieces<Parameter<T>> gradients(registry);
+  const double total = detail::global_norm(gradients);
   const double coef = clip_coefficient(total, max_norm);
   if (coef < 1.0) {
     const T scale = static_cast<T>(coef);
-    const detail::GradientPieces<Parameter<T>> gradients(registry);
     const Index count = gradients.count();
     const double work =
         detail::memory_pass_cost_per_value * detail::piece_values * static_cast<double>(count);
