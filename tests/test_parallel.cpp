@@ -147,14 +147,21 @@ TEMPLATE_TEST_CASE("decays below the negligible cut give weights of exactly 0, n
   // Exponents col - row (the row at 0) on both sides of the cut, down through the range where
   // exp is subnormal (about -87 to -103 for float, -708 to -745 for double) and beyond, repeated
   // along rows long enough for every lane of Eigen's vectorized exp, from several first columns.
+  // A NaN or an infinite exponent gives NaN or infinity in its place and leaves the rest of its
+  // row as without it.
   const double subnormal_exp = std::is_same_v<T, float> ? -95.0 : -720.0;
+  const double infinity = std::numeric_limits<double>::infinity();
   const double exponents[] = {0.0,
                               -1.0,
                               cut + 0.5,
                               cut - 0.5,
                               subnormal_exp,
                               -1e4,
-                              -std::numeric_limits<double>::infinity()};
+                              -infinity,
+                              infinity,
+                              0.5,
+                              -2.0,
+                              std::numeric_limits<double>::quiet_NaN()};
   const Index length = 67;
   std::vector<double> col_hi(length), col_lo(length, 0.0), near(length);
   for (Index c = 0; c < length; ++c) {
@@ -172,6 +179,14 @@ TEMPLATE_TEST_CASE("decays below the negligible cut give weights of exactly 0, n
     for (Index c = 0; c < count; ++c) {
       const double exponent = columns[first + c];
       CAPTURE(first, c, exponent, cut, weight[c]);
+      if (std::isnan(exponent)) {
+        CHECK(std::isnan(weight[c]));
+        continue;
+      }
+      if (exponent == infinity) {
+        CHECK(weight[c] == std::numeric_limits<T>::infinity());
+        continue;
+      }
       if (exponent > cut) {
         const double expected =
             static_cast<double>(scale) * std::exp(static_cast<double>(static_cast<T>(exponent)));
@@ -183,8 +198,12 @@ TEMPLATE_TEST_CASE("decays below the negligible cut give weights of exactly 0, n
       CHECK((weight[c] == T(0) || weight[c] >= std::numeric_limits<T>::min()));
     }
   };
+  std::vector<double> near_non_finite = near;
+  near_non_finite[40] = std::numeric_limits<double>::quiet_NaN();
+  near_non_finite[50] = infinity;
   for (const Index first : {Index(0), Index(1), Index(3), Index(5)}) {
     check_row(col_hi, first);
     check_row(near, first);
+    check_row(near_non_finite, first);
   }
 }

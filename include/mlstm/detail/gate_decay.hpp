@@ -85,9 +85,11 @@ void decay_weights(const DecayParts& parts, Index r, Index count, T scale, T* we
   for (Index c = 0; c < count; ++c)
     weight[c] = static_cast<T>((parts.col_hi[c] - row_hi) + (parts.col_lo[c] - row_lo));
   Row weights(weight, count);
-  // Most rows have no weight within two binades of the cut: one pass, as without it. (A NaN
-  // sends the row the other way, where it stays NaN.)
-  if (weights.template minCoeff<Eigen::PropagateNaN>() >= static_cast<T>((cut_log2 + 2) * ln2)) {
+  // Most rows have no weight within two binades of the cut: one pass, as without it. (A NaN or
+  // an infinity sends the row the other way, where it stays NaN or infinite; both tests are
+  // vectorized, where minCoeff<PropagateNaN> was a scalar loop.)
+  if (weights.minCoeff() >= static_cast<T>((cut_log2 + 2) * ln2) &&
+      (weights * T(0)).sum() == T(0)) {
     weights = weights.exp() * scale;
     return;
   }

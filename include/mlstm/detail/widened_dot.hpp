@@ -16,26 +16,11 @@
 #include <cstring>
 
 #include "mlstm/detail/bfloat16.hpp"
+#include "mlstm/detail/prefetch.hpp"
 #include "mlstm/detail/x86_kernels.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm::detail {
-
-// Asks the cache for the line `ahead` elements past `at`, ahead of its use (a hint; no effect
-// where the compiler has no such builtin). The address is computed as an integer: near the end of
-// an array it lies past the end, which the hint may (it never faults) and pointer arithmetic may
-// not.
-template <typename T>
-void prefetch(const T* at, Index ahead) {
-#if defined(__GNUC__) || defined(__clang__)
-  const std::uintptr_t address =
-      reinterpret_cast<std::uintptr_t>(at) + static_cast<std::uintptr_t>(ahead) * sizeof(T);
-  __builtin_prefetch(reinterpret_cast<const void*>(address));
-#else
-  static_cast<void>(at);
-  static_cast<void>(ahead);
-#endif
-}
 
 // sums[c] = sum_k x[k] * w[c * size + k] in float for `Columns` bfloat16 weight rows. Written
 // for the compiler's vectorizer: each weight row has `lanes` partial sums (a vector register),

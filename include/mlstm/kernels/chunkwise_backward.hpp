@@ -296,6 +296,10 @@ void chunkwise_backward_head(const ChunkwiseHeadBackward<T>& p, Index seq_len, I
   ChunkBackwardWork<T> work;
   for (Index j = chunks - 1; j >= 0; --j) {
     const Index begin = j * chunk_size;
+    // The chunk before this one is the next to be read (chunk_forward fetches it).
+    const Index before = std::max<Index>(begin - chunk_size, 0);
+    work.forward.ahead = {p.q + before * qk_dim, p.k + before * qk_dim, p.v + before * v_dim,
+                          j > 0 ? chunk_size : 0};
     chunk_backward(p.q + begin * qk_dim, p.k + begin * qk_dim, p.v + begin * v_dim, p.fgate + begin,
                    p.dh + begin * v_dim, gates[static_cast<size_t>(j)],
                    state_c.data() + j * c_stride, state_n.data() + j * n_stride,
