@@ -13,27 +13,22 @@ builds (a matrix product beside a kernel change) shows the spread of the host.
 """
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
+
+from peer_common import run_benchmark
 
 UNIT_TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def run(binary, threads, benchmark_filter):
-    """Wall times (ms) by benchmark name from one run of `binary`."""
-    env = dict(os.environ, MLSTM_NUM_THREADS=str(threads))
-    out = subprocess.run(
-        [binary, f"--benchmark_filter={benchmark_filter}", "--benchmark_format=json"],
-        env=env, check=True, capture_output=True, text=True).stdout
-    times = {}
-    for entry in json.loads(out)["benchmarks"]:
-        if entry.get("run_type", "iteration") != "iteration":
-            continue
-        times[entry["name"]] = entry["real_time"] * UNIT_TO_MS[entry["time_unit"]]
-    return times
+def wall_times(binary, threads, benchmark_filter, min_seconds):
+    """Wall times (ms) by benchmark name from one run of `binary`; a benchmark that reported an
+    error (SkipWithError) is left out."""
+    results, _ = run_benchmark(binary, threads, min_seconds,
+                               extra_args=[f"--benchmark_filter={benchmark_filter}"])
+    return {name: entry["real_time"] * UNIT_TO_MS[entry["time_unit"]]
+            for name, entry in results.items()
+            if entry.get("run_type", "iteration") == "iteration" and not entry.get("error_occurred")}
 
 
 def main():
@@ -43,6 +38,8 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--filter", required=True)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--min-seconds", type=float, default=0.5,
+                        help="Google Benchmark's minimum time per benchmark and run")
     args = parser.parse_args()
     if args.rounds < 1:
         sys.exit("--rounds must be at least 1")
@@ -51,9 +48,15 @@ def main():
     for round_index in range(args.rounds):
         order = ["before", "after"] if round_index % 2 == 0 else ["after", "before"]
         for build in order:
-            for name, ms in run(getattr(args, build), args.threads, args.filter).items():
+            times = wall_times(getattr(args, build), args.threads, args.filter, args.min_seconds)
+            for name, ms in times.items():
                 series[build].setdefault(name, []).append(ms)
 
+    if not series["before"] and not series["after"]:
+        sys.exit(f"no benchmark of --filter={args.filter} ran without an error")
+    for build, other in (("before", "after"), ("after", "before")):
+        for name in series[build].keys() - series[other].keys():
+            print(f"warning: {name} ran in the {build} build only", file=sys.stderr)
     print(f"{args.threads} thread(s), {args.rounds} rounds; wall time in ms; ratio after / before")
     print("| benchmark | before fastest | after fastest | ratio | before median | after median "
           "| ratio |")

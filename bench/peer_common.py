@@ -28,9 +28,14 @@ def run_benchmark(binary, threads, min_seconds, env=None, extra_args=()):
             environment.pop(key, None)
         else:
             environment[key] = value
-    output = subprocess.run(
-        [binary, "--benchmark_format=json", f"--benchmark_min_time={min_seconds}", *extra_args],
-        env=environment, check=True, capture_output=True, text=True).stdout
+    try:
+        output = subprocess.run(
+            [binary, "--benchmark_format=json", f"--benchmark_min_time={min_seconds}",
+             *extra_args], env=environment, check=True, capture_output=True, text=True).stdout
+    except subprocess.CalledProcessError as failure:
+        raise SystemExit(f"{binary} failed (exit {failure.returncode}):\n{failure.stderr}")
+    if not output.strip():
+        raise SystemExit(f"{binary} printed no report (a --benchmark_filter that matched nothing?)")
     report = json.loads(output)
     results = {}
     for bench in report["benchmarks"]:

@@ -85,9 +85,11 @@ void decay_weights(const DecayParts& parts, Index r, Index count, T scale, T* we
   for (Index c = 0; c < count; ++c)
     weight[c] = static_cast<T>((parts.col_hi[c] - row_hi) + (parts.col_lo[c] - row_lo));
   Row weights(weight, count);
-  // Most rows have no weight within two binades of the cut: one pass, as without it. (A NaN or
-  // an infinity sends the row the other way, where it stays NaN or infinite; both tests are
-  // vectorized, where minCoeff<PropagateNaN> was a scalar loop.)
+  // Most rows have no weight within two binades of the cut: one pass, as without it. A row with
+  // a NaN or an infinity goes the other way, where it stays NaN or infinite: minCoeff() may miss
+  // a low weight beside a NaN, the sum of weight * 0 is 0 only for finite rows. (Both are
+  // vectorized to their ends; on short rows minCoeff<PropagateNaN>'s scalar lane merge and ends
+  // were most of the test's time.)
   if (weights.minCoeff() >= static_cast<T>((cut_log2 + 2) * ln2) &&
       (weights * T(0)).sum() == T(0)) {
     weights = weights.exp() * scale;

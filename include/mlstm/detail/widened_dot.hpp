@@ -12,7 +12,6 @@
 
 #include <Eigen/Core>
 #include <algorithm>
-#include <cstdint>
 #include <cstring>
 
 #include "mlstm/detail/bfloat16.hpp"

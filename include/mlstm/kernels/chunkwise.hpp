@@ -186,9 +186,8 @@ struct ChunkRows {
 
 // The inputs of the chunk a caller works on next (its q, k and v rows), asked of the cache row
 // by row while this chunk's decay is computed (chunk_forward), so that reading them from memory
-// overlaps this chunk's arithmetic. At S = 8192, D = 128 on one thread the chunkwise form had
-// spent 14% of its time in the scan for finite inputs, which read each chunk from memory first
-// (bench/README.md). length 0: nothing to fetch.
+// overlaps this chunk's arithmetic instead of stalling the next chunk's first reads (the scan for
+// finite inputs; bench/README.md). length 0: nothing to fetch.
 template <typename T>
 struct ChunkInputsAhead {
   const T* q = nullptr;
@@ -239,6 +238,7 @@ void chunk_forward(const T* q, const T* k, const T* v, const ChunkGates& gates,
     decay_weights(parts, t, t + 1, scale, out.decay.data() + t * length);
     out.ahead.fetch_row(t, qk_dim, v_dim);
   }
+  // The backward's next chunk (the one before) is longer than a partial last chunk.
   for (Index t = length; t < out.ahead.length; ++t) out.ahead.fetch_row(t, qk_dim, v_dim);
   // Only the causal triangle is multiplied (matrix_product.hpp): weights = tril(Q K^T), and
   // W V sums row t over steps s <= t alone.
