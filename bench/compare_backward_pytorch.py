@@ -40,6 +40,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "reference"))
 import mlstm_reference as ref  # noqa: E402
+from peer_common import benchmark_seconds  # noqa: E402
 
 GATE_NAMES = ("q", "k", "v", "igate_preact", "fgate_preact")
 
@@ -162,8 +163,7 @@ def run_library(bench, forms, threads, seqs, dim, heads, repeats):
             continue
         form = entry["run_name"].split("ForwardBackward")[0].replace("BM_", "").lower()
         seq = int(entry["run_name"].split("/S:")[1].split("/")[0])
-        scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[entry["time_unit"]]
-        results[(form, seq)] = (entry["real_time"] * scale, entry.get("peak_heap_MB"),
+        results[(form, seq)] = (benchmark_seconds(entry), entry.get("peak_heap_MB"),
                                 entry.get("useful_flops"))
     return results
 

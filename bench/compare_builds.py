@@ -16,9 +16,7 @@ import argparse
 import statistics
 import sys
 
-from peer_common import run_benchmark
-
-UNIT_TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
+from peer_common import benchmark_seconds, run_benchmark
 
 
 def wall_times(binary, threads, benchmark_filter, min_seconds):
@@ -26,7 +24,7 @@ def wall_times(binary, threads, benchmark_filter, min_seconds):
     error (SkipWithError) is left out."""
     results, _ = run_benchmark(binary, threads, min_seconds,
                                extra_args=[f"--benchmark_filter={benchmark_filter}"])
-    return {name: entry["real_time"] * UNIT_TO_MS[entry["time_unit"]]
+    return {name: 1e3 * benchmark_seconds(entry)
             for name, entry in results.items()
             if entry.get("run_type", "iteration") == "iteration" and not entry.get("error_occurred")}
 

@@ -15,6 +15,8 @@ import json
 import os
 import subprocess
 
+from peer_common import benchmark_seconds
+
 FILTER = "BM_(Parallel/D:128/S:(2048|4096)|Chunkwise/D:128/S:(4096|8192)/L:64|RecurrentStep/D:128)/"
 
 
@@ -23,8 +25,7 @@ def run(binary, threads):
     out = subprocess.run([binary, "--benchmark_format=json", f"--benchmark_filter={FILTER}",
                           "--benchmark_min_time=0.3"],
                          env=env, check=True, capture_output=True, text=True).stdout
-    return {b["name"]: b["real_time"] * {"ms": 1e-3, "us": 1e-6, "ns": 1e-9}[b["time_unit"]]
-            for b in json.loads(out)["benchmarks"]}
+    return {b["name"]: benchmark_seconds(b) for b in json.loads(out)["benchmarks"]}
 
 
 def main():

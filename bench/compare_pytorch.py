@@ -51,6 +51,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
 import mlstm_reference  # noqa: E402  (the project's torch reference, and the package loader)
+from peer_common import benchmark_seconds  # noqa: E402
 
 B, NH, CHUNK = 1, 4, 64
 CHUNK_SIZES_D128 = (64, 128)  # the chunk sizes of bench_kernels' BM_Chunkwise at D = 128
@@ -297,15 +298,14 @@ def parse_cpp(report, threads):
             continue
         parts = bench["run_name"].split("/")
         args = dict(p.split(":") for p in parts[1:] if ":" in p)
-        unit = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[bench["time_unit"]]
         if parts[0] in ("BM_EigenGemm", "BM_LibraryGemm"):
             gemm = max(gemm, bench["useful_flops"])
             gemm_cpu = max(gemm_cpu, 2.0 * int(args["N"]) ** 3 * threads /
-                           (bench["cpu_time"] * unit))
+                           benchmark_seconds(bench, "cpu_time"))
             continue
         key = (names[parts[0]], int(args["D"]), int(args.get("S", 1)), int(args.get("L", 0)))
-        times[key] = min(times.get(key, math.inf), bench["real_time"] * unit)
-        cpu_times[key] = min(cpu_times.get(key, math.inf), bench["cpu_time"] * unit)
+        times[key] = min(times.get(key, math.inf), benchmark_seconds(bench))
+        cpu_times[key] = min(cpu_times.get(key, math.inf), benchmark_seconds(bench, "cpu_time"))
     return times, cpu_times, gemm, gemm_cpu
 
 

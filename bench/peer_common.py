@@ -45,6 +45,12 @@ def run_benchmark(binary, threads, min_seconds, env=None, extra_args=()):
     return results, report["context"]
 
 
+def benchmark_seconds(entry, field="real_time"):
+    """A Google Benchmark JSON entry's `field` (real_time or cpu_time) in seconds, whatever its
+    time_unit."""
+    return entry[field] * {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[entry["time_unit"]]
+
+
 def keep_fastest(kept, results, rate):
     """Keeps in `kept` each of this round's `results` ({name: value}) that is faster, by
     rate(value) (None: did not run), than the one kept under its name."""
