@@ -86,8 +86,8 @@ Tensor<T, 3> prefill_then_steps(const mlstm::XLSTMLarge<T, W>& model,
   out.slice(std::array<Index, 3>{0, 0, 0}, std::array<Index, 3>{B, prefill, V}) =
       model.prefill(prompt, state);
   for (Index t = prefill; t < S; ++t) {
-    const Tensor<std::int64_t, 1> next = tokens.chip(t, 1);
-    out.chip(t, 1) = model.step(next, state);
+    const Tensor<std::int64_t, 1> next = tokens.chip<1>(t);
+    out.template chip<1>(t) = model.step(next, state);
   }
   return out;
 }

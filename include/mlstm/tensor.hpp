@@ -92,6 +92,10 @@ std::string shape_string(const Dims& dims) {
 
 namespace detail {
 
+// A row-major Eigen matrix: the layout of the tensors' rows, for the kernels' working buffers.
+template <typename T>
+using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
 template <typename X>
 constexpr void require_argument_type() {
   static_assert(traits_of<X>::is_tensor,

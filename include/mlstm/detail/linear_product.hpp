@@ -48,9 +48,6 @@
 
 namespace mlstm::detail {
 
-template <typename T>
-using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
 // The weight scalars a linear layer takes for activations in T: T itself, or bfloat16 for float
 // activations (stored in bfloat16, summed in float).
 template <typename T, typename W>

@@ -46,7 +46,7 @@
 // before. Ties: the two-way max M_t = max(m, P_t) splits half and half (torch.maximum), the
 // prefix max P_t = max_{s<=t} g_s gives all to its first index (torch.max).
 //
-// What is recomputed: the forward's pass over the chunk states (chunkwise.hpp's
+// What is recomputed: the forward's pass over the chunk states (detail/chunk_steps.hpp's
 // chunk_state_contribution and advance_chunk_state), keeping the state at every chunk start, and
 // per chunk its outputs' parts (ChunkRows, chunk_forward), the same functions the forward runs.
 // Nothing is cached by the forward. Memory: (S / L + 1) (DQK DV + DQK) values per head being
