@@ -66,6 +66,7 @@
 #include <Eigen/Core>
 
 #include "mlstm/detail/checks.hpp"
+#include "mlstm/detail/lane_sum.hpp"
 #include "mlstm/detail/math.hpp"
 #include "mlstm/detail/matrix_product.hpp"
 #include "mlstm/detail/subgradients.hpp"
@@ -127,7 +128,7 @@ void chunk_backward(const T* q, const T* k, const T* v, const T* fgate, const T*
   const Index L = gates.length(), last = L - 1;
   const T scale = T(1) / std::sqrt(static_cast<T>(qk_dim));
   Eigen::Map<const Matrix> queries(q, L, qk_dim), keys(k, L, qk_dim), values(v, L, v_dim),
-      d_hidden(dh, L, v_dim), memory(c, qk_dim, v_dim);
+      d_hidden(dh, L, v_dim);
   Eigen::Map<const Vector> norm_state(n, qk_dim);
   Eigen::Map<Matrix> d_queries(dq, L, qk_dim), d_keys(dk, L, qk_dim), d_values(dv, L, v_dim);
 
@@ -225,9 +226,12 @@ void chunk_backward(const T* q, const T* k, const T* v, const T* fgate, const T*
   }
   d_keys.noalias() += (beta * scale).asDiagonal() * dc_v;
   d_values.noalias() += beta.asDiagonal() * keys_dc;
+  // In lane_sum's running sums: Eigen's sum over the float state widened to double was one
+  // chain of dependent additions, half of this function's own time at DQK = DV = 128.
   const double d_log_gamma =
-      gamma * ((grad.c.array() * memory.template cast<double>().array()).sum() +
-               grad.n.dot(norm_state.template cast<double>()));
+      gamma * (lane_sum(qk_dim * v_dim,
+                        [&](Index j) { return grad.c.data()[j] * static_cast<double>(c[j]); }) +
+               lane_sum(qk_dim, [&](Index j) { return grad.n[j] * static_cast<double>(n[j]); }));
   d_m += d_log_gamma;
   d_big_m[last] += grad.m - d_log_gamma - d_log_beta_sum;
   d_cum[last] += grad.m;  // total = cum[L-1]

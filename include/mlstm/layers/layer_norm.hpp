@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "mlstm/detail/checks.hpp"
+#include "mlstm/detail/lane_sum.hpp"
 #include "mlstm/detail/thread_pool.hpp"
 #include "mlstm/layers/linear.hpp"
 #include "mlstm/tensor.hpp"
@@ -49,21 +50,6 @@ struct RowMoments {
   double mean;
   double inverse_std;
 };
-
-// sum_j term(j) for j in [0, dim), in double, over eight interleaved partial sums (independent,
-// so that the compiler keeps them in vector registers), added in a fixed order.
-template <typename Term>
-double lane_sum(Index dim, const Term& term) {
-  constexpr int lanes = 8;
-  double partial[lanes] = {};
-  const Index whole = dim - dim % lanes;
-  for (Index j = 0; j < whole; j += lanes)
-    for (int lane = 0; lane < lanes; ++lane) partial[lane] += term(j + lane);
-  double sum = 0.0;
-  for (Index j = whole; j < dim; ++j) sum += term(j);
-  for (int lane = 0; lane < lanes; ++lane) sum += partial[lane];
-  return sum;
-}
 
 template <typename T>
 RowMoments row_moments(const T* x, Index dim, double eps) {
@@ -104,22 +90,22 @@ void layer_norm_row_backward(const T* x, Index dim, const RowMoments& moments, c
                              bool residual_weight, const T* dy, T* dx, T* dweight, T* dbias) {
   const auto [mean, inverse_std] = moments;
   const double offset = residual_weight ? 1.0 : 0.0;
-  double dxhat_sum = 0.0, dxhat_xhat_sum = 0.0;
-  for (Index j = 0; j < dim; ++j) {
-    const double xhat = (static_cast<double>(x[j]) - mean) * inverse_std;
-    const double dxhat = static_cast<double>(dy[j]) * (offset + static_cast<double>(weight[j]));
-    dxhat_sum += dxhat;
-    dxhat_xhat_sum += dxhat * xhat;
-    if (dweight != nullptr) dweight[j] += static_cast<T>(static_cast<double>(dy[j]) * xhat);
-    if (dbias != nullptr) dbias[j] += dy[j];
-  }
-  const double dxhat_mean = dxhat_sum / static_cast<double>(dim);
-  const double dxhat_xhat_mean = dxhat_xhat_sum / static_cast<double>(dim);
-  for (Index j = 0; j < dim; ++j) {
-    const double xhat = (static_cast<double>(x[j]) - mean) * inverse_std;
-    const double dxhat = static_cast<double>(dy[j]) * (offset + static_cast<double>(weight[j]));
-    dx[j] = static_cast<T>((dxhat - dxhat_mean - xhat * dxhat_xhat_mean) * inverse_std);
-  }
+  const auto xhat = [&](Index j) { return (static_cast<double>(x[j]) - mean) * inverse_std; };
+  const auto dxhat = [&](Index j) {
+    return static_cast<double>(dy[j]) * (offset + static_cast<double>(weight[j]));
+  };
+  // The two row sums in lane_sum's running sums (one running sum each was a chain of dependent
+  // additions), then the parameters' gradients and dx in loops the compiler vectorizes.
+  const double dxhat_mean = lane_sum(dim, dxhat) / static_cast<double>(dim);
+  const double dxhat_xhat_mean =
+      lane_sum(dim, [&](Index j) { return dxhat(j) * xhat(j); }) / static_cast<double>(dim);
+  if (dweight != nullptr)
+    for (Index j = 0; j < dim; ++j)
+      dweight[j] += static_cast<T>(static_cast<double>(dy[j]) * xhat(j));
+  if (dbias != nullptr)
+    for (Index j = 0; j < dim; ++j) dbias[j] += dy[j];
+  for (Index j = 0; j < dim; ++j)
+    dx[j] = static_cast<T>((dxhat(j) - dxhat_mean - xhat(j) * dxhat_xhat_mean) * inverse_std);
 }
 
 // Backward of layer_norm_row for one row: dx written; dweight and dbias (may be null) accumulated.

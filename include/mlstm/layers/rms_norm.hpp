@@ -12,6 +12,7 @@
 #include <string>
 
 #include "mlstm/detail/checks.hpp"
+#include "mlstm/detail/lane_sum.hpp"
 #include "mlstm/layers/linear.hpp"
 #include "mlstm/tensor.hpp"
 
@@ -26,8 +27,7 @@ namespace detail {
 // One row of `dim` features; bias may be null. y may alias x.
 template <typename T>
 void rms_norm_row(const T* x, Index dim, const T* weight, const T* bias, double eps, T* y) {
-  double squares = 0.0;
-  for (Index j = 0; j < dim; ++j) squares += static_cast<double>(x[j]) * static_cast<double>(x[j]);
+  const double squares = sum_of_squares(x, dim);
   const double inverse_rms = 1.0 / std::sqrt(squares / static_cast<double>(dim) + eps);
   for (Index j = 0; j < dim; ++j) {
     const T normalized = static_cast<T>(static_cast<double>(x[j]) * inverse_rms);

@@ -6,7 +6,8 @@
 //
 // Returns total (before clipping). The sum of squares is taken in double, over fixed pieces of
 // the parameters in the registry's order on the thread pool (each piece in eight running sums,
-// sum_of_squares), and the pieces' sums are added in that order, so the result does not depend
+// lane_sum.hpp's sum_of_squares: one running sum took as long as the optimizer's update of the
+// same values), and the pieces' sums are added in that order, so the result does not depend
 // on the thread count; the scaling runs on the pool too. A tied parameter counts once (the
 // registry holds it once under several names). clip_coefficient gives coef for AdamW::step,
 // which then clips within its update instead.
@@ -16,6 +17,7 @@
 #include <sstream>
 #include <vector>
 
+#include "mlstm/detail/lane_sum.hpp"
 #include "mlstm/detail/pieces.hpp"
 #include "mlstm/errors.hpp"
 #include "mlstm/params/registry.hpp"
@@ -43,29 +45,6 @@ struct GradientPieces {
   Index count() const { return static_cast<Index>(pieces.size()); }
   auto* grad(const Piece& piece) const { return params[piece.array]->grad_data() + piece.begin; }
 };
-
-// The sum of squares of values [0, count) in double, in eight running sums (value i in sum
-// i % 8) added in order at the end: one running sum was a chain of dependent additions, which
-// took as long as the optimizer's update of the same values; eight run side by side in vector
-// registers.
-template <typename T>
-double sum_of_squares(const T* values, Index count) {
-  constexpr int lanes = 8;
-  double sums[lanes] = {};
-  Index i = 0;
-  for (; i + lanes <= count; i += lanes)
-    for (int lane = 0; lane < lanes; ++lane) {
-      const double value = static_cast<double>(values[i + lane]);
-      sums[lane] += value * value;
-    }
-  for (int lane = 0; i < count; ++i, ++lane) {
-    const double value = static_cast<double>(values[i]);
-    sums[lane] += value * value;
-  }
-  double total = 0.0;
-  for (const double sum : sums) total += sum;
-  return total;
-}
 
 inline void check_max_norm(double max_norm) {
   if (!(std::isfinite(max_norm) && max_norm > 0.0)) {
