@@ -106,6 +106,40 @@ TEST_CASE("non-finite inputs and invalid eps are value errors", "[errors]") {
   }
 }
 
+// The chunkwise backward scans each chunk as its walks reach it (k, v and the gates forward, q and
+// dh in reverse, chunks of 2 steps here), so a bad value in the first, a middle or the last chunk
+// of head 1 stops it at different points; on 1 to 3 threads it names the value as the forward does.
+TEST_CASE("the chunkwise backward names a non-finite input or dh", "[errors]") {
+  for (const double bad : {double(NAN), double(INFINITY)}) {
+    for (const char* name : {"q", "k", "v", "igate_preact", "fgate_preact", "dh"}) {
+      for (const Index t : {Index(0), Index(3), Index(5)}) {
+        for (const int threads : {1, 2, 3}) {
+          CAPTURE(bad, name, t, threads);
+          SequenceCase<float> c(1, 2, 6, 4, 4, 7);
+          Tensor<float, 4> dh(1, 2, 6, 4);
+          dh.setConstant(0.5f);
+          const std::string which(name);
+          Tensor<float, 4>& x = which == "q"              ? c.q
+                                : which == "k"            ? c.k
+                                : which == "v"            ? c.v
+                                : which == "igate_preact" ? c.igate
+                                : which == "fgate_preact" ? c.fgate
+                                                          : dh;
+          x(0, 1, t, 0) = static_cast<float>(bad);
+          mlstm::ChunkwiseOptions options;
+          options.chunk_size = 2;
+          options.num_threads = threads;
+          const auto text = message_of<mlstm::ValueError>([&] {
+            mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
+          });
+          CHECK_THAT(text,
+                     Contains(which + ":") && Contains("(0, 1, " + std::to_string(t) + ", 0)"));
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("large inputs are scanned for non-finite values on several threads", "[errors]") {
   // q and k of 2 x 4096 x 128 values: four of the scan's blocks (2^18 values) each. The chunkwise
   // form finds the value in its chunk, then scans the whole inputs on its threads to name it.

@@ -155,13 +155,22 @@ SequenceInputs<ScalarOf<Q>> check_sequence_inputs(const Q& q, const K& k, const 
   return in;
 }
 
-// The gradient of a sequence output, dh (B, NH, S, DV), for a problem of the given shape.
+// The gradient of a sequence output, dh (B, NH, S, DV), for a problem of the given shape;
+// check_output_gradient also has it all finite, check_output_gradient_shape leaves that to the
+// kernel (chunkwise_backward.hpp scans each chunk as it reads it).
 template <typename DH>
-ConstTensorMap<ScalarOf<DH>, 4> check_output_gradient(const DH& dh, const SequenceShape& s,
-                                                      const char* name, int threads = 1) {
+ConstTensorMap<ScalarOf<DH>, 4> check_output_gradient_shape(const DH& dh, const SequenceShape& s,
+                                                            const char* name) {
   const auto view = const_view<4>(dh, name, "(B, NH, S, DV)");
   expect_shape<ScalarOf<DH>, 4>(view, {s.batch, s.heads, s.seq_len, s.v_dim}, name,
                                 "(B, NH, S, DV) of v");
+  return view;
+}
+
+template <typename DH>
+ConstTensorMap<ScalarOf<DH>, 4> check_output_gradient(const DH& dh, const SequenceShape& s,
+                                                      const char* name, int threads = 1) {
+  const auto view = check_output_gradient_shape(dh, s, name);
   expect_finite<ScalarOf<DH>, 4>(view, name, threads);
   return view;
 }

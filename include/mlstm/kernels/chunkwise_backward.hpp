@@ -59,6 +59,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <optional>
 #include <vector>
@@ -261,10 +262,15 @@ void chunk_backward(const T* q, const T* k, const T* v, const T* fgate, const T*
 }
 
 // The chunkwise backward of one head: the states at every chunk start by the forward's own
-// recurrence, then the chunks in reverse.
+// recurrence, then the chunks in reverse. Each chunk's inputs are scanned for non-finite values
+// as the walks reach them (k, v and the gates in the first walk, before they enter a state; q and
+// dh in the second), so that the scans read from cache what the chunk's products read next (a
+// scan of the whole inputs before the walks read them from memory once more; bench/README.md).
+// Returns false, with the gradients unspecified, at the first chunk with a non-finite value;
+// nothing is computed from such a value.
 template <typename T>
-void chunkwise_backward_head(const ChunkwiseHeadBackward<T>& p, Index seq_len, Index qk_dim,
-                             Index v_dim, Index chunk_size, T eps) {
+[[nodiscard]] bool chunkwise_backward_head(const ChunkwiseHeadBackward<T>& p, Index seq_len,
+                                           Index qk_dim, Index v_dim, Index chunk_size, T eps) {
   const Index chunks = (seq_len + chunk_size - 1) / chunk_size;
   const Index c_stride = padded_size<T>(qk_dim * v_dim), n_stride = padded_size<T>(qk_dim);
   std::vector<ChunkGates> gates(static_cast<size_t>(chunks));
@@ -277,6 +283,10 @@ void chunkwise_backward_head(const ChunkwiseHeadBackward<T>& p, Index seq_len, I
                                   state_c.data(), state_n.data());
   for (Index j = 0; j < chunks; ++j) {
     const Index begin = j * chunk_size, length = std::min(chunk_size, seq_len - begin);
+    if (!(all_finite(p.k + begin * qk_dim, length * qk_dim) &&
+          all_finite(p.v + begin * v_dim, length * v_dim) && all_finite(p.igate + begin, length) &&
+          all_finite(p.fgate + begin, length)))
+      return false;
     ChunkGates& g = gates[static_cast<size_t>(j)];
     g.compute(p.igate + begin, p.fgate + begin, length);
     if (j + 1 == chunks) break;  // the final state is not needed
@@ -299,7 +309,10 @@ void chunkwise_backward_head(const ChunkwiseHeadBackward<T>& p, Index seq_len, I
   }
   ChunkBackwardWork<T> work;
   for (Index j = chunks - 1; j >= 0; --j) {
-    const Index begin = j * chunk_size;
+    const Index begin = j * chunk_size, length = std::min(chunk_size, seq_len - begin);
+    if (!(all_finite(p.q + begin * qk_dim, length * qk_dim) &&
+          all_finite(p.dh + begin * v_dim, length * v_dim)))
+      return false;
     // The chunk before this one is the next to be read (chunk_forward fetches it).
     const Index before = std::max<Index>(begin - chunk_size, 0);
     work.forward.ahead = {p.q + before * qk_dim, p.k + before * qk_dim, p.v + before * v_dim,
@@ -316,6 +329,7 @@ void chunkwise_backward_head(const ChunkwiseHeadBackward<T>& p, Index seq_len, I
         grad.n.template cast<T>();
     *p.dinitial_m = static_cast<T>(grad.m);
   }
+  return true;
 }
 
 inline constexpr StateNames final_state_gradient_names{"dfinal_state.c", "dfinal_state.n",
@@ -336,9 +350,9 @@ ChunkwiseGradients<ScalarOf<Q>> chunkwise_stabilized_backward(
   using T = ScalarOf<Q>;
   detail::require_same_scalar<Q, DH>();
   const int threads = detail::resolve_num_threads(options.num_threads, "options.num_threads");
-  const auto in = detail::check_sequence_inputs(q, k, v, igate_preact, fgate_preact, threads);
+  const auto in = detail::check_sequence_shapes(q, k, v, igate_preact, fgate_preact);
   const detail::SequenceShape& s = in.shape;
-  const auto dh_view = detail::check_output_gradient(dh, s, "dh", threads);
+  const auto dh_view = detail::check_output_gradient_shape(dh, s, "dh");
   if (initial_state) detail::check_state_argument(*initial_state, s, detail::initial_state_names);
   if (dfinal_state) {
     detail::check_state_argument(*dfinal_state, s, detail::final_state_gradient_names);
@@ -354,7 +368,9 @@ ChunkwiseGradients<ScalarOf<Q>> chunkwise_stabilized_backward(
   const double flops = 10.0 * static_cast<double>(heads * s.seq_len) *
                        static_cast<double>(chunk_size + s.qk_dim) *
                        static_cast<double>(s.qk_dim + s.v_dim);
+  std::atomic<bool> finite{true};
   detail::parallel_for(heads, detail::threads_for_work(threads, heads, flops), [&](Index head) {
+    if (!finite.load(std::memory_order_relaxed)) return;
     const Index row = head * s.seq_len;
     const auto at = [&](const auto& state_part, Index stride) {
       return state_part.data() + head * stride;
@@ -380,9 +396,18 @@ ChunkwiseGradients<ScalarOf<Q>> chunkwise_stabilized_backward(
         g.dinitial_state ? g.dinitial_state->c.data() + head * matrix : nullptr,
         g.dinitial_state ? g.dinitial_state->n.data() + head * s.qk_dim : nullptr,
         g.dinitial_state ? g.dinitial_state->m.data() + head : nullptr};
-    detail::chunkwise_backward_head(p, s.seq_len, s.qk_dim, s.v_dim, chunk_size,
-                                    static_cast<T>(options.eps));
+    if (!detail::chunkwise_backward_head(p, s.seq_len, s.qk_dim, s.v_dim, chunk_size,
+                                         static_cast<T>(options.eps)))
+      finite = false;
   });
+  if (!finite) {
+    // Names the first non-finite value, as the other kernels' check before they start does.
+    detail::expect_sequence_inputs_finite(in, threads);
+    detail::expect_finite<T, 4>(dh_view, "dh", threads);
+    throw InternalError(
+        "chunkwise_stabilized_backward: a chunk's inputs were not all finite, but the scan of the "
+        "whole inputs found every value finite");
+  }
   return g;
 }
 
