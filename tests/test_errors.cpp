@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <mlstm/detail/assert.hpp>
+#include <mlstm/detail/thread_pool.hpp>
 #include <mlstm/io/safetensors.hpp>
 #include <mlstm/mlstm.hpp>
 
@@ -107,33 +108,41 @@ TEST_CASE("non-finite inputs and invalid eps are value errors", "[errors]") {
 }
 
 // The chunkwise backward scans each chunk as its walks reach it (k, v and the gates forward, q and
-// dh in reverse, chunks of 2 steps here), so a bad value in the first, a middle or the last chunk
-// of head 1 stops it at different points; on 1 to 3 threads it names the value as the forward does.
+// dh in reverse; chunks of 4 steps over 63, the last one partial), so a bad value in the first, a
+// middle or the last chunk of head 0 or 3 stops it at different points, on 1 to 3 threads (4
+// heads with enough work for 3), with DQK != DV so that each input's own row length is scanned.
+// It names the value as the forward does.
 TEST_CASE("the chunkwise backward names a non-finite input or dh", "[errors]") {
+  const Index S = 63, DQK = 16, DV = 24;
+  REQUIRE(mlstm::detail::threads_for_work(3, 4, 10.0 * 4 * S * (4 + DQK) * (DQK + DV)) == 3);
   for (const double bad : {double(NAN), double(INFINITY)}) {
     for (const char* name : {"q", "k", "v", "igate_preact", "fgate_preact", "dh"}) {
-      for (const Index t : {Index(0), Index(3), Index(5)}) {
-        for (const int threads : {1, 2, 3}) {
-          CAPTURE(bad, name, t, threads);
-          SequenceCase<float> c(1, 2, 6, 4, 4, 7);
-          Tensor<float, 4> dh(1, 2, 6, 4);
-          dh.setConstant(0.5f);
-          const std::string which(name);
-          Tensor<float, 4>& x = which == "q"              ? c.q
-                                : which == "k"            ? c.k
-                                : which == "v"            ? c.v
-                                : which == "igate_preact" ? c.igate
-                                : which == "fgate_preact" ? c.fgate
-                                                          : dh;
-          x(0, 1, t, 0) = static_cast<float>(bad);
-          mlstm::ChunkwiseOptions options;
-          options.chunk_size = 2;
-          options.num_threads = threads;
-          const auto text = message_of<mlstm::ValueError>([&] {
-            mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
-          });
-          CHECK_THAT(text,
-                     Contains(which + ":") && Contains("(0, 1, " + std::to_string(t) + ", 0)"));
+      for (const Index head : {Index(0), Index(3)}) {
+        for (const Index t : {Index(0), Index(30), S - 1}) {
+          for (const int threads : {1, 2, 3}) {
+            CAPTURE(bad, name, head, t, threads);
+            SequenceCase<float> c(1, 4, S, DQK, DV, 7);
+            Tensor<float, 4> dh(1, 4, S, DV);
+            dh.setConstant(0.5f);
+            const std::string which(name);
+            Tensor<float, 4>& x = which == "q"              ? c.q
+                                  : which == "k"            ? c.k
+                                  : which == "v"            ? c.v
+                                  : which == "igate_preact" ? c.igate
+                                  : which == "fgate_preact" ? c.fgate
+                                                            : dh;
+            const Index feature = x.dimension(3) - 1;  // the row's last value
+            x(0, head, t, feature) = static_cast<float>(bad);
+            mlstm::ChunkwiseOptions options;
+            options.chunk_size = 4;
+            options.num_threads = threads;
+            const auto text = message_of<mlstm::ValueError>([&] {
+              mlstm::chunkwise_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, options);
+            });
+            const std::string at = "(0, " + std::to_string(head) + ", " + std::to_string(t) + ", " +
+                                   std::to_string(feature) + ")";
+            CHECK_THAT(text, Contains(which + ":") && Contains(at));
+          }
         }
       }
     }

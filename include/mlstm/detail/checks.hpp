@@ -99,7 +99,7 @@ inline void expect_valid_chunk_size(Index chunk_size, const char* name) {
 // The five inputs of a sequence kernel, validated: q, k (B, NH, S, DQK), v (B, NH, S, DV),
 // igate_preact, fgate_preact (B, NH, S, 1); check_sequence_inputs also has them all finite
 // (scanned on up to `threads` threads), check_sequence_shapes leaves that to the kernel
-// (chunkwise.hpp scans each chunk as it reads it).
+// (chunkwise.hpp and chunkwise_backward.hpp scan each chunk as they read it).
 template <typename T>
 struct SequenceInputs {
   ConstTensorMap<T, 4> q, k, v, igate_preact, fgate_preact;

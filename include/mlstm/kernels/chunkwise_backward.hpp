@@ -67,6 +67,7 @@
 #include <Eigen/Core>
 
 #include "mlstm/detail/checks.hpp"
+#include "mlstm/detail/chunk_steps.hpp"
 #include "mlstm/detail/lane_sum.hpp"
 #include "mlstm/detail/math.hpp"
 #include "mlstm/detail/matrix_product.hpp"

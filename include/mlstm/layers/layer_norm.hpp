@@ -88,7 +88,8 @@ void layer_norm_rows(const T* x, Index rows, Index dim, const T* weight, const T
 template <typename T>
 void layer_norm_row_backward(const T* x, Index dim, const RowMoments& moments, const T* weight,
                              bool residual_weight, const T* dy, T* dx, T* dweight, T* dbias) {
-  const auto [mean, inverse_std] = moments;
+  // Named copies, not a structured binding: a C++17 lambda may not capture a binding's names.
+  const double mean = moments.mean, inverse_std = moments.inverse_std;
   const double offset = residual_weight ? 1.0 : 0.0;
   const auto xhat = [&](Index j) { return (static_cast<double>(x[j]) - mean) * inverse_std; };
   const auto dxhat = [&](Index j) {
