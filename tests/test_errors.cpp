@@ -26,6 +26,15 @@ using mlstm::Tensor;
 using mlstm::test::message_of;
 using mlstm::test::SequenceCase;
 
+// The input of `c` that the kernels' messages call `name` (q, k, v, igate_preact, fgate_preact).
+Tensor<float, 4>& named_input(SequenceCase<float>& c, const std::string& name) {
+  return name == "q"              ? c.q
+         : name == "k"            ? c.k
+         : name == "v"            ? c.v
+         : name == "igate_preact" ? c.igate
+                                  : c.fgate;
+}
+
 }  // namespace
 
 TEST_CASE("sequence kernels reject wrong ranks and shapes, naming the argument", "[errors]") {
@@ -68,11 +77,7 @@ TEST_CASE("non-finite inputs and invalid eps are value errors", "[errors]") {
       CAPTURE(bad, name);
       SequenceCase<float> c(1, 2, 6, 4, 4, 7);
       const std::string which(name);
-      Tensor<float, 4>& x = which == "q"              ? c.q
-                            : which == "k"            ? c.k
-                            : which == "v"            ? c.v
-                            : which == "igate_preact" ? c.igate
-                                                      : c.fgate;
+      Tensor<float, 4>& x = named_input(c, which);
       x(0, 1, 3, 0) = static_cast<float>(bad);
       const auto text = message_of<mlstm::ValueError>(
           [&] { mlstm::parallel_stabilized(c.q, c.k, c.v, c.igate, c.fgate); });
@@ -125,12 +130,7 @@ TEST_CASE("the chunkwise backward names a non-finite input or dh", "[errors]") {
             Tensor<float, 4> dh(1, 4, S, DV);
             dh.setConstant(0.5f);
             const std::string which(name);
-            Tensor<float, 4>& x = which == "q"              ? c.q
-                                  : which == "k"            ? c.k
-                                  : which == "v"            ? c.v
-                                  : which == "igate_preact" ? c.igate
-                                  : which == "fgate_preact" ? c.fgate
-                                                            : dh;
+            Tensor<float, 4>& x = which == "dh" ? dh : named_input(c, which);
             const Index feature = x.dimension(3) - 1;  // the row's last value
             x(0, head, t, feature) = static_cast<float>(bad);
             mlstm::ChunkwiseOptions options;
