@@ -5,15 +5,21 @@
 // shapes and errors.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <mlstm/layers/activations.hpp>
 #include <mlstm/layers/causal_conv1d.hpp>
+#include <mlstm/layers/cross_entropy.hpp>
 #include <mlstm/layers/layer_norm.hpp>
 #include <mlstm/layers/linear.hpp>
 #include <mlstm/layers/linear_headwise.hpp>
+#include <mlstm/layers/soft_cap.hpp>
 #include <mlstm/models/xlstm_lm/mlstm_block.hpp>
 #include <mlstm/models/xlstm_lm/mlstm_cell.hpp>
 #include <mlstm/models/xlstm_lm/mlstm_layer.hpp>
@@ -367,6 +373,55 @@ TEMPLATE_TEST_CASE("silu_forward is x * sigmoid(x), finite at the extremes", "[m
     CHECK(std::isfinite(y(i)));
     CHECK(static_cast<double>(y(i)) ==
           Approx(expected).epsilon(mlstm::test::forms_relative<T>).margin(1e-300));
+  }
+}
+
+TEST_CASE("exp, tanh and silu give each value the same bits wherever it lies", "[model][layers]") {
+  // Eigen takes the values before the first aligned vector and after the last whole one with
+  // scalar code, which rounds exp and tanh differently: a training step's loss then moved with
+  // the heap's addresses (vector_pieces.hpp). Each function runs on the same values placed at
+  // every offset of a 64-byte line and from a later start (the range a block of rows covers),
+  // and must give the bits of the first run.
+  const Index n = 300;
+  mlstm::test::Random random(41);
+  const Tensor<float, 1> x = random_tensor<float, 1>(random, -30.0, 30.0, n);
+  // Each function writes its values to `out` and returns a sum it takes of them (0 if none).
+  using Function = double (*)(const float*, Index, float*);
+  const std::pair<const char*, Function> functions[] = {
+      {"silu_values",
+       [](const float* in, Index count, float* out) {
+         mlstm::detail::silu_values(in, count, out);
+         return 0.0;
+       }},
+      {"soft_cap_inplace",
+       [](const float* in, Index count, float* out) {
+         std::copy(in, in + count, out);
+         mlstm::detail::soft_cap_inplace(out, count, 15.0f);
+         return 0.0;
+       }},
+      {"shifted_exp_sum", [](const float* in, Index count, float* out) {
+         return mlstm::detail::shifted_exp_sum(in, count, out).sum;
+       }}};
+  for (const auto& [name, function] : functions) {
+    INFO(name);
+    std::vector<float> expected(n);
+    const double expected_sum = function(x.data(), n, expected.data());
+    const Index line = 16;  // floats in 64 bytes
+    std::vector<float> input(n + line), output(n + line);
+    for (Index offset = 0; offset < line; ++offset) {
+      CAPTURE(offset);
+      std::copy(x.data(), x.data() + n, input.begin() + offset);
+      const double sum = function(input.data() + offset, n, output.data() + offset);
+      Index mismatches = 0;
+      for (Index i = 0; i < n; ++i) mismatches += output[offset + i] != expected[i];
+      CHECK(mismatches == 0);
+      CHECK(sum == expected_sum);
+    }
+    if (std::string(name) != "shifted_exp_sum") {  // its values depend on the range's maximum
+      const Index start = 37;
+      function(x.data() + start, n - start, output.data());
+      CHECK(std::equal(output.begin(), output.begin() + (n - start), expected.begin() + start));
+    }
   }
 }
 

@@ -12,6 +12,7 @@
 
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/thread_pool.hpp"
+#include "mlstm/detail/vector_pieces.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm {
@@ -23,24 +24,16 @@ inline T silu(T x) {
   return x / (T(1) + std::exp(-x));
 }
 
-// y[i] = silu(x[i]) for n values (y may be x), in vector registers (Eigen's exp), a piece at a
-// time. Below -log(largest T), where silu's exp(-x) overflows to inf and the quotient is -0,
-// the result is that -0 too (Eigen's exp saturates at a finite value instead).
+// y[i] = silu(x[i]) for n values (y may be x), in vector registers (Eigen's exp), every value
+// the same wherever it lies (vector_pieces.hpp). Below -log(largest T), where silu's exp(-x)
+// overflows to inf and the quotient is -0, the result is that -0 too (Eigen's exp saturates at a
+// finite value instead).
 template <typename T>
 void silu_values(const T* x, Index n, T* y) {
-  using Piece = Eigen::Array<T, Eigen::Dynamic, 1>;
-  constexpr Index piece = 256;
   const T overflow = -std::log(std::numeric_limits<T>::max());
-  alignas(64) T in[piece];
-  for (Index start = 0; start < n; start += piece) {
-    const Index count = std::min(piece, n - start);
-    std::copy(x + start, x + start + count, in);
-    const Eigen::Map<const Piece> values(in, count);
-    T* out = y + start;
-    Eigen::Map<Piece>(out, count) = values / (T(1) + (-values).exp());
-    for (Index i = 0; i < count; ++i)
-      if (in[i] < overflow) out[i] = in[i] * T(0);
-  }
+  evaluate_in_pieces(
+      x, n, y, [](const auto& values) { return values / (T(1) + (-values).exp()); },
+      [overflow](T value, T result) { return value < overflow ? value * T(0) : result; });
 }
 
 // y (rows, dim) = silu(x (rows, dim)), on up to `threads` threads; y may be x.

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "mlstm/detail/thread_pool.hpp"
+#include "mlstm/detail/vector_pieces.hpp"
 #include "mlstm/errors.hpp"
 #include "mlstm/tensor.hpp"
 
@@ -48,14 +49,22 @@ ShiftedExpSum<T> shifted_exp_sum(const T* row, Index size, T* exponentials = nul
   using Values = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
   constexpr Index block = 64;
   const T top = Values(row, size).maxCoeff();
-  T scratch[block];
+  // Each block's exponentials and their sum on 64-byte aligned memory in whole vectors
+  // (vector_pieces.hpp), so that neither depends on where the row lies: where they go when that
+  // is so, else a buffer they are copied from.
+  alignas(64) T scratch[vector_piece];
   double sum = 0.0;
   for (Index j = 0; j < size; j += block) {
     const Index count = std::min(block, size - j);
-    T* out = exponentials != nullptr ? exponentials + j : scratch;
-    Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(out, count) =
-        (Values(row + j, count) - top).exp();
-    sum += static_cast<double>(Values(out, count).sum());
+    const bool in_place = exponentials != nullptr && is_aligned64(exponentials + j) &&
+                          whole_vectors<T>(count) == count;
+    T* target = in_place ? exponentials + j : scratch;
+    evaluate_piece(row + j, count, target,
+                   [top](const auto& values) { return (values - top).exp(); });
+    sum += static_cast<double>(
+        Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>, Eigen::Aligned64>(target, count)
+            .sum());
+    if (exponentials != nullptr && !in_place) std::copy(scratch, scratch + count, exponentials + j);
   }
   return {top, sum};
 }

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <string>
 
+#include "mlstm/detail/vector_pieces.hpp"
 #include "mlstm/errors.hpp"
 #include "mlstm/tensor.hpp"
 
@@ -21,8 +22,8 @@ namespace detail {
 // vectorized for double).
 template <typename T>
 void soft_cap_inplace(T* x, Index count, T cap) {
-  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> values(x, count);
-  values = cap * (values / cap).tanh();
+  evaluate_in_pieces(x, count, x,
+                     [cap](const auto& values) { return cap * (values / cap).tanh(); });
 }
 
 }  // namespace detail
