@@ -295,7 +295,7 @@ const std::vector<std::pair<std::string, Pass>>& layer_passes() {
          d::silu_backward_rows(b.layer().conv.data(), b.rows, b.I, b.y.data(), b.threads());
          d::causal_conv1d_backward(b.layer().x_mlstm.data(), b.batch, b.seq_len, b.I,
                                    b.block.xlstm.conv_weight.data(), b.block.xlstm.kernel_size(),
-                                   b.y.data(), b.dx.data(), b.layer_grads().conv_weight,
+                                   b.y.data(), b.dx.data(), b.I, b.layer_grads().conv_weight,
                                    b.layer_grads().conv_bias, b.threads());
        }},
       {"qkv_forward",

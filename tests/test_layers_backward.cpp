@@ -257,6 +257,57 @@ TEST_CASE("multi-head layer norm backward matches finite differences", "[layers_
   check_gradient("dweight", dweight, weight, loss);
 }
 
+TEST_CASE("head-wise backward writes or adds its input gradient into rows a stride apart",
+          "[layers_backward]") {
+  // The layer sends the q and k maps' input gradients onto dx_conv and the v map's onto the first
+  // half of proj_up's output gradient: each value must be the written gradient added to what was
+  // there (one addition, bit for bit), and the columns past the input's width untouched. 4 x 4
+  // blocks in float take the vector kernel where the processor has AVX2 (an even count) and the
+  // plain loop (an odd count); 2 -> 4 the matrix products, whose depth (4) is one block, so that
+  // C += op(A) op(B) is one addition a value there too.
+  struct Shape {
+    Index blocks, in, out;
+  };
+  const Index rows = 70;
+  for (const Shape& shape : {Shape{40, 4, 4}, Shape{3, 4, 4}, Shape{3, 2, 4}}) {
+    const Index width = shape.blocks * shape.in, stride = 2 * width + 3;
+    INFO(shape.blocks << " blocks of " << shape.out << " x " << shape.in);
+    const Tensor<float, 2> x = random_tensor<2>({rows, width}, 31).cast<float>();
+    const Tensor<float, 3> weight =
+        random_tensor<3>({shape.blocks, shape.out, shape.in}, 32).cast<float>();
+    const Tensor<float, 2> dy =
+        random_tensor<2>({rows, shape.blocks * shape.out}, 33).cast<float>();
+    const Tensor<float, 2> before = random_tensor<2>({rows, stride}, 34).cast<float>();
+    for (const int threads : {1, 3}) {
+      INFO(threads << " threads");
+      const auto backward = [&](const mlstm::detail::InputGradient<float>& dx) {
+        mlstm::detail::linear_headwise_rows_backward(
+            x.data(), rows, shape.blocks, shape.in, weight.data(), shape.out, dy.data(), dx,
+            static_cast<float*>(nullptr), static_cast<float*>(nullptr), threads);
+      };
+      Tensor<float, 2> written(rows, width);
+      backward(written.data());
+      Tensor<float, 2> strided = before, added = before;
+      backward({strided.data(), stride});
+      backward({added.data(), stride, mlstm::detail::Accumulate::yes});
+      Index mismatches = 0;
+      for (Index r = 0; r < rows; ++r)
+        for (Index j = 0; j < stride; ++j) {
+          const bool inside = j < width;
+          const float expected_strided = inside ? written(r, j) : before(r, j);
+          const float expected_added = inside ? before(r, j) + written(r, j) : before(r, j);
+          if (strided(r, j) != expected_strided || added(r, j) != expected_added) {
+            if (++mismatches <= 3)
+              FAIL_CHECK("row " << r << ", column " << j << ": written " << strided(r, j)
+                                << " (expected " << expected_strided << "), added " << added(r, j)
+                                << " (expected " << expected_added << ")");
+          }
+        }
+      CHECK(mismatches == 0);
+    }
+  }
+}
+
 TEST_CASE("causal conv1d backward matches finite differences", "[layers_backward]") {
   // A kernel longer than the sequence too: taps before the start see zeros. 2 x 40 rows are two
   // blocks of the backward's rows (64), the second starting inside the second sequence.
@@ -271,7 +322,7 @@ TEST_CASE("causal conv1d backward matches finite differences", "[layers_backward
     dweight.setZero();
     dbias.setZero();
     mlstm::detail::causal_conv1d_backward(x.data(), B, S, D, weight.data(), kernel, dy.data(),
-                                          dx.data(), dweight.data(), dbias.data(), 2);
+                                          dx.data(), D, dweight.data(), dbias.data(), 2);
     const auto loss = [&] {
       return mlstm::test::dot(mlstm::causal_conv1d_forward(x, weight, bias), dy);
     };
@@ -279,6 +330,20 @@ TEST_CASE("causal conv1d backward matches finite differences", "[layers_backward
     check_gradient("dx", dx, x, loss);
     check_gradient("dweight", dweight, weight, loss);
     check_gradient("dbias", dbias, bias, loss);
+
+    // dx into rows wider than D (the layer writes into the first half of a gradient of 2 D
+    // columns): the same values, and the columns past D untouched.
+    const Index stride = 2 * D + 1;
+    Tensor<double, 3> wide(B, S, stride);
+    wide.setConstant(7.0);
+    mlstm::detail::causal_conv1d_backward(x.data(), B, S, D, weight.data(), kernel, dy.data(),
+                                          wide.data(), stride, dweight.data(), dbias.data(), 2);
+    for (Index b = 0; b < B; ++b)
+      for (Index t = 0; t < S; ++t)
+        for (Index j = 0; j < stride; ++j) {
+          INFO("b " << b << ", t " << t << ", column " << j);
+          CHECK(wide(b, t, j) == (j < D ? dx(b, t, j) : 7.0));
+        }
   }
 }
 

@@ -104,16 +104,17 @@ T weight_value(W w) {
 }
 
 // Rows [row_begin, row_end) of a head-wise map of small square blocks (Size x Size, known at
-// compile time: the model's q/k/v projections use 4 x 4). A matrix product per block would
-// spend its time packing operands of a few numbers (measured 20 to 40x slower at 4 x 4); plain
-// loops of fixed length vectorize.
+// compile time: the model's q/k/v projections use 4 x 4), y's rows y_stride apart, each output
+// written or added to y (after its sum and the bias). A matrix product per block would spend its
+// time packing operands of a few numbers (measured 20 to 40x slower at 4 x 4); plain loops of
+// fixed length vectorize.
 template <int Size, typename T, typename W>
-void small_square_blocks(const T* x, const W* weight, const T* bias, T* y, Index blocks,
-                         Index row_begin, Index row_end) {
+void small_square_blocks(const T* x, const W* weight, const T* bias, T* y, Index y_stride,
+                         Accumulate mode, Index blocks, Index row_begin, Index row_end) {
   const Index width = blocks * Size;
   for (Index row = row_begin; row < row_end; ++row) {
     const T* x_row = x + row * width;
-    T* y_row = y + row * width;
+    T* y_row = y + row * y_stride;
     for (Index block = 0; block < blocks; ++block) {
       const T* inputs = x_row + block * Size;
       const W* weights = weight + block * Size * Size;
@@ -121,11 +122,11 @@ void small_square_blocks(const T* x, const W* weight, const T* bias, T* y, Index
         T sum = T(0);
         for (int in = 0; in < Size; ++in)
           sum += inputs[in] * weight_value<T>(weights[out * Size + in]);
-        y_row[block * Size + out] = sum;
+        if (bias != nullptr) sum += bias[block * Size + out];
+        T& target = y_row[block * Size + out];
+        target = mode == Accumulate::yes ? target + sum : sum;
       }
     }
-    if (bias != nullptr)
-      for (Index j = 0; j < width; ++j) y_row[j] += bias[j];
   }
 }
 
@@ -142,9 +143,11 @@ __attribute__((target("avx2"), always_inline)) inline __m256 two_weight_rows(con
 // columns are transposed from the weights' rows once per pair of blocks, for every row of the
 // range. Each output is summed over its inputs in order, each product rounded (no fused
 // multiply-add), then the bias added: the plain loop's bits in a build without FMA, whose
-// rounding the training tests' ten AdamW steps are held to.
+// rounding the training tests' ten AdamW steps are held to. y's rows are y_stride apart; with
+// Accumulate::yes each output is added to y after its sum.
 __attribute__((target("avx2"))) inline void square_blocks4_avx2(const float* x, const float* weight,
                                                                 const float* bias, float* y,
+                                                                Index y_stride, Accumulate mode,
                                                                 Index blocks, Index row_begin,
                                                                 Index row_end) {
   const Index width = blocks * 4;
@@ -164,7 +167,9 @@ __attribute__((target("avx2"))) inline void square_blocks4_avx2(const float* x, 
       sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_permute_ps(inputs, 0xAA), columns[2]));
       sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_permute_ps(inputs, 0xFF), columns[3]));
       if (bias != nullptr) sum = _mm256_add_ps(sum, pair_bias);
-      _mm256_storeu_ps(y + row * width + pair * 4, sum);
+      float* target = y + row * y_stride + pair * 4;
+      if (mode == Accumulate::yes) sum = _mm256_add_ps(_mm256_loadu_ps(target), sum);
+      _mm256_storeu_ps(target, sum);
     }
   }
 }
@@ -186,6 +191,32 @@ void with_small_square_size(Index size, const Function& function) {
     case 8: return function(std::integral_constant<int, 8>{});
     default: return function(std::integral_constant<int, 16>{});
   }
+}
+
+// small_square_blocks for all `rows` of x (rows, blocks * size), by items of 64 rows on up to
+// `threads` threads; each output is one thread's, so the result does not depend on the count.
+template <typename T, typename W>
+void small_square_blocks_product(const T* x, const W* weight, const T* bias, T* y, Index y_stride,
+                                 Accumulate mode, Index rows, Index blocks, Index size,
+                                 int threads) {
+  constexpr Index rows_per_item = 64;
+  const Index items = (rows + rows_per_item - 1) / rows_per_item;
+  const double flops = 2.0 * static_cast<double>(rows * blocks * size * size);
+  parallel_for(items, threads_for_work(threads, items, flops), [&](Index item) {
+    const Index begin = item * rows_per_item, end = std::min(rows, begin + rows_per_item);
+#if MLSTM_DETAIL_X86_KERNELS
+    if constexpr (std::is_same_v<T, float> && std::is_same_v<W, float>) {
+      if (size == 4 && blocks % 2 == 0 && processor_has_avx2_fma()) {
+        square_blocks4_avx2(x, weight, bias, y, y_stride, mode, blocks, begin, end);
+        return;
+      }
+    }
+#endif
+    with_small_square_size(size, [&](auto fixed) {
+      small_square_blocks<decltype(fixed)::value>(x, weight, bias, y, y_stride, mode, blocks, begin,
+                                                  end);
+    });
+  });
 }
 
 // y (rows, cols) = x (rows, depth) w^T for row-major operands with the given row strides
@@ -242,22 +273,8 @@ void linear_product(const T* x, const W* weight, const T* bias, T* y, const Line
   }
 
   if (has_small_square_blocks(blocks, in, out)) {
-    constexpr Index rows_per_item = 64;
-    const Index items = (rows + rows_per_item - 1) / rows_per_item;
-    parallel_for(items, threads_for_work(threads, items, flops), [&](Index item) {
-      const Index begin = item * rows_per_item, end = std::min(rows, begin + rows_per_item);
-#if MLSTM_DETAIL_X86_KERNELS
-      if constexpr (std::is_same_v<T, float> && std::is_same_v<W, float>) {
-        if (in == 4 && blocks % 2 == 0 && processor_has_avx2_fma()) {
-          square_blocks4_avx2(x, weight, bias, y, blocks, begin, end);
-          return;
-        }
-      }
-#endif
-      with_small_square_size(in, [&](auto size) {
-        small_square_blocks<decltype(size)::value>(x, weight, bias, y, blocks, begin, end);
-      });
-    });
+    small_square_blocks_product(x, weight, bias, y, y_stride, Accumulate::no, rows, blocks, in,
+                                threads);
     return;
   }
 

@@ -2,17 +2,16 @@
 // the block-diagonal y = x W^T + b, given dy,
 //
 //   x (rows, blocks * in), weight (blocks, out, in), dy (rows, blocks * out)
-//   dx[:, b]     = dy[:, b] W[b]               (rows, in) per block, written
+//   dx[:, b]     = dy[:, b] W[b]               (rows, in) per block, written or added to dx
 //   dweight[b]  += dy[:, b]^T x[:, b]          (out, in) per block, accumulated
 //   dbias       += the sum of dy's rows         (blocks * out), accumulated
 //
 // Threads: dx is cut into tiles of rows and input columns, dweight into tiles of output rows,
 // each computed by one thread with every sum over the full range in a fixed order, so the result
-// does not depend on the thread count. For more than one block (the head-wise maps) dx is the
-// forward with each block transposed. For small square blocks (the model's 4 x 4 q/k/v maps) dx
-// runs the forward's plain loops of fixed length and dweight loops of its own, since a matrix
-// product per block would spend its time packing operands of a few numbers (measured 7x the
-// forward's time for dweight's products; bench_train's qkv_backward).
+// does not depend on the thread count. For small square blocks (the model's 4 x 4 q/k/v maps) dx
+// runs the forward's plain loops of fixed length with each block transposed, and dweight loops
+// of its own, since a matrix product per block would spend its time packing operands of a few
+// numbers (measured 7x the forward's time for dweight's products; bench_train's qkv_backward).
 #pragma once
 
 #include <algorithm>
@@ -26,6 +25,25 @@
 #include "mlstm/threading.hpp"
 
 namespace mlstm::detail {
+
+// Where a backward puts the gradient of its input: rows `stride` apart (0: the input's row
+// length), written, or added to what is there (small square blocks add each value once, after
+// its sum; the matrix products as C += op(A) op(B)), so that a caller whose input feeds several
+// maps, or whose gradient buffer is wider than the input, needs no pass of its own to sum or
+// copy them.
+template <typename T>
+struct InputGradient {
+  InputGradient(T* data, Index stride = 0, Accumulate mode = Accumulate::no)
+      : data(data), stride(stride), mode(mode) {}
+  T* data;
+  Index stride;
+  Accumulate mode;
+};
+
+// InputGradient<T> as a parameter that takes no part in deducing T, so that a caller may pass a
+// plain pointer (written, rows the input's length apart).
+template <typename T>
+using InputGradientParameter = typename std::common_type<InputGradient<T>>::type;
 
 #if MLSTM_DETAIL_X86_KERNELS
 // Row o of two 4 x 4 blocks' dweight (one block in each 128-bit half of accumulator o) += dy's
@@ -99,13 +117,17 @@ void small_square_blocks_dweight(const T* x, const T* dy, T* dweight, Index rows
   for (std::size_t j = 0; j < sums.size(); ++j) destination[j] += sums[j];
 }
 
-// dx (written when not null), dweight and dbias (accumulated when not null) of linear_product
-// for dy, on up to `threads` threads; the result does not depend on the count.
+// dx (as `input_gradient` says, when its data is not null), dweight and dbias (accumulated when
+// not null) of linear_product for dy, on up to `threads` threads; the result does not depend on
+// the count.
 template <typename T>
-void linear_product_backward(const T* x, const T* weight, const T* dy, T* dx, T* dweight, T* dbias,
+void linear_product_backward(const T* x, const T* weight, const T* dy,
+                             const InputGradientParameter<T>& input_gradient, T* dweight, T* dbias,
                              const LinearShape& shape, int threads) {
   const Index rows = shape.rows, blocks = shape.blocks, in = shape.in, out = shape.out;
   const Index x_stride = blocks * in, y_stride = blocks * out;
+  T* dx = input_gradient.data;
+  const Index dx_stride = input_gradient.stride > 0 ? input_gradient.stride : x_stride;
   if (rows < 1 || out < 1 || in < 1) return;
   if (dbias != nullptr) {
     Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(dbias, y_stride) +=
@@ -124,17 +146,16 @@ void linear_product_backward(const T* x, const T* weight, const T* dy, T* dx, T*
     });
     dweight = nullptr;
   }
-  if (dx != nullptr && blocks > 1) {
-    // Head-wise: dx is the forward's product with each (small) block transposed, which runs the
-    // forward's fixed-size loops for blocks of a few numbers.
+  if (dx != nullptr && has_small_square_blocks(blocks, in, out)) {
+    // dx is the forward's fixed-size loops with each block transposed.
     std::vector<T> transposed(static_cast<std::size_t>(blocks * out * in));
     for (Index b = 0; b < blocks; ++b)
       for (Index o = 0; o < out; ++o)
         for (Index d = 0; d < in; ++d)
           transposed[static_cast<std::size_t>((b * in + d) * out + o)] =
               weight[(b * out + o) * in + d];
-    linear_product(dy, transposed.data(), static_cast<const T*>(nullptr), dx,
-                   LinearShape{rows, blocks, out, in}, threads);
+    small_square_blocks_product(dy, transposed.data(), static_cast<const T*>(nullptr), dx,
+                                dx_stride, input_gradient.mode, rows, blocks, in, threads);
     dx = nullptr;
   }
 
@@ -150,29 +171,29 @@ void linear_product_backward(const T* x, const T* weight, const T* dy, T* dx, T*
   // dweight's items (sums over every row) are handed out first: each is larger than a tile of
   // dx, and taken last one of them had left the other threads waiting (proj_down's backward
   // ran 1.33x faster on 2 threads than on 1; the head's 1.41x).
-  parallel_for(dx_items + dweight_items, threads_for_work(threads, dx_items + dweight_items, flops),
-               [&](Index item) {
-                 if (item < dweight_items) {
-                   const Index block = item / out_tiles, out_begin = (item % out_tiles) * out_tile;
-                   const Index count = std::min(out_tile, out - out_begin);
-                   matrix_product<T>(count, in, rows,
-                                     {dy + block * out + out_begin, y_stride, true},
-                                     {x + block * in, x_stride},
-                                     dweight + (block * out + out_begin) * in, in, Accumulate::yes);
-                 } else {
-                   const Index tile = item - dweight_items;
-                   const Index block = tile / (row_tiles * in_tiles),
-                               position = tile % (row_tiles * in_tiles);
-                   const Index row_begin = (position / in_tiles) * row_tile,
-                               col_begin = (position % in_tiles) * in_tile;
-                   const Index row_count = std::min(row_tile, rows - row_begin),
-                               col_count = std::min(in_tile, in - col_begin);
-                   matrix_product<T>(row_count, col_count, out,
-                                     {dy + row_begin * y_stride + block * out, y_stride},
-                                     {weight + block * out * in + col_begin, in},
-                                     dx + row_begin * x_stride + block * in + col_begin, x_stride);
-                 }
-               });
+  parallel_for(
+      dx_items + dweight_items, threads_for_work(threads, dx_items + dweight_items, flops),
+      [&](Index item) {
+        if (item < dweight_items) {
+          const Index block = item / out_tiles, out_begin = (item % out_tiles) * out_tile;
+          const Index count = std::min(out_tile, out - out_begin);
+          matrix_product<T>(count, in, rows, {dy + block * out + out_begin, y_stride, true},
+                            {x + block * in, x_stride}, dweight + (block * out + out_begin) * in,
+                            in, Accumulate::yes);
+        } else {
+          const Index tile = item - dweight_items;
+          const Index block = tile / (row_tiles * in_tiles),
+                      position = tile % (row_tiles * in_tiles);
+          const Index row_begin = (position / in_tiles) * row_tile,
+                      col_begin = (position % in_tiles) * in_tile;
+          const Index row_count = std::min(row_tile, rows - row_begin),
+                      col_count = std::min(in_tile, in - col_begin);
+          matrix_product<T>(
+              row_count, col_count, out, {dy + row_begin * y_stride + block * out, y_stride},
+              {weight + block * out * in + col_begin, in},
+              dx + row_begin * dx_stride + block * in + col_begin, dx_stride, input_gradient.mode);
+        }
+      });
 }
 
 }  // namespace mlstm::detail

@@ -69,12 +69,13 @@ void causal_conv1d(const T* x, Index batch, Index seq_len, Index dim, const T* w
   }
 }
 
-// Backward of causal_conv1d from a zero history: dx (B, S, D) written; dweight (D, KS) and
-// dbias (D) accumulated. Runs on up to `threads` threads over blocks of rows; the weights' sums
-// are kept per block and added in block order, so the result does not depend on the count.
+// Backward of causal_conv1d from a zero history: dx (B, S, D) written, its rows dx_stride apart
+// (D or more: a gradient buffer wider than the input); dweight (D, KS) and dbias (D) accumulated.
+// Runs on up to `threads` threads over blocks of rows; the weights' sums are kept per block and
+// added in block order, so the result does not depend on the count.
 template <typename T>
 void causal_conv1d_backward(const T* x, Index batch, Index seq_len, Index dim, const T* weight,
-                            Index kernel, const T* dy, T* dx, T* dweight, T* dbias,
+                            Index kernel, const T* dy, T* dx, Index dx_stride, T* dweight, T* dbias,
                             int threads = 1) {
   // The taps as (KS, D), so that the loops over features run along contiguous memory.
   std::vector<T> taps(static_cast<size_t>(kernel * dim));
@@ -92,7 +93,7 @@ void causal_conv1d_backward(const T* x, Index batch, Index seq_len, Index dim, c
     for (Index row = begin; row < end; ++row) {
       const Index b = row / seq_len, t = row % seq_len;
       const T* gradient = dy + row * dim;
-      T* out = dx + row * dim;
+      T* out = dx + row * dx_stride;
       std::fill(out, out + dim, T(0));
       for (Index d = 0; d < dim; ++d) block_dbias[d] += gradient[d];
       for (Index j = 0; j < kernel; ++j) {

@@ -29,13 +29,15 @@ void linear_headwise_rows(const T* x, Index rows, Index heads, Index in_per_head
   linear_product(x, weight, bias, y, LinearShape{rows, heads, in_per_head, out_per_head}, threads);
 }
 
-// Backward of linear_headwise_rows for dy (rows, NPH * dout): dx (rows, NPH * din) written when
-// not null; dweight (NPH, dout, din) and dbias (NPH * dout) accumulated when not null. Runs on up
-// to `threads` threads; the result does not depend on the count.
+// Backward of linear_headwise_rows for dy (rows, NPH * dout): dx (rows, NPH * din) written, or
+// added to, as InputGradient says (linear_product_backward.hpp), when its data is not null;
+// dweight (NPH, dout, din) and dbias (NPH * dout) accumulated when not null. Runs on up to
+// `threads` threads; the result does not depend on the count.
 template <typename T>
 void linear_headwise_rows_backward(const T* x, Index rows, Index heads, Index in_per_head,
-                                   const T* weight, Index out_per_head, const T* dy, T* dx,
-                                   T* dweight, T* dbias, int threads) {
+                                   const T* weight, Index out_per_head, const T* dy,
+                                   const InputGradientParameter<T>& dx, T* dweight, T* dbias,
+                                   int threads) {
   linear_product_backward(x, weight, dy, dx, dweight, dbias,
                           LinearShape{rows, heads, in_per_head, out_per_head}, threads);
 }

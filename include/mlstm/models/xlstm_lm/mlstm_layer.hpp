@@ -24,8 +24,8 @@
 //   dh = d(a g) g,  dz = d(a g) a silu'(z),  dskip += sum over rows of d(a g) g x_conv,
 //   dx_conv = d(a g) g skip
 //   the cell's backward (mlstm_cell.hpp)   -> dq, dk, dv
-//   dx_conv += the q and k maps' backward,  dx_mlstm = the v map's backward
-//   dx_mlstm += the convolution's backward of dx_conv silu'(conv output)
+//   dx_conv += the q and k maps' backward
+//   dx_mlstm = the convolution's backward of dx_conv silu'(conv output) + the v map's backward
 //   dx = [dx_mlstm, dz] W_up,               dW_up += [dx_mlstm, dz]^T x
 //
 // and every parameter's gradient is accumulated into an MLSTMLayerGradients.
@@ -138,7 +138,7 @@ struct MLSTMLayerBackwardBuffers {
   Tensor<T, 3> dh, dx_conv;     // (B, S, I)
   Tensor<T, 3> dup;             // (B, S, 2I): [dx_mlstm, dz], proj_up's output's
   Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> dskip;  // per row block (I)
-  Tensor<T, 3> dq, dk, dv, dinput, dx_mlstm;                               // (B, S, I)
+  Tensor<T, 3> dq, dk, dv;                                                 // (B, S, I)
   MLSTMCellBackwardBuffers<T> cell;
 };
 
@@ -318,34 +318,24 @@ void mlstm_layer_backward(const MLSTMLayerWeights<T>& w, const MLSTMLayerGradien
                       seq_len, options, cache.cell, dh.data(), dq.data(), dk.data(), dv.data(),
                       buffers.cell);
 
+  // The q and k maps' input gradients add to dx_conv where they are computed; the convolution's
+  // input gradient is written into dup's first half and the v map's added to it.
   const Index blocks = w.q_proj_weight.dimension(0), block_dim = I / blocks;
-  Tensor<T, 3>& dinput = buffers.dinput;
-  dinput.resize(batch, seq_len, I);
+  const InputGradient<T> to_dx_conv{dx_conv.data(), I, Accumulate::yes};
   linear_headwise_rows_backward(cache.x_conv.data(), rows, blocks, block_dim,
-                                w.q_proj_weight.data(), block_dim, dq.data(), dinput.data(),
+                                w.q_proj_weight.data(), block_dim, dq.data(), to_dx_conv,
                                 grads.q_proj_weight, grads.q_proj_bias, threads);
-  add_rows(dinput.data(), rows, I, dx_conv.data(), threads);
   linear_headwise_rows_backward(cache.x_conv.data(), rows, blocks, block_dim,
-                                w.k_proj_weight.data(), block_dim, dk.data(), dinput.data(),
+                                w.k_proj_weight.data(), block_dim, dk.data(), to_dx_conv,
                                 grads.k_proj_weight, grads.k_proj_bias, threads);
-  add_rows(dinput.data(), rows, I, dx_conv.data(), threads);
-  Tensor<T, 3>& dx_mlstm = buffers.dx_mlstm;
-  dx_mlstm.resize(batch, seq_len, I);
-  linear_headwise_rows_backward(cache.x_mlstm.data(), rows, blocks, block_dim,
-                                w.v_proj_weight.data(), block_dim, dv.data(), dx_mlstm.data(),
-                                grads.v_proj_weight, grads.v_proj_bias, threads);
-
   silu_backward_rows(cache.conv.data(), rows, I, dx_conv.data(), threads);
   causal_conv1d_backward(cache.x_mlstm.data(), batch, seq_len, I, w.conv_weight.data(),
-                         w.kernel_size(), dx_conv.data(), dinput.data(), grads.conv_weight,
+                         w.kernel_size(), dx_conv.data(), dup.data(), 2 * I, grads.conv_weight,
                          grads.conv_bias, threads);
-  parallel_rows(rows, backward_block_rows, threads,
-                memory_pass_cost_per_value * static_cast<double>(I), [&](Index begin, Index end) {
-                  for (Index r = begin; r < end; ++r)
-                    for (Index j = 0; j < I; ++j)
-                      dup.data()[r * 2 * I + j] =
-                          dx_mlstm.data()[r * I + j] + dinput.data()[r * I + j];
-                });
+  linear_headwise_rows_backward(cache.x_mlstm.data(), rows, blocks, block_dim,
+                                w.v_proj_weight.data(), block_dim, dv.data(),
+                                InputGradient<T>{dup.data(), 2 * I, Accumulate::yes},
+                                grads.v_proj_weight, grads.v_proj_bias, threads);
 
   linear_rows_backward(x, rows, E, w.proj_up_weight.data(), 2 * I, dup.data(), dx,
                        grads.proj_up_weight, grads.proj_up_bias, threads);
