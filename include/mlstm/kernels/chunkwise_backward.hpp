@@ -146,8 +146,10 @@ void chunk_backward(const T* q, const T* k, const T* v, const T* fgate, const T*
   Matrix& d_acc = work.d_acc;
   d_acc.resize(L, v_dim);
   Vector d_den(L);
-  std::vector<double> d_big_m(static_cast<size_t>(L)), d_cum(static_cast<size_t>(L), 0.0),
-      d_g(static_cast<size_t>(L));
+  // Eigen's vectors (64-byte aligned): the sums over grad_log's rows and columns evaluated into
+  // misaligned memory take the first few in another order, and moved with the heap's addresses
+  // (vector_pieces.hpp).
+  Doubles d_big_m(L), d_cum = Doubles::Zero(L), d_g(L);
   for (Index t = 0; t < L; ++t) {
     const T m_t = static_cast<T>(rows.stabilizer[t]);
     const T inv = T(1) / (normalizer(f.denominator[t], m_t) + eps);
@@ -171,8 +173,8 @@ void chunk_backward(const T* q, const T* k, const T* v, const T* fgate, const T*
                     Accumulate::no, Triangle::upper_a);
   RowMatrix<double>& grad_log = work.grad_log;
   grad_log = d_weights.cwiseProduct(f.weights).template cast<double>();
-  Eigen::Map<Eigen::Matrix<double, 1, Eigen::Dynamic>>(d_g.data(), L) = grad_log.colwise().sum();
-  Eigen::Map<Doubles>(d_big_m.data(), L) -= grad_log.rowwise().sum();
+  d_g = grad_log.colwise().sum().transpose();
+  d_big_m -= grad_log.rowwise().sum();
   d_weights.array() *= f.decay.array();
   matrix_product<T>(L, qk_dim, L, {d_weights.data(), L}, {k, qk_dim}, dq, qk_dim, Accumulate::no,
                     Triangle::lower_a);
@@ -246,7 +248,7 @@ void chunk_backward(const T* q, const T* k, const T* v, const T* fgate, const T*
     const DoubleDouble prefix_max = gates.col[argmax];
     const double share = state_log < prefix_max ? 0.0 : (prefix_max < state_log ? 1.0 : 0.5);
     d_m += d_big_m[t] * share;
-    d_g[static_cast<size_t>(argmax)] += d_big_m[t] * (1.0 - share);
+    d_g[argmax] += d_big_m[t] * (1.0 - share);
   }
   // col[s] = i_s - cum[s]; cum[t] = sum_{r<=t} logsigmoid(f_r).
   double d_log_forget = 0.0;

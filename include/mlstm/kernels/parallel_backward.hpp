@@ -122,7 +122,12 @@ void parallel_backward_head(const ParallelHeadBackward<T>& p, const SequenceShap
 
   // Per row: 1 / den_t, db_t, and the lower bound's share of dm_t.
   std::vector<T> inv_den(S, T(0)), d_sum(S, T(0));
-  std::vector<double> d_stabilizer(S, 0.0), grad_row_sum(S, 0.0), grad_col_sum(S, 0.0);
+  // The sums over G's rows and columns are evaluated into 64-byte aligned vectors (Eigen's):
+  // into misaligned memory Eigen sums the first few in another order, so df moved with the heap's
+  // addresses on the threads (vector_pieces.hpp).
+  using Doubles = Eigen::Matrix<double, Eigen::Dynamic, 1>;
+  std::vector<double> d_stabilizer(S, 0.0);
+  Doubles grad_row_sum = Doubles::Zero(S), grad_col_sum = Doubles::Zero(S);
   for (Index t = 0; t < S; ++t) {
     if (empty(t)) continue;
     const T m_t = static_cast<T>(gates.stabilizer[t]);
@@ -190,10 +195,8 @@ void parallel_backward_head(const ParallelHeadBackward<T>& p, const SequenceShap
     // G's sums in double: the rows' and the columns' reach df as a difference.
     const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> grad_double =
         grad.template cast<double>();
-    Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, 1>>(grad_row_sum.data() + r0, rows) +=
-        grad_double.rowwise().sum();
-    Eigen::Map<Eigen::Matrix<double, 1, Eigen::Dynamic>>(grad_col_sum.data() + c0, cols) =
-        grad_double.colwise().sum();
+    grad_row_sum.segment(r0, rows) += grad_double.rowwise().sum();
+    grad_col_sum.segment(c0, cols) = grad_double.colwise().sum().transpose();
     matrix_product<T>(cols, s.v_dim, rows, {score.data(), width, true}, {dh_rows, s.v_dim},
                       p.dv + c0 * s.v_dim, s.v_dim, Accumulate::no,
                       upper);  // dV_cols = score^T dH_rows
@@ -207,7 +210,7 @@ void parallel_backward_head(const ParallelHeadBackward<T>& p, const SequenceShap
 
   // m_t = logD[source_t]: its gradient joins G at that entry. Then logD[t, s] = prefix_t -
   // prefix_s + i_s: di_s = sum_t G[t, s], dprefix_t = sum_s G[t, s] - di_t.
-  std::vector<double> d_prefix = grad_row_sum;
+  Doubles d_prefix = grad_row_sum;
   for (Index t = 0; t < S; ++t) {
     if (empty(t)) continue;
     const double d_m = d_stabilizer[t] - grad_row_sum[t];
