@@ -376,38 +376,46 @@ TEMPLATE_TEST_CASE("silu_forward is x * sigmoid(x), finite at the extremes", "[m
   }
 }
 
-TEST_CASE("exp, tanh and silu give each value the same bits wherever it lies", "[model][layers]") {
+TEMPLATE_TEST_CASE("exp, tanh and silu give each value the same bits wherever it lies",
+                   "[model][layers]", float, double) {
   // Eigen takes the values before the first aligned vector and after the last whole one with
   // scalar code, which rounds exp and tanh differently: a training step's loss then moved with
   // the heap's addresses (vector_pieces.hpp). Each function runs on the same values placed at
-  // every offset of a 64-byte line and from a later start (the range a block of rows covers),
-  // and must give the bits of the first run.
+  // every offset of a 64-byte line (in place too, for silu, as silu_rows runs it) and from a
+  // later start (the range a block of rows covers), and must give the bits of the first run.
+  using T = TestType;
   const Index n = 300;
   mlstm::test::Random random(41);
-  const Tensor<float, 1> x = random_tensor<float, 1>(random, -30.0, 30.0, n);
+  const Tensor<T, 1> x = random_tensor<T, 1>(random, -30.0, 30.0, n);
   // Each function writes its values to `out` and returns a sum it takes of them (0 if none).
-  using Function = double (*)(const float*, Index, float*);
+  using Function = double (*)(const T*, Index, T*);
   const std::pair<const char*, Function> functions[] = {
       {"silu_values",
-       [](const float* in, Index count, float* out) {
+       [](const T* in, Index count, T* out) {
          mlstm::detail::silu_values(in, count, out);
          return 0.0;
        }},
-      {"soft_cap_inplace",
-       [](const float* in, Index count, float* out) {
+      {"silu_values in place",
+       [](const T* in, Index count, T* out) {
          std::copy(in, in + count, out);
-         mlstm::detail::soft_cap_inplace(out, count, 15.0f);
+         mlstm::detail::silu_values(out, count, out);
          return 0.0;
        }},
-      {"shifted_exp_sum", [](const float* in, Index count, float* out) {
+      {"soft_cap_inplace",
+       [](const T* in, Index count, T* out) {
+         std::copy(in, in + count, out);
+         mlstm::detail::soft_cap_inplace(out, count, T(15));
+         return 0.0;
+       }},
+      {"shifted_exp_sum", [](const T* in, Index count, T* out) {
          return mlstm::detail::shifted_exp_sum(in, count, out).sum;
        }}};
   for (const auto& [name, function] : functions) {
     INFO(name);
-    std::vector<float> expected(n);
+    std::vector<T> expected(n);
     const double expected_sum = function(x.data(), n, expected.data());
-    const Index line = 16;  // floats in 64 bytes
-    std::vector<float> input(n + line), output(n + line);
+    const Index line = 64 / static_cast<Index>(sizeof(T));
+    std::vector<T> input(n + line), output(n + line);
     for (Index offset = 0; offset < line; ++offset) {
       CAPTURE(offset);
       std::copy(x.data(), x.data() + n, input.begin() + offset);

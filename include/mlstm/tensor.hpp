@@ -63,6 +63,11 @@ struct tensor_traits<Eigen::TensorMap<const Eigen::Tensor<Scalar_, Rank_, Option
 template <typename X>
 using traits_of = tensor_traits<std::remove_cv_t<std::remove_reference_t<X>>>;
 
+// n rounded up to a multiple of `multiple` (> 0).
+inline Index round_up_to(Index n, Index multiple) {
+  return (n + multiple - 1) / multiple * multiple;
+}
+
 }  // namespace detail
 
 // The scalar type of a tensor argument (an mlstm::Tensor, TensorMap or ConstTensorMap).

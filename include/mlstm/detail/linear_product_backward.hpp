@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "mlstm/detail/assert.hpp"
 #include "mlstm/detail/linear_product.hpp"
 #include "mlstm/detail/matrix_product.hpp"
 #include "mlstm/detail/x86_kernels.hpp"
@@ -128,6 +129,7 @@ void linear_product_backward(const T* x, const T* weight, const T* dy,
   const Index x_stride = blocks * in, y_stride = blocks * out;
   T* dx = input_gradient.data;
   const Index dx_stride = input_gradient.stride > 0 ? input_gradient.stride : x_stride;
+  MLSTM_ASSERT(dx_stride >= x_stride, "dx's rows hold the input's");
   if (rows < 1 || out < 1 || in < 1) return;
   if (dbias != nullptr) {
     Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(dbias, y_stride) +=

@@ -59,10 +59,6 @@ static_assert(packed_row_block % Avx2Tile::rows == 0 && packed_row_block % Avx51
                   packed_col_block % Avx512Tile::cols == 0,
               "blocks hold whole panels");
 
-inline Index round_up_to(Index n, Index multiple) {
-  return (n + multiple - 1) / multiple * multiple;
-}
-
 #if MLSTM_DETAIL_X86_KERNELS
 // Eight depths of eight rows, transposed: depth d of rows[0..7] goes to out + d * out_stride.
 // Stores are whole vectors, so with out_stride < 8 each depth's last lanes spill into the next

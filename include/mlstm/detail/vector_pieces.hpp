@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "mlstm/detail/assert.hpp"
 #include "mlstm/tensor.hpp"
 
 namespace mlstm::detail {
@@ -22,13 +23,9 @@ namespace mlstm::detail {
 // Values per piece: a multiple of every vector length (64 bytes of float or double).
 inline constexpr Index vector_piece = 256;
 
-// Values of T in 64 bytes, and count rounded up to whole vectors of them.
+// Values of T in 64 bytes (a vector of the widest instruction set).
 template <typename T>
 inline constexpr Index vector_values = 64 / static_cast<Index>(sizeof(T));
-template <typename T>
-Index whole_vectors(Index count) {
-  return (count + vector_values<T> - 1) / vector_values<T> * vector_values<T>;
-}
 
 // Whether `data` lies on a 64-byte boundary.
 template <typename T>
@@ -36,19 +33,21 @@ bool is_aligned64(const T* data) {
   return reinterpret_cast<std::uintptr_t>(data) % 64 == 0;
 }
 
-// result[0, count) = f(x[0, count)) for count <= vector_piece, where f maps an
+// result[0, count) = f(x[0, count)) for 1 <= count <= vector_piece, where f maps an
 // Eigen::Map<const Eigen::Array<T, Dynamic, 1>> to an expression of the same length, and result
-// lies on a 64-byte boundary with room for whole_vectors<T>(count) values (those past count are
-// padding).
+// lies on a 64-byte boundary with room for count rounded up to whole vectors (the values past
+// count are padding: f of x's last value, an input f takes without overflow where x's values do).
 template <typename T, typename F>
 void evaluate_piece(const T* x, Index count, T* result, const F& f) {
   using Piece = Eigen::Array<T, Eigen::Dynamic, 1>;
-  const Index padded = whole_vectors<T>(count);
+  MLSTM_ASSERT(count >= 1 && count <= vector_piece, "a piece holds 1 to vector_piece values");
+  MLSTM_ASSERT(is_aligned64(result), "a piece's result lies on a 64-byte boundary");
+  const Index padded = round_up_to(count, vector_values<T>);
   alignas(64) T padded_x[vector_piece];
   const T* source = x;
   if (padded != count) {
     std::copy(x, x + count, padded_x);
-    std::fill(padded_x + count, padded_x + padded, T(0));
+    std::fill(padded_x + count, padded_x + padded, x[count - 1]);
     source = padded_x;
   }
   Eigen::Map<Piece, Eigen::Aligned64>(result, padded) = f(Eigen::Map<const Piece>(source, padded));

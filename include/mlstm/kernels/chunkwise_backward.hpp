@@ -146,9 +146,9 @@ void chunk_backward(const T* q, const T* k, const T* v, const T* fgate, const T*
   Matrix& d_acc = work.d_acc;
   d_acc.resize(L, v_dim);
   Vector d_den(L);
-  // Eigen's vectors (64-byte aligned): the sums over grad_log's rows and columns evaluated into
-  // misaligned memory take the first few in another order, and moved with the heap's addresses
-  // (vector_pieces.hpp).
+  // Eigen's vectors, aligned to its vector width: grad_log's column sums, evaluated into
+  // misaligned memory, took the first few columns in another order, and moved with the heap's
+  // addresses (vector_pieces.hpp).
   Doubles d_big_m(L), d_cum = Doubles::Zero(L), d_g(L);
   for (Index t = 0; t < L; ++t) {
     const T m_t = static_cast<T>(rows.stabilizer[t]);

@@ -122,9 +122,9 @@ void parallel_backward_head(const ParallelHeadBackward<T>& p, const SequenceShap
 
   // Per row: 1 / den_t, db_t, and the lower bound's share of dm_t.
   std::vector<T> inv_den(S, T(0)), d_sum(S, T(0));
-  // The sums over G's rows and columns are evaluated into 64-byte aligned vectors (Eigen's):
-  // into misaligned memory Eigen sums the first few in another order, so df moved with the heap's
-  // addresses on the threads (vector_pieces.hpp).
+  // Eigen's vectors, aligned to its vector width: G's column sums, evaluated into misaligned
+  // memory, took the first few columns in another order, so df moved with the heap's addresses
+  // on the threads (vector_pieces.hpp).
   using Doubles = Eigen::Matrix<double, Eigen::Dynamic, 1>;
   std::vector<double> d_stabilizer(S, 0.0);
   Doubles grad_row_sum = Doubles::Zero(S), grad_col_sum = Doubles::Zero(S);

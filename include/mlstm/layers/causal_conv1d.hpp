@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "mlstm/detail/assert.hpp"
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/thread_pool.hpp"
 #include "mlstm/tensor.hpp"
@@ -77,6 +78,7 @@ template <typename T>
 void causal_conv1d_backward(const T* x, Index batch, Index seq_len, Index dim, const T* weight,
                             Index kernel, const T* dy, T* dx, Index dx_stride, T* dweight, T* dbias,
                             int threads = 1) {
+  MLSTM_ASSERT(dx_stride >= dim, "dx's rows hold the input's");
   // The taps as (KS, D), so that the loops over features run along contiguous memory.
   std::vector<T> taps(static_cast<size_t>(kernel * dim));
   for (Index d = 0; d < dim; ++d)

@@ -52,12 +52,12 @@ ShiftedExpSum<T> shifted_exp_sum(const T* row, Index size, T* exponentials = nul
   // Each block's exponentials and their sum on 64-byte aligned memory in whole vectors
   // (vector_pieces.hpp), so that neither depends on where the row lies: where they go when that
   // is so, else a buffer they are copied from.
-  alignas(64) T scratch[vector_piece];
+  alignas(64) T scratch[block];
   double sum = 0.0;
   for (Index j = 0; j < size; j += block) {
     const Index count = std::min(block, size - j);
-    const bool in_place = exponentials != nullptr && is_aligned64(exponentials + j) &&
-                          whole_vectors<T>(count) == count;
+    const bool in_place =
+        exponentials != nullptr && is_aligned64(exponentials + j) && count % vector_values<T> == 0;
     T* target = in_place ? exponentials + j : scratch;
     evaluate_piece(row + j, count, target,
                    [top](const auto& values) { return (values - top).exp(); });

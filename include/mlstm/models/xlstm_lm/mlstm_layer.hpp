@@ -35,7 +35,6 @@
 #include <string>
 #include <vector>
 
-#include "mlstm/detail/elementwise.hpp"
 #include "mlstm/layers/activations.hpp"
 #include "mlstm/layers/causal_conv1d.hpp"
 #include "mlstm/layers/linear.hpp"
