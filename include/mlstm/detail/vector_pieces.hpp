@@ -7,7 +7,7 @@
 // (64 bytes with AVX-512): on buffers from malloc (16-byte aligned) a training step's loss changed
 // from run to run on two threads, whose buffers come from other heap arenas. Here every result is
 // written to a 64-byte aligned buffer in whole vectors (a piece whose length is not a multiple of
-// the vector's is padded with zeros first), so that every value is computed by the same
+// the vector's is padded with its last value first), so that every value is computed by the same
 // instructions.
 #pragma once
 
