@@ -160,6 +160,17 @@ void check_steps(const TrainingGolden& golden) {
   }
 }
 
+// A model of two blocks of two heads, small enough for many runs.
+mlstm::LMModelConfig two_block_config(Index context_length) {
+  mlstm::LMModelConfig config;
+  config.vocab_size = 40;
+  config.embedding_dim = 32;
+  config.num_heads = 2;
+  config.num_blocks = 2;
+  config.context_length = context_length;
+  return config;
+}
+
 }  // namespace
 
 TEST_CASE("step-0 loss and gradients match the reference's autograd", "[training][golden]") {
@@ -176,12 +187,7 @@ TEST_CASE("ten AdamW steps with clipping match the reference's losses", "[traini
 
 TEST_CASE("forward_backward's kept workspace gives a fresh one's results, also across shapes",
           "[training][workspace]") {
-  mlstm::LMModelConfig config;
-  config.vocab_size = 40;
-  config.embedding_dim = 32;
-  config.num_heads = 2;
-  config.num_blocks = 2;
-  config.context_length = 24;
+  const mlstm::LMModelConfig config = two_block_config(24);
   for (const auto kernel : {mlstm::SequenceKernel::parallel, mlstm::SequenceKernel::chunkwise}) {
     CAPTURE(static_cast<int>(kernel));
     mlstm::KernelOptions options;
@@ -214,6 +220,49 @@ TEST_CASE("forward_backward's kept workspace gives a fresh one's results, also a
         INFO(param.name());
         const float* expected = fresh.registry().find(param.name())->grad_data();
         CHECK(std::equal(param.grad_data(), param.grad_data() + param.size(), expected));
+      }
+    }
+  }
+}
+
+// The training cell scans q, k, v and the gates as it splits them into heads, and its kernels
+// take them as scanned (parallel) or scan them chunk by chunk (chunkwise): a non-finite weight
+// that reaches one of them is named as the kernels name their inputs, on 1 and 2 threads.
+TEST_CASE("forward_backward names a non-finite input of a block's cell", "[training][errors]") {
+  const mlstm::LMModelConfig config = two_block_config(16);
+  struct Case {
+    const char* parameter;
+    const char* input;
+  };
+  const std::string block = "xlstm_block_stack.blocks.1.xlstm.";
+  for (const Case& bad : {Case{"q_proj.weight", "q:"}, Case{"v_proj.weight", "v:"},
+                          Case{"mlstm_cell.fgate.bias", "fgate_preact:"}}) {
+    for (const auto kernel : {mlstm::SequenceKernel::parallel, mlstm::SequenceKernel::chunkwise}) {
+      for (const int threads : {1, 2}) {
+        CAPTURE(bad.parameter, static_cast<int>(kernel), threads);
+        mlstm::KernelOptions options;
+        options.forward_kernel = kernel;
+        options.chunk_size = 8;
+        options.num_threads = threads;
+        mlstm::LanguageModel<float> model(config, options);
+        mlstm::Generator generator(5);
+        model.reset_parameters(generator);
+        Tensor<int, 2> tokens(2, 16), targets(2, 16);
+        for (Index i = 0; i < tokens.size(); ++i) {
+          tokens.data()[i] = static_cast<int>(i % config.vocab_size);
+          targets.data()[i] = static_cast<int>((i * 3 + 1) % config.vocab_size);
+        }
+        CHECK_NOTHROW(model.forward_backward(tokens, targets));
+        auto* parameter = model.registry().find(block + bad.parameter);
+        REQUIRE(parameter != nullptr);
+        parameter->data()[parameter->size() - 1] = NAN;
+        try {
+          model.forward_backward(tokens, targets);
+          FAIL("no error for a NaN in " << bad.parameter);
+        } catch (const mlstm::ValueError& error) {
+          CHECK_THAT(error.what(),
+                     Catch::Contains(bad.input) && Catch::Contains("expected finite values"));
+        }
       }
     }
   }

@@ -131,43 +131,46 @@ void small_square_blocks(const T* x, const W* weight, const T* bias, T* y, Index
 }
 
 #if MLSTM_DETAIL_X86_KERNELS
-// [w_high | w_low]: two rows of four weights, one in each 128-bit half.
-__attribute__((target("avx2"), always_inline)) inline __m256 two_weight_rows(const float* w_low,
-                                                                             const float* w_high) {
-  return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(w_low)), _mm_loadu_ps(w_high), 1);
+// The weight columns of a head-wise map of 4 x 4 blocks, two blocks side by side: the 8 floats at
+// (pair * 4 + i) * 8 are input i's weights for block 2 pair's four outputs, then block
+// 2 pair + 1's, so that one load gives a vector of both blocks' terms of input i.
+inline std::vector<float> square_blocks4_pair_columns(const float* weight, Index blocks) {
+  std::vector<float> columns(static_cast<std::size_t>(blocks * 16));
+  for (Index block = 0; block < blocks; ++block)
+    for (Index i = 0; i < 4; ++i)
+      for (Index o = 0; o < 4; ++o)
+        columns[static_cast<std::size_t>(((block / 2) * 4 + i) * 8 + (block % 2) * 4 + o)] =
+            weight[block * 16 + o * 4 + i];
+  return columns;
 }
 
 // small_square_blocks<4> in float for an even number of blocks, with AVX2: a vector holds two
 // blocks' four values, one block in each 128-bit half, so that input i broadcast within each half
-// (a permute) times both blocks' weight columns i adds its term to their eight outputs. The
-// columns are transposed from the weights' rows once per pair of blocks, for every row of the
-// range. Each output is summed over its inputs in order, each product rounded (no fused
-// multiply-add), then the bias added: the plain loop's bits in a build without FMA, whose
-// rounding the training tests' ten AdamW steps are held to. y's rows are y_stride apart; with
-// Accumulate::yes each output is added to y after its sum.
-__attribute__((target("avx2"))) inline void square_blocks4_avx2(const float* x, const float* weight,
-                                                                const float* bias, float* y,
-                                                                Index y_stride, Accumulate mode,
-                                                                Index blocks, Index row_begin,
-                                                                Index row_end) {
+// (a permute) times both blocks' weight columns i (square_blocks4_pair_columns) adds its term to
+// their eight outputs. Row after row, each row's pairs in order: x and y stream through memory.
+// Each output is summed over its inputs in order, each product rounded (no fused multiply-add),
+// then the bias added: the plain loop's bits in a build without FMA, whose rounding the training
+// tests' ten AdamW steps are held to. y's rows are y_stride apart; with Accumulate::yes each
+// output is added to y after its sum.
+__attribute__((target("avx2"))) inline void square_blocks4_avx2(
+    const float* x, const float* columns, const float* bias, float* y, Index y_stride,
+    Accumulate mode, Index blocks, Index row_begin, Index row_end) {
   const Index width = blocks * 4;
-  for (Index pair = 0; pair < blocks; pair += 2) {
-    const float* first = weight + pair * 16;  // block `pair`'s (4, 4) weights, then the next's
-    const float* second = first + 16;
-    const __m256 rows[4] = {two_weight_rows(first, second), two_weight_rows(first + 4, second + 4),
-                            two_weight_rows(first + 8, second + 8),
-                            two_weight_rows(first + 12, second + 12)};
-    __m256 columns[4];
-    transpose_4x4_halves(rows, columns);
-    const __m256 pair_bias = bias != nullptr ? _mm256_loadu_ps(bias + pair * 4) : __m256{};
-    for (Index row = row_begin; row < row_end; ++row) {
-      const __m256 inputs = _mm256_loadu_ps(x + row * width + pair * 4);
-      __m256 sum = _mm256_mul_ps(_mm256_permute_ps(inputs, 0x00), columns[0]);
-      sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_permute_ps(inputs, 0x55), columns[1]));
-      sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_permute_ps(inputs, 0xAA), columns[2]));
-      sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_permute_ps(inputs, 0xFF), columns[3]));
-      if (bias != nullptr) sum = _mm256_add_ps(sum, pair_bias);
-      float* target = y + row * y_stride + pair * 4;
+  for (Index row = row_begin; row < row_end; ++row) {
+    const float* x_row = x + row * width;
+    float* y_row = y + row * y_stride;
+    for (Index pair = 0; pair < blocks / 2; ++pair) {
+      const float* column = columns + pair * 32;
+      const __m256 inputs = _mm256_loadu_ps(x_row + pair * 8);
+      __m256 sum = _mm256_mul_ps(_mm256_permute_ps(inputs, 0x00), _mm256_loadu_ps(column));
+      sum = _mm256_add_ps(
+          sum, _mm256_mul_ps(_mm256_permute_ps(inputs, 0x55), _mm256_loadu_ps(column + 8)));
+      sum = _mm256_add_ps(
+          sum, _mm256_mul_ps(_mm256_permute_ps(inputs, 0xAA), _mm256_loadu_ps(column + 16)));
+      sum = _mm256_add_ps(
+          sum, _mm256_mul_ps(_mm256_permute_ps(inputs, 0xFF), _mm256_loadu_ps(column + 24)));
+      if (bias != nullptr) sum = _mm256_add_ps(sum, _mm256_loadu_ps(bias + pair * 8));
+      float* target = y_row + pair * 8;
       if (mode == Accumulate::yes) sum = _mm256_add_ps(_mm256_loadu_ps(target), sum);
       _mm256_storeu_ps(target, sum);
     }
@@ -202,16 +205,20 @@ void small_square_blocks_product(const T* x, const W* weight, const T* bias, T* 
   constexpr Index rows_per_item = 64;
   const Index items = (rows + rows_per_item - 1) / rows_per_item;
   const double flops = 2.0 * static_cast<double>(rows * blocks * size * size);
+#if MLSTM_DETAIL_X86_KERNELS
+  if constexpr (std::is_same_v<T, float> && std::is_same_v<W, float>) {
+    if (size == 4 && blocks % 2 == 0 && processor_has_avx2_fma()) {
+      const std::vector<float> columns = square_blocks4_pair_columns(weight, blocks);
+      parallel_for(items, threads_for_work(threads, items, flops), [&](Index item) {
+        const Index begin = item * rows_per_item, end = std::min(rows, begin + rows_per_item);
+        square_blocks4_avx2(x, columns.data(), bias, y, y_stride, mode, blocks, begin, end);
+      });
+      return;
+    }
+  }
+#endif
   parallel_for(items, threads_for_work(threads, items, flops), [&](Index item) {
     const Index begin = item * rows_per_item, end = std::min(rows, begin + rows_per_item);
-#if MLSTM_DETAIL_X86_KERNELS
-    if constexpr (std::is_same_v<T, float> && std::is_same_v<W, float>) {
-      if (size == 4 && blocks % 2 == 0 && processor_has_avx2_fma()) {
-        square_blocks4_avx2(x, weight, bias, y, y_stride, mode, blocks, begin, end);
-        return;
-      }
-    }
-#endif
     with_small_square_size(size, [&](auto fixed) {
       small_square_blocks<decltype(fixed)::value>(x, weight, bias, y, y_stride, mode, blocks, begin,
                                                   end);

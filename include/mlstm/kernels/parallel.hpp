@@ -268,9 +268,10 @@ struct ParallelCall {
 template <typename Q, typename K, typename V, typename I, typename F>
 ParallelCall<ScalarOf<Q>> check_parallel_call(const Q& q, const K& k, const V& v,
                                               const I& igate_preact, const F& fgate_preact,
-                                              const ParallelOptions& options) {
+                                              const ParallelOptions& options,
+                                              FiniteScan scan = FiniteScan::needed) {
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
-  auto in = check_sequence_inputs(q, k, v, igate_preact, fgate_preact, threads);
+  auto in = check_sequence_inputs(q, k, v, igate_preact, fgate_preact, threads, scan);
   expect_valid_eps(static_cast<ScalarOf<Q>>(options.eps), "options.eps");
   const SequenceMask mask = resolve_mask(options.mask, in.shape.seq_len);
   return {std::move(in), mask, threads};

@@ -334,15 +334,17 @@ ParallelGradients<T> parallel_backward(const ParallelCall<T>& call, const ConstT
 }
 
 // parallel_stabilized_backward (below) with the cached forward, its gradients written into
-// `grads` (resized like parallel_forward_with_cache's `out`).
+// `grads` (resized like parallel_forward_with_cache's `out`); dh is scanned for non-finite
+// values, the inputs as `scan` says.
 template <typename Q, typename K, typename V, typename I, typename F, typename DH>
 void parallel_stabilized_backward(const Q& q, const K& k, const V& v, const I& igate_preact,
                                   const F& fgate_preact, const DH& dh,
                                   const ParallelForward<ScalarOf<Q>>& forward,
                                   const ParallelOptions& options,
-                                  ParallelGradients<ScalarOf<Q>>& grads) {
+                                  ParallelGradients<ScalarOf<Q>>& grads,
+                                  FiniteScan scan = FiniteScan::needed) {
   require_same_scalar<Q, DH>();
-  const auto call = check_parallel_call(q, k, v, igate_preact, fgate_preact, options);
+  const auto call = check_parallel_call(q, k, v, igate_preact, fgate_preact, options, scan);
   const auto dh_view = check_output_gradient(dh, call.in.shape, "dh", call.threads);
   check_parallel_forward(forward, call.in.shape, options, call.mask);
   parallel_backward(call, dh_view, forward, options, grads);

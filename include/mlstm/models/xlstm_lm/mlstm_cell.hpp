@@ -29,6 +29,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -234,17 +235,23 @@ void for_each_position(Index batch, Index seq_len, Index width, int threads, con
 }
 
 // (B, S, NH * D) -> (B, NH, S, D): the reference's view(B, S, NH, D).transpose(1, 2), into y
-// (resized: a no-op when its size is unchanged), on up to `threads` threads.
+// (resized: a no-op when its size is unchanged), on up to `threads` threads. Returns whether
+// every value is finite, scanned as each head's values are copied (while they are in cache), so
+// that a kernel given the heads need not read them again for its check.
 template <typename T>
-void split_heads(const T* x, Index batch, Index seq_len, Index heads, Index head_dim,
+bool split_heads(const T* x, Index batch, Index seq_len, Index heads, Index head_dim,
                  Tensor<T, 4>& y, int threads = 1) {
   y.resize(batch, heads, seq_len, head_dim);
+  std::atomic<bool> finite{true};
   for_each_position(batch, seq_len, heads * head_dim, threads, [&](Index b, Index t) {
+    const T* position = x + (b * seq_len + t) * heads * head_dim;
     for (Index h = 0; h < heads; ++h) {
-      const T* source = x + ((b * seq_len + t) * heads + h) * head_dim;
+      const T* source = position + h * head_dim;
       std::copy(source, source + head_dim, y.data() + ((b * heads + h) * seq_len + t) * head_dim);
     }
+    if (!all_finite(position, heads * head_dim)) finite.store(false, std::memory_order_relaxed);
   });
+  return finite;
 }
 
 template <typename T>
@@ -296,11 +303,12 @@ void mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const T* k, co
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
   gate_preactivations(q, k, v, rows, inner, w, igate, fgate, threads);
   MLSTMCellCache<T>& kept = activations;
-  split_heads(igate.data(), batch, seq_len, heads, Index{1}, kept.igate_heads);
-  split_heads(fgate.data(), batch, seq_len, heads, Index{1}, kept.fgate_heads);
-  split_heads(q, batch, seq_len, heads, head_dim, kept.q_heads, threads);
-  split_heads(k, batch, seq_len, heads, head_dim, kept.k_heads, threads);
-  split_heads(v, batch, seq_len, heads, head_dim, kept.v_heads, threads);
+  // Every split runs (each its own statement); `finite` says whether all their values were.
+  bool finite = split_heads(igate.data(), batch, seq_len, heads, Index{1}, kept.igate_heads);
+  finite = split_heads(fgate.data(), batch, seq_len, heads, Index{1}, kept.fgate_heads) && finite;
+  finite = split_heads(q, batch, seq_len, heads, head_dim, kept.q_heads, threads) && finite;
+  finite = split_heads(k, batch, seq_len, heads, head_dim, kept.k_heads, threads) && finite;
+  finite = split_heads(v, batch, seq_len, heads, head_dim, kept.v_heads, threads) && finite;
 
   if (keep == Keep::none) {
     kept.kernel.h = mlstm_kernel_forward(kept.q_heads, kept.k_heads, kept.v_heads, kept.igate_heads,
@@ -309,9 +317,16 @@ void mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const T* k, co
     ParallelOptions parallel;
     parallel.eps = options.eps;
     parallel.num_threads = options.num_threads;
-    parallel_forward_with_cache(check_parallel_call(kept.q_heads, kept.k_heads, kept.v_heads,
-                                                    kept.igate_heads, kept.fgate_heads, parallel),
-                                parallel, kept.kernel);
+    // The heads' values were scanned as they were split: the check names the first non-finite
+    // one, else it and the backward (which reads this cache) take them as scanned.
+    if (!finite)
+      expect_sequence_inputs_finite(check_sequence_shapes(kept.q_heads, kept.k_heads, kept.v_heads,
+                                                          kept.igate_heads, kept.fgate_heads),
+                                    threads);
+    parallel_forward_with_cache(
+        check_parallel_call(kept.q_heads, kept.k_heads, kept.v_heads, kept.igate_heads,
+                            kept.fgate_heads, parallel, FiniteScan::done),
+        parallel, kept.kernel);
   } else {
     KernelOptions chunkwise = options;
     chunkwise.forward_kernel = SequenceKernel::chunkwise;
@@ -348,7 +363,8 @@ void mlstm_cell_backward(const MLSTMCellWeights<T>& w, const MLSTMCellGradients<
     parallel.eps = options.eps;
     parallel.num_threads = options.num_threads;
     parallel_stabilized_backward(cache.q_heads, cache.k_heads, cache.v_heads, cache.igate_heads,
-                                 cache.fgate_heads, dh_heads, cache.kernel, parallel, g);
+                                 cache.fgate_heads, dh_heads, cache.kernel, parallel, g,
+                                 FiniteScan::done);
   } else {
     ChunkwiseOptions chunkwise;
     chunkwise.chunk_size = options.chunk_size;
