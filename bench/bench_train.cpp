@@ -204,6 +204,8 @@ struct LayerBench {
   Tensor<float, 3> x, y, dy, dx, dinner, normed, logits, dlogits, out;
   mlstm::MLSTMBlockCache<float> cache, reused_cache;
   mlstm::MLSTMBlockBackwardBuffers<float> buffers;
+  mlstm::ParallelForward<float> kernel_out;  // the cell's kernel alone, forward
+  Tensor<float, 4> kernel_di, kernel_df;     // and backward: its gate gradients per head
 
   explicit LayerBench(Trainer& trainer)
       : t(trainer),
@@ -234,6 +236,13 @@ struct LayerBench {
   }
   int threads() const { return mlstm::get_num_threads(); }
   const mlstm::MLSTMLayerCache<float>& layer() const { return cache.xlstm; }
+  // The cell's kernel as a step runs it: the parallel form on q, k, v where they lie.
+  mlstm::detail::ParallelOperands<float> kernel_operands() const {
+    const Index heads = block.xlstm.cell.num_heads(), head_dim = I / heads;
+    return mlstm::detail::parallel_operands_in_rows(
+        mlstm::detail::SequenceShape{batch, heads, seq_len, head_dim, head_dim}, layer().q.data(),
+        layer().k.data(), layer().v.data(), layer().cell);
+  }
   const mlstm::MLSTMLayerGradients<float>& layer_grads() const { return grads.blocks[0].xlstm; }
 };
 
@@ -340,19 +349,26 @@ const std::vector<std::pair<std::string, Pass>>& layer_passes() {
        }},
       {"kernel_forward",
        [](LB& b) {
-         const auto& c = b.layer().cell;
-         benchmark::DoNotOptimize(mlstm::parallel_stabilized_forward_with_cache(
-                                      c.q_heads, c.k_heads, c.v_heads, c.igate_heads, c.fgate_heads)
-                                      .h.data());
+         const mlstm::ParallelOptions parallel;
+         d::parallel_forward_with_cache(b.kernel_operands(),
+                                        d::resolve_mask(parallel.mask, b.seq_len), b.threads(),
+                                        parallel, b.kernel_out);
+         benchmark::DoNotOptimize(b.kernel_out.h.data());
        }},
       {"kernel_backward",
        [](LB& b) {
-         const auto& c = b.layer().cell;
-         const mlstm::TensorMap<float, 4> dh(b.dinner.data(), c.kernel.h.dimensions());
-         benchmark::DoNotOptimize(mlstm::parallel_stabilized_backward(c.q_heads, c.k_heads,
-                                                                      c.v_heads, c.igate_heads,
-                                                                      c.fgate_heads, dh, c.kernel)
-                                      .dq.data());
+         const auto in = b.kernel_operands();
+         const d::SequenceShape& s = in.shape;
+         b.kernel_di.resize(s.batch, s.heads, s.seq_len, 1);
+         b.kernel_df.resize(s.batch, s.heads, s.seq_len, 1);
+         float* dq = b.dx.data();
+         const d::ParallelGradientRows<float> out{
+             d::rows_by_position(dq, s, s.qk_dim),
+             d::rows_by_position(dq + b.rows * b.I, s, s.qk_dim),
+             d::rows_by_position(b.y.data(), s, s.v_dim), b.kernel_di.data(), b.kernel_df.data()};
+         const mlstm::ParallelOptions parallel;
+         d::parallel_backward(in, d::resolve_mask(parallel.mask, b.seq_len), b.threads(),
+                              b.dinner.data(), b.layer().cell.kernel, parallel, out);
        }},
       {"proj_down_forward",
        [](LB& b) {

@@ -112,6 +112,65 @@ TEST_CASE("the forward with cache is the parallel form, and the backward reuses 
   }
 }
 
+// The training cell runs the parallel form on q, k, v where they lie in the layer's (B, S, NH * D)
+// rows and writes dq, dk, dv there: forward and backward must give the (B, NH, S, D) tensors'
+// results bit for bit, on 1 and 3 threads (2 x 3 heads, DQK != DV, S not a multiple of the row
+// tiles or column panels), and leave the memory after the rows untouched.
+TEST_CASE("the parallel form reads q, k, v and writes their gradients in (B, S, NH * D) rows",
+          "[backward][parallel]") {
+  namespace d = mlstm::detail;
+  const Index B = 2, NH = 3, S = 150, DQK = 8, DV = 12, guards = 7;
+  const SequenceCase<float> c = SequenceCase<double>(B, NH, S, DQK, DV, 31).cast<float>();
+  Tensor<float, 4> dh(c.v.dimensions());
+  mlstm::test::Random(32).fill_uniform(dh, -1, 1);
+  // x (B, NH, S, D) as (B, S, NH * D) rows, then `guards` values of `guard`.
+  const auto to_rows = [&](const Tensor<float, 4>& x, Index dim, float guard) {
+    std::vector<float> rows(static_cast<std::size_t>(B * S * NH * dim + guards), guard);
+    for (Index b = 0; b < B; ++b)
+      for (Index h = 0; h < NH; ++h)
+        for (Index t = 0; t < S; ++t)
+          for (Index j = 0; j < dim; ++j)
+            rows[static_cast<std::size_t>(((b * S + t) * NH + h) * dim + j)] = x(b, h, t, j);
+    return rows;
+  };
+  const std::vector<float> q = to_rows(c.q, DQK, 0.0f), k = to_rows(c.k, DQK, 0.0f),
+                           v = to_rows(c.v, DV, 0.0f);
+  const d::SequenceShape shape{B, NH, S, DQK, DV};
+  const d::ParallelOperands<float> in{shape,
+                                      d::rows_by_position(q.data(), shape, DQK),
+                                      d::rows_by_position(k.data(), shape, DQK),
+                                      d::rows_by_position(v.data(), shape, DV),
+                                      c.igate.data(),
+                                      c.fgate.data()};
+  const mlstm::ParallelOptions options;
+  const d::SequenceMask mask = d::resolve_mask(options.mask, S);
+  const auto expected_forward =
+      mlstm::parallel_stabilized_forward_with_cache(c.q, c.k, c.v, c.igate, c.fgate, options);
+  const auto expected =
+      mlstm::parallel_stabilized_backward(c.q, c.k, c.v, c.igate, c.fgate, dh, expected_forward);
+  const auto same = [](const float* a, const float* b, Index n) { return std::equal(a, a + n, b); };
+  const float guard = 3.5f;  // in the gradients' buffers before the backward
+  for (const int threads : {1, 3}) {
+    CAPTURE(threads);
+    mlstm::ParallelForward<float> forward;
+    d::parallel_forward_with_cache(in, mask, threads, options, forward);
+    CHECK(same(forward.h.data(), expected_forward.h.data(), forward.h.size()));
+    CHECK(same(forward.cache.row_sum.data(), expected_forward.cache.row_sum.data(), B * NH * S));
+
+    std::vector<float> dq(q.size(), guard), dk(k.size(), guard), dv(v.size(), guard);
+    Tensor<float, 4> di(B, NH, S, 1), df(B, NH, S, 1);
+    const d::ParallelGradientRows<float> out{
+        d::rows_by_position(dq.data(), shape, DQK), d::rows_by_position(dk.data(), shape, DQK),
+        d::rows_by_position(dv.data(), shape, DV), di.data(), df.data()};
+    d::parallel_backward(in, mask, threads, dh.data(), forward, options, out);
+    CHECK(dq == to_rows(expected.dq, DQK, guard));
+    CHECK(dk == to_rows(expected.dk, DQK, guard));
+    CHECK(dv == to_rows(expected.dv, DV, guard));
+    CHECK(same(di.data(), expected.di.data(), di.size()));
+    CHECK(same(df.data(), expected.df.data(), df.size()));
+  }
+}
+
 TEST_CASE("parallel backward with a given mask matches finite differences",
           "[backward][parallel]") {
   SequenceCase<double> c(1, 1, 6, 3, 2, 11, {-2, 2}, {-1, 4});

@@ -146,18 +146,12 @@ void expect_sequence_inputs_finite(const SequenceInputs<T>& in, int threads = 1)
   expect_finite<T, 4>(in.fgate_preact, "fgate_preact", threads);
 }
 
-// Whether a kernel's check scans its inputs for non-finite values (`needed`), or takes them as
-// scanned by whoever wrote them (`done`: the training cell, which scans q, k, v and the gates as
-// it splits them into heads, and whose backward reads the same values from its cache).
-enum class FiniteScan { needed, done };
-
 template <typename Q, typename K, typename V, typename I, typename F>
 SequenceInputs<ScalarOf<Q>> check_sequence_inputs(const Q& q, const K& k, const V& v,
                                                   const I& igate_preact, const F& fgate_preact,
-                                                  int threads = 1,
-                                                  FiniteScan scan = FiniteScan::needed) {
+                                                  int threads = 1) {
   auto in = check_sequence_shapes(q, k, v, igate_preact, fgate_preact);
-  if (scan == FiniteScan::needed) expect_sequence_inputs_finite(in, threads);
+  expect_sequence_inputs_finite(in, threads);
   return in;
 }
 

@@ -114,8 +114,8 @@ Tensor<T, 4> parallel_prefill(const SequenceInputs<T>& in, RecurrentState<T>& st
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
   const ParallelOptions parallel;  // the causal mask, the global stabilizer
   Tensor<T, 4> h(s.batch, s.heads, s.seq_len, s.v_dim);
-  parallel_forward(in, resolve_mask(parallel.mask, s.seq_len), parallel.stabilize_rowwise,
-                   static_cast<T>(options.eps), threads, h.data());
+  parallel_forward(operands_of(in), resolve_mask(parallel.mask, s.seq_len),
+                   parallel.stabilize_rowwise, static_cast<T>(options.eps), threads, h.data());
   const Index heads = s.batch * s.heads, c_size = s.qk_dim * s.v_dim;
   const double flops = 2.0 * static_cast<double>(heads * s.seq_len * c_size);
   parallel_for(heads, threads_for_work(threads, heads, flops), [&](Index head) {

@@ -146,13 +146,63 @@ void parallel_head_gates(const T* igate, const T* fgate, Index seq_len, const Se
   }
 }
 
-// Pointers to one head's slices: q, k (S, DQK), v (S, DV), h (S, DV), row-major.
+// Where the rows of q, k or v lie, head by head: step t of head h of batch b at
+// data + b * batch_stride + h * head_stride + t * row_stride. The kernels' (B, NH, S, D) tensors
+// keep a head's rows together (D apart); the model's (B, S, NH * D) activations are read where
+// they lie, a head's rows NH * D apart, instead of being copied into heads first.
+template <typename T>
+struct HeadRows {
+  T* data = nullptr;
+  Index batch_stride = 0, head_stride = 0, row_stride = 0;
+
+  // The first row of head `index` = b * heads + h.
+  T* head(Index index, Index heads) const {
+    return data + (index / heads) * batch_stride + (index % heads) * head_stride;
+  }
+};
+
+// (B, NH, S, D) at `data`.
+template <typename T>
+HeadRows<T> rows_by_head(T* data, const SequenceShape& s, Index dim) {
+  return {data, s.heads * s.seq_len * dim, s.seq_len * dim, dim};
+}
+
+// (B, S, NH * D) at `data`.
+template <typename T>
+HeadRows<T> rows_by_position(T* data, const SequenceShape& s, Index dim) {
+  return {data, s.seq_len * s.heads * dim, dim, s.heads * dim};
+}
+
+// The parallel form's operands: q, k (DQK), v (DV) by head rows, the gates' pre-activations
+// (B, NH, S).
+template <typename T>
+struct ParallelOperands {
+  SequenceShape shape;
+  HeadRows<const T> q, k, v;
+  const T* igate_preact;
+  const T* fgate_preact;
+};
+
+template <typename T>
+ParallelOperands<T> operands_of(const SequenceInputs<T>& in) {
+  const SequenceShape& s = in.shape;
+  return {s,
+          rows_by_head(in.q.data(), s, s.qk_dim),
+          rows_by_head(in.k.data(), s, s.qk_dim),
+          rows_by_head(in.v.data(), s, s.v_dim),
+          in.igate_preact.data(),
+          in.fgate_preact.data()};
+}
+
+// Pointers to one head's slices: q, k (S, DQK), v (S, DV) with their row strides, h (S, DV)
+// contiguous.
 template <typename T>
 struct HeadSlices {
   const T* q;
   const T* k;
   const T* v;
   T* h;
+  Index q_stride, k_stride, v_stride;
 };
 
 // h for rows [t0, t1) of one head (see the file comment); the row sums sum_s Ct[t, s] go to
@@ -185,9 +235,10 @@ void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates
     // its lower triangle is seen, so both products skip the rest (matrix_product.hpp).
     const Triangle triangle = mask.causal() && c0 >= t0 ? Triangle::lower_result : Triangle::none;
     // tile = Q[t0 + first, ...] K[c0, ...]^T
-    matrix_product<T>(active, cols, s.qk_dim, {head.q + (t0 + first) * s.qk_dim, s.qk_dim},
-                      {head.k + c0 * s.qk_dim, s.qk_dim, true}, tile.data(), weights.outerStride(),
-                      Accumulate::no, triangle);
+    matrix_product<T>(active, cols, s.qk_dim,
+                      {head.q + (t0 + first) * head.q_stride, head.q_stride},
+                      {head.k + c0 * head.k_stride, head.k_stride, true}, tile.data(),
+                      weights.outerStride(), Accumulate::no, triangle);
     if (mask.causal()) {
       const Index t = t0 + first;
       const DecayParts parts{gates.row.hi.data() + t, gates.row.lo.data() + t,
@@ -203,8 +254,8 @@ void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates
     }
     // acc[first, ...] += tile V[c0, ...]
     matrix_product<T>(active, s.v_dim, cols, {tile.data(), weights.outerStride()},
-                      {head.v + c0 * s.v_dim, s.v_dim}, acc.data() + first * s.v_dim, s.v_dim,
-                      Accumulate::yes,
+                      {head.v + c0 * head.v_stride, head.v_stride}, acc.data() + first * s.v_dim,
+                      s.v_dim, Accumulate::yes,
                       triangle == Triangle::lower_result ? Triangle::lower_a : Triangle::none);
   }
 
@@ -223,8 +274,8 @@ void parallel_row_tile(const HeadSlices<T>& head, const ParallelHeadGates& gates
 // The parallel form on validated inputs; writes h (B, NH, S, DV), and the row sums
 // sum_s Ct[t, s] (B, NH, S) when row_sum is not null.
 template <typename T>
-void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask, bool stabilize_rowwise,
-                      T eps, int num_threads, T* h, T* row_sum = nullptr) {
+void parallel_forward(const ParallelOperands<T>& in, const SequenceMask& mask,
+                      bool stabilize_rowwise, T eps, int num_threads, T* h, T* row_sum = nullptr) {
   const SequenceShape& s = in.shape;
   const Index heads = s.batch * s.heads;
   const double flops = 2.0 * static_cast<double>(heads) * static_cast<double>(s.seq_len) *
@@ -237,7 +288,7 @@ void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask, boo
   std::vector<ParallelHeadGates> gates(static_cast<size_t>(heads));
   parallel_for(heads, threads_for_work(num_threads, heads, gate_work), [&](Index head) {
     const Index row = head * s.seq_len;
-    parallel_head_gates(in.igate_preact.data() + row, in.fgate_preact.data() + row, s.seq_len, mask,
+    parallel_head_gates(in.igate_preact + row, in.fgate_preact + row, s.seq_len, mask,
                         stabilize_rowwise, gates[static_cast<size_t>(head)]);
   });
 
@@ -248,8 +299,10 @@ void parallel_forward(const SequenceInputs<T>& in, const SequenceMask& mask, boo
     const Index head = item % heads;
     const Index tile = row_tiles - 1 - item / heads;
     const Index row = head * s.seq_len;
-    const HeadSlices<T> slices{in.q.data() + row * s.qk_dim, in.k.data() + row * s.qk_dim,
-                               in.v.data() + row * s.v_dim, h + row * s.v_dim};
+    const HeadSlices<T> slices{in.q.head(head, s.heads), in.k.head(head, s.heads),
+                               in.v.head(head, s.heads), h + row * s.v_dim,
+                               in.q.row_stride,          in.k.row_stride,
+                               in.v.row_stride};
     const Index t0 = tile * parallel_tile_rows;
     parallel_row_tile(slices, gates[static_cast<size_t>(head)], s, mask, t0,
                       std::min(t0 + parallel_tile_rows, s.seq_len), eps,
@@ -268,10 +321,9 @@ struct ParallelCall {
 template <typename Q, typename K, typename V, typename I, typename F>
 ParallelCall<ScalarOf<Q>> check_parallel_call(const Q& q, const K& k, const V& v,
                                               const I& igate_preact, const F& fgate_preact,
-                                              const ParallelOptions& options,
-                                              FiniteScan scan = FiniteScan::needed) {
+                                              const ParallelOptions& options) {
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
-  auto in = check_sequence_inputs(q, k, v, igate_preact, fgate_preact, threads, scan);
+  auto in = check_sequence_inputs(q, k, v, igate_preact, fgate_preact, threads);
   expect_valid_eps(static_cast<ScalarOf<Q>>(options.eps), "options.eps");
   const SequenceMask mask = resolve_mask(options.mask, in.shape.seq_len);
   return {std::move(in), mask, threads};
@@ -298,7 +350,7 @@ Tensor<ScalarOf<Q>, 4> parallel_stabilized(const Q& q, const K& k, const V& v,
     const auto call = detail::check_parallel_call(q, k, v, igate_preact, fgate_preact, options);
     const detail::SequenceShape& s = call.in.shape;
     Tensor<T, 4> h(s.batch, s.heads, s.seq_len, s.v_dim);
-    detail::parallel_forward(call.in, call.mask, options.stabilize_rowwise,
+    detail::parallel_forward(detail::operands_of(call.in), call.mask, options.stabilize_rowwise,
                              static_cast<T>(options.eps), call.threads, h.data());
     return h;
   }

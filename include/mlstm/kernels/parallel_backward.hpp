@@ -60,6 +60,7 @@
 
 #include <Eigen/Core>
 
+#include "mlstm/detail/assert.hpp"
 #include "mlstm/detail/checks.hpp"
 #include "mlstm/detail/gate_decay.hpp"
 #include "mlstm/detail/math.hpp"
@@ -95,12 +96,23 @@ using ParallelGradients = SequenceGradients<T>;
 
 namespace detail {
 
-// One head's slices for the backward, all row-major.
+// One head's slices for the backward, row-major: q, k, v and their gradients with rows the
+// input's stride apart (each gradient as its input lies), the others contiguous.
 template <typename T>
 struct ParallelHeadBackward {
   const T *q, *k, *v, *igate, *fgate;  // (S, DQK) (S, DQK) (S, DV) (S) (S)
   const T *h, *dh, *row_sum;           // (S, DV) (S, DV) (S)
   T *dq, *dk, *dv, *di, *df;
+  Index q_stride, k_stride, v_stride;
+};
+
+// Where the parallel backward writes: dq, dk, dv by head rows, laid out as the inputs q, k, v
+// they belong to (the same strides), di and df (B, NH, S).
+template <typename T>
+struct ParallelGradientRows {
+  HeadRows<T> dq, dk, dv;
+  T* di;
+  T* df;
 };
 
 // Backward of one head, by column panels; see the file comment.
@@ -111,9 +123,11 @@ void parallel_backward_head(const ParallelHeadBackward<T>& p, const SequenceShap
   using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
   const Index S = s.seq_len;
   const T scale = T(1) / std::sqrt(static_cast<T>(s.qk_dim));
+  using Strided = Eigen::Map<Matrix, 0, Eigen::OuterStride<>>;
   Eigen::Map<const Matrix> hidden(p.h, S, s.v_dim), d_hidden(p.dh, S, s.v_dim);
-  Eigen::Map<Matrix> d_queries(p.dq, S, s.qk_dim), d_keys(p.dk, S, s.qk_dim),
-      d_values(p.dv, S, s.v_dim);
+  Strided d_queries(p.dq, S, s.qk_dim, Eigen::OuterStride<>(p.q_stride)),
+      d_keys(p.dk, S, s.qk_dim, Eigen::OuterStride<>(p.k_stride)),
+      d_values(p.dv, S, s.v_dim, Eigen::OuterStride<>(p.v_stride));
   d_queries.setZero();
 
   ParallelHeadGates gates;
@@ -154,9 +168,9 @@ void parallel_backward_head(const ParallelHeadBackward<T>& p, const SequenceShap
     auto score = scores.topLeftCorner(rows, cols);         // S, then Ct / den
     auto d_score = d_scores.topLeftCorner(rows, cols);     // dh . v, then dS / sqrt(DQK)
     auto grad = grad_log_decay.topLeftCorner(rows, cols);  // G
-    const T* q_rows = p.q + r0 * s.qk_dim;
+    const T* q_rows = p.q + r0 * p.q_stride;
     const T* dh_rows = p.dh + r0 * s.v_dim;
-    const T* k_cols = p.k + c0 * s.qk_dim;
+    const T* k_cols = p.k + c0 * p.k_stride;
     // Under the causal mask the panel's first row is step c0: score and d_score are lower
     // triangular, and the products by them and their transposes skip the rest
     // (matrix_product.hpp).
@@ -164,10 +178,11 @@ void parallel_backward_head(const ParallelHeadBackward<T>& p, const SequenceShap
     const Triangle lower = causal ? Triangle::lower_a : Triangle::none;
     const Triangle upper = causal ? Triangle::upper_a : Triangle::none;
     const Triangle seen = causal ? Triangle::lower_result : Triangle::none;
-    matrix_product<T>(rows, cols, s.qk_dim, {q_rows, s.qk_dim}, {k_cols, s.qk_dim, true},
+    matrix_product<T>(rows, cols, s.qk_dim, {q_rows, p.q_stride}, {k_cols, p.k_stride, true},
                       score.data(), width, Accumulate::no, seen);  // Q_rows K_cols^T
-    matrix_product<T>(rows, cols, s.v_dim, {dh_rows, s.v_dim}, {p.v + c0 * s.v_dim, s.v_dim, true},
-                      d_score.data(), width, Accumulate::no, seen);  // dH_rows V_cols^T
+    matrix_product<T>(rows, cols, s.v_dim, {dh_rows, s.v_dim},
+                      {p.v + c0 * p.v_stride, p.v_stride, true}, d_score.data(), width,
+                      Accumulate::no, seen);  // dH_rows V_cols^T
     const DecayParts parts{gates.row.hi.data() + r0, gates.row.lo.data() + r0,
                            gates.col.hi.data() + c0, gates.col.lo.data() + c0};
     for (Index r = 0; r < rows; ++r) {
@@ -198,13 +213,13 @@ void parallel_backward_head(const ParallelHeadBackward<T>& p, const SequenceShap
     grad_row_sum.segment(r0, rows) += grad_double.rowwise().sum();
     grad_col_sum.segment(c0, cols) = grad_double.colwise().sum().transpose();
     matrix_product<T>(cols, s.v_dim, rows, {score.data(), width, true}, {dh_rows, s.v_dim},
-                      p.dv + c0 * s.v_dim, s.v_dim, Accumulate::no,
+                      p.dv + c0 * p.v_stride, p.v_stride, Accumulate::no,
                       upper);  // dV_cols = score^T dH_rows
-    matrix_product<T>(cols, s.qk_dim, rows, {d_score.data(), width, true}, {q_rows, s.qk_dim},
-                      p.dk + c0 * s.qk_dim, s.qk_dim, Accumulate::no,
+    matrix_product<T>(cols, s.qk_dim, rows, {d_score.data(), width, true}, {q_rows, p.q_stride},
+                      p.dk + c0 * p.k_stride, p.k_stride, Accumulate::no,
                       upper);  // dK_cols = dscore^T Q_rows
-    matrix_product<T>(rows, s.qk_dim, cols, {d_score.data(), width}, {k_cols, s.qk_dim},
-                      p.dq + r0 * s.qk_dim, s.qk_dim, Accumulate::yes,
+    matrix_product<T>(rows, s.qk_dim, cols, {d_score.data(), width}, {k_cols, p.k_stride},
+                      p.dq + r0 * p.q_stride, p.q_stride, Accumulate::yes,
                       lower);  // dQ_rows += dscore K_cols
   }
 
@@ -273,27 +288,61 @@ void check_parallel_forward(const ParallelForward<T>& forward, const SequenceSha
   }
 }
 
-// The forward with its cache written into `out`, whose tensors are resized (a no-op when their
-// sizes are unchanged: a training loop passes the same one again).
+// The forward on `in` under `mask` with its cache written into `out`, whose tensors are resized
+// (a no-op when their sizes are unchanged: a training loop passes the same one again).
 template <typename T>
-void parallel_forward_with_cache(const ParallelCall<T>& call, const ParallelOptions& options,
+void parallel_forward_with_cache(const ParallelOperands<T>& in, const SequenceMask& mask,
+                                 int threads, const ParallelOptions& options,
                                  ParallelForward<T>& out) {
-  const SequenceShape& s = call.in.shape;
+  const SequenceShape& s = in.shape;
   out.h.resize(s.batch, s.heads, s.seq_len, s.v_dim);
   out.cache.row_sum.resize(s.batch, s.heads, s.seq_len, 1);
   out.cache.stabilize_rowwise = options.stabilize_rowwise;
   out.cache.eps = options.eps;
-  out.cache.mask = applied_mask(call.mask);
-  parallel_forward(call.in, call.mask, options.stabilize_rowwise, static_cast<T>(options.eps),
-                   call.threads, out.h.data(), out.cache.row_sum.data());
+  out.cache.mask = applied_mask(mask);
+  parallel_forward(in, mask, options.stabilize_rowwise, static_cast<T>(options.eps), threads,
+                   out.h.data(), out.cache.row_sum.data());
 }
 
 template <typename T>
 ParallelForward<T> parallel_forward_with_cache(const ParallelCall<T>& call,
                                                const ParallelOptions& options) {
   ParallelForward<T> out;
-  parallel_forward_with_cache(call, options, out);
+  parallel_forward_with_cache(operands_of(call.in), call.mask, call.threads, options, out);
   return out;
+}
+
+// The gradients for dh (B, NH, S, DV) written to `out`, from the forward's cache on `in` under
+// `mask`.
+template <typename T>
+void parallel_backward(const ParallelOperands<T>& in, const SequenceMask& mask, int threads,
+                       const T* dh, const ParallelForward<T>& forward,
+                       const ParallelOptions& options, const ParallelGradientRows<T>& out) {
+  const SequenceShape& s = in.shape;
+  MLSTM_ASSERT(out.dq.row_stride == in.q.row_stride && out.dk.row_stride == in.k.row_stride &&
+                   out.dv.row_stride == in.v.row_stride,
+               "the gradients lie as their inputs");
+  const Index heads = s.batch * s.heads;
+  parallel_for(heads, parallel_threads(s, heads, threads, 5), [&](Index head) {
+    const Index row = head * s.seq_len;
+    const ParallelHeadBackward<T> p{in.q.head(head, s.heads),
+                                    in.k.head(head, s.heads),
+                                    in.v.head(head, s.heads),
+                                    in.igate_preact + row,
+                                    in.fgate_preact + row,
+                                    forward.h.data() + row * s.v_dim,
+                                    dh + row * s.v_dim,
+                                    forward.cache.row_sum.data() + row,
+                                    out.dq.head(head, s.heads),
+                                    out.dk.head(head, s.heads),
+                                    out.dv.head(head, s.heads),
+                                    out.di + row,
+                                    out.df + row,
+                                    in.q.row_stride,
+                                    in.k.row_stride,
+                                    in.v.row_stride};
+    parallel_backward_head(p, s, mask, options.stabilize_rowwise, static_cast<T>(options.eps));
+  });
 }
 
 // The gradients written into `grads`, resized like parallel_forward_with_cache's `out`.
@@ -301,27 +350,13 @@ template <typename T>
 void parallel_backward(const ParallelCall<T>& call, const ConstTensorMap<T, 4>& dh,
                        const ParallelForward<T>& forward, const ParallelOptions& options,
                        ParallelGradients<T>& grads) {
-  const SequenceInputs<T>& in = call.in;
-  const SequenceShape& s = in.shape;
+  const SequenceShape& s = call.in.shape;
   resize_sequence_gradients(s, grads);
-  const Index heads = s.batch * s.heads;
-  parallel_for(heads, parallel_threads(s, heads, call.threads, 5), [&](Index head) {
-    const Index row = head * s.seq_len;
-    const ParallelHeadBackward<T> p{in.q.data() + row * s.qk_dim,
-                                    in.k.data() + row * s.qk_dim,
-                                    in.v.data() + row * s.v_dim,
-                                    in.igate_preact.data() + row,
-                                    in.fgate_preact.data() + row,
-                                    forward.h.data() + row * s.v_dim,
-                                    dh.data() + row * s.v_dim,
-                                    forward.cache.row_sum.data() + row,
-                                    grads.dq.data() + row * s.qk_dim,
-                                    grads.dk.data() + row * s.qk_dim,
-                                    grads.dv.data() + row * s.v_dim,
-                                    grads.di.data() + row,
-                                    grads.df.data() + row};
-    parallel_backward_head(p, s, call.mask, options.stabilize_rowwise, static_cast<T>(options.eps));
-  });
+  const ParallelGradientRows<T> out{
+      rows_by_head(grads.dq.data(), s, s.qk_dim), rows_by_head(grads.dk.data(), s, s.qk_dim),
+      rows_by_head(grads.dv.data(), s, s.v_dim), grads.di.data(), grads.df.data()};
+  parallel_backward(operands_of(call.in), call.mask, call.threads, dh.data(), forward, options,
+                    out);
 }
 
 template <typename T>
@@ -334,17 +369,15 @@ ParallelGradients<T> parallel_backward(const ParallelCall<T>& call, const ConstT
 }
 
 // parallel_stabilized_backward (below) with the cached forward, its gradients written into
-// `grads` (resized like parallel_forward_with_cache's `out`); dh is scanned for non-finite
-// values, the inputs as `scan` says.
+// `grads` (resized like parallel_forward_with_cache's `out`).
 template <typename Q, typename K, typename V, typename I, typename F, typename DH>
 void parallel_stabilized_backward(const Q& q, const K& k, const V& v, const I& igate_preact,
                                   const F& fgate_preact, const DH& dh,
                                   const ParallelForward<ScalarOf<Q>>& forward,
                                   const ParallelOptions& options,
-                                  ParallelGradients<ScalarOf<Q>>& grads,
-                                  FiniteScan scan = FiniteScan::needed) {
+                                  ParallelGradients<ScalarOf<Q>>& grads) {
   require_same_scalar<Q, DH>();
-  const auto call = check_parallel_call(q, k, v, igate_preact, fgate_preact, options, scan);
+  const auto call = check_parallel_call(q, k, v, igate_preact, fgate_preact, options);
   const auto dh_view = check_output_gradient(dh, call.in.shape, "dh", call.threads);
   check_parallel_forward(forward, call.in.shape, options, call.mask);
   parallel_backward(call, dh_view, forward, options, grads);

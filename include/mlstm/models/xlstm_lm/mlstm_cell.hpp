@@ -15,13 +15,15 @@
 // by the state after the sequence.
 //
 // Training (mlstm_cell_backward): the forward from the zero state can keep an MLSTMCellCache (the
-// inputs split into heads, the gate pre-activations and the kernel's output before the norm, with
-// the parallel kernel's row sums). Given dh (B, S, I), the backward runs, in reverse:
+// gate pre-activations split into heads, the kernel's output before the norm, with the parallel
+// kernel's row sums; with the chunkwise kernel the inputs split into heads too, while the
+// parallel kernel reads q, k and v where they lie, head by head, forward and backward). Given
+// dh (B, S, I), the backward runs, in reverse:
 //
 //   the multi-head norm's backward (layer_norm.hpp)            -> d h_heads, d outnorm.weight
-//   the kernel's backward: parallel_stabilized_backward for the parallel forward kernel, else
-//   chunkwise_stabilized_backward (the recurrent kernel computes the chunkwise form's function)
-//                                                              -> dq, dk, dv, di, df per head
+//   the kernel's backward: the parallel form's for the parallel forward kernel (dq, dk, dv
+//   written into rows), else chunkwise_stabilized_backward (the recurrent kernel computes the
+//   chunkwise form's function)                                 -> dq, dk, dv, di, df per head
 //   the gates' backward: d[q, k, v] += di W_i + df W_f,  dW_i += di^T [q, k, v],  db_i += sum di
 //                                                              (likewise for f; both in one
 //                                                              product, gates_backward)
@@ -87,7 +89,7 @@ struct MLSTMCellWeights {
 // What the cell's forward keeps for its backward (Keep::for_backward), or its reused scratch.
 template <typename T>
 struct MLSTMCellCache {
-  Tensor<T, 4> q_heads, k_heads, v_heads;  // (B, NH, S, DH)
+  Tensor<T, 4> q_heads, k_heads, v_heads;  // (B, NH, S, DH); not with the parallel kernel
   Tensor<T, 4> igate_heads, fgate_heads;   // (B, NH, S, 1)
   ParallelForward<T> kernel;               // h before the norm (B, NH, S, DH); its row sums
                                            // with the parallel kernel only
@@ -98,7 +100,8 @@ struct MLSTMCellCache {
 template <typename T>
 struct MLSTMCellBackwardBuffers {
   Tensor<T, 4> dh_heads;               // (B, NH, S, DH): the norm's input gradient
-  ParallelGradients<T> kernel;         // the kernel's gradients per head
+  ParallelGradients<T> kernel;         // the kernel's gradients per head (di, df alone with the
+                                       // parallel kernel, which writes dq, dk, dv in rows)
   detail::RowMatrix<T> dgate, dgates;  // (rows, NH) and (rows, 2 NH): [d igate, d fgate]
 };
 
@@ -119,9 +122,10 @@ namespace detail {
 // outputs a matrix product would spend its time packing q, k and v; each gate is three dot
 // products of length I instead (q W[:, 0:I]^T + k W[:, I:2I]^T + v W[:, 2I:3I]^T + b, in that
 // order), both gates in one pass over q, k and v. Runs on up to `threads` threads over blocks of
-// rows (the result does not depend on the count).
+// rows (the result does not depend on the count). Returns whether every value of q, k and v is
+// finite, scanned block by block after the gates have read it (while it is in cache).
 template <typename T>
-void gate_preactivations(const T* q, const T* k, const T* v, Index rows, Index inner,
+bool gate_preactivations(const T* q, const T* k, const T* v, Index rows, Index inner,
                          const MLSTMCellWeights<T>& w, RowMatrix<T>& igate, RowMatrix<T>& fgate,
                          int threads = 1) {
   using Vector = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>;
@@ -132,6 +136,7 @@ void gate_preactivations(const T* q, const T* k, const T* v, Index rows, Index i
   const std::pair<const T*, const T*> weights[] = {{w.igate_weight.data(), w.igate_bias.data()},
                                                    {w.fgate_weight.data(), w.fgate_bias.data()}};
   RowMatrix<T>* gates[] = {&igate, &fgate};
+  std::atomic<bool> finite{true};
   const auto block = [&](Index begin, Index end) {
     for (Index row = begin; row < end; ++row)
       for (int gate = 0; gate < 2; ++gate)
@@ -143,8 +148,12 @@ void gate_preactivations(const T* q, const T* k, const T* v, Index rows, Index i
                        .dot(Vector(weight + (head * 3 + part) * inner, inner));
           (*gates[gate])(row, head) = sum;
         }
+    for (const T* input : inputs)
+      if (!all_finite(input + begin * inner, (end - begin) * inner))
+        finite.store(false, std::memory_order_relaxed);
   };
   parallel_rows(rows, 32, threads, 12.0 * static_cast<double>(inner * heads), block);
+  return finite;
 }
 
 // Rows [begin, end) of merge_heads' y (B * S, NH * D): row b * S + t from row t of each of x's
@@ -162,10 +171,11 @@ void merge_head_rows(const T* x, Index seq_len, Index heads, Index head_dim, T* 
 }
 
 // Backward of both gates' gate_preactivations for dgates (rows = B * S, 2 NH) = [d igate,
-// d fgate], where q, k and v also have the kernel's gradients per head, `per_head` (B, NH, S, DH):
-// dq, dk, dv (rows, I) written as those merged back into rows (merge_heads) plus dgates
-// [W_i; W_f]'s thirds, block of rows by block (the merged block is still in cache when the gates'
-// term is added: merged whole first, the three took a second pass through memory); dW_i and dW_f
+// d fgate], where q, k and v also have the kernel's gradients: dq, dk, dv (rows, I) get dgates
+// [W_i; W_f]'s thirds added to those, which are either already there (`per_head` null: the
+// parallel kernel writes them in rows) or in `per_head` (B, NH, S, DH), merged back into rows
+// (merge_heads) block of rows by block (the merged block is still in cache when the gates' term
+// is added: merged whole first, the three took a second pass through memory); dW_i and dW_f
 // (NH, 3I) accumulated with their halves of dgates^T [q, k, v], the biases with the sums of
 // dgates' columns. Both gates in one product of depth 2 NH. On up to `threads` threads over
 // blocks of rows (dq, dk, dv) and of columns (the weights), each sum in one thread, so the result
@@ -173,7 +183,7 @@ void merge_head_rows(const T* x, Index seq_len, Index heads, Index head_dim, T* 
 template <typename T>
 void gates_backward(const T* q, const T* k, const T* v, Index seq_len, Index rows, Index inner,
                     const MLSTMCellWeights<T>& w, const RowMatrix<T>& dgates,
-                    const ParallelGradients<T>& per_head, T* dq, T* dk, T* dv,
+                    const ParallelGradients<T>* per_head, T* dq, T* dk, T* dv,
                     const MLSTMCellGradients<T>& grads, int threads) {
   const Index heads = w.num_heads(), head_dim = inner / heads;
   // [W_i; W_f]'s thirds (for q, k and v), each (2 NH, I) and contiguous: where I is a multiple
@@ -187,7 +197,12 @@ void gates_backward(const T* q, const T* k, const T* v, Index seq_len, Index row
     weights.middleRows(part * 2 * heads + heads, heads) = fgate.middleCols(part * inner, inner);
   }
   const T* inputs[] = {q, k, v};
-  const T* merged[] = {per_head.dq.data(), per_head.dk.data(), per_head.dv.data()};
+  const T* merged[] = {nullptr, nullptr, nullptr};
+  if (per_head != nullptr) {
+    merged[0] = per_head->dq.data();
+    merged[1] = per_head->dk.data();
+    merged[2] = per_head->dv.data();
+  }
   T* gradients[] = {dq, dk, dv};
   constexpr Index row_block = 64, column_block = 128;
   const Index row_items = (rows + row_block - 1) / row_block;
@@ -198,8 +213,9 @@ void gates_backward(const T* q, const T* k, const T* v, Index seq_len, Index row
     if (item < row_items) {
       const Index begin = item * row_block, count = std::min(row_block, rows - begin);
       for (int part = 0; part < 3; ++part) {
-        merge_head_rows(merged[part], seq_len, heads, head_dim, gradients[part], begin,
-                        begin + count);
+        if (per_head != nullptr)
+          merge_head_rows(merged[part], seq_len, heads, head_dim, gradients[part], begin,
+                          begin + count);
         matrix_product<T>(count, inner, 2 * heads, {dgates.data() + begin * 2 * heads, 2 * heads},
                           {weights.data() + part * 2 * heads * inner, inner},
                           gradients[part] + begin * inner, inner, Accumulate::yes);
@@ -235,23 +251,17 @@ void for_each_position(Index batch, Index seq_len, Index width, int threads, con
 }
 
 // (B, S, NH * D) -> (B, NH, S, D): the reference's view(B, S, NH, D).transpose(1, 2), into y
-// (resized: a no-op when its size is unchanged), on up to `threads` threads. Returns whether
-// every value is finite, scanned as each head's values are copied (while they are in cache), so
-// that a kernel given the heads need not read them again for its check.
+// (resized: a no-op when its size is unchanged), on up to `threads` threads.
 template <typename T>
-bool split_heads(const T* x, Index batch, Index seq_len, Index heads, Index head_dim,
+void split_heads(const T* x, Index batch, Index seq_len, Index heads, Index head_dim,
                  Tensor<T, 4>& y, int threads = 1) {
   y.resize(batch, heads, seq_len, head_dim);
-  std::atomic<bool> finite{true};
   for_each_position(batch, seq_len, heads * head_dim, threads, [&](Index b, Index t) {
-    const T* position = x + (b * seq_len + t) * heads * head_dim;
     for (Index h = 0; h < heads; ++h) {
-      const T* source = position + h * head_dim;
+      const T* source = x + ((b * seq_len + t) * heads + h) * head_dim;
       std::copy(source, source + head_dim, y.data() + ((b * heads + h) * seq_len + t) * head_dim);
     }
-    if (!all_finite(position, heads * head_dim)) finite.store(false, std::memory_order_relaxed);
   });
-  return finite;
 }
 
 template <typename T>
@@ -285,6 +295,19 @@ Tensor<T, 4> mlstm_kernel_forward(const Tensor<T, 4>& q, const Tensor<T, 4>& k,
 // next call), or the backward that follows (the training forward, from the zero state).
 enum class Keep { none, for_backward };
 
+// The parallel kernel's operands in training: q, k, v (B, S, I) read where they lie, the gates'
+// pre-activations split into heads in the cache.
+template <typename T>
+ParallelOperands<T> parallel_operands_in_rows(const SequenceShape& shape, const T* q, const T* k,
+                                              const T* v, const MLSTMCellCache<T>& cache) {
+  return {shape,
+          rows_by_position(q, shape, shape.qk_dim),
+          rows_by_position(k, shape, shape.qk_dim),
+          rows_by_position(v, shape, shape.v_dim),
+          cache.igate_heads.data(),
+          cache.fgate_heads.data()};
+}
+
 // q, k, v (B, S, I) -> h (B, S, I), resized (a no-op when its size is unchanged) and written;
 // `state` null: the forward kernel from the zero state, else continued from *state, which is
 // replaced by the state after the sequence. The activations go to `activations`' tensors, resized
@@ -301,37 +324,44 @@ void mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const T* k, co
   const Index rows = batch * seq_len;
   RowMatrix<T> igate, fgate;  // (rows, NH)
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
-  gate_preactivations(q, k, v, rows, inner, w, igate, fgate, threads);
+  const bool inputs_finite = gate_preactivations(q, k, v, rows, inner, w, igate, fgate, threads);
   MLSTMCellCache<T>& kept = activations;
-  // Every split runs (each its own statement); `finite` says whether all their values were.
-  bool finite = split_heads(igate.data(), batch, seq_len, heads, Index{1}, kept.igate_heads);
-  finite = split_heads(fgate.data(), batch, seq_len, heads, Index{1}, kept.fgate_heads) && finite;
-  finite = split_heads(q, batch, seq_len, heads, head_dim, kept.q_heads, threads) && finite;
-  finite = split_heads(k, batch, seq_len, heads, head_dim, kept.k_heads, threads) && finite;
-  finite = split_heads(v, batch, seq_len, heads, head_dim, kept.v_heads, threads) && finite;
+  split_heads(igate.data(), batch, seq_len, heads, Index{1}, kept.igate_heads);
+  split_heads(fgate.data(), batch, seq_len, heads, Index{1}, kept.fgate_heads);
+  const auto split_inputs = [&] {
+    split_heads(q, batch, seq_len, heads, head_dim, kept.q_heads, threads);
+    split_heads(k, batch, seq_len, heads, head_dim, kept.k_heads, threads);
+    split_heads(v, batch, seq_len, heads, head_dim, kept.v_heads, threads);
+  };
 
-  if (keep == Keep::none) {
-    kept.kernel.h = mlstm_kernel_forward(kept.q_heads, kept.k_heads, kept.v_heads, kept.igate_heads,
-                                         kept.fgate_heads, options, state);
-  } else if (options.forward_kernel == SequenceKernel::parallel) {
-    ParallelOptions parallel;
-    parallel.eps = options.eps;
-    parallel.num_threads = options.num_threads;
-    // The heads' values were scanned as they were split: the check names the first non-finite
-    // one, else it and the backward (which reads this cache) take them as scanned.
-    if (!finite)
+  if (keep == Keep::for_backward && options.forward_kernel == SequenceKernel::parallel) {
+    // The parallel kernel reads q, k and v where they lie, and its backward reads them there
+    // again: they are not copied into heads. Their values were scanned as the gates read them;
+    // a non-finite one is named, after a split, as the kernels name their inputs.
+    if (!(inputs_finite && all_finite(igate.data(), igate.size()) &&
+          all_finite(fgate.data(), fgate.size()))) {
+      split_inputs();
       expect_sequence_inputs_finite(check_sequence_shapes(kept.q_heads, kept.k_heads, kept.v_heads,
                                                           kept.igate_heads, kept.fgate_heads),
                                     threads);
+    }
+    ParallelOptions parallel;
+    parallel.eps = options.eps;
     parallel_forward_with_cache(
-        check_parallel_call(kept.q_heads, kept.k_heads, kept.v_heads, kept.igate_heads,
-                            kept.fgate_heads, parallel, FiniteScan::done),
-        parallel, kept.kernel);
+        parallel_operands_in_rows(SequenceShape{batch, heads, seq_len, head_dim, head_dim}, q, k, v,
+                                  kept),
+        resolve_mask(parallel.mask, seq_len), threads, parallel, kept.kernel);
   } else {
-    KernelOptions chunkwise = options;
-    chunkwise.forward_kernel = SequenceKernel::chunkwise;
-    kept.kernel.h = kernel_forward(kept.q_heads, kept.k_heads, kept.v_heads, kept.igate_heads,
-                                   kept.fgate_heads, chunkwise);
+    split_inputs();
+    if (keep == Keep::none) {
+      kept.kernel.h = mlstm_kernel_forward(kept.q_heads, kept.k_heads, kept.v_heads,
+                                           kept.igate_heads, kept.fgate_heads, options, state);
+    } else {
+      KernelOptions chunkwise = options;
+      chunkwise.forward_kernel = SequenceKernel::chunkwise;
+      kept.kernel.h = kernel_forward(kept.q_heads, kept.k_heads, kept.v_heads, kept.igate_heads,
+                                     kept.fgate_heads, chunkwise);
+    }
   }
 
   h.resize(batch, seq_len, inner);
@@ -358,13 +388,20 @@ void mlstm_cell_backward(const MLSTMCellWeights<T>& w, const MLSTMCellGradients<
                                  dh_heads.data(), grads.outnorm_weight, static_cast<T*>(nullptr),
                                  threads);
   ParallelGradients<T>& g = buffers.kernel;
-  if (options.forward_kernel == SequenceKernel::parallel) {
+  const bool parallel_kernel = options.forward_kernel == SequenceKernel::parallel;
+  if (parallel_kernel) {
+    // dq, dk and dv straight into rows, where the forward read q, k and v; di and df per head.
+    const SequenceShape shape{batch, heads, seq_len, head_dim, head_dim};
+    g.di.resize(batch, heads, seq_len, 1);
+    g.df.resize(batch, heads, seq_len, 1);
+    const ParallelGradientRows<T> out{
+        rows_by_position(dq, shape, head_dim), rows_by_position(dk, shape, head_dim),
+        rows_by_position(dv, shape, head_dim), g.di.data(), g.df.data()};
     ParallelOptions parallel;
     parallel.eps = options.eps;
-    parallel.num_threads = options.num_threads;
-    parallel_stabilized_backward(cache.q_heads, cache.k_heads, cache.v_heads, cache.igate_heads,
-                                 cache.fgate_heads, dh_heads, cache.kernel, parallel, g,
-                                 FiniteScan::done);
+    parallel_backward(parallel_operands_in_rows(shape, q, k, v, cache),
+                      resolve_mask(parallel.mask, seq_len), threads, dh_heads.data(), cache.kernel,
+                      parallel, out);
   } else {
     ChunkwiseOptions chunkwise;
     chunkwise.chunk_size = options.chunk_size;
@@ -385,7 +422,8 @@ void mlstm_cell_backward(const MLSTMCellWeights<T>& w, const MLSTMCellGradients<
   dgates.leftCols(heads) = dgate;
   merge_heads(g.df.data(), batch, seq_len, heads, Index{1}, dgate.data());
   dgates.rightCols(heads) = dgate;
-  gates_backward(q, k, v, seq_len, rows, inner, w, dgates, g, dq, dk, dv, grads, threads);
+  gates_backward(q, k, v, seq_len, rows, inner, w, dgates, parallel_kernel ? nullptr : &g, dq, dk,
+                 dv, grads, threads);
 }
 
 // c (B, NH, DH, DH), n (B, NH, DH, 1), m (B, NH, 1, 1); `prefix` names the state in messages.
