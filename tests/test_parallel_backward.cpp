@@ -114,12 +114,14 @@ TEST_CASE("the forward with cache is the parallel form, and the backward reuses 
 
 // The training cell runs the parallel form on q, k, v where they lie in the layer's (B, S, NH * D)
 // rows and writes dq, dk, dv there: forward and backward must give the (B, NH, S, D) tensors'
-// results bit for bit, on 1 and 3 threads (2 x 3 heads, DQK != DV, S not a multiple of the row
-// tiles or column panels), and leave the memory after the rows untouched.
+// results bit for bit, on 1 and 3 threads (2 x 3 heads, DQK != DV, S = 300: a second row tile
+// of 44 rows and column panels not a multiple of S). NaN after the inputs' rows would reach the
+// results if read; the memory after the gradients' rows must stay untouched.
 TEST_CASE("the parallel form reads q, k, v and writes their gradients in (B, S, NH * D) rows",
           "[backward][parallel]") {
   namespace d = mlstm::detail;
-  const Index B = 2, NH = 3, S = 150, DQK = 8, DV = 12, guards = 7;
+  const Index B = 2, NH = 3, S = 300, DQK = 8, DV = 12, guards = 7;
+  REQUIRE(S > d::parallel_tile_rows);
   const SequenceCase<float> c = SequenceCase<double>(B, NH, S, DQK, DV, 31).cast<float>();
   Tensor<float, 4> dh(c.v.dimensions());
   mlstm::test::Random(32).fill_uniform(dh, -1, 1);
@@ -133,8 +135,9 @@ TEST_CASE("the parallel form reads q, k, v and writes their gradients in (B, S, 
             rows[static_cast<std::size_t>(((b * S + t) * NH + h) * dim + j)] = x(b, h, t, j);
     return rows;
   };
-  const std::vector<float> q = to_rows(c.q, DQK, 0.0f), k = to_rows(c.k, DQK, 0.0f),
-                           v = to_rows(c.v, DV, 0.0f);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> q = to_rows(c.q, DQK, nan), k = to_rows(c.k, DQK, nan),
+                           v = to_rows(c.v, DV, nan);
   const d::SequenceShape shape{B, NH, S, DQK, DV};
   const d::ParallelOperands<float> in{shape,
                                       d::rows_by_position(q.data(), shape, DQK),

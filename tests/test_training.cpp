@@ -225,9 +225,11 @@ TEST_CASE("forward_backward's kept workspace gives a fresh one's results, also a
   }
 }
 
-// The training cell scans q, k, v and the gates as it splits them into heads, and its kernels
-// take them as scanned (parallel) or scan them chunk by chunk (chunkwise): a non-finite weight
-// that reaches one of them is named as the kernels name their inputs, on 1 and 2 threads.
+// The training cell scans the gates (which a non-finite q, k or v makes non-finite) before its
+// parallel kernel, and dh before that kernel's backward; the chunkwise kernel scans its inputs
+// and dh chunk by chunk. A non-finite weight that reaches one of them is named as the kernels
+// name their inputs, on 1 and 2 threads: in q, v or the forget gate's bias in the forward, and
+// in the last block's proj_down (after its cell) in dh, in the backward.
 TEST_CASE("forward_backward names a non-finite input of a block's cell", "[training][errors]") {
   const mlstm::LMModelConfig config = two_block_config(16);
   struct Case {
@@ -235,8 +237,9 @@ TEST_CASE("forward_backward names a non-finite input of a block's cell", "[train
     const char* input;
   };
   const std::string block = "xlstm_block_stack.blocks.1.xlstm.";
-  for (const Case& bad : {Case{"q_proj.weight", "q:"}, Case{"v_proj.weight", "v:"},
-                          Case{"mlstm_cell.fgate.bias", "fgate_preact:"}}) {
+  for (const Case& bad :
+       {Case{"q_proj.weight", "q:"}, Case{"v_proj.weight", "v:"},
+        Case{"mlstm_cell.fgate.bias", "fgate_preact:"}, Case{"proj_down.weight", "dh:"}}) {
     for (const auto kernel : {mlstm::SequenceKernel::parallel, mlstm::SequenceKernel::chunkwise}) {
       for (const int threads : {1, 2}) {
         CAPTURE(bad.parameter, static_cast<int>(kernel), threads);
@@ -258,7 +261,7 @@ TEST_CASE("forward_backward names a non-finite input of a block's cell", "[train
         parameter->data()[parameter->size() - 1] = NAN;
         try {
           model.forward_backward(tokens, targets);
-          FAIL("no error for a NaN in " << bad.parameter);
+          FAIL_CHECK("no error for a NaN in " << bad.parameter);
         } catch (const mlstm::ValueError& error) {
           CHECK_THAT(error.what(),
                      Catch::Contains(bad.input) && Catch::Contains("expected finite values"));

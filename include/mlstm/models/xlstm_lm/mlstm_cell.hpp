@@ -23,7 +23,8 @@
 //   the multi-head norm's backward (layer_norm.hpp)            -> d h_heads, d outnorm.weight
 //   the kernel's backward: the parallel form's for the parallel forward kernel (dq, dk, dv
 //   written into rows), else chunkwise_stabilized_backward (the recurrent kernel computes the
-//   chunkwise form's function)                                 -> dq, dk, dv, di, df per head
+//   chunkwise form's function)                                 -> dq, dk, dv (in rows or per
+//                                                              head), di, df per head
 //   the gates' backward: d[q, k, v] += di W_i + df W_f,  dW_i += di^T [q, k, v],  db_i += sum di
 //                                                              (likewise for f; both in one
 //                                                              product, gates_backward)
@@ -31,7 +32,6 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -122,10 +122,9 @@ namespace detail {
 // outputs a matrix product would spend its time packing q, k and v; each gate is three dot
 // products of length I instead (q W[:, 0:I]^T + k W[:, I:2I]^T + v W[:, 2I:3I]^T + b, in that
 // order), both gates in one pass over q, k and v. Runs on up to `threads` threads over blocks of
-// rows (the result does not depend on the count). Returns whether every value of q, k and v is
-// finite, scanned block by block after the gates have read it (while it is in cache).
+// rows (the result does not depend on the count).
 template <typename T>
-bool gate_preactivations(const T* q, const T* k, const T* v, Index rows, Index inner,
+void gate_preactivations(const T* q, const T* k, const T* v, Index rows, Index inner,
                          const MLSTMCellWeights<T>& w, RowMatrix<T>& igate, RowMatrix<T>& fgate,
                          int threads = 1) {
   using Vector = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>;
@@ -136,7 +135,6 @@ bool gate_preactivations(const T* q, const T* k, const T* v, Index rows, Index i
   const std::pair<const T*, const T*> weights[] = {{w.igate_weight.data(), w.igate_bias.data()},
                                                    {w.fgate_weight.data(), w.fgate_bias.data()}};
   RowMatrix<T>* gates[] = {&igate, &fgate};
-  std::atomic<bool> finite{true};
   const auto block = [&](Index begin, Index end) {
     for (Index row = begin; row < end; ++row)
       for (int gate = 0; gate < 2; ++gate)
@@ -148,12 +146,8 @@ bool gate_preactivations(const T* q, const T* k, const T* v, Index rows, Index i
                        .dot(Vector(weight + (head * 3 + part) * inner, inner));
           (*gates[gate])(row, head) = sum;
         }
-    for (const T* input : inputs)
-      if (!all_finite(input + begin * inner, (end - begin) * inner))
-        finite.store(false, std::memory_order_relaxed);
   };
   parallel_rows(rows, 32, threads, 12.0 * static_cast<double>(inner * heads), block);
-  return finite;
 }
 
 // Rows [begin, end) of merge_heads' y (B * S, NH * D): row b * S + t from row t of each of x's
@@ -324,7 +318,7 @@ void mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const T* k, co
   const Index rows = batch * seq_len;
   RowMatrix<T> igate, fgate;  // (rows, NH)
   const int threads = resolve_num_threads(options.num_threads, "options.num_threads");
-  const bool inputs_finite = gate_preactivations(q, k, v, rows, inner, w, igate, fgate, threads);
+  gate_preactivations(q, k, v, rows, inner, w, igate, fgate, threads);
   MLSTMCellCache<T>& kept = activations;
   split_heads(igate.data(), batch, seq_len, heads, Index{1}, kept.igate_heads);
   split_heads(fgate.data(), batch, seq_len, heads, Index{1}, kept.fgate_heads);
@@ -336,10 +330,11 @@ void mlstm_cell_forward(const MLSTMCellWeights<T>& w, const T* q, const T* k, co
 
   if (keep == Keep::for_backward && options.forward_kernel == SequenceKernel::parallel) {
     // The parallel kernel reads q, k and v where they lie, and its backward reads them there
-    // again: they are not copied into heads. Their values were scanned as the gates read them;
-    // a non-finite one is named, after a split, as the kernels name their inputs.
-    if (!(inputs_finite && all_finite(igate.data(), igate.size()) &&
-          all_finite(fgate.data(), fgate.size()))) {
+    // again: they are not copied into heads. A non-finite value of q, k or v makes both gates of
+    // its row non-finite (NaN and infinities survive a dot product: inf * 0 is NaN), so a scan of
+    // the gates finds it too; a non-finite input is then named, after a split, as the kernels
+    // name their inputs.
+    if (!(all_finite(igate.data(), igate.size()) && all_finite(fgate.data(), fgate.size()))) {
       split_inputs();
       expect_sequence_inputs_finite(check_sequence_shapes(kept.q_heads, kept.k_heads, kept.v_heads,
                                                           kept.igate_heads, kept.fgate_heads),
@@ -397,6 +392,7 @@ void mlstm_cell_backward(const MLSTMCellWeights<T>& w, const MLSTMCellGradients<
     const ParallelGradientRows<T> out{
         rows_by_position(dq, shape, head_dim), rows_by_position(dk, shape, head_dim),
         rows_by_position(dv, shape, head_dim), g.di.data(), g.df.data()};
+    expect_finite<T, 4>(dh_heads, "dh", threads);  // as the kernels' own backwards do
     ParallelOptions parallel;
     parallel.eps = options.eps;
     parallel_backward(parallel_operands_in_rows(shape, q, k, v, cache),
