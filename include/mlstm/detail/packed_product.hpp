@@ -14,11 +14,10 @@
 // depth (a linear layer's weights, op(A) = x) is transposed eight by eight in vector registers
 // while packed: packed one value at a time, it took a sixth of a 128-row linear layer.
 //
-// The AVX-512 tile also reads operands where they lie, unpacked, when they are small (the
-// chunkwise form's chunks, the parallel form's panels) or read only once (fits_in_place):
-// packing the small ones took a fifth to a third of those products, which then ran no faster
-// than Eigen's AVX-512 product (Eigen's packs too); read in place they run at about 1.25x its
-// rate (bench/README.md, "The AVX-512 tile, reading small operands in place").
+// Both tiles also read operands where they lie, unpacked, when they are small (the chunkwise
+// form's chunks, the parallel form's panels) or read only once (fits_in_place): packing the small
+// ones took a fifth to a third of those products (bench/README.md, "The AVX-512 tile, reading
+// small operands in place", and "The AVX2 tile reads in place too").
 //
 // Every element of C is summed over the depth in increasing order with fused multiply-adds, in
 // blocks of depth_block, whatever the thread count, the tile, or whether an operand was packed;
@@ -43,16 +42,13 @@ inline constexpr Index packed_row_block = 72;
 inline constexpr Index packed_col_block = 1024;
 
 // The register tiles: AVX2's 6 x 16 (twelve accumulators of 8 floats) and AVX-512's 8 x 32
-// (sixteen of 16), each a Rows x Cols block of C summed in registers over the depth.
-// reads_in_place: whether the tile's kernel takes operands where they lie (OperandPanels with
-// the operand's own strides), not only packed.
+// (sixteen of 16), each a Rows x Cols block of C summed in registers over the depth. Each kernel
+// takes its operands packed or where they lie (OperandPanels with the operand's own strides).
 struct Avx2Tile {
   static constexpr Index rows = 6, cols = 16;
-  static constexpr bool reads_in_place = false;
 };
 struct Avx512Tile {
   static constexpr Index rows = 8, cols = 32;
-  static constexpr bool reads_in_place = true;
 };
 static_assert(packed_row_block % Avx2Tile::rows == 0 && packed_row_block % Avx512Tile::rows == 0 &&
                   packed_col_block % Avx2Tile::cols == 0 &&
@@ -196,66 +192,50 @@ inline OperandPanels panels_in_place(const MatrixOperand<float>& m, Index row0, 
 
 #if MLSTM_DETAIL_X86_KERNELS
 
-// One row of the tile at one depth: both accumulators += a * the panel's 16 values.
-__attribute__((target("avx2,fma"), always_inline)) inline void update_tile_row(const float& a,
-                                                                               __m256 b0, __m256 b1,
-                                                                               __m256& low,
-                                                                               __m256& high) {
-  const __m256 broadcast = _mm256_broadcast_ss(&a);
-  low = _mm256_fmadd_ps(broadcast, b0, low);
-  high = _mm256_fmadd_ps(broadcast, b1, high);
-}
-
-// Row r of a tile: (add ? row : 0) + the two accumulators.
-__attribute__((target("avx2,fma"), always_inline)) inline void store_tile_row(float* row,
-                                                                              __m256 low,
-                                                                              __m256 high,
-                                                                              bool add) {
-  if (add) {
-    low = _mm256_add_ps(low, _mm256_loadu_ps(row));
-    high = _mm256_add_ps(high, _mm256_loadu_ps(row + 8));
-  }
-  _mm256_storeu_ps(row, low);
-  _mm256_storeu_ps(row + 8, high);
-}
-
-// The 6 x 16 tile: tile (6, 16, row stride `stride`) = (add ? tile : 0) + a_panel b_panel over
-// `depth`, both packed. The twelve accumulators are named, not an array, so that they stay in
-// registers.
-__attribute__((target("avx2,fma"))) inline void packed_tile_kernel(const float* a_panel,
-                                                                   const float* b_panel,
-                                                                   Index depth, float* tile,
-                                                                   Index stride, bool add) {
-  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  for (Index k = 0; k < depth; ++k) {
-    const __m256 b0 = _mm256_loadu_ps(b_panel);
-    const __m256 b1 = _mm256_loadu_ps(b_panel + 8);
-    update_tile_row(a_panel[0], b0, b1, c00, c01);
-    update_tile_row(a_panel[1], b0, b1, c10, c11);
-    update_tile_row(a_panel[2], b0, b1, c20, c21);
-    update_tile_row(a_panel[3], b0, b1, c30, c31);
-    update_tile_row(a_panel[4], b0, b1, c40, c41);
-    update_tile_row(a_panel[5], b0, b1, c50, c51);
-    a_panel += Avx2Tile::rows;
-    b_panel += Avx2Tile::cols;
-  }
-  store_tile_row(tile, c00, c01, add);
-  store_tile_row(tile + stride, c10, c11, add);
-  store_tile_row(tile + 2 * stride, c20, c21, add);
-  store_tile_row(tile + 3 * stride, c30, c31, add);
-  store_tile_row(tile + 4 * stride, c40, c41, add);
-  store_tile_row(tile + 5 * stride, c50, c51, add);
-}
-
-// The 8 x 32 tile, as the 6 x 16 one in 16-lane registers: two accumulators per row, each lane
+// The 6 x 16 tile: tile (6, 16, row stride `stride`) = (add ? tile : 0) + op(A)'s 6 rows times
+// op(B)'s 16 columns over `depth`, each of the twelve accumulators (two of 8 floats per row)
 // summing its element over the depth in order with fused multiply-adds. op(A)'s row r at depth k
 // is a[r * a_row_step + k * a_depth_step] (rows past `height` read row height - 1 again, so that
-// a partial panel read in place stays inside its operand), op(B)'s 32 columns at depth k start at
-// b + k * b_depth_step. The loops over the rows are unrolled whole, so the sixteen accumulators
-// stay in registers.
+// a partial panel read in place stays inside its operand), op(B)'s 16 columns at depth k start at
+// b + k * b_depth_step: packed panels or the operands where they lie. The loops over the rows are
+// unrolled whole, so the accumulators stay in registers.
+__attribute__((target("avx2,fma"))) inline void strided_tile_kernel(
+    Avx2Tile, const float* a, Index a_row_step, Index a_depth_step, Index height, const float* b,
+    Index b_depth_step, Index depth, float* tile, Index stride, bool add) {
+  constexpr int rows = static_cast<int>(Avx2Tile::rows);
+  const float* row_of_a[rows];
+  __m256 low[rows], high[rows];
+#pragma GCC unroll 6
+  for (int r = 0; r < rows; ++r) {
+    row_of_a[r] = a + std::min<Index>(r, height - 1) * a_row_step;
+    low[r] = high[r] = _mm256_setzero_ps();
+  }
+  Index a_offset = 0;
+  for (Index k = 0; k < depth; ++k, a_offset += a_depth_step, b += b_depth_step) {
+    const __m256 b0 = _mm256_loadu_ps(b);
+    const __m256 b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < rows; ++r) {
+      const __m256 value = _mm256_broadcast_ss(row_of_a[r] + a_offset);
+      low[r] = _mm256_fmadd_ps(value, b0, low[r]);
+      high[r] = _mm256_fmadd_ps(value, b1, high[r]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < rows; ++r) {
+    float* row = tile + r * stride;
+    if (add) {
+      low[r] = _mm256_add_ps(low[r], _mm256_loadu_ps(row));
+      high[r] = _mm256_add_ps(high[r], _mm256_loadu_ps(row + 8));
+    }
+    _mm256_storeu_ps(row, low[r]);
+    _mm256_storeu_ps(row + 8, high[r]);
+  }
+}
+
+// The 8 x 32 tile: the 6 x 16 tile's loops in 16-lane registers (sixteen accumulators).
 __attribute__((target("avx512f"))) inline void strided_tile_kernel(
-    const float* a, Index a_row_step, Index a_depth_step, Index height, const float* b,
+    Avx512Tile, const float* a, Index a_row_step, Index a_depth_step, Index height, const float* b,
     Index b_depth_step, Index depth, float* tile, Index stride, bool add) {
   constexpr int rows = static_cast<int>(Avx512Tile::rows);
   const float* row_of_a[rows];
@@ -290,14 +270,10 @@ __attribute__((target("avx512f"))) inline void strided_tile_kernel(
 
 // One tile of `depth` depths from the panels' depth `begin`: the tile's panels of op(A) from row
 // i (`height` of them real) and of op(B) from column j.
-inline void tile_product(Avx2Tile, const OperandPanels& a, const OperandPanels& b, Index i, Index j,
-                         Index begin, Index depth, Index, float* tile, Index stride, bool add) {
-  packed_tile_kernel(a.at(i, begin), b.at(j, begin), depth, tile, stride, add);
-}
-inline void tile_product(Avx512Tile, const OperandPanels& a, const OperandPanels& b, Index i,
-                         Index j, Index begin, Index depth, Index height, float* tile, Index stride,
-                         bool add) {
-  strided_tile_kernel(a.at(i, begin), a.row_step, a.depth_step, height, b.at(j, begin),
+template <typename Tile>
+void tile_product(const OperandPanels& a, const OperandPanels& b, Index i, Index j, Index begin,
+                  Index depth, Index height, float* tile, Index stride, bool add) {
+  strided_tile_kernel(Tile{}, a.at(i, begin), a.row_step, a.depth_step, height, b.at(j, begin),
                       b.depth_step, depth, tile, stride, add);
 }
 
@@ -309,7 +285,7 @@ struct BlockOrigin {
 
 // C (rows, cols, row stride c_stride) = (add ? C : 0) + the product of a block's panels over
 // `depth`: panels of op(A)'s rows, Tile::rows high, by panels of op(B)'s columns, Tile::cols wide
-// (packed by pack_panels, or where they lie for a tile that reads in place). With a triangle, the
+// (packed by pack_panels, or where they lie). With a triangle, the
 // block's place in the whole product decides per tile: lower_result skips the tiles wholly above
 // the diagonal and keeps a straddling tile's upper entries at (add ? C : 0); lower_a stops each
 // tile at the depth past its last row, upper_a starts it at its first row.
@@ -341,10 +317,10 @@ void panels_product(const OperandPanels& a, Index rows, const OperandPanels& b, 
         continue;
       }
       if (height == Tile::rows && width == Tile::cols && kept_width(0) == width) {
-        tile_product(Tile{}, a, b, i, j, begin, end - begin, height, target, c_stride, add);
+        tile_product<Tile>(a, b, i, j, begin, end - begin, height, target, c_stride, add);
         continue;
       }
-      tile_product(Tile{}, a, b, i, j, begin, end - begin, height, edge, Tile::cols, false);
+      tile_product<Tile>(a, b, i, j, begin, end - begin, height, edge, Tile::cols, false);
       for (Index r = 0; r < height; ++r) {
         const Index kept = kept_width(r);
         float* out = target + r * c_stride;
@@ -390,12 +366,11 @@ void packed_product_with(Index rows, Index cols, Index depth, const MatrixOperan
   grow(b_packed, round_up_to(std::min(cols, packed_col_block), Tile::cols) * depth_block);
   // op(A)'s panels are read once when op(B) is one panel wide, and op(B)'s when op(A) is one
   // panel high (the gates' weight gradients, 8 rows over a batch's positions).
-  const bool a_in_place =
-      Tile::reads_in_place && fits_in_place(a, a.transposed ? depth : rows, cols <= Tile::cols);
+  const bool a_in_place = fits_in_place(a, a.transposed ? depth : rows, cols <= Tile::cols);
   // op(B)'s columns are read as whole vectors: in place only when they run along its rows and
   // every panel is full.
-  const bool b_in_place = Tile::reads_in_place && !b.transposed && cols % Tile::cols == 0 &&
-                          fits_in_place(b, depth, rows <= Tile::rows);
+  const bool b_in_place =
+      !b.transposed && cols % Tile::cols == 0 && fits_in_place(b, depth, rows <= Tile::rows);
   for (Index col0 = 0; col0 < cols; col0 += packed_col_block) {
     const Index col_count = std::min(packed_col_block, cols - col0);
     for (Index k0 = 0; k0 < depth; k0 += packed_depth_block) {
