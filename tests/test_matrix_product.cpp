@@ -6,7 +6,7 @@
 // (detail/packed_product.hpp), on its AVX-512 tile where the processor has AVX-512; double
 // products and other processors take Eigen's. The triangular products (the chunkwise form's
 // causal blocks) are checked on both: tile by tile on the packed product, by halves on Eigen's.
-// Each tile the processor runs is checked on its own, and the two tiles, and the AVX-512 tile's
+// Each tile the processor runs is checked on its own, and the two tiles, and each tile's
 // operands packed or read where they lie, must give the same bits.
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -186,11 +186,14 @@ struct TileProduct {
 // Shapes for one tile: the tiles' edges (6 x 16 and 8 x 32, whole and one past), a chunk of the
 // chunkwise form with operands read in place (columns a multiple of both tiles' 16 and 32), more
 // than a depth block read in place, operands too large to be read in place (more than 64K floats,
-// or rows 1024 floats apart; 75 x 32 x 1100's op(A) is read once, and so in place when transposed),
-// and a large op(B) read once, in place (op(A) one tile high over a long depth).
+// or rows 1024 floats apart), and large operands read once, and so in place: op(A) where op(B) is
+// one panel wide (75 x 32 x 1100 for the 8 x 32 tile, 603 x 16 x 130 for both, when transposed),
+// op(B) where op(A) is one panel high over a long depth (8 x 64 x 2100 for the 8 x 32 tile,
+// 6 x 64 x 2100 for both).
 const Shape tile_shapes[] = {{6, 16, 256},   {8, 32, 256},  {9, 33, 257},   {7, 17, 3},
                              {5, 64, 40},    {64, 64, 128}, {64, 128, 128}, {70, 128, 300},
-                             {144, 96, 600}, {13, 1030, 9}, {75, 32, 1100}, {8, 64, 2100}};
+                             {144, 96, 600}, {13, 1030, 9}, {75, 32, 1100}, {8, 64, 2100},
+                             {6, 64, 2100},  {603, 16, 130}};
 
 template <typename Tile>
 void check_tile(mlstm::test::Random& random) {
@@ -280,11 +283,12 @@ TEST_CASE("the packed product's bits do not depend on the tile or on packing", "
   const bool avx512 = mlstm::detail::processor_has_avx512();
   if (!avx512) WARN("no AVX-512 here: the 8 x 32 tile is not compared with the 6 x 16 one");
   // Narrow strides let a tile read both operands in place (where op(B)'s columns run along B's
-  // rows); strides of 1024 floats or more make it pack them. The last two shapes have an operand
+  // rows); strides of 1024 floats or more make it pack them. The last four shapes have an operand
   // too large to stay in the cache that is read only once, in place too: op(B) where op(A) is one
-  // tile high, op(A) (with a partial last panel) where op(B) is one tile wide.
-  const Shape shapes[] = {{64, 128, 128}, {64, 64, 128}, {13, 96, 70},
-                          {130, 64, 300}, {8, 64, 2100}, {603, 32, 130}};
+  // tile high (8 rows for the 8 x 32 tile, 6 for both), op(A) (with a partial last panel) where
+  // op(B) is one tile wide (32 columns for the 8 x 32 tile, 16 for both).
+  const Shape shapes[] = {{64, 128, 128}, {64, 64, 128},  {13, 96, 70},  {130, 64, 300},
+                          {8, 64, 2100},  {603, 32, 130}, {6, 64, 2100}, {603, 16, 130}};
   for (const Shape& shape : shapes) {
     for (int layout = 0; layout < 4; ++layout) {
       const bool a_transposed = (layout & 1) != 0, b_transposed = (layout & 2) != 0;

@@ -285,10 +285,10 @@ struct BlockOrigin {
 
 // C (rows, cols, row stride c_stride) = (add ? C : 0) + the product of a block's panels over
 // `depth`: panels of op(A)'s rows, Tile::rows high, by panels of op(B)'s columns, Tile::cols wide
-// (packed by pack_panels, or where they lie). With a triangle, the
-// block's place in the whole product decides per tile: lower_result skips the tiles wholly above
-// the diagonal and keeps a straddling tile's upper entries at (add ? C : 0); lower_a stops each
-// tile at the depth past its last row, upper_a starts it at its first row.
+// (packed by pack_panels, or where they lie). With a triangle, the block's place in the whole
+// product decides per tile: lower_result skips the tiles wholly above the diagonal and keeps a
+// straddling tile's upper entries at (add ? C : 0); lower_a stops each tile at the depth past its
+// last row, upper_a starts it at its first row.
 template <typename Tile>
 void panels_product(const OperandPanels& a, Index rows, const OperandPanels& b, Index cols,
                     Index depth, float* c, Index c_stride, bool add,
@@ -365,7 +365,8 @@ void packed_product_with(Index rows, Index cols, Index depth, const MatrixOperan
   grow(a_packed, round_up_to(std::min(rows, packed_row_block), Tile::rows) * depth_block);
   grow(b_packed, round_up_to(std::min(cols, packed_col_block), Tile::cols) * depth_block);
   // op(A)'s panels are read once when op(B) is one panel wide, and op(B)'s when op(A) is one
-  // panel high (the gates' weight gradients, 8 rows over a batch's positions).
+  // panel high (the gates' weight gradients, 8 rows over a batch's positions, on the 8 x 32
+  // tile; the 6 x 16 tile takes them in two panels and packs op(B)).
   const bool a_in_place = fits_in_place(a, a.transposed ? depth : rows, cols <= Tile::cols);
   // op(B)'s columns are read as whole vectors: in place only when they run along its rows and
   // every panel is full.
